@@ -1,0 +1,90 @@
+import { Hono } from 'hono';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { SandpoolError, toSandpoolError, type ErrorCode } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics/metrics.js';
+import type { PoolStats } from '../pool/container-pool.js';
+
+const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
+  UNAUTHORIZED: 401,
+  BAD_REQUEST: 400,
+  PAYLOAD_TOO_LARGE: 413,
+  TOO_MANY_REQUESTS: 429,
+  UNKNOWN_CALL: 404,
+  POOL_EXHAUSTED: 503,
+  SANDBOX_FAILED: 502,
+  LLM_FAILED: 502,
+  NOT_FOUND: 404,
+  SHUTTING_DOWN: 503,
+  INTERNAL: 500,
+};
+
+/** What the HTTP layer needs from the rest of the replica. */
+export interface HttpDeps {
+  replicaId: string;
+  startedAtMs: number;
+  logger: Logger;
+  metrics: Metrics;
+  poolStats: () => PoolStats;
+  /** Reasons this replica cannot serve; empty when ready. */
+  notReadyReasons: () => string[];
+}
+
+export function createHttpApp(deps: HttpDeps): Hono {
+  const app = new Hono();
+
+  app.get('/health', (c) =>
+    c.json({
+      status: 'ok',
+      replica: deps.replicaId,
+      uptimeSeconds: Math.round((Date.now() - deps.startedAtMs) / 1000),
+      pid: process.pid,
+      runtime: deps.poolStats().runtime,
+    }),
+  );
+
+  app.get('/ready', (c) => {
+    const reasons = deps.notReadyReasons();
+    return reasons.length === 0
+      ? c.json({ ready: true, replica: deps.replicaId })
+      : c.json({ ready: false, replica: deps.replicaId, reasons }, 503);
+  });
+
+  app.get('/stats/pool', (c) => {
+    const scope = c.req.query('scope') ?? 'replica';
+    const stats = deps.poolStats();
+    if (scope === 'replica') return c.json(stats);
+    if (scope === 'cluster') {
+      // Without shared state this replica is the whole cluster.
+      return c.json({
+        replicas: [{ replica: deps.replicaId, ...stats }],
+        totals: {
+          replicas: 1,
+          idle: stats.idle,
+          active: stats.active,
+          total: stats.total,
+          pending: stats.pending,
+          maxPoolSize: stats.maxPoolSize,
+          minPoolSize: stats.minPoolSize,
+        },
+      });
+    }
+    throw new SandpoolError('BAD_REQUEST', `scope must be "replica" or "cluster" (got ${JSON.stringify(scope)})`);
+  });
+
+  app.get('/metrics', async (c) => {
+    const body = await deps.metrics.registry.metrics();
+    return c.body(body, 200, { 'content-type': deps.metrics.registry.contentType });
+  });
+
+  app.notFound((c) => c.json({ error: { code: 'NOT_FOUND', message: `no route for ${c.req.method} ${c.req.path}` } }, 404));
+
+  // One of the two places errors become responses (the other: Socket.IO acks).
+  app.onError((err, c) => {
+    const e = toSandpoolError(err);
+    if (e.code === 'INTERNAL') deps.logger.error({ err: err.message, path: c.req.path }, 'request failed');
+    return c.json({ error: e.toJSON() }, STATUS[e.code]);
+  });
+
+  return app;
+}

@@ -1,0 +1,128 @@
+import { createInterface } from 'node:readline';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
+import { SandpoolError, errorMessage } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { ContainerRuntime, SandboxProcess, SandboxSpec } from '../runtime/types.js';
+import { StreamTransport } from './stream-transport.js';
+
+/** Options of startSandbox. */
+export interface StartSandboxOptions {
+  logger: Logger;
+  /** Bound on MCP initialize + tools/list. Default 15000. */
+  initTimeoutMs?: number;
+  /** stderr lines logged per sandbox before the rest is dropped (a chatty server must not flood the log). Default 200. */
+  maxLoggedStderrLines?: number;
+}
+
+/** A running sandbox with a connected MCP client and its tool list (cached at warm-up). */
+export interface Sandbox {
+  readonly id: string;
+  readonly workspaceDir: string;
+  readonly createdAtMs: number;
+  readonly tools: readonly Tool[];
+  readonly client: Client;
+  readonly process: SandboxProcess;
+  /** Cheap local check: false once the process exited or the MCP connection closed. */
+  isUsable(): boolean;
+  /** Asks the engine; used when handing a sandbox out. */
+  isHealthy(): Promise<boolean>;
+  /** Why the sandbox is no longer usable, when it is not. */
+  failureReason(): string | undefined;
+  callTool(name: string, args: Record<string, unknown>, options?: { timeoutMs?: number }): Promise<CallToolResult>;
+  destroy(): Promise<void>;
+}
+
+export async function startSandbox(runtime: ContainerRuntime, spec: SandboxSpec, options: StartSandboxOptions): Promise<Sandbox> {
+  const initTimeoutMs = options.initTimeoutMs ?? 15_000;
+  const maxLines = options.maxLoggedStderrLines ?? 200;
+  const proc = await runtime.start(spec).catch((err: unknown) => {
+    throw new SandpoolError('SANDBOX_FAILED', `could not start a sandbox from ${spec.image}: ${errorMessage(err)}`, { cause: err });
+  });
+  const shortId = proc.id.slice(0, 12);
+  const log = options.logger.child({ sandbox: shortId });
+
+  const stderrTail: string[] = [];
+  let logged = 0;
+  createInterface({ input: proc.stderr, crlfDelay: Infinity }).on('line', (line) => {
+    stderrTail.push(line);
+    if (stderrTail.length > 20) stderrTail.shift();
+    if (logged < maxLines) log.info({ stream: 'stderr' }, line);
+    else if (logged === maxLines) log.warn({ stream: 'stderr' }, `further stderr of sandbox ${shortId} is not logged`);
+    logged++;
+  });
+
+  let closedReason: string | undefined;
+  void proc.exited.then((info) => {
+    closedReason ??= info.reason;
+  });
+
+  const transport = new StreamTransport(proc.stdout, proc.stdin);
+  const client = new Client({ name: 'sandpool', version: '0.1.0' }, { capabilities: {} });
+  client.onclose = () => {
+    closedReason ??= 'the MCP connection closed';
+  };
+  client.onerror = (err) => log.warn({ err: errorMessage(err) }, 'MCP transport error');
+
+  const describeFailure = (err: unknown): string => {
+    const tail = stderrTail.length > 0 ? `; stderr: ${stderrTail.slice(-5).join(' | ')}` : '';
+    return `${errorMessage(err)}${closedReason ? ` (${closedReason})` : ''}${tail}`;
+  };
+
+  let tools: Tool[];
+  try {
+    await client.connect(transport, { timeout: initTimeoutMs });
+    tools = [];
+    let cursor: string | undefined;
+    do {
+      const page = await client.listTools(cursor ? { cursor } : {}, { timeout: initTimeoutMs });
+      tools.push(...page.tools);
+      cursor = page.nextCursor;
+    } while (cursor);
+  } catch (err) {
+    // Wait briefly for the exit reason: it is the most useful part of the error.
+    await Promise.race([proc.exited, new Promise((r) => setTimeout(r, 200))]);
+    await proc.destroy().catch(() => undefined);
+    await client.close().catch(() => undefined);
+    throw new SandpoolError('SANDBOX_FAILED', `sandbox ${shortId} from ${spec.image} did not initialize MCP: ${describeFailure(err)}`, {
+      cause: err,
+    });
+  }
+
+  let destroyed = false;
+  const sandbox: Sandbox = {
+    id: proc.id,
+    workspaceDir: proc.workspaceDir,
+    createdAtMs: Date.now(),
+    tools,
+    client,
+    process: proc,
+    isUsable: () => !destroyed && closedReason === undefined && !proc.hasExited(),
+    isHealthy: async () => sandbox.isUsable() && (await proc.isAlive()),
+    failureReason: () => (destroyed ? 'the sandbox was released' : closedReason),
+    async callTool(name, args, callOptions) {
+      if (!sandbox.isUsable()) {
+        throw new SandpoolError('SANDBOX_FAILED', `sandbox ${shortId} is gone: ${sandbox.failureReason() ?? 'unknown reason'}`);
+      }
+      try {
+        return (await client.callTool({ name, arguments: args }, undefined, {
+          timeout: callOptions?.timeoutMs ?? 60_000,
+        })) as CallToolResult;
+      } catch (err) {
+        // Give the exit a moment to be observed so the holder learns why.
+        if (!sandbox.isUsable() || /closed/i.test(errorMessage(err))) {
+          await Promise.race([proc.exited, new Promise((r) => setTimeout(r, 500))]);
+          throw new SandpoolError('SANDBOX_FAILED', `sandbox ${shortId} failed during ${name}: ${describeFailure(err)}`, { cause: err });
+        }
+        throw new SandpoolError('SANDBOX_FAILED', `tool ${name} failed in sandbox ${shortId}: ${errorMessage(err)}`, { cause: err });
+      }
+    },
+    async destroy() {
+      if (destroyed) return;
+      destroyed = true;
+      await client.close().catch(() => undefined);
+      await proc.destroy();
+    },
+  };
+  return sandbox;
+}

@@ -1,0 +1,129 @@
+import os from 'node:os';
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { APP_LABEL_VALUE, LABELS, type ContainerRuntime, type ContainerSummary } from '../runtime/types.js';
+
+/** Options of createOrphanSweeper. */
+export interface OrphanSweeperOptions {
+  runtime: ContainerRuntime;
+  replicaId: string;
+  /** This process's `sandpool.owner` label value. */
+  owner: string;
+  /** Containers this replica owns right now (never swept). */
+  ownedIds: () => ReadonlySet<string>;
+  logger: Logger;
+  /** A container of an unknown replica on another host is an orphan once older than this. Default 24 h. */
+  graceMs?: number;
+  /** Our own unlisted containers younger than this may still be starting. Default 60000. */
+  inFlightGraceMs?: number;
+  /** Default 60000. */
+  intervalMs?: number;
+  /** Hook for removed containers (metrics). */
+  onRemoved?: (count: number) => void;
+}
+
+export interface OrphanSweeper {
+  /** One pass; resolves with the ids it removed. */
+  sweep(): Promise<string[]>;
+  start(): void;
+  stop(): void;
+}
+
+type Verdict = { orphan: false } | { orphan: true; why: string };
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it exists but belongs to someone else.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes sandpool containers whose owning replica is gone, like
+ * testcontainers' reaper but by label. Without shared heartbeats the owner's
+ * liveness is decided locally:
+ * - owner process on this host: alive iff its pid exists;
+ * - owner on another host that is a container on this engine (compose
+ *   replicas): alive iff that container runs;
+ * - otherwise: our own REPLICA_ID from an earlier run is dead; an unknown
+ *   replica is dead once its container is older than the grace period.
+ */
+export function createOrphanSweeper(options: OrphanSweeperOptions): OrphanSweeper {
+  const { runtime, replicaId, owner } = options;
+  const graceMs = options.graceMs ?? 86_400_000;
+  const inFlightGraceMs = options.inFlightGraceMs ?? 60_000;
+  const log = options.logger.child({ component: 'OrphanSweeper' });
+  const hostname = os.hostname();
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<string[]> | undefined;
+
+  async function judge(c: ContainerSummary, now: number): Promise<Verdict> {
+    const age = now - c.createdAtMs;
+    const labelOwner = c.labels[LABELS.owner] ?? '';
+    const [ownerHost = '', pidText = ''] = labelOwner.split('/');
+    const pid = Number(pidText);
+    if (labelOwner === owner) {
+      return age > inFlightGraceMs ? { orphan: true, why: 'ours but no longer tracked' } : { orphan: false };
+    }
+    if (ownerHost === hostname && Number.isInteger(pid) && pid > 0) {
+      return pidAlive(pid) ? { orphan: false } : { orphan: true, why: `owner process ${pid} on this host is gone` };
+    }
+    if (ownerHost !== '' && ownerHost !== hostname) {
+      const running = await runtime.isRunning(ownerHost).catch(() => undefined);
+      if (running === true) return { orphan: false };
+      if (running === false) return { orphan: true, why: `owner container ${ownerHost} is not running` };
+    }
+    if (c.labels[LABELS.replica] === replicaId) return { orphan: true, why: `left by an earlier run of replica ${replicaId}` };
+    if (age > graceMs) return { orphan: true, why: `unknown owner and older than ${graceMs} ms` };
+    return { orphan: false };
+  }
+
+  async function sweepOnce(): Promise<string[]> {
+    const owned = options.ownedIds();
+    const now = Date.now();
+    const removed: string[] = [];
+    let containers: ContainerSummary[];
+    try {
+      containers = await runtime.list({ [LABELS.app]: APP_LABEL_VALUE });
+    } catch (err) {
+      log.warn({ err: errorMessage(err) }, 'orphan sweep could not list containers');
+      return removed;
+    }
+    for (const c of containers) {
+      if (owned.has(c.id)) continue;
+      const verdict = await judge(c, now);
+      if (!verdict.orphan) continue;
+      try {
+        await runtime.remove(c.id);
+        removed.push(c.id);
+        log.info({ container: c.id.slice(0, 12), name: c.name, replica: c.labels[LABELS.replica], why: verdict.why }, 'removed orphan container');
+      } catch (err) {
+        log.warn({ container: c.id.slice(0, 12), err: errorMessage(err) }, 'could not remove orphan container');
+      }
+    }
+    if (removed.length > 0) options.onRemoved?.(removed.length);
+    return removed;
+  }
+
+  return {
+    sweep() {
+      // One pass at a time: a slow engine must not pile sweeps up.
+      running ??= sweepOnce().finally(() => {
+        running = undefined;
+      });
+      return running;
+    },
+    start() {
+      if (timer) return;
+      timer = setInterval(() => void this.sweep(), options.intervalMs ?? 60_000);
+      timer.unref();
+    },
+    stop() {
+      clearInterval(timer);
+      timer = undefined;
+    },
+  };
+}

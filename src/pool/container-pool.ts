@@ -1,0 +1,441 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import os from 'node:os';
+import type genericPool from 'generic-pool';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { PoolConfig, SandboxLimits } from '../config/config.js';
+import { SandpoolError, errorMessage } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { startSandbox, type Sandbox } from '../mcp/sandbox.js';
+import { APP_LABEL_VALUE, LABELS, type ContainerRuntime, type SandboxSpec } from '../runtime/types.js';
+import { LatencyWindow, sleep, withTimeout } from '../util/async.js';
+import { Backoff, Capacity } from './capacity.js';
+import { createPoolWithEvictor, ensureMinimum, evictNow } from './generic-pool-internals.js';
+
+/** One user's exclusive hold on a sandbox. Released = the sandbox is destroyed. */
+export interface Lease {
+  readonly id: string;
+  readonly sandbox: Sandbox;
+  readonly acquiredAtMs: number;
+  /** How long acquire() took, in ms. */
+  readonly acquireMs: number;
+  callTool(name: string, args: Record<string, unknown>, options?: { timeoutMs?: number }): Promise<CallToolResult>;
+  /** Destroys the sandbox (a used workspace is never handed to anyone else). Idempotent. */
+  release(): Promise<void>;
+}
+
+/** The seed's stats shape (idle, active, total, maxPoolSize, minPoolSize) plus sandpool's extras. */
+export interface PoolStats {
+  idle: number;
+  active: number;
+  total: number;
+  maxPoolSize: number;
+  minPoolSize: number;
+  /** acquire() calls waiting for a sandbox. */
+  pending: number;
+  /** Sandboxes starting right now. */
+  creating: number;
+  enabled: boolean;
+  runtime: 'docker' | 'process';
+  isolated: boolean;
+  ready: boolean;
+  draining: boolean;
+  created: number;
+  destroyed: number;
+  failed: number;
+  acquired: number;
+  consecutiveFailures: number;
+  lastError: string | null;
+  acquireLatencyMs: { p50: number | null; p95: number | null; p99: number | null };
+  createLatencyMs: { p50: number | null; p95: number | null; p99: number | null };
+}
+
+/** Hooks for metrics; all optional. */
+export interface PoolObserver {
+  acquired?(ms: number): void;
+  created?(ms: number): void;
+  createFailed?(err: Error): void;
+  destroyed?(): void;
+}
+
+export interface ContainerPool {
+  /** Starts warming POOL_MIN_SIZE sandboxes in the background. */
+  start(): void;
+  /** Resolves true once minSize sandboxes are idle (or false after timeoutMs). */
+  whenWarm(timeoutMs: number): Promise<boolean>;
+  /** A ready sandbox, in ms when one is warm. Rejects with POOL_EXHAUSTED, SANDBOX_FAILED or SHUTTING_DOWN. */
+  acquire(): Promise<Lease>;
+  stats(): PoolStats;
+  /** Ids of every sandbox this pool currently owns (idle, leased, starting). */
+  ownedIds(): ReadonlySet<string>;
+  /** Destroys every sandbox, leased ones included, within timeoutMs. */
+  drain(timeoutMs: number): Promise<void>;
+}
+
+/** Options of createContainerPool. */
+export interface ContainerPoolOptions {
+  runtime: ContainerRuntime;
+  pool: PoolConfig;
+  sandbox: SandboxLimits;
+  replicaId: string;
+  logger: Logger;
+  /** Pool name in the `sandpool.pool` label. Default "default". */
+  name?: string;
+  observer?: PoolObserver;
+  /** How often idle sandboxes are checked for death and idle timeout. Default min(5000, idleTimeoutMs). */
+  evictionIntervalMs?: number;
+  /** First retry delay after a failed start; doubles up to backoffMaxMs. Default 250. */
+  backoffBaseMs?: number;
+  /** Default 30000. */
+  backoffMaxMs?: number;
+}
+
+/** `<hostname>/<pid>`: identifies the owning process for the orphan sweep. */
+export function ownerLabel(): string {
+  return `${os.hostname()}/${process.pid}`;
+}
+
+export function createContainerPool(options: ContainerPoolOptions): ContainerPool {
+  const { runtime, replicaId, observer } = options;
+  const cfg = options.pool;
+  const log = options.logger.child({ component: 'ContainerPool' });
+  const poolName = options.name ?? 'default';
+  const minIdle = cfg.enabled ? cfg.minSize : 0;
+  const capacity = new Capacity(cfg.maxSize);
+  const backoff = new Backoff(options.backoffBaseMs ?? 250, options.backoffMaxMs ?? 30_000);
+  const shutdown = new AbortController();
+  const owned = new Map<string, Sandbox>();
+  const leased = new Set<Sandbox>();
+  const leases = new Set<Lease>();
+  /** acquire() calls waiting right now: told about create failures and shutdown. */
+  const waiterListeners = new Set<(err: Error) => void>();
+  const acquireLatency = new LatencyWindow();
+  const createLatency = new LatencyWindow();
+  let creating = 0;
+  let waiting = 0;
+  const counters = { created: 0, destroyed: 0, failed: 0, acquired: 0 };
+  let lastError: string | null = null;
+  let warmedOnce = minIdle === 0;
+  let draining = false;
+  let refillTimer: NodeJS.Timeout | undefined;
+  let seq = 0;
+  const warmWaiters = new Set<() => void>();
+
+  const limits = options.sandbox;
+  const [uid = '1000', gid = uid] = limits.user.split(':');
+  const user = `${uid}:${gid}`;
+  const owner = ownerLabel();
+
+  function spec(): SandboxSpec {
+    seq++;
+    return {
+      image: cfg.image,
+      command: cfg.command,
+      name: `sandpool-${replicaId}-${seq}-${randomBytes(3).toString('hex')}`,
+      labels: {
+        [LABELS.app]: APP_LABEL_VALUE,
+        [LABELS.replica]: replicaId,
+        [LABELS.pool]: poolName,
+        [LABELS.created]: String(Date.now()),
+        [LABELS.owner]: owner,
+      },
+      user,
+      memoryBytes: limits.memoryMb * 1024 * 1024,
+      nanoCpus: Math.round(limits.cpus * 1e9),
+      pidsLimit: limits.pidsLimit,
+      workspaceBytes: limits.workspaceMb * 1024 * 1024,
+      tmpBytes: limits.tmpMb * 1024 * 1024,
+    };
+  }
+
+  async function destroySandbox(sb: Sandbox): Promise<void> {
+    if (!owned.has(sb.id)) return;
+    try {
+      await withTimeout(sb.destroy(), 15_000, `destroy sandbox ${sb.id.slice(0, 12)}`);
+    } catch (err) {
+      // The orphan sweep removes it later by label; the slot must not leak either way.
+      log.warn({ sandbox: sb.id.slice(0, 12), err: errorMessage(err) }, 'could not destroy sandbox');
+    } finally {
+      if (owned.delete(sb.id)) {
+        counters.destroyed++;
+        observer?.destroyed?.();
+        capacity.release();
+      }
+    }
+  }
+
+  function scheduleRefill(): void {
+    if (draining || refillTimer || minIdle === 0) return;
+    refillTimer = setTimeout(() => {
+      refillTimer = undefined;
+      if (!draining) ensureMinimum(gp as genericPool.Pool<unknown>);
+    }, backoff.remainingMs() + 10);
+    refillTimer.unref();
+  }
+
+  function checkWarm(): void {
+    if (!warmedOnce && gp.available >= minIdle) {
+      warmedOnce = true;
+      log.info(`[ContainerPool] Initialized with ${gp.available} idle containers`);
+    }
+    if (gp.available >= minIdle) {
+      for (const w of warmWaiters) w();
+      warmWaiters.clear();
+    }
+  }
+
+  const factory: genericPool.Factory<Sandbox> = {
+    async create() {
+      try {
+        await capacity.acquire();
+      } catch (err) {
+        // Only when draining. Pause before rejecting: generic-pool re-dispatches
+        // a rejected create at once while any acquire still waits.
+        await sleep(200);
+        throw err;
+      }
+      let counted = false;
+      try {
+        // Back off inside create: generic-pool re-dispatches a failed create at
+        // once while clients wait, which is a busy loop against a broken engine.
+        const wait = backoff.remainingMs();
+        if (wait > 0) await sleep(wait, shutdown.signal);
+        if (draining) {
+          await sleep(200);
+          throw new SandpoolError('SHUTTING_DOWN', 'the sandbox pool is shutting down');
+        }
+        creating++;
+        counted = true;
+        const started = Date.now();
+        const sandbox = await withTimeout(
+          startSandbox(runtime, spec(), { logger: options.logger, initTimeoutMs: cfg.createTimeoutMs }),
+          cfg.createTimeoutMs,
+          'sandbox start',
+          (late) => void late.destroy().catch(() => undefined),
+        );
+        const ms = Date.now() - started;
+        createLatency.record(ms);
+        counters.created++;
+        observer?.created?.(ms);
+        backoff.success();
+        lastError = null;
+        owned.set(sandbox.id, sandbox);
+        void sandbox.process.exited.then((info) => {
+          if (!owned.has(sandbox.id) || draining) return;
+          if (leased.has(sandbox)) log.warn({ sandbox: sandbox.id.slice(0, 12), reason: info.reason }, 'leased sandbox died');
+          else {
+            log.warn({ sandbox: sandbox.id.slice(0, 12), reason: info.reason }, 'idle sandbox died; evicting');
+            evictNow(gp as genericPool.Pool<unknown>);
+          }
+        });
+        setImmediate(checkWarm);
+        return sandbox;
+      } catch (err) {
+        capacity.release();
+        const error = err instanceof Error ? err : new Error(String(err));
+        if (!draining) {
+          counters.failed++;
+          backoff.failure();
+          lastError = error.message;
+          log.error({ err: error.message, retryInMs: backoff.remainingMs() }, 'sandbox start failed');
+          observer?.createFailed?.(error);
+          for (const listener of waiterListeners) listener(error);
+          scheduleRefill();
+        }
+        throw error;
+      } finally {
+        if (counted) creating--;
+      }
+    },
+    async destroy(sb) {
+      // A leased sandbox was detached from generic-pool on acquire; its lease destroys it.
+      if (leased.has(sb)) return;
+      await destroySandbox(sb);
+    },
+    async validate(sb) {
+      return sb.isHealthy();
+    },
+  };
+
+  const gp = createPoolWithEvictor<Sandbox>(
+    factory,
+    {
+      min: minIdle,
+      max: cfg.maxSize,
+      autostart: false,
+      testOnBorrow: true,
+      // Every acquire (including ones we gave up on) is bounded.
+      acquireTimeoutMillis: cfg.acquireTimeoutMs,
+      // sandpool enforces maxWaitingClients itself: abandoned acquires must not count.
+      evictionRunIntervalMillis: options.evictionIntervalMs ?? Math.min(5_000, cfg.idleTimeoutMs),
+      numTestsPerEvictionRun: cfg.maxSize,
+      softIdleTimeoutMillis: cfg.idleTimeoutMs,
+      idleTimeoutMillis: Number.MAX_SAFE_INTEGER,
+      fifo: true,
+    },
+    (config, resource, available) => {
+      if (!resource.obj.isUsable()) return true;
+      // Trim idle sandboxes above the minimum once they sat idle long enough.
+      return Date.now() - resource.lastIdleTime > config.softIdleTimeoutMillis && available > config.min;
+    },
+  );
+  gp.on('factoryDestroyError', (err: unknown) => log.warn({ err: errorMessage(err) }, 'destroy failed'));
+
+  function makeLease(sb: Sandbox, acquireMs: number): Lease {
+    let released = false;
+    const lease: Lease = {
+      id: randomUUID(),
+      sandbox: sb,
+      acquiredAtMs: Date.now(),
+      acquireMs,
+      callTool: (name, args, callOptions) => {
+        if (released) return Promise.reject(new SandpoolError('SANDBOX_FAILED', 'this sandbox lease was already released'));
+        return sb.callTool(name, args, callOptions);
+      },
+      async release() {
+        if (released) return;
+        released = true;
+        leases.delete(lease);
+        await destroySandbox(sb);
+        leased.delete(sb);
+      },
+    };
+    leases.add(lease);
+    return lease;
+  }
+
+  function isReady(): boolean {
+    if (draining) return false;
+    if (!warmedOnce) return false;
+    // Failing to start sandboxes with none left in stock: this replica cannot serve a new user.
+    return !(backoff.consecutiveFailures > 0 && gp.available === 0);
+  }
+
+  return {
+    start() {
+      log.info(`[ContainerPool] Initializing with min=${cfg.minSize}, max=${cfg.maxSize} (${cfg.enabled ? 'pooled' : 'on demand'}, runtime=${runtime.kind})`);
+      if (!runtime.isolated) log.warn('[ContainerPool] sandboxes run as plain processes: NOT ISOLATED from this host (no Docker engine)');
+      if (minIdle > 0) log.info(`[ContainerPool] Warming up ${minIdle} containers...`);
+      gp.start();
+    },
+
+    whenWarm(timeoutMs) {
+      if (gp.available >= minIdle) return Promise.resolve(true);
+      return new Promise((resolve) => {
+        const done = (): void => {
+          clearTimeout(timer);
+          resolve(true);
+        };
+        const timer = setTimeout(() => {
+          warmWaiters.delete(done);
+          resolve(false);
+        }, timeoutMs);
+        warmWaiters.add(done);
+      });
+    },
+
+    async acquire() {
+      if (draining) throw new SandpoolError('SHUTTING_DOWN', 'this replica is shutting down');
+      if (waiting >= cfg.maxWaitingClients) {
+        throw new SandpoolError('POOL_EXHAUSTED', `too many requests are waiting for a sandbox (${waiting}); try again shortly`);
+      }
+      if (gp.available === 0 && backoff.consecutiveFailures > 0) {
+        throw new SandpoolError(
+          'SANDBOX_FAILED',
+          `sandboxes are failing to start (${lastError ?? 'unknown error'}); next attempt in ${backoff.remainingMs()} ms`,
+        );
+      }
+      const started = performance.now();
+      waiting++;
+      const borrow = gp.acquire();
+      let onFailure: ((err: Error) => void) | undefined;
+      const failFast = new Promise<never>((_, reject) => {
+        onFailure = (err) => {
+          if (err instanceof SandpoolError && err.code === 'SHUTTING_DOWN') return reject(err);
+          if (gp.available > 0) return;
+          reject(new SandpoolError('SANDBOX_FAILED', `could not start a sandbox: ${err.message}`, { cause: err }));
+        };
+        waiterListeners.add(onFailure);
+      });
+      let sb: Sandbox;
+      try {
+        sb = await Promise.race([borrow, failFast]);
+      } catch (err) {
+        // If generic-pool hands us a sandbox after we gave up, it goes back unused.
+        borrow.then((late) => gp.release(late), () => undefined);
+        if (err instanceof SandpoolError) throw err;
+        if (err instanceof Error && err.name === 'TimeoutError') {
+          throw new SandpoolError(
+            'POOL_EXHAUSTED',
+            `no sandbox became free within ${cfg.acquireTimeoutMs} ms (${leases.size} of ${cfg.maxSize} in use)`,
+          );
+        }
+        throw new SandpoolError('SANDBOX_FAILED', `could not acquire a sandbox: ${errorMessage(err)}`, { cause: err });
+      } finally {
+        waiting--;
+        if (onFailure) waiterListeners.delete(onFailure);
+      }
+      // Detach the sandbox from generic-pool: its `min` then counts idle spares
+      // (a leased sandbox is replaced at once), while Capacity bounds the total.
+      leased.add(sb);
+      await gp.destroy(sb);
+      const ms = performance.now() - started;
+      acquireLatency.record(ms);
+      counters.acquired++;
+      observer?.acquired?.(ms);
+      return makeLease(sb, ms);
+    },
+
+    stats() {
+      // Counted from sandpool's own books: generic-pool's `available` is stale after clear().
+      const idle = [...owned.values()].filter((sb) => !leased.has(sb)).length;
+      return {
+        idle,
+        active: leases.size,
+        total: idle + leases.size + creating,
+        maxPoolSize: cfg.maxSize,
+        minPoolSize: cfg.minSize,
+        pending: waiting,
+        creating,
+        enabled: cfg.enabled,
+        runtime: runtime.kind,
+        isolated: runtime.isolated,
+        ready: isReady(),
+        draining,
+        ...counters,
+        consecutiveFailures: backoff.consecutiveFailures,
+        lastError,
+        acquireLatencyMs: acquireLatency.percentiles(),
+        createLatencyMs: createLatency.percentiles(),
+      };
+    },
+
+    ownedIds() {
+      return new Set(owned.keys());
+    },
+
+    async drain(timeoutMs) {
+      if (draining) return;
+      draining = true;
+      clearTimeout(refillTimer);
+      shutdown.abort();
+      capacity.close();
+      const stopping = new SandpoolError('SHUTTING_DOWN', 'this replica is shutting down');
+      for (const listener of waiterListeners) listener(stopping);
+      const deadline = Date.now() + timeoutMs;
+      log.info({ idle: gp.available, active: leases.size }, '[ContainerPool] draining');
+      const leasedNow = [...leases];
+      await withTimeout(
+        (async () => {
+          await gp.drain();
+          await gp.clear();
+        })(),
+        Math.max(1, deadline - Date.now()),
+        'pool drain',
+      ).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'pool drain incomplete'));
+      await Promise.allSettled(leasedNow.map((l) => l.release()));
+      // Anything still owned (a create that finished during drain) goes too.
+      await Promise.allSettled([...owned.values()].map((sb) => destroySandbox(sb)));
+      log.info({ destroyed: counters.destroyed }, '[ContainerPool] drained');
+    },
+  };
+}

@@ -1,0 +1,84 @@
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import type { ContainerRuntime, ContainerSummary, ExitInfo, SandboxProcess, SandboxSpec } from './types.js';
+
+/**
+ * Development fallback when no Docker engine answers: the same MCP filesystem
+ * server as a child process rooted at a fresh temp directory. NOT isolated:
+ * the server runs with this process's user and network, and the sandbox
+ * limits are not enforced. Refused when NODE_ENV=production (see config).
+ */
+export function createProcessRuntime(options: { serverEntry?: string } = {}): ContainerRuntime {
+  const serverEntry =
+    options.serverEntry ?? createRequire(import.meta.url).resolve('@modelcontextprotocol/server-filesystem/dist/index.js');
+  const children = new Map<string, { child: ChildProcessWithoutNullStreams; summary: ContainerSummary; dir: string }>();
+
+  async function kill(id: string): Promise<void> {
+    const entry = children.get(id);
+    if (!entry) return;
+    children.delete(id);
+    if (entry.child.exitCode === null && entry.child.signalCode === null) {
+      const gone = new Promise<void>((resolve) => entry.child.once('exit', () => resolve()));
+      entry.child.kill('SIGKILL');
+      await gone;
+    }
+    await rm(entry.dir, { recursive: true, force: true });
+  }
+
+  return {
+    kind: 'process',
+    isolated: false,
+    async ping() {
+      /* always available */
+    },
+    async start(spec: SandboxSpec): Promise<SandboxProcess> {
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'sandpool-sbx-'));
+      const child = spawn(process.execPath, [serverEntry, dir], { cwd: dir, stdio: ['pipe', 'pipe', 'pipe'] });
+      const id = `proc-${child.pid ?? 'x'}-${path.basename(dir).slice(-6)}`;
+      let exitedFlag = false;
+      const exited = new Promise<ExitInfo>((resolve) => {
+        child.once('exit', (code, signal) => {
+          exitedFlag = true;
+          resolve({ exitCode: code, reason: signal ? `process killed by ${signal}` : `process exited with code ${code}` });
+        });
+        child.once('error', (err) => {
+          exitedFlag = true;
+          resolve({ exitCode: null, reason: `process failed to start: ${err.message}` });
+        });
+      });
+      children.set(id, {
+        child,
+        dir,
+        summary: { id, name: spec.name, labels: spec.labels, createdAtMs: Date.now(), running: true },
+      });
+      void exited.then(() => {
+        const entry = children.get(id);
+        if (entry) entry.summary.running = false;
+      });
+      return {
+        id,
+        workspaceDir: dir,
+        stdin: child.stdin,
+        stdout: child.stdout,
+        stderr: child.stderr,
+        exited,
+        hasExited: () => exitedFlag,
+        isAlive: async () => !exitedFlag,
+        destroy: () => kill(id),
+      };
+    },
+    async list(labels) {
+      return [...children.values()]
+        .map((e) => e.summary)
+        .filter((s) => Object.entries(labels).every(([k, v]) => s.labels[k] === v));
+    },
+    remove: kill,
+    async isRunning(id) {
+      const entry = children.get(id);
+      return entry ? entry.summary.running : undefined;
+    },
+  };
+}

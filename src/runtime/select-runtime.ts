@@ -1,0 +1,28 @@
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { createDockerRuntime } from './docker-runtime.js';
+import { createProcessRuntime } from './process-runtime.js';
+import type { ContainerRuntime } from './types.js';
+
+/**
+ * POOL_RUNTIME: docker (must answer), process (dev only), or auto (docker when
+ * the engine answers, else the process runtime — refused in production).
+ */
+export async function selectRuntime(options: {
+  mode: 'docker' | 'process' | 'auto';
+  production: boolean;
+  dockerSocket: string;
+  logger: Logger;
+}): Promise<ContainerRuntime> {
+  if (options.mode === 'process') return createProcessRuntime();
+  const docker = createDockerRuntime({ socketPath: options.dockerSocket });
+  try {
+    await docker.ping();
+    return docker;
+  } catch (err) {
+    const why = `Docker engine at ${options.dockerSocket} did not answer: ${errorMessage(err)}`;
+    if (options.mode === 'docker' || options.production) throw new Error(why);
+    options.logger.warn(`${why}; POOL_RUNTIME=auto falls back to the process runtime (sandboxes are NOT isolated)`);
+    return createProcessRuntime();
+  }
+}
