@@ -21,6 +21,8 @@ export interface Sandpool {
   readonly pool: ContainerPool;
   readonly runtime: ContainerRuntime;
   readonly logger: Logger;
+  /** Why this replica cannot serve right now (what /ready reports); empty when ready. */
+  notReadyReasons(): string[];
   /** Graceful, bounded shutdown: /ready 503, stop accepting, drain the pool, remove our containers. */
   stop(reason?: string): Promise<void>;
 }
@@ -43,6 +45,12 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     logger,
   });
   let stopping = false;
+  const notReadyReasons = (): string[] => {
+    if (stopping) return ['shutting down'];
+    const s = pool?.stats();
+    if (s && !s.ready) return [s.lastError ? `sandbox pool not ready: ${s.lastError}` : 'sandbox pool warming up'];
+    return [];
+  };
 
   // Metrics read the pool lazily, so the registry can exist before the pool.
   let pool: ContainerPool | undefined;
@@ -81,13 +89,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     logger,
     metrics,
     poolStats: () => thePool.stats(),
-    notReadyReasons: () => {
-      const reasons: string[] = [];
-      if (stopping) reasons.push('shutting down');
-      const s = thePool.stats();
-      if (!stopping && !s.ready) reasons.push(s.lastError ? `sandbox pool not ready: ${s.lastError}` : 'sandbox pool warming up');
-      return reasons;
-    },
+    notReadyReasons,
   });
 
   const server: ServerType = await new Promise((resolve, reject) => {
@@ -129,6 +131,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     pool: thePool,
     runtime,
     logger,
+    notReadyReasons,
     stop: (reason) => (stopped ??= stop(reason)),
   };
 }

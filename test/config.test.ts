@@ -1,0 +1,78 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { describe, it } from 'node:test';
+import { ConfigError, loadConfig } from '../src/config/config.js';
+
+function problemsOf(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError);
+    return err.problems;
+  }
+  assert.fail('expected a ConfigError');
+}
+
+describe('config', () => {
+  it('has sane defaults, including the seed\'s pool variables', () => {
+    const c = loadConfig({});
+    assert.equal(c.port, 3000);
+    assert.equal(c.pool.enabled, true);
+    assert.equal(c.pool.runtime, 'auto');
+    assert.equal(c.pool.image, 'sandpool-sandbox:latest');
+    assert.equal(c.pool.minSize, 5);
+    assert.equal(c.pool.maxSize, 50);
+    assert.equal(c.pool.idleTimeoutMs, 900_000);
+    assert.ok(c.pool.acquireTimeoutMs > 0);
+    assert.ok(c.pool.maxWaitingClients > 0);
+    assert.match(c.replicaId, /^[A-Za-z0-9_.-]+$/);
+  });
+
+  it('parses the seed\'s values and booleans', () => {
+    const c = loadConfig({ ENABLE_CONTAINER_POOL: 'false', POOL_MIN_SIZE: '10', POOL_MAX_SIZE: '100', POOL_IDLE_TIMEOUT_MS: '900000' });
+    assert.equal(c.pool.enabled, false);
+    assert.equal(c.pool.minSize, 10);
+    assert.equal(c.pool.maxSize, 100);
+    assert.equal(loadConfig({ ENABLE_CONTAINER_POOL: 'TRUE' }).pool.enabled, true);
+  });
+
+  it('lists every bad variable in one error', () => {
+    const problems = problemsOf({ POOL_MIN_SIZE: '-1', POOL_MAX_SIZE: 'lots', PORT: '70000', POOL_RUNTIME: 'kubernetes', ENABLE_CONTAINER_POOL: 'maybe' });
+    const names = problems.map((p) => p.split(':')[0]).sort();
+    assert.deepEqual(names, ['ENABLE_CONTAINER_POOL', 'POOL_MAX_SIZE', 'POOL_MIN_SIZE', 'POOL_RUNTIME', 'PORT']);
+    assert.ok(problems.some((p) => /POOL_MIN_SIZE: must be >= 0 \(got "-1"\)/.test(p)), problems.join('\n'));
+    assert.ok(problems.some((p) => /POOL_MAX_SIZE: must be a whole number/.test(p)), problems.join('\n'));
+  });
+
+  it('refuses POOL_MIN_SIZE above POOL_MAX_SIZE', () => {
+    assert.deepEqual(problemsOf({ POOL_MIN_SIZE: '20', POOL_MAX_SIZE: '10' }), ['POOL_MIN_SIZE: must be <= POOL_MAX_SIZE (got 20 > 10)']);
+  });
+
+  it('refuses the unisolated process runtime in production', () => {
+    const [problem] = problemsOf({ NODE_ENV: 'production', POOL_RUNTIME: 'process' });
+    assert.match(problem ?? '', /POOL_RUNTIME: .*refused when NODE_ENV=production/);
+  });
+
+  it('accepts POOL_COMMAND as JSON or words, and rejects a bad JSON one', () => {
+    assert.deepEqual(loadConfig({ POOL_COMMAND: '["node","/srv/server.js","/workspace"]' }).pool.command, ['node', '/srv/server.js', '/workspace']);
+    assert.deepEqual(loadConfig({ POOL_COMMAND: 'mcp-server --root /workspace' }).pool.command, ['mcp-server', '--root', '/workspace']);
+    assert.match(problemsOf({ POOL_COMMAND: '[1,2' })[0] ?? '', /POOL_COMMAND: must be a JSON array/);
+  });
+
+  it('treats blank values as unset', () => {
+    assert.equal(loadConfig({ POOL_MIN_SIZE: '', PORT: '  ' }).pool.minSize, 5);
+  });
+
+  it('makes `npm start` exit non-zero listing every bad variable', async () => {
+    const child = spawn(process.execPath, ['dist/src/main.js'], {
+      env: { PATH: process.env.PATH, POOL_MIN_SIZE: '-1', POOL_MAX_SIZE: 'x', SANDBOX_CPUS: 'fast' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    assert.equal(code, 2);
+    for (const name of ['POOL_MIN_SIZE', 'POOL_MAX_SIZE', 'SANDBOX_CPUS']) assert.match(stderr, new RegExp(`- ${name}: `));
+    assert.match(stderr, /Invalid configuration \(3 problems\)/);
+  });
+});

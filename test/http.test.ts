@@ -1,0 +1,137 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { createSandpool, type Sandpool } from '../src/main.js';
+import { LABELS } from '../src/runtime/types.js';
+import { dockerPs, testConfig, uniqueReplica, waitFor } from './helpers.js';
+
+async function getJson(url: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(url);
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+describe('HTTP endpoints of a real replica', () => {
+  let app: Sandpool;
+  before(async () => {
+    app = await createSandpool(testConfig({ POOL_MIN_SIZE: '2', POOL_MAX_SIZE: '5' }), { warmTimeoutMs: 30_000 });
+  });
+  after(() => app.stop('test done'));
+
+  it('GET /health is 200 with replica and uptime', async () => {
+    const { status, body } = await getJson(`${app.url}/health`);
+    assert.equal(status, 200);
+    assert.equal(body.status, 'ok');
+    assert.equal(body.replica, app.config.replicaId);
+    assert.equal(typeof body.uptimeSeconds, 'number');
+  });
+
+  it('GET /ready is 200 once the pool is warm', async () => {
+    const { status, body } = await getJson(`${app.url}/ready`);
+    assert.equal(status, 200, JSON.stringify(body));
+  });
+
+  it('GET /stats/pool has the seed\'s fields and they match the containers that exist', async () => {
+    const { status, body } = await getJson(`${app.url}/stats/pool`);
+    assert.equal(status, 200);
+    for (const field of ['idle', 'active', 'total', 'maxPoolSize', 'minPoolSize', 'pending']) {
+      assert.equal(typeof body[field], 'number', `${field} missing`);
+    }
+    assert.deepEqual(
+      { idle: body.idle, active: body.active, total: body.total, maxPoolSize: body.maxPoolSize, minPoolSize: body.minPoolSize, pending: body.pending },
+      { idle: 2, active: 0, total: 2, maxPoolSize: 5, minPoolSize: 2, pending: 0 },
+    );
+    assert.equal((await dockerPs({ [LABELS.replica]: app.config.replicaId })).length, 2);
+
+    const lease = await app.pool.acquire();
+    // The leased one is replaced: 1 active + 2 idle spares = 3 containers.
+    await waitFor('spare replaced', async () => (await getJson(`${app.url}/stats/pool`)).body.idle === 2);
+    const during = (await getJson(`${app.url}/stats/pool`)).body;
+    assert.equal(during.active, 1);
+    assert.equal(during.total, 3);
+    assert.equal(during.acquired, 1);
+    assert.equal(typeof (during.acquireLatencyMs as { p50: number }).p50, 'number');
+    assert.equal((await dockerPs({ [LABELS.replica]: app.config.replicaId })).length, 3);
+    await lease.release();
+    const afterRelease = (await getJson(`${app.url}/stats/pool`)).body;
+    assert.equal(afterRelease.active, 0);
+    assert.equal(afterRelease.total, 2);
+    assert.equal((await dockerPs({ [LABELS.replica]: app.config.replicaId })).length, 2);
+  });
+
+  it('GET /stats/pool?scope=cluster lists this replica and totals; a bad scope is a coded 400', async () => {
+    const { body } = await getJson(`${app.url}/stats/pool?scope=cluster`);
+    const replicas = body.replicas as Array<Record<string, unknown>>;
+    assert.equal(replicas.length, 1);
+    assert.equal(replicas[0]?.replica, app.config.replicaId);
+    assert.equal((body.totals as Record<string, number>).idle, replicas[0]?.idle);
+    const bad = await getJson(`${app.url}/stats/pool?scope=galaxy`);
+    assert.equal(bad.status, 400);
+    assert.equal((bad.body.error as { code: string }).code, 'BAD_REQUEST');
+  });
+
+  it('GET /metrics is Prometheus text with pool gauges and the acquire histogram', async () => {
+    const res = await fetch(`${app.url}/metrics`);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /text\/plain/);
+    const text = await res.text();
+    assert.match(text, new RegExp(`^sandpool_pool_idle\\{replica="${app.config.replicaId}"\\} 2$`, 'm'));
+    assert.match(text, /^sandpool_pool_acquire_seconds_count\{replica="[^"]+"\} 1$/m);
+    assert.match(text, /^# TYPE sandpool_pool_create_failures_total counter$/m);
+  });
+
+  it('unknown routes get a coded JSON 404', async () => {
+    const { status, body } = await getJson(`${app.url}/nope`);
+    assert.equal(status, 404);
+    assert.equal((body.error as { code: string }).code, 'NOT_FOUND');
+  });
+});
+
+describe('a replica whose sandbox image is broken', () => {
+  it('stays alive (/health 200) but not ready (/ready 503 with the reason)', async () => {
+    const app = await createSandpool(testConfig({ POOL_IMAGE: 'sandpool-missing-image:none', POOL_MIN_SIZE: '1' }));
+    try {
+      await waitFor('a failed start', () => app.pool.stats().failed > 0);
+      const ready = await getJson(`${app.url}/ready`);
+      assert.equal(ready.status, 503);
+      assert.match(JSON.stringify(ready.body.reasons), /sandpool-missing-image/);
+      assert.equal((await getJson(`${app.url}/health`)).status, 200);
+    } finally {
+      await app.stop();
+    }
+  });
+});
+
+describe('shutdown', () => {
+  it('stop() turns /ready to 503 first, then removes every container of the replica', async () => {
+    const app = await createSandpool(testConfig({ POOL_MIN_SIZE: '2' }), { warmTimeoutMs: 30_000 });
+    const lease = await app.pool.acquire();
+    assert.ok((await dockerPs({ [LABELS.replica]: app.config.replicaId })).length >= 2);
+    assert.deepEqual(app.notReadyReasons(), []);
+    const stopping = app.stop('test');
+    // Readiness flips before anything else happens, so a balancer stops sending users here.
+    assert.deepEqual(app.notReadyReasons(), ['shutting down']);
+    await stopping;
+    assert.deepEqual(await dockerPs({ [LABELS.replica]: app.config.replicaId }), []);
+    assert.equal(app.pool.stats().ready, false);
+    await assert.rejects(fetch(`${app.url}/health`), 'server still accepting after stop');
+    assert.equal(lease.sandbox.isUsable(), false);
+  });
+
+  it('SIGTERM to `node dist/src/main.js` exits 0 and leaves no container behind', async () => {
+    const replica = uniqueReplica('sig');
+    const child = spawn(process.execPath, ['dist/src/main.js'], {
+      env: { PATH: process.env.PATH, PORT: '0', HOST: '127.0.0.1', REPLICA_ID: replica, POOL_MIN_SIZE: '2', LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    await waitFor('the replica to warm 2 containers', () => /Initialized with 2 idle containers/.test(out), 30_000);
+    assert.equal((await dockerPs({ [LABELS.replica]: replica })).length, 2);
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0, out);
+    assert.match(out, /shutdown complete/);
+    assert.deepEqual(await dockerPs({ [LABELS.replica]: replica }), []);
+  });
+});

@@ -1,0 +1,46 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Config } from '../src/config/config.js';
+import { createContainerPool, type ContainerPool } from '../src/pool/container-pool.js';
+import { createDockerRuntime } from '../src/runtime/docker-runtime.js';
+import { execFileAsync, testConfig, testLogger, textOf } from './helpers.js';
+
+const ECHO_IMAGE = 'sandpool-test-echo-mcp:latest';
+const pools: ContainerPool[] = [];
+
+function makePool(cfg: Config): ContainerPool {
+  const pool = createContainerPool({ runtime: createDockerRuntime(), pool: cfg.pool, sandbox: cfg.sandbox, replicaId: cfg.replicaId, logger: testLogger() });
+  pools.push(pool);
+  pool.start();
+  return pool;
+}
+
+describe('other MCP images', () => {
+  before(async () => {
+    await execFileAsync('docker', ['build', '-q', '-t', ECHO_IMAGE, 'test/fixtures/echo-mcp']);
+  });
+  after(async () => {
+    await Promise.all(pools.map((p) => p.drain(20_000)));
+    await execFileAsync('docker', ['rmi', '-f', ECHO_IMAGE]).catch(() => undefined);
+  });
+
+  it('pools any stdio MCP server image set by POOL_IMAGE', async () => {
+    const pool = makePool(testConfig({ POOL_IMAGE: ECHO_IMAGE, POOL_MIN_SIZE: '1' }));
+    assert.equal(await pool.whenWarm(30_000), true);
+    const lease = await pool.acquire();
+    assert.deepEqual(lease.sandbox.tools.map((t) => t.name), ['echo']);
+    const res = await lease.callTool('echo', { text: 'hi' });
+    assert.equal(textOf(res), 'echo(uid=1000): hi');
+    await lease.release();
+  });
+
+  it('runs a command override (POOL_COMMAND) instead of the image entrypoint', async () => {
+    const command = JSON.stringify(['node', '/opt/sandbox/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js', '/tmp']);
+    const pool = makePool(testConfig({ POOL_COMMAND: command, POOL_MIN_SIZE: '1' }));
+    const lease = await pool.acquire();
+    const allowed = await lease.callTool('list_allowed_directories', {});
+    assert.match(textOf(allowed), /\/tmp/);
+    assert.doesNotMatch(textOf(allowed), /\/workspace/);
+    await lease.release();
+  });
+});

@@ -1,0 +1,59 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { createSandpool } from '../src/main.js';
+import { createContainerPool } from '../src/pool/container-pool.js';
+import { createProcessRuntime } from '../src/runtime/process-runtime.js';
+import { testConfig, testLogger, textOf, waitFor } from './helpers.js';
+
+describe('process runtime (no Docker)', () => {
+  it('serves the same lease API from a child process rooted in a temp dir, removed on release', async () => {
+    const cfg = testConfig({ POOL_RUNTIME: 'process', POOL_MIN_SIZE: '1' });
+    const pool = createContainerPool({ runtime: createProcessRuntime(), pool: cfg.pool, sandbox: cfg.sandbox, replicaId: cfg.replicaId, logger: testLogger() });
+    pool.start();
+    try {
+      assert.equal(await pool.whenWarm(20_000), true);
+      const a = await pool.acquire();
+      const b = await pool.acquire();
+      const dir = a.sandbox.workspaceDir;
+      assert.notEqual(dir, b.sandbox.workspaceDir);
+      await a.callTool('write_file', { path: `${dir}/a.txt`, content: 'process sandbox' });
+      assert.equal(textOf(await a.callTool('read_text_file', { path: `${dir}/a.txt` })), 'process sandbox');
+      // B's server is rooted elsewhere and refuses A's directory.
+      assert.equal((await b.callTool('read_text_file', { path: `${dir}/a.txt` })).isError, true);
+      assert.equal(pool.stats().runtime, 'process');
+      assert.equal(pool.stats().isolated, false);
+      await a.release();
+      assert.equal(existsSync(dir), false, 'workspace dir survived release');
+      await b.release();
+    } finally {
+      await pool.drain(10_000);
+    }
+  });
+
+  it('POOL_RUNTIME=auto falls back to processes when Docker does not answer (development only)', async () => {
+    const app = await createSandpool(testConfig({ POOL_RUNTIME: 'auto', DOCKER_SOCKET: '/nonexistent/docker.sock', POOL_MIN_SIZE: '1' }), { warmTimeoutMs: 20_000 });
+    try {
+      assert.equal(app.runtime.kind, 'process');
+      const health = (await (await fetch(`${app.url}/health`)).json()) as { runtime: string };
+      assert.equal(health.runtime, 'process');
+      await waitFor('ready', async () => (await fetch(`${app.url}/ready`)).status === 200);
+    } finally {
+      await app.stop();
+    }
+  });
+
+  it('refuses to start in production when Docker does not answer', async () => {
+    await assert.rejects(
+      createSandpool(testConfig({ NODE_ENV: 'production', POOL_RUNTIME: 'auto', DOCKER_SOCKET: '/nonexistent/docker.sock' })),
+      /Docker engine at \/nonexistent\/docker.sock did not answer/,
+    );
+  });
+
+  it('POOL_RUNTIME=docker with no engine fails start-up with the reason', async () => {
+    await assert.rejects(
+      createSandpool(testConfig({ POOL_RUNTIME: 'docker', DOCKER_SOCKET: '/nonexistent/docker.sock' })),
+      /did not answer/,
+    );
+  });
+});

@@ -1,0 +1,59 @@
+import assert from 'node:assert/strict';
+import { PassThrough, Writable } from 'node:stream';
+import { describe, it } from 'node:test';
+import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
+import { StreamTransport } from '../src/mcp/stream-transport.js';
+
+describe('StreamTransport', () => {
+  it('splits newline-delimited JSON-RPC across chunk boundaries and reports stray lines without stopping', async () => {
+    const input = new PassThrough();
+    const t = new StreamTransport(input, new PassThrough());
+    const messages: JSONRPCMessage[] = [];
+    const errors: Error[] = [];
+    t.onmessage = (m) => messages.push(m);
+    t.onerror = (e) => errors.push(e);
+    await t.start();
+    input.write('{"jsonrpc":"2.0","id":1,"res');
+    input.write('ult":{}}\nnot json at all\n{"jsonrpc":"2.0","method":"x"}\n');
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(messages, [
+      { jsonrpc: '2.0', id: 1, result: {} },
+      { jsonrpc: '2.0', method: 'x' },
+    ]);
+    assert.equal(errors.length, 1);
+  });
+
+  it('waits for drain when the sandbox reads slowly (write backpressure)', async () => {
+    let release: (() => void) | undefined;
+    const written: string[] = [];
+    const slow = new Writable({
+      highWaterMark: 16,
+      write(chunk: Buffer, _enc, cb) {
+        written.push(chunk.toString());
+        release = cb;
+      },
+    });
+    const t = new StreamTransport(new PassThrough(), slow);
+    await t.start();
+    let sent = false;
+    const sending = t.send({ jsonrpc: '2.0', method: 'notifications/x', params: { pad: 'x'.repeat(64) } }).then(() => (sent = true));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(sent, false, 'send resolved before the stream drained');
+    release?.();
+    await sending;
+    assert.equal(sent, true);
+    assert.match(written.join(''), /notifications\/x/);
+  });
+
+  it('closes when the sandbox output ends, and refuses sends after that', async () => {
+    const input = new PassThrough();
+    const t = new StreamTransport(input, new PassThrough());
+    let closed = 0;
+    t.onclose = () => closed++;
+    await t.start();
+    input.end();
+    await new Promise((r) => setImmediate(r));
+    assert.equal(closed, 1);
+    await assert.rejects(t.send({ jsonrpc: '2.0', method: 'x' }), /closed/);
+  });
+});
