@@ -76,3 +76,23 @@ describe('config', () => {
     assert.match(stderr, /Invalid configuration \(3 problems\)/);
   });
 });
+
+describe('.env.example', () => {
+  it('documents every variable the config reads, each with its real default', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { ENV_VARIABLES } = await import('../src/config/config.js');
+    const text = readFileSync('.env.example', 'utf8');
+    const documented = new Map<string, string>();
+    for (const line of text.split('\n')) {
+      const m = /^#?\s*([A-Z][A-Z0-9_]+)=(.*)$/.exec(line.trim());
+      if (m?.[1]) documented.set(m[1], m[2] ?? '');
+    }
+    assert.deepEqual([...ENV_VARIABLES].filter((v) => !documented.has(v)), [], 'variables missing from .env.example');
+    assert.deepEqual([...documented.keys()].filter((v) => !ENV_VARIABLES.includes(v)), [], '.env.example lists variables the code does not read');
+    // The uncommented values are the defaults: loading them changes nothing.
+    const values = Object.fromEntries([...documented].filter(([, v]) => v !== ''));
+    const fromExample = loadConfig(values);
+    const defaults = loadConfig({});
+    assert.deepEqual({ ...fromExample, replicaId: '' }, { ...defaults, replicaId: '' });
+  });
+});

@@ -140,6 +140,9 @@ const envSchema = z.object({
   SHUTDOWN_TIMEOUT_MS: int(15_000, 100),
 });
 
+/** Every environment variable sandpool reads (.env.example documents each one). */
+export const ENV_VARIABLES: readonly string[] = Object.keys(envSchema.shape);
+
 /** Parses POOL_COMMAND: a JSON array of strings, or words split on whitespace. */
 function parseCommand(raw: string): string[] | string {
   if (raw.startsWith('[')) {

@@ -105,6 +105,8 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
   const shutdown = new AbortController();
   const owned = new Map<string, Sandbox>();
   const leased = new Set<Sandbox>();
+  /** Sandboxes being destroyed by us, with the destroy in progress. */
+  const retiring = new Map<string, Promise<void>>();
   const leases = new Set<Lease>();
   /** acquire() calls waiting right now: told about create failures and shutdown. */
   const waiterListeners = new Set<(err: Error) => void>();
@@ -147,20 +149,29 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
     };
   }
 
-  async function destroySandbox(sb: Sandbox): Promise<void> {
-    if (!owned.has(sb.id)) return;
-    try {
-      await withTimeout(sb.destroy(), 15_000, `destroy sandbox ${sb.id.slice(0, 12)}`);
-    } catch (err) {
-      // The orphan sweep removes it later by label; the slot must not leak either way.
-      log.warn({ sandbox: sb.id.slice(0, 12), err: errorMessage(err) }, 'could not destroy sandbox');
-    } finally {
-      if (owned.delete(sb.id)) {
-        counters.destroyed++;
-        observer?.destroyed?.();
-        capacity.release();
+  function destroySandbox(sb: Sandbox): Promise<void> {
+    // Concurrent callers (lease release, drain) share one destroy.
+    const inFlight = retiring.get(sb.id);
+    if (inFlight) return inFlight;
+    if (!owned.has(sb.id)) return Promise.resolve();
+    const done = (async () => {
+      try {
+        await withTimeout(sb.destroy(), 15_000, `destroy sandbox ${sb.id.slice(0, 12)}`);
+      } catch (err) {
+        // The orphan sweep removes it later by label; the slot must not leak either way.
+        log.warn({ sandbox: sb.id.slice(0, 12), err: errorMessage(err) }, 'could not destroy sandbox');
+      } finally {
+        retiring.delete(sb.id);
+        if (owned.delete(sb.id)) {
+          counters.destroyed++;
+          observer?.destroyed?.();
+          capacity.release();
+        }
       }
-    }
+    })();
+    // Its exit is expected from here on: not a death to report.
+    retiring.set(sb.id, done);
+    return done;
   }
 
   function scheduleRefill(): void {
@@ -220,7 +231,7 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
         lastError = null;
         owned.set(sandbox.id, sandbox);
         void sandbox.process.exited.then((info) => {
-          if (!owned.has(sandbox.id) || draining) return;
+          if (!owned.has(sandbox.id) || retiring.has(sandbox.id) || draining) return;
           if (leased.has(sandbox)) log.warn({ sandbox: sandbox.id.slice(0, 12), reason: info.reason }, 'leased sandbox died');
           else {
             log.warn({ sandbox: sandbox.id.slice(0, 12), reason: info.reason }, 'idle sandbox died; evicting');
