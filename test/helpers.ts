@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
@@ -79,4 +79,23 @@ export function textOf(result: CallToolResult): string {
   return result.content
     .map((c) => (c.type === 'text' ? c.text : ''))
     .join('\n');
+}
+
+/** A sandpool replica as a real child process (`node dist/src/main.js`), output captured. */
+export interface ReplicaProcess {
+  child: import('node:child_process').ChildProcess;
+  output(): string;
+  exited: Promise<number | null>;
+}
+
+export function spawnReplica(env: Record<string, string>): ReplicaProcess {
+  const child = spawn(process.execPath, ['dist/src/main.js'], {
+    env: { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, output: () => out, exited };
 }

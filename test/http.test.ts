@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { createSandpool, type Sandpool } from '../src/main.js';
 import { LABELS } from '../src/runtime/types.js';
-import { dockerPs, testConfig, uniqueReplica, waitFor } from './helpers.js';
+import { dockerPs, spawnReplica, testConfig, uniqueReplica, waitFor } from './helpers.js';
 
 async function getJson(url: string): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(url);
@@ -119,19 +118,12 @@ describe('shutdown', () => {
 
   it('SIGTERM to `node dist/src/main.js` exits 0 and leaves no container behind', async () => {
     const replica = uniqueReplica('sig');
-    const child = spawn(process.execPath, ['dist/src/main.js'], {
-      env: { PATH: process.env.PATH, PORT: '0', HOST: '127.0.0.1', REPLICA_ID: replica, POOL_MIN_SIZE: '2', LOG_LEVEL: 'info' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
-    await waitFor('the replica to warm 2 containers', () => /Initialized with 2 idle containers/.test(out), 30_000);
+    const { child, output, exited } = spawnReplica({ REPLICA_ID: replica, POOL_MIN_SIZE: '2' });
+    await waitFor('the replica to warm 2 containers', () => /Initialized with 2 idle containers/.test(output()), 30_000);
     assert.equal((await dockerPs({ [LABELS.replica]: replica })).length, 2);
     child.kill('SIGTERM');
-    assert.equal(await exited, 0, out);
-    assert.match(out, /shutdown complete/);
+    assert.equal(await exited, 0, output());
+    assert.match(output(), /shutdown complete/);
     assert.deepEqual(await dockerPs({ [LABELS.replica]: replica }), []);
   });
 });

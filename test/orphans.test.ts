@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import os from 'node:os';
 import { after, describe, it } from 'node:test';
 import { createSandpool } from '../src/main.js';
 import { createOrphanSweeper } from '../src/orphans/orphan-sweeper.js';
 import { createDockerRuntime } from '../src/runtime/docker-runtime.js';
 import { LABELS } from '../src/runtime/types.js';
-import { dockerPs, execFileAsync, testConfig, testLogger, uniqueReplica, waitFor } from './helpers.js';
+import { dockerPs, execFileAsync, spawnReplica, testConfig, testLogger, uniqueReplica, waitFor } from './helpers.js';
 
 const created: string[] = [];
 
@@ -26,14 +25,8 @@ after(async () => {
 describe('orphan sweep', () => {
   it('removes at start-up the containers of a replica that was killed -9', async () => {
     const dead = uniqueReplica('dead');
-    const child = spawn(process.execPath, ['dist/src/main.js'], {
-      env: { PATH: process.env.PATH, PORT: '0', HOST: '127.0.0.1', REPLICA_ID: dead, POOL_MIN_SIZE: '2', LOG_LEVEL: 'info' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    const exited = new Promise((resolve) => child.on('exit', resolve));
-    await waitFor('the doomed replica to warm up', () => /Initialized with 2 idle containers/.test(out), 30_000);
+    const { child, output, exited } = spawnReplica({ REPLICA_ID: dead, POOL_MIN_SIZE: '2' });
+    await waitFor('the doomed replica to warm up', () => /Initialized with 2 idle containers/.test(output()), 30_000);
     child.kill('SIGKILL');
     await exited;
     const leftover = await dockerPs({ [LABELS.replica]: dead });
