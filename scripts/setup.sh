@@ -42,6 +42,9 @@ if ! docker info >/dev/null 2>&1; then
   log "Docker engine is up"
 fi
 
+# --- Chromium for the browser test (Debian's package; playwright-core drives it) ---
+command -v chromium >/dev/null 2>&1 || apt_install chromium
+
 # --- npm dependencies --------------------------------------------------------
 if [[ ! -d "$root/node_modules/.bin" ]]; then
   log "npm ci"

@@ -1,10 +1,21 @@
 import { existsSync } from 'node:fs';
+import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { pathToFileURL } from 'node:url';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { serve, type ServerType } from '@hono/node-server';
 import { ConfigError, loadConfig, type Config } from './config/config.js';
 import { errorMessage } from './errors.js';
+import { createLocalPlanner } from './agent/local-planner.js';
+import { createLlmProvider } from './agent/providers/index.js';
+import type { LlmProvider } from './agent/types.js';
+import { createApprovalRegistry } from './chat/approvals.js';
+import { createChatService, type ChatService } from './chat/chat-service.js';
+import { createSessionManager } from './chat/sessions.js';
 import { createHttpApp } from './http/http-app.js';
+import { createAuthenticator } from './realtime/auth.js';
+import { attachRealtime, emitToRoom, userRoom } from './realtime/gateway.js';
+import { createMemoryRequestLimiter } from './state/request-limiter.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMetrics } from './metrics/metrics.js';
 import { createOrphanSweeper } from './orphans/orphan-sweeper.js';
@@ -20,6 +31,7 @@ export interface Sandpool {
   readonly url: string;
   readonly pool: ContainerPool;
   readonly runtime: ContainerRuntime;
+  readonly chat: ChatService;
   readonly logger: Logger;
   /** Why this replica cannot serve right now (what /ready reports); empty when ready. */
   notReadyReasons(): string[];
@@ -32,6 +44,25 @@ export interface SandpoolOptions {
   logger?: Logger;
   /** Wait this long for the pool to warm before resolving (it keeps warming after). Default 0: do not wait. */
   warmTimeoutMs?: number;
+}
+
+/** The web page's files: <repo>/web, from src/ (tsx) or dist/src/ alike. */
+function webRoot(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const fromDist = path.resolve(here, '../../web');
+  return existsSync(fromDist) ? fromDist : path.resolve(here, '../web');
+}
+
+function createProvider(config: Config): LlmProvider {
+  if (config.llm.provider === 'local') return createLocalPlanner();
+  return createLlmProvider({
+    provider: config.llm.provider,
+    // Config already refused a missing key where the provider needs one.
+    apiKey: config.llm.apiKey ?? 'unused',
+    baseUrl: config.llm.baseUrl,
+    model: config.llm.model,
+    timeoutMs: config.llm.timeoutMs,
+  });
 }
 
 /** Composition root: wires config, runtime, pool, sweeper, metrics and HTTP, and starts listening. */
@@ -54,7 +85,18 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
 
   // Metrics read the pool lazily, so the registry can exist before the pool.
   let pool: ContainerPool | undefined;
-  const metrics = createMetrics({ replicaId: config.replicaId, poolStats: () => pool!.stats() });
+  let realtime: ReturnType<typeof attachRealtime> | undefined;
+  let chat: ChatService | undefined;
+  const approvals = createApprovalRegistry();
+  let sessionCount = (): number => 0;
+  const metrics = createMetrics({
+    replicaId: config.replicaId,
+    poolStats: () => pool!.stats(),
+    chat: () =>
+      realtime && chat
+        ? { connections: realtime.connections, sessions: sessionCount, inFlight: chat.inFlight, pendingApprovals: approvals.pendingCount }
+        : undefined,
+  });
   pool = createContainerPool({
     runtime,
     pool: config.pool,
@@ -83,7 +125,28 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   sweeper.start();
   thePool.start();
 
+  const provider = createProvider(config);
+  const sessions = createSessionManager({ chat: config.chat, pool: thePool, logger });
+  sessionCount = sessions.count;
+  const theChat = createChatService({
+    chat: config.chat,
+    replicaId: config.replicaId,
+    provider,
+    pool: thePool,
+    sessions,
+    approvals,
+    limiter: createMemoryRequestLimiter(config.chat.maxRequestsPerUser),
+    emit: (userId, event, payload) => {
+      if (realtime) emitToRoom(realtime.io, userRoom(userId), event, payload);
+    },
+    logger,
+    observer: metrics.chatObserver,
+  });
+  chat = theChat;
+  logger.info({ provider: provider.name, model: provider.model }, 'agent provider');
+
   const http = createHttpApp({
+    webRoot: webRoot(),
     replicaId: config.replicaId,
     startedAtMs,
     logger,
@@ -96,6 +159,16 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     const s = serve({ fetch: http.fetch, port: config.port, hostname: config.host }, () => resolve(s));
     s.once('error', reject);
   });
+  realtime = attachRealtime({
+    httpServer: server as HttpServer,
+    chat: theChat,
+    authenticate: createAuthenticator(config.auth.secret),
+    logger,
+    maxMessageBytes: config.chat.maxMessageBytes,
+    eventsPerSecond: config.chat.socketEventsPerSecond,
+    onRejected: (code) => metrics.chatObserver.rejected?.(code),
+  });
+  const theRealtime = realtime;
   const port = (server.address() as AddressInfo).port;
   const url = `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}`;
   logger.info({ url, replica: config.replicaId, runtime: runtime.kind }, 'sandpool listening');
@@ -110,6 +183,10 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     const left = (): number => Math.max(100, deadline - Date.now());
     logger.info({ reason, budgetMs: budget }, 'shutting down');
     sweeper.stop();
+    // Requests in flight get a share of the budget to finish; the rest fail with SHUTTING_DOWN.
+    await theChat.shutdown(Math.min(5_000, budget / 3));
+    // Sockets are told to go (clients reconnect, through nginx, to a survivor).
+    await withTimeout(theRealtime.close(), Math.min(left(), 3_000), 'socket.io close').catch(() => undefined);
     // Stop accepting; idle keep-alive sockets go now, busy ones get a bounded grace.
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     if ('closeIdleConnections' in server) server.closeIdleConnections();
@@ -130,6 +207,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     url,
     pool: thePool,
     runtime,
+    chat: theChat,
     logger,
     notReadyReasons,
     stop: (reason) => (stopped ??= stop(reason)),

@@ -96,3 +96,30 @@ describe('.env.example', () => {
     assert.deepEqual({ ...fromExample, replicaId: '' }, { ...defaults, replicaId: '' });
   });
 });
+
+describe('config: chat and identity', () => {
+  it('refuses production without AUTH_SECRET, and a remote provider without its key', () => {
+    assert.throws(() => loadConfig({ NODE_ENV: 'production' }), /AUTH_SECRET: required when NODE_ENV=production/);
+    assert.throws(() => loadConfig({ LLM_PROVIDER: 'gemini' }), /GEMINI_API_KEY: required when LLM_PROVIDER=gemini/);
+    assert.throws(() => loadConfig({ LLM_PROVIDER: 'anthropic' }), /ANTHROPIC_API_KEY: required/);
+    // An OpenAI-compatible local server may run without a key.
+    assert.equal(loadConfig({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: 'http://127.0.0.1:8080/v1' }).llm.provider, 'openai');
+  });
+
+  it('never echoes a secret in a config error', () => {
+    try {
+      loadConfig({ AUTH_SECRET: 'short-secret' });
+      assert.fail('accepted a short AUTH_SECRET');
+    } catch (err) {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.message, /AUTH_SECRET: must be at least 16 characters/);
+      assert.doesNotMatch(err.message, /short-secret/);
+    }
+  });
+
+  it('defaults MAX_REQUESTS_PER_USER to 5 and LLM_PROVIDER to local', () => {
+    const c = loadConfig({});
+    assert.equal(c.chat.maxRequestsPerUser, 5);
+    assert.equal(c.llm.provider, 'local');
+  });
+});

@@ -1,6 +1,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
+import { io as connectIo, type Socket as ClientSocket } from 'socket.io-client';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { loadConfig, type Config } from '../src/config/config.js';
 import { createLogger, type Logger } from '../src/logger.js';
@@ -98,4 +99,83 @@ export function spawnReplica(env: Record<string, string>): ReplicaProcess {
   child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   return { child, output: () => out, exited };
+}
+
+// --- Socket.IO client helpers ---------------------------------------------------
+
+
+export type { ClientSocket };
+
+export interface AckResponse {
+  ok: boolean;
+  requestId?: string;
+  sessionId?: string;
+  error?: { code: string; message: string };
+}
+
+/** Every event a test socket received, in order, from the moment it was created. */
+const received = new WeakMap<ClientSocket, Array<{ event: string; payload: unknown; taken: boolean }>>();
+const arrivals = new WeakMap<ClientSocket, Set<() => void>>();
+
+/** Connects like the contract says: auth + uid routing hint. Rejects with the connect_error. */
+export function connectUser(
+  url: string,
+  auth: Record<string, unknown>,
+  options: { uid?: string; transports?: Array<'websocket' | 'polling'> } = {},
+): Promise<ClientSocket> {
+  const socket = connectIo(url, {
+    auth,
+    query: { uid: options.uid ?? String(auth.userId ?? 'x') },
+    transports: options.transports ?? ['websocket'],
+    reconnection: false,
+    forceNew: true,
+  });
+  // Record from the start: an event can arrive in the same tick as an ack,
+  // before the test's await continuation could add a listener.
+  const log: Array<{ event: string; payload: unknown; taken: boolean }> = [];
+  const waiters = new Set<() => void>();
+  received.set(socket, log);
+  arrivals.set(socket, waiters);
+  socket.onAny((event: string, payload: unknown) => {
+    log.push({ event, payload, taken: false });
+    for (const w of [...waiters]) w();
+  });
+  return new Promise((resolve, reject) => {
+    socket.once('connect', () => resolve(socket));
+    socket.once('connect_error', (err) => {
+      socket.close();
+      reject(err);
+    });
+  });
+}
+
+export function emitAck(socket: ClientSocket, event: string, ...args: unknown[]): Promise<AckResponse> {
+  return socket.timeout(10_000).emitWithAck(event, ...args) as Promise<AckResponse>;
+}
+
+/**
+ * The first not-yet-taken `event` matching `match`, already received or still
+ * to come; taking it means a later call will not return it again.
+ */
+export function nextEvent<T = Record<string, unknown>>(socket: ClientSocket, event: string, match: (p: T) => boolean = () => true, timeoutMs = 20_000): Promise<T> {
+  const log = received.get(socket);
+  const waiters = arrivals.get(socket);
+  if (!log || !waiters) return Promise.reject(new Error('socket was not made by connectUser'));
+  return new Promise((resolve, reject) => {
+    const check = (): boolean => {
+      const hit = log.find((e) => !e.taken && e.event === event && match(e.payload as T));
+      if (!hit) return false;
+      hit.taken = true;
+      waiters.delete(onArrival);
+      clearTimeout(timer);
+      resolve(hit.payload as T);
+      return true;
+    };
+    const onArrival = (): void => void check();
+    const timer = setTimeout(() => {
+      waiters.delete(onArrival);
+      reject(new Error(`no ${event} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    if (!check()) waiters.add(onArrival);
+  });
 }

@@ -45,7 +45,7 @@ describe('process runtime (no Docker)', () => {
 
   it('refuses to start in production when Docker does not answer', async () => {
     await assert.rejects(
-      createSandpool(testConfig({ NODE_ENV: 'production', POOL_RUNTIME: 'auto', DOCKER_SOCKET: '/nonexistent/docker.sock' })),
+      createSandpool(testConfig({ NODE_ENV: 'production', AUTH_SECRET: 'a-production-secret-0123', POOL_RUNTIME: 'auto', DOCKER_SOCKET: '/nonexistent/docker.sock' })),
       /Docker engine at \/nonexistent\/docker.sock did not answer/,
     );
   });

@@ -19,6 +19,9 @@ export interface Config {
   sandbox: SandboxLimits;
   orphans: { sweepIntervalMs: number; graceMs: number };
   docker: { socketPath: string };
+  chat: ChatConfig;
+  auth: { secret: string | undefined };
+  llm: LlmConfig;
   /** Upper bound on the whole graceful shutdown. Default 15000. */
   shutdownTimeoutMs: number;
 }
@@ -36,12 +39,44 @@ export interface PoolConfig {
   maxSize: number;
   /** Idle sandboxes above minSize are removed after this long. Default 900000. */
   idleTimeoutMs: number;
-  /** How long acquire() waits before POOL_EXHAUSTED. Default 10000. */
+  /** How long acquire() waits before POOL_EXHAUSTED. Default 30000. */
   acquireTimeoutMs: number;
   /** Bound on one sandbox start (create + start + MCP initialize). Default 20000. */
   createTimeoutMs: number;
   /** acquire() calls allowed to wait at once; more are refused with POOL_EXHAUSTED. Default 200. */
   maxWaitingClients: number;
+  /** Sandboxes starting at once. Starts are CPU-bound: too many in parallel makes every one of them late. Default 2 x cores. */
+  createConcurrency: number;
+}
+
+export interface ChatConfig {
+  /** Requests in flight per user (accepted, not yet done or failed). Default 5. */
+  maxRequestsPerUser: number;
+  /** A session's sandbox is released after this long without activity. Default 600000. */
+  sessionIdleTimeoutMs: number;
+  /** After a user's last socket disconnects: cancel their requests and release the sandbox after this long. Default 30000. */
+  disconnectGraceMs: number;
+  /** A tool call not approved within this long is refused. Default 120000. */
+  toolApprovalTimeoutMs: number;
+  /** Bound on one tool call in the sandbox. Default 60000. */
+  toolCallTimeoutMs: number;
+  /** Largest accepted message text, in UTF-8 bytes. Default 16384. */
+  maxMessageBytes: number;
+  /** Sessions (users) per replica; more are refused at connect. Default 2000. */
+  maxSessions: number;
+  /** Model turns per request before the agent gives up. Default 8. */
+  maxAgentSteps: number;
+  /** Events one socket may send per second (burst twice that); more are refused. Default 20. */
+  socketEventsPerSecond: number;
+}
+
+export interface LlmConfig {
+  provider: 'local' | 'gemini' | 'openai' | 'anthropic';
+  model: string | undefined;
+  apiKey: string | undefined;
+  /** OPENAI_BASE_URL (or GEMINI_BASE_URL / ANTHROPIC_BASE_URL): any compatible server. */
+  baseUrl: string | undefined;
+  timeoutMs: number;
 }
 
 export interface SandboxLimits {
@@ -121,9 +156,10 @@ const envSchema = z.object({
   POOL_MIN_SIZE: int(5, 0, 1000),
   POOL_MAX_SIZE: int(50, 1, 10000),
   POOL_IDLE_TIMEOUT_MS: int(900_000, 1000),
-  POOL_ACQUIRE_TIMEOUT_MS: int(10_000, 1),
+  POOL_ACQUIRE_TIMEOUT_MS: int(30_000, 1),
   POOL_CREATE_TIMEOUT_MS: int(20_000, 100),
   POOL_MAX_WAITING_CLIENTS: int(200, 0),
+  POOL_CREATE_CONCURRENCY: int(Math.max(2, os.availableParallelism() * 2), 1, 1000),
   SANDBOX_MEMORY_MB: int(256, 16, 1_048_576),
   SANDBOX_CPUS: num(1, 0.01, 1024),
   SANDBOX_PIDS_LIMIT: int(64, 8, 100_000),
@@ -138,10 +174,31 @@ const envSchema = z.object({
   ORPHAN_GRACE_MS: int(86_400_000, 0),
   DOCKER_SOCKET: z.string().trim().min(1).default('/var/run/docker.sock'),
   SHUTDOWN_TIMEOUT_MS: int(15_000, 100),
+  MAX_REQUESTS_PER_USER: int(5, 1, 1000),
+  SESSION_IDLE_TIMEOUT_MS: int(600_000, 1000),
+  SESSION_DISCONNECT_GRACE_MS: int(30_000, 0),
+  TOOL_APPROVAL_TIMEOUT_MS: int(120_000, 100),
+  TOOL_CALL_TIMEOUT_MS: int(60_000, 100),
+  MAX_MESSAGE_BYTES: int(16_384, 16, 10_000_000),
+  MAX_SESSIONS: int(2000, 1),
+  AGENT_MAX_STEPS: int(8, 1, 100),
+  SOCKET_EVENTS_PER_SECOND: int(20, 1, 10_000),
+  AUTH_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
+  LLM_PROVIDER: z.enum(['local', 'gemini', 'openai', 'anthropic']).default('local'),
+  LLM_MODEL: optionalString,
+  LLM_TIMEOUT_MS: int(60_000, 100),
+  GEMINI_API_KEY: optionalString,
+  GEMINI_BASE_URL: z.string().url().optional(),
+  OPENAI_API_KEY: optionalString,
+  OPENAI_BASE_URL: z.string().url().optional(),
+  ANTHROPIC_API_KEY: optionalString,
+  ANTHROPIC_BASE_URL: z.string().url().optional(),
 });
 
 /** Every environment variable sandpool reads (.env.example documents each one). */
 export const ENV_VARIABLES: readonly string[] = Object.keys(envSchema.shape);
+
+const SECRET_VARIABLES = new Set(['AUTH_SECRET', 'GEMINI_API_KEY', 'OPENAI_API_KEY', 'ANTHROPIC_API_KEY']);
 
 /** Parses POOL_COMMAND: a JSON array of strings, or words split on whitespace. */
 function parseCommand(raw: string): string[] | string {
@@ -169,7 +226,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   if (!result.success) {
     for (const issue of result.error.issues) {
       const name = String(issue.path[0] ?? '?');
-      problems.push(`${name}: ${issue.message} (got ${JSON.stringify(cleaned[name] ?? null)})`);
+      // Never echo a secret into logs.
+      const shown = SECRET_VARIABLES.has(name) ? `a value of ${cleaned[name]?.length ?? 0} characters` : JSON.stringify(cleaned[name] ?? null);
+      problems.push(`${name}: ${issue.message} (got ${shown})`);
     }
     throw new ConfigError(problems);
   }
@@ -179,6 +238,16 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   }
   if (e.NODE_ENV === 'production' && e.POOL_RUNTIME === 'process') {
     problems.push('POOL_RUNTIME: "process" runs sandboxes without isolation and is refused when NODE_ENV=production');
+  }
+  if (e.NODE_ENV === 'production' && e.AUTH_SECRET === undefined) {
+    problems.push('AUTH_SECRET: required when NODE_ENV=production (the development identity auth.userId is refused there)');
+  }
+  const keyName = { local: undefined, gemini: 'GEMINI_API_KEY', openai: 'OPENAI_API_KEY', anthropic: 'ANTHROPIC_API_KEY' } as const;
+  const neededKey = keyName[e.LLM_PROVIDER];
+  const apiKey = neededKey ? e[neededKey] : undefined;
+  // An OpenAI-compatible local server may not need a key; the hosted APIs do.
+  if (neededKey && apiKey === undefined && !(e.LLM_PROVIDER === 'openai' && e.OPENAI_BASE_URL)) {
+    problems.push(`${neededKey}: required when LLM_PROVIDER=${e.LLM_PROVIDER}`);
   }
   let command: string[] | undefined;
   if (e.POOL_COMMAND !== undefined) {
@@ -205,6 +274,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       acquireTimeoutMs: e.POOL_ACQUIRE_TIMEOUT_MS,
       createTimeoutMs: e.POOL_CREATE_TIMEOUT_MS,
       maxWaitingClients: e.POOL_MAX_WAITING_CLIENTS,
+      createConcurrency: e.POOL_CREATE_CONCURRENCY,
     },
     sandbox: {
       memoryMb: e.SANDBOX_MEMORY_MB,
@@ -217,5 +287,24 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     orphans: { sweepIntervalMs: e.ORPHAN_SWEEP_INTERVAL_MS, graceMs: e.ORPHAN_GRACE_MS },
     docker: { socketPath: e.DOCKER_SOCKET },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    chat: {
+      maxRequestsPerUser: e.MAX_REQUESTS_PER_USER,
+      sessionIdleTimeoutMs: e.SESSION_IDLE_TIMEOUT_MS,
+      disconnectGraceMs: e.SESSION_DISCONNECT_GRACE_MS,
+      toolApprovalTimeoutMs: e.TOOL_APPROVAL_TIMEOUT_MS,
+      toolCallTimeoutMs: e.TOOL_CALL_TIMEOUT_MS,
+      maxMessageBytes: e.MAX_MESSAGE_BYTES,
+      maxSessions: e.MAX_SESSIONS,
+      maxAgentSteps: e.AGENT_MAX_STEPS,
+      socketEventsPerSecond: e.SOCKET_EVENTS_PER_SECOND,
+    },
+    auth: { secret: e.AUTH_SECRET },
+    llm: {
+      provider: e.LLM_PROVIDER,
+      model: e.LLM_MODEL,
+      apiKey,
+      baseUrl: { local: undefined, gemini: e.GEMINI_BASE_URL, openai: e.OPENAI_BASE_URL, anthropic: e.ANTHROPIC_BASE_URL }[e.LLM_PROVIDER],
+      timeoutMs: e.LLM_TIMEOUT_MS,
+    },
   };
 }

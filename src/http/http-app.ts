@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { Hono } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { SandpoolError, toSandpoolError, type ErrorCode } from '../errors.js';
@@ -21,6 +23,8 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
 
 /** What the HTTP layer needs from the rest of the replica. */
 export interface HttpDeps {
+  /** Directory of the chat page (index.html, app.js, style.css). */
+  webRoot: string;
   replicaId: string;
   startedAtMs: number;
   logger: Logger;
@@ -32,6 +36,25 @@ export interface HttpDeps {
 
 export function createHttpApp(deps: HttpDeps): Hono {
   const app = new Hono();
+
+  // The chat page: three small files, read once. Socket.IO serves its own
+  // client at /socket.io/socket.io.min.js (no CDN).
+  const page = (file: string, type: string): { body: string; type: string } => ({ body: readFileSync(path.join(deps.webRoot, file), 'utf8'), type });
+  const files: Record<string, { body: string; type: string }> = {
+    '/': page('index.html', 'text/html; charset=utf-8'),
+    '/app.js': page('app.js', 'text/javascript; charset=utf-8'),
+    '/style.css': page('style.css', 'text/css; charset=utf-8'),
+  };
+  for (const [route, file] of Object.entries(files)) {
+    app.get(route, (c) =>
+      c.body(file.body, 200, {
+        'content-type': file.type,
+        'cache-control': 'no-cache',
+        'x-content-type-options': 'nosniff',
+        ...(route === '/' ? { 'content-security-policy': "default-src 'self'; connect-src 'self'; img-src 'self' data:" } : {}),
+      }),
+    );
+  }
 
   app.get('/health', (c) =>
     c.json({

@@ -1,28 +1,40 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ChatObserver } from '../chat/chat-service.js';
 import type { PoolObserver, PoolStats } from '../pool/container-pool.js';
 
 /** One prom-client registry per app instance (no global default registry). */
 export interface Metrics {
   registry: Registry;
   poolObserver: PoolObserver;
+  chatObserver: ChatObserver;
   orphansRemoved: Counter;
 }
 
-export function createMetrics(options: { replicaId: string; poolStats: () => PoolStats }): Metrics {
+/** Live numbers of the realtime layer, read when /metrics is scraped. */
+export interface ChatGauges {
+  connections(): number;
+  sessions(): number;
+  inFlight(): number;
+  pendingApprovals(): number;
+}
+
+export function createMetrics(options: { replicaId: string; poolStats: () => PoolStats; chat: () => ChatGauges | undefined }): Metrics {
   const registry = new Registry();
   registry.setDefaultLabels({ replica: options.replicaId });
   collectDefaultMetrics({ register: registry, prefix: 'sandpool_' });
 
-  const gauge = (name: string, help: string, pick: (s: PoolStats) => number): void => {
+  /** A gauge read when /metrics is scraped. */
+  const liveGauge = (name: string, help: string, read: () => number): void => {
     new Gauge({
       name,
       help,
       registers: [registry],
       collect() {
-        this.set(pick(options.poolStats()));
+        this.set(read());
       },
     });
   };
+  const gauge = (name: string, help: string, pick: (s: PoolStats) => number): void => liveGauge(name, help, () => pick(options.poolStats()));
   gauge('sandpool_pool_idle', 'Warm sandboxes ready to hand out', (s) => s.idle);
   gauge('sandpool_pool_active', 'Sandboxes leased to users', (s) => s.active);
   gauge('sandpool_pool_total', 'All sandboxes of this replica (idle + active + starting)', (s) => s.total);
@@ -56,9 +68,51 @@ export function createMetrics(options: { replicaId: string; poolStats: () => Poo
     registers: [registry],
   });
 
+  const chatGauge = (name: string, help: string, pick: (g: ChatGauges) => number): void =>
+    liveGauge(name, help, () => {
+      const g = options.chat();
+      return g ? pick(g) : 0;
+    });
+  chatGauge('sandpool_socket_connections', 'Connected Socket.IO sockets', (g) => g.connections());
+  chatGauge('sandpool_sessions', 'User sessions on this replica', (g) => g.sessions());
+  chatGauge('sandpool_requests_in_flight', 'Chat requests accepted and not yet done or failed', (g) => g.inFlight());
+  chatGauge('sandpool_approvals_pending', 'Tool calls waiting for the user\'s approval', (g) => g.pendingApprovals());
+  const rejections = new Counter({
+    name: 'sandpool_rejections_total',
+    help: 'Refused messages, approvals and connections, by error code',
+    labelNames: ['code'],
+    registers: [registry],
+  });
+  const approvalWait = new Histogram({
+    name: 'sandpool_approval_wait_seconds',
+    help: 'Time from tool:request to the user\'s decision (or timeout)',
+    labelNames: ['outcome'],
+    buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300],
+    registers: [registry],
+  });
+  const firstToolResult = new Histogram({
+    name: 'sandpool_time_to_first_tool_result_seconds',
+    help: 'Time from an accepted message to its first tool:result (approval wait included)',
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120],
+    registers: [registry],
+  });
+  const requestSeconds = new Histogram({
+    name: 'sandpool_request_duration_seconds',
+    help: 'Time from an accepted message to message:done or request:error',
+    labelNames: ['outcome'],
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120],
+    registers: [registry],
+  });
+
   return {
     registry,
     orphansRemoved,
+    chatObserver: {
+      rejected: (code) => rejections.inc({ code }),
+      approvalWaited: (ms, outcome) => approvalWait.observe({ outcome }, ms / 1000),
+      firstToolResult: (ms) => firstToolResult.observe(ms / 1000),
+      requestFinished: (ms, outcome) => requestSeconds.observe({ outcome }, ms / 1000),
+    },
     poolObserver: {
       acquired: (ms) => acquireSeconds.observe(ms / 1000),
       created: (ms) => createSeconds.observe(ms / 1000),

@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type genericPool from 'generic-pool';
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
 import type { PoolConfig, SandboxLimits } from '../config/config.js';
 import { SandpoolError, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -65,6 +65,8 @@ export interface ContainerPool {
   /** A ready sandbox, in ms when one is warm. Rejects with POOL_EXHAUSTED, SANDBOX_FAILED or SHUTTING_DOWN. */
   acquire(): Promise<Lease>;
   stats(): PoolStats;
+  /** tools/list of this pool's image, known once one sandbox has started. */
+  tools(): readonly Tool[] | undefined;
   /** Ids of every sandbox this pool currently owns (idle, leased, starting). */
   ownedIds(): ReadonlySet<string>;
   /** Destroys every sandbox, leased ones included, within timeoutMs. */
@@ -101,6 +103,8 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
   const poolName = options.name ?? 'default';
   const minIdle = cfg.enabled ? cfg.minSize : 0;
   const capacity = new Capacity(cfg.maxSize);
+  // Starts queue here (FIFO) so the first ones finish early instead of all finishing late.
+  const starting = new Capacity(cfg.createConcurrency);
   const backoff = new Backoff(options.backoffBaseMs ?? 250, options.backoffMaxMs ?? 30_000);
   const shutdown = new AbortController();
   const owned = new Map<string, Sandbox>();
@@ -116,6 +120,7 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
   let waiting = 0;
   const counters = { created: 0, destroyed: 0, failed: 0, acquired: 0 };
   let lastError: string | null = null;
+  let toolCatalog: readonly Tool[] | undefined;
   let warmedOnce = minIdle === 0;
   let draining = false;
   let refillTimer: NodeJS.Timeout | undefined;
@@ -216,13 +221,19 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
         }
         creating++;
         counted = true;
+        await starting.acquire();
+        let sandbox: Sandbox;
         const started = Date.now();
-        const sandbox = await withTimeout(
-          startSandbox(runtime, spec(), { logger: options.logger, initTimeoutMs: cfg.createTimeoutMs }),
-          cfg.createTimeoutMs,
-          'sandbox start',
-          (late) => void late.destroy().catch(() => undefined),
-        );
+        try {
+          sandbox = await withTimeout(
+            startSandbox(runtime, spec(), { logger: options.logger, initTimeoutMs: cfg.createTimeoutMs }),
+            cfg.createTimeoutMs,
+            'sandbox start',
+            (late) => void late.destroy().catch(() => undefined),
+          );
+        } finally {
+          starting.release();
+        }
         const ms = Date.now() - started;
         createLatency.record(ms);
         counters.created++;
@@ -230,6 +241,7 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
         backoff.success();
         lastError = null;
         owned.set(sandbox.id, sandbox);
+        toolCatalog ??= sandbox.tools;
         void sandbox.process.exited.then((info) => {
           if (!owned.has(sandbox.id) || retiring.has(sandbox.id) || draining) return;
           if (leased.has(sandbox)) log.warn({ sandbox: sandbox.id.slice(0, 12), reason: info.reason }, 'leased sandbox died');
@@ -377,7 +389,7 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
         if (err instanceof Error && err.name === 'TimeoutError') {
           throw new SandpoolError(
             'POOL_EXHAUSTED',
-            `no sandbox became free within ${cfg.acquireTimeoutMs} ms (${leases.size} of ${cfg.maxSize} in use)`,
+            `no sandbox became free within ${cfg.acquireTimeoutMs} ms (${leases.size} in use, ${creating} starting, max ${cfg.maxSize})`,
           );
         }
         throw new SandpoolError('SANDBOX_FAILED', `could not acquire a sandbox: ${errorMessage(err)}`, { cause: err });
@@ -420,6 +432,10 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
       };
     },
 
+    tools() {
+      return toolCatalog;
+    },
+
     ownedIds() {
       return new Set(owned.keys());
     },
@@ -430,6 +446,7 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
       clearTimeout(refillTimer);
       shutdown.abort();
       capacity.close();
+      starting.close();
       const stopping = new SandpoolError('SHUTTING_DOWN', 'this replica is shutting down');
       for (const listener of waiterListeners) listener(stopping);
       const deadline = Date.now() + timeoutMs;

@@ -1,0 +1,255 @@
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import type { ChatConfig } from '../config/config.js';
+import { SandpoolError, toSandpoolError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { runAgent } from '../agent/agent-loop.js';
+import type { LlmProvider, ToolSpec } from '../agent/types.js';
+import type { ContainerPool } from '../pool/container-pool.js';
+import type { RequestLimiter } from '../state/request-limiter.js';
+import type { ApprovalOutcome, ApprovalRegistry } from './approvals.js';
+import type { Session, SessionManager } from './sessions.js';
+
+/** Server -> client event names and payloads (../shared/protocol.md, plus `session`). */
+export interface ServerEvents {
+  session: (p: SessionInfo) => void;
+  'tool:request': (p: { requestId: string; callId: string; tool: string; arguments: Record<string, unknown> }) => void;
+  'tool:result': (p: { requestId: string; callId: string; tool: string; ok: boolean; content: string; durationMs: number; approval: ApprovalOutcome }) => void;
+  'message:delta': (p: { requestId: string; text: string }) => void;
+  'message:done': (p: { requestId: string; text: string }) => void;
+  /** Extension: a message of this user was accepted (other tabs show it). */
+  'message:accepted': (p: { requestId: string; text: string }) => void;
+  /** Extension: a tool call was decided (other tabs lock their buttons before the result). */
+  'tool:decided': (p: { requestId: string; callId: string; approved: boolean }) => void;
+  'request:error': (p: { requestId: string | null; error: { code: string; message: string } }) => void;
+}
+
+export interface SessionInfo {
+  sessionId: string;
+  userId: string;
+  replica: string;
+  provider: string;
+  model: string;
+  tools: string[];
+  limits: { maxRequestsPerUser: number; maxMessageBytes: number; toolApprovalTimeoutMs: number };
+  /** This user's requests in flight right now (all tabs). */
+  inFlight: number;
+  /** Tool calls waiting for this user's decision, so a tab that connects late can show them. */
+  pending: Array<{ requestId: string; callId: string; tool: string; arguments: Record<string, unknown>; expiresAtMs: number }>;
+}
+
+export type EmitToUser = <E extends keyof ServerEvents>(userId: string, event: E, payload: Parameters<ServerEvents[E]>[0]) => void;
+
+/** Hooks for metrics; all optional. */
+export interface ChatObserver {
+  rejected?(code: string): void;
+  approvalWaited?(ms: number, outcome: ApprovalOutcome): void;
+  firstToolResult?(ms: number): void;
+  requestFinished?(ms: number, outcome: 'done' | 'error'): void;
+}
+
+export interface ChatService {
+  /** Throws TOO_MANY_REQUESTS when this user would need a session beyond MAX_SESSIONS. */
+  checkCapacity(userId: string): void;
+  /** A socket of this user connected; refuses at session capacity. */
+  connect(userId: string): Promise<SessionInfo>;
+  disconnect(userId: string): void;
+  /** Validates and accepts a message; the request then runs in the background. */
+  handleMessage(userId: string, payload: unknown): Promise<{ requestId: string; sessionId: string }>;
+  handleApproval(userId: string, payload: unknown): void;
+  inFlight(): number;
+  /** Refuse new requests, give running ones `graceMs` to finish, fail the rest, end sessions. */
+  shutdown(graceMs: number): Promise<void>;
+}
+
+const messageSchema = z.union([
+  z.string(),
+  z.object({ text: z.string({ invalid_type_error: 'text must be a string', required_error: 'text is required' }), sessionId: z.string().max(128).optional() }),
+]);
+
+const approvalSchema = z.object({
+  callId: z.string({ invalid_type_error: 'callId must be a string', required_error: 'callId is required' }).min(1).max(128),
+  approved: z.boolean({ invalid_type_error: 'approved must be true or false', required_error: 'approved is required' }),
+});
+
+function badRequest(error: z.ZodError, what: string): SandpoolError {
+  const detail = error.issues.map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message)).join('; ');
+  return new SandpoolError('BAD_REQUEST', `${what}: ${detail}`);
+}
+
+export function createChatService(options: {
+  chat: ChatConfig;
+  replicaId: string;
+  provider: LlmProvider;
+  pool: ContainerPool;
+  sessions: SessionManager;
+  approvals: ApprovalRegistry;
+  limiter: RequestLimiter;
+  emit: EmitToUser;
+  logger: Logger;
+  observer?: ChatObserver;
+}): ChatService {
+  const { chat, provider, pool, sessions, approvals, limiter, emit, observer } = options;
+  const log = options.logger.child({ component: 'Chat' });
+  const running = new Map<string, Promise<void>>();
+  const stopping = new AbortController();
+  let accepting = true;
+
+  function knownTools(): ToolSpec[] | undefined {
+    return pool.tools()?.map((t) => ({ name: t.name, description: t.description ?? '', inputSchema: t.inputSchema as Record<string, unknown> }));
+  }
+
+  async function info(session: Session): Promise<SessionInfo> {
+    return {
+      inFlight: await limiter.inFlight(session.userId),
+      pending: approvals.pendingFor(session.userId),
+      sessionId: session.id,
+      userId: session.userId,
+      replica: options.replicaId,
+      provider: provider.name,
+      model: provider.model,
+      tools: (knownTools() ?? []).map((t) => t.name),
+      limits: { maxRequestsPerUser: chat.maxRequestsPerUser, maxMessageBytes: chat.maxMessageBytes, toolApprovalTimeoutMs: chat.toolApprovalTimeoutMs },
+    };
+  }
+
+  function reject(err: SandpoolError): never {
+    observer?.rejected?.(err.code);
+    throw err;
+  }
+
+  async function run(session: Session, requestId: string, text: string): Promise<void> {
+    const started = performance.now();
+    let firstResultSeen = false;
+    const signal = AbortSignal.any([session.abort.signal, stopping.signal]);
+    try {
+      const outcome = await runAgent({
+        requestId,
+        text,
+        history: session.history,
+        provider,
+        knownTools: knownTools(),
+        lease: () => sessions.lease(session),
+        approve: async ({ callId, tool, arguments: args }) => {
+          const waitStarted = performance.now();
+          const outcome = await approvals.wait({
+            userId: session.userId,
+            requestId,
+            callId,
+            tool,
+            arguments: args,
+            timeoutMs: chat.toolApprovalTimeoutMs,
+            signal,
+          });
+          observer?.approvalWaited?.(performance.now() - waitStarted, outcome);
+          sessions.touch(session);
+          return outcome;
+        },
+        events: {
+          toolRequest: (p) => emit(session.userId, 'tool:request', p),
+          toolResult: (p) => {
+            if (!firstResultSeen) {
+              firstResultSeen = true;
+              observer?.firstToolResult?.(performance.now() - started);
+            }
+            emit(session.userId, 'tool:result', p);
+          },
+          delta: (p) => emit(session.userId, 'message:delta', p),
+        },
+        maxSteps: chat.maxAgentSteps,
+        toolCallTimeoutMs: chat.toolCallTimeoutMs,
+        approvalTimeoutMs: chat.toolApprovalTimeoutMs,
+        signal,
+      });
+      sessions.commit(session, outcome.messages);
+      emit(session.userId, 'message:done', { requestId, text: outcome.text });
+      observer?.requestFinished?.(performance.now() - started, 'done');
+    } catch (err) {
+      let e = toSandpoolError(err);
+      if (stopping.signal.aborted) e = new SandpoolError('SHUTTING_DOWN', 'this replica is shutting down; please send the message again');
+      if (e.code === 'INTERNAL') log.error({ err: e.message, requestId }, 'request failed');
+      emit(session.userId, 'request:error', { requestId, error: e.toJSON() });
+      observer?.requestFinished?.(performance.now() - started, 'error');
+    } finally {
+      sessions.touch(session);
+    }
+  }
+
+  return {
+    checkCapacity(userId) {
+      if (!sessions.get(userId) && sessions.count() >= chat.maxSessions) {
+        reject(new SandpoolError('TOO_MANY_REQUESTS', `this replica serves its maximum of ${chat.maxSessions} sessions; try again later`));
+      }
+    },
+    async connect(userId) {
+      let session: Session;
+      try {
+        session = sessions.socketConnected(userId);
+      } catch (err) {
+        reject(toSandpoolError(err));
+      }
+      return info(session);
+    },
+    disconnect(userId) {
+      sessions.socketDisconnected(userId);
+    },
+    async handleMessage(userId, payload) {
+      if (!accepting) reject(new SandpoolError('SHUTTING_DOWN', 'this replica is shutting down; reconnect and send again'));
+      const parsed = messageSchema.safeParse(payload);
+      if (!parsed.success) reject(badRequest(parsed.error, 'message must be a string or { text, sessionId? }'));
+      const text = typeof parsed.data === 'string' ? parsed.data : parsed.data.text;
+      const bytes = Buffer.byteLength(text, 'utf8');
+      if (bytes > chat.maxMessageBytes) {
+        reject(new SandpoolError('PAYLOAD_TOO_LARGE', `message is ${bytes} bytes; the limit is ${chat.maxMessageBytes}`));
+      }
+      if (text.trim() === '') reject(new SandpoolError('BAD_REQUEST', 'message is empty'));
+      const session = sessions.get(userId) ?? sessions.open(userId);
+      const requestId = randomUUID();
+      if (!(await limiter.tryAcquire(userId, requestId))) {
+        reject(
+          new SandpoolError(
+            'TOO_MANY_REQUESTS',
+            `you already have ${chat.maxRequestsPerUser} requests in flight; wait for one to finish (approve or deny pending tool calls)`,
+          ),
+        );
+      }
+      sessions.touch(session);
+      // Start after the ack is on the wire, so the client sees it before any event of the request.
+      const done = new Promise<void>((resolve) => setImmediate(resolve))
+        .then(() => {
+          emit(userId, 'message:accepted', { requestId, text });
+          return run(session, requestId, text.trim());
+        })
+        .finally(() => {
+          running.delete(requestId);
+          return limiter.release(userId, requestId);
+        });
+      running.set(requestId, done);
+      return { requestId, sessionId: session.id };
+    },
+    handleApproval(userId, payload) {
+      const parsed = approvalSchema.safeParse(payload);
+      if (!parsed.success) reject(badRequest(parsed.error, 'tool:approval must be { callId, approved }'));
+      try {
+        const { requestId } = approvals.decide(userId, parsed.data.callId, parsed.data.approved);
+        emit(userId, 'tool:decided', { requestId, callId: parsed.data.callId, approved: parsed.data.approved });
+      } catch (err) {
+        reject(toSandpoolError(err));
+      }
+    },
+    inFlight: () => running.size,
+    async shutdown(graceMs) {
+      const deadline = Date.now() + graceMs;
+      accepting = false;
+      // New messages are refused from here on; running ones get the grace period.
+      const inFlight = [...running.values()];
+      if (inFlight.length > 0) {
+        log.info({ inFlight: inFlight.length, graceMs }, 'waiting for requests in flight');
+        await Promise.race([Promise.allSettled(inFlight), new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())))]);
+      }
+      stopping.abort();
+      await Promise.allSettled([...running.values()]);
+      await sessions.closeAll('shutdown');
+    },
+  };
+}

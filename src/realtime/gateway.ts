@@ -1,0 +1,164 @@
+import type { Server as HttpServer } from 'node:http';
+import { Server, type Socket } from 'socket.io';
+import { SandpoolError, toSandpoolError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { ChatService, ServerEvents } from '../chat/chat-service.js';
+import type { Authenticate } from './auth.js';
+
+type Ack = (response: unknown) => void;
+
+/** Client -> server events (../shared/protocol.md). Payloads are unknown until validated. */
+export interface ClientEvents {
+  message: (payload: unknown, ack?: Ack) => void;
+  'tool:approval': (payload: unknown, ack?: Ack) => void;
+}
+
+interface SocketData {
+  userId: string;
+}
+
+export type SandpoolIo = Server<ClientEvents, ServerEvents, Record<string, never>, SocketData>;
+type SandpoolSocket = Socket<ClientEvents, ServerEvents, Record<string, never>, SocketData>;
+
+/** Options of attachRealtime. */
+export interface RealtimeOptions {
+  httpServer: HttpServer;
+  chat: ChatService;
+  authenticate: Authenticate;
+  logger: Logger;
+  maxMessageBytes: number;
+  /** Per-socket event budget per second; the burst is twice that. */
+  eventsPerSecond: number;
+  /** Refused connections and events, by code (metrics). */
+  onRejected?: (code: string) => void;
+}
+
+const KNOWN_EVENTS = new Set(['message', 'tool:approval']);
+
+export function userRoom(userId: string): string {
+  return `user:${userId}`;
+}
+
+/**
+ * Emits one server event to a room. Socket.IO's generic emit typing cannot
+ * follow a generic event name, so this is the one place the map is widened.
+ */
+export function emitToRoom<E extends keyof ServerEvents>(io: SandpoolIo, room: string, event: E, payload: Parameters<ServerEvents[E]>[0]): void {
+  (io.to(room) as unknown as { emit(event: string, payload: unknown): boolean }).emit(event, payload);
+}
+
+/** The second of the two places errors become responses (the first: Hono onError). */
+function ackError(ack: unknown, err: unknown): SandpoolError {
+  const e = toSandpoolError(err);
+  if (typeof ack === 'function') (ack as Ack)({ ok: false, error: e.toJSON() });
+  return e;
+}
+
+export function attachRealtime(options: RealtimeOptions): { io: SandpoolIo; connections(): number; close(): Promise<void> } {
+  const { chat, logger } = options;
+  const log = logger.child({ component: 'Realtime' });
+  const io: SandpoolIo = new Server(options.httpServer, {
+    // Room for a message at the limit (JSON-escaped, worst case 6x) so it gets
+    // a PAYLOAD_TOO_LARGE ack rather than a dropped connection.
+    maxHttpBufferSize: Math.max(1_000_000, options.maxMessageBytes * 6 + 4096),
+    pingInterval: 25_000,
+    pingTimeout: 20_000,
+    serveClient: true,
+    connectionStateRecovery: undefined,
+  });
+
+  io.use((socket, next) => {
+    options
+      .authenticate(socket.handshake.auth)
+      .then((userId) => {
+        chat.checkCapacity(userId);
+        socket.data.userId = userId;
+        next();
+      })
+      .catch((err: unknown) => {
+        const e = toSandpoolError(err);
+        options.onRejected?.(e.code);
+        const error = new Error(e.code) as Error & { data: { code: string; message: string } };
+        error.data = e.toJSON();
+        next(error);
+      });
+  });
+
+  io.on('connection', (socket: SandpoolSocket) => {
+    const userId = socket.data.userId;
+    // Join first: events of the user's requests reach this socket from now on.
+    void socket.join(userRoom(userId));
+    chat.connect(userId).then(
+      (sessionInfo) => socket.emit('session', sessionInfo),
+      (err: unknown) => {
+        // Only a race with MAX_SESSIONS gets here (the middleware checked it).
+        const e = toSandpoolError(err);
+        options.onRejected?.(e.code);
+        socket.emit('request:error', { requestId: null, error: e.toJSON() });
+        socket.disconnect(true);
+      },
+    );
+
+    // Token bucket per socket: floods get refused, not queued.
+    let tokens = options.eventsPerSecond * 2;
+    let refilledAt = Date.now();
+    let strikes = 0;
+    socket.use(([event, ...args], next) => {
+      const ack = args[args.length - 1];
+      const now = Date.now();
+      tokens = Math.min(options.eventsPerSecond * 2, tokens + ((now - refilledAt) / 1000) * options.eventsPerSecond);
+      refilledAt = now;
+      if (tokens < 1) {
+        options.onRejected?.('TOO_MANY_REQUESTS');
+        ackError(ack, new SandpoolError('TOO_MANY_REQUESTS', `more than ${options.eventsPerSecond} events per second from this connection`));
+        // A client that keeps flooding after being told is cut off.
+        if (++strikes > options.eventsPerSecond * 10) socket.disconnect(true);
+        return;
+      }
+      tokens--;
+      if (!KNOWN_EVENTS.has(event)) {
+        options.onRejected?.('BAD_REQUEST');
+        ackError(ack, new SandpoolError('BAD_REQUEST', `unknown event ${JSON.stringify(String(event).slice(0, 64))}`));
+        return;
+      }
+      next();
+    });
+
+    socket.on('message', (payload, ack) => {
+      chat.handleMessage(userId, payload).then(
+        ({ requestId, sessionId }) => {
+          if (typeof ack === 'function') ack({ ok: true, requestId, sessionId });
+        },
+        (err: unknown) => {
+          const e = ackError(ack, err);
+          // No ack to answer: the protocol still never leaves a refusal silent.
+          if (typeof ack !== 'function') socket.emit('request:error', { requestId: null, error: e.toJSON() });
+        },
+      );
+    });
+
+    socket.on('tool:approval', (payload, ack) => {
+      try {
+        chat.handleApproval(userId, payload);
+        if (typeof ack === 'function') ack({ ok: true });
+      } catch (err) {
+        ackError(ack, err);
+      }
+    });
+
+    socket.on('disconnect', () => chat.disconnect(userId));
+    socket.on('error', (err) => log.warn({ user: userId, err: err.message }, 'socket error'));
+  });
+
+  return {
+    io,
+    connections: () => io.engine.clientsCount,
+    async close() {
+      // Close at the transport level: clients see "transport close" and
+      // reconnect by themselves (to a survivor, through nginx). A Socket.IO
+      // level disconnect would tell them not to.
+      for (const socket of io.sockets.sockets.values()) socket.conn.close();
+      await new Promise<void>((resolve) => io.close(() => resolve()));
+    },
+  };
+}
