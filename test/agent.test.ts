@@ -113,6 +113,13 @@ describe('agent loop with a remote provider (OpenAI wire format on loopback)', (
     assert.equal(err.error.code, 'LLM_FAILED');
     assert.match(err.error.message, /500|upstream exploded/);
     assert.doesNotMatch(err.error.message, /sk-test/);
+    // The failed request's slot is free: a new tab of the user sees nothing in flight.
+    const tab = await connectUser(app.url, { userId: 'remote-user' });
+    try {
+      assert.equal((await nextEvent<{ inFlight: number }>(tab, 'session')).inFlight, 0);
+    } finally {
+      tab.close();
+    }
   });
 });
 

@@ -309,8 +309,10 @@ describe('approval timeout, idle release and shutdown', () => {
       assert.match(result.content, /did not approve/);
       const done = await nextEvent<Done>(s, 'message:done', (d) => d.requestId === ack.requestId);
       assert.match(done.text, /did not approve/);
-      // A late approval finds nothing to decide.
+      // A late approval finds nothing to decide, and the timed-out request holds no slot.
       assert.equal((await emitAck(s, 'tool:approval', { callId: result.callId, approved: true })).error?.code, 'UNKNOWN_CALL');
+      const tab = await user(app, 'sleepy');
+      assert.equal((await nextEvent<{ inFlight: number; pending: unknown[] }>(tab, 'session')).inFlight, 0);
     } finally {
       await app.stop();
     }
