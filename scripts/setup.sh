@@ -42,6 +42,10 @@ if ! docker info >/dev/null 2>&1; then
   log "Docker engine is up"
 fi
 
+# --- Redis and nginx for the replica tests and `npm run cluster` (started per use) ---
+command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+command -v nginx >/dev/null 2>&1 || apt_install nginx
+
 # --- Chromium for the browser test (Debian's package; playwright-core drives it) ---
 command -v chromium >/dev/null 2>&1 || apt_install chromium
 

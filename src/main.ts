@@ -11,11 +11,16 @@ import { createLlmProvider } from './agent/providers/index.js';
 import type { LlmProvider } from './agent/types.js';
 import { createApprovalRegistry } from './chat/approvals.js';
 import { createChatService, type ChatService } from './chat/chat-service.js';
-import { createSessionManager } from './chat/sessions.js';
+import { createSessionManager, type SessionManager } from './chat/sessions.js';
+import { createHeartbeat, type Heartbeat } from './cluster/heartbeat.js';
+import { createMemoryState } from './state/memory-state.js';
+import { createRedisState } from './state/redis-state.js';
+import type { SharedState } from './state/types.js';
+import { Redis } from 'ioredis';
+import { createAdapter } from '@socket.io/redis-adapter';
 import { createHttpApp } from './http/http-app.js';
 import { createAuthenticator } from './realtime/auth.js';
 import { attachRealtime, emitToRoom, userRoom } from './realtime/gateway.js';
-import { createMemoryRequestLimiter } from './state/request-limiter.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMetrics } from './metrics/metrics.js';
 import { createOrphanSweeper } from './orphans/orphan-sweeper.js';
@@ -65,7 +70,47 @@ function createProvider(config: Config): LlmProvider {
   });
 }
 
-/** Composition root: wires config, runtime, pool, sweeper, metrics and HTTP, and starts listening. */
+/** Connects the three Redis clients (commands, adapter pub, adapter sub); fails start-up if Redis does not answer. */
+async function connectRedis(url: string, logger: Logger): Promise<{ command: Redis; pub: Redis; sub: Redis; quit(): Promise<void> }> {
+  const make = (role: string): Redis => {
+    const client = new Redis(url, {
+      // Fail a command after a couple of reconnect attempts instead of queueing it forever.
+      maxRetriesPerRequest: 2,
+      retryStrategy: (times) => Math.min(times * 200, 2_000),
+      lazyConnect: true,
+    });
+    let down = false;
+    client.on('error', (err: Error) => {
+      if (!down) logger.warn({ redis: role, err: err.message }, 'Redis connection error (retrying)');
+      down = true;
+    });
+    client.on('ready', () => {
+      if (down) logger.info({ redis: role }, 'Redis connection restored');
+      down = false;
+    });
+    return client;
+  };
+  const clients = { command: make('command'), pub: make('pub'), sub: make('sub') };
+  try {
+    await withTimeout(Promise.all(Object.values(clients).map((c) => c.connect())), 10_000, `connecting to Redis at ${redactUrl(url)}`);
+  } catch (err) {
+    for (const c of Object.values(clients)) c.disconnect();
+    throw new Error(`Redis at ${redactUrl(url)} did not answer: ${errorMessage(err)}`);
+  }
+  return {
+    ...clients,
+    async quit() {
+      await Promise.allSettled(Object.values(clients).map((c) => withTimeout(c.quit(), 2_000, 'redis quit').catch(() => c.disconnect())));
+    },
+  };
+}
+
+/** A Redis URL without its password, for logs and errors. */
+function redactUrl(url: string): string {
+  return url.replace(/\/\/([^@/]*)@/, '//***@');
+}
+
+/** Composition root: wires config, runtime, shared state, pool, sweeper, heartbeat, chat, HTTP and Socket.IO, and starts listening. */
 export async function createSandpool(config: Config, options: SandpoolOptions = {}): Promise<Sandpool> {
   const startedAtMs = Date.now();
   const logger = options.logger ?? createLogger({ level: config.logLevel, replicaId: config.replicaId });
@@ -75,26 +120,32 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     dockerSocket: config.docker.socketPath,
     logger,
   });
-  let stopping = false;
-  const notReadyReasons = (): string[] => {
-    if (stopping) return ['shutting down'];
-    const s = pool?.stats();
-    if (s && !s.ready) return [s.lastError ? `sandbox pool not ready: ${s.lastError}` : 'sandbox pool warming up'];
-    return [];
-  };
 
-  // Metrics read the pool lazily, so the registry can exist before the pool.
-  let pool: ContainerPool | undefined;
+  // Shared state: Redis for several replicas, memory for one.
+  const redis = config.cluster.redisUrl ? await connectRedis(config.cluster.redisUrl, logger) : undefined;
+  const state: SharedState = redis
+    ? createRedisState({
+        redis: redis.command,
+        maxRequestsPerUser: config.chat.maxRequestsPerUser,
+        prefix: config.cluster.redisKeyPrefix,
+        slotTtlMs: config.cluster.requestSlotTtlMs,
+      })
+    : createMemoryState({ maxRequestsPerUser: config.chat.maxRequestsPerUser });
+  logger.info({ state: state.kind }, redis ? `shared state in Redis at ${redactUrl(config.cluster.redisUrl ?? '')}` : 'single replica: state in memory');
+
+  let stopping = false;
   let realtime: ReturnType<typeof attachRealtime> | undefined;
   let chat: ChatService | undefined;
+  let sessions: SessionManager | undefined;
   const approvals = createApprovalRegistry();
-  let sessionCount = (): number => 0;
+  // Metrics read the pool lazily, so the registry can exist before the pool.
+  let pool: ContainerPool | undefined;
   const metrics = createMetrics({
     replicaId: config.replicaId,
     poolStats: () => pool!.stats(),
     chat: () =>
-      realtime && chat
-        ? { connections: realtime.connections, sessions: sessionCount, inFlight: chat.inFlight, pendingApprovals: approvals.pendingCount }
+      realtime && chat && sessions
+        ? { connections: realtime.connections, sessions: sessions.count, inFlight: chat.inFlight, pendingApprovals: approvals.pendingCount }
         : undefined,
   });
   pool = createContainerPool({
@@ -109,6 +160,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   if (config.pool.enabled) logger.info('[Phase 2] Container pooling enabled');
   else logger.info('Container pooling disabled (ENABLE_CONTAINER_POOL=false): every sandbox is created on demand');
 
+  let heartbeat: Heartbeat | undefined;
   const sweeper = createOrphanSweeper({
     runtime,
     replicaId: config.replicaId,
@@ -118,31 +170,52 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     graceMs: config.orphans.graceMs,
     inFlightGraceMs: config.pool.createTimeoutMs * 2,
     intervalMs: config.orphans.sweepIntervalMs,
+    isReplicaLive: redis ? (id) => heartbeat?.isLive(id) ?? false : undefined,
     onRemoved: (n) => metrics.orphansRemoved.inc(n),
   });
+
+  const theSessions = createSessionManager({
+    chat: config.chat,
+    pool: thePool,
+    owners: state.owners,
+    replicaId: config.replicaId,
+    ownerTtlMs: config.cluster.heartbeatIntervalMs * 3,
+    isReplicaLive: (id) => heartbeat?.isLive(id) ?? id === config.replicaId,
+    logger,
+  });
+  sessions = theSessions;
+  const theHeartbeat = createHeartbeat({
+    state,
+    replicaId: config.replicaId,
+    startedAtMs,
+    intervalMs: config.cluster.heartbeatIntervalMs,
+    snapshot: () => ({ ...thePool.stats(), connections: realtime?.connections() ?? 0, sessions: theSessions.count() }),
+    leasedUsers: theSessions.leasedUsers,
+    onDeadReplica: async (dead) => {
+      const removed = await sweeper.removeReplica(dead);
+      if (removed.length > 0) metrics.orphansRemoved.inc(removed.length);
+    },
+    logger,
+  });
+  heartbeat = theHeartbeat;
+  // First beat before anything else: other replicas must see this one alive
+  // before it owns containers, and it must know who else is alive before sweeping.
+  await theHeartbeat.start();
   // Sweep before warming: an earlier crash's containers count against nobody.
   await sweeper.sweep();
   sweeper.start();
   thePool.start();
 
+  const notReadyReasons = (): string[] => {
+    if (stopping) return ['shutting down'];
+    const reasons: string[] = [];
+    const s = thePool.stats();
+    if (!s.ready) reasons.push(s.lastError ? `sandbox pool not ready: ${s.lastError}` : 'sandbox pool warming up');
+    if (!state.healthy()) reasons.push('Redis is unreachable');
+    return reasons;
+  };
+
   const provider = createProvider(config);
-  const sessions = createSessionManager({ chat: config.chat, pool: thePool, logger });
-  sessionCount = sessions.count;
-  const theChat = createChatService({
-    chat: config.chat,
-    replicaId: config.replicaId,
-    provider,
-    pool: thePool,
-    sessions,
-    approvals,
-    limiter: createMemoryRequestLimiter(config.chat.maxRequestsPerUser),
-    emit: (userId, event, payload) => {
-      if (realtime) emitToRoom(realtime.io, userRoom(userId), event, payload);
-    },
-    logger,
-    observer: metrics.chatObserver,
-  });
-  chat = theChat;
   logger.info({ provider: provider.name, model: provider.model }, 'agent provider');
 
   const http = createHttpApp({
@@ -152,6 +225,12 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     logger,
     metrics,
     poolStats: () => thePool.stats(),
+    clusterStats: async () => {
+      const live = await theHeartbeat.live();
+      // This replica's own numbers fresh, the others' as of their last beat.
+      const own = { ...thePool.stats(), replica: config.replicaId, connections: realtime?.connections() ?? 0, sessions: theSessions.count() };
+      return [own, ...live.filter((r) => r.replica !== config.replicaId)];
+    },
     notReadyReasons,
   });
 
@@ -161,7 +240,9 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   });
   realtime = attachRealtime({
     httpServer: server as HttpServer,
-    chat: theChat,
+    chat: () => theChat,
+    replicaId: config.replicaId,
+    adapter: redis ? createAdapter(redis.pub, redis.sub, { key: `${config.cluster.redisKeyPrefix}socket.io`, requestsTimeout: 5_000 }) : undefined,
     authenticate: createAuthenticator(config.auth.secret),
     logger,
     maxMessageBytes: config.chat.maxMessageBytes,
@@ -169,6 +250,21 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     onRejected: (code) => metrics.chatObserver.rejected?.(code),
   });
   const theRealtime = realtime;
+  const theChat = createChatService({
+    chat: config.chat,
+    replicaId: config.replicaId,
+    provider,
+    pool: thePool,
+    sessions: theSessions,
+    approvals,
+    state,
+    bus: theRealtime.bus,
+    isReplicaLive: theHeartbeat.isLive,
+    emit: (userId, event, payload) => emitToRoom(theRealtime.io, userRoom(userId), event, payload),
+    logger,
+    observer: metrics.chatObserver,
+  });
+  chat = theChat;
   const port = (server.address() as AddressInfo).port;
   const url = `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}`;
   logger.info({ url, replica: config.replicaId, runtime: runtime.kind }, 'sandpool listening');
@@ -185,7 +281,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     sweeper.stop();
     // Requests in flight get a share of the budget to finish; the rest fail with SHUTTING_DOWN.
     await theChat.shutdown(Math.min(5_000, budget / 3));
-    // Sockets are told to go (clients reconnect, through nginx, to a survivor).
+    // Sockets are closed at the transport level: clients reconnect (through nginx) to a survivor.
     await withTimeout(theRealtime.close(), Math.min(left(), 3_000), 'socket.io close').catch(() => undefined);
     // Stop accepting; idle keep-alive sockets go now, busy ones get a bounded grace.
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -198,6 +294,9 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     await withTimeout(sweeper.sweep(), left(), 'final sweep').catch((err: unknown) =>
       logger.warn({ err: errorMessage(err) }, 'final sweep incomplete'),
     );
+    await withTimeout(theHeartbeat.stop(), Math.min(left(), 2_000), 'leave cluster').catch(() => undefined);
+    await state.close();
+    await redis?.quit();
     logger.info({ destroyed: thePool.stats().destroyed }, 'shutdown complete');
   }
 

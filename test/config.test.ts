@@ -83,17 +83,20 @@ describe('.env.example', () => {
     const { ENV_VARIABLES } = await import('../src/config/config.js');
     const text = readFileSync('.env.example', 'utf8');
     const documented = new Map<string, string>();
+    const defaults = new Map<string, string>();
     for (const line of text.split('\n')) {
-      const m = /^#?\s*([A-Z][A-Z0-9_]+)=(.*)$/.exec(line.trim());
-      if (m?.[1]) documented.set(m[1], m[2] ?? '');
+      const m = /^(#?)\s*([A-Z][A-Z0-9_]+)=(.*)$/.exec(line.trim());
+      if (!m?.[2]) continue;
+      documented.set(m[2], m[3] ?? '');
+      // Uncommented lines state the default; commented ones are examples of optional settings.
+      if (m[1] === '') defaults.set(m[2], m[3] ?? '');
     }
     assert.deepEqual([...ENV_VARIABLES].filter((v) => !documented.has(v)), [], 'variables missing from .env.example');
     assert.deepEqual([...documented.keys()].filter((v) => !ENV_VARIABLES.includes(v)), [], '.env.example lists variables the code does not read');
     // The uncommented values are the defaults: loading them changes nothing.
-    const values = Object.fromEntries([...documented].filter(([, v]) => v !== ''));
-    const fromExample = loadConfig(values);
-    const defaults = loadConfig({});
-    assert.deepEqual({ ...fromExample, replicaId: '' }, { ...defaults, replicaId: '' });
+    const fromExample = loadConfig(Object.fromEntries(defaults));
+    const builtIn = loadConfig({});
+    assert.deepEqual({ ...fromExample, replicaId: '' }, { ...builtIn, replicaId: '' });
   });
 });
 

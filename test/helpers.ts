@@ -1,5 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { createServer as createNetServer } from 'node:net';
 import { promisify } from 'node:util';
 import { io as connectIo, type Socket as ClientSocket } from 'socket.io-client';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
@@ -178,4 +179,51 @@ export function nextEvent<T = Record<string, unknown>>(socket: ClientSocket, eve
     }, timeoutMs);
     if (!check()) waiters.add(onArrival);
   });
+}
+
+// --- Redis for tests: a real redis-server child process on a free loopback port ---
+
+
+export async function freePort(): Promise<number> {
+  const srv = createNetServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+export interface RedisServer {
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+  /** Stops and starts it again on the same port (data is not kept). */
+  restart(): Promise<void>;
+}
+
+export async function startRedis(port?: number): Promise<RedisServer> {
+  const p = port ?? (await freePort());
+  let child: import('node:child_process').ChildProcess;
+  const launch = async (): Promise<void> => {
+    child = spawn('redis-server', ['--port', String(p), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    await waitFor('redis to answer', async () => {
+      const { stdout } = await execFileAsync('redis-cli', ['-p', String(p), 'ping']);
+      return stdout.trim() === 'PONG';
+    }, 10_000, 50);
+  };
+  const stop = async (): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const gone = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await gone;
+  };
+  await launch();
+  return {
+    url: `redis://127.0.0.1:${p}`,
+    port: p,
+    stop,
+    async restart() {
+      await stop();
+      await launch();
+    },
+  };
 }

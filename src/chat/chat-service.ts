@@ -6,8 +6,9 @@ import type { Logger } from '../logger.js';
 import { runAgent } from '../agent/agent-loop.js';
 import type { LlmProvider, ToolSpec } from '../agent/types.js';
 import type { ContainerPool } from '../pool/container-pool.js';
-import type { RequestLimiter } from '../state/request-limiter.js';
+import type { SharedState } from '../state/types.js';
 import type { ApprovalOutcome, ApprovalRegistry } from './approvals.js';
+import type { ClusterBus } from './cluster-bus.js';
 import type { Session, SessionManager } from './sessions.js';
 
 /** Server -> client event names and payloads (../shared/protocol.md, plus `session`). */
@@ -54,9 +55,13 @@ export interface ChatService {
   /** A socket of this user connected; refuses at session capacity. */
   connect(userId: string): Promise<SessionInfo>;
   disconnect(userId: string): void;
-  /** Validates and accepts a message; the request then runs in the background. */
-  handleMessage(userId: string, payload: unknown): Promise<{ requestId: string; sessionId: string }>;
-  handleApproval(userId: string, payload: unknown): void;
+  /**
+   * Validates and accepts a message; the request then runs in the background,
+   * on the replica holding the user's sandbox (forwarded there if that is another one).
+   */
+  handleMessage(userId: string, payload: unknown, options?: { forwarded?: boolean }): Promise<{ requestId: string; sessionId: string }>;
+  /** Decides a pending call here, or on the replica that holds it. */
+  handleApproval(userId: string, payload: unknown, options?: { forwarded?: boolean }): Promise<void>;
   inFlight(): number;
   /** Refuse new requests, give running ones `graceMs` to finish, fail the rest, end sessions. */
   shutdown(graceMs: number): Promise<void>;
@@ -77,6 +82,9 @@ function badRequest(error: z.ZodError, what: string): SandpoolError {
   return new SandpoolError('BAD_REQUEST', `${what}: ${detail}`);
 }
 
+/** Completed messages kept per conversation (older exchanges are dropped at a user turn). */
+const MAX_HISTORY_MESSAGES = 60;
+
 export function createChatService(options: {
   chat: ChatConfig;
   replicaId: string;
@@ -84,12 +92,16 @@ export function createChatService(options: {
   pool: ContainerPool;
   sessions: SessionManager;
   approvals: ApprovalRegistry;
-  limiter: RequestLimiter;
+  state: SharedState;
+  /** Absent with a single replica. */
+  bus?: ClusterBus;
+  isReplicaLive: (replicaId: string) => boolean;
   emit: EmitToUser;
   logger: Logger;
   observer?: ChatObserver;
 }): ChatService {
-  const { chat, provider, pool, sessions, approvals, limiter, emit, observer } = options;
+  const { chat, provider, pool, sessions, approvals, emit, observer, bus } = options;
+  const { limiter, conversations, owners } = options.state;
   const log = options.logger.child({ component: 'Chat' });
   const running = new Map<string, Promise<void>>();
   const stopping = new AbortController();
@@ -103,7 +115,7 @@ export function createChatService(options: {
     return {
       inFlight: await limiter.inFlight(session.userId),
       pending: approvals.pendingFor(session.userId),
-      sessionId: session.id,
+      sessionId: await conversations.sessionId(session.userId),
       userId: session.userId,
       replica: options.replicaId,
       provider: provider.name,
@@ -111,6 +123,16 @@ export function createChatService(options: {
       tools: (knownTools() ?? []).map((t) => t.name),
       limits: { maxRequestsPerUser: chat.maxRequestsPerUser, maxMessageBytes: chat.maxMessageBytes, toolApprovalTimeoutMs: chat.toolApprovalTimeoutMs },
     };
+  }
+
+  /** Shared-state calls fail with a clear message while Redis is unreachable. */
+  async function stateCall<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof SandpoolError) throw err;
+      reject(new SandpoolError('INTERNAL', `shared state (Redis) is unavailable: ${err instanceof Error ? err.message : String(err)}; try again shortly`));
+    }
   }
 
   function reject(err: SandpoolError): never {
@@ -123,10 +145,11 @@ export function createChatService(options: {
     let firstResultSeen = false;
     const signal = AbortSignal.any([session.abort.signal, stopping.signal]);
     try {
+      const history = await conversations.history(session.userId);
       const outcome = await runAgent({
         requestId,
         text,
-        history: session.history,
+        history,
         provider,
         knownTools: knownTools(),
         lease: () => sessions.lease(session),
@@ -161,7 +184,7 @@ export function createChatService(options: {
         approvalTimeoutMs: chat.toolApprovalTimeoutMs,
         signal,
       });
-      sessions.commit(session, outcome.messages);
+      await conversations.append(session.userId, outcome.messages, MAX_HISTORY_MESSAGES);
       emit(session.userId, 'message:done', { requestId, text: outcome.text });
       observer?.requestFinished?.(performance.now() - started, 'done');
     } catch (err) {
@@ -193,7 +216,7 @@ export function createChatService(options: {
     disconnect(userId) {
       sessions.socketDisconnected(userId);
     },
-    async handleMessage(userId, payload) {
+    async handleMessage(userId, payload, handleOptions) {
       if (!accepting) reject(new SandpoolError('SHUTTING_DOWN', 'this replica is shutting down; reconnect and send again'));
       const parsed = messageSchema.safeParse(payload);
       if (!parsed.success) reject(badRequest(parsed.error, 'message must be a string or { text, sessionId? }'));
@@ -203,9 +226,14 @@ export function createChatService(options: {
         reject(new SandpoolError('PAYLOAD_TOO_LARGE', `message is ${bytes} bytes; the limit is ${chat.maxMessageBytes}`));
       }
       if (text.trim() === '') reject(new SandpoolError('BAD_REQUEST', 'message is empty'));
+      // One workspace per session: run where the user's sandbox lives while that replica lives.
+      if (bus && !handleOptions?.forwarded) {
+        const owner = await stateCall(() => owners.owner(userId));
+        if (owner && owner !== options.replicaId && options.isReplicaLive(owner)) return bus.forwardMessage(owner, userId, payload);
+      }
       const session = sessions.get(userId) ?? sessions.open(userId);
       const requestId = randomUUID();
-      if (!(await limiter.tryAcquire(userId, requestId))) {
+      if (!(await stateCall(() => limiter.tryAcquire(userId, requestId)))) {
         reject(
           new SandpoolError(
             'TOO_MANY_REQUESTS',
@@ -225,16 +253,19 @@ export function createChatService(options: {
           return limiter.release(userId, requestId);
         });
       running.set(requestId, done);
-      return { requestId, sessionId: session.id };
+      return { requestId, sessionId: await stateCall(() => conversations.sessionId(userId)) };
     },
-    handleApproval(userId, payload) {
+    async handleApproval(userId, payload, handleOptions) {
       const parsed = approvalSchema.safeParse(payload);
       if (!parsed.success) reject(badRequest(parsed.error, 'tool:approval must be { callId, approved }'));
       try {
         const { requestId } = approvals.decide(userId, parsed.data.callId, parsed.data.approved);
         emit(userId, 'tool:decided', { requestId, callId: parsed.data.callId, approved: parsed.data.approved });
       } catch (err) {
-        reject(toSandpoolError(err));
+        const e = toSandpoolError(err);
+        // Not here: maybe on the replica running that request.
+        if (e.code === 'UNKNOWN_CALL' && bus && !handleOptions?.forwarded && (await bus.forwardApproval(userId, parsed.data))) return;
+        reject(e);
       }
     },
     inFlight: () => running.size,

@@ -1,48 +1,55 @@
-import { randomBytes } from 'node:crypto';
 import type { ChatConfig } from '../config/config.js';
 import { SandpoolError, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { ChatMessage } from '../agent/types.js';
 import type { ContainerPool, Lease } from '../pool/container-pool.js';
+import type { OwnershipStore } from '../state/types.js';
 
 /**
- * One user's conversation on this replica: shared by all of the user's
- * sockets (tabs), holding the history and, from the first tool call on, the
- * user's own sandbox lease.
+ * One user's presence on this replica: shared by all of the user's sockets
+ * (tabs) here, holding, from the first approved tool call on, the user's own
+ * sandbox lease. The conversation itself lives in the shared ConversationStore.
  */
 export interface Session {
-  readonly id: string;
   readonly userId: string;
   readonly createdAtMs: number;
-  /** Completed exchanges only; a request in progress works on its own copy. */
-  history: ChatMessage[];
   lastActivityMs: number;
   sockets: number;
-  /** Aborted when the session ends: cancels the user's requests in flight. */
+  /** Aborted when the session ends: cancels the user's requests running here. */
   readonly abort: AbortController;
 }
 
 export interface SessionManager {
-  /** The user's session, created on first use. Refuses with TOO_MANY_REQUESTS at MAX_SESSIONS. */
+  /** The user's session here, created on first use. Refuses with TOO_MANY_REQUESTS at MAX_SESSIONS. */
   open(userId: string): Session;
   get(userId: string): Session | undefined;
   socketConnected(userId: string): Session;
   socketDisconnected(userId: string): void;
   /** Marks activity: postpones the idle release. */
   touch(session: Session): void;
-  /** The user's sandbox, acquired on first use and kept; `fresh` says a dead one was replaced. */
-  lease(session: Session): Promise<{ lease: Lease; fresh: boolean; replacedDead: boolean }>;
-  /** Appends a finished exchange, trimming old ones at user-turn boundaries. */
-  commit(session: Session, messages: readonly ChatMessage[]): void;
+  /** The user's sandbox, acquired on first use and kept; `replacedDead` when a dead one was replaced. */
+  lease(session: Session): Promise<{ lease: Lease; replacedDead: boolean }>;
+  /** Users whose sandbox this replica holds (their ownership is renewed with the heartbeat). */
+  leasedUsers(): string[];
   count(): number;
   /** Ends every session (shutdown). */
   closeAll(reason: string): Promise<void>;
 }
 
-const MAX_HISTORY_MESSAGES = 60;
+/** Options of createSessionManager. */
+export interface SessionManagerOptions {
+  chat: ChatConfig;
+  pool: ContainerPool;
+  owners: OwnershipStore;
+  replicaId: string;
+  /** Ownership records expire this long after the last renewal. */
+  ownerTtlMs: number;
+  /** Whether a replica's heartbeat is current (a dead owner's claim may be taken over). */
+  isReplicaLive: (replicaId: string) => boolean;
+  logger: Logger;
+}
 
-export function createSessionManager(options: { chat: ChatConfig; pool: ContainerPool; logger: Logger }): SessionManager {
-  const { chat, pool } = options;
+export function createSessionManager(options: SessionManagerOptions): SessionManager {
+  const { chat, pool, owners, replicaId } = options;
   const log = options.logger.child({ component: 'Sessions' });
   const sessions = new Map<string, Session>();
   const leases = new Map<Session, Lease>();
@@ -53,10 +60,10 @@ export function createSessionManager(options: { chat: ChatConfig; pool: Containe
   async function releaseLease(session: Session, why: string): Promise<void> {
     const lease = leases.get(session);
     leases.delete(session);
-    if (lease) {
-      log.info({ user: session.userId, sandbox: lease.sandbox.id.slice(0, 12), why }, 'releasing sandbox');
-      await lease.release().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'release failed'));
-    }
+    if (!lease) return;
+    log.info({ user: session.userId, sandbox: lease.sandbox.id.slice(0, 12), why }, 'releasing sandbox');
+    await lease.release().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'release failed'));
+    await owners.release(session.userId, replicaId).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'could not drop sandbox ownership'));
   }
 
   async function end(session: Session, why: string): Promise<void> {
@@ -76,12 +83,25 @@ export function createSessionManager(options: { chat: ChatConfig; pool: Containe
   function armIdle(session: Session): void {
     clearTimeout(idleTimers.get(session));
     const timer = setTimeout(() => {
-      // Idle: the sandbox goes; the conversation stays while a socket is open.
+      // Idle: the sandbox goes; the session stays while a socket is open.
       if (session.sockets > 0) void releaseLease(session, 'idle timeout');
       else void end(session, 'idle timeout');
     }, chat.sessionIdleTimeoutMs);
     timer.unref();
     idleTimers.set(session, timer);
+  }
+
+  /** Claims the user's sandbox ownership for this replica; a dead owner's claim is taken over. */
+  async function claimOwnership(userId: string): Promise<void> {
+    let owner = await owners.claim(userId, replicaId, options.ownerTtlMs);
+    if (owner !== replicaId && !options.isReplicaLive(owner)) {
+      log.warn({ user: userId, previousOwner: owner }, 'taking over the session of a dead replica');
+      await owners.release(userId, owner);
+      owner = await owners.claim(userId, replicaId, options.ownerTtlMs);
+    }
+    if (owner !== replicaId) {
+      throw new SandpoolError('SANDBOX_FAILED', `your sandbox is held by replica ${owner}; send the message again to be routed there`);
+    }
   }
 
   const manager: SessionManager = {
@@ -91,15 +111,7 @@ export function createSessionManager(options: { chat: ChatConfig; pool: Containe
       if (sessions.size >= chat.maxSessions) {
         throw new SandpoolError('TOO_MANY_REQUESTS', `this replica serves its maximum of ${chat.maxSessions} sessions; try again later`);
       }
-      const session: Session = {
-        id: randomBytes(16).toString('base64url'),
-        userId,
-        createdAtMs: Date.now(),
-        history: [],
-        lastActivityMs: Date.now(),
-        sockets: 0,
-        abort: new AbortController(),
-      };
+      const session: Session = { userId, createdAtMs: Date.now(), lastActivityMs: Date.now(), sockets: 0, abort: new AbortController() };
       sessions.set(userId, session);
       armIdle(session);
       return session;
@@ -117,7 +129,7 @@ export function createSessionManager(options: { chat: ChatConfig; pool: Containe
       if (!session) return;
       session.sockets = Math.max(0, session.sockets - 1);
       if (session.sockets > 0) return;
-      // Nobody left to approve or read: after the grace period, cancel and release.
+      // Nobody left here to approve or read: after the grace period, cancel and release.
       const timer = setTimeout(() => void end(session, 'user disconnected'), chat.disconnectGraceMs);
       timer.unref();
       graceTimers.set(session, timer);
@@ -130,35 +142,34 @@ export function createSessionManager(options: { chat: ChatConfig; pool: Containe
       const current = leases.get(session);
       let replacedDead = false;
       if (current) {
-        if (current.sandbox.isUsable()) return { lease: current, fresh: false, replacedDead: false };
+        if (current.sandbox.isUsable()) return { lease: current, replacedDead: false };
         log.warn({ user: session.userId, sandbox: current.sandbox.id.slice(0, 12), reason: current.sandbox.failureReason() }, 'session sandbox died');
         await releaseLease(session, 'sandbox died');
         replacedDead = true;
       }
       // Single flight: concurrent first tool calls of one user share one acquire.
       let pending = leasing.get(session);
-      if (!pending) {
-        pending = pool.acquire().finally(() => leasing.delete(session));
-        leasing.set(session, pending);
-        const lease = await pending;
-        if (sessions.get(session.userId) !== session) {
-          await lease.release();
-          throw new SandpoolError('INTERNAL', 'the session ended while its sandbox was starting');
+      if (pending) return { lease: await pending, replacedDead };
+      pending = (async () => {
+        await claimOwnership(session.userId);
+        try {
+          return await pool.acquire();
+        } catch (err) {
+          await owners.release(session.userId, replicaId).catch(() => undefined);
+          throw err;
         }
-        leases.set(session, lease);
-        return { lease, fresh: true, replacedDead };
+      })().finally(() => leasing.delete(session));
+      leasing.set(session, pending);
+      const lease = await pending;
+      if (sessions.get(session.userId) !== session) {
+        await lease.release();
+        await owners.release(session.userId, replicaId).catch(() => undefined);
+        throw new SandpoolError('INTERNAL', 'the session ended while its sandbox was starting');
       }
-      return { lease: await pending, fresh: false, replacedDead };
+      leases.set(session, lease);
+      return { lease, replacedDead };
     },
-    commit(session, messages) {
-      session.history.push(...messages);
-      if (session.history.length > MAX_HISTORY_MESSAGES) {
-        // Cut at a user turn so no tool result is left without its call.
-        let cut = session.history.length - MAX_HISTORY_MESSAGES;
-        while (cut < session.history.length && session.history[cut]?.role !== 'user') cut++;
-        session.history.splice(0, cut);
-      }
-    },
+    leasedUsers: () => [...leases.keys()].map((s) => s.userId),
     count: () => sessions.size,
     async closeAll(reason) {
       await Promise.allSettled([...sessions.values()].map((s) => end(s, reason)));

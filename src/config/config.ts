@@ -21,6 +21,7 @@ export interface Config {
   docker: { socketPath: string };
   chat: ChatConfig;
   auth: { secret: string | undefined };
+  cluster: ClusterConfig;
   llm: LlmConfig;
   /** Upper bound on the whole graceful shutdown. Default 15000. */
   shutdownTimeoutMs: number;
@@ -68,6 +69,17 @@ export interface ChatConfig {
   maxAgentSteps: number;
   /** Events one socket may send per second (burst twice that); more are refused. Default 20. */
   socketEventsPerSecond: number;
+}
+
+export interface ClusterConfig {
+  /** Shared state and the Socket.IO adapter for several replicas; unset = one replica, in memory. */
+  redisUrl: string | undefined;
+  /** Key prefix in Redis. Default "sandpool:". */
+  redisKeyPrefix: string;
+  /** A replica publishes liveness and stats this often; dead after 3 missed beats. Default 2000. */
+  heartbeatIntervalMs: number;
+  /** A request slot of a replica that died frees itself after this long. Default 30000. */
+  requestSlotTtlMs: number;
 }
 
 export interface LlmConfig {
@@ -184,6 +196,10 @@ const envSchema = z.object({
   AGENT_MAX_STEPS: int(8, 1, 100),
   SOCKET_EVENTS_PER_SECOND: int(20, 1, 10_000),
   AUTH_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
+  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
+  REDIS_KEY_PREFIX: z.string().trim().min(1).default('sandpool:'),
+  HEARTBEAT_INTERVAL_MS: int(2000, 100, 60_000),
+  REQUEST_SLOT_TTL_MS: int(30_000, 1000),
   LLM_PROVIDER: z.enum(['local', 'gemini', 'openai', 'anthropic']).default('local'),
   LLM_MODEL: optionalString,
   LLM_TIMEOUT_MS: int(60_000, 100),
@@ -198,7 +214,7 @@ const envSchema = z.object({
 /** Every environment variable sandpool reads (.env.example documents each one). */
 export const ENV_VARIABLES: readonly string[] = Object.keys(envSchema.shape);
 
-const SECRET_VARIABLES = new Set(['AUTH_SECRET', 'GEMINI_API_KEY', 'OPENAI_API_KEY', 'ANTHROPIC_API_KEY']);
+const SECRET_VARIABLES = new Set(['AUTH_SECRET', 'REDIS_URL', 'GEMINI_API_KEY', 'OPENAI_API_KEY', 'ANTHROPIC_API_KEY']);
 
 /** Parses POOL_COMMAND: a JSON array of strings, or words split on whitespace. */
 function parseCommand(raw: string): string[] | string {
@@ -299,6 +315,12 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       socketEventsPerSecond: e.SOCKET_EVENTS_PER_SECOND,
     },
     auth: { secret: e.AUTH_SECRET },
+    cluster: {
+      redisUrl: e.REDIS_URL,
+      redisKeyPrefix: e.REDIS_KEY_PREFIX,
+      heartbeatIntervalMs: e.HEARTBEAT_INTERVAL_MS,
+      requestSlotTtlMs: e.REQUEST_SLOT_TTL_MS,
+    },
     llm: {
       provider: e.LLM_PROVIDER,
       model: e.LLM_MODEL,

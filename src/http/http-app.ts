@@ -30,6 +30,8 @@ export interface HttpDeps {
   logger: Logger;
   metrics: Metrics;
   poolStats: () => PoolStats;
+  /** Every live replica's published stats (this one first, fresh). */
+  clusterStats: () => Promise<Array<Record<string, unknown> & { replica: string }>>;
   /** Reasons this replica cannot serve; empty when ready. */
   notReadyReasons: () => string[];
 }
@@ -73,22 +75,19 @@ export function createHttpApp(deps: HttpDeps): Hono {
       : c.json({ ready: false, replica: deps.replicaId, reasons }, 503);
   });
 
-  app.get('/stats/pool', (c) => {
+  app.get('/stats/pool', async (c) => {
     const scope = c.req.query('scope') ?? 'replica';
-    const stats = deps.poolStats();
-    if (scope === 'replica') return c.json(stats);
+    if (scope === 'replica') return c.json({ replica: deps.replicaId, ...deps.poolStats() });
     if (scope === 'cluster') {
-      // Without shared state this replica is the whole cluster.
+      const replicas = await deps.clusterStats().catch((err: unknown) => {
+        throw new SandpoolError('INTERNAL', `cluster stats unavailable: ${err instanceof Error ? err.message : String(err)}`);
+      });
+      const sum = (field: string): number => replicas.reduce((n, r) => n + (typeof r[field] === 'number' ? (r[field] as number) : 0), 0);
       return c.json({
-        replicas: [{ replica: deps.replicaId, ...stats }],
+        replicas,
         totals: {
-          replicas: 1,
-          idle: stats.idle,
-          active: stats.active,
-          total: stats.total,
-          pending: stats.pending,
-          maxPoolSize: stats.maxPoolSize,
-          minPoolSize: stats.minPoolSize,
+          replicas: replicas.length,
+          ...Object.fromEntries(['idle', 'active', 'total', 'pending', 'creating', 'maxPoolSize', 'minPoolSize', 'connections', 'sessions'].map((f) => [f, sum(f)])),
         },
       });
     }

@@ -18,6 +18,8 @@ export interface OrphanSweeperOptions {
   inFlightGraceMs?: number;
   /** Default 60000. */
   intervalMs?: number;
+  /** With shared heartbeats: true when that replica is alive (its containers are never swept). */
+  isReplicaLive?: (replicaId: string) => boolean;
   /** Hook for removed containers (metrics). */
   onRemoved?: (count: number) => void;
 }
@@ -25,6 +27,8 @@ export interface OrphanSweeperOptions {
 export interface OrphanSweeper {
   /** One pass; resolves with the ids it removed. */
   sweep(): Promise<string[]>;
+  /** Removes every container of one replica (its heartbeat expired). */
+  removeReplica(replicaId: string): Promise<string[]>;
   start(): void;
   stop(): void;
 }
@@ -68,6 +72,8 @@ export function createOrphanSweeper(options: OrphanSweeperOptions): OrphanSweepe
     if (labelOwner === owner) {
       return age > inFlightGraceMs ? { orphan: true, why: 'ours but no longer tracked' } : { orphan: false };
     }
+    const replica = c.labels[LABELS.replica] ?? '';
+    if (replica !== replicaId && options.isReplicaLive?.(replica)) return { orphan: false };
     if (ownerHost === hostname && Number.isInteger(pid) && pid > 0) {
       return pidAlive(pid) ? { orphan: false } : { orphan: true, why: `owner process ${pid} on this host is gone` };
     }
@@ -82,19 +88,24 @@ export function createOrphanSweeper(options: OrphanSweeperOptions): OrphanSweepe
   }
 
   async function sweepOnce(): Promise<string[]> {
-    const owned = options.ownedIds();
     const now = Date.now();
+    return removeWhere({ [LABELS.app]: APP_LABEL_VALUE }, (c) => judge(c, now));
+  }
+
+  /** Lists containers with these labels and removes those judged orphans (never our own). */
+  async function removeWhere(labels: Record<string, string>, verdictOf: (c: ContainerSummary) => Promise<Verdict>): Promise<string[]> {
+    const owned = options.ownedIds();
     const removed: string[] = [];
     let containers: ContainerSummary[];
     try {
-      containers = await runtime.list({ [LABELS.app]: APP_LABEL_VALUE });
+      containers = await runtime.list(labels);
     } catch (err) {
       log.warn({ err: errorMessage(err) }, 'orphan sweep could not list containers');
       return removed;
     }
     for (const c of containers) {
       if (owned.has(c.id)) continue;
-      const verdict = await judge(c, now);
+      const verdict = await verdictOf(c);
       if (!verdict.orphan) continue;
       try {
         await runtime.remove(c.id);
@@ -115,6 +126,12 @@ export function createOrphanSweeper(options: OrphanSweeperOptions): OrphanSweepe
         running = undefined;
       });
       return running;
+    },
+    removeReplica(deadReplica) {
+      return removeWhere({ [LABELS.app]: APP_LABEL_VALUE, [LABELS.replica]: deadReplica }, async () => ({
+        orphan: true,
+        why: `replica ${deadReplica} stopped sending heartbeats`,
+      }));
     },
     start() {
       if (timer) return;

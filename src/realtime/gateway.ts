@@ -1,8 +1,9 @@
 import type { Server as HttpServer } from 'node:http';
 import { Server, type Socket } from 'socket.io';
-import { SandpoolError, toSandpoolError } from '../errors.js';
+import { SandpoolError, toSandpoolError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ChatService, ServerEvents } from '../chat/chat-service.js';
+import type { ClusterBus } from '../chat/cluster-bus.js';
 import type { Authenticate } from './auth.js';
 
 type Ack = (response: unknown) => void;
@@ -17,13 +18,26 @@ interface SocketData {
   userId: string;
 }
 
-export type SandpoolIo = Server<ClientEvents, ServerEvents, Record<string, never>, SocketData>;
-type SandpoolSocket = Socket<ClientEvents, ServerEvents, Record<string, never>, SocketData>;
+type ForwardedAck = { ok: true; requestId: string; sessionId: string } | { ok: false; error: { code: ErrorCode; message: string } } | null;
+
+/** Replica-to-replica events (Redis adapter serverSideEmit, with acks). */
+interface InterServerEvents {
+  'sandpool:message': (msg: { target: string; userId: string; payload: unknown }, ack: (res: ForwardedAck) => void) => void;
+  'sandpool:approval': (msg: { userId: string; callId: string; approved: boolean }, ack: (decided: boolean) => void) => void;
+}
+
+export type SandpoolIo = Server<ClientEvents, ServerEvents, InterServerEvents, SocketData>;
+type SandpoolSocket = Socket<ClientEvents, ServerEvents, InterServerEvents, SocketData>;
 
 /** Options of attachRealtime. */
 export interface RealtimeOptions {
   httpServer: HttpServer;
-  chat: ChatService;
+  /** Resolved lazily: the chat service needs the bus this layer provides. */
+  chat: () => ChatService;
+  replicaId: string;
+  /** Socket.IO adapter factory (the Redis adapter with several replicas). Default: in-memory. */
+  adapter?: Parameters<SandpoolIo['adapter']>[0];
+
   authenticate: Authenticate;
   logger: Logger;
   maxMessageBytes: number;
@@ -54,10 +68,12 @@ function ackError(ack: unknown, err: unknown): SandpoolError {
   return e;
 }
 
-export function attachRealtime(options: RealtimeOptions): { io: SandpoolIo; connections(): number; close(): Promise<void> } {
-  const { chat, logger } = options;
+export function attachRealtime(options: RealtimeOptions): { io: SandpoolIo; bus: ClusterBus | undefined; connections(): number; close(): Promise<void> } {
+  const { logger } = options;
+  const chat = (): ChatService => options.chat();
   const log = logger.child({ component: 'Realtime' });
   const io: SandpoolIo = new Server(options.httpServer, {
+    ...(options.adapter ? { adapter: options.adapter } : {}),
     // Room for a message at the limit (JSON-escaped, worst case 6x) so it gets
     // a PAYLOAD_TOO_LARGE ack rather than a dropped connection.
     maxHttpBufferSize: Math.max(1_000_000, options.maxMessageBytes * 6 + 4096),
@@ -71,7 +87,7 @@ export function attachRealtime(options: RealtimeOptions): { io: SandpoolIo; conn
     options
       .authenticate(socket.handshake.auth)
       .then((userId) => {
-        chat.checkCapacity(userId);
+        chat().checkCapacity(userId);
         socket.data.userId = userId;
         next();
       })
@@ -88,7 +104,7 @@ export function attachRealtime(options: RealtimeOptions): { io: SandpoolIo; conn
     const userId = socket.data.userId;
     // Join first: events of the user's requests reach this socket from now on.
     void socket.join(userRoom(userId));
-    chat.connect(userId).then(
+    chat().connect(userId).then(
       (sessionInfo) => socket.emit('session', sessionInfo),
       (err: unknown) => {
         // Only a race with MAX_SESSIONS gets here (the middleware checked it).
@@ -125,7 +141,7 @@ export function attachRealtime(options: RealtimeOptions): { io: SandpoolIo; conn
     });
 
     socket.on('message', (payload, ack) => {
-      chat.handleMessage(userId, payload).then(
+      chat().handleMessage(userId, payload).then(
         ({ requestId, sessionId }) => {
           if (typeof ack === 'function') ack({ ok: true, requestId, sessionId });
         },
@@ -138,20 +154,58 @@ export function attachRealtime(options: RealtimeOptions): { io: SandpoolIo; conn
     });
 
     socket.on('tool:approval', (payload, ack) => {
-      try {
-        chat.handleApproval(userId, payload);
-        if (typeof ack === 'function') ack({ ok: true });
-      } catch (err) {
-        ackError(ack, err);
-      }
+      chat().handleApproval(userId, payload).then(
+        () => {
+          if (typeof ack === 'function') ack({ ok: true });
+        },
+        (err: unknown) => void ackError(ack, err),
+      );
     });
 
-    socket.on('disconnect', () => chat.disconnect(userId));
+    socket.on('disconnect', () => chat().disconnect(userId));
     socket.on('error', (err) => log.warn({ user: userId, err: err.message }, 'socket error'));
   });
 
+  // Replica-to-replica calls: only with a cluster adapter (its requestsTimeout bounds them).
+  let bus: ClusterBus | undefined;
+  if (options.adapter) {
+    io.on('sandpool:message', (msg, ack) => {
+      if (msg.target !== options.replicaId) return ack(null);
+      chat().handleMessage(msg.userId, msg.payload, { forwarded: true }).then(
+        ({ requestId, sessionId }) => ack({ ok: true, requestId, sessionId }),
+        (err: unknown) => ack({ ok: false, error: toSandpoolError(err).toJSON() }),
+      );
+    });
+    io.on('sandpool:approval', (msg, ack) => {
+      chat().handleApproval(msg.userId, { callId: msg.callId, approved: msg.approved }, { forwarded: true }).then(
+        () => ack(true),
+        () => ack(false),
+      );
+    });
+    bus = {
+      forwardMessage(target, userId, payload) {
+        return new Promise((resolve, reject) => {
+          io.serverSideEmit('sandpool:message', { target, userId, payload }, (err: Error | null, responses: ForwardedAck[]) => {
+            const answer = (responses ?? []).find((r): r is NonNullable<ForwardedAck> => r !== null);
+            if (answer?.ok) return resolve({ requestId: answer.requestId, sessionId: answer.sessionId });
+            if (answer && !answer.ok) return reject(new SandpoolError(answer.error.code, answer.error.message));
+            reject(new SandpoolError('SANDBOX_FAILED', `replica ${target}, which holds your sandbox, did not answer${err ? ` (${err.message})` : ''}; try again`));
+          });
+        });
+      },
+      forwardApproval(userId, approval) {
+        return new Promise((resolve) => {
+          io.serverSideEmit('sandpool:approval', { userId, ...approval }, (_err: Error | null, responses: boolean[]) => {
+            resolve((responses ?? []).some((r) => r === true));
+          });
+        });
+      },
+    };
+  }
+
   return {
     io,
+    bus,
     connections: () => io.engine.clientsCount,
     async close() {
       // Close at the transport level: clients see "transport close" and

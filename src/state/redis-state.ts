@@ -1,0 +1,177 @@
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { ChatMessage } from '../agent/types.js';
+import type { RequestLimiter } from './request-limiter.js';
+import { trimHistory, type ReplicaRecord, type SharedState } from './types.js';
+
+/** Options of createRedisState. */
+export interface RedisStateOptions {
+  redis: Redis;
+  maxRequestsPerUser: number;
+  /** Key prefix, so several deployments (or tests) can share one Redis. Default "sandpool:". */
+  prefix?: string;
+  /** An in-flight slot expires this long after its last renewal (a dead replica's slots free themselves). Default 30000. */
+  slotTtlMs?: number;
+  /** Conversations are forgotten this long after their last message. Default 24 h. */
+  historyTtlMs?: number;
+}
+
+// Takes a slot unless the user already holds `max` live ones. Expired slots
+// (their replica died and stopped renewing) are dropped first.
+const ACQUIRE = `
+local key, now, max, expires, id, ttl = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+if redis.call('ZSCORE', key, id) then
+  redis.call('ZADD', key, expires, id)
+  return 1
+end
+if redis.call('ZCARD', key) >= max then return 0 end
+redis.call('ZADD', key, expires, id)
+redis.call('PEXPIRE', key, ttl)
+return 1`;
+
+// Deletes / extends a key only while it still holds this replica's value.
+const RELEASE_IF_MINE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+const RENEW_IF_MINE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
+
+export function createRedisState(options: RedisStateOptions): SharedState {
+  const { redis } = options;
+  const p = options.prefix ?? 'sandpool:';
+  const slotTtlMs = options.slotTtlMs ?? 30_000;
+  const historyTtlMs = options.historyTtlMs ?? 86_400_000;
+  const k = {
+    inflight: (u: string) => `${p}inflight:${u}`,
+    session: (u: string) => `${p}session:${u}`,
+    history: (u: string) => `${p}history:${u}`,
+    owner: (u: string) => `${p}owner:${u}`,
+    replica: (id: string) => `${p}replica:${id}`,
+    replicas: `${p}replicas`,
+  };
+
+  // Slots this replica holds, renewed well before they expire.
+  const held = new Map<string, Set<string>>();
+  const renewTimer = setInterval(() => {
+    if (held.size === 0 || redis.status !== 'ready') return;
+    const expires = Date.now() + slotTtlMs;
+    const pipeline = redis.pipeline();
+    for (const [userId, ids] of held) {
+      for (const id of ids) pipeline.zadd(k.inflight(userId), 'XX', expires, id);
+      pipeline.pexpire(k.inflight(userId), slotTtlMs);
+    }
+    pipeline.exec().catch(() => undefined);
+  }, Math.max(200, Math.floor(slotTtlMs / 3)));
+  renewTimer.unref();
+
+  const limiter: RequestLimiter = {
+    async tryAcquire(userId, requestId) {
+      const now = Date.now();
+      const ok = await redis.eval(ACQUIRE, 1, k.inflight(userId), now, options.maxRequestsPerUser, now + slotTtlMs, requestId, slotTtlMs);
+      if (ok !== 1) return false;
+      let mine = held.get(userId);
+      if (!mine) held.set(userId, (mine = new Set()));
+      mine.add(requestId);
+      return true;
+    },
+    async release(userId, requestId) {
+      const mine = held.get(userId);
+      mine?.delete(requestId);
+      if (mine?.size === 0) held.delete(userId);
+      await redis.zrem(k.inflight(userId), requestId);
+    },
+    async inFlight(userId) {
+      return redis.zcount(k.inflight(userId), `(${Date.now()}`, '+inf');
+    },
+    async total() {
+      let n = 0;
+      for (const ids of held.values()) n += ids.size;
+      return n;
+    },
+  };
+
+  return {
+    kind: 'redis',
+    limiter,
+    conversations: {
+      async sessionId(userId) {
+        const fresh = randomBytes(16).toString('base64url');
+        await redis.set(k.session(userId), fresh, 'PX', historyTtlMs, 'NX');
+        const id = await redis.get(k.session(userId));
+        await redis.pexpire(k.session(userId), historyTtlMs);
+        return id ?? fresh;
+      },
+      async history(userId) {
+        const raw = await redis.lrange(k.history(userId), 0, -1);
+        const messages: ChatMessage[] = [];
+        for (const line of raw) {
+          try {
+            messages.push(JSON.parse(line) as ChatMessage);
+          } catch {
+            /* a corrupt entry is skipped, not fatal */
+          }
+        }
+        // Storage is trimmed by count only; cut at a user turn here.
+        return messages[0]?.role === 'user' ? messages : trimHistory(messages, messages.length - 1);
+      },
+      async append(userId, messages, maxMessages) {
+        if (messages.length === 0) return;
+        await redis
+          .multi()
+          .rpush(k.history(userId), ...messages.map((m) => JSON.stringify(m)))
+          .ltrim(k.history(userId), -maxMessages, -1)
+          .pexpire(k.history(userId), historyTtlMs)
+          .exec();
+      },
+    },
+    owners: {
+      async claim(userId, replicaId, ttlMs) {
+        const set = await redis.set(k.owner(userId), replicaId, 'PX', ttlMs, 'NX');
+        if (set === 'OK') return replicaId;
+        const current = await redis.get(k.owner(userId));
+        if (current === replicaId || current === null) {
+          await redis.set(k.owner(userId), replicaId, 'PX', ttlMs);
+          return replicaId;
+        }
+        return current;
+      },
+      async owner(userId) {
+        return (await redis.get(k.owner(userId))) ?? undefined;
+      },
+      async release(userId, replicaId) {
+        await redis.eval(RELEASE_IF_MINE, 1, k.owner(userId), replicaId);
+      },
+      async renew(userIds, replicaId, ttlMs) {
+        if (userIds.length === 0) return;
+        const pipeline = redis.pipeline();
+        for (const u of userIds) pipeline.eval(RENEW_IF_MINE, 1, k.owner(u), replicaId, ttlMs);
+        await pipeline.exec();
+      },
+    },
+    replicas: {
+      async heartbeat(record, ttlMs) {
+        await redis.multi().set(k.replica(record.replica), JSON.stringify(record), 'PX', ttlMs).sadd(k.replicas, record.replica).exec();
+      },
+      async live() {
+        const ids = await redis.smembers(k.replicas);
+        if (ids.length === 0) return [];
+        const raw = await redis.mget(ids.map(k.replica));
+        return raw.flatMap((r) => (r ? [JSON.parse(r) as ReplicaRecord] : []));
+      },
+      async dead() {
+        const ids = await redis.smembers(k.replicas);
+        if (ids.length === 0) return [];
+        const raw = await redis.mget(ids.map(k.replica));
+        return ids.filter((_, i) => raw[i] === null);
+      },
+      async bury(replicaId) {
+        await redis.srem(k.replicas, replicaId);
+      },
+      async leave(replicaId) {
+        await redis.multi().del(k.replica(replicaId)).srem(k.replicas, replicaId).exec();
+      },
+    },
+    healthy: () => redis.status === 'ready',
+    async close() {
+      clearInterval(renewTimer);
+    },
+  };
+}

@@ -1,0 +1,64 @@
+import type { ChatMessage } from '../agent/types.js';
+import type { RequestLimiter } from './request-limiter.js';
+
+export type { RequestLimiter };
+
+/** A user's conversation, shared by every replica. */
+export interface ConversationStore {
+  /** The user's session id, created (unpredictable) on first use. */
+  sessionId(userId: string): Promise<string>;
+  history(userId: string): Promise<ChatMessage[]>;
+  /** Appends a finished exchange; keeps at most `maxMessages`, cut at a user turn. */
+  append(userId: string, messages: readonly ChatMessage[], maxMessages: number): Promise<void>;
+}
+
+/** Which replica holds a user's sandbox: one workspace per session while that replica lives. */
+export interface OwnershipStore {
+  /** Sets the owner unless another replica holds it; returns the owner after the call. */
+  claim(userId: string, replicaId: string, ttlMs: number): Promise<string>;
+  owner(userId: string): Promise<string | undefined>;
+  /** Drops the record if it is still this replica's. */
+  release(userId: string, replicaId: string): Promise<void>;
+  /** Keeps this replica's records alive (called with the heartbeat). */
+  renew(userIds: readonly string[], replicaId: string, ttlMs: number): Promise<void>;
+}
+
+export interface ReplicaRecord {
+  replica: string;
+  pid: number;
+  startedAtMs: number;
+  seenAtMs: number;
+  [key: string]: unknown;
+}
+
+/** Replica liveness and published stats (heartbeats with expiry). */
+export interface ReplicaRegistry {
+  heartbeat(record: ReplicaRecord, ttlMs: number): Promise<void>;
+  /** Replicas whose heartbeat has not expired. */
+  live(): Promise<ReplicaRecord[]>;
+  /** Replicas that announced themselves but whose heartbeat expired, not yet buried. */
+  dead(): Promise<string[]>;
+  /** Forgets a dead replica (after its containers were removed). */
+  bury(replicaId: string): Promise<void>;
+  leave(replicaId: string): Promise<void>;
+}
+
+/** Everything replicas share: in memory for one replica, in Redis for several. */
+export interface SharedState {
+  readonly kind: 'memory' | 'redis';
+  readonly limiter: RequestLimiter;
+  readonly conversations: ConversationStore;
+  readonly owners: OwnershipStore;
+  readonly replicas: ReplicaRegistry;
+  /** true when the store answers (always for memory). */
+  healthy(): boolean;
+  close(): Promise<void>;
+}
+
+/** Trims a history to at most `max` messages, cutting at a user turn so no tool result loses its call. */
+export function trimHistory(history: ChatMessage[], max: number): ChatMessage[] {
+  if (history.length <= max) return history;
+  let cut = history.length - max;
+  while (cut < history.length && history[cut]?.role !== 'user') cut++;
+  return history.slice(cut);
+}

@@ -1,0 +1,137 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import type { ChatMessage } from '../src/agent/types.js';
+import { createMemoryState } from '../src/state/memory-state.js';
+import { createRedisState } from '../src/state/redis-state.js';
+import type { SharedState } from '../src/state/types.js';
+import { startRedis, type RedisServer } from './helpers.js';
+
+/**
+ * One contract, two implementations: whatever passes here for memory must
+ * pass for Redis (like socket.io's redis-adapter suite).
+ */
+function contract(name: string, make: (opts: { maxRequestsPerUser: number; slotTtlMs: number }) => Promise<SharedState>): void {
+  describe(`SharedState contract: ${name}`, () => {
+    let state: SharedState;
+    const user = (): string => `u-${randomBytes(4).toString('hex')}`;
+    before(async () => {
+      state = await make({ maxRequestsPerUser: 3, slotTtlMs: 600 });
+    });
+    after(() => state.close());
+
+    it('limits requests in flight per user, by request id, releasing exactly once', async () => {
+      const u = user();
+      const other = user();
+      assert.equal(await state.limiter.tryAcquire(u, 'r1'), true);
+      assert.equal(await state.limiter.tryAcquire(u, 'r2'), true);
+      assert.equal(await state.limiter.tryAcquire(u, 'r3'), true);
+      assert.equal(await state.limiter.tryAcquire(u, 'r4'), false);
+      assert.equal(await state.limiter.tryAcquire(other, 'o1'), true, 'another user is unaffected');
+      assert.equal(await state.limiter.inFlight(u), 3);
+      await state.limiter.release(u, 'r1');
+      await state.limiter.release(u, 'r1');
+      await state.limiter.release(u, 'never-held');
+      assert.equal(await state.limiter.inFlight(u), 2);
+      assert.equal(await state.limiter.tryAcquire(u, 'r4'), true);
+      assert.equal(await state.limiter.tryAcquire(u, 'r5'), false);
+      for (const r of ['r2', 'r3', 'r4']) await state.limiter.release(u, r);
+      assert.equal(await state.limiter.inFlight(u), 0);
+    });
+
+    it('keeps a held slot alive past its TTL (the holder renews it)', async () => {
+      const u = user();
+      assert.equal(await state.limiter.tryAcquire(u, 'long'), true);
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.equal(await state.limiter.inFlight(u), 1);
+      await state.limiter.release(u, 'long');
+    });
+
+    it('keeps one session id per user and appends history, trimmed at a user turn', async () => {
+      const u = user();
+      const id = await state.conversations.sessionId(u);
+      assert.match(id, /^[A-Za-z0-9_-]{20,}$/);
+      assert.equal(await state.conversations.sessionId(u), id);
+      assert.notEqual(await state.conversations.sessionId(user()), id);
+      const exchange = (n: number): ChatMessage[] => [
+        { role: 'user', text: `q${n}` },
+        { role: 'assistant', text: '', toolCalls: [{ id: `c${n}`, name: 'list_directory', arguments: { path: '/workspace' } }] },
+        { role: 'tool', callId: `c${n}`, name: 'list_directory', ok: true, content: `r${n}` },
+        { role: 'assistant', text: `a${n}`, toolCalls: [] },
+      ];
+      assert.deepEqual(await state.conversations.history(u), []);
+      await state.conversations.append(u, exchange(1), 6);
+      assert.deepEqual(await state.conversations.history(u), exchange(1));
+      await state.conversations.append(u, exchange(2), 6);
+      const h = await state.conversations.history(u);
+      assert.equal(h[0]?.role, 'user', 'history starts at a user turn');
+      assert.deepEqual(h, exchange(2));
+    });
+
+    it('gives a user one sandbox owner at a time, releasable only by that owner', async () => {
+      const u = user();
+      assert.equal(await state.owners.claim(u, 'A', 5000), 'A');
+      assert.equal(await state.owners.claim(u, 'B', 5000), 'A');
+      assert.equal(await state.owners.owner(u), 'A');
+      await state.owners.release(u, 'B');
+      assert.equal(await state.owners.owner(u), 'A');
+      await state.owners.release(u, 'A');
+      assert.equal(await state.owners.owner(u), undefined);
+      assert.equal(await state.owners.claim(u, 'B', 300), 'B');
+      await state.owners.renew([u], 'B', 300);
+      await new Promise((r) => setTimeout(r, 450));
+      assert.equal(await state.owners.owner(u), undefined, 'an owner that stops renewing expires');
+    });
+
+    it('tracks replicas by heartbeat; an expired one is dead until buried', async () => {
+      const id = `rep-${randomBytes(3).toString('hex')}`;
+      await state.replicas.heartbeat({ replica: id, pid: 1, startedAtMs: Date.now(), seenAtMs: Date.now(), idle: 2 }, 300);
+      const live = await state.replicas.live();
+      assert.equal(live.find((r) => r.replica === id)?.idle, 2);
+      assert.equal((await state.replicas.dead()).includes(id), false);
+      await new Promise((r) => setTimeout(r, 450));
+      assert.equal((await state.replicas.live()).some((r) => r.replica === id), false);
+      assert.equal((await state.replicas.dead()).includes(id), true);
+      await state.replicas.bury(id);
+      assert.equal((await state.replicas.dead()).includes(id), false);
+    });
+  });
+}
+
+contract('memory', async (o) => createMemoryState(o));
+
+let redisServer: RedisServer | undefined;
+const clients: Redis[] = [];
+contract('redis', async (o) => {
+  redisServer ??= await startRedis();
+  const redis = new Redis(redisServer.url);
+  clients.push(redis);
+  return createRedisState({ redis, ...o, prefix: `t${randomBytes(3).toString('hex')}:` });
+});
+
+describe('Redis state: a dead replica\'s slots', () => {
+  it('expire on their own when nobody renews them', async () => {
+    redisServer ??= await startRedis();
+    const a = new Redis(redisServer.url);
+    const b = new Redis(redisServer.url);
+    clients.push(b);
+    const prefix = `d${randomBytes(3).toString('hex')}:`;
+    const replicaA = createRedisState({ redis: a, maxRequestsPerUser: 2, slotTtlMs: 500, prefix });
+    const replicaB = createRedisState({ redis: b, maxRequestsPerUser: 2, slotTtlMs: 500, prefix });
+    assert.equal(await replicaA.limiter.tryAcquire('u', 'a1'), true);
+    assert.equal(await replicaA.limiter.tryAcquire('u', 'a2'), true);
+    assert.equal(await replicaB.limiter.tryAcquire('u', 'b1'), false, 'the limit holds across replicas');
+    // Replica A dies: no more renewals.
+    await replicaA.close();
+    a.disconnect();
+    await new Promise((r) => setTimeout(r, 700));
+    assert.equal(await replicaB.limiter.tryAcquire('u', 'b1'), true);
+    await replicaB.close();
+  });
+});
+
+after(async () => {
+  for (const c of clients) c.disconnect();
+  await redisServer?.stop();
+});
