@@ -45,6 +45,8 @@ fi
 # --- Redis and nginx for the replica tests and `npm run cluster` (started per use) ---
 command -v redis-server >/dev/null 2>&1 || apt_install redis-server
 command -v nginx >/dev/null 2>&1 || apt_install nginx
+# docker-compose (v1) validates the compose files in a test.
+command -v docker-compose >/dev/null 2>&1 || apt_install docker-compose
 
 # --- Chromium for the browser test (Debian's package; playwright-core drives it) ---
 command -v chromium >/dev/null 2>&1 || apt_install chromium

@@ -179,7 +179,9 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     pool: thePool,
     owners: state.owners,
     replicaId: config.replicaId,
-    ownerTtlMs: config.cluster.heartbeatIntervalMs * 3,
+    // Outlives its replica on purpose: liveness comes from heartbeats, and a
+    // survivor that finds a dead owner can tell the user their sandbox is gone.
+    ownerTtlMs: config.chat.sessionIdleTimeoutMs + config.cluster.heartbeatIntervalMs * 3,
     isReplicaLive: (id) => heartbeat?.isLive(id) ?? id === config.replicaId,
     logger,
   });
@@ -191,6 +193,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     intervalMs: config.cluster.heartbeatIntervalMs,
     snapshot: () => ({ ...thePool.stats(), connections: realtime?.connections() ?? 0, sessions: theSessions.count() }),
     leasedUsers: theSessions.leasedUsers,
+    ownerTtlMs: config.chat.sessionIdleTimeoutMs + config.cluster.heartbeatIntervalMs * 3,
     onDeadReplica: async (dead) => {
       const removed = await sweeper.removeReplica(dead);
       if (removed.length > 0) metrics.orphansRemoved.inc(removed.length);

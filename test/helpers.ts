@@ -122,13 +122,15 @@ const arrivals = new WeakMap<ClientSocket, Set<() => void>>();
 export function connectUser(
   url: string,
   auth: Record<string, unknown>,
-  options: { uid?: string; transports?: Array<'websocket' | 'polling'> } = {},
+  options: { uid?: string; transports?: Array<'websocket' | 'polling'>; reconnection?: boolean } = {},
 ): Promise<ClientSocket> {
   const socket = connectIo(url, {
     auth,
     query: { uid: options.uid ?? String(auth.userId ?? 'x') },
     transports: options.transports ?? ['websocket'],
-    reconnection: false,
+    reconnection: options.reconnection ?? false,
+    reconnectionDelay: 200,
+    reconnectionDelayMax: 1000,
     forceNew: true,
   });
   // Record from the start: an event can arrive in the same tick as an ack,

@@ -130,7 +130,7 @@ export async function runAgent(req: AgentRequest): Promise<AgentOutcome> {
           if (err instanceof SandpoolError && !lease.sandbox.isUsable()) throw err;
           content = `Tool call failed: ${errorMessage(err)}`;
         }
-        if (replacedDead) content = `(Your previous sandbox had stopped; this ran in a fresh one and earlier files are gone.)\n${content}`;
+        if (replacedDead) content = `(Your previous sandbox stopped — its replica or container went away — so this ran in a fresh one; earlier files are gone.)\n${content}`;
       } else if (approval === 'denied') {
         content = 'The user denied this tool call, so it was not run.';
       } else {

@@ -91,10 +91,15 @@ export function createSessionManager(options: SessionManagerOptions): SessionMan
     idleTimers.set(session, timer);
   }
 
-  /** Claims the user's sandbox ownership for this replica; a dead owner's claim is taken over. */
-  async function claimOwnership(userId: string): Promise<void> {
+  /**
+   * Claims the user's sandbox ownership for this replica; a dead owner's claim
+   * is taken over. Resolves true when a sandbox on another replica was lost.
+   */
+  async function claimOwnership(userId: string): Promise<boolean> {
     let owner = await owners.claim(userId, replicaId, options.ownerTtlMs);
+    let tookOver = false;
     if (owner !== replicaId && !options.isReplicaLive(owner)) {
+      tookOver = true;
       log.warn({ user: userId, previousOwner: owner }, 'taking over the session of a dead replica');
       await owners.release(userId, owner);
       owner = await owners.claim(userId, replicaId, options.ownerTtlMs);
@@ -102,6 +107,7 @@ export function createSessionManager(options: SessionManagerOptions): SessionMan
     if (owner !== replicaId) {
       throw new SandpoolError('SANDBOX_FAILED', `your sandbox is held by replica ${owner}; send the message again to be routed there`);
     }
+    return tookOver;
   }
 
   const manager: SessionManager = {
@@ -151,7 +157,8 @@ export function createSessionManager(options: SessionManagerOptions): SessionMan
       let pending = leasing.get(session);
       if (pending) return { lease: await pending, replacedDead };
       pending = (async () => {
-        await claimOwnership(session.userId);
+        // The user's previous sandbox lived on a replica that died: its files are gone.
+        if (await claimOwnership(session.userId)) replacedDead = true;
         try {
           return await pool.acquire();
         } catch (err) {

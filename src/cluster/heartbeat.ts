@@ -13,6 +13,8 @@ export interface HeartbeatOptions {
   snapshot: () => Record<string, unknown>;
   /** Users whose sandbox this replica holds: their ownership is renewed with each beat. */
   leasedUsers: () => string[];
+  /** TTL given to renewed ownership records. */
+  ownerTtlMs: number;
   /** Removes a dead replica's containers; called by whichever survivor notices first. */
   onDeadReplica: (replicaId: string) => Promise<void>;
   logger: Logger;
@@ -50,7 +52,7 @@ export function createHeartbeat(options: HeartbeatOptions): Heartbeat {
   async function beat(): Promise<void> {
     try {
       await state.replicas.heartbeat(record(), ttlMs);
-      await state.owners.renew(options.leasedUsers(), replicaId, ttlMs);
+      await state.owners.renew(options.leasedUsers(), replicaId, options.ownerTtlMs);
       const live = await state.replicas.live();
       liveSet = new Set([replicaId, ...live.map((r) => r.replica)]);
       for (const dead of await state.replicas.dead()) {

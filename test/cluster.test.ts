@@ -1,0 +1,241 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { LABELS } from '../src/runtime/types.js';
+import { connectUser, dockerPs, emitAck, execFileAsync, freePort, nextEvent, startRedis, waitFor, type ClientSocket, type RedisServer } from './helpers.js';
+
+interface ClusterState {
+  url: string;
+  redisUrl: string;
+  redisPid: number;
+  replicas: Array<{ id: string; port: number; url: string; pid: number }>;
+}
+interface SessionInfo {
+  sessionId: string;
+  replica: string;
+  inFlight: number;
+}
+interface ToolRequest {
+  requestId: string;
+  callId: string;
+  tool: string;
+}
+
+const sockets: ClientSocket[] = [];
+const killed = new Set<string>();
+async function connect(url: string, userId: string, reconnection = false): Promise<{ socket: ClientSocket; session: SessionInfo }> {
+  const socket = await connectUser(url, { userId }, { reconnection });
+  sockets.push(socket);
+  return { socket, session: await nextEvent<SessionInfo>(socket, 'session') };
+}
+
+/** Sends a message and approves its tool calls from `approver` (default: the same socket); resolves with the results' contents. */
+async function converse(socket: ClientSocket, text: string, approver: ClientSocket = socket): Promise<{ contents: string[]; done: string }> {
+  const ack = await emitAck(socket, 'message', text);
+  assert.equal(ack.ok, true, JSON.stringify(ack));
+  const mine = (p: { requestId: string }): boolean => p.requestId === ack.requestId;
+  const contents: string[] = [];
+  const done = nextEvent<{ requestId: string; text: string }>(socket, 'message:done', mine, 30_000);
+  for (;;) {
+    const next = await Promise.race([done.then(() => null), nextEvent<ToolRequest>(approver, 'tool:request', mine, 30_000)]);
+    if (next === null) break;
+    const decided = await emitAck(approver, 'tool:approval', { callId: next.callId, approved: true });
+    assert.equal(decided.ok, true, JSON.stringify(decided));
+    contents.push((await nextEvent<{ callId: string; content: string }>(socket, 'tool:result', (r) => r.callId === next.callId, 30_000)).content);
+  }
+  return { contents, done: (await done).text };
+}
+
+describe('replicas behind nginx with Redis (npm run cluster)', () => {
+  let cluster: ChildProcess;
+  let state: ClusterState;
+  let replacementRedis: RedisServer | undefined;
+  const stateFile = path.join(os.tmpdir(), `sandpool-cluster-test-${process.pid}.json`);
+
+  before(async () => {
+    const port = await freePort();
+    const redisPort = await freePort();
+    cluster = spawn(process.execPath, ['dist/scripts/cluster.js', '--replicas', '3', '--port', String(port), '--redis-port', String(redisPort), '--state-file', stateFile, '--name', `t${port}`], {
+      env: {
+        ...process.env,
+        POOL_MIN_SIZE: '1',
+        LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
+        HEARTBEAT_INTERVAL_MS: '500',
+        REQUEST_SLOT_TTL_MS: '3000',
+        SHUTDOWN_TIMEOUT_MS: '5000',
+      },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    await waitFor('the cluster to start', () => existsSync(stateFile), 120_000, 200);
+    state = JSON.parse(readFileSync(stateFile, 'utf8')) as ClusterState;
+  });
+
+  after(async () => {
+    for (const s of sockets) s.close();
+    const stopped = new Promise((r) => cluster.once('exit', r));
+    cluster.kill('SIGTERM');
+    await stopped;
+    await replacementRedis?.stop();
+    for (const r of state.replicas) assert.deepEqual(await dockerPs({ [LABELS.replica]: r.id }), [], `containers of ${r.id} left behind`);
+  });
+
+  it('spreads 20 users over the replicas; all sockets of one user reach the same replica', async () => {
+    const placements = new Map<string, number>();
+    for (let i = 0; i < 20; i++) {
+      const { session } = await connect(state.url, `spread-${i}`);
+      placements.set(session.replica, (placements.get(session.replica) ?? 0) + 1);
+      // A second tab of the same user lands on the same replica.
+      const again = await connect(state.url, `spread-${i}`);
+      assert.equal(again.session.replica, session.replica);
+      assert.equal(again.session.sessionId, session.sessionId);
+    }
+    assert.deepEqual([...placements.keys()].sort(), state.replicas.map((r) => r.id).sort(), JSON.stringify([...placements]));
+    for (const n of placements.values()) assert.ok(n >= 2, `lopsided spread: ${JSON.stringify([...placements])}`);
+  });
+
+  it('resolves an approval sent on the other replica', async () => {
+    const { socket, session } = await connect(state.url, 'cross-approver');
+    const other = state.replicas.find((r) => r.id !== session.replica);
+    assert.ok(other);
+    const direct = await connect(other.url, 'cross-approver');
+    assert.equal(direct.session.replica, other.id);
+    const { contents, done } = await converse(socket, 'list files in /workspace', direct.socket);
+    assert.equal(contents.length, 1);
+    assert.match(done, /list_directory/);
+  });
+
+  it('runs a message sent on replica B where the user\'s sandbox lives (replica A): one workspace', async () => {
+    const a = state.replicas[0]!;
+    const b = state.replicas[1]!;
+    const onA = await connect(a.url, 'one-workspace');
+    const wrote = await converse(onA.socket, 'write "kept on A" to /workspace/where.txt');
+    assert.match(wrote.contents[0] ?? '', /Successfully wrote/);
+    const activeOnB = async (): Promise<number> => ((await (await fetch(`${b.url}/stats/pool`)).json()) as { active: number }).active;
+    const before = await activeOnB();
+    const onB = await connect(b.url, 'one-workspace');
+    const read = await converse(onB.socket, 'read /workspace/where.txt');
+    assert.equal(read.contents[0], 'kept on A');
+    assert.equal(await activeOnB(), before, 'replica B leased a second sandbox');
+  });
+
+  it('holds the per-user limit across replicas (5 on A + 1 on B is refused)', async () => {
+    const a = await connect(state.replicas[0]!.url, 'limit-both');
+    const b = await connect(state.replicas[1]!.url, 'limit-both');
+    const acks = [];
+    for (let i = 0; i < 5; i++) acks.push(await emitAck(a.socket, 'message', `read /workspace/n${i}.txt`));
+    assert.ok(acks.every((x) => x.ok), JSON.stringify(acks));
+    const sixth = await emitAck(b.socket, 'message', 'help');
+    assert.equal(sixth.error?.code, 'TOO_MANY_REQUESTS');
+    // Deny them all (from B: cross-replica) so the user ends clean.
+    for (const ack of acks) {
+      const req = await nextEvent<ToolRequest>(b.socket, 'tool:request', (r) => r.requestId === ack.requestId);
+      assert.equal((await emitAck(b.socket, 'tool:approval', { callId: req.callId, approved: false })).ok, true);
+    }
+    await waitFor('slots freed', async () => (await emitAck(b.socket, 'message', 'help')).ok);
+  });
+
+  it('/stats/pool?scope=cluster lists every replica with correct totals', async () => {
+    const body = (await (await fetch(`${state.url}/stats/pool?scope=cluster`)).json()) as {
+      replicas: Array<{ replica: string; idle: number; active: number; total: number }>;
+      totals: { replicas: number; idle: number; active: number; total: number };
+    };
+    assert.deepEqual(body.replicas.map((r) => r.replica).sort(), state.replicas.map((r) => r.id).sort());
+    assert.equal(body.totals.replicas, state.replicas.length);
+    for (const f of ['idle', 'active', 'total'] as const) assert.equal(body.totals[f], body.replicas.reduce((n, r) => n + r[f], 0));
+    // nginx keeps operational endpoints internal but serves them to loopback; /health is never limited.
+    assert.equal((await fetch(`${state.url}/metrics`)).status, 200);
+    const burst = await Promise.all(Array.from({ length: 60 }, () => fetch(`${state.url}/health`).then((r) => r.status)));
+    assert.ok(burst.every((s) => s === 200), JSON.stringify(burst));
+  });
+
+  it('rate-limits the HTTP API at nginx', async () => {
+    const statuses = await Promise.all(Array.from({ length: 120 }, () => fetch(`${state.url}/stats/pool`).then((r) => r.status)));
+    assert.ok(statuses.includes(429), 'no 429 from a burst of 120');
+    assert.ok(statuses.includes(200));
+  });
+
+  it('survives a Redis restart: replicas reconnect, the adapter resubscribes, messages flow', async () => {
+    const port = Number(new URL(state.redisUrl).port);
+    process.kill(state.redisPid, 'SIGKILL');
+    await waitFor('a replica to notice Redis is gone', async () => (await fetch(`${state.replicas[0]!.url}/ready`)).status === 503, 15_000);
+    replacementRedis = await startRedis(port);
+    for (const r of state.replicas) await waitFor(`${r.id} ready again`, async () => (await fetch(`${r.url}/ready`)).ok, 20_000);
+    const { socket, session } = await connect(state.url, 'after-redis');
+    const other = state.replicas.find((r) => r.id !== session.replica)!;
+    const direct = await connect(other.url, 'after-redis');
+    // The cross-replica approval travels over the adapter's (re)subscribed channels.
+    const { done } = await converse(socket, 'list files in /workspace', direct.socket);
+    assert.match(done, /list_directory/);
+  });
+
+  it('kill -9 of a replica: its users reconnect to the survivor with their history; slots and containers are freed', async () => {
+    const user = 'survivor-user';
+    const { socket, session } = await connect(state.url, user, true);
+    const victim = state.replicas.find((r) => r.id === session.replica)!;
+    await converse(socket, 'write "before the crash" to /workspace/crash.txt');
+    assert.ok((await dockerPs({ [LABELS.replica]: victim.id })).length >= 1);
+    for (let i = 0; i < 5; i++) assert.equal((await emitAck(socket, 'message', 'read /workspace/crash.txt')).ok, true);
+
+    process.kill(victim.pid, 'SIGKILL');
+    const back = await nextEvent<SessionInfo>(socket, 'session', () => true, 30_000);
+    assert.notEqual(back.replica, victim.id, 'reconnected through nginx to a survivor');
+    killed.add(victim.id);
+    assert.equal(back.sessionId, session.sessionId, 'same session');
+
+    // The dead replica's containers are removed by the survivor within the bound.
+    await waitFor('the victim\'s containers to be removed', async () => (await dockerPs({ [LABELS.replica]: victim.id })).length === 0, 20_000);
+    // Its in-flight slots expire (REQUEST_SLOT_TTL_MS=3000): new messages are accepted.
+    await waitFor('slots held by the dead replica to expire', async () => {
+      const ack = await emitAck(socket, 'message', 'help');
+      return ack.ok;
+    }, 20_000, 500);
+    // The history is intact in Redis, and the user is told the old sandbox is gone.
+    const { stdout } = await execFileAsync('redis-cli', ['-p', String(new URL(state.redisUrl).port), 'lrange', `sandpool:history:${user}`, '0', '-1']);
+    assert.match(stdout, /before the crash/);
+    const read = await converse(socket, 'read /workspace/crash.txt');
+    assert.match(read.contents[0] ?? '', /previous sandbox stopped/);
+    assert.match(read.contents[0] ?? '', /ENOENT|no such file/i);
+  });
+
+  it('SIGTERM (rolling restart): in-flight requests fail with a code, sockets move to a survivor, containers go', async () => {
+    const { socket, session } = await connect(state.url, 'rolling-user', true);
+    const leaving = state.replicas.find((r) => r.id === session.replica)!;
+    assert.ok(!killed.has(leaving.id));
+    await converse(socket, 'write "x" to /workspace/x.txt');
+    const ack = await emitAck(socket, 'message', 'read /workspace/x.txt');
+    await nextEvent<ToolRequest>(socket, 'tool:request', (r) => r.requestId === ack.requestId);
+    const failed = nextEvent<{ requestId: string; error: { code: string } }>(socket, 'request:error', (e) => e.requestId === ack.requestId, 30_000);
+
+    process.kill(leaving.pid, 'SIGTERM');
+    assert.equal((await failed).error.code, 'SHUTTING_DOWN');
+    const back = await nextEvent<SessionInfo>(socket, 'session', () => true, 30_000);
+    assert.notEqual(back.replica, leaving.id);
+    assert.equal(back.sessionId, session.sessionId);
+    await waitFor('the leaving replica\'s containers to be gone', async () => (await dockerPs({ [LABELS.replica]: leaving.id })).length === 0, 20_000);
+    // New users keep being served through nginx.
+    const fresh = await connect(state.url, 'after-rolling');
+    assert.notEqual(fresh.session.replica, leaving.id);
+    assert.match((await converse(fresh.socket, 'list files in /workspace')).done, /list_directory/);
+  });
+});
+
+describe('compose files', () => {
+  it('docker-compose config accepts both compose files', async () => {
+    const env = { ...process.env, AUTH_SECRET: 'compose-config-check-secret' };
+    for (const file of ['docker-compose.yml', 'docker-compose.scale.yml']) {
+      const { stdout } = await execFileAsync('docker-compose', ['-f', file, 'config'], { env });
+      assert.match(stdout, /services:/);
+    }
+    // Production compose refuses to run without a secret.
+    const { AUTH_SECRET: _omit, ...withoutSecret } = env;
+    void _omit;
+    await assert.rejects(execFileAsync('docker-compose', ['-f', 'docker-compose.scale.yml', 'config'], { env: withoutSecret }), /AUTH_SECRET/);
+    const { stdout } = await execFileAsync('docker-compose', ['-f', 'docker-compose.scale.yml', 'config'], { env });
+    for (const needle of ['redis', 'nginx', 'replicas: 4', '/var/run/docker.sock', 'ENABLE_CONTAINER_POOL', 'POOL_MIN_SIZE', 'POOL_MAX_SIZE', 'POOL_IDLE_TIMEOUT_MS', 'REDIS_URL']) {
+      assert.ok(stdout.includes(needle), `docker-compose.scale.yml lacks ${needle}`);
+    }
+  });
+});
