@@ -105,6 +105,19 @@ describe('replicas behind nginx with Redis (npm run cluster)', () => {
     const { contents, done } = await converse(socket, 'list files in /workspace', direct.socket);
     assert.equal(contents.length, 1);
     assert.match(done, /list_directory/);
+
+    // A tab that connects to the other replica while a call waits is told about it (shared pending store).
+    const ack = await emitAck(socket, 'message', 'tree /workspace');
+    const req = await nextEvent<ToolRequest>(socket, 'tool:request', (r) => r.requestId === ack.requestId);
+    const late = await connect(other.url, 'cross-approver');
+    assert.deepEqual(
+      (late.session as SessionInfo & { pending: ToolRequest[] }).pending.map((p) => p.callId),
+      [req.callId],
+    );
+    assert.equal((await emitAck(late.socket, 'tool:approval', { callId: req.callId, approved: false })).ok, true);
+    // Someone else's call id is unknown on every replica.
+    const stranger = await connect(other.url, 'cross-stranger');
+    assert.equal((await emitAck(stranger.socket, 'tool:approval', { callId: req.callId, approved: true })).error?.code, 'UNKNOWN_CALL');
   });
 
   it('runs a message sent on replica B where the user\'s sandbox lives (replica A): one workspace', async () => {

@@ -84,6 +84,20 @@ function contract(name: string, make: (opts: { maxRequestsPerUser: number; slotT
       assert.equal(await state.owners.owner(u), undefined, 'an owner that stops renewing expires');
     });
 
+    it('shares pending approvals per user, dropping expired and removed ones', async () => {
+      const u = user();
+      const call = (callId: string, ttl: number) => ({ requestId: 'r', callId, tool: 'write_file', arguments: { path: '/workspace/a' }, expiresAtMs: Date.now() + ttl, replica: 'A' });
+      await state.pending.add(u, call('c1', 5000));
+      await state.pending.add(u, call('c2', 200));
+      assert.deepEqual((await state.pending.list(u)).map((c) => c.callId).sort(), ['c1', 'c2']);
+      assert.equal((await state.pending.get(u, 'c1'))?.replica, 'A');
+      assert.equal(await state.pending.get(user(), 'c1'), undefined, 'another user cannot see it');
+      await new Promise((r) => setTimeout(r, 300));
+      assert.deepEqual((await state.pending.list(u)).map((c) => c.callId), ['c1']);
+      await state.pending.remove(u, 'c1');
+      assert.deepEqual(await state.pending.list(u), []);
+    });
+
     it('tracks replicas by heartbeat; an expired one is dead until buried', async () => {
       const id = `rep-${randomBytes(3).toString('hex')}`;
       await state.replicas.heartbeat({ replica: id, pid: 1, startedAtMs: Date.now(), seenAtMs: Date.now(), idle: 2 }, 300);

@@ -101,7 +101,7 @@ export function createChatService(options: {
   observer?: ChatObserver;
 }): ChatService {
   const { chat, provider, pool, sessions, approvals, emit, observer, bus } = options;
-  const { limiter, conversations, owners } = options.state;
+  const { limiter, conversations, owners, pending } = options.state;
   const log = options.logger.child({ component: 'Chat' });
   const running = new Map<string, Promise<void>>();
   const stopping = new AbortController();
@@ -114,7 +114,9 @@ export function createChatService(options: {
   async function info(session: Session): Promise<SessionInfo> {
     return {
       inFlight: await limiter.inFlight(session.userId),
-      pending: approvals.pendingFor(session.userId),
+      pending: (await pending.list(session.userId).catch(() => approvals.pendingFor(session.userId).map((c) => ({ ...c, replica: options.replicaId })))).map(
+        ({ requestId, callId, tool, arguments: args, expiresAtMs }) => ({ requestId, callId, tool, arguments: args, expiresAtMs }),
+      ),
       sessionId: await conversations.sessionId(session.userId),
       userId: session.userId,
       replica: options.replicaId,
@@ -155,6 +157,11 @@ export function createChatService(options: {
         lease: () => sessions.lease(session),
         approve: async ({ callId, tool, arguments: args }) => {
           const waitStarted = performance.now();
+          const expiresAtMs = Date.now() + chat.toolApprovalTimeoutMs;
+          // Shared, so a tab on any replica sees the call and its decision is routed here.
+          await pending
+            .add(session.userId, { requestId, callId, tool, arguments: args, expiresAtMs, replica: options.replicaId })
+            .catch((err: unknown) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not share a pending call'));
           const outcome = await approvals.wait({
             userId: session.userId,
             requestId,
@@ -165,6 +172,7 @@ export function createChatService(options: {
             signal,
           });
           observer?.approvalWaited?.(performance.now() - waitStarted, outcome);
+          void pending.remove(session.userId, callId).catch(() => undefined);
           sessions.touch(session);
           return outcome;
         },
@@ -263,8 +271,11 @@ export function createChatService(options: {
         emit(userId, 'tool:decided', { requestId, callId: parsed.data.callId, approved: parsed.data.approved });
       } catch (err) {
         const e = toSandpoolError(err);
-        // Not here: maybe on the replica running that request.
-        if (e.code === 'UNKNOWN_CALL' && bus && !handleOptions?.forwarded && (await bus.forwardApproval(userId, parsed.data))) return;
+        // Not here: maybe on the replica running that request (only if the shared store knows the call).
+        if (e.code === 'UNKNOWN_CALL' && bus && !handleOptions?.forwarded) {
+          const shared = await pending.get(userId, parsed.data.callId).catch(() => undefined);
+          if (shared && shared.replica !== options.replicaId && (await bus.forwardApproval(userId, parsed.data))) return;
+        }
         reject(e);
       }
     },

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { ChatMessage } from '../agent/types.js';
 import { createMemoryRequestLimiter } from './request-limiter.js';
-import { trimHistory, type ReplicaRecord, type SharedState } from './types.js';
+import { trimHistory, type PendingCall, type ReplicaRecord, type SharedState } from './types.js';
 
 /** Shared state for a single replica (no REDIS_URL): plain maps in this process. */
 export function createMemoryState(options: { maxRequestsPerUser: number }): SharedState {
@@ -10,6 +10,8 @@ export function createMemoryState(options: { maxRequestsPerUser: number }): Shar
   const owners = new Map<string, { replica: string; expiresAt: number }>();
   const replicas = new Map<string, { record: ReplicaRecord; expiresAt: number }>();
   const announced = new Set<string>();
+  const pending = new Map<string, Map<string, PendingCall>>();
+  const livePending = (userId: string): PendingCall[] => [...(pending.get(userId)?.values() ?? [])].filter((c) => c.expiresAtMs > Date.now());
   const liveOwner = (userId: string): string | undefined => {
     const o = owners.get(userId);
     if (!o) return undefined;
@@ -50,6 +52,24 @@ export function createMemoryState(options: { maxRequestsPerUser: number }): Shar
       },
       async renew(userIds, replicaId, ttlMs) {
         for (const u of userIds) if (owners.get(u)?.replica === replicaId) owners.set(u, { replica: replicaId, expiresAt: Date.now() + ttlMs });
+      },
+    },
+    pending: {
+      async add(userId, call) {
+        let mine = pending.get(userId);
+        if (!mine) pending.set(userId, (mine = new Map()));
+        mine.set(call.callId, call);
+      },
+      async remove(userId, callId) {
+        const mine = pending.get(userId);
+        mine?.delete(callId);
+        if (mine?.size === 0) pending.delete(userId);
+      },
+      async list(userId) {
+        return livePending(userId);
+      },
+      async get(userId, callId) {
+        return livePending(userId).find((c) => c.callId === callId);
       },
     },
     replicas: {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { ChatMessage } from '../agent/types.js';
 import type { RequestLimiter } from './request-limiter.js';
-import { trimHistory, type ReplicaRecord, type SharedState } from './types.js';
+import { trimHistory, type PendingCall, type ReplicaRecord, type SharedState } from './types.js';
 
 /** Options of createRedisState. */
 export interface RedisStateOptions {
@@ -44,6 +44,7 @@ export function createRedisState(options: RedisStateOptions): SharedState {
     session: (u: string) => `${p}session:${u}`,
     history: (u: string) => `${p}history:${u}`,
     owner: (u: string) => `${p}owner:${u}`,
+    pending: (u: string) => `${p}pending:${u}`,
     replica: (id: string) => `${p}replica:${id}`,
     replicas: `${p}replicas`,
   };
@@ -144,6 +145,30 @@ export function createRedisState(options: RedisStateOptions): SharedState {
         const pipeline = redis.pipeline();
         for (const u of userIds) pipeline.eval(RENEW_IF_MINE, 1, k.owner(u), replicaId, ttlMs);
         await pipeline.exec();
+      },
+    },
+    pending: {
+      async add(userId, call) {
+        // The hash lives as long as its longest-lived call.
+        await redis
+          .multi()
+          .hset(k.pending(userId), call.callId, JSON.stringify(call))
+          .pexpireat(k.pending(userId), call.expiresAtMs + 1000, 'GT')
+          .pexpireat(k.pending(userId), call.expiresAtMs + 1000, 'NX')
+          .exec();
+      },
+      async remove(userId, callId) {
+        await redis.hdel(k.pending(userId), callId);
+      },
+      async list(userId) {
+        const all = await redis.hvals(k.pending(userId));
+        const now = Date.now();
+        return all.map((v) => JSON.parse(v) as PendingCall).filter((c) => c.expiresAtMs > now);
+      },
+      async get(userId, callId) {
+        const raw = await redis.hget(k.pending(userId), callId);
+        const call = raw ? (JSON.parse(raw) as PendingCall) : undefined;
+        return call && call.expiresAtMs > Date.now() ? call : undefined;
       },
     },
     replicas: {

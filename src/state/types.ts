@@ -12,6 +12,26 @@ export interface ConversationStore {
   append(userId: string, messages: readonly ChatMessage[], maxMessages: number): Promise<void>;
 }
 
+/** A tool call waiting for its user's decision, as every replica can see it. */
+export interface PendingCall {
+  requestId: string;
+  callId: string;
+  tool: string;
+  arguments: Record<string, unknown>;
+  expiresAtMs: number;
+  /** The replica running the request (the one that can decide it). */
+  replica: string;
+}
+
+/** Pending approvals, shared so any replica can list and route them. */
+export interface PendingStore {
+  add(userId: string, call: PendingCall): Promise<void>;
+  remove(userId: string, callId: string): Promise<void>;
+  /** The user's calls that have not expired. */
+  list(userId: string): Promise<PendingCall[]>;
+  get(userId: string, callId: string): Promise<PendingCall | undefined>;
+}
+
 /** Which replica holds a user's sandbox: one workspace per session while that replica lives. */
 export interface OwnershipStore {
   /** Sets the owner unless another replica holds it; returns the owner after the call. */
@@ -49,6 +69,7 @@ export interface SharedState {
   readonly limiter: RequestLimiter;
   readonly conversations: ConversationStore;
   readonly owners: OwnershipStore;
+  readonly pending: PendingStore;
   readonly replicas: ReplicaRegistry;
   /** true when the store answers (always for memory). */
   healthy(): boolean;
