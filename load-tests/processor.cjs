@@ -1,0 +1,120 @@
+// Artillery processor for sandpool's load scenarios (socketio engine).
+// The engine opens one Socket.IO connection per virtual user; these functions
+// drive the protocol on it and record real timings as Artillery metrics:
+//   sandpool.first_tool_result   message -> first tool:result (ms)
+//   sandpool.message_done        message -> message:done (ms)
+//   sandpool.refused.<CODE>      refusals by error code (counters)
+'use strict';
+
+const STEP_TIMEOUT_MS = 60_000;
+
+/** Records every event from the moment it is called, so nothing that arrives early is missed. */
+function trackEvents(context, events, done) {
+  const socket = context.sockets && context.sockets[''];
+  if (!socket) return done(new Error('no socket for this virtual user'));
+  const log = [];
+  const waiters = new Set();
+  // Artillery patches the socket with socketio-wildcard, whose onevent bypasses
+  // onAny; every event arrives as '*' with the packet instead.
+  socket.on('*', (packet) => {
+    const [event, payload] = (packet && packet.data) || [];
+    if (process.env.SANDPOOL_LOAD_DEBUG) console.error('[processor] event', event, JSON.stringify(payload).slice(0, 120));
+    log.push({ event, payload, taken: false });
+    for (const w of [...waiters]) w();
+  });
+  context.sandpool = { socket, log, waiters };
+  return done();
+}
+
+/** The first untaken `event` matching `match`, already received or still to come. */
+function nextEvent(context, event, match, timeoutMs = STEP_TIMEOUT_MS) {
+  const { log, waiters } = context.sandpool;
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      const hit = log.find((e) => !e.taken && e.event === event && match(e.payload));
+      if (!hit) return false;
+      hit.taken = true;
+      waiters.delete(check);
+      clearTimeout(timer);
+      resolve(hit.payload);
+      return true;
+    };
+    const timer = setTimeout(() => {
+      waiters.delete(check);
+      reject(new Error(`no ${event} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    if (!check()) waiters.add(check);
+  });
+}
+
+function emitAck(socket, event, payload) {
+  return new Promise((resolve, reject) => {
+    socket.timeout(STEP_TIMEOUT_MS).emit(event, payload, (err, ack) => (err ? reject(err) : resolve(ack)));
+  });
+}
+
+/**
+ * The seed flow after `message` was emitted (its ack captured as requestId):
+ * wait for tool:request, think, approve, wait for message:done.
+ */
+async function approveAndFinish(context, events) {
+  const sentAt = context.vars.sentAt;
+  // This user sends one message: its id comes with message:accepted (sent right after the ack).
+  const accepted = await nextEvent(context, 'message:accepted', () => true);
+  const requestId = accepted.requestId;
+  const mine = (p) => p && p.requestId === requestId;
+  const failed = nextEvent(context, 'request:error', mine).then((e) => {
+    throw new Error(`request:error ${e.error.code}`);
+  });
+  failed.catch(() => undefined);
+  const req = await Promise.race([nextEvent(context, 'tool:request', mine), failed]);
+  const thinkMs = Number(context.vars.approvalThinkMs || 0);
+  if (thinkMs > 0) await new Promise((r) => setTimeout(r, thinkMs));
+  const decided = await emitAck(context.sandpool.socket, 'tool:approval', { callId: req.callId, approved: true });
+  if (!decided || decided.ok !== true) throw new Error(`approval refused: ${decided && decided.error ? decided.error.code : '?'}`);
+  const result = await Promise.race([nextEvent(context, 'tool:result', (r) => r && r.callId === req.callId), failed]);
+  if (!result.ok) throw new Error('tool:result not ok');
+  events.emit('histogram', 'sandpool.first_tool_result', Date.now() - sentAt - thinkMs);
+  await Promise.race([nextEvent(context, 'message:done', mine), failed]);
+  events.emit('histogram', 'sandpool.message_done', Date.now() - sentAt - thinkMs);
+}
+
+function markSent(context, events, done) {
+  context.vars.sentAt = Date.now();
+  return done();
+}
+
+function approveAndWait(context, events, done) {
+  approveAndFinish(context, events).then(
+    () => done(),
+    (err) => {
+      // Artillery counts a failed function step only as vusers.failed; name the cause.
+      events.emit('counter', `sandpool.errors.${String(err && err.message).replace(/[^A-Za-z0-9:_ -]/g, '').slice(0, 60)}`, 1);
+      done(err);
+    },
+  );
+}
+
+/** backpressure.yml: 10 concurrent messages; exactly the excess must be refused with TOO_MANY_REQUESTS. */
+function fireTen(context, events, done) {
+  const socket = context.sandpool.socket;
+  const sends = Array.from({ length: 10 }, () => emitAck(socket, 'message', 'list files in /workspace'));
+  Promise.all(sends)
+    .then(async (acks) => {
+      const accepted = acks.filter((a) => a && a.ok);
+      const refused = acks.filter((a) => a && !a.ok);
+      events.emit('counter', 'sandpool.backpressure.accepted', accepted.length);
+      for (const r of refused) events.emit('counter', `sandpool.refused.${r.error.code}`, 1);
+      const unexpected = refused.filter((r) => r.error.code !== 'TOO_MANY_REQUESTS');
+      if (unexpected.length > 0) throw new Error(`unexpected refusal ${unexpected[0].error.code}`);
+      // Deny the accepted ones so every slot is freed, and check each ends.
+      for (const a of accepted) {
+        const req = await nextEvent(context, 'tool:request', (p) => p && p.requestId === a.requestId);
+        await emitAck(socket, 'tool:approval', { callId: req.callId, approved: false });
+        await nextEvent(context, 'message:done', (p) => p && p.requestId === a.requestId);
+      }
+    })
+    .then(() => done(), (err) => done(err));
+}
+
+module.exports = { trackEvents, markSent, approveAndWait, fireTen };

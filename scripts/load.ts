@@ -1,0 +1,393 @@
+/**
+ * npm run load:smoke | load:capacity | load:soak   (-- --replicas N --out DIR)
+ *
+ * For each run of the suite: starts a fresh cluster (npm run cluster: Redis,
+ * N replicas, nginx), runs one Artillery scenario from load-tests/ against
+ * nginx, samples every 2 s (each replica's RSS and CPU, /stats/pool?scope=cluster,
+ * Redis INFO memory, sandbox container count), stops the cluster, checks that
+ * no container was left, and writes <out>/<run>.json, <run>.md and SVG charts
+ * (vega-lite). Exits non-zero when an Artillery `ensure` fails, a check fails,
+ * or a container leaked.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
+import * as vega from 'vega';
+import * as vl from 'vega-lite';
+import { createDockerRuntime } from '../src/runtime/docker-runtime.js';
+import { APP_LABEL_VALUE, LABELS } from '../src/runtime/types.js';
+
+interface Run {
+  name: string;
+  scenario: string;
+  /** Artillery config overrides (phases, variables). */
+  overrides: Record<string, unknown>;
+  /** Extra environment for the replicas. */
+  env: Record<string, string>;
+  /** Extra pass/fail checks on the Artillery counters. */
+  check?: (counters: Record<string, number>) => string | undefined;
+}
+
+const exactBackpressure = (c: Record<string, number>): string | undefined => {
+  const accepted = c['sandpool.backpressure.accepted'] ?? 0;
+  const refused = c['sandpool.refused.TOO_MANY_REQUESTS'] ?? 0;
+  const users = c['vusers.completed'] ?? 0;
+  if (users === 0) return 'no user completed';
+  if (accepted !== users * 5 || refused !== users * 5) return `expected 5 accepted + 5 refused per user, got ${accepted} + ${refused} for ${users} users`;
+  return undefined;
+};
+
+const phases = (duration: number, arrivalRate: number, name: string): Array<Record<string, unknown>> => [{ duration, arrivalRate, name }];
+
+const SUITES: Record<string, Run[]> = {
+  smoke: [
+    { name: 'smoke-phase2', scenario: 'phase2.yml', overrides: { config: { phases: phases(10, 2, 'seed flow'), variables: { approvalThinkMs: 200 } } }, env: {} },
+    { name: 'smoke-connections', scenario: 'connections.yml', overrides: { config: { phases: phases(10, 5, 'ramp'), variables: { idleSeconds: 5 } } }, env: {} },
+    { name: 'smoke-backpressure', scenario: 'backpressure.yml', overrides: { config: { phases: phases(5, 2, 'bursts') } }, env: {}, check: exactBackpressure },
+  ],
+  capacity: [
+    // Concurrent users: 20 new users/s for 100 s, each held 360 s: 2000 connected for over 5 minutes.
+    { name: 'capacity-connections', scenario: 'connections.yml', overrides: { config: { phases: phases(100, 20, 'ramp to 2000'), variables: { idleSeconds: 360 } } }, env: { POOL_MIN_SIZE: '2' } },
+    // Seed flow with the pool: a sustained arrival rate of users that each need their own sandbox.
+    { name: 'capacity-phase2-pool', scenario: 'phase2.yml', overrides: { config: { phases: phases(120, 2, 'sustained 2/s'), variables: { approvalThinkMs: 1000 } } }, env: { POOL_MIN_SIZE: '10', POOL_MAX_SIZE: '60' } },
+    // The same flow with ENABLE_CONTAINER_POOL=false: the pool's gain as a ratio from one run of each.
+    { name: 'capacity-phase2-nopool', scenario: 'phase2.yml', overrides: { config: { phases: phases(120, 2, 'sustained 2/s'), variables: { approvalThinkMs: 1000 } } }, env: { ENABLE_CONTAINER_POOL: 'false', POOL_MAX_SIZE: '60' } },
+    { name: 'capacity-backpressure', scenario: 'backpressure.yml', overrides: { config: { phases: phases(60, 2, 'bursts') } }, env: {}, check: exactBackpressure },
+  ],
+  soak: [
+    // 30 minutes of the seed flow at a steady 1 user/s: RSS slope and leaked containers.
+    { name: 'soak-phase2', scenario: 'phase2.yml', overrides: { config: { phases: phases(1800, 1, 'soak 30 min'), variables: { approvalThinkMs: 1000 } } }, env: { POOL_MIN_SIZE: '5' } },
+  ],
+};
+
+const { values } = parseArgs({
+  options: {
+    suite: { type: 'string', default: 'smoke' },
+    replicas: { type: 'string', default: '2' },
+    out: { type: 'string' },
+    only: { type: 'string' },
+  },
+});
+const suite = SUITES[values.suite];
+if (!suite) {
+  process.stderr.write(`load: --suite must be one of ${Object.keys(SUITES).join(', ')}\n`);
+  process.exit(2);
+}
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+const outDir = path.resolve(values.out ?? path.join(root, 'load-tests/results'));
+const replicaCount = Number(values.replicas);
+const say = (line: string): void => void process.stderr.write(`[load] ${line}\n`);
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+interface ClusterState {
+  url: string;
+  redisUrl: string;
+  replicas: Array<{ id: string; port: number; url: string; pid: number }>;
+}
+
+async function startCluster(env: Record<string, string>): Promise<{ state: ClusterState; child: ChildProcess; stop(): Promise<void> }> {
+  const port = await freePort();
+  const redisPort = await freePort();
+  const stateFile = path.join(os.tmpdir(), `sandpool-load-${process.pid}-${port}.json`);
+  const child = spawn(
+    process.execPath,
+    [path.join(root, 'dist/scripts/cluster.js'), '--replicas', String(replicaCount), '--port', String(port), '--redis-port', String(redisPort), '--state-file', stateFile, '--name', `load${port}`, '--api-rate', '1000r/s'],
+    // Load users come from one IP and arrive fast: lift per-IP limits that would measure nginx, not sandpool.
+    { env: { ...process.env, LOG_LEVEL: 'warn', MAX_SESSIONS: '20000', SOCKET_EVENTS_PER_SECOND: '100', ...env }, stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+  const deadline = Date.now() + 180_000;
+  while (!existsSync(stateFile)) {
+    if (child.exitCode !== null) throw new Error('the cluster exited during start-up');
+    if (Date.now() > deadline) throw new Error('the cluster did not start within 180 s');
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  const state = JSON.parse(readFileSync(stateFile, 'utf8')) as ClusterState;
+  return {
+    state,
+    child,
+    async stop() {
+      if (child.exitCode !== null) return;
+      const gone = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await gone;
+    },
+  };
+}
+
+interface Sample {
+  t: number;
+  replicas: Array<{ id: string; rssMiB: number; cpuPercent: number }>;
+  pool: { idle: number; active: number; total: number; pending: number; connections: number };
+  redisUsedMiB: number | null;
+  redisMaxMiB: number | null;
+  containers: number;
+}
+
+function procStat(pid: number): { cpuTicks: number; rssMiB: number } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const cpuTicks = Number(fields[11]) + Number(fields[12]);
+    const rssKb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+    return { cpuTicks, rssMiB: Math.round((rssKb / 1024) * 10) / 10 };
+  } catch {
+    return undefined;
+  }
+}
+
+function startSampler(state: ClusterState): { samples: Sample[]; stop(): Promise<void> } {
+  const samples: Sample[] = [];
+  const runtime = createDockerRuntime();
+  const redis = new Redis(state.redisUrl, { maxRetriesPerRequest: 1, lazyConnect: false });
+  redis.on('error', () => undefined);
+  const ticksPerSecond = 100;
+  const last = new Map<number, { ticks: number; at: number }>();
+  const started = Date.now();
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const at = Date.now();
+      const reps = state.replicas.map((r) => {
+        const s = procStat(r.pid);
+        const prev = last.get(r.pid);
+        let cpuPercent = 0;
+        if (s && prev) cpuPercent = Math.round(((s.cpuTicks - prev.ticks) / ticksPerSecond / ((at - prev.at) / 1000)) * 1000) / 10;
+        if (s) last.set(r.pid, { ticks: s.cpuTicks, at });
+        return { id: r.id, rssMiB: s?.rssMiB ?? 0, cpuPercent };
+      });
+      const cluster = (await fetch(`${state.url}/stats/pool?scope=cluster`).then((r) => r.json(), () => null)) as { totals?: Record<string, number> } | null;
+      const info = await redis.info('memory').catch(() => '');
+      const mib = (key: string): number | null => {
+        const v = new RegExp(`^${key}:(\\d+)`, 'm').exec(info)?.[1];
+        return v === undefined ? null : Math.round((Number(v) / 1048576) * 10) / 10;
+      };
+      const containers = (await runtime.list({ [LABELS.app]: APP_LABEL_VALUE }).catch(() => [])).length;
+      const totals = cluster?.totals ?? {};
+      samples.push({
+        t: Math.round((at - started) / 100) / 10,
+        replicas: reps,
+        pool: { idle: totals.idle ?? 0, active: totals.active ?? 0, total: totals.total ?? 0, pending: totals.pending ?? 0, connections: totals.connections ?? 0 },
+        redisUsedMiB: mib('used_memory'),
+        redisMaxMiB: mib('maxmemory'),
+        containers,
+      });
+      await new Promise((r) => setTimeout(r, Math.max(0, 2000 - (Date.now() - at))));
+    }
+  })();
+  return {
+    samples,
+    async stop() {
+      running = false;
+      await loop;
+      redis.disconnect();
+    },
+  };
+}
+
+async function runArtillery(run: Run, target: string, rawFile: string): Promise<number> {
+  const child = spawn(
+    process.execPath,
+    [path.join(root, 'node_modules/artillery/bin/run'), 'run', '--target', target, '--overrides', JSON.stringify(run.overrides), '--output', rawFile, path.join(root, 'load-tests', run.scenario)],
+    { cwd: path.join(root, 'load-tests'), stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ARTILLERY_DISABLE_TELEMETRY: 'true', DO_NOT_TRACK: '1' } },
+  );
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code ?? 1)));
+}
+
+interface ArtilleryReport {
+  aggregate: { counters: Record<string, number>; summaries: Record<string, Record<string, number>>; firstCounterAt?: number; lastCounterAt?: number };
+  intermediate: Array<{ period: number | string; counters: Record<string, number>; summaries: Record<string, Record<string, number>> }>;
+}
+
+async function svg(spec: vl.TopLevelSpec): Promise<string> {
+  const compiled = vl.compile(spec).spec;
+  const view = new vega.View(vega.parse(compiled), { renderer: 'none' });
+  return view.toSVG();
+}
+
+async function charts(name: string, report: ArtilleryReport, samples: Sample[]): Promise<string[]> {
+  const files: string[] = [];
+  const t0 = Number(report.intermediate[0]?.period ?? 0);
+  const latency = report.intermediate.flatMap((p) =>
+    Object.entries(p.summaries)
+      .filter(([metric]) => ['socketio.response_time', 'sandpool.first_tool_result', 'sandpool.message_done'].includes(metric))
+      .flatMap(([metric, s]) => (['p50', 'p95', 'p99'] as const).map((q) => ({ t: (Number(p.period) - t0) / 1000, metric: `${metric} ${q}`, ms: s[q] ?? null }))),
+  );
+  const write = async (suffix: string, spec: vl.TopLevelSpec): Promise<void> => {
+    const file = path.join(outDir, `${name}-${suffix}.svg`);
+    writeFileSync(file, await svg(spec));
+    files.push(path.basename(file));
+  };
+  const base = { $schema: 'https://vega.github.io/schema/vega-lite/v5.json', width: 640, height: 260 } as const;
+  if (latency.length > 0) {
+    await write('latency', {
+      ...base,
+      title: `${name}: latency percentiles over time`,
+      data: { values: latency },
+      mark: { type: 'line', point: true },
+      encoding: {
+        x: { field: 't', type: 'quantitative', title: 'seconds into the run' },
+        y: { field: 'ms', type: 'quantitative', title: 'ms', scale: { type: 'symlog' } },
+        color: { field: 'metric', type: 'nominal' },
+      },
+    });
+  }
+  const mem = samples.flatMap((s) => s.replicas.map((r) => ({ users: s.pool.connections, rss: r.rssMiB, replica: r.id, t: s.t })));
+  await write('users-rss', {
+    ...base,
+    title: `${name}: connected users vs replica RSS`,
+    data: { values: mem },
+    mark: { type: 'line', point: true },
+    encoding: {
+      x: { field: 't', type: 'quantitative', title: 'seconds into the run' },
+      y: { field: 'rss', type: 'quantitative', title: 'RSS MiB' },
+      color: { field: 'replica', type: 'nominal' },
+      tooltip: [{ field: 'users' }],
+    },
+  });
+  await write('users', {
+    ...base,
+    title: `${name}: connected users (all replicas)`,
+    data: { values: samples.map((s) => ({ t: s.t, users: s.pool.connections })) },
+    mark: 'line',
+    encoding: { x: { field: 't', type: 'quantitative', title: 'seconds into the run' }, y: { field: 'users', type: 'quantitative', title: 'connected sockets' } },
+  });
+  await write('pool', {
+    ...base,
+    title: `${name}: sandbox pool over time (all replicas)`,
+    data: { values: samples.flatMap((s) => (['idle', 'active', 'pending'] as const).map((k) => ({ t: s.t, state: k, n: s.pool[k] }))) },
+    mark: 'line',
+    encoding: {
+      x: { field: 't', type: 'quantitative', title: 'seconds into the run' },
+      y: { field: 'n', type: 'quantitative', title: 'sandboxes / waiters' },
+      color: { field: 'state', type: 'nominal' },
+    },
+  });
+  return files;
+}
+
+/** Least-squares slope of y over x. */
+function slope(points: Array<[number, number]>): number {
+  const n = points.length;
+  if (n < 2) return 0;
+  const mx = points.reduce((a, [x]) => a + x, 0) / n;
+  const my = points.reduce((a, [, y]) => a + y, 0) / n;
+  const num = points.reduce((a, [x, y]) => a + (x - mx) * (y - my), 0);
+  const den = points.reduce((a, [x]) => a + (x - mx) ** 2, 0);
+  return den === 0 ? 0 : num / den;
+}
+
+mkdirSync(outDir, { recursive: true });
+const runs = values.only ? suite.filter((r) => r.name === values.only) : suite;
+let failures = 0;
+for (const run of runs) {
+  say(`${run.name}: starting a ${replicaCount}-replica cluster`);
+  const cluster = await startCluster(run.env);
+  const sampler = startSampler(cluster.state);
+  const rawFile = path.join(os.tmpdir(), `sandpool-${run.name}-${process.pid}.json`);
+  const started = Date.now();
+  say(`${run.name}: artillery ${run.scenario} against ${cluster.state.url}`);
+  const exitCode = await runArtillery(run, cluster.state.url, rawFile);
+  const durationSeconds = Math.round((Date.now() - started) / 1000);
+  await sampler.stop();
+  await cluster.stop();
+  const leaked = (await createDockerRuntime().list({ [LABELS.app]: APP_LABEL_VALUE })).filter((c) =>
+    cluster.state.replicas.some((r) => r.id === c.labels[LABELS.replica]),
+  ).length;
+
+  const report = JSON.parse(readFileSync(rawFile, 'utf8')) as ArtilleryReport;
+  rmSync(rawFile, { force: true });
+  const counters = report.aggregate.counters;
+  const created = counters['vusers.created'] ?? 0;
+  const failed = counters['vusers.failed'] ?? 0;
+  const samples = sampler.samples;
+  const peakUsers = Math.max(0, ...samples.map((s) => s.pool.connections));
+  const rssFirst = samples[0]?.replicas.reduce((a, r) => a + r.rssMiB, 0) ?? 0;
+  const rssPeak = Math.max(0, ...samples.map((s) => s.replicas.reduce((a, r) => a + r.rssMiB, 0)));
+  const heldSeconds = samples.filter((s) => s.pool.connections >= peakUsers * 0.95).length * 2;
+  const checkProblem = run.check?.(counters);
+  const derived = {
+    users: created,
+    failedUsers: failed,
+    errorRatePercent: created ? Math.round((failed / created) * 10000) / 100 : 0,
+    peakConnectedUsers: peakUsers,
+    secondsAtPeak: heldSeconds,
+    rssStartMiB: Math.round(rssFirst),
+    rssPeakMiB: Math.round(rssPeak),
+    rssPerConnectedUserKiB: peakUsers ? Math.round(((rssPeak - rssFirst) * 1024) / peakUsers) : null,
+    rssSlopeMiBPerHourPerReplica: Object.fromEntries(
+      cluster.state.replicas.map((r) => [r.id, Math.round(slope(samples.map((s) => [s.t / 3600, s.replicas.find((x) => x.id === r.id)?.rssMiB ?? 0])) * 10) / 10]),
+    ),
+    peakCpuPercent: Math.max(0, ...samples.flatMap((s) => s.replicas.map((r) => r.cpuPercent))),
+    peakRedisUsedMiB: Math.max(0, ...samples.map((s) => s.redisUsedMiB ?? 0)),
+    redisMaxMemoryMiB: samples[0]?.redisMaxMiB ?? null,
+    peakContainers: Math.max(0, ...samples.map((s) => s.containers)),
+    containersLeftAfterStop: leaked,
+  };
+  const chartFiles = await charts(run.name, report, samples);
+  const problems = [
+    exitCode !== 0 ? `artillery exited ${exitCode} (an ensure threshold failed)` : undefined,
+    checkProblem,
+    leaked > 0 ? `${leaked} containers left after the cluster stopped` : undefined,
+  ].filter((p): p is string => p !== undefined);
+  if (problems.length > 0) failures++;
+  const result = {
+    name: run.name,
+    scenario: run.scenario,
+    replicas: replicaCount,
+    machine: { cpus: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
+    date: new Date(started).toISOString(),
+    durationSeconds,
+    overrides: run.overrides,
+    env: run.env,
+    passed: problems.length === 0,
+    problems,
+    derived,
+    artillery: { counters, summaries: report.aggregate.summaries, intermediate: report.intermediate.map((p) => ({ period: p.period, counters: p.counters, summaries: p.summaries })) },
+    samples,
+    charts: chartFiles,
+  };
+  writeFileSync(path.join(outDir, `${run.name}.json`), `${JSON.stringify(result, null, 2)}\n`);
+  const s = (metric: string): string => {
+    const m = report.aggregate.summaries[metric];
+    return m ? `${m.p50} / ${m.p95} / ${m.p99}` : '–';
+  };
+  const md = [
+    `# ${run.name}`,
+    '',
+    `${run.scenario}, ${replicaCount} replicas, ${os.cpus().length} cores, ${result.date}, ${durationSeconds} s. ${problems.length === 0 ? 'PASSED' : `FAILED: ${problems.join('; ')}`}`,
+    '',
+    '| metric | value |',
+    '|---|---|',
+    `| virtual users (failed) | ${created} (${failed}, ${derived.errorRatePercent}%) |`,
+    `| socketio.response_time p50 / p95 / p99 ms | ${s('socketio.response_time')} |`,
+    `| first tool:result p50 / p95 / p99 ms | ${s('sandpool.first_tool_result')} |`,
+    `| message:done p50 / p95 / p99 ms | ${s('sandpool.message_done')} |`,
+    `| peak connected users (seconds at ≥95% of peak) | ${peakUsers} (${heldSeconds}) |`,
+    `| RSS all replicas start → peak MiB | ${derived.rssStartMiB} → ${derived.rssPeakMiB} |`,
+    `| RSS per connected user KiB | ${derived.rssPerConnectedUserKiB ?? '–'} |`,
+    `| RSS slope MiB/h per replica | ${Object.entries(derived.rssSlopeMiBPerHourPerReplica).map(([k, v]) => `${k}: ${v}`).join(', ')} |`,
+    `| peak replica CPU % | ${derived.peakCpuPercent} |`,
+    `| Redis used (peak) MiB | ${derived.peakRedisUsedMiB} |`,
+    `| sandbox containers peak / left after stop | ${derived.peakContainers} / ${leaked} |`,
+    ...Object.entries(counters)
+      .filter(([k]) => k.startsWith('sandpool.') || k.startsWith('errors.'))
+      .map(([k, v]) => `| ${k} | ${v} |`),
+    '',
+    ...chartFiles.map((f) => `![${f}](${f})`),
+    '',
+  ].join('\n');
+  writeFileSync(path.join(outDir, `${run.name}.md`), md);
+  say(`${run.name}: ${problems.length === 0 ? 'passed' : `FAILED (${problems.join('; ')})`}; results in ${path.join(outDir, `${run.name}.json`)}`);
+}
+process.exit(failures > 0 ? 1 : 0);

@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
+import { describe, it } from 'node:test';
+
+interface LoadResult {
+  passed: boolean;
+  problems: string[];
+  derived: { users: number; failedUsers: number; containersLeftAfterStop: number; peakContainers: number };
+  artillery: { counters: Record<string, number>; summaries: Record<string, { p95: number }> };
+  samples: unknown[];
+  charts: string[];
+}
+
+describe('npm run load:smoke (Artillery against a 2-replica cluster behind nginx)', () => {
+  it('runs all three scenarios with no failed user, exact backpressure, charts, and nothing left behind', async () => {
+    const out = 'test-output/load-smoke';
+    rmSync(out, { recursive: true, force: true });
+    const child = spawn(process.execPath, ['dist/scripts/load.js', '--suite', 'smoke', '--out', out], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    assert.equal(code, 0, stderr.slice(-3000));
+
+    const read = (name: string): LoadResult => JSON.parse(readFileSync(`${out}/${name}.json`, 'utf8')) as LoadResult;
+    const phase2 = read('smoke-phase2');
+    assert.equal(phase2.passed, true, phase2.problems.join('; '));
+    assert.ok(phase2.derived.users > 0);
+    assert.equal(phase2.derived.failedUsers, 0);
+    // Real timings from the processor, not only the ack.
+    assert.ok(phase2.artillery.summaries['sandpool.message_done']?.p95 !== undefined);
+    assert.ok(phase2.artillery.summaries['socketio.response_time']?.p95 !== undefined);
+    assert.ok(phase2.derived.peakContainers > 0, 'the sampler saw no sandbox');
+
+    const bp = read('smoke-backpressure');
+    assert.equal(bp.passed, true, bp.problems.join('; '));
+    const users = bp.artillery.counters['vusers.completed'] ?? 0;
+    assert.ok(users > 0);
+    assert.equal(bp.artillery.counters['sandpool.refused.TOO_MANY_REQUESTS'], users * 5);
+
+    const conn = read('smoke-connections');
+    assert.equal(conn.passed, true, conn.problems.join('; '));
+    for (const r of [phase2, bp, conn]) {
+      assert.equal(r.derived.containersLeftAfterStop, 0);
+      assert.ok(r.samples.length > 0);
+      assert.equal(r.charts.length, 4);
+    }
+    const files = readdirSync(out);
+    for (const chart of phase2.charts) {
+      assert.ok(files.includes(chart));
+      assert.match(readFileSync(`${out}/${chart}`, 'utf8'), /^<svg/);
+    }
+  });
+});
