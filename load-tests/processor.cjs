@@ -8,6 +8,36 @@
 
 const STEP_TIMEOUT_MS = 60_000;
 
+/**
+ * Makes this virtual user a distinct sandpool user, then records every event.
+ *
+ * Artillery (2.0.x) templates `config.socketio` once, when the scenario is
+ * compiled, so `{{ $uuid }}` there is the same (undefined) for every virtual
+ * user: all of them would be one user on one replica. The engine's socket
+ * therefore connects as a bootstrap identity, and this step gives it the
+ * user's own auth and ?uid= (the nginx routing key) and reconnects it. The
+ * bootstrap connection is closed at once.
+ */
+function becomeUser(context, events, done) {
+  const socket = context.sockets && context.sockets[''];
+  if (!socket) return done(new Error('no socket for this virtual user'));
+  const prefix = context.vars.userPrefix || 'load';
+  const uid = `${prefix}-${context.vars.$uuid}`;
+  socket.auth = { userId: uid };
+  socket.io.opts.query = { uid };
+  socket.disconnect();
+  const timer = setTimeout(() => done(new Error('reconnect as the user timed out')), STEP_TIMEOUT_MS);
+  socket.once('connect', () => {
+    clearTimeout(timer);
+    trackEvents(context, events, done);
+  });
+  socket.once('connect_error', (err) => {
+    clearTimeout(timer);
+    done(err);
+  });
+  socket.connect();
+}
+
 /** Records every event from the moment it is called, so nothing that arrives early is missed. */
 function trackEvents(context, events, done) {
   const socket = context.sockets && context.sockets[''];
@@ -117,4 +147,4 @@ function fireTen(context, events, done) {
     .then(() => done(), (err) => done(err));
 }
 
-module.exports = { trackEvents, markSent, approveAndWait, fireTen };
+module.exports = { becomeUser, trackEvents, markSent, approveAndWait, fireTen };

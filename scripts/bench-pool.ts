@@ -12,6 +12,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import Docker from 'dockerode';
 import { loadConfig } from '../src/config/config.js';
 import { createLogger } from '../src/logger.js';
 import { createContainerPool, type ContainerPool } from '../src/pool/container-pool.js';
@@ -98,6 +99,18 @@ try {
   fillPool.start();
   if (!(await fillPool.whenWarm(180_000))) throw new Error(`pool of ${replenishTarget} did not fill within 180 s`);
   const fillSeconds = (performance.now() - fillStart) / 1000;
+  // Memory of an idle, warm sandbox (cgroup usage minus page cache), from the engine.
+  const memoryMiB: number[] = [];
+  if (runtime.kind === 'docker') {
+    await new Promise((r) => setTimeout(r, 2000));
+    const docker = new Docker({ socketPath: base.docker.socketPath });
+    for (const id of fillPool.ownedIds()) {
+      const stats = (await docker.getContainer(id).stats({ stream: false })) as { memory_stats?: { usage?: number; stats?: { cache?: number; inactive_file?: number } } };
+      const usage = stats.memory_stats?.usage ?? 0;
+      const cache = stats.memory_stats?.stats?.cache ?? stats.memory_stats?.stats?.inactive_file ?? 0;
+      if (usage > 0) memoryMiB.push(Math.round(((usage - cache) / 1048576) * 10) / 10);
+    }
+  }
   await fillPool.drain(60_000);
 
   const coldS = summary(cold);
@@ -108,6 +121,7 @@ try {
     ratio: Math.round((coldS.p50 / warmS.p50) * 10) / 10,
     replenishPerSecond: Math.round((replenishTarget / fillSeconds) * 100) / 100,
     samples,
+    idleSandboxMemoryMiB: memoryMiB.length ? summary(memoryMiB) : null,
     details: {
       cold: coldS,
       warm: warmS,
@@ -142,6 +156,7 @@ try {
         '',
         `cold/warm p50 ratio: ${result.ratio}x`,
         `replenish: ${replenishTarget} sandboxes from empty in ${result.details.replenish.seconds} s = ${result.replenishPerSecond}/s`,
+        `idle sandbox memory (MiB, p50 / max): ${result.idleSandboxMemoryMiB ? `${result.idleSandboxMemoryMiB.p50} / ${result.idleSandboxMemoryMiB.max}` : 'n/a'}`,
         `JSON written to ${values.out}`,
         '',
       ].join('\n'),

@@ -46,7 +46,7 @@ const phases = (duration: number, arrivalRate: number, name: string): Array<Reco
 const SUITES: Record<string, Run[]> = {
   smoke: [
     { name: 'smoke-phase2', scenario: 'phase2.yml', overrides: { config: { phases: phases(10, 2, 'seed flow'), variables: { approvalThinkMs: 200 } } }, env: {} },
-    { name: 'smoke-connections', scenario: 'connections.yml', overrides: { config: { phases: phases(10, 5, 'ramp'), variables: { idleSeconds: 5 } } }, env: {} },
+    { name: 'smoke-connections', scenario: 'connections.yml', overrides: { config: { phases: phases(10, 5, 'ramp'), variables: { idleSeconds: 8 } } }, env: {} },
     { name: 'smoke-backpressure', scenario: 'backpressure.yml', overrides: { config: { phases: phases(5, 2, 'bursts') } }, env: {}, check: exactBackpressure },
   ],
   capacity: [
@@ -128,7 +128,9 @@ async function startCluster(env: Record<string, string>): Promise<{ state: Clust
 interface Sample {
   t: number;
   replicas: Array<{ id: string; rssMiB: number; cpuPercent: number }>;
-  pool: { idle: number; active: number; total: number; pending: number; connections: number };
+  pool: { idle: number; active: number; total: number; pending: number; connections: number; sessions: number };
+  /** Connected sockets per replica (from its heartbeat). */
+  perReplica: Record<string, number>;
   redisUsedMiB: number | null;
   redisMaxMiB: number | null;
   containers: number;
@@ -166,7 +168,10 @@ function startSampler(state: ClusterState): { samples: Sample[]; stop(): Promise
         if (s) last.set(r.pid, { ticks: s.cpuTicks, at });
         return { id: r.id, rssMiB: s?.rssMiB ?? 0, cpuPercent };
       });
-      const cluster = (await fetch(`${state.url}/stats/pool?scope=cluster`).then((r) => r.json(), () => null)) as { totals?: Record<string, number> } | null;
+      const cluster = (await fetch(`${state.url}/stats/pool?scope=cluster`).then((r) => r.json(), () => null)) as {
+        totals?: Record<string, number>;
+        replicas?: Array<{ replica: string; connections?: number }>;
+      } | null;
       const info = await redis.info('memory').catch(() => '');
       const mib = (key: string): number | null => {
         const v = new RegExp(`^${key}:(\\d+)`, 'm').exec(info)?.[1];
@@ -177,7 +182,15 @@ function startSampler(state: ClusterState): { samples: Sample[]; stop(): Promise
       samples.push({
         t: Math.round((at - started) / 100) / 10,
         replicas: reps,
-        pool: { idle: totals.idle ?? 0, active: totals.active ?? 0, total: totals.total ?? 0, pending: totals.pending ?? 0, connections: totals.connections ?? 0 },
+        pool: {
+          idle: totals.idle ?? 0,
+          active: totals.active ?? 0,
+          total: totals.total ?? 0,
+          pending: totals.pending ?? 0,
+          connections: totals.connections ?? 0,
+          sessions: totals.sessions ?? 0,
+        },
+        perReplica: Object.fromEntries((cluster?.replicas ?? []).map((r) => [r.replica, r.connections ?? 0])),
         redisUsedMiB: mib('used_memory'),
         redisMaxMiB: mib('maxmemory'),
         containers,
@@ -321,6 +334,11 @@ for (const run of runs) {
     failedUsers: failed,
     errorRatePercent: created ? Math.round((failed / created) * 10000) / 100 : 0,
     peakConnectedUsers: peakUsers,
+    peakSessions: Math.max(0, ...samples.map((s) => s.pool.sessions)),
+    /** Each replica's highest connection count: shows the spread nginx achieved. */
+    peakConnectionsPerReplica: Object.fromEntries(
+      cluster.state.replicas.map((r) => [r.id, Math.max(0, ...samples.map((s) => s.perReplica[r.id] ?? 0))]),
+    ),
     secondsAtPeak: heldSeconds,
     rssStartMiB: Math.round(rssFirst),
     rssPeakMiB: Math.round(rssPeak),
@@ -374,6 +392,7 @@ for (const run of runs) {
     `| first tool:result p50 / p95 / p99 ms | ${s('sandpool.first_tool_result')} |`,
     `| message:done p50 / p95 / p99 ms | ${s('sandpool.message_done')} |`,
     `| peak connected users (seconds at ≥95% of peak) | ${peakUsers} (${heldSeconds}) |`,
+    `| peak sessions / peak connections per replica | ${derived.peakSessions} / ${Object.entries(derived.peakConnectionsPerReplica).map(([k, v]) => `${k}: ${v}`).join(', ')} |`,
     `| RSS all replicas start → peak MiB | ${derived.rssStartMiB} → ${derived.rssPeakMiB} |`,
     `| RSS per connected user KiB | ${derived.rssPerConnectedUserKiB ?? '–'} |`,
     `| RSS slope MiB/h per replica | ${Object.entries(derived.rssSlopeMiBPerHourPerReplica).map(([k, v]) => `${k}: ${v}`).join(', ')} |`,

@@ -6,7 +6,14 @@ import { describe, it } from 'node:test';
 interface LoadResult {
   passed: boolean;
   problems: string[];
-  derived: { users: number; failedUsers: number; containersLeftAfterStop: number; peakContainers: number };
+  derived: {
+    users: number;
+    failedUsers: number;
+    containersLeftAfterStop: number;
+    peakContainers: number;
+    peakSessions: number;
+    peakConnectionsPerReplica: Record<string, number>;
+  };
   artillery: { counters: Record<string, number>; summaries: Record<string, { p95: number }> };
   samples: unknown[];
   charts: string[];
@@ -40,6 +47,11 @@ describe('npm run load:smoke (Artillery against a 2-replica cluster behind nginx
 
     const conn = read('smoke-connections');
     assert.equal(conn.passed, true, conn.problems.join('; '));
+    // Every virtual user is its own sandpool user, and nginx spreads them over both replicas.
+    assert.ok(conn.derived.peakSessions >= 20, `only ${conn.derived.peakSessions} sessions: virtual users are not distinct users`);
+    const perReplica = Object.values(conn.derived.peakConnectionsPerReplica);
+    assert.equal(perReplica.length, 2);
+    assert.ok(perReplica.every((n) => n >= 5), `lopsided spread: ${JSON.stringify(conn.derived.peakConnectionsPerReplica)}`);
     for (const r of [phase2, bp, conn]) {
       assert.equal(r.derived.containersLeftAfterStop, 0);
       assert.ok(r.samples.length > 0);
