@@ -256,6 +256,35 @@ describe('ContainerPool on a real Docker engine', () => {
     assert.equal((await dockerPs({ [LABELS.replica]: cfg.replicaId })).length, 0);
   });
 
+  it('bounds concurrent sandbox starts to POOL_CREATE_CONCURRENCY and still serves every waiter', async () => {
+    // Regression: 40 parallel starts on 2 cores all finished late and every
+    // waiter hit POOL_EXHAUSTED (bench:chat). Count starts in flight at the runtime.
+    const inner = createDockerRuntime();
+    let inFlight = 0;
+    let peak = 0;
+    const counting = {
+      ...inner,
+      async start(spec: Parameters<typeof inner.start>[0]) {
+        inFlight++;
+        peak = Math.max(peak, inFlight);
+        try {
+          return await inner.start(spec);
+        } finally {
+          inFlight--;
+        }
+      },
+    };
+    const cfg = testConfig({ POOL_MIN_SIZE: '0', POOL_MAX_SIZE: '6', POOL_CREATE_CONCURRENCY: '2' });
+    const pool = createContainerPool({ runtime: counting, pool: cfg.pool, sandbox: cfg.sandbox, replicaId: cfg.replicaId, logger: testLogger() });
+    pools.push(pool);
+    pool.start();
+    const leases = await Promise.all(Array.from({ length: 6 }, () => pool.acquire()));
+    assert.equal(new Set(leases.map((l) => l.sandbox.id)).size, 6);
+    assert.ok(peak <= 2, `${peak} sandbox starts ran at once`);
+    assert.equal(peak, 2, 'starts did not run in parallel at all');
+    await Promise.all(leases.map((l) => l.release()));
+  });
+
   it('drain removes idle and leased containers alike', async () => {
     const cfg = testConfig({ POOL_MIN_SIZE: '2' });
     const pool = makePool(cfg);
