@@ -10,12 +10,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { io, type Socket } from 'socket.io-client';
 import { percentile } from '../src/util/async.js';
+import { freePort } from '../src/util/free-port.js';
 
 const { values } = parseArgs({
   options: {
@@ -34,13 +34,6 @@ if (!Number.isInteger(users) || users < 1) {
 }
 const say = (line: string): void => void process.stderr.write(`${line}\n`);
 
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 let replica: ChildProcess | undefined;
 async function startReplica(): Promise<string> {

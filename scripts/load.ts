@@ -11,7 +11,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -20,6 +19,7 @@ import * as vega from 'vega';
 import * as vl from 'vega-lite';
 import { createDockerRuntime } from '../src/runtime/docker-runtime.js';
 import { APP_LABEL_VALUE, LABELS } from '../src/runtime/types.js';
+import { freePort } from '../src/util/free-port.js';
 
 interface Run {
   name: string;
@@ -82,13 +82,6 @@ const outDir = path.resolve(values.out ?? path.join(root, 'load-tests/results'))
 const replicaCount = Number(values.replicas);
 const say = (line: string): void => void process.stderr.write(`[load] ${line}\n`);
 
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 interface ClusterState {
   url: string;

@@ -1,11 +1,13 @@
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createServer as createNetServer } from 'node:net';
 import { promisify } from 'node:util';
 import { io as connectIo, type Socket as ClientSocket } from 'socket.io-client';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { loadConfig, type Config } from '../src/config/config.js';
 import { createLogger, type Logger } from '../src/logger.js';
+import { freePort } from '../src/util/free-port.js';
+
+export { freePort };
 
 export const execFileAsync = promisify(execFile);
 
@@ -186,13 +188,6 @@ export function nextEvent<T = Record<string, unknown>>(socket: ClientSocket, eve
 // --- Redis for tests: a real redis-server child process on a free loopback port ---
 
 
-export async function freePort(): Promise<number> {
-  const srv = createNetServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 export interface RedisServer {
   url: string;

@@ -12,14 +12,6 @@ export class Capacity {
 
   constructor(private readonly max: number) {}
 
-  get inUse(): number {
-    return this.used;
-  }
-
-  get waiting(): number {
-    return this.waiters.length;
-  }
-
   acquire(): Promise<void> {
     if (this.closed) return Promise.reject(new SandpoolError('SHUTTING_DOWN', 'the sandbox pool is shutting down'));
     if (this.used < this.max) {

@@ -82,11 +82,6 @@ export function createRedisState(options: RedisStateOptions): SharedState {
     async inFlight(userId) {
       return redis.zcount(k.inflight(userId), `(${Date.now()}`, '+inf');
     },
-    async total() {
-      let n = 0;
-      for (const ids of held.values()) n += ids.size;
-      return n;
-    },
   };
 
   return {

@@ -9,33 +9,25 @@ export interface RequestLimiter {
   /** Frees the slot; unknown ids are ignored. */
   release(userId: string, requestId: string): Promise<void>;
   inFlight(userId: string): Promise<number>;
-  /** Requests in flight across all users of this store. */
-  total(): Promise<number>;
 }
 
 export function createMemoryRequestLimiter(max: number): RequestLimiter {
   const slots = new Map<string, Set<string>>();
-  let total = 0;
   return {
     async tryAcquire(userId, requestId) {
       let mine = slots.get(userId);
       if (!mine) slots.set(userId, (mine = new Set()));
-      if (mine.size >= max) return false;
-      if (!mine.has(requestId)) total++;
+      if (mine.size >= max && !mine.has(requestId)) return false;
       mine.add(requestId);
       return true;
     },
     async release(userId, requestId) {
       const mine = slots.get(userId);
       if (!mine?.delete(requestId)) return;
-      total--;
       if (mine.size === 0) slots.delete(userId);
     },
     async inFlight(userId) {
       return slots.get(userId)?.size ?? 0;
-    },
-    async total() {
-      return total;
     },
   };
 }

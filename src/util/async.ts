@@ -56,12 +56,10 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 export class LatencyWindow {
   private readonly samples: number[] = [];
   private next = 0;
-  count = 0;
 
   constructor(private readonly capacity = 1024) {}
 
   record(ms: number): void {
-    this.count++;
     if (this.samples.length < this.capacity) this.samples.push(ms);
     else {
       this.samples[this.next] = ms;
