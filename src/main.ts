@@ -49,6 +49,11 @@ export interface SandpoolOptions {
   logger?: Logger;
   /** Wait this long for the pool to warm before resolving (it keeps warming after). Default 0: do not wait. */
   warmTimeoutMs?: number;
+  /**
+   * Shared state to use instead of the one the config selects (Redis when
+   * REDIS_URL is set, else memory). The replica closes it on stop.
+   */
+  state?: SharedState;
 }
 
 /** The web page's files: <repo>/web, from src/ (tsx) or dist/src/ alike. */
@@ -123,15 +128,16 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
 
   // Shared state: Redis for several replicas, memory for one.
   const redis = config.cluster.redisUrl ? await connectRedis(config.cluster.redisUrl, logger) : undefined;
-  const state: SharedState = redis
+  const state: SharedState = options.state
+    ?? (redis
     ? createRedisState({
         redis: redis.command,
         maxRequestsPerUser: config.chat.maxRequestsPerUser,
         prefix: config.cluster.redisKeyPrefix,
         slotTtlMs: config.cluster.requestSlotTtlMs,
       })
-    : createMemoryState({ maxRequestsPerUser: config.chat.maxRequestsPerUser });
-  logger.info({ state: state.kind }, redis ? `shared state in Redis at ${redactUrl(config.cluster.redisUrl ?? '')}` : 'single replica: state in memory');
+    : createMemoryState({ maxRequestsPerUser: config.chat.maxRequestsPerUser }));
+  logger.info({ state: state.kind }, options.state ? 'shared state supplied by the caller' : redis ? `shared state in Redis at ${redactUrl(config.cluster.redisUrl ?? '')}` : 'single replica: state in memory');
 
   let stopping = false;
   let realtime: ReturnType<typeof attachRealtime> | undefined;

@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { SignJWT } from 'jose';
 import { createSandpool, type Sandpool } from '../src/main.js';
 import { LABELS } from '../src/runtime/types.js';
+import { createMemoryState } from '../src/state/memory-state.js';
 import { connectUser, dockerPs, emitAck, nextEvent, testConfig, waitFor, type ClientSocket } from './helpers.js';
 
 interface ToolRequest {
@@ -343,6 +344,31 @@ describe('approval timeout, idle release and shutdown', () => {
     // A transport-level close: Socket.IO clients reconnect by themselves (to a survivor).
     assert.equal(await reason, 'transport close');
     assert.deepEqual(await dockerPs({ [LABELS.replica]: app.config.replicaId }), []);
+  });
+});
+
+describe('approval race', () => {
+  it('announces a tool call only once it can be decided: an instant approval never gets UNKNOWN_CALL, even with slow shared state', async () => {
+    // Sharing a pending call costs a Redis round trip; stretch it so the race is certain.
+    const state = createMemoryState({ maxRequestsPerUser: 5 });
+    const add = state.pending.add.bind(state.pending);
+    state.pending.add = async (userId, call) => {
+      await new Promise((r) => setTimeout(r, 150));
+      return add(userId, call);
+    };
+    const app = await createSandpool(testConfig({ POOL_MIN_SIZE: '1' }), { warmTimeoutMs: 30_000, state });
+    try {
+      const s = await user(app, 'quick-approver');
+      const decisions: Array<Promise<{ ok: boolean; error?: { code: string } }>> = [];
+      s.on('tool:request', (r: ToolRequest) => decisions.push(emitAck(s, 'tool:approval', { callId: r.callId, approved: true })));
+      const ack = await emitAck(s, 'message', 'write "fast" to /workspace/fast.txt');
+      const result = await nextEvent<ToolResult>(s, 'tool:result', (r) => r.requestId === ack.requestId, 10_000);
+      assert.deepEqual(await Promise.all(decisions), [{ ok: true }]);
+      assert.equal(result.ok, true, result.content);
+      assert.equal(result.approval, 'approved');
+    } finally {
+      await app.stop();
+    }
   });
 });
 

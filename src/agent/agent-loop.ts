@@ -31,7 +31,12 @@ export interface AgentRequest {
   knownTools: readonly ToolSpec[] | undefined;
   /** The user's sandbox, acquired on first need; `replacedDead` when the previous one had died. */
   lease(): Promise<{ lease: Lease; replacedDead: boolean }>;
-  approve(args: { callId: string; tool: string; arguments: Record<string, unknown> }): Promise<ApprovalOutcome>;
+  /**
+   * Waits for the user's decision on a call. It must call `announce` (which
+   * emits tool:request) only once the call can be decided: a client answers
+   * within a millisecond, so announcing first loses that race.
+   */
+  approve(args: { callId: string; tool: string; arguments: Record<string, unknown> }, announce: () => void): Promise<ApprovalOutcome>;
   events: RequestEvents;
   maxSteps: number;
   toolCallTimeoutMs: number;
@@ -112,8 +117,9 @@ export async function runAgent(req: AgentRequest): Promise<AgentOutcome> {
       toolCalls++;
       // Our own unguessable id on the wire; the provider's id stays in the history.
       const callId = randomUUID();
-      req.events.toolRequest({ requestId: req.requestId, callId, tool: call.name, arguments: call.arguments });
-      const approval = await req.approve({ callId, tool: call.name, arguments: call.arguments });
+      const approval = await req.approve({ callId, tool: call.name, arguments: call.arguments }, () =>
+        req.events.toolRequest({ requestId: req.requestId, callId, tool: call.name, arguments: call.arguments }),
+      );
       if (approval === 'cancelled') throw new SandpoolError('INTERNAL', 'the request was cancelled');
       const started = performance.now();
       let ok = false;

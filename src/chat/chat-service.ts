@@ -155,14 +155,11 @@ export function createChatService(options: {
         provider,
         knownTools: knownTools(),
         lease: () => sessions.lease(session),
-        approve: async ({ callId, tool, arguments: args }) => {
+        approve: async ({ callId, tool, arguments: args }, announce) => {
           const waitStarted = performance.now();
           const expiresAtMs = Date.now() + chat.toolApprovalTimeoutMs;
-          // Shared, so a tab on any replica sees the call and its decision is routed here.
-          await pending
-            .add(session.userId, { requestId, callId, tool, arguments: args, expiresAtMs, replica: options.replicaId })
-            .catch((err: unknown) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not share a pending call'));
-          const outcome = await approvals.wait({
+          // Registered here before anything is announced, so an instant answer finds the call.
+          const waiting = approvals.wait({
             userId: session.userId,
             requestId,
             callId,
@@ -171,6 +168,12 @@ export function createChatService(options: {
             timeoutMs: chat.toolApprovalTimeoutMs,
             signal,
           });
+          // Shared, so a tab on any replica sees the call and its decision is routed here.
+          await pending
+            .add(session.userId, { requestId, callId, tool, arguments: args, expiresAtMs, replica: options.replicaId })
+            .catch((err: unknown) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not share a pending call'));
+          announce();
+          const outcome = await waiting;
           observer?.approvalWaited?.(performance.now() - waitStarted, outcome);
           void pending.remove(session.userId, callId).catch(() => undefined);
           sessions.touch(session);
