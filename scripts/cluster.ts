@@ -109,7 +109,9 @@ function renderNginx(): string {
     'daemon off;',
     `pid ${started.dir}/nginx.pid;`,
     `error_log ${started.dir}/error.log warn;`,
-    'events { worker_connections 8192; }',
+    // Every user holds two connections here (client + upstream): 32768 is ~16000 users.
+    'worker_rlimit_nofile 65536;',
+    'events { worker_connections 32768; }',
     'http {',
     values['access-log'] ? `  access_log ${started.dir}/access.log;` : '  access_log off;',
     `  client_body_temp_path ${tmp}/body;`,

@@ -30,6 +30,8 @@ interface Run {
   env: Record<string, string>;
   /** Extra pass/fail checks on the Artillery counters. */
   check?: (counters: Record<string, number>) => string | undefined;
+  /** A step of a ceiling search: what is being raised, and to what. */
+  step?: { search: 'concurrent users held 5 min' | 'seed-flow arrivals per second'; level: number };
 }
 
 const exactBackpressure = (c: Record<string, number>): string | undefined => {
@@ -58,6 +60,24 @@ const SUITES: Record<string, Run[]> = {
     { name: 'capacity-phase2-nopool', scenario: 'phase2.yml', overrides: { config: { phases: phases(120, 2, 'sustained 2/s'), variables: { approvalThinkMs: 1000 } } }, env: { ENABLE_CONTAINER_POOL: 'false', POOL_MAX_SIZE: '60' } },
     { name: 'capacity-backpressure', scenario: 'backpressure.yml', overrides: { config: { phases: phases(60, 2, 'bursts') } }, env: {}, check: exactBackpressure },
   ],
+  // Stepped searches for the ceilings: each step is a fresh cluster; the
+  // summary (ceiling.md) names the highest step with < 1% errors.
+  ceiling: [
+    ...[4000, 8000].map((users) => ({
+      name: `ceiling-connections-${users}`,
+      scenario: 'connections.yml',
+      overrides: { config: { phases: phases(100, users / 100, `ramp to ${users}`), variables: { idleSeconds: 420 } } },
+      env: { POOL_MIN_SIZE: '2' },
+      step: { search: 'concurrent users held 5 min' as const, level: users },
+    })),
+    ...[3, 4, 6].map((rate) => ({
+      name: `ceiling-phase2-${rate}`,
+      scenario: 'phase2.yml',
+      overrides: { config: { phases: phases(120, rate, `sustained ${rate}/s`), variables: { approvalThinkMs: 1000 } } },
+      env: { POOL_MIN_SIZE: '10', POOL_MAX_SIZE: '60' },
+      step: { search: 'seed-flow arrivals per second' as const, level: rate },
+    })),
+  ],
   soak: [
     // 30 minutes of the seed flow at a steady 1 user/s: RSS slope and leaked containers.
     { name: 'soak-phase2', scenario: 'phase2.yml', overrides: { config: { phases: phases(1800, 1, 'soak 30 min'), variables: { approvalThinkMs: 1000 } } }, env: { POOL_MIN_SIZE: '5' } },
@@ -70,6 +90,7 @@ const { values } = parseArgs({
     replicas: { type: 'string', default: '2' },
     out: { type: 'string' },
     only: { type: 'string' },
+    rechart: { type: 'boolean', default: false },
   },
 });
 const suite = SUITES[values.suite];
@@ -127,6 +148,8 @@ interface Sample {
   redisUsedMiB: number | null;
   redisMaxMiB: number | null;
   containers: number;
+  /** CPU of the Artillery process: it shares the machine, so a saturated generator caps what a run can show. */
+  loadgenCpuPercent?: number;
 }
 
 function procStat(pid: number): { cpuTicks: number; rssMiB: number } | undefined {
@@ -141,7 +164,7 @@ function procStat(pid: number): { cpuTicks: number; rssMiB: number } | undefined
   }
 }
 
-function startSampler(state: ClusterState): { samples: Sample[]; stop(): Promise<void> } {
+function startSampler(state: ClusterState): { samples: Sample[]; watchLoadgen(pid: number): void; stop(): Promise<void> } {
   const samples: Sample[] = [];
   const runtime = createDockerRuntime();
   const redis = new Redis(state.redisUrl, { maxRetriesPerRequest: 1, lazyConnect: false });
@@ -150,17 +173,20 @@ function startSampler(state: ClusterState): { samples: Sample[]; stop(): Promise
   const last = new Map<number, { ticks: number; at: number }>();
   const started = Date.now();
   let running = true;
+  let loadgenPid: number | undefined;
+  const cpuOf = (pid: number, at: number): { rssMiB: number; cpuPercent: number } => {
+    const s = procStat(pid);
+    const prev = last.get(pid);
+    let cpuPercent = 0;
+    if (s && prev) cpuPercent = Math.round(((s.cpuTicks - prev.ticks) / ticksPerSecond / ((at - prev.at) / 1000)) * 1000) / 10;
+    if (s) last.set(pid, { ticks: s.cpuTicks, at });
+    return { rssMiB: s?.rssMiB ?? 0, cpuPercent };
+  };
   const loop = (async () => {
     while (running) {
       const at = Date.now();
-      const reps = state.replicas.map((r) => {
-        const s = procStat(r.pid);
-        const prev = last.get(r.pid);
-        let cpuPercent = 0;
-        if (s && prev) cpuPercent = Math.round(((s.cpuTicks - prev.ticks) / ticksPerSecond / ((at - prev.at) / 1000)) * 1000) / 10;
-        if (s) last.set(r.pid, { ticks: s.cpuTicks, at });
-        return { id: r.id, rssMiB: s?.rssMiB ?? 0, cpuPercent };
-      });
+      const reps = state.replicas.map((r) => ({ id: r.id, ...cpuOf(r.pid, at) }));
+      const loadgenCpuPercent = loadgenPid === undefined ? undefined : cpuOf(loadgenPid, at).cpuPercent;
       const cluster = (await fetch(`${state.url}/stats/pool?scope=cluster`).then((r) => r.json(), () => null)) as {
         totals?: Record<string, number>;
         replicas?: Array<{ replica: string; connections?: number }>;
@@ -187,12 +213,16 @@ function startSampler(state: ClusterState): { samples: Sample[]; stop(): Promise
         redisUsedMiB: mib('used_memory'),
         redisMaxMiB: mib('maxmemory'),
         containers,
+        loadgenCpuPercent,
       });
       await new Promise((r) => setTimeout(r, Math.max(0, 2000 - (Date.now() - at))));
     }
   })();
   return {
     samples,
+    watchLoadgen(pid) {
+      loadgenPid = pid;
+    },
     async stop() {
       running = false;
       await loop;
@@ -201,12 +231,13 @@ function startSampler(state: ClusterState): { samples: Sample[]; stop(): Promise
   };
 }
 
-async function runArtillery(run: Run, target: string, rawFile: string): Promise<number> {
+async function runArtillery(run: Run, target: string, rawFile: string, onStart: (pid: number) => void): Promise<number> {
   const child = spawn(
     process.execPath,
     [path.join(root, 'node_modules/artillery/bin/run'), 'run', '--target', target, '--overrides', JSON.stringify(run.overrides), '--output', rawFile, path.join(root, 'load-tests', run.scenario)],
     { cwd: path.join(root, 'load-tests'), stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ARTILLERY_DISABLE_TELEMETRY: 'true', DO_NOT_TRACK: '1' } },
   );
+  if (child.pid !== undefined) onStart(child.pid);
   return new Promise((resolve) => child.once('exit', (code) => resolve(code ?? 1)));
 }
 
@@ -221,10 +252,10 @@ async function svg(spec: vl.TopLevelSpec): Promise<string> {
   return view.toSVG();
 }
 
-async function charts(name: string, report: ArtilleryReport, samples: Sample[]): Promise<string[]> {
+async function charts(name: string, intermediate: ArtilleryReport['intermediate'], samples: Sample[]): Promise<string[]> {
   const files: string[] = [];
-  const t0 = Number(report.intermediate[0]?.period ?? 0);
-  const latency = report.intermediate.flatMap((p) =>
+  const t0 = Number(intermediate[0]?.period ?? 0);
+  const latency = intermediate.flatMap((p) =>
     Object.entries(p.summaries)
       .filter(([metric]) => ['socketio.response_time', 'sandpool.first_tool_result', 'sandpool.message_done'].includes(metric))
       .flatMap(([metric, s]) => (['p50', 'p95', 'p99'] as const).map((q) => ({ t: (Number(p.period) - t0) / 1000, metric: `${metric} ${q}`, ms: s[q] ?? null }))),
@@ -248,17 +279,19 @@ async function charts(name: string, report: ArtilleryReport, samples: Sample[]):
       },
     });
   }
-  const mem = samples.flatMap((s) => s.replicas.map((r) => ({ users: s.pool.connections, rss: r.rssMiB, replica: r.id, t: s.t })));
+  // Per replica: its own connected sockets against its own RSS, in time order.
+  const mem = samples.flatMap((s) => s.replicas.map((r) => ({ users: s.perReplica[r.id] ?? 0, rss: r.rssMiB, replica: r.id, t: s.t })));
   await write('users-rss', {
     ...base,
-    title: `${name}: connected users vs replica RSS`,
+    title: `${name}: connected users vs RSS, per replica`,
     data: { values: mem },
     mark: { type: 'line', point: true },
     encoding: {
-      x: { field: 't', type: 'quantitative', title: 'seconds into the run' },
-      y: { field: 'rss', type: 'quantitative', title: 'RSS MiB' },
+      x: { field: 'users', type: 'quantitative', title: 'connected users on the replica' },
+      y: { field: 'rss', type: 'quantitative', title: 'replica RSS MiB' },
       color: { field: 'replica', type: 'nominal' },
-      tooltip: [{ field: 'users' }],
+      order: { field: 't', type: 'quantitative' },
+      tooltip: [{ field: 't', title: 'seconds into the run' }, { field: 'users' }, { field: 'rss' }],
     },
   });
   await write('users', {
@@ -295,6 +328,67 @@ function slope(points: Array<[number, number]>): number {
 
 mkdirSync(outDir, { recursive: true });
 const runs = values.only ? suite.filter((r) => r.name === values.only) : suite;
+
+/** What a run leaves in <name>.json (the parts read back here). */
+interface StoredResult {
+  passed: boolean;
+  problems: string[];
+  derived: { users: number; failedUsers: number; errorRatePercent: number; peakConnectedUsers: number; secondsAtPeak: number; rssPerConnectedUserKiB: number | null; peakCpuPercent: number; peakLoadgenCpuPercent?: number; sandboxesStartedPerSecond: number };
+  artillery: { summaries: Record<string, Record<string, number>>; intermediate: ArtilleryReport['intermediate'] };
+  samples: Sample[];
+  charts: string[];
+}
+const readResult = (name: string): StoredResult | undefined => {
+  const file = path.join(outDir, `${name}.json`);
+  return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as StoredResult) : undefined;
+};
+
+/** The suite's ceiling searches as one table, from the results on disk (so a step can be re-run alone). */
+function writeStepSummary(): void {
+  const steps = suite!.filter((r) => r.step).map((r) => ({ run: r, step: r.step!, result: readResult(r.name) }));
+  if (steps.length === 0) return;
+  const q = (r: StoredResult, metric: string, k: string): string => String(r.artillery.summaries[metric]?.[k] ?? '–');
+  const searches = [...new Set(steps.map((s) => s.step.search))];
+  const summary = searches.map((search) => {
+    const done = steps.filter((s) => s.step.search === search && s.result);
+    const held = done.filter((s) => s.result!.passed && s.result!.derived.errorRatePercent < 1);
+    return { search, highestPassing: held.length > 0 ? Math.max(...held.map((s) => s.step.level)) : null, stepsRun: done.map((s) => s.step.level) };
+  });
+  writeFileSync(path.join(outDir, `${values.suite}.json`), `${JSON.stringify(summary, null, 2)}\n`);
+  const lines = [`# ${values.suite}: stepped searches`, '', `Each step is its own run on a fresh ${replicaCount}-replica cluster (see <step>.md). A step holds when it has < 1% failed users and passes its Artillery \`ensure\` thresholds and leaves no container.`, ''];
+  for (const { search, highestPassing } of summary) {
+    lines.push(`## ${search}: highest held ${highestPassing ?? 'none of the steps'}`, '');
+    lines.push('| step | held | users (failed %) | peak connected | ack p95 ms | first tool:result p50 / p95 ms | message:done p95 ms | peak replica / Artillery CPU % | RSS/user KiB | sandboxes/s |');
+    lines.push('|---|---|---|---|---|---|---|---|---|---|');
+    for (const { run, step, result: r } of steps.filter((s) => s.step.search === search)) {
+      if (!r) {
+        lines.push(`| ${step.level} | not run | | | | | | | | |`);
+        continue;
+      }
+      const ok = r.passed && r.derived.errorRatePercent < 1;
+      lines.push(
+        `| [${step.level}](${run.name}.md) | ${ok ? 'yes' : `no: ${r.problems.join('; ') || 'errors'}`} | ${r.derived.users} (${r.derived.errorRatePercent}%) | ${r.derived.peakConnectedUsers} | ${q(r, 'socketio.response_time', 'p95')} | ${q(r, 'sandpool.first_tool_result', 'p50')} / ${q(r, 'sandpool.first_tool_result', 'p95')} | ${q(r, 'sandpool.message_done', 'p95')} | ${r.derived.peakCpuPercent} / ${r.derived.peakLoadgenCpuPercent ?? '–'} | ${r.derived.rssPerConnectedUserKiB ?? '–'} | ${r.derived.sandboxesStartedPerSecond} |`,
+      );
+    }
+    lines.push('');
+  }
+  writeFileSync(path.join(outDir, `${values.suite}.md`), lines.join('\n'));
+  say(`summary in ${path.join(outDir, `${values.suite}.md`)}`);
+}
+
+if (values.rechart) {
+  // Redraw charts from stored results (samples and Artillery periods), without running anything.
+  for (const run of runs) {
+    const result = readResult(run.name);
+    if (!result) continue;
+    result.charts = await charts(run.name, result.artillery.intermediate, result.samples);
+    writeFileSync(path.join(outDir, `${run.name}.json`), `${JSON.stringify(result, null, 2)}\n`);
+    say(`${run.name}: charts redrawn`);
+  }
+  writeStepSummary();
+  process.exit(0);
+}
+
 let failures = 0;
 for (const run of runs) {
   say(`${run.name}: starting a ${replicaCount}-replica cluster`);
@@ -303,7 +397,7 @@ for (const run of runs) {
   const rawFile = path.join(os.tmpdir(), `sandpool-${run.name}-${process.pid}.json`);
   const started = Date.now();
   say(`${run.name}: artillery ${run.scenario} against ${cluster.state.url}`);
-  const exitCode = await runArtillery(run, cluster.state.url, rawFile);
+  const exitCode = await runArtillery(run, cluster.state.url, rawFile, (pid) => sampler.watchLoadgen(pid));
   const durationSeconds = Math.round((Date.now() - started) / 1000);
   // Each replica's own view (acquire and start latencies, sandboxes created) before it stops.
   const finalPoolStats = await Promise.all(
@@ -344,6 +438,7 @@ for (const run of runs) {
       cluster.state.replicas.map((r) => [r.id, Math.round(slope(samples.map((s) => [s.t / 3600, s.replicas.find((x) => x.id === r.id)?.rssMiB ?? 0])) * 10) / 10]),
     ),
     peakCpuPercent: Math.max(0, ...samples.flatMap((s) => s.replicas.map((r) => r.cpuPercent))),
+    peakLoadgenCpuPercent: Math.max(0, ...samples.map((s) => s.loadgenCpuPercent ?? 0)),
     peakRedisUsedMiB: Math.max(0, ...samples.map((s) => s.redisUsedMiB ?? 0)),
     redisMaxMemoryMiB: samples[0]?.redisMaxMiB ?? null,
     peakContainers: Math.max(0, ...samples.map((s) => s.containers)),
@@ -356,7 +451,7 @@ for (const run of runs) {
     sandboxesStartedPerSecond: Math.round((finalPoolStats.reduce((n, p) => n + (typeof p?.created === 'number' ? p.created : 0), 0) / Math.max(1, durationSeconds)) * 100) / 100,
     containersLeftAfterStop: leaked,
   };
-  const chartFiles = await charts(run.name, report, samples);
+  const chartFiles = await charts(run.name, report.intermediate, samples);
   const problems = [
     exitCode !== 0 ? `artillery exited ${exitCode} (an ensure threshold failed)` : undefined,
     checkProblem,
@@ -400,7 +495,7 @@ for (const run of runs) {
     `| RSS all replicas start → peak MiB | ${derived.rssStartMiB} → ${derived.rssPeakMiB} |`,
     `| RSS per connected user KiB | ${derived.rssPerConnectedUserKiB ?? '–'} |`,
     `| RSS slope MiB/h per replica | ${Object.entries(derived.rssSlopeMiBPerHourPerReplica).map(([k, v]) => `${k}: ${v}`).join(', ')} |`,
-    `| peak replica CPU % | ${derived.peakCpuPercent} |`,
+    `| peak replica CPU % / peak Artillery CPU % (100 = one core) | ${derived.peakCpuPercent} / ${derived.peakLoadgenCpuPercent} |`,
     `| Redis used (peak) MiB | ${derived.peakRedisUsedMiB} |`,
     `| sandbox containers peak / left after stop | ${derived.peakContainers} / ${leaked} |`,
     `| sandboxes started per second (whole run) | ${derived.sandboxesStartedPerSecond} |`,
@@ -417,4 +512,6 @@ for (const run of runs) {
   writeFileSync(path.join(outDir, `${run.name}.md`), md);
   say(`${run.name}: ${problems.length === 0 ? 'passed' : `FAILED (${problems.join('; ')})`}; results in ${path.join(outDir, `${run.name}.json`)}`);
 }
-process.exit(failures > 0 ? 1 : 0);
+writeStepSummary();
+// A ceiling search is meant to find failing steps; only its own breakage is a failure.
+process.exit(failures > 0 && !runs.every((r) => r.step) ? 1 : 0);
