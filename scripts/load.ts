@@ -1,5 +1,6 @@
 /**
- * npm run load:smoke | load:capacity | load:soak   (-- --replicas N --out DIR)
+ * npm run load:smoke | load:capacity | load:soak | load:ceiling
+ *   (-- --replicas N --out DIR --only RUN[,RUN] --rechart)
  *
  * For each run of the suite: starts a fresh cluster (npm run cluster: Redis,
  * N replicas, nginx), runs one Artillery scenario from load-tests/ against
@@ -7,7 +8,9 @@
  * Redis INFO memory, sandbox container count), stops the cluster, checks that
  * no container was left, and writes <out>/<run>.json, <run>.md and SVG charts
  * (vega-lite). Exits non-zero when an Artillery `ensure` fails, a check fails,
- * or a container leaked.
+ * or a container leaked (a ceiling search expects failing steps: it only
+ * writes its summary, <out>/ceiling.md). --rechart redraws the charts of
+ * stored results without running anything.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -63,7 +66,7 @@ const SUITES: Record<string, Run[]> = {
   // Stepped searches for the ceilings: each step is a fresh cluster; the
   // summary (ceiling.md) names the highest step with < 1% errors.
   ceiling: [
-    ...[4000, 8000].map((users) => ({
+    ...[4000, 8000, 12000].map((users) => ({
       name: `ceiling-connections-${users}`,
       scenario: 'connections.yml',
       overrides: { config: { phases: phases(100, users / 100, `ramp to ${users}`), variables: { idleSeconds: 420 } } },
@@ -74,7 +77,8 @@ const SUITES: Record<string, Run[]> = {
       name: `ceiling-phase2-${rate}`,
       scenario: 'phase2.yml',
       overrides: { config: { phases: phases(120, rate, `sustained ${rate}/s`), variables: { approvalThinkMs: 1000 } } },
-      env: { POOL_MIN_SIZE: '10', POOL_MAX_SIZE: '60' },
+      // Live sandboxes ≈ rate × (session + 30 s disconnect grace): a max high enough that starts, not POOL_MAX_SIZE, bound the step.
+      env: { POOL_MIN_SIZE: '10', POOL_MAX_SIZE: '150' },
       step: { search: 'seed-flow arrivals per second' as const, level: rate },
     })),
   ],
@@ -89,7 +93,7 @@ const { values } = parseArgs({
     suite: { type: 'string', default: 'smoke' },
     replicas: { type: 'string', default: '2' },
     out: { type: 'string' },
-    only: { type: 'string' },
+    only: { type: 'string' }, // comma-separated run names
     rechart: { type: 'boolean', default: false },
   },
 });
@@ -327,7 +331,12 @@ function slope(points: Array<[number, number]>): number {
 }
 
 mkdirSync(outDir, { recursive: true });
-const runs = values.only ? suite.filter((r) => r.name === values.only) : suite;
+const only = values.only?.split(',').map((n) => n.trim());
+const runs = only ? suite.filter((r) => only.includes(r.name)) : suite;
+if (runs.length === 0) {
+  process.stderr.write(`load: --only names none of ${suite.map((r) => r.name).join(', ')}\n`);
+  process.exit(2);
+}
 
 /** What a run leaves in <name>.json (the parts read back here). */
 interface StoredResult {

@@ -62,5 +62,12 @@ describe('npm run load:smoke (Artillery against a 2-replica cluster behind nginx
       assert.ok(files.includes(chart));
       assert.match(readFileSync(`${out}/${chart}`, 'utf8'), /^<svg/);
     }
+    // Users vs RSS plots RSS against users, and a run's charts can be redrawn from its stored JSON alone.
+    const rssChart = `${out}/smoke-connections-users-rss.svg`;
+    assert.match(readFileSync(rssChart, 'utf8'), /connected users on the replica/);
+    rmSync(rssChart);
+    const redraw = spawn(process.execPath, ['dist/scripts/load.js', '--suite', 'smoke', '--out', out, '--only', 'smoke-connections', '--rechart'], { stdio: 'ignore' });
+    assert.equal(await new Promise<number | null>((resolve) => redraw.on('exit', resolve)), 0);
+    assert.match(readFileSync(rssChart, 'utf8'), /^<svg[\s\S]*connected users on the replica/);
   });
 });
