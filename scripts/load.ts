@@ -13,7 +13,7 @@
  * stored results without running anything.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -235,14 +235,17 @@ function startSampler(state: ClusterState): { samples: Sample[]; watchLoadgen(pi
   };
 }
 
-async function runArtillery(run: Run, target: string, rawFile: string, onStart: (pid: number) => void): Promise<number> {
+/** Runs Artillery; its own output goes to logFile (read back when it fails to produce a report). */
+async function runArtillery(run: Run, target: string, rawFile: string, logFile: string, onStart: (pid: number) => void): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  const log = openSync(logFile, 'w');
   const child = spawn(
     process.execPath,
     [path.join(root, 'node_modules/artillery/bin/run'), 'run', '--target', target, '--overrides', JSON.stringify(run.overrides), '--output', rawFile, path.join(root, 'load-tests', run.scenario)],
-    { cwd: path.join(root, 'load-tests'), stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ARTILLERY_DISABLE_TELEMETRY: 'true', DO_NOT_TRACK: '1' } },
+    { cwd: path.join(root, 'load-tests'), stdio: ['ignore', log, log], env: { ...process.env, ARTILLERY_DISABLE_TELEMETRY: 'true', DO_NOT_TRACK: '1' } },
   );
+  closeSync(log);
   if (child.pid !== undefined) onStart(child.pid);
-  return new Promise((resolve) => child.once('exit', (code) => resolve(code ?? 1)));
+  return new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
 }
 
 interface ArtilleryReport {
@@ -406,7 +409,9 @@ for (const run of runs) {
   const rawFile = path.join(os.tmpdir(), `sandpool-${run.name}-${process.pid}.json`);
   const started = Date.now();
   say(`${run.name}: artillery ${run.scenario} against ${cluster.state.url}`);
-  const exitCode = await runArtillery(run, cluster.state.url, rawFile, (pid) => sampler.watchLoadgen(pid));
+  const artilleryLog = path.join(os.tmpdir(), `sandpool-${run.name}-${process.pid}.log`);
+  const exit = await runArtillery(run, cluster.state.url, rawFile, artilleryLog, (pid) => sampler.watchLoadgen(pid));
+  const exitCode = exit.code ?? 1;
   const durationSeconds = Math.round((Date.now() - started) / 1000);
   // Each replica's own view (acquire and start latencies, sandboxes created) before it stops.
   const finalPoolStats = await Promise.all(
@@ -418,8 +423,16 @@ for (const run of runs) {
     cluster.state.replicas.some((r) => r.id === c.labels[LABELS.replica]),
   ).length;
 
-  const report = JSON.parse(readFileSync(rawFile, 'utf8')) as ArtilleryReport;
+  // A generator that died (killed, out of memory, out of file descriptors) leaves no report: that is a failed step, not a crash of the runner.
+  const noReport = existsSync(rawFile)
+    ? undefined
+    : `artillery produced no report (exit ${exit.code ?? exit.signal}): ${readFileSync(artilleryLog, 'utf8').trim().split('\n').slice(-5).join(' | ').slice(0, 600) || 'no output'}`;
+  const report: ArtilleryReport = noReport
+    ? { aggregate: { counters: {}, summaries: {} }, intermediate: [] }
+    : (JSON.parse(readFileSync(rawFile, 'utf8')) as ArtilleryReport);
+  if (noReport) say(`${run.name}: ${noReport}`);
   rmSync(rawFile, { force: true });
+  if (!noReport) rmSync(artilleryLog, { force: true });
   const counters = report.aggregate.counters;
   const created = counters['vusers.created'] ?? 0;
   const failed = counters['vusers.failed'] ?? 0;
@@ -462,7 +475,8 @@ for (const run of runs) {
   };
   const chartFiles = await charts(run.name, report.intermediate, samples);
   const problems = [
-    exitCode !== 0 ? `artillery exited ${exitCode} (an ensure threshold failed)` : undefined,
+    noReport,
+    !noReport && exitCode !== 0 ? `artillery exited ${exitCode} (an ensure threshold failed)` : undefined,
     checkProblem,
     leaked > 0 ? `${leaked} containers left after the cluster stopped` : undefined,
   ].filter((p): p is string => p !== undefined);
