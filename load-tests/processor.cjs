@@ -25,16 +25,31 @@ function becomeUser(context, events, done) {
   const uid = `${prefix}-${context.vars.$uuid}`;
   socket.auth = { userId: uid };
   socket.io.opts.query = { uid };
+  // The engine's own once('connect_error'/'error') listeners for the bootstrap
+  // connect are still attached: a failed reconnect here would call its
+  // callback a second time, and Artillery's worker dies of "Callback was
+  // already called" (seen at ~9800 users). The failure is this step's to report.
+  socket.removeAllListeners('connect_error');
+  socket.removeAllListeners('error');
   socket.disconnect();
   const timer = setTimeout(() => done(new Error('reconnect as the user timed out')), STEP_TIMEOUT_MS);
-  socket.once('connect', () => {
+  const onError = (err) => {
     clearTimeout(timer);
-    trackEvents(context, events, done);
-  });
-  socket.once('connect_error', (err) => {
-    clearTimeout(timer);
+    socket.off('connect', onConnect);
+    events.emit('counter', `sandpool.connect_error.${String((err && err.message) || 'unknown').replace(/[^A-Za-z0-9_ -]/g, '').slice(0, 60)}`, 1);
     done(err);
-  });
+  };
+  const onConnect = () => {
+    clearTimeout(timer);
+    socket.off('connect_error', onError);
+    // A connection lost later (and reconnected by the client) is counted, not hidden.
+    socket.on('disconnect', (reason) => {
+      if (reason !== 'io client disconnect') events.emit('counter', `sandpool.dropped.${String(reason).replace(/[^A-Za-z0-9_ -]/g, '')}`, 1);
+    });
+    trackEvents(context, events, done);
+  };
+  socket.once('connect', onConnect);
+  socket.once('connect_error', onError);
   socket.connect();
 }
 

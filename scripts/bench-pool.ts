@@ -118,7 +118,8 @@ try {
   const result = {
     cold: { p50: coldS.p50, p95: coldS.p95, p99: coldS.p99 },
     warm: { p50: warmS.p50, p95: warmS.p95, p99: warmS.p99 },
-    ratio: Math.round((coldS.p50 / warmS.p50) * 10) / 10,
+    // 0.01, like the p50s it divides: a ratio near 1 (e.g. on the process runtime) needs the decimals.
+    ratio: Math.round((coldS.p50 / warmS.p50) * 100) / 100,
     replenishPerSecond: Math.round((replenishTarget / fillSeconds) * 100) / 100,
     samples,
     idleSandboxMemoryMiB: memoryMiB.length ? summary(memoryMiB) : null,

@@ -59,7 +59,7 @@ function exited(child: ChildProcess): Promise<void> {
 }
 
 async function startRedis(): Promise<string> {
-  started.redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  started.redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore', detached: true });
   const url = `redis://127.0.0.1:${redisPort}`;
   await waitUntil('redis', async () => {
     const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
@@ -81,6 +81,7 @@ async function startReplicas(redisUrl: string): Promise<void> {
       cwd: root,
       env: { ...process.env, PORT: String(port + i), HOST: '127.0.0.1', REPLICA_ID: id, REDIS_URL: redisUrl },
       stdio: ['ignore', 'inherit', 'inherit'],
+      detached: true,
     });
     child.once('exit', (code, signal) => {
       if (!stopping) say(`replica ${id} exited (${signal ?? `code ${code}`})`);
@@ -131,7 +132,7 @@ function renderNginx(): string {
 
 async function startNginx(): Promise<void> {
   const conf = renderNginx();
-  started.nginx = spawn('nginx', ['-c', conf, '-p', started.dir], { stdio: ['ignore', 'inherit', 'inherit'] });
+  started.nginx = spawn('nginx', ['-c', conf, '-p', started.dir], { stdio: ['ignore', 'inherit', 'inherit'], detached: true });
   started.nginx.once('exit', (code) => {
     if (!stopping) say(`nginx exited (code ${code}); see ${started.dir}/error.log`);
   });
@@ -167,7 +168,17 @@ async function stopAll(): Promise<void> {
   say('stopped');
 }
 
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+// Children run in their own process groups (detached): a terminal's Ctrl-C
+// reaches only this script, which then stops them in order (replicas drain
+// while Redis and nginx are still up). Should this script die some other
+// way, it takes them along.
+process.on('exit', () => {
+  for (const child of [started.nginx, ...started.replicas.map((r) => r.child), started.redis]) {
+    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
+});
+
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   process.once(signal, () => void stopAll().then(() => process.exit(0), () => process.exit(1)));
 }
 

@@ -124,6 +124,10 @@ async function startCluster(env: Record<string, string>): Promise<{ state: Clust
     // Load users come from one IP and arrive fast: lift per-IP limits that would measure nginx, not sandpool.
     { env: { ...process.env, LOG_LEVEL: 'warn', MAX_SESSIONS: '20000', SOCKET_EVENTS_PER_SECOND: '100', ...env }, stdio: ['ignore', 'ignore', 'inherit'] },
   );
+  // Should this runner die mid-run, the cluster still stops (and removes its containers) on its own.
+  const orphanGuard = (): void => void child.kill('SIGTERM');
+  process.once('exit', orphanGuard);
+  child.once('exit', () => process.off('exit', orphanGuard));
   const deadline = Date.now() + 180_000;
   while (!existsSync(stateFile)) {
     if (child.exitCode !== null) throw new Error('the cluster exited during start-up');
@@ -191,7 +195,8 @@ function startSampler(state: ClusterState): { samples: Sample[]; watchLoadgen(pi
       const at = Date.now();
       const reps = state.replicas.map((r) => ({ id: r.id, ...cpuOf(r.pid, at) }));
       const loadgenCpuPercent = loadgenPid === undefined ? undefined : cpuOf(loadgenPid, at).cpuPercent;
-      const cluster = (await fetch(`${state.url}/stats/pool?scope=cluster`).then((r) => r.json(), () => null)) as {
+      // An error page from nginx (the cluster overloaded) is a gap in the samples, not a crash of the runner.
+      const cluster = (await fetch(`${state.url}/stats/pool?scope=cluster`).then((r) => (r.ok ? r.json() : null)).catch(() => null)) as {
         totals?: Record<string, number>;
         replicas?: Array<{ replica: string; connections?: number }>;
       } | null;
@@ -370,6 +375,7 @@ function writeStepSummary(): void {
   const lines = [`# ${values.suite}: stepped searches`, '', `Each step is its own run on a fresh ${replicaCount}-replica cluster (see <step>.md). A step holds when it has < 1% failed users and passes its Artillery \`ensure\` thresholds and leaves no container.`, ''];
   for (const { search, highestPassing } of summary) {
     lines.push(`## ${search}: highest held ${highestPassing ?? 'none of the steps'}`, '');
+    // RSS per connected user only means something where users stay connected (the seed flow's leave at once).
     lines.push('| step | held | users (failed %) | peak connected | ack p95 ms | first tool:result p50 / p95 ms | message:done p95 ms | peak replica / Artillery CPU % | RSS/user KiB | sandboxes/s |');
     lines.push('|---|---|---|---|---|---|---|---|---|---|');
     for (const { run, step, result: r } of steps.filter((s) => s.step.search === search)) {
@@ -379,7 +385,7 @@ function writeStepSummary(): void {
       }
       const ok = r.passed && r.derived.errorRatePercent < 1;
       lines.push(
-        `| [${step.level}](${run.name}.md) | ${ok ? 'yes' : `no: ${r.problems.join('; ') || 'errors'}`} | ${r.derived.users} (${r.derived.errorRatePercent}%) | ${r.derived.peakConnectedUsers} | ${q(r, 'socketio.response_time', 'p95')} | ${q(r, 'sandpool.first_tool_result', 'p50')} / ${q(r, 'sandpool.first_tool_result', 'p95')} | ${q(r, 'sandpool.message_done', 'p95')} | ${r.derived.peakCpuPercent} / ${r.derived.peakLoadgenCpuPercent ?? '–'} | ${r.derived.rssPerConnectedUserKiB ?? '–'} | ${r.derived.sandboxesStartedPerSecond} |`,
+        `| [${step.level}](${run.name}.md) | ${ok ? 'yes' : `no: ${r.problems.join('; ') || 'errors'}`} | ${r.derived.users} (${r.derived.errorRatePercent}%) | ${r.derived.peakConnectedUsers} | ${q(r, 'socketio.response_time', 'p95')} | ${q(r, 'sandpool.first_tool_result', 'p50')} / ${q(r, 'sandpool.first_tool_result', 'p95')} | ${q(r, 'sandpool.message_done', 'p95')} | ${r.derived.peakCpuPercent} / ${r.derived.peakLoadgenCpuPercent ?? '–'} | ${step.search === 'concurrent users held 5 min' ? (r.derived.rssPerConnectedUserKiB ?? '–') : '–'} | ${r.derived.sandboxesStartedPerSecond} |`,
       );
     }
     lines.push('');
@@ -415,7 +421,7 @@ for (const run of runs) {
   const durationSeconds = Math.round((Date.now() - started) / 1000);
   // Each replica's own view (acquire and start latencies, sandboxes created) before it stops.
   const finalPoolStats = await Promise.all(
-    cluster.state.replicas.map((r) => fetch(`${r.url}/stats/pool`).then((x) => x.json() as Promise<Record<string, unknown>>, () => null)),
+    cluster.state.replicas.map((r) => fetch(`${r.url}/stats/pool`).then((x) => x.json() as Promise<Record<string, unknown>>).catch(() => null)),
   );
   await sampler.stop();
   await cluster.stop();

@@ -176,7 +176,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     graceMs: config.orphans.graceMs,
     inFlightGraceMs: config.pool.createTimeoutMs * 2,
     intervalMs: config.orphans.sweepIntervalMs,
-    isReplicaLive: redis ? (id) => heartbeat?.isLive(id) ?? false : undefined,
+    isReplicaLive: redis ? (id) => heartbeat?.checkLive(id) ?? false : undefined,
     onRemoved: (n) => metrics.orphansRemoved.inc(n),
   });
 
@@ -188,7 +188,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     // Outlives its replica on purpose: liveness comes from heartbeats, and a
     // survivor that finds a dead owner can tell the user their sandbox is gone.
     ownerTtlMs: config.chat.sessionIdleTimeoutMs + config.cluster.heartbeatIntervalMs * 3,
-    isReplicaLive: (id) => heartbeat?.isLive(id) ?? id === config.replicaId,
+    isReplicaLive: async (id) => (heartbeat ? heartbeat.checkLive(id) : id === config.replicaId),
     logger,
   });
   sessions = theSessions;
@@ -200,10 +200,8 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     snapshot: () => ({ ...thePool.stats(), connections: realtime?.connections() ?? 0, sessions: theSessions.count() }),
     leasedUsers: theSessions.leasedUsers,
     ownerTtlMs: config.chat.sessionIdleTimeoutMs + config.cluster.heartbeatIntervalMs * 3,
-    onDeadReplica: async (dead) => {
-      const removed = await sweeper.removeReplica(dead);
-      if (removed.length > 0) metrics.orphansRemoved.inc(removed.length);
-    },
+    // Counted in orphansRemoved by the sweeper's onRemoved hook.
+    onDeadReplica: async (dead) => void (await sweeper.removeReplica(dead)),
     logger,
   });
   heartbeat = theHeartbeat;
@@ -257,6 +255,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     maxMessageBytes: config.chat.maxMessageBytes,
     eventsPerSecond: config.chat.socketEventsPerSecond,
     onRejected: (code) => metrics.chatObserver.rejected?.(code),
+    isDraining: () => stopping,
   });
   const theRealtime = realtime;
   const theChat = createChatService({
@@ -268,7 +267,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     approvals,
     state,
     bus: theRealtime.bus,
-    isReplicaLive: theHeartbeat.isLive,
+    isReplicaLive: theHeartbeat.checkLive,
     emit: (userId, event, payload) => emitToRoom(theRealtime.io, userRoom(userId), event, payload),
     logger,
     observer: metrics.chatObserver,
@@ -299,8 +298,8 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
       if ('closeAllConnections' in server) server.closeAllConnections();
     });
     await thePool.drain(left());
-    // Belt and braces: whatever still carries our owner label goes.
-    await withTimeout(sweeper.sweep(), left(), 'final sweep').catch((err: unknown) =>
+    // Belt and braces: whatever still carries our owner label goes, however young.
+    await withTimeout(sweeper.removeOwn(), left(), 'final sweep').catch((err: unknown) =>
       logger.warn({ err: errorMessage(err) }, 'final sweep incomplete'),
     );
     await withTimeout(theHeartbeat.stop(), Math.min(left(), 2_000), 'leave cluster').catch(() => undefined);
@@ -356,6 +355,20 @@ async function runMain(): Promise<void> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // A rejection nobody awaited comes from best-effort background work (the
+  // Socket.IO Redis adapter publishes without awaiting, for one): while Redis
+  // is down it must not take every user of this replica down with it.
+  process.on('unhandledRejection', (reason) => {
+    app.logger.error({ err: errorMessage(reason) }, 'unhandled promise rejection (kept running)');
+  });
+  // A thrown exception leaves unknown state: stop cleanly (our containers are
+  // removed, not orphaned), then exit non-zero for the supervisor to restart us.
+  process.on('uncaughtException', (err) => {
+    app.logger.fatal({ err: errorMessage(err), stack: err.stack }, 'uncaught exception: shutting down');
+    const exit = setTimeout(() => process.exit(1), app.config.shutdownTimeoutMs + 1_000);
+    exit.unref();
+    void app.stop('uncaught exception').finally(() => process.exit(1));
+  });
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

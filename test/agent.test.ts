@@ -137,6 +137,9 @@ describe('replica limits', () => {
       )) as { message: string; data: { code: string; message: string } };
       assert.equal(err.message, 'TOO_MANY_REQUESTS');
       assert.match(err.data.message, /maximum of 2 sessions/);
+      // One refusal, counted once.
+      const metrics = await (await fetch(`${app.url}/metrics`)).text();
+      assert.match(metrics, /^sandpool_rejections_total\{[^}]*code="TOO_MANY_REQUESTS"[^}]*\} 1$/m);
     } finally {
       for (const s of open) s.close();
       await app.stop();

@@ -331,6 +331,45 @@ describe('approval timeout, idle release and shutdown', () => {
     }
   });
 
+  it('keeps the sandbox through a request that outlasts SESSION_IDLE_TIMEOUT_MS, and says so when a later request starts fresh', async () => {
+    const app = await createSandpool(testConfig({ POOL_MIN_SIZE: '1', SESSION_IDLE_TIMEOUT_MS: '1000', TOOL_APPROVAL_TIMEOUT_MS: '20000' }), { warmTimeoutMs: 30_000 });
+    try {
+      const s = await user(app, 'slow-decider');
+      assert.equal((await converse(s, 'write "kept" to /workspace/kept.txt')).results[0]?.ok, true);
+      const ack = await emitAck(s, 'message', 'read /workspace/kept.txt');
+      const asked = await nextEvent<ToolRequest>(s, 'tool:request', (r) => r.requestId === ack.requestId);
+      // Twice the idle timeout while the request waits for its approval: busy, not idle.
+      await new Promise((r) => setTimeout(r, 2_200));
+      assert.equal((await stats(app)).active, 1, 'the sandbox is kept while a request runs');
+      await emitAck(s, 'tool:approval', { callId: asked.callId, approved: true });
+      const result = await nextEvent<ToolResult>(s, 'tool:result', (r) => r.callId === asked.callId);
+      assert.equal(result.ok, true, result.content);
+      assert.match(result.content, /kept/);
+      await nextEvent<Done>(s, 'message:done', (d) => d.requestId === ack.requestId);
+      // Idle for real now: released; the next tool call says its files are gone.
+      await waitFor('idle sandbox released', async () => (await stats(app)).active === 0, 10_000);
+      const later = await converse(s, 'read /workspace/kept.txt');
+      assert.equal(later.results[0]?.ok, false);
+      assert.match(later.results[0]?.content ?? '', /earlier sandbox was removed/);
+    } finally {
+      await app.stop();
+    }
+  });
+
+  it('does not take a user\'s sandbox before their first tool call, even before any sandbox has started (POOL_MIN_SIZE=0)', async () => {
+    const app = await createSandpool(testConfig({ POOL_MIN_SIZE: '0' }));
+    try {
+      const s = await user(app, 'first-help');
+      const help = await converse(s, 'help');
+      assert.match(help.done.text, /list_directory/, 'help lists the sandbox tools, learnt from a throwaway sandbox');
+      await waitFor('the throwaway sandbox is gone', async () => (await stats(app)).total === 0, 15_000);
+      assert.equal((await converse(s, 'list files in /workspace')).results[0]?.ok, true);
+      assert.equal((await stats(app)).active, 1, 'the first tool call took the user\'s own sandbox');
+    } finally {
+      await app.stop();
+    }
+  });
+
   it('on stop, fails a request still waiting with SHUTTING_DOWN and leaves no container', async () => {
     const app = await createSandpool(testConfig({ POOL_MIN_SIZE: '1', SHUTDOWN_TIMEOUT_MS: '3000' }), { warmTimeoutMs: 30_000 });
     const s = await user(app, 'in-flight-at-stop');
@@ -366,6 +405,47 @@ describe('approval race', () => {
       assert.deepEqual(await Promise.all(decisions), [{ ok: true }]);
       assert.equal(result.ok, true, result.content);
       assert.equal(result.approval, 'approved');
+    } finally {
+      await app.stop();
+    }
+  });
+});
+
+describe('shared state failures', () => {
+  it('never runs a request whose sender was refused, and survives a slot that cannot be freed', async () => {
+    const state = createMemoryState({ maxRequestsPerUser: 5 });
+    let failSessionId = false;
+    let failRelease = false;
+    const sessionId = state.conversations.sessionId.bind(state.conversations);
+    state.conversations.sessionId = async (userId) => {
+      if (failSessionId) throw new Error('Connection is closed.');
+      return sessionId(userId);
+    };
+    const release = state.limiter.release.bind(state.limiter);
+    state.limiter.release = async (userId, requestId) => {
+      await release(userId, requestId);
+      if (failRelease) throw new Error('Connection is closed.');
+    };
+    const app = await createSandpool(testConfig({ POOL_MIN_SIZE: '1' }), { warmTimeoutMs: 30_000, state });
+    try {
+      const s = await user(app, 'flaky-state');
+      await nextEvent(s, 'session');
+      const seen: string[] = [];
+      s.onAny((event: string) => seen.push(event));
+      failSessionId = true;
+      const refused = await emitAck(s, 'message', 'list files in /workspace');
+      assert.equal(refused.ok, false);
+      assert.equal(refused.error?.code, 'INTERNAL');
+      assert.match(refused.error?.message ?? '', /shared state/);
+      await new Promise((r) => setTimeout(r, 500));
+      assert.deepEqual(seen, [], 'a refused message produces no request events');
+      assert.equal(app.chat.inFlight(), 0);
+      failSessionId = false;
+      // A slot that cannot be freed (Redis down at that moment) is logged, not an unhandled rejection.
+      failRelease = true;
+      assert.match((await converse(s, 'help')).done.text, /list files in/);
+      failRelease = false;
+      assert.equal((await converse(s, 'list files in /workspace')).results[0]?.ok, true);
     } finally {
       await app.stop();
     }

@@ -65,7 +65,8 @@ describe('replicas behind nginx with Redis (npm run cluster)', () => {
         LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
         HEARTBEAT_INTERVAL_MS: '500',
         REQUEST_SLOT_TTL_MS: '3000',
-        SHUTDOWN_TIMEOUT_MS: '5000',
+        // A third of it is the grace for requests in flight: long enough to watch a drain.
+        SHUTDOWN_TIMEOUT_MS: '9000',
       },
       stdio: ['ignore', 'ignore', 'inherit'],
     });
@@ -158,6 +159,22 @@ describe('replicas behind nginx with Redis (npm run cluster)', () => {
     assert.deepEqual(body.replicas.map((r) => r.replica).sort(), state.replicas.map((r) => r.id).sort());
     assert.equal(body.totals.replicas, state.replicas.length);
     for (const f of ['idle', 'active', 'total'] as const) assert.equal(body.totals[f], body.replicas.reduce((n, r) => n + r[f], 0));
+    // Each entry is that replica's own /stats/pool (others' as of their last heartbeat, so compare at rest).
+    const fields = ['idle', 'active', 'total', 'maxPoolSize', 'minPoolSize', 'pending'] as const;
+    let mismatch = '';
+    await waitFor('the cluster view to match every replica\'s own stats', async () => {
+      const cluster = (await (await fetch(`${state.url}/stats/pool?scope=cluster`)).json()) as { replicas: Array<Record<string, unknown>> };
+      for (const r of state.replicas) {
+        const own = (await (await fetch(`${r.url}/stats/pool`)).json()) as Record<string, unknown>;
+        const seen = cluster.replicas.find((x) => x.replica === r.id) ?? {};
+        const diff = fields.filter((f) => seen[f] !== own[f]);
+        if (diff.length > 0) {
+          mismatch = `${r.id}: ${diff.map((f) => `${f} ${String(seen[f])} vs ${String(own[f])}`).join(', ')}`;
+          return false;
+        }
+      }
+      return true;
+    }, 10_000, 300).catch((err: unknown) => assert.fail(`${String(err)}; last mismatch ${mismatch}`));
     // nginx keeps operational endpoints internal but serves them to loopback; /health is never limited.
     assert.equal((await fetch(`${state.url}/metrics`)).status, 200);
     const burst = await Promise.all(Array.from({ length: 60 }, () => fetch(`${state.url}/health`).then((r) => r.status)));
@@ -170,10 +187,29 @@ describe('replicas behind nginx with Redis (npm run cluster)', () => {
     assert.ok(statuses.includes(200));
   });
 
-  it('survives a Redis restart: replicas reconnect, the adapter resubscribes, messages flow', async () => {
+  it('survives a Redis restart: requests finishing during the outage, replicas reconnect, the adapter resubscribes, messages flow', async () => {
     const port = Number(new URL(state.redisUrl).port);
+    // A request accepted before the outage and finishing during it: its events,
+    // history and slot release all hit a Redis that is not there.
+    const during = await connect(state.url, 'redis-outage');
+    await converse(during.socket, 'write "x" to /workspace/x.txt');
+    const ack = await emitAck(during.socket, 'message', 'read /workspace/x.txt');
+    assert.equal(ack.ok, true);
+    const asked = await nextEvent<ToolRequest>(during.socket, 'tool:request', (r) => r.requestId === ack.requestId);
+    const ended = Promise.race([
+      nextEvent<{ requestId: string; text: string }>(during.socket, 'message:done', (d) => d.requestId === ack.requestId, 30_000).then((d) => `done: ${d.text}`),
+      nextEvent<{ requestId: string; error: { code: string } }>(during.socket, 'request:error', (e) => e.requestId === ack.requestId, 30_000).then((e) => `error: ${e.error.code}`),
+    ]);
     process.kill(state.redisPid, 'SIGKILL');
-    await waitFor('a replica to notice Redis is gone', async () => (await fetch(`${state.replicas[0]!.url}/ready`)).status === 503, 15_000);
+    const home = state.replicas.find((r) => r.id === during.session.replica)!;
+    await waitFor('the replica to notice Redis is gone', async () => (await fetch(`${home.url}/ready`)).status === 503, 15_000);
+    assert.equal((await emitAck(during.socket, 'tool:approval', { callId: asked.callId, approved: true })).ok, true);
+    assert.match(await ended, /^done: [\s\S]*\bx\b/, 'the answer is delivered although its history cannot be saved');
+    // Long enough for every Redis command of that request to exhaust its retries.
+    await new Promise((r) => setTimeout(r, 3_000));
+    for (const r of state.replicas) {
+      if (!killed.has(r.id)) assert.doesNotThrow(() => process.kill(r.pid, 0), `replica ${r.id} died during the Redis outage`);
+    }
     replacementRedis = await startRedis(port);
     for (const r of state.replicas) await waitFor(`${r.id} ready again`, async () => (await fetch(`${r.url}/ready`)).ok, 20_000);
     const { socket, session } = await connect(state.url, 'after-redis');
@@ -213,16 +249,30 @@ describe('replicas behind nginx with Redis (npm run cluster)', () => {
     assert.match(read.contents[0] ?? '', /ENOENT|no such file/i);
   });
 
-  it('SIGTERM (rolling restart): in-flight requests fail with a code, sockets move to a survivor, containers go', async () => {
+  it('SIGTERM (rolling restart): /ready 503, new users go to a survivor, in-flight requests fail with a code, sockets move, containers go', async () => {
     const { socket, session } = await connect(state.url, 'rolling-user', true);
     const leaving = state.replicas.find((r) => r.id === session.replica)!;
     assert.ok(!killed.has(leaving.id));
+    // A user id that nginx hashes to the leaving replica, for a connection during the drain.
+    let newcomer = '';
+    for (let i = 0; i < 60 && !newcomer; i++) {
+      const probe = await connect(state.url, `rolling-newcomer-${i}`);
+      if (probe.session.replica === leaving.id) newcomer = `rolling-newcomer-${i}`;
+      probe.socket.close();
+    }
+    assert.ok(newcomer, 'no user id hashed to the leaving replica');
     await converse(socket, 'write "x" to /workspace/x.txt');
     const ack = await emitAck(socket, 'message', 'read /workspace/x.txt');
     await nextEvent<ToolRequest>(socket, 'tool:request', (r) => r.requestId === ack.requestId);
     const failed = nextEvent<{ requestId: string; error: { code: string } }>(socket, 'request:error', (e) => e.requestId === ack.requestId, 30_000);
 
     process.kill(leaving.pid, 'SIGTERM');
+    // Draining (the request in flight holds it open for a few seconds): not ready, and a
+    // new user who would hash there is served by a survivor from the first handshake.
+    await waitFor('the leaving replica to report not ready', async () => (await fetch(`${leaving.url}/ready`)).status === 503, 3_000, 50);
+    const arriving = await connect(state.url, newcomer);
+    assert.notEqual(arriving.session.replica, leaving.id, 'a new user was accepted by a draining replica');
+    assert.doesNotThrow(() => process.kill(leaving.pid, 0), 'the replica was still draining');
     assert.equal((await failed).error.code, 'SHUTTING_DOWN');
     const back = await nextEvent<SessionInfo>(socket, 'session', () => true, 30_000);
     assert.notEqual(back.replica, leaving.id);

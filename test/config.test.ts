@@ -44,6 +44,21 @@ describe('config', () => {
     assert.ok(problems.some((p) => /POOL_MAX_SIZE: must be a whole number/.test(p)), problems.join('\n'));
   });
 
+  it('lists bad values and broken rules across variables together', () => {
+    // Regression: a value that did not parse hid every cross-field problem.
+    const problems = problemsOf({ POOL_MIN_SIZE: '60', SANDBOX_CPUS: 'fast' });
+    assert.deepEqual(problems.map((p) => p.split(':')[0]).sort(), ['POOL_MIN_SIZE', 'SANDBOX_CPUS']);
+    assert.ok(problems.includes('POOL_MIN_SIZE: must be <= POOL_MAX_SIZE (got 60 > 50)'), problems.join('\n'));
+    const many = problemsOf({ NODE_ENV: 'production', POOL_RUNTIME: 'process', PORT: 'http', POOL_COMMAND: '[1,2', LLM_PROVIDER: 'gemini' });
+    assert.deepEqual(many.map((p) => p.split(':')[0]).sort(), ['AUTH_SECRET', 'GEMINI_API_KEY', 'POOL_COMMAND', 'POOL_RUNTIME', 'PORT']);
+  });
+
+  it('checks no rule against a variable that is itself invalid', () => {
+    // POOL_MAX_SIZE=lots must not also claim POOL_MIN_SIZE exceeds the default max.
+    assert.deepEqual(problemsOf({ POOL_MIN_SIZE: '60', POOL_MAX_SIZE: 'lots' }).map((p) => p.split(':')[0]), ['POOL_MAX_SIZE']);
+    assert.deepEqual(problemsOf({ NODE_ENV: 'staging', POOL_RUNTIME: 'process' }).map((p) => p.split(':')[0]), ['NODE_ENV']);
+  });
+
   it('refuses POOL_MIN_SIZE above POOL_MAX_SIZE', () => {
     assert.deepEqual(problemsOf({ POOL_MIN_SIZE: '20', POOL_MAX_SIZE: '10' }), ['POOL_MIN_SIZE: must be <= POOL_MAX_SIZE (got 20 > 10)']);
   });

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { createSandpool, type Sandpool } from '../src/main.js';
 import { LABELS } from '../src/runtime/types.js';
@@ -125,5 +126,39 @@ describe('shutdown', () => {
     assert.equal(await exited, 0, output());
     assert.match(output(), /shutdown complete/);
     assert.deepEqual(await dockerPs({ [LABELS.replica]: replica }), []);
+  });
+
+  it('Ctrl-C (SIGINT) to `npm start` stops it cleanly: no container of it is left', async () => {
+    const replica = uniqueReplica('npm-start');
+    // Its own process group, like a terminal's foreground job: Ctrl-C signals the whole group
+    // (npm does not pass a signal it gets on to the server below its shell).
+    const child = spawn('npm', ['start'], {
+      env: { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', REPLICA_ID: replica, POOL_MIN_SIZE: '2' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    // 'close': npm and the server under it (which holds the same pipes) have both ended.
+    const closed = new Promise<void>((resolve) => child.on('close', () => resolve()));
+    try {
+      // npm start compiles and checks the sandbox image first.
+      await waitFor('npm start to warm 2 containers', () => /Initialized with 2 idle containers/.test(out), 120_000);
+      assert.equal((await dockerPs({ [LABELS.app]: 'sandpool', [LABELS.replica]: replica })).length, 2);
+      process.kill(-child.pid!, 'SIGINT');
+      // npm itself dies of the signal (a shell would say 130); what matters is the server's clean stop.
+      await closed;
+      assert.match(out, /"reason":"SIGINT".*shutting down/);
+      assert.match(out, /shutdown complete/, out.slice(-2000));
+      // `docker ps -a --filter label=sandpool.app`, narrowed to this run (other suites' replicas are not ours to judge).
+      assert.deepEqual(await dockerPs({ [LABELS.app]: 'sandpool', [LABELS.replica]: replica }), []);
+    } finally {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        /* the group is gone already */
+      }
+    }
   });
 });

@@ -2,19 +2,44 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import type { Config } from '../src/config/config.js';
 import { SandpoolError } from '../src/errors.js';
-import { createContainerPool, type ContainerPool } from '../src/pool/container-pool.js';
+import { createContainerPool, type ContainerPool, type Lease } from '../src/pool/container-pool.js';
 import { createDockerRuntime } from '../src/runtime/docker-runtime.js';
-import { LABELS } from '../src/runtime/types.js';
+import { LABELS, type ContainerRuntime, type SandboxProcess, type SandboxSpec } from '../src/runtime/types.js';
 import { dockerInspect, dockerPs, execFileAsync, testConfig, testLogger, textOf, waitFor } from './helpers.js';
 
 const runtime = createDockerRuntime();
 const pools: ContainerPool[] = [];
 
-function makePool(cfg: Config, extra: { backoffBaseMs?: number; evictionIntervalMs?: number } = {}): ContainerPool {
+interface PoolExtras {
+  backoffBaseMs?: number;
+  backoffMaxMs?: number;
+  evictionIntervalMs?: number;
+  /** A wrapper around the real Docker runtime (never a fake of it). */
+  runtime?: ContainerRuntime;
+}
+
+function makePool(cfg: Config, extra: PoolExtras = {}): ContainerPool {
   const pool = createContainerPool({ runtime, pool: cfg.pool, sandbox: cfg.sandbox, replicaId: cfg.replicaId, logger: testLogger(), ...extra });
   pools.push(pool);
   pool.start();
   return pool;
+}
+
+/** The real Docker runtime with `start` wrapped: the engine still does every start. */
+function wrapStart(wrap: (spec: SandboxSpec, realStart: (spec: SandboxSpec) => Promise<SandboxProcess>) => Promise<SandboxProcess>): ContainerRuntime {
+  const inner = createDockerRuntime();
+  return { ...inner, start: (spec) => wrap(spec, (s) => inner.start(s)) };
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Share of one core this process used while `work` ran. */
+async function cpuShareDuring(work: () => Promise<unknown>): Promise<number> {
+  const cpuBefore = process.cpuUsage();
+  const wallBefore = Date.now();
+  await work();
+  const cpu = process.cpuUsage(cpuBefore);
+  return (cpu.user + cpu.system) / 1000 / Math.max(1, Date.now() - wallBefore);
 }
 
 async function expectCode(promise: Promise<unknown>, code: string): Promise<SandpoolError> {
@@ -100,6 +125,8 @@ describe('ContainerPool on a real Docker engine', () => {
     const err = await expectCode(pool.acquire(), 'POOL_EXHAUSTED');
     const waited = Date.now() - started;
     assert.ok(waited >= 1400, `gave up after ${waited} ms, before the acquire timeout`);
+    // The point is "never hangs": the timeout plus slack for a busy machine.
+    assert.ok(waited <= 1500 + 5000, `gave up only after ${waited} ms (acquire timeout 1500 ms)`);
     assert.match(err.message, /2 in use, 0 starting, max 2/);
     assert.equal(pool.stats().total, 2);
     // Capacity comes back as soon as a lease is released.
@@ -129,20 +156,197 @@ describe('ContainerPool on a real Docker engine', () => {
     assert.match(err.message, /sandpool-does-not-exist/);
     // Watch it for 3 s: attempts are paced by the backoff, not a busy loop.
     const failedBefore = pool.stats().failed;
-    const cpuBefore = process.cpuUsage();
-    const wallBefore = Date.now();
-    await new Promise((r) => setTimeout(r, 3000));
-    const cpu = process.cpuUsage(cpuBefore);
-    const cpuShare = (cpu.user + cpu.system) / 1000 / (Date.now() - wallBefore);
+    const cpuShare = await cpuShareDuring(() => sleep(3000));
     const attempts = pool.stats().failed - failedBefore;
     assert.ok(attempts <= 8, `${attempts} failed creates in 3 s: create is not backing off`);
-    assert.ok(cpuShare < 0.5, `process used ${(cpuShare * 100).toFixed(0)}% of a core while failing`);
+    // Measured: under 1% of a core (a few engine calls per second at most); a
+    // retry loop without backoff burns a whole core.
+    assert.ok(cpuShare <= 0.1, `process used ${(cpuShare * 100).toFixed(1)}% of a core while failing`);
     const stats = pool.stats();
     assert.equal(stats.ready, false);
     assert.ok(stats.consecutiveFailures >= 1);
     assert.match(stats.lastError ?? '', /sandpool-does-not-exist/);
     await expectCode(pool.acquire(), 'SANDBOX_FAILED');
     assert.equal((await dockerPs({ [LABELS.replica]: cfg.replicaId })).length, 0, 'failed creates left containers behind');
+  });
+
+  it('fails every waiter with SANDBOX_FAILED, well within the acquire timeout, when starts keep failing', async () => {
+    const cfg = testConfig({ ENABLE_CONTAINER_POOL: 'false', POOL_IMAGE: 'sandpool-does-not-exist:never', POOL_MAX_SIZE: '4', POOL_ACQUIRE_TIMEOUT_MS: '20000' });
+    const pool = makePool(cfg, { backoffBaseMs: 100 });
+    const started = Date.now();
+    // More waiters than starts can run at once: the last ones have no start of their own.
+    const results = await Promise.allSettled(Array.from({ length: 6 }, () => pool.acquire()));
+    const waited = Date.now() - started;
+    for (const r of results) {
+      assert.equal(r.status, 'rejected');
+      assert.ok(r.reason instanceof SandpoolError && r.reason.code === 'SANDBOX_FAILED', String(r.reason));
+    }
+    assert.ok(waited < 10_000, `the last waiter failed after ${waited} ms (acquire timeout 20000 ms)`);
+  });
+
+  it('fails only the oldest waiter for one failed start; the others get sandboxes', async () => {
+    let starts = 0;
+    const flaky = wrapStart(async (spec, realStart) => {
+      starts++;
+      if (starts === 1) throw new Error('injected: one transient start failure');
+      return realStart(spec);
+    });
+    const cfg = testConfig({ ENABLE_CONTAINER_POOL: 'false', POOL_MAX_SIZE: '4' });
+    const pool = makePool(cfg, { runtime: flaky, backoffBaseMs: 100 });
+    const results = await Promise.allSettled([pool.acquire(), pool.acquire(), pool.acquire()]);
+    const [oldest, ...others] = results;
+    assert.equal(oldest?.status, 'rejected', 'the oldest waiter was served although a start failed');
+    if (oldest?.status === 'rejected') {
+      assert.ok(oldest.reason instanceof SandpoolError && oldest.reason.code === 'SANDBOX_FAILED', String(oldest.reason));
+      assert.match(oldest.reason.message, /injected: one transient start failure/);
+    }
+    const leases: Lease[] = [];
+    for (const r of others) {
+      if (r.status === 'rejected') assert.fail(`a younger waiter failed too: ${String(r.reason)}`);
+      leases.push(r.value);
+    }
+    assert.equal(pool.stats().failed, 1);
+    // The failed acquire's retry still finishes a start; with the pool off nobody
+    // wants it idle, so it is removed: only the two leased containers remain.
+    const leasedIds = leases.map((l) => l.sandbox.id).sort();
+    await waitFor('the unwanted sandbox removed', async () => {
+      const ids = (await dockerPs({ [LABELS.replica]: cfg.replicaId })).sort();
+      return pool.stats().idle === 0 && pool.stats().creating === 0 && JSON.stringify(ids) === JSON.stringify(leasedIds);
+    });
+    await Promise.all(leases.map((l) => l.release()));
+  });
+
+  it('with the pool off, is never stuck failing: after the backoff an acquire tries a start again', async () => {
+    // Regression: one failed start (e.g. a start timeout under load) made every
+    // later acquire fail and /ready 503 until the process restarted.
+    const image = `sandpool-test-late-off-${Date.now()}:latest`;
+    const cfg = testConfig({ ENABLE_CONTAINER_POOL: 'false', POOL_IMAGE: image, POOL_ACQUIRE_TIMEOUT_MS: '500' });
+    const pool = makePool(cfg, { backoffBaseMs: 100, backoffMaxMs: 200 });
+    try {
+      const err = await expectCode(pool.acquire(), 'SANDBOX_FAILED');
+      assert.match(err.message, /sandpool-test-late-off/);
+      // generic-pool retries for the failed acquire until its acquire timeout;
+      // after that (and one straggler start) nothing starts sandboxes by itself.
+      await sleep(500 + 1000);
+      assert.ok(pool.stats().consecutiveFailures >= 1);
+      await execFileAsync('docker', ['tag', 'sandpool-sandbox:latest', image]);
+      await waitFor('ready again once the backoff is over', () => pool.stats().ready, 10_000);
+      // So what recovers it is the acquire below, not a start in the background.
+      assert.equal(pool.stats().created, 0);
+      const lease = await pool.acquire();
+      assert.notEqual((await lease.callTool('list_directory', { path: '/workspace' })).isError, true);
+      assert.equal(pool.stats().consecutiveFailures, 0);
+      await lease.release();
+    } finally {
+      await pool.drain(20_000);
+      await execFileAsync('docker', ['rmi', image]).catch(() => undefined);
+    }
+  });
+
+  it('with the pool off, removes a sandbox whose start finished after its acquire timed out', async () => {
+    const slow = wrapStart(async (spec, realStart) => {
+      await sleep(1000);
+      return realStart(spec);
+    });
+    const cfg = testConfig({ ENABLE_CONTAINER_POOL: 'false', POOL_ACQUIRE_TIMEOUT_MS: '300' });
+    const pool = makePool(cfg, { runtime: slow });
+    await expectCode(pool.acquire(), 'POOL_EXHAUSTED');
+    await waitFor('the late start to finish', () => pool.stats().created === 1);
+    // Not kept idle for POOL_IDLE_TIMEOUT_MS (15 min): nobody is waiting for it.
+    await waitFor('the late sandbox removed', async () => {
+      const s = pool.stats();
+      return s.idle === 0 && s.destroyed === 1 && (await dockerPs({ [LABELS.replica]: cfg.replicaId })).length === 0;
+    });
+  });
+
+  it('trims idle sandboxes above min after POOL_IDLE_TIMEOUT_MS, down to exactly min', async () => {
+    // Idle above min: two acquires give up before their (slowed) starts finish,
+    // which then land in the pool as spares.
+    let slowStarts = false;
+    const slow = wrapStart(async (spec, realStart) => {
+      if (slowStarts) await sleep(1000);
+      return realStart(spec);
+    });
+    const cfg = testConfig({ POOL_MIN_SIZE: '1', POOL_MAX_SIZE: '4', POOL_ACQUIRE_TIMEOUT_MS: '500', POOL_IDLE_TIMEOUT_MS: '1000' });
+    const pool = makePool(cfg, { runtime: slow, evictionIntervalMs: 100 });
+    assert.equal(await pool.whenWarm(30_000), true);
+    slowStarts = true;
+    const held = await pool.acquire();
+    await Promise.all([expectCode(pool.acquire(), 'POOL_EXHAUSTED'), expectCode(pool.acquire(), 'POOL_EXHAUSTED')]);
+    // The refill for the held one plus one start for the waiters: two spares, min is 1.
+    await waitFor('both late starts', () => pool.stats().created === 3, 30_000);
+    await waitFor('trimmed to min', () => pool.stats().idle === 1 && pool.stats().destroyed === 1, 10_000);
+    // And it stays at min: nothing trimmed below it and refilled.
+    let lowest = pool.stats().idle;
+    const until = Date.now() + 1500;
+    while (Date.now() < until) {
+      lowest = Math.min(lowest, pool.stats().idle);
+      await sleep(20);
+    }
+    const s = pool.stats();
+    assert.equal(lowest, 1, 'an eviction run trimmed below min');
+    assert.equal(s.idle, 1);
+    assert.equal(s.destroyed, 1, 'more than the one spare above min was removed');
+    assert.equal(s.created, 3, 'the pool had to refill after trimming');
+    assert.equal((await dockerPs({ [LABELS.replica]: cfg.replicaId })).length, 2);
+    await held.release();
+  });
+
+  it('a sandbox flooding stdout without a newline fails its holder with SANDBOX_FAILED, not the process', async () => {
+    // A tiny MCP server that answers initialize / tools/list / ping, and prints
+    // 11 MiB without a newline when its tool is called (the SDK buffer caps at 10 MiB).
+    const server = `
+      const send = (m) => process.stdout.write(JSON.stringify(m) + '\\n');
+      require('readline').createInterface({ input: process.stdin }).on('line', (line) => {
+        const m = JSON.parse(line);
+        if (m.id === undefined) return;
+        if (m.method === 'initialize') send({ jsonrpc: '2.0', id: m.id, result: { protocolVersion: m.params.protocolVersion, capabilities: { tools: {} }, serverInfo: { name: 'flood', version: '1' } } });
+        else if (m.method === 'tools/list') send({ jsonrpc: '2.0', id: m.id, result: { tools: [{ name: 'flood', inputSchema: { type: 'object' } }] } });
+        else if (m.method === 'tools/call') process.stdout.write('x'.repeat(11 * 1024 * 1024));
+        else send({ jsonrpc: '2.0', id: m.id, result: {} });
+      });`;
+    const cfg = testConfig({ POOL_COMMAND: JSON.stringify(['node', '-e', server]), POOL_MIN_SIZE: '1' });
+    const pool = makePool(cfg);
+    const lease = await pool.acquire();
+    assert.deepEqual(lease.sandbox.tools.map((t) => t.name), ['flood']);
+    const err = await expectCode(lease.callTool('flood', {}), 'SANDBOX_FAILED');
+    assert.match(err.message, /exceeded maximum size/);
+    assert.equal(lease.sandbox.isUsable(), false);
+    await lease.release();
+    // This process is still here and the pool still serves.
+    const next = await pool.acquire();
+    await next.sandbox.client.ping();
+    await next.release();
+  });
+
+  it('drain honours its deadline even when destroying a sandbox hangs', async () => {
+    let openGate: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    const stuck = wrapStart(async (spec, realStart) => {
+      const proc = await realStart(spec);
+      return { ...proc, destroy: async () => {
+        await gate;
+        await proc.destroy();
+      } };
+    });
+    const cfg = testConfig({ POOL_MIN_SIZE: '1' });
+    const pool = makePool(cfg, { runtime: stuck });
+    try {
+      assert.equal(await pool.whenWarm(30_000), true);
+      const lease = await pool.acquire();
+      await waitFor('the refill', () => pool.stats().idle === 1);
+      const started = Date.now();
+      await pool.drain(1000);
+      const took = Date.now() - started;
+      // Never hangs past its deadline (plus slack), whatever the engine does.
+      assert.ok(took <= 1000 + 4000, `drain(1000) took ${took} ms`);
+      assert.equal(lease.sandbox.isUsable(), false);
+      const s = pool.stats();
+      assert.equal(s.idle + s.active, 0);
+    } finally {
+      openGate();
+      await waitFor('the containers removed once destroy returns', async () => (await dockerPs({ [LABELS.replica]: cfg.replicaId })).length === 0);
+    }
   });
 
   it('recovers by itself once the image appears, refilling to min', async () => {

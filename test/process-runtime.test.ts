@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
+import { createLogger } from '../src/logger.js';
 import { createSandpool } from '../src/main.js';
 import { createContainerPool } from '../src/pool/container-pool.js';
 import { createProcessRuntime } from '../src/runtime/process-runtime.js';
@@ -29,6 +31,35 @@ describe('process runtime (no Docker)', () => {
     } finally {
       await pool.drain(10_000);
     }
+  });
+
+  it('warns once that POOL_IMAGE / POOL_COMMAND are ignored, and not at all when they are defaults', async () => {
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        lines.push(...chunk.toString().split('\n').filter(Boolean));
+        cb();
+      },
+    });
+    const logger = createLogger({ level: 'warn', destination: sink });
+    const run = async (env: Record<string, string>): Promise<string[]> => {
+      lines.length = 0;
+      const cfg = testConfig({ POOL_RUNTIME: 'process', POOL_MIN_SIZE: '0', ...env });
+      const pool = createContainerPool({ runtime: createProcessRuntime({ logger }), pool: cfg.pool, sandbox: cfg.sandbox, replicaId: cfg.replicaId, logger });
+      pool.start();
+      try {
+        const [a, b] = [await pool.acquire(), await pool.acquire()];
+        await Promise.all([a.release(), b.release()]);
+      } finally {
+        await pool.drain(10_000);
+      }
+      return lines.filter((l) => /ignores/.test(l));
+    };
+    const warned = await run({ POOL_IMAGE: 'example/other-mcp:1', POOL_COMMAND: 'other-mcp --stdio' });
+    assert.equal(warned.length, 1, `expected one warning for two sandboxes, got: ${warned.join('\n')}`);
+    const { msg } = JSON.parse(warned[0] ?? '{}') as { msg?: string };
+    assert.match(msg ?? '', /POOL_IMAGE=example\/other-mcp:1 and POOL_COMMAND=\["other-mcp","--stdio"\]/);
+    assert.deepEqual(await run({}), []);
   });
 
   it('POOL_RUNTIME=auto falls back to processes when Docker does not answer (development only)', async () => {

@@ -12,12 +12,12 @@ import { startRedis, type RedisServer } from './helpers.js';
  * One contract, two implementations: whatever passes here for memory must
  * pass for Redis (like socket.io's redis-adapter suite).
  */
-function contract(name: string, make: (opts: { maxRequestsPerUser: number; slotTtlMs: number }) => Promise<SharedState>): void {
+function contract(name: string, make: (opts: { maxRequestsPerUser: number; slotTtlMs: number; historyTtlMs: number }) => Promise<SharedState>): void {
   describe(`SharedState contract: ${name}`, () => {
     let state: SharedState;
     const user = (): string => `u-${randomBytes(4).toString('hex')}`;
     before(async () => {
-      state = await make({ maxRequestsPerUser: 3, slotTtlMs: 600 });
+      state = await make({ maxRequestsPerUser: 3, slotTtlMs: 600, historyTtlMs: 1500 });
     });
     after(() => state.close());
 
@@ -37,6 +37,15 @@ function contract(name: string, make: (opts: { maxRequestsPerUser: number; slotT
       assert.equal(await state.limiter.tryAcquire(u, 'r4'), true);
       assert.equal(await state.limiter.tryAcquire(u, 'r5'), false);
       for (const r of ['r2', 'r3', 'r4']) await state.limiter.release(u, r);
+      assert.equal(await state.limiter.inFlight(u), 0);
+    });
+
+    it('admits exactly the limit when many acquires race', async () => {
+      const u = user();
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => state.limiter.tryAcquire(u, `p${i}`)));
+      assert.equal(results.filter(Boolean).length, 3);
+      assert.equal(await state.limiter.inFlight(u), 3);
+      await Promise.all(results.map((ok, i) => (ok ? state.limiter.release(u, `p${i}`) : undefined)));
       assert.equal(await state.limiter.inFlight(u), 0);
     });
 
@@ -67,6 +76,25 @@ function contract(name: string, make: (opts: { maxRequestsPerUser: number; slotT
       const h = await state.conversations.history(u);
       assert.equal(h[0]?.role, 'user', 'history starts at a user turn');
       assert.deepEqual(h, exchange(2));
+    });
+
+    it('forgets an unused session id and conversation after the history TTL', async () => {
+      const u = user();
+      const id = await state.conversations.sessionId(u);
+      await state.conversations.append(u, [{ role: 'user', text: 'hello' }, { role: 'assistant', text: 'hi', toolCalls: [] }], 10);
+      assert.equal((await state.conversations.history(u)).length, 2);
+      await new Promise((r) => setTimeout(r, 1800));
+      assert.deepEqual(await state.conversations.history(u), []);
+      assert.notEqual(await state.conversations.sessionId(u), id, 'a forgotten user gets a new session id');
+    });
+
+    it('lets exactly one of two replicas win a simultaneous ownership claim', async () => {
+      for (let i = 0; i < 10; i++) {
+        const u = user();
+        const answers = await Promise.all([state.owners.claim(u, 'A', 5000), state.owners.claim(u, 'B', 5000)]);
+        assert.equal(answers[0], answers[1], `both claims agree on one owner: ${answers.join(' vs ')}`);
+        assert.equal(await state.owners.owner(u), answers[0]);
+      }
     });
 
     it('gives a user one sandbox owner at a time, releasable only by that owner', async () => {
@@ -103,9 +131,12 @@ function contract(name: string, make: (opts: { maxRequestsPerUser: number; slotT
       await state.replicas.heartbeat({ replica: id, pid: 1, startedAtMs: Date.now(), seenAtMs: Date.now(), idle: 2 }, 300);
       const live = await state.replicas.live();
       assert.equal(live.find((r) => r.replica === id)?.idle, 2);
+      assert.equal(await state.replicas.isLive(id), true);
+      assert.equal(await state.replicas.isLive(`${id}-never`), false);
       assert.equal((await state.replicas.dead()).includes(id), false);
       await new Promise((r) => setTimeout(r, 450));
       assert.equal((await state.replicas.live()).some((r) => r.replica === id), false);
+      assert.equal(await state.replicas.isLive(id), false);
       assert.equal((await state.replicas.dead()).includes(id), true);
       await state.replicas.bury(id);
       assert.equal((await state.replicas.dead()).includes(id), false);
@@ -142,6 +173,29 @@ describe('Redis state: a dead replica\'s slots', () => {
     await new Promise((r) => setTimeout(r, 700));
     assert.equal(await replicaB.limiter.tryAcquire('u', 'b1'), true);
     await replicaB.close();
+  });
+});
+
+describe('Redis state: a Redis restart without persistence', () => {
+  it('puts back the slots of requests still running, so the limit keeps holding', async () => {
+    redisServer ??= await startRedis();
+    const redis = new Redis(redisServer.url);
+    const admin = new Redis(redisServer.url);
+    clients.push(redis, admin);
+    const prefix = `f${randomBytes(3).toString('hex')}:`;
+    const replica = createRedisState({ redis, maxRequestsPerUser: 2, slotTtlMs: 600, prefix });
+    assert.equal(await replica.limiter.tryAcquire('u', 'a1'), true);
+    assert.equal(await replica.limiter.tryAcquire('u', 'a2'), true);
+    // What a restarted Redis without persistence looks like: the key is simply gone.
+    await admin.del(`${prefix}inflight:u`);
+    assert.equal(await replica.limiter.inFlight('u'), 0);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(await replica.limiter.inFlight('u'), 2, 'the renewal put both slots back');
+    assert.equal(await replica.limiter.tryAcquire('u', 'a3'), false);
+    await replica.limiter.release('u', 'a1');
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(await replica.limiter.inFlight('u'), 1, 'a released slot is not put back');
+    await replica.close();
   });
 });
 

@@ -45,6 +45,30 @@ describe('StreamTransport', () => {
     assert.match(written.join(''), /notifications\/x/);
   });
 
+  it('closes instead of throwing when the sandbox writes more than 10 MiB without a newline', async () => {
+    // The SDK's read buffer throws past 10 MiB; thrown from a 'data' handler that
+    // would be an uncaught exception and take the whole replica down.
+    const input = new PassThrough();
+    const t = new StreamTransport(input, new PassThrough());
+    const errors: Error[] = [];
+    let closed = 0;
+    t.onerror = (e) => errors.push(e);
+    t.onclose = () => closed++;
+    await t.start();
+    const mib = Buffer.alloc(1024 * 1024, 'x');
+    for (let i = 0; i < 11; i++) input.write(mib);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(closed, 1);
+    assert.equal(errors.length, 1);
+    assert.match(errors[0]?.message ?? '', /exceeded maximum size/);
+    assert.equal(t.closeError, errors[0]);
+    await assert.rejects(t.send({ jsonrpc: '2.0', method: 'x' }), /closed/);
+    // Whatever it prints afterwards goes nowhere.
+    input.write('{"jsonrpc":"2.0","method":"late"}\n');
+    await new Promise((r) => setImmediate(r));
+    assert.equal(errors.length, 1);
+  });
+
   it('closes when the sandbox output ends, and refuses sends after that', async () => {
     const input = new PassThrough();
     const t = new StreamTransport(input, new PassThrough());

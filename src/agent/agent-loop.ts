@@ -29,8 +29,13 @@ export interface AgentRequest {
   provider: LlmProvider;
   /** Tools of the sandbox image, if known without a lease. */
   knownTools: readonly ToolSpec[] | undefined;
-  /** The user's sandbox, acquired on first need; `replacedDead` when the previous one had died. */
-  lease(): Promise<{ lease: Lease; replacedDead: boolean }>;
+  /**
+   * The user's sandbox, acquired on first need: `fresh` when this call
+   * acquired it, `replacedDead` when the previous one had died.
+   */
+  lease(): Promise<{ lease: Lease; replacedDead: boolean; fresh: boolean }>;
+  /** The sandbox's tools when no sandbox of this image has started yet (without taking the user's lease). Default: lease(). */
+  discoverTools?(): Promise<readonly ToolSpec[]>;
   /**
    * Waits for the user's decision on a call. It must call `announce` (which
    * emits tool:request) only once the call can be decided: a client answers
@@ -98,7 +103,9 @@ function toolSpecs(tools: readonly { name: string; description?: string; inputSc
 export async function runAgent(req: AgentRequest): Promise<AgentOutcome> {
   const own: ChatMessage[] = [{ role: 'user', text: req.text }];
   let tools = req.knownTools;
-  if (!tools) tools = toolSpecs((await req.lease()).lease.sandbox.tools);
+  if (!tools) tools = req.discoverTools ? await req.discoverTools() : toolSpecs((await req.lease()).lease.sandbox.tools);
+  // Earlier tool results in the history refer to files of a sandbox that may be gone by now.
+  const usedToolsBefore = req.history.some((m) => m.role === 'tool');
   let toolCalls = 0;
 
   for (let step = 0; step < req.maxSteps; step++) {
@@ -125,7 +132,7 @@ export async function runAgent(req: AgentRequest): Promise<AgentOutcome> {
       let ok = false;
       let content: string;
       if (approval === 'approved') {
-        const { lease, replacedDead } = await req.lease();
+        const { lease, replacedDead, fresh } = await req.lease();
         const paths = mapPaths(lease.sandbox.workspaceDir);
         try {
           const result = await lease.callTool(call.name, paths.args(call.arguments), { timeoutMs: req.toolCallTimeoutMs });
@@ -137,6 +144,9 @@ export async function runAgent(req: AgentRequest): Promise<AgentOutcome> {
           content = `Tool call failed: ${errorMessage(err)}`;
         }
         if (replacedDead) content = `(Your previous sandbox stopped — its replica or container went away — so this ran in a fresh one; earlier files are gone.)\n${content}`;
+        else if (fresh && usedToolsBefore) {
+          content = `(Your earlier sandbox was removed — after inactivity or after you left — so this ran in a fresh one; files from before are gone.)\n${content}`;
+        }
       } else if (approval === 'denied') {
         content = 'The user denied this tool call, so it was not run.';
       } else {

@@ -14,7 +14,18 @@ interface Rule {
   args: (m: RegExpExecArray) => Record<string, unknown>;
 }
 
-const cleanPath = (raw: string): string => raw.trim().replace(/^["'`]|["'`]$/g, '').replace(/[?.!,;]+$/, '');
+/**
+ * Unquoted, without trailing punctuation ("list files in /workspace."), and
+ * relative paths taken from /workspace ("read notes.txt", "list files in .").
+ */
+const unquote = (raw: string): string => raw.trim().replace(/^["'`]|["'`]$/g, '');
+const cleanPath = (raw: string): string => {
+  const unquoted = unquote(raw);
+  const path = unquoted.replace(/(?<=[^.])[?.!,;]+$/, '').replace(/^\.\/?$/, '');
+  if (path === '' && unquoted !== '') return '/workspace';
+  if (path === '' || path.startsWith('/')) return path;
+  return `/workspace/${path.replace(/^\.\//, '')}`;
+};
 
 /** search_files takes a glob; a bare word means "names containing it", anywhere below. */
 const toGlob = (pattern: string): string => (/[*?[\]{}]/.test(pattern) ? pattern : `**/*${pattern}*`);
@@ -23,7 +34,8 @@ const RULES: Rule[] = [
   { pattern: /^(?:please\s+)?list\s+(?:all\s+)?files\s+in\s+(.+)$/i, tools: ['list_directory'], args: (m) => ({ path: cleanPath(m[1] ?? '') }) },
   { pattern: /^(?:please\s+)?write\s+"([\s\S]*)"\s+to\s+(.+)$/i, tools: ['write_file'], args: (m) => ({ path: cleanPath(m[2] ?? ''), content: m[1] ?? '' }) },
   { pattern: /^(?:please\s+)?write\s+'([\s\S]*)'\s+to\s+(.+)$/i, tools: ['write_file'], args: (m) => ({ path: cleanPath(m[2] ?? ''), content: m[1] ?? '' }) },
-  { pattern: /^(?:please\s+)?search\s+(?:for\s+)?(.+?)\s+in\s+(.+)$/i, tools: ['search_files'], args: (m) => ({ path: cleanPath(m[2] ?? ''), pattern: toGlob(cleanPath(m[1] ?? '')) }) },
+  // Greedy pattern: the path is what follows the last " in ".
+  { pattern: /^(?:please\s+)?search\s+(?:for\s+)?(.+)\s+in\s+(.+)$/i, tools: ['search_files'], args: (m) => ({ path: cleanPath(m[2] ?? ''), pattern: toGlob(unquote(m[1] ?? '')) }) },
   { pattern: /^(?:please\s+)?(?:mkdir|make\s+(?:a\s+)?directory|create\s+(?:a\s+)?directory)\s+(.+)$/i, tools: ['create_directory'], args: (m) => ({ path: cleanPath(m[1] ?? '') }) },
   { pattern: /^(?:please\s+)?tree\s+(?:of\s+)?(.+)$/i, tools: ['directory_tree'], args: (m) => ({ path: cleanPath(m[1] ?? '') }) },
   { pattern: /^(?:please\s+)?read\s+(?:the\s+)?(?:file\s+)?(.+)$/i, tools: ['read_text_file', 'read_file'], args: (m) => ({ path: cleanPath(m[1] ?? '') }) },

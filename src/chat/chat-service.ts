@@ -95,7 +95,8 @@ export function createChatService(options: {
   state: SharedState;
   /** Absent with a single replica. */
   bus?: ClusterBus;
-  isReplicaLive: (replicaId: string) => boolean;
+  /** Whether a replica's heartbeat is current, checked now. */
+  isReplicaLive: (replicaId: string) => Promise<boolean>;
   emit: EmitToUser;
   logger: Logger;
   observer?: ChatObserver;
@@ -109,6 +110,24 @@ export function createChatService(options: {
 
   function knownTools(): ToolSpec[] | undefined {
     return pool.tools()?.map((t) => ({ name: t.name, description: t.description ?? '', inputSchema: t.inputSchema as Record<string, unknown> }));
+  }
+
+  /**
+   * Tools before any sandbox of this replica has started (POOL_MIN_SIZE=0, the
+   * pool off, or still warming): one throwaway sandbox tells them, so a user's
+   * own sandbox is still only taken by their first tool call. Once per replica:
+   * the pool remembers the catalogue.
+   */
+  let discovering: Promise<ToolSpec[]> | undefined;
+  function discoverTools(): Promise<ToolSpec[]> {
+    const known = knownTools();
+    if (known) return Promise.resolve(known);
+    discovering ??= (async () => {
+      const probe = await pool.acquire();
+      void probe.release().catch(() => undefined);
+      return knownTools() ?? [];
+    })().finally(() => (discovering = undefined));
+    return discovering;
   }
 
   async function info(session: Session): Promise<SessionInfo> {
@@ -146,6 +165,8 @@ export function createChatService(options: {
     const started = performance.now();
     let firstResultSeen = false;
     const signal = AbortSignal.any([session.abort.signal, stopping.signal]);
+    // A session with a request running is not idle, however long a tool call or approval takes.
+    session.running++;
     try {
       const history = await conversations.history(session.userId);
       const outcome = await runAgent({
@@ -154,6 +175,7 @@ export function createChatService(options: {
         history,
         provider,
         knownTools: knownTools(),
+        discoverTools,
         lease: () => sessions.lease(session),
         approve: async ({ callId, tool, arguments: args }, announce) => {
           const waitStarted = performance.now();
@@ -195,7 +217,10 @@ export function createChatService(options: {
         approvalTimeoutMs: chat.toolApprovalTimeoutMs,
         signal,
       });
-      await conversations.append(session.userId, outcome.messages, MAX_HISTORY_MESSAGES);
+      // The answer exists: a history that cannot be saved right now (Redis down) must not swallow it.
+      await conversations
+        .append(session.userId, outcome.messages, MAX_HISTORY_MESSAGES)
+        .catch((err: unknown) => log.warn({ requestId, err: err instanceof Error ? err.message : String(err) }, 'could not save this exchange to the history'));
       emit(session.userId, 'message:done', { requestId, text: outcome.text });
       observer?.requestFinished?.(performance.now() - started, 'done');
     } catch (err) {
@@ -205,24 +230,20 @@ export function createChatService(options: {
       emit(session.userId, 'request:error', { requestId, error: e.toJSON() });
       observer?.requestFinished?.(performance.now() - started, 'error');
     } finally {
+      session.running--;
       sessions.touch(session);
     }
   }
 
   return {
+    // Connection refusals are counted where they become connect_error (the gateway), not here.
     checkCapacity(userId) {
       if (!sessions.get(userId) && sessions.count() >= chat.maxSessions) {
-        reject(new SandpoolError('TOO_MANY_REQUESTS', `this replica serves its maximum of ${chat.maxSessions} sessions; try again later`));
+        throw new SandpoolError('TOO_MANY_REQUESTS', `this replica serves its maximum of ${chat.maxSessions} sessions; try again later`);
       }
     },
     async connect(userId) {
-      let session: Session;
-      try {
-        session = sessions.socketConnected(userId);
-      } catch (err) {
-        reject(toSandpoolError(err));
-      }
-      return info(session);
+      return info(sessions.socketConnected(userId));
     },
     disconnect(userId) {
       sessions.socketDisconnected(userId);
@@ -240,9 +261,11 @@ export function createChatService(options: {
       // One workspace per session: run where the user's sandbox lives while that replica lives.
       if (bus && !handleOptions?.forwarded) {
         const owner = await stateCall(() => owners.owner(userId));
-        if (owner && owner !== options.replicaId && options.isReplicaLive(owner)) return bus.forwardMessage(owner, userId, payload);
+        if (owner && owner !== options.replicaId && (await options.isReplicaLive(owner))) return bus.forwardMessage(owner, userId, payload);
       }
       const session = sessions.get(userId) ?? sessions.open(userId);
+      // Before the slot: a request must never run after its sender was told it was refused.
+      const sessionId = await stateCall(() => conversations.sessionId(userId));
       const requestId = randomUUID();
       if (!(await stateCall(() => limiter.tryAcquire(userId, requestId)))) {
         reject(
@@ -261,10 +284,13 @@ export function createChatService(options: {
         })
         .finally(() => {
           running.delete(requestId);
-          return limiter.release(userId, requestId);
+          // Shared state may be down right now: the slot then expires on its own (REQUEST_SLOT_TTL_MS).
+          return limiter.release(userId, requestId).catch((err: unknown) =>
+            log.warn({ requestId, err: err instanceof Error ? err.message : String(err) }, 'could not free a request slot; it expires by itself'),
+          );
         });
       running.set(requestId, done);
-      return { requestId, sessionId: await stateCall(() => conversations.sessionId(userId)) };
+      return { requestId, sessionId };
     },
     async handleApproval(userId, payload, handleOptions) {
       const parsed = approvalSchema.safeParse(payload);

@@ -14,6 +14,8 @@ export interface Session {
   readonly createdAtMs: number;
   lastActivityMs: number;
   sockets: number;
+  /** Requests of this user running on this replica: the idle release waits for them. */
+  running: number;
   /** Aborted when the session ends: cancels the user's requests running here. */
   readonly abort: AbortController;
 }
@@ -26,8 +28,8 @@ export interface SessionManager {
   socketDisconnected(userId: string): void;
   /** Marks activity: postpones the idle release. */
   touch(session: Session): void;
-  /** The user's sandbox, acquired on first use and kept; `replacedDead` when a dead one was replaced. */
-  lease(session: Session): Promise<{ lease: Lease; replacedDead: boolean }>;
+  /** The user's sandbox, acquired on first use and kept; `fresh` when this call acquired it, `replacedDead` when a dead one was replaced. */
+  lease(session: Session): Promise<{ lease: Lease; replacedDead: boolean; fresh: boolean }>;
   /** Users whose sandbox this replica holds (their ownership is renewed with the heartbeat). */
   leasedUsers(): string[];
   count(): number;
@@ -43,8 +45,8 @@ export interface SessionManagerOptions {
   replicaId: string;
   /** Ownership records expire this long after the last renewal. */
   ownerTtlMs: number;
-  /** Whether a replica's heartbeat is current (a dead owner's claim may be taken over). */
-  isReplicaLive: (replicaId: string) => boolean;
+  /** Whether a replica's heartbeat is current, checked now (a dead owner's claim may be taken over). */
+  isReplicaLive: (replicaId: string) => Promise<boolean>;
   logger: Logger;
 }
 
@@ -83,6 +85,8 @@ export function createSessionManager(options: SessionManagerOptions): SessionMan
   function armIdle(session: Session): void {
     clearTimeout(idleTimers.get(session));
     const timer = setTimeout(() => {
+      // Busy is not idle: look again later (a request's own end re-arms this too).
+      if (session.running > 0) return armIdle(session);
       // Idle: the sandbox goes; the session stays while a socket is open.
       if (session.sockets > 0) void releaseLease(session, 'idle timeout');
       else void end(session, 'idle timeout');
@@ -98,7 +102,7 @@ export function createSessionManager(options: SessionManagerOptions): SessionMan
   async function claimOwnership(userId: string): Promise<boolean> {
     let owner = await owners.claim(userId, replicaId, options.ownerTtlMs);
     let tookOver = false;
-    if (owner !== replicaId && !options.isReplicaLive(owner)) {
+    if (owner !== replicaId && !(await options.isReplicaLive(owner))) {
       tookOver = true;
       log.warn({ user: userId, previousOwner: owner }, 'taking over the session of a dead replica');
       await owners.release(userId, owner);
@@ -117,7 +121,7 @@ export function createSessionManager(options: SessionManagerOptions): SessionMan
       if (sessions.size >= chat.maxSessions) {
         throw new SandpoolError('TOO_MANY_REQUESTS', `this replica serves its maximum of ${chat.maxSessions} sessions; try again later`);
       }
-      const session: Session = { userId, createdAtMs: Date.now(), lastActivityMs: Date.now(), sockets: 0, abort: new AbortController() };
+      const session: Session = { userId, createdAtMs: Date.now(), lastActivityMs: Date.now(), sockets: 0, running: 0, abort: new AbortController() };
       sessions.set(userId, session);
       armIdle(session);
       return session;
@@ -148,14 +152,14 @@ export function createSessionManager(options: SessionManagerOptions): SessionMan
       const current = leases.get(session);
       let replacedDead = false;
       if (current) {
-        if (current.sandbox.isUsable()) return { lease: current, replacedDead: false };
+        if (current.sandbox.isUsable()) return { lease: current, replacedDead: false, fresh: false };
         log.warn({ user: session.userId, sandbox: current.sandbox.id.slice(0, 12), reason: current.sandbox.failureReason() }, 'session sandbox died');
         await releaseLease(session, 'sandbox died');
         replacedDead = true;
       }
       // Single flight: concurrent first tool calls of one user share one acquire.
       let pending = leasing.get(session);
-      if (pending) return { lease: await pending, replacedDead };
+      if (pending) return { lease: await pending, replacedDead, fresh: false };
       pending = (async () => {
         // The user's previous sandbox lived on a replica that died: its files are gone.
         if (await claimOwnership(session.userId)) replacedDead = true;
@@ -174,7 +178,7 @@ export function createSessionManager(options: SessionManagerOptions): SessionMan
         throw new SandpoolError('INTERNAL', 'the session ended while its sandbox was starting');
       }
       leases.set(session, lease);
-      return { lease, replacedDead };
+      return { lease, replacedDead, fresh: true };
     },
     leasedUsers: () => [...leases.keys()].map((s) => s.userId),
     count: () => sessions.size,

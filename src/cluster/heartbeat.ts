@@ -28,6 +28,12 @@ export interface Heartbeat {
   readonly ttlMs: number;
   /** From the last beat's view: is that replica alive? (This one always is.) */
   isLive(replicaId: string): boolean;
+  /**
+   * Like isLive, but a replica missing from the last beat's view is looked up
+   * now: one that started after that beat is alive, and taking over its
+   * sessions would give a user a second workspace.
+   */
+  checkLive(replicaId: string): Promise<boolean>;
   /** Live replicas' published records, read now. */
   live(): Promise<ReplicaRecord[]>;
 }
@@ -84,6 +90,11 @@ export function createHeartbeat(options: HeartbeatOptions): Heartbeat {
       await state.replicas.leave(replicaId).catch(() => undefined);
     },
     isLive: (id) => liveSet.has(id),
+    async checkLive(id) {
+      if (liveSet.has(id)) return true;
+      // Unreachable shared state: assume alive, so nothing is taken over on a guess.
+      return state.replicas.isLive(id).catch(() => true);
+    },
     live: () => state.replicas.live(),
   };
 }

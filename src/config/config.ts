@@ -110,6 +110,9 @@ export class ConfigError extends Error {
   }
 }
 
+/** The image pool/build.sh builds; POOL_IMAGE's default. */
+export const DEFAULT_POOL_IMAGE = 'sandpool-sandbox:latest';
+
 const int = (def: number, min: number, max = Number.MAX_SAFE_INTEGER) =>
   z
     .string()
@@ -163,7 +166,7 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   ENABLE_CONTAINER_POOL: bool(true),
   POOL_RUNTIME: z.enum(['docker', 'process', 'auto']).default('auto'),
-  POOL_IMAGE: z.string().trim().min(1).default('sandpool-sandbox:latest'),
+  POOL_IMAGE: z.string().trim().min(1).default(DEFAULT_POOL_IMAGE),
   POOL_COMMAND: optionalString,
   POOL_MIN_SIZE: int(5, 0, 1000),
   POOL_MAX_SIZE: int(50, 1, 10000),
@@ -223,55 +226,102 @@ function parseCommand(raw: string): string[] | string {
       const parsed: unknown = JSON.parse(raw);
       if (Array.isArray(parsed) && parsed.length > 0 && parsed.every((p) => typeof p === 'string')) return parsed as string[];
     } catch {
-      /* reported below */
+      /* the caller reports the message below */
     }
     return 'must be a JSON array of strings or space-separated words';
   }
   return raw.split(/\s+/).filter(Boolean);
 }
 
+type Env = z.infer<typeof envSchema>;
+
+/**
+ * A check on values that parsed (mostly across variables). Skipped when one of
+ * `reads` is itself invalid: that one is reported already.
+ */
+interface CrossFieldRule {
+  reads: ReadonlyArray<keyof Env>;
+  check(e: Env): string | undefined;
+}
+
+const API_KEY_OF = { local: undefined, gemini: 'GEMINI_API_KEY', openai: 'OPENAI_API_KEY', anthropic: 'ANTHROPIC_API_KEY' } as const;
+
+const CROSS_FIELD_RULES: readonly CrossFieldRule[] = [
+  {
+    reads: ['POOL_MIN_SIZE', 'POOL_MAX_SIZE'],
+    check: (e) => (e.POOL_MIN_SIZE > e.POOL_MAX_SIZE ? `POOL_MIN_SIZE: must be <= POOL_MAX_SIZE (got ${e.POOL_MIN_SIZE} > ${e.POOL_MAX_SIZE})` : undefined),
+  },
+  {
+    reads: ['NODE_ENV', 'POOL_RUNTIME'],
+    check: (e) =>
+      e.NODE_ENV === 'production' && e.POOL_RUNTIME === 'process'
+        ? 'POOL_RUNTIME: "process" runs sandboxes without isolation and is refused when NODE_ENV=production'
+        : undefined,
+  },
+  {
+    reads: ['NODE_ENV', 'AUTH_SECRET'],
+    check: (e) =>
+      e.NODE_ENV === 'production' && e.AUTH_SECRET === undefined
+        ? 'AUTH_SECRET: required when NODE_ENV=production (the development identity auth.userId is refused there)'
+        : undefined,
+  },
+  {
+    reads: ['LLM_PROVIDER', 'GEMINI_API_KEY', 'OPENAI_API_KEY', 'ANTHROPIC_API_KEY', 'OPENAI_BASE_URL'],
+    check: (e) => {
+      const neededKey = API_KEY_OF[e.LLM_PROVIDER];
+      // An OpenAI-compatible local server may not need a key; the hosted APIs do.
+      if (!neededKey || e[neededKey] !== undefined || (e.LLM_PROVIDER === 'openai' && e.OPENAI_BASE_URL)) return undefined;
+      return `${neededKey}: required when LLM_PROVIDER=${e.LLM_PROVIDER}`;
+    },
+  },
+  {
+    reads: ['POOL_COMMAND'],
+    check: (e) => {
+      if (e.POOL_COMMAND === undefined) return undefined;
+      const parsed = parseCommand(e.POOL_COMMAND);
+      return typeof parsed === 'string' ? `POOL_COMMAND: ${parsed} (got ${JSON.stringify(e.POOL_COMMAND)})` : undefined;
+    },
+  },
+];
+
 /**
  * Parses the environment into a Config. Throws ConfigError listing every bad
- * variable at once, so an operator fixes them in one go.
+ * variable at once, so an operator fixes them in one go: values that do not
+ * parse and rules across variables (min > max, production rules) alike.
  */
 export function loadConfig(env: Record<string, string | undefined>): Config {
   // Empty strings mean "unset" (a blank line in .env), not "invalid".
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v.trim() !== ''));
   const result = envSchema.safeParse(cleaned);
   const problems: string[] = [];
-  if (!result.success) {
+  const invalid = new Set<string>();
+  let e: Env;
+  if (result.success) {
+    e = result.data;
+  } else {
     for (const issue of result.error.issues) {
       const name = String(issue.path[0] ?? '?');
+      invalid.add(name);
       // Never echo a secret into logs.
       const shown = SECRET_VARIABLES.has(name) ? `a value of ${cleaned[name]?.length ?? 0} characters` : JSON.stringify(cleaned[name] ?? null);
       problems.push(`${name}: ${issue.message} (got ${shown})`);
     }
-    throw new ConfigError(problems);
+    // Zod stops before refinements when a field fails, so check the cross-field
+    // rules on everything else: the bad variables fall back to their defaults,
+    // and rules reading a bad variable are skipped.
+    const rest = envSchema.safeParse(Object.fromEntries(Object.entries(cleaned).filter(([name]) => !invalid.has(name))));
+    if (!rest.success) throw new ConfigError(problems);
+    e = rest.data;
   }
-  const e = result.data;
-  if (e.POOL_MIN_SIZE > e.POOL_MAX_SIZE) {
-    problems.push(`POOL_MIN_SIZE: must be <= POOL_MAX_SIZE (got ${e.POOL_MIN_SIZE} > ${e.POOL_MAX_SIZE})`);
-  }
-  if (e.NODE_ENV === 'production' && e.POOL_RUNTIME === 'process') {
-    problems.push('POOL_RUNTIME: "process" runs sandboxes without isolation and is refused when NODE_ENV=production');
-  }
-  if (e.NODE_ENV === 'production' && e.AUTH_SECRET === undefined) {
-    problems.push('AUTH_SECRET: required when NODE_ENV=production (the development identity auth.userId is refused there)');
-  }
-  const keyName = { local: undefined, gemini: 'GEMINI_API_KEY', openai: 'OPENAI_API_KEY', anthropic: 'ANTHROPIC_API_KEY' } as const;
-  const neededKey = keyName[e.LLM_PROVIDER];
-  const apiKey = neededKey ? e[neededKey] : undefined;
-  // An OpenAI-compatible local server may not need a key; the hosted APIs do.
-  if (neededKey && apiKey === undefined && !(e.LLM_PROVIDER === 'openai' && e.OPENAI_BASE_URL)) {
-    problems.push(`${neededKey}: required when LLM_PROVIDER=${e.LLM_PROVIDER}`);
-  }
-  let command: string[] | undefined;
-  if (e.POOL_COMMAND !== undefined) {
-    const parsed = parseCommand(e.POOL_COMMAND);
-    if (typeof parsed === 'string') problems.push(`POOL_COMMAND: ${parsed} (got ${JSON.stringify(e.POOL_COMMAND)})`);
-    else command = parsed;
+  for (const rule of CROSS_FIELD_RULES) {
+    if (rule.reads.some((name) => invalid.has(name))) continue;
+    const problem = rule.check(e);
+    if (problem !== undefined) problems.push(problem);
   }
   if (problems.length > 0) throw new ConfigError(problems);
+  const command = e.POOL_COMMAND === undefined ? undefined : parseCommand(e.POOL_COMMAND);
+  const neededKey = API_KEY_OF[e.LLM_PROVIDER];
+  const apiKey = neededKey ? e[neededKey] : undefined;
 
   return {
     nodeEnv: e.NODE_ENV,
@@ -283,7 +333,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       enabled: e.ENABLE_CONTAINER_POOL,
       runtime: e.POOL_RUNTIME,
       image: e.POOL_IMAGE,
-      command,
+      command: typeof command === 'string' ? undefined : command,
       minSize: e.POOL_MIN_SIZE,
       maxSize: e.POOL_MAX_SIZE,
       idleTimeoutMs: e.POOL_IDLE_TIMEOUT_MS,

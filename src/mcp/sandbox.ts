@@ -60,7 +60,7 @@ export async function startSandbox(runtime: ContainerRuntime, spec: SandboxSpec,
   const transport = new StreamTransport(proc.stdout, proc.stdin);
   const client = new Client({ name: 'sandpool', version: '0.1.0' }, { capabilities: {} });
   client.onclose = () => {
-    closedReason ??= 'the MCP connection closed';
+    closedReason ??= transport.closeError ? `the MCP connection closed: ${transport.closeError.message}` : 'the MCP connection closed';
   };
   client.onerror = (err) => log.warn({ err: errorMessage(err) }, 'MCP transport error');
 

@@ -14,21 +14,40 @@ export class StreamTransport implements Transport {
   onerror?: (error: Error) => void;
   onmessage?: (message: JSONRPCMessage) => void;
 
+  /** Why the transport closed itself, when it did (the peer broke the protocol); undefined after an orderly end. */
+  closeError: Error | undefined;
+
   private readonly buffer = new ReadBuffer();
   private closed = false;
+  // Runs in a stream's 'data' event: anything thrown here would be an uncaught
+  // exception and take the whole replica down with it.
   private readonly onData = (chunk: Buffer): void => {
-    this.buffer.append(chunk);
+    try {
+      this.buffer.append(chunk);
+    } catch (err) {
+      // The SDK buffer refuses more than 10 MiB without a newline: a sandbox
+      // flooding stdout. That connection is beyond saving; the server is not.
+      const error = toError(err);
+      this.closeError = error;
+      this.onerror?.(error);
+      void this.close();
+      return;
+    }
     for (;;) {
       let message: JSONRPCMessage | null;
       try {
         message = this.buffer.readMessage();
       } catch (err) {
         // A stray non-JSON line (a banner on stdout): report and keep reading.
-        this.onerror?.(err instanceof Error ? err : new Error(String(err)));
+        this.onerror?.(toError(err));
         continue;
       }
       if (message === null) break;
-      this.onmessage?.(message);
+      try {
+        this.onmessage?.(message);
+      } catch (err) {
+        this.onerror?.(toError(err));
+      }
     }
   };
   private readonly onEnd = (): void => {
@@ -73,4 +92,8 @@ export class StreamTransport implements Transport {
     this.buffer.clear();
     this.onclose?.();
   }
+}
+
+function toError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
 }

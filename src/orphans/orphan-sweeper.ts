@@ -19,7 +19,7 @@ export interface OrphanSweeperOptions {
   /** Default 60000. */
   intervalMs?: number;
   /** With shared heartbeats: true when that replica is alive (its containers are never swept). */
-  isReplicaLive?: (replicaId: string) => boolean;
+  isReplicaLive?: (replicaId: string) => boolean | Promise<boolean>;
   /** Hook for removed containers (metrics). */
   onRemoved?: (count: number) => void;
 }
@@ -29,6 +29,12 @@ export interface OrphanSweeper {
   sweep(): Promise<string[]>;
   /** Removes every container of one replica (its heartbeat expired). */
   removeReplica(replicaId: string): Promise<string[]>;
+  /**
+   * Removes every container this replica in this process labelled as its own, whatever its
+   * age or state: the last step of shutdown, when nothing of ours may remain
+   * (a start that finished after the pool drained included).
+   */
+  removeOwn(): Promise<string[]>;
   start(): void;
   stop(): void;
 }
@@ -73,7 +79,7 @@ export function createOrphanSweeper(options: OrphanSweeperOptions): OrphanSweepe
       return age > inFlightGraceMs ? { orphan: true, why: 'ours but no longer tracked' } : { orphan: false };
     }
     const replica = c.labels[LABELS.replica] ?? '';
-    if (replica !== replicaId && options.isReplicaLive?.(replica)) return { orphan: false };
+    if (replica !== replicaId && (await options.isReplicaLive?.(replica))) return { orphan: false };
     if (ownerHost === hostname && Number.isInteger(pid) && pid > 0) {
       return pidAlive(pid) ? { orphan: false } : { orphan: true, why: `owner process ${pid} on this host is gone` };
     }
@@ -93,8 +99,11 @@ export function createOrphanSweeper(options: OrphanSweeperOptions): OrphanSweepe
   }
 
   /** Lists containers with these labels and removes those judged orphans (never our own). */
-  async function removeWhere(labels: Record<string, string>, verdictOf: (c: ContainerSummary) => Promise<Verdict>): Promise<string[]> {
-    const owned = options.ownedIds();
+  async function removeWhere(
+    labels: Record<string, string>,
+    verdictOf: (c: ContainerSummary) => Promise<Verdict>,
+    owned: ReadonlySet<string> = options.ownedIds(),
+  ): Promise<string[]> {
     const removed: string[] = [];
     let containers: ContainerSummary[];
     try {
@@ -132,6 +141,14 @@ export function createOrphanSweeper(options: OrphanSweeperOptions): OrphanSweepe
         orphan: true,
         why: `replica ${deadReplica} stopped sending heartbeats`,
       }));
+    },
+    removeOwn() {
+      return removeWhere(
+        // Replica too: several replicas in one process (tests, embedding) share the owner label.
+        { [LABELS.app]: APP_LABEL_VALUE, [LABELS.owner]: owner, [LABELS.replica]: replicaId },
+        async () => ({ orphan: true, why: 'this replica is shutting down' }),
+        new Set(),
+      );
     },
     start() {
       if (timer) return;

@@ -89,12 +89,23 @@ export interface ContainerPoolOptions {
   backoffBaseMs?: number;
   /** Default 30000. */
   backoffMaxMs?: number;
+  /**
+   * Consecutive failed starts after which the failure counts as persistent (a
+   * broken image, a dead engine): every waiting acquire then fails with
+   * SANDBOX_FAILED, and new ones fail at once while the backoff runs. Below it,
+   * each failure fails only the oldest waiter, so one transient failure (a start
+   * timeout under load) costs one request, not a whole burst. Default 3.
+   */
+  persistentFailureThreshold?: number;
 }
 
 /** `<hostname>/<pid>`: identifies the owning process for the orphan sweep. */
 export function ownerLabel(): string {
   return `${os.hostname()}/${process.pid}`;
 }
+
+/** Bound on destroying one sandbox outside of drain (drain uses what is left of its deadline). */
+const DESTROY_TIMEOUT_MS = 15_000;
 
 export function createContainerPool(options: ContainerPoolOptions): ContainerPool {
   const { runtime, replicaId, observer } = options;
@@ -106,14 +117,19 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
   // Starts queue here (FIFO) so the first ones finish early instead of all finishing late.
   const starting = new Capacity(cfg.createConcurrency);
   const backoff = new Backoff(options.backoffBaseMs ?? 250, options.backoffMaxMs ?? 30_000);
+  const persistentAfter = Math.max(1, options.persistentFailureThreshold ?? 3);
   const shutdown = new AbortController();
   const owned = new Map<string, Sandbox>();
   const leased = new Set<Sandbox>();
   /** Sandboxes being destroyed by us, with the destroy in progress. */
   const retiring = new Map<string, Promise<void>>();
   const leases = new Set<Lease>();
-  /** acquire() calls waiting right now: told about create failures and shutdown. */
-  const waiterListeners = new Set<(err: Error) => void>();
+  /**
+   * acquire() calls waiting right now, oldest first (a Set keeps insertion
+   * order): told about create failures and shutdown. A listener returns true
+   * when it failed its acquire.
+   */
+  const waiterListeners = new Set<(err: Error) => boolean>();
   const acquireLatency = new LatencyWindow();
   const createLatency = new LatencyWindow();
   let creating = 0;
@@ -123,6 +139,8 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
   let toolCatalog: readonly Tool[] | undefined;
   let warmedOnce = minIdle === 0;
   let draining = false;
+  /** Set by drain(): every destroy from then on must finish by it. */
+  let drainDeadline: number | undefined;
   let refillTimer: NodeJS.Timeout | undefined;
   let seq = 0;
   const warmWaiters = new Set<() => void>();
@@ -159,9 +177,10 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
     const inFlight = retiring.get(sb.id);
     if (inFlight) return inFlight;
     if (!owned.has(sb.id)) return Promise.resolve();
+    const budgetMs = drainDeadline === undefined ? DESTROY_TIMEOUT_MS : Math.max(1, Math.min(DESTROY_TIMEOUT_MS, drainDeadline - Date.now()));
     const done = (async () => {
       try {
-        await withTimeout(sb.destroy(), 15_000, `destroy sandbox ${sb.id.slice(0, 12)}`);
+        await withTimeout(sb.destroy(), budgetMs, `destroy sandbox ${sb.id.slice(0, 12)}`);
       } catch (err) {
         // The orphan sweep removes it later by label; the slot must not leak either way.
         log.warn({ sandbox: sb.id.slice(0, 12), err: errorMessage(err) }, 'could not destroy sandbox');
@@ -186,6 +205,33 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
       if (!draining) ensureMinimum(gp as genericPool.Pool<unknown>);
     }, backoff.remainingMs() + 10);
     refillTimer.unref();
+  }
+
+  /** Several starts in a row failed: a broken image or a dead engine, not a blip. */
+  function failingPersistently(): boolean {
+    return backoff.consecutiveFailures >= persistentAfter;
+  }
+
+  /**
+   * A failed start fails the oldest waiter only; once failures look persistent
+   * it fails every waiter. Either way nobody waits for the acquire timeout
+   * against an engine that cannot start anything.
+   */
+  function failWaiters(error: Error): void {
+    const all = failingPersistently();
+    for (const listener of waiterListeners) {
+      if (listener(error) && !all) return;
+    }
+  }
+
+  /**
+   * With the pool off a sandbox is made for one acquire; if that acquire is gone
+   * (it timed out, or failed fast) by the time the start finishes, nobody else
+   * wants it idle: remove it instead of keeping it for POOL_IDLE_TIMEOUT_MS.
+   */
+  function dropUnwanted(): void {
+    if (cfg.enabled || draining) return;
+    if (gp.available > 0 && gp.pending === 0) evictNow(gp as genericPool.Pool<unknown>);
   }
 
   function checkWarm(): void {
@@ -234,6 +280,11 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
         } finally {
           starting.release();
         }
+        if (draining) {
+          // Finished during drain: nobody may get it, and drain may have swept already.
+          await withTimeout(sandbox.destroy(), Math.max(1, (drainDeadline ?? Date.now()) - Date.now()), 'destroy sandbox').catch(() => undefined);
+          throw new SandpoolError('SHUTTING_DOWN', 'the sandbox pool is shutting down');
+        }
         const ms = Date.now() - started;
         createLatency.record(ms);
         counters.created++;
@@ -250,7 +301,11 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
             evictNow(gp as genericPool.Pool<unknown>);
           }
         });
-        setImmediate(checkWarm);
+        // After generic-pool has dispatched it (microtasks): is it idle, and wanted?
+        setImmediate(() => {
+          checkWarm();
+          dropUnwanted();
+        });
         return sandbox;
       } catch (err) {
         capacity.release();
@@ -261,7 +316,7 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
           lastError = error.message;
           log.error({ err: error.message, retryInMs: backoff.remainingMs() }, 'sandbox start failed');
           observer?.createFailed?.(error);
-          for (const listener of waiterListeners) listener(error);
+          failWaiters(error);
           scheduleRefill();
         }
         throw error;
@@ -297,7 +352,11 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
     },
     (config, resource, available) => {
       if (!resource.obj.isUsable()) return true;
+      // On demand, an idle sandbox is one nobody waited for (see dropUnwanted).
+      if (!cfg.enabled) return true;
       // Trim idle sandboxes above the minimum once they sat idle long enough.
+      // generic-pool 3.9.0 re-reads `available` for every resource of a run
+      // (Pool#_evict), so one run cannot trim below min.
       return Date.now() - resource.lastIdleTime > config.softIdleTimeoutMillis && available > config.min;
     },
   );
@@ -329,8 +388,12 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
   function isReady(): boolean {
     if (draining) return false;
     if (!warmedOnce) return false;
-    // Failing to start sandboxes with none left in stock: this replica cannot serve a new user.
-    return !(backoff.consecutiveFailures > 0 && gp.available === 0);
+    if (backoff.consecutiveFailures === 0 || gp.available > 0) return true;
+    // Failing to start sandboxes with none in stock. With warm spares wanted,
+    // the background refill keeps probing until a start succeeds; without
+    // (pool off, or min 0) nothing probes before the next acquire, so only the
+    // backoff window may count, or one failed start would mean 503 forever.
+    return minIdle === 0 && backoff.remainingMs() === 0;
   }
 
   return {
@@ -361,7 +424,10 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
       if (waiting >= cfg.maxWaitingClients) {
         throw new SandpoolError('POOL_EXHAUSTED', `too many requests are waiting for a sandbox (${waiting}); try again shortly`);
       }
-      if (gp.available === 0 && backoff.consecutiveFailures > 0) {
+      // Only while the backoff runs: the first acquire after it is the probe
+      // that finds out whether starts work again (with the pool off nothing
+      // else would ever retry).
+      if (gp.available === 0 && failingPersistently() && backoff.remainingMs() > 0) {
         throw new SandpoolError(
           'SANDBOX_FAILED',
           `sandboxes are failing to start (${lastError ?? 'unknown error'}); next attempt in ${backoff.remainingMs()} ms`,
@@ -370,12 +436,21 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
       const started = performance.now();
       waiting++;
       const borrow = gp.acquire();
-      let onFailure: ((err: Error) => void) | undefined;
+      let onFailure: ((err: Error) => boolean) | undefined;
       const failFast = new Promise<never>((_, reject) => {
+        let failed = false;
         onFailure = (err) => {
-          if (err instanceof SandpoolError && err.code === 'SHUTTING_DOWN') return reject(err);
-          if (gp.available > 0) return;
+          // Already failed (its clean-up runs a microtask later): not a waiter any more.
+          if (failed) return false;
+          if (err instanceof SandpoolError && err.code === 'SHUTTING_DOWN') {
+            failed = true;
+            reject(err);
+            return true;
+          }
+          if (gp.available > 0) return false;
+          failed = true;
           reject(new SandpoolError('SANDBOX_FAILED', `could not start a sandbox: ${err.message}`, { cause: err }));
+          return true;
         };
         waiterListeners.add(onFailure);
       });
@@ -383,8 +458,17 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
       try {
         sb = await Promise.race([borrow, failFast]);
       } catch (err) {
-        // If generic-pool hands us a sandbox after we gave up, it goes back unused.
-        borrow.then((late) => gp.release(late), () => undefined);
+        // If generic-pool hands us a sandbox after we gave up, it goes back
+        // unused: to the next waiter, or (pool off, nobody waiting) away.
+        borrow.then(
+          (late) => {
+            gp.release(late).then(
+              () => setImmediate(dropUnwanted),
+              () => undefined,
+            );
+          },
+          () => undefined,
+        );
         if (err instanceof SandpoolError) throw err;
         if (err instanceof Error && err.name === 'TimeoutError') {
           throw new SandpoolError(
@@ -442,6 +526,9 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
 
     async drain(timeoutMs) {
       if (draining) return;
+      const deadline = Date.now() + timeoutMs;
+      drainDeadline = deadline;
+      const left = (): number => Math.max(1, deadline - Date.now());
       draining = true;
       clearTimeout(refillTimer);
       shutdown.abort();
@@ -449,20 +536,16 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
       starting.close();
       const stopping = new SandpoolError('SHUTTING_DOWN', 'this replica is shutting down');
       for (const listener of waiterListeners) listener(stopping);
-      const deadline = Date.now() + timeoutMs;
       log.info({ idle: gp.available, active: leases.size }, '[ContainerPool] draining');
-      const leasedNow = [...leases];
-      await withTimeout(
-        (async () => {
-          await gp.drain();
-          await gp.clear();
-        })(),
-        Math.max(1, deadline - Date.now()),
-        'pool drain',
-      ).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'pool drain incomplete'));
-      await Promise.allSettled(leasedNow.map((l) => l.release()));
-      // Anything still owned (a create that finished during drain) goes too.
-      await Promise.allSettled([...owned.values()].map((sb) => destroySandbox(sb)));
+      // Only generic-pool's draining flag matters (no more refills). Its drain()
+      // also waits for acquire requests we already failed, which stay queued
+      // until the acquire timeout: awaiting it would spend the whole budget.
+      void gp.drain().catch(() => undefined);
+      const warn = (err: unknown): void => log.warn({ err: errorMessage(err) }, 'pool drain incomplete');
+      // clear() waits for starts in flight (they destroy what they make), then destroys the idle ones.
+      await withTimeout(Promise.allSettled([gp.clear(), ...[...leases].map((l) => l.release())]), left(), 'pool drain').catch(warn);
+      // Anything still owned (a start that finished during drain) goes too.
+      await withTimeout(Promise.allSettled([...owned.values()].map((sb) => destroySandbox(sb))), left(), 'pool drain').catch(warn);
       log.info({ destroyed: counters.destroyed }, '[ContainerPool] drained');
     },
   };

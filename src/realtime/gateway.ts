@@ -1,4 +1,5 @@
-import type { Server as HttpServer } from 'node:http';
+import type { Server as HttpServer, IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { Server, type Socket } from 'socket.io';
 import { SandpoolError, toSandpoolError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -45,6 +46,12 @@ export interface RealtimeOptions {
   eventsPerSecond: number;
   /** Refused connections and events, by code (metrics). */
   onRejected?: (code: string) => void;
+  /**
+   * True while the replica drains: new Socket.IO handshakes get HTTP 503, so
+   * nginx passes them to the next replica; connected sockets stay until closed.
+   * Default: never.
+   */
+  isDraining?: () => boolean;
 }
 
 const KNOWN_EVENTS = new Set(['message', 'tool:approval']);
@@ -59,6 +66,39 @@ export function userRoom(userId: string): string {
  */
 export function emitToRoom<E extends keyof ServerEvents>(io: SandpoolIo, room: string, event: E, payload: Parameters<ServerEvents[E]>[0]): void {
   (io.to(room) as unknown as { emit(event: string, payload: unknown): boolean }).emit(event, payload);
+}
+
+/** A Socket.IO request that would open a new session (no engine.io `sid` yet). */
+function isNewHandshake(req: IncomingMessage): boolean {
+  const url = req.url ?? '';
+  return url.startsWith('/socket.io/') && !/[?&]sid=/.test(url);
+}
+
+/**
+ * Refuses new handshakes with 503 while `draining()`: wraps the listeners that
+ * Socket.IO and Hono put on the HTTP server, so it must run after both attach.
+ */
+function refuseHandshakesWhile(server: HttpServer, draining: () => boolean, log: Logger): void {
+  const body = JSON.stringify({ error: { code: 'SHUTTING_DOWN', message: 'this replica is shutting down; connect again (another replica will answer)' } });
+  const onRequest = server.listeners('request') as Array<(req: IncomingMessage, res: ServerResponse) => void>;
+  server.removeAllListeners('request');
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (draining() && isNewHandshake(req)) {
+      res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1', connection: 'close' }).end(body);
+      return;
+    }
+    for (const listener of onRequest) listener.call(server, req, res);
+  });
+  const onUpgrade = server.listeners('upgrade') as Array<(req: IncomingMessage, socket: Duplex, head: Buffer) => void>;
+  server.removeAllListeners('upgrade');
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (draining() && isNewHandshake(req)) {
+      log.debug('refused a WebSocket handshake while draining');
+      socket.end(`HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      return;
+    }
+    for (const listener of onUpgrade) listener.call(server, req, socket, head);
+  });
 }
 
 /** The second of the two places errors become responses (the first: Hono onError). */
@@ -82,6 +122,8 @@ export function attachRealtime(options: RealtimeOptions): { io: SandpoolIo; bus:
     serveClient: true,
     connectionStateRecovery: undefined,
   });
+
+  if (options.isDraining) refuseHandshakesWhile(options.httpServer, options.isDraining, log);
 
   io.use((socket, next) => {
     options
@@ -118,7 +160,9 @@ export function attachRealtime(options: RealtimeOptions): { io: SandpoolIo; bus:
     // Token bucket per socket: floods get refused, not queued.
     let tokens = options.eventsPerSecond * 2;
     let refilledAt = Date.now();
+    // Refusals within the current 10 s window: an occasional burst over a long session is not a flood.
     let strikes = 0;
+    let strikeWindowAt = Date.now();
     socket.use(([event, ...args], next) => {
       const ack = args[args.length - 1];
       const now = Date.now();
@@ -128,6 +172,10 @@ export function attachRealtime(options: RealtimeOptions): { io: SandpoolIo; bus:
         options.onRejected?.('TOO_MANY_REQUESTS');
         ackError(ack, new SandpoolError('TOO_MANY_REQUESTS', `more than ${options.eventsPerSecond} events per second from this connection`));
         // A client that keeps flooding after being told is cut off.
+        if (now - strikeWindowAt > 10_000) {
+          strikes = 0;
+          strikeWindowAt = now;
+        }
         if (++strikes > options.eventsPerSecond * 10) socket.disconnect(true);
         return;
       }

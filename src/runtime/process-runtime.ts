@@ -3,7 +3,17 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
+import { DEFAULT_POOL_IMAGE } from '../config/config.js';
+import type { Logger } from '../logger.js';
 import type { ContainerRuntime, ContainerSummary, ExitInfo, SandboxProcess, SandboxSpec } from './types.js';
+
+/** Options of the process runtime. */
+export interface ProcessRuntimeOptions {
+  /** The MCP server started for every sandbox. Default: @modelcontextprotocol/server-filesystem from node_modules. */
+  serverEntry?: string;
+  /** Gets the one warning about POOL_IMAGE / POOL_COMMAND being ignored. Default: process.emitWarning. */
+  logger?: Logger;
+}
 
 /**
  * Development fallback when no Docker engine answers: the same MCP filesystem
@@ -11,10 +21,26 @@ import type { ContainerRuntime, ContainerSummary, ExitInfo, SandboxProcess, Sand
  * the server runs with this process's user and network, and the sandbox
  * limits are not enforced. Refused when NODE_ENV=production (see config).
  */
-export function createProcessRuntime(options: { serverEntry?: string } = {}): ContainerRuntime {
+export function createProcessRuntime(options: ProcessRuntimeOptions = {}): ContainerRuntime {
   const serverEntry =
     options.serverEntry ?? createRequire(import.meta.url).resolve('@modelcontextprotocol/server-filesystem/dist/index.js');
   const children = new Map<string, { child: ChildProcessWithoutNullStreams; summary: ContainerSummary; dir: string }>();
+  let warnedAboutSpec = false;
+
+  // There is no image to run here: an operator who set POOL_IMAGE or
+  // POOL_COMMAND must learn that their server is not the one answering.
+  function warnIfSpecIgnored(spec: SandboxSpec): void {
+    if (warnedAboutSpec) return;
+    const ignored = [
+      spec.image !== DEFAULT_POOL_IMAGE ? `POOL_IMAGE=${spec.image}` : undefined,
+      spec.command !== undefined ? `POOL_COMMAND=${JSON.stringify(spec.command)}` : undefined,
+    ].filter((s): s is string => s !== undefined);
+    if (ignored.length === 0) return;
+    warnedAboutSpec = true;
+    const message = `the process runtime (no Docker) ignores ${ignored.join(' and ')}: every sandbox runs the built-in MCP filesystem server (${serverEntry})`;
+    if (options.logger) options.logger.warn({ ignored }, message);
+    else process.emitWarning(message, { code: 'SANDPOOL_SPEC_IGNORED' });
+  }
 
   async function kill(id: string): Promise<void> {
     const entry = children.get(id);
@@ -35,6 +61,7 @@ export function createProcessRuntime(options: { serverEntry?: string } = {}): Co
       /* always available */
     },
     async start(spec: SandboxSpec): Promise<SandboxProcess> {
+      warnIfSpecIgnored(spec);
       const dir = await mkdtemp(path.join(os.tmpdir(), 'sandpool-sbx-'));
       const child = spawn(process.execPath, [serverEntry, dir], { cwd: dir, stdio: ['pipe', 'pipe', 'pipe'] });
       const id = `proc-${child.pid ?? 'x'}-${path.basename(dir).slice(-6)}`;

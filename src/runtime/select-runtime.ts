@@ -14,7 +14,7 @@ export async function selectRuntime(options: {
   dockerSocket: string;
   logger: Logger;
 }): Promise<ContainerRuntime> {
-  if (options.mode === 'process') return createProcessRuntime();
+  if (options.mode === 'process') return createProcessRuntime({ logger: options.logger });
   const docker = createDockerRuntime({ socketPath: options.dockerSocket });
   try {
     await docker.ping();
@@ -23,6 +23,6 @@ export async function selectRuntime(options: {
     const why = `Docker engine at ${options.dockerSocket} did not answer: ${errorMessage(err)}`;
     if (options.mode === 'docker' || options.production) throw new Error(why);
     options.logger.warn(`${why}; POOL_RUNTIME=auto falls back to the process runtime (sandboxes are NOT isolated)`);
-    return createProcessRuntime();
+    return createProcessRuntime({ logger: options.logger });
   }
 }

@@ -3,10 +3,49 @@ import type { ChatMessage } from '../agent/types.js';
 import { createMemoryRequestLimiter } from './request-limiter.js';
 import { trimHistory, type PendingCall, type ReplicaRecord, type SharedState } from './types.js';
 
+/** Options of createMemoryState. */
+export interface MemoryStateOptions {
+  maxRequestsPerUser: number;
+  /** Session ids and conversations are forgotten this long after their last use, as in Redis. Default 24 h. */
+  historyTtlMs?: number;
+}
+
 /** Shared state for a single replica (no REDIS_URL): plain maps in this process. */
-export function createMemoryState(options: { maxRequestsPerUser: number }): SharedState {
-  const sessions = new Map<string, string>();
-  const histories = new Map<string, ChatMessage[]>();
+export function createMemoryState(options: MemoryStateOptions): SharedState {
+  const historyTtlMs = options.historyTtlMs ?? 86_400_000;
+  // Insertion order = last use (entries are re-inserted on use), so expiry scans stop at the first live one.
+  const sessions = new Map<string, { id: string; expiresAt: number }>();
+  const histories = new Map<string, { messages: ChatMessage[]; expiresAt: number }>();
+  /** Drops expired entries: without it, every user id ever seen (any id, without AUTH_SECRET) would stay in memory. */
+  const expire = (): void => {
+    const now = Date.now();
+    for (const map of [sessions, histories] as Array<Map<string, { expiresAt: number }>>) {
+      for (const [userId, entry] of map) {
+        if (entry.expiresAt > now) break;
+        map.delete(userId);
+      }
+    }
+    for (const [userId, o] of owners) if (o.expiresAt <= now) owners.delete(userId);
+    for (const [userId, calls] of pending) {
+      for (const [callId, c] of calls) if (c.expiresAtMs <= now) calls.delete(callId);
+      if (calls.size === 0) pending.delete(userId);
+    }
+  };
+  const sweepTimer = setInterval(expire, Math.min(60_000, Math.max(100, historyTtlMs / 2)));
+  sweepTimer.unref();
+  const fresh = <T extends { expiresAt: number }>(map: Map<string, T>, userId: string): T | undefined => {
+    const entry = map.get(userId);
+    if (entry && entry.expiresAt <= Date.now()) {
+      map.delete(userId);
+      return undefined;
+    }
+    return entry;
+  };
+  const keep = <T extends { expiresAt: number }>(map: Map<string, T>, userId: string, entry: T): void => {
+    map.delete(userId);
+    entry.expiresAt = Date.now() + historyTtlMs;
+    map.set(userId, entry);
+  };
   const owners = new Map<string, { replica: string; expiresAt: number }>();
   const replicas = new Map<string, { record: ReplicaRecord; expiresAt: number }>();
   const announced = new Set<string>();
@@ -26,15 +65,16 @@ export function createMemoryState(options: { maxRequestsPerUser: number }): Shar
     limiter: createMemoryRequestLimiter(options.maxRequestsPerUser),
     conversations: {
       async sessionId(userId) {
-        let id = sessions.get(userId);
-        if (!id) sessions.set(userId, (id = randomBytes(16).toString('base64url')));
-        return id;
+        const entry = fresh(sessions, userId) ?? { id: randomBytes(16).toString('base64url'), expiresAt: 0 };
+        keep(sessions, userId, entry);
+        return entry.id;
       },
       async history(userId) {
-        return [...(histories.get(userId) ?? [])];
+        return [...(fresh(histories, userId)?.messages ?? [])];
       },
       async append(userId, messages, maxMessages) {
-        histories.set(userId, trimHistory([...(histories.get(userId) ?? []), ...messages], maxMessages));
+        const previous = fresh(histories, userId)?.messages ?? [];
+        keep(histories, userId, { messages: trimHistory([...previous, ...messages], maxMessages), expiresAt: 0 });
       },
     },
     owners: {
@@ -81,6 +121,9 @@ export function createMemoryState(options: { maxRequestsPerUser: number }): Shar
         const now = Date.now();
         return [...replicas.values()].filter((r) => r.expiresAt > now).map((r) => r.record);
       },
+      async isLive(replicaId) {
+        return (replicas.get(replicaId)?.expiresAt ?? 0) > Date.now();
+      },
       async dead() {
         const now = Date.now();
         return [...announced].filter((id) => (replicas.get(id)?.expiresAt ?? 0) <= now);
@@ -96,7 +139,7 @@ export function createMemoryState(options: { maxRequestsPerUser: number }): Shar
     },
     healthy: () => true,
     async close() {
-      /* nothing to release */
+      clearInterval(sweepTimer);
     },
   };
 }

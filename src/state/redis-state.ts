@@ -30,6 +30,16 @@ redis.call('ZADD', key, expires, id)
 redis.call('PEXPIRE', key, ttl)
 return 1`;
 
+// Claims ownership unless another replica holds it, in one step: a GET after a
+// failed SET NX could see the key expire in between and let two replicas win.
+const CLAIM = `
+local current = redis.call('GET', KEYS[1])
+if current == false or current == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return ARGV[1]
+end
+return current`;
+
 // Deletes / extends a key only while it still holds this replica's value.
 const RELEASE_IF_MINE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 const RENEW_IF_MINE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
@@ -56,7 +66,10 @@ export function createRedisState(options: RedisStateOptions): SharedState {
     const expires = Date.now() + slotTtlMs;
     const pipeline = redis.pipeline();
     for (const [userId, ids] of held) {
-      for (const id of ids) pipeline.zadd(k.inflight(userId), 'XX', expires, id);
+      // Re-adds a slot Redis lost (a restart without persistence) so the limit
+      // keeps holding. A release cannot be undone by this: both go over one
+      // connection in order, and a released id has left `held` already.
+      for (const id of ids) pipeline.zadd(k.inflight(userId), expires, id);
       pipeline.pexpire(k.inflight(userId), slotTtlMs);
     }
     pipeline.exec().catch(() => undefined);
@@ -120,14 +133,7 @@ export function createRedisState(options: RedisStateOptions): SharedState {
     },
     owners: {
       async claim(userId, replicaId, ttlMs) {
-        const set = await redis.set(k.owner(userId), replicaId, 'PX', ttlMs, 'NX');
-        if (set === 'OK') return replicaId;
-        const current = await redis.get(k.owner(userId));
-        if (current === replicaId || current === null) {
-          await redis.set(k.owner(userId), replicaId, 'PX', ttlMs);
-          return replicaId;
-        }
-        return current;
+        return String(await redis.eval(CLAIM, 1, k.owner(userId), replicaId, ttlMs));
       },
       async owner(userId) {
         return (await redis.get(k.owner(userId))) ?? undefined;
@@ -175,6 +181,9 @@ export function createRedisState(options: RedisStateOptions): SharedState {
         if (ids.length === 0) return [];
         const raw = await redis.mget(ids.map(k.replica));
         return raw.flatMap((r) => (r ? [JSON.parse(r) as ReplicaRecord] : []));
+      },
+      async isLive(replicaId) {
+        return (await redis.exists(k.replica(replicaId))) === 1;
       },
       async dead() {
         const ids = await redis.smembers(k.replicas);

@@ -56,6 +56,8 @@ export interface ReplicaRegistry {
   heartbeat(record: ReplicaRecord, ttlMs: number): Promise<void>;
   /** Replicas whose heartbeat has not expired. */
   live(): Promise<ReplicaRecord[]>;
+  /** Whether that replica's heartbeat is current, read now (not from a cached view). */
+  isLive(replicaId: string): Promise<boolean>;
   /** Replicas that announced themselves but whose heartbeat expired, not yet buried. */
   dead(): Promise<string[]>;
   /** Forgets a dead replica (after its containers were removed). */
