@@ -106,11 +106,14 @@ function renderNginx(): string {
   mkdirSync(tmp, { recursive: true, mode: 0o777 });
   writeFileSync(path.join(started.dir, 'sandpool.conf'), server);
   const main = [
-    'worker_processes 1;',
+    // One worker per core: besides CPU, each worker has its own file-descriptor
+    // limit, and where the hard limit cannot be raised (20000 on the project's
+    // machine) one worker stopped accepting at ~10000 users (2 fds each).
+    'worker_processes auto;',
     'daemon off;',
     `pid ${started.dir}/nginx.pid;`,
     `error_log ${started.dir}/error.log warn;`,
-    // Every user holds two connections here (client + upstream): 32768 is ~16000 users.
+    // Every user holds two connections here (client + upstream): 32768 per worker is ~16000 users each.
     'worker_rlimit_nofile 65536;',
     'events { worker_connections 32768; }',
     'http {',

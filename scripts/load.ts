@@ -66,7 +66,7 @@ const SUITES: Record<string, Run[]> = {
   // Stepped searches for the ceilings: each step is a fresh cluster; the
   // summary (ceiling.md) names the highest step with < 1% errors.
   ceiling: [
-    ...[4000, 8000, 12000].map((users) => ({
+    ...[4000, 8000, 12000, 16000].map((users) => ({
       name: `ceiling-connections-${users}`,
       scenario: 'connections.yml',
       overrides: { config: { phases: phases(100, users / 100, `ramp to ${users}`), variables: { idleSeconds: 420 } } },
