@@ -205,6 +205,10 @@ describe('replicas behind nginx with Redis (npm run cluster)', () => {
     await waitFor('the replica to notice Redis is gone', async () => (await fetch(`${home.url}/ready`)).status === 503, 15_000);
     assert.equal((await emitAck(during.socket, 'tool:approval', { callId: asked.callId, approved: true })).ok, true);
     assert.match(await ended, /^done: [\s\S]*\bx\b/, 'the answer is delivered although its history cannot be saved');
+    // A new message meanwhile is refused with a clear code, not left hanging.
+    const refused = await emitAck(during.socket, 'message', 'help');
+    assert.equal(refused.error?.code, 'INTERNAL', JSON.stringify(refused));
+    assert.match(refused.error?.message ?? '', /shared state \(Redis\) is unavailable/);
     // Long enough for every Redis command of that request to exhaust its retries.
     await new Promise((r) => setTimeout(r, 3_000));
     for (const r of state.replicas) {

@@ -5,6 +5,7 @@ import { SandpoolError } from '../src/errors.js';
 import { createContainerPool, type ContainerPool, type Lease } from '../src/pool/container-pool.js';
 import { createDockerRuntime } from '../src/runtime/docker-runtime.js';
 import { LABELS, type ContainerRuntime, type SandboxProcess, type SandboxSpec } from '../src/runtime/types.js';
+import { sleep } from '../src/util/async.js';
 import { dockerInspect, dockerPs, execFileAsync, testConfig, testLogger, textOf, waitFor } from './helpers.js';
 
 const runtime = createDockerRuntime();
@@ -30,8 +31,6 @@ function wrapStart(wrap: (spec: SandboxSpec, realStart: (spec: SandboxSpec) => P
   const inner = createDockerRuntime();
   return { ...inner, start: (spec) => wrap(spec, (s) => inner.start(s)) };
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Share of one core this process used while `work` ran. */
 async function cpuShareDuring(work: () => Promise<unknown>): Promise<number> {

@@ -34,8 +34,8 @@ export interface AgentRequest {
    * acquired it, `replacedDead` when the previous one had died.
    */
   lease(): Promise<{ lease: Lease; replacedDead: boolean; fresh: boolean }>;
-  /** The sandbox's tools when no sandbox of this image has started yet (without taking the user's lease). Default: lease(). */
-  discoverTools?(): Promise<readonly ToolSpec[]>;
+  /** The sandbox's tools when `knownTools` is undefined (no sandbox of this image has started yet), without taking the user's lease. */
+  discoverTools(): Promise<readonly ToolSpec[]>;
   /**
    * Waits for the user's decision on a call. It must call `announce` (which
    * emits tool:request) only once the call can be decided: a client answers
@@ -92,18 +92,13 @@ function mapPaths(workspaceDir: string): { args(a: Record<string, unknown>): Rec
   return { args: (a) => toSandbox(a) as Record<string, unknown>, text: (t) => t.split(workspaceDir).join('/workspace') };
 }
 
-function toolSpecs(tools: readonly { name: string; description?: string; inputSchema: Record<string, unknown> }[]): ToolSpec[] {
-  return tools.map((t) => ({ name: t.name, description: t.description ?? '', inputSchema: t.inputSchema }));
-}
-
 /**
  * Runs one request: model turn, approved tool calls in the user's sandbox,
  * results back to the model, until it answers (or maxSteps).
  */
 export async function runAgent(req: AgentRequest): Promise<AgentOutcome> {
   const own: ChatMessage[] = [{ role: 'user', text: req.text }];
-  let tools = req.knownTools;
-  if (!tools) tools = req.discoverTools ? await req.discoverTools() : toolSpecs((await req.lease()).lease.sandbox.tools);
+  const tools = req.knownTools ?? (await req.discoverTools());
   // Earlier tool results in the history refer to files of a sandbox that may be gone by now.
   const usedToolsBefore = req.history.some((m) => m.role === 'tool');
   let toolCalls = 0;

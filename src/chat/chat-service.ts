@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { ChatConfig } from '../config/config.js';
-import { SandpoolError, toSandpoolError } from '../errors.js';
+import { SandpoolError, errorMessage, toSandpoolError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { runAgent } from '../agent/agent-loop.js';
 import type { LlmProvider, ToolSpec } from '../agent/types.js';
@@ -152,7 +152,7 @@ export function createChatService(options: {
       return await fn();
     } catch (err) {
       if (err instanceof SandpoolError) throw err;
-      reject(new SandpoolError('INTERNAL', `shared state (Redis) is unavailable: ${err instanceof Error ? err.message : String(err)}; try again shortly`));
+      reject(new SandpoolError('INTERNAL', `shared state (Redis) is unavailable: ${errorMessage(err)}; try again shortly`));
     }
   }
 
@@ -193,7 +193,7 @@ export function createChatService(options: {
           // Shared, so a tab on any replica sees the call and its decision is routed here.
           await pending
             .add(session.userId, { requestId, callId, tool, arguments: args, expiresAtMs, replica: options.replicaId })
-            .catch((err: unknown) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not share a pending call'));
+            .catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'could not share a pending call'));
           announce();
           const outcome = await waiting;
           observer?.approvalWaited?.(performance.now() - waitStarted, outcome);
@@ -220,7 +220,7 @@ export function createChatService(options: {
       // The answer exists: a history that cannot be saved right now (Redis down) must not swallow it.
       await conversations
         .append(session.userId, outcome.messages, MAX_HISTORY_MESSAGES)
-        .catch((err: unknown) => log.warn({ requestId, err: err instanceof Error ? err.message : String(err) }, 'could not save this exchange to the history'));
+        .catch((err: unknown) => log.warn({ requestId, err: errorMessage(err) }, 'could not save this exchange to the history'));
       emit(session.userId, 'message:done', { requestId, text: outcome.text });
       observer?.requestFinished?.(performance.now() - started, 'done');
     } catch (err) {
@@ -286,7 +286,7 @@ export function createChatService(options: {
           running.delete(requestId);
           // Shared state may be down right now: the slot then expires on its own (REQUEST_SLOT_TTL_MS).
           return limiter.release(userId, requestId).catch((err: unknown) =>
-            log.warn({ requestId, err: err instanceof Error ? err.message : String(err) }, 'could not free a request slot; it expires by itself'),
+            log.warn({ requestId, err: errorMessage(err) }, 'could not free a request slot; it expires by itself'),
           );
         });
       running.set(requestId, done);

@@ -172,15 +172,19 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
     };
   }
 
+  /** A destroy's bound: fixed, or during drain whatever is left of its deadline. */
+  function destroyTimeoutMs(): number {
+    return drainDeadline === undefined ? DESTROY_TIMEOUT_MS : Math.max(1, Math.min(DESTROY_TIMEOUT_MS, drainDeadline - Date.now()));
+  }
+
   function destroySandbox(sb: Sandbox): Promise<void> {
     // Concurrent callers (lease release, drain) share one destroy.
     const inFlight = retiring.get(sb.id);
     if (inFlight) return inFlight;
     if (!owned.has(sb.id)) return Promise.resolve();
-    const budgetMs = drainDeadline === undefined ? DESTROY_TIMEOUT_MS : Math.max(1, Math.min(DESTROY_TIMEOUT_MS, drainDeadline - Date.now()));
     const done = (async () => {
       try {
-        await withTimeout(sb.destroy(), budgetMs, `destroy sandbox ${sb.id.slice(0, 12)}`);
+        await withTimeout(sb.destroy(), destroyTimeoutMs(), `destroy sandbox ${sb.id.slice(0, 12)}`);
       } catch (err) {
         // The orphan sweep removes it later by label; the slot must not leak either way.
         log.warn({ sandbox: sb.id.slice(0, 12), err: errorMessage(err) }, 'could not destroy sandbox');
@@ -282,7 +286,7 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
         }
         if (draining) {
           // Finished during drain: nobody may get it, and drain may have swept already.
-          await withTimeout(sandbox.destroy(), Math.max(1, (drainDeadline ?? Date.now()) - Date.now()), 'destroy sandbox').catch(() => undefined);
+          await withTimeout(sandbox.destroy(), destroyTimeoutMs(), 'destroy sandbox').catch(() => undefined);
           throw new SandpoolError('SHUTTING_DOWN', 'the sandbox pool is shutting down');
         }
         const ms = Date.now() - started;

@@ -51,15 +51,7 @@ export function createMemoryState(options: MemoryStateOptions): SharedState {
   const announced = new Set<string>();
   const pending = new Map<string, Map<string, PendingCall>>();
   const livePending = (userId: string): PendingCall[] => [...(pending.get(userId)?.values() ?? [])].filter((c) => c.expiresAtMs > Date.now());
-  const liveOwner = (userId: string): string | undefined => {
-    const o = owners.get(userId);
-    if (!o) return undefined;
-    if (o.expiresAt <= Date.now()) {
-      owners.delete(userId);
-      return undefined;
-    }
-    return o.replica;
-  };
+  const liveOwner = (userId: string): string | undefined => fresh(owners, userId)?.replica;
   return {
     kind: 'memory',
     limiter: createMemoryRequestLimiter(options.maxRequestsPerUser),
