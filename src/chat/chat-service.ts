@@ -69,12 +69,12 @@ export interface ChatService {
 
 const messageSchema = z.union([
   z.string(),
-  z.object({ text: z.string({ invalid_type_error: 'text must be a string', required_error: 'text is required' }), sessionId: z.string().max(128).optional() }),
+  z.object({ text: z.string({ error: (i) => (i.input === undefined ? 'text is required' : 'text must be a string') }), sessionId: z.string().max(128).optional() }),
 ]);
 
 const approvalSchema = z.object({
-  callId: z.string({ invalid_type_error: 'callId must be a string', required_error: 'callId is required' }).min(1).max(128),
-  approved: z.boolean({ invalid_type_error: 'approved must be true or false', required_error: 'approved is required' }),
+  callId: z.string({ error: (i) => (i.input === undefined ? 'callId is required' : 'callId must be a string') }).min(1).max(128),
+  approved: z.boolean({ error: (i) => (i.input === undefined ? 'approved is required' : 'approved must be true or false') }),
 });
 
 function badRequest(error: z.ZodError, what: string): SandpoolError {
