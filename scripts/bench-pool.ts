@@ -46,7 +46,7 @@ function makePool(enabled: boolean, minSize: number): ContainerPool {
     runtime,
     pool: { ...base.pool, enabled, minSize },
     sandbox: base.sandbox,
-    replicaId: base.replicaId,
+    replicaId: base.server.replicaId,
     logger,
   });
 }

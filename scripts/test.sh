@@ -9,4 +9,4 @@ npx tsc -p .
 mkdir -p test-output
 # Test files run one after another: they share one Docker engine and two cores,
 # and parallel container churn would only make each of them slower.
-exec node --test --test-concurrency=1 --test-reporter=spec "$@" $(ls dist/test/*.test.js)
+exec node --test --test-concurrency=1 --test-reporter=spec "$@" $(ls dist/test/unit/*.test.js dist/test/integration/*.test.js)

@@ -68,8 +68,8 @@ function createProvider(config: Config): LlmProvider {
   return createLlmProvider({
     provider: config.llm.provider,
     // Config already refused a missing key where the provider needs one.
-    apiKey: config.llm.apiKey ?? 'unused',
-    baseUrl: config.llm.baseUrl,
+    apiKey: config.llm[config.llm.provider].apiKey ?? 'unused',
+    baseUrl: config.llm[config.llm.provider].baseUrl,
     model: config.llm.model,
     timeoutMs: config.llm.timeoutMs,
   });
@@ -118,10 +118,10 @@ function redactUrl(url: string): string {
 /** Composition root: wires config, runtime, shared state, pool, sweeper, heartbeat, chat, HTTP and Socket.IO, and starts listening. */
 export async function createSandpool(config: Config, options: SandpoolOptions = {}): Promise<Sandpool> {
   const startedAtMs = Date.now();
-  const logger = options.logger ?? createLogger({ level: config.logLevel, replicaId: config.replicaId });
+  const logger = options.logger ?? createLogger({ level: config.server.logLevel, replicaId: config.server.replicaId });
   const runtime = await selectRuntime({
     mode: config.pool.runtime,
-    production: config.nodeEnv === 'production',
+    production: config.server.nodeEnv === 'production',
     dockerSocket: config.docker.socketPath,
     logger,
   });
@@ -147,7 +147,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   // Metrics read the pool lazily, so the registry can exist before the pool.
   let pool: ContainerPool | undefined;
   const metrics = createMetrics({
-    replicaId: config.replicaId,
+    replicaId: config.server.replicaId,
     poolStats: () => pool!.stats(),
     chat: () =>
       realtime && chat && sessions
@@ -158,7 +158,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     runtime,
     pool: config.pool,
     sandbox: config.sandbox,
-    replicaId: config.replicaId,
+    replicaId: config.server.replicaId,
     logger,
     observer: metrics.poolObserver,
   });
@@ -169,7 +169,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   let heartbeat: Heartbeat | undefined;
   const sweeper = createOrphanSweeper({
     runtime,
-    replicaId: config.replicaId,
+    replicaId: config.server.replicaId,
     owner: ownerLabel(),
     ownedIds: () => thePool.ownedIds(),
     logger,
@@ -184,17 +184,17 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     chat: config.chat,
     pool: thePool,
     owners: state.owners,
-    replicaId: config.replicaId,
+    replicaId: config.server.replicaId,
     // Outlives its replica on purpose: liveness comes from heartbeats, and a
     // survivor that finds a dead owner can tell the user their sandbox is gone.
     ownerTtlMs: config.chat.sessionIdleTimeoutMs + config.cluster.heartbeatIntervalMs * 3,
-    isReplicaLive: async (id) => (heartbeat ? heartbeat.checkLive(id) : id === config.replicaId),
+    isReplicaLive: async (id) => (heartbeat ? heartbeat.checkLive(id) : id === config.server.replicaId),
     logger,
   });
   sessions = theSessions;
   const theHeartbeat = createHeartbeat({
     state,
-    replicaId: config.replicaId,
+    replicaId: config.server.replicaId,
     startedAtMs,
     intervalMs: config.cluster.heartbeatIntervalMs,
     snapshot: () => ({ ...thePool.stats(), connections: realtime?.connections() ?? 0, sessions: theSessions.count() }),
@@ -227,7 +227,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
 
   const http = createHttpApp({
     webRoot: webRoot(),
-    replicaId: config.replicaId,
+    replicaId: config.server.replicaId,
     startedAtMs,
     logger,
     metrics,
@@ -235,20 +235,20 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     clusterStats: async () => {
       const live = await theHeartbeat.live();
       // This replica's own numbers fresh, the others' as of their last beat.
-      const own = { ...thePool.stats(), replica: config.replicaId, connections: realtime?.connections() ?? 0, sessions: theSessions.count() };
-      return [own, ...live.filter((r) => r.replica !== config.replicaId)];
+      const own = { ...thePool.stats(), replica: config.server.replicaId, connections: realtime?.connections() ?? 0, sessions: theSessions.count() };
+      return [own, ...live.filter((r) => r.replica !== config.server.replicaId)];
     },
     notReadyReasons,
   });
 
   const server: ServerType = await new Promise((resolve, reject) => {
-    const s = serve({ fetch: http.fetch, port: config.port, hostname: config.host }, () => resolve(s));
+    const s = serve({ fetch: http.fetch, port: config.server.port, hostname: config.server.host }, () => resolve(s));
     s.once('error', reject);
   });
   realtime = attachRealtime({
     httpServer: server as HttpServer,
     chat: () => theChat,
-    replicaId: config.replicaId,
+    replicaId: config.server.replicaId,
     adapter: redis ? createAdapter(redis.pub, redis.sub, { key: `${config.cluster.redisKeyPrefix}socket.io`, requestsTimeout: 5_000 }) : undefined,
     authenticate: createAuthenticator(config.auth.secret),
     logger,
@@ -260,7 +260,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   const theRealtime = realtime;
   const theChat = createChatService({
     chat: config.chat,
-    replicaId: config.replicaId,
+    replicaId: config.server.replicaId,
     provider,
     pool: thePool,
     sessions: theSessions,
@@ -274,15 +274,15 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   });
   chat = theChat;
   const port = (server.address() as AddressInfo).port;
-  const url = `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}`;
-  logger.info({ url, replica: config.replicaId, runtime: runtime.kind }, 'sandpool listening');
+  const url = `http://${config.server.host === '0.0.0.0' ? '127.0.0.1' : config.server.host}:${port}`;
+  logger.info({ url, replica: config.server.replicaId, runtime: runtime.kind }, 'sandpool listening');
 
   if (options.warmTimeoutMs) await thePool.whenWarm(options.warmTimeoutMs);
 
   let stopped: Promise<void> | undefined;
   async function stop(reason = 'stop requested'): Promise<void> {
     stopping = true;
-    const budget = config.shutdownTimeoutMs;
+    const budget = config.server.shutdownTimeoutMs;
     const deadline = Date.now() + budget;
     const left = (): number => Math.max(100, deadline - Date.now());
     logger.info({ reason, budgetMs: budget }, 'shutting down');
@@ -365,7 +365,7 @@ async function runMain(): Promise<void> {
   // removed, not orphaned), then exit non-zero for the supervisor to restart us.
   process.on('uncaughtException', (err) => {
     app.logger.fatal({ err: errorMessage(err), stack: err.stack }, 'uncaught exception: shutting down');
-    const exit = setTimeout(() => process.exit(1), app.config.shutdownTimeoutMs + 1_000);
+    const exit = setTimeout(() => process.exit(1), app.config.server.shutdownTimeoutMs + 1_000);
     exit.unref();
     void app.stop('uncaught exception').finally(() => process.exit(1));
   });

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import type { ChatConfig } from '../config/config.js';
-import { SandpoolError, errorMessage, toSandpoolError } from '../errors.js';
+import type { ChatSettings } from './settings.js';
+import { SandpoolError, errorMessage, toErrorBody, toSandpoolError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { runAgent } from '../agent/agent-loop.js';
 import type { LlmProvider, ToolSpec } from '../agent/types.js';
@@ -86,7 +86,7 @@ function badRequest(error: z.ZodError, what: string): SandpoolError {
 const MAX_HISTORY_MESSAGES = 60;
 
 export function createChatService(options: {
-  chat: ChatConfig;
+  chat: ChatSettings;
   replicaId: string;
   provider: LlmProvider;
   pool: ContainerPool;
@@ -227,7 +227,7 @@ export function createChatService(options: {
       let e = toSandpoolError(err);
       if (stopping.signal.aborted) e = new SandpoolError('SHUTTING_DOWN', 'this replica is shutting down; please send the message again');
       if (e.code === 'INTERNAL') log.error({ err: e.message, requestId }, 'request failed');
-      emit(session.userId, 'request:error', { requestId, error: e.toJSON() });
+      emit(session.userId, 'request:error', { requestId, error: toErrorBody(e) });
       observer?.requestFinished?.(performance.now() - started, 'error');
     } finally {
       session.running--;

@@ -1,4 +1,4 @@
-import type { ChatConfig } from '../config/config.js';
+import type { ChatSettings } from './settings.js';
 import { SandpoolError, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ContainerPool, Lease } from '../pool/container-pool.js';
@@ -39,7 +39,7 @@ export interface SessionManager {
 
 /** Options of createSessionManager. */
 export interface SessionManagerOptions {
-  chat: ChatConfig;
+  chat: ChatSettings;
   pool: ContainerPool;
   owners: OwnershipStore;
   replicaId: string;

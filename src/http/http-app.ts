@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Hono } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { SandpoolError, toSandpoolError, type ErrorCode } from '../errors.js';
+import { SandpoolError, toErrorBody, toSandpoolError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { PoolStats } from '../pool/container-pool.js';
@@ -18,6 +18,7 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   LLM_FAILED: 502,
   NOT_FOUND: 404,
   SHUTTING_DOWN: 503,
+  CANCELLED: 409,
   INTERNAL: 500,
 };
 
@@ -105,7 +106,7 @@ export function createHttpApp(deps: HttpDeps): Hono {
   app.onError((err, c) => {
     const e = toSandpoolError(err);
     if (e.code === 'INTERNAL') deps.logger.error({ err: err.message, path: c.req.path }, 'request failed');
-    return c.json({ error: e.toJSON() }, STATUS[e.code]);
+    return c.json({ error: toErrorBody(e) }, STATUS[e.code]);
   });
 
   return app;

@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type genericPool from 'generic-pool';
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
-import type { PoolConfig, SandboxLimits } from '../config/config.js';
+import type { PoolSettings, SandboxLimits } from './settings.js';
 import { SandpoolError, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { startSandbox, type Sandbox } from '../mcp/sandbox.js';
@@ -76,7 +76,7 @@ export interface ContainerPool {
 /** Options of createContainerPool. */
 export interface ContainerPoolOptions {
   runtime: ContainerRuntime;
-  pool: PoolConfig;
+  pool: PoolSettings;
   sandbox: SandboxLimits;
   replicaId: string;
   logger: Logger;

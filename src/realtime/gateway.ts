@@ -1,7 +1,7 @@
 import type { Server as HttpServer, IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Server, type Socket } from 'socket.io';
-import { SandpoolError, toSandpoolError, type ErrorCode } from '../errors.js';
+import { SandpoolError, toErrorBody, toSandpoolError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ChatService, ServerEvents } from '../chat/chat-service.js';
 import type { ClusterBus } from '../chat/cluster-bus.js';
@@ -104,7 +104,7 @@ function refuseHandshakesWhile(server: HttpServer, draining: () => boolean, log:
 /** The second of the two places errors become responses (the first: Hono onError). */
 function ackError(ack: unknown, err: unknown): SandpoolError {
   const e = toSandpoolError(err);
-  if (typeof ack === 'function') (ack as Ack)({ ok: false, error: e.toJSON() });
+  if (typeof ack === 'function') (ack as Ack)({ ok: false, error: toErrorBody(e) });
   return e;
 }
 
@@ -137,7 +137,7 @@ export function attachRealtime(options: RealtimeOptions): { io: SandpoolIo; bus:
         const e = toSandpoolError(err);
         options.onRejected?.(e.code);
         const error = new Error(e.code) as Error & { data: { code: string; message: string } };
-        error.data = e.toJSON();
+        error.data = toErrorBody(e);
         next(error);
       });
   });
@@ -152,7 +152,7 @@ export function attachRealtime(options: RealtimeOptions): { io: SandpoolIo; bus:
         // Only a race with MAX_SESSIONS gets here (the middleware checked it).
         const e = toSandpoolError(err);
         options.onRejected?.(e.code);
-        socket.emit('request:error', { requestId: null, error: e.toJSON() });
+        socket.emit('request:error', { requestId: null, error: toErrorBody(e) });
         socket.disconnect(true);
       },
     );
@@ -196,7 +196,7 @@ export function attachRealtime(options: RealtimeOptions): { io: SandpoolIo; bus:
         (err: unknown) => {
           const e = ackError(ack, err);
           // No ack to answer: the protocol still never leaves a refusal silent.
-          if (typeof ack !== 'function') socket.emit('request:error', { requestId: null, error: e.toJSON() });
+          if (typeof ack !== 'function') socket.emit('request:error', { requestId: null, error: toErrorBody(e) });
         },
       );
     });
@@ -221,7 +221,7 @@ export function attachRealtime(options: RealtimeOptions): { io: SandpoolIo; bus:
       if (msg.target !== options.replicaId) return ack(null);
       chat().handleMessage(msg.userId, msg.payload, { forwarded: true }).then(
         ({ requestId, sessionId }) => ack({ ok: true, requestId, sessionId }),
-        (err: unknown) => ack({ ok: false, error: toSandpoolError(err).toJSON() }),
+        (err: unknown) => ack({ ok: false, error: toErrorBody(err) }),
       );
     });
     io.on('sandpool:approval', (msg, ack) => {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import type { ChatMessage } from '../agent/types.js';
+import { trimHistory, type ChatMessage } from '../model/conversation.js';
 import { createMemoryRequestLimiter } from './request-limiter.js';
-import { trimHistory, type PendingCall, type ReplicaRecord, type SharedState } from './types.js';
+import type { PendingCall, ReplicaRecord, SharedState } from './types.js';
 
 /** Options of createMemoryState. */
 export interface MemoryStateOptions {

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import type { ChatMessage } from '../agent/types.js';
+import { trimHistory, type ChatMessage } from '../model/conversation.js';
 import type { RequestLimiter } from './request-limiter.js';
-import { trimHistory, type PendingCall, type ReplicaRecord, type SharedState } from './types.js';
+import type { PendingCall, ReplicaRecord, SharedState } from './types.js';
 
 /** Options of createRedisState. */
 export interface RedisStateOptions {

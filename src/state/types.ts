@@ -1,4 +1,5 @@
-import type { ChatMessage } from '../agent/types.js';
+import type { ChatMessage } from '../model/conversation.js';
+import type { PendingToolCall } from '../protocol/events.js';
 import type { RequestLimiter } from './request-limiter.js';
 
 export type { RequestLimiter };
@@ -13,12 +14,7 @@ export interface ConversationStore {
 }
 
 /** A tool call waiting for its user's decision, as every replica can see it. */
-export interface PendingCall {
-  requestId: string;
-  callId: string;
-  tool: string;
-  arguments: Record<string, unknown>;
-  expiresAtMs: number;
+export interface PendingCall extends PendingToolCall {
   /** The replica running the request (the one that can decide it). */
   replica: string;
 }
@@ -78,10 +74,3 @@ export interface SharedState {
   close(): Promise<void>;
 }
 
-/** Trims a history to at most `max` messages, cutting at a user turn so no tool result loses its call. */
-export function trimHistory(history: ChatMessage[], max: number): ChatMessage[] {
-  if (history.length <= max) return history;
-  let cut = history.length - max;
-  while (cut < history.length && history[cut]?.role !== 'user') cut++;
-  return history.slice(cut);
-}

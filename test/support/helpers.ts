@@ -3,9 +3,9 @@ import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { io as connectIo, type Socket as ClientSocket } from 'socket.io-client';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { loadConfig, type Config } from '../src/config/config.js';
-import { createLogger, type Logger } from '../src/logger.js';
-import { freePort } from '../src/util/free-port.js';
+import { loadConfig, type Config } from '../../src/config/config.js';
+import { createLogger, type Logger } from '../../src/logger.js';
+import { freePort } from '../../src/util/free-port.js';
 
 export { freePort };
 

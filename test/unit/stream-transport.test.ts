@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { PassThrough, Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
-import { StreamTransport } from '../src/mcp/stream-transport.js';
+import { StreamTransport } from '../../src/mcp/stream-transport.js';
 
 describe('StreamTransport', () => {
   it('splits newline-delimited JSON-RPC across chunk boundaries and reports stray lines without stopping', async () => {

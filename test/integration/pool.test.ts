@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import type { Config } from '../src/config/config.js';
-import { SandpoolError } from '../src/errors.js';
-import { createContainerPool, type ContainerPool, type Lease } from '../src/pool/container-pool.js';
-import { createDockerRuntime } from '../src/runtime/docker-runtime.js';
-import { LABELS, type ContainerRuntime, type SandboxProcess, type SandboxSpec } from '../src/runtime/types.js';
-import { sleep } from '../src/util/async.js';
-import { dockerInspect, dockerPs, execFileAsync, testConfig, testLogger, textOf, waitFor } from './helpers.js';
+import type { Config } from '../../src/config/config.js';
+import { SandpoolError } from '../../src/errors.js';
+import { createContainerPool, type ContainerPool, type Lease } from '../../src/pool/container-pool.js';
+import { createDockerRuntime } from '../../src/runtime/docker-runtime.js';
+import { LABELS, type ContainerRuntime, type SandboxProcess, type SandboxSpec } from '../../src/runtime/types.js';
+import { sleep } from '../../src/util/async.js';
+import { dockerInspect, dockerPs, execFileAsync, testConfig, testLogger, textOf, waitFor } from '../support/helpers.js';
 
 const runtime = createDockerRuntime();
 const pools: ContainerPool[] = [];
@@ -20,7 +20,7 @@ interface PoolExtras {
 }
 
 function makePool(cfg: Config, extra: PoolExtras = {}): ContainerPool {
-  const pool = createContainerPool({ runtime, pool: cfg.pool, sandbox: cfg.sandbox, replicaId: cfg.replicaId, logger: testLogger(), ...extra });
+  const pool = createContainerPool({ runtime, pool: cfg.pool, sandbox: cfg.sandbox, replicaId: cfg.server.replicaId, logger: testLogger(), ...extra });
   pools.push(pool);
   pool.start();
   return pool;
@@ -62,7 +62,7 @@ describe('ContainerPool on a real Docker engine', () => {
     const pool = makePool(cfg);
     assert.equal(await pool.whenWarm(30_000), true);
     assert.equal(pool.stats().idle, 2);
-    assert.deepEqual(await dockerPs({ [LABELS.replica]: cfg.replicaId }).then((ids) => ids.length), 2);
+    assert.deepEqual(await dockerPs({ [LABELS.replica]: cfg.server.replicaId }).then((ids) => ids.length), 2);
 
     const lease = await pool.acquire();
     const toolNames = lease.sandbox.tools.map((t) => t.name);
@@ -87,10 +87,10 @@ describe('ContainerPool on a real Docker engine', () => {
     const id = lease.sandbox.id;
     assert.equal(pool.stats().active, 1);
     await lease.release();
-    assert.equal((await dockerPs({ [LABELS.replica]: cfg.replicaId })).includes(id), false, 'released container still exists');
+    assert.equal((await dockerPs({ [LABELS.replica]: cfg.server.replicaId })).includes(id), false, 'released container still exists');
     await assert.rejects(dockerInspect(id), /No such/i);
     await waitFor('pool back to 2 idle', () => pool.stats().idle === 2 && pool.stats().active === 0);
-    const ids = await dockerPs({ [LABELS.replica]: cfg.replicaId });
+    const ids = await dockerPs({ [LABELS.replica]: cfg.server.replicaId });
     assert.equal(ids.length, 2);
     assert.equal(ids.includes(id), false);
   });
@@ -166,7 +166,7 @@ describe('ContainerPool on a real Docker engine', () => {
     assert.ok(stats.consecutiveFailures >= 1);
     assert.match(stats.lastError ?? '', /sandpool-does-not-exist/);
     await expectCode(pool.acquire(), 'SANDBOX_FAILED');
-    assert.equal((await dockerPs({ [LABELS.replica]: cfg.replicaId })).length, 0, 'failed creates left containers behind');
+    assert.equal((await dockerPs({ [LABELS.replica]: cfg.server.replicaId })).length, 0, 'failed creates left containers behind');
   });
 
   it('fails every waiter with SANDBOX_FAILED, well within the acquire timeout, when starts keep failing', async () => {
@@ -209,7 +209,7 @@ describe('ContainerPool on a real Docker engine', () => {
     // wants it idle, so it is removed: only the two leased containers remain.
     const leasedIds = leases.map((l) => l.sandbox.id).sort();
     await waitFor('the unwanted sandbox removed', async () => {
-      const ids = (await dockerPs({ [LABELS.replica]: cfg.replicaId })).sort();
+      const ids = (await dockerPs({ [LABELS.replica]: cfg.server.replicaId })).sort();
       return pool.stats().idle === 0 && pool.stats().creating === 0 && JSON.stringify(ids) === JSON.stringify(leasedIds);
     });
     await Promise.all(leases.map((l) => l.release()));
@@ -254,7 +254,7 @@ describe('ContainerPool on a real Docker engine', () => {
     // Not kept idle for POOL_IDLE_TIMEOUT_MS (15 min): nobody is waiting for it.
     await waitFor('the late sandbox removed', async () => {
       const s = pool.stats();
-      return s.idle === 0 && s.destroyed === 1 && (await dockerPs({ [LABELS.replica]: cfg.replicaId })).length === 0;
+      return s.idle === 0 && s.destroyed === 1 && (await dockerPs({ [LABELS.replica]: cfg.server.replicaId })).length === 0;
     });
   });
 
@@ -287,7 +287,7 @@ describe('ContainerPool on a real Docker engine', () => {
     assert.equal(s.idle, 1);
     assert.equal(s.destroyed, 1, 'more than the one spare above min was removed');
     assert.equal(s.created, 3, 'the pool had to refill after trimming');
-    assert.equal((await dockerPs({ [LABELS.replica]: cfg.replicaId })).length, 2);
+    assert.equal((await dockerPs({ [LABELS.replica]: cfg.server.replicaId })).length, 2);
     await held.release();
   });
 
@@ -344,7 +344,7 @@ describe('ContainerPool on a real Docker engine', () => {
       assert.equal(s.idle + s.active, 0);
     } finally {
       openGate();
-      await waitFor('the containers removed once destroy returns', async () => (await dockerPs({ [LABELS.replica]: cfg.replicaId })).length === 0);
+      await waitFor('the containers removed once destroy returns', async () => (await dockerPs({ [LABELS.replica]: cfg.server.replicaId })).length === 0);
     }
   });
 
@@ -369,7 +369,7 @@ describe('ContainerPool on a real Docker engine', () => {
     const cfg = testConfig({ POOL_MIN_SIZE: '2' });
     const pool = makePool(cfg);
     await pool.whenWarm(30_000);
-    const ids = await dockerPs({ [LABELS.replica]: cfg.replicaId });
+    const ids = await dockerPs({ [LABELS.replica]: cfg.server.replicaId });
     assert.equal(ids.length, 2);
     await execFileAsync('docker', ['kill', ...ids]);
     // Acquire right away, before the pool can notice by itself.
@@ -379,7 +379,7 @@ describe('ContainerPool on a real Docker engine', () => {
     assert.notEqual(res.isError, true);
     await lease.release();
     await waitFor('killed containers removed and pool refilled', async () => {
-      const now = await dockerPs({ [LABELS.replica]: cfg.replicaId });
+      const now = await dockerPs({ [LABELS.replica]: cfg.server.replicaId });
       return now.every((id) => !ids.includes(id)) && pool.stats().idle === 2;
     });
   });
@@ -388,11 +388,11 @@ describe('ContainerPool on a real Docker engine', () => {
     const cfg = testConfig({ POOL_MIN_SIZE: '1' });
     const pool = makePool(cfg);
     await pool.whenWarm(30_000);
-    const [id] = await dockerPs({ [LABELS.replica]: cfg.replicaId });
+    const [id] = await dockerPs({ [LABELS.replica]: cfg.server.replicaId });
     assert.ok(id);
     await execFileAsync('docker', ['kill', id]);
     await waitFor('dead idle sandbox evicted and replaced', async () => {
-      const now = await dockerPs({ [LABELS.replica]: cfg.replicaId });
+      const now = await dockerPs({ [LABELS.replica]: cfg.server.replicaId });
       return !now.includes(id) && now.length === 1 && pool.stats().idle === 1;
     });
   });
@@ -407,14 +407,14 @@ describe('ContainerPool on a real Docker engine', () => {
     assert.match(err.message, /exited with code 137|closed|gone/);
     assert.equal(lease.sandbox.isUsable(), false);
     await lease.release();
-    await waitFor('dead leased container removed', async () => !(await dockerPs({ [LABELS.replica]: cfg.replicaId })).includes(lease.sandbox.id));
+    await waitFor('dead leased container removed', async () => !(await dockerPs({ [LABELS.replica]: cfg.server.replicaId })).includes(lease.sandbox.id));
   });
 
   it('runs every container hardened and labelled', async () => {
     const cfg = testConfig({ POOL_MIN_SIZE: '1', SANDBOX_MEMORY_MB: '200', SANDBOX_CPUS: '0.75', SANDBOX_PIDS_LIMIT: '50' });
     const pool = makePool(cfg);
     await pool.whenWarm(30_000);
-    const [id] = await dockerPs({ [LABELS.replica]: cfg.replicaId });
+    const [id] = await dockerPs({ [LABELS.replica]: cfg.server.replicaId });
     assert.ok(id);
     const info = await dockerInspect(id);
     assert.equal(info.HostConfig.NetworkMode, 'none');
@@ -429,7 +429,7 @@ describe('ContainerPool on a real Docker engine', () => {
     assert.equal(info.Config.User, '1000:1000');
     const labels = info.Config.Labels;
     assert.equal(labels[LABELS.app], 'sandpool');
-    assert.equal(labels[LABELS.replica], cfg.replicaId);
+    assert.equal(labels[LABELS.replica], cfg.server.replicaId);
     assert.equal(labels[LABELS.pool], 'default');
     assert.ok(Math.abs(Number(labels[LABELS.created]) - Date.now()) < 120_000, `created label ${labels[LABELS.created]}`);
     // And the hardening holds from inside: no network, read-only root, not root.
@@ -449,14 +449,14 @@ describe('ContainerPool on a real Docker engine', () => {
     const pool = makePool(cfg);
     assert.equal(await pool.whenWarm(1000), true);
     assert.equal(pool.stats().idle, 0);
-    assert.equal((await dockerPs({ [LABELS.replica]: cfg.replicaId })).length, 0);
+    assert.equal((await dockerPs({ [LABELS.replica]: cfg.server.replicaId })).length, 0);
     const lease = await pool.acquire();
     assert.equal((await lease.callTool('list_directory', { path: '/workspace' })).isError, undefined);
     assert.equal(pool.stats().active, 1);
     await lease.release();
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(pool.stats().idle, 0);
-    assert.equal((await dockerPs({ [LABELS.replica]: cfg.replicaId })).length, 0);
+    assert.equal((await dockerPs({ [LABELS.replica]: cfg.server.replicaId })).length, 0);
   });
 
   it('bounds concurrent sandbox starts to POOL_CREATE_CONCURRENCY and still serves every waiter', async () => {
@@ -478,7 +478,7 @@ describe('ContainerPool on a real Docker engine', () => {
       },
     };
     const cfg = testConfig({ POOL_MIN_SIZE: '0', POOL_MAX_SIZE: '6', POOL_CREATE_CONCURRENCY: '2' });
-    const pool = createContainerPool({ runtime: counting, pool: cfg.pool, sandbox: cfg.sandbox, replicaId: cfg.replicaId, logger: testLogger() });
+    const pool = createContainerPool({ runtime: counting, pool: cfg.pool, sandbox: cfg.sandbox, replicaId: cfg.server.replicaId, logger: testLogger() });
     pools.push(pool);
     pool.start();
     const leases = await Promise.all(Array.from({ length: 6 }, () => pool.acquire()));
@@ -494,7 +494,7 @@ describe('ContainerPool on a real Docker engine', () => {
     await pool.whenWarm(30_000);
     const lease = await pool.acquire();
     await pool.drain(20_000);
-    assert.deepEqual(await dockerPs({ [LABELS.replica]: cfg.replicaId }), []);
+    assert.deepEqual(await dockerPs({ [LABELS.replica]: cfg.server.replicaId }), []);
     await expectCode(pool.acquire(), 'SHUTTING_DOWN');
     await expectCode(lease.callTool('list_directory', { path: '/workspace' }), 'SANDBOX_FAILED');
     const s = pool.stats();

@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import type { ChatMessage } from '../src/agent/types.js';
-import { createMemoryState } from '../src/state/memory-state.js';
-import { createRedisState } from '../src/state/redis-state.js';
-import type { SharedState } from '../src/state/types.js';
-import { startRedis, type RedisServer } from './helpers.js';
+import type { ChatMessage } from '../../src/model/conversation.js';
+import { createMemoryState } from '../../src/state/memory-state.js';
+import { createRedisState } from '../../src/state/redis-state.js';
+import type { SharedState } from '../../src/state/types.js';
+import { startRedis, type RedisServer } from '../support/helpers.js';
 
 /**
  * One contract, two implementations: whatever passes here for memory must

@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { Config } from '../src/config/config.js';
-import { createContainerPool, type ContainerPool } from '../src/pool/container-pool.js';
-import { createDockerRuntime } from '../src/runtime/docker-runtime.js';
-import { execFileAsync, testConfig, testLogger, textOf } from './helpers.js';
+import type { Config } from '../../src/config/config.js';
+import { createContainerPool, type ContainerPool } from '../../src/pool/container-pool.js';
+import { createDockerRuntime } from '../../src/runtime/docker-runtime.js';
+import { execFileAsync, testConfig, testLogger, textOf } from '../support/helpers.js';
 
 const ECHO_IMAGE = 'sandpool-test-echo-mcp:latest';
 const pools: ContainerPool[] = [];
 
 function makePool(cfg: Config): ContainerPool {
-  const pool = createContainerPool({ runtime: createDockerRuntime(), pool: cfg.pool, sandbox: cfg.sandbox, replicaId: cfg.replicaId, logger: testLogger() });
+  const pool = createContainerPool({ runtime: createDockerRuntime(), pool: cfg.pool, sandbox: cfg.sandbox, replicaId: cfg.server.replicaId, logger: testLogger() });
   pools.push(pool);
   pool.start();
   return pool;

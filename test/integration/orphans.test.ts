@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import os from 'node:os';
 import { after, describe, it } from 'node:test';
-import { createSandpool } from '../src/main.js';
-import { createOrphanSweeper } from '../src/orphans/orphan-sweeper.js';
-import { createDockerRuntime } from '../src/runtime/docker-runtime.js';
-import { LABELS } from '../src/runtime/types.js';
-import { dockerPs, execFileAsync, spawnReplica, testConfig, testLogger, uniqueReplica, waitFor } from './helpers.js';
+import { createSandpool } from '../../src/main.js';
+import { createOrphanSweeper } from '../../src/orphans/orphan-sweeper.js';
+import { createDockerRuntime } from '../../src/runtime/docker-runtime.js';
+import { LABELS } from '../../src/runtime/types.js';
+import { dockerPs, execFileAsync, spawnReplica, testConfig, testLogger, uniqueReplica, waitFor } from '../support/helpers.js';
 
 const created: string[] = [];
 

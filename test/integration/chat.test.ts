@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT } from 'jose';
-import { createSandpool, type Sandpool } from '../src/main.js';
-import { LABELS } from '../src/runtime/types.js';
-import { createMemoryState } from '../src/state/memory-state.js';
-import { connectUser, dockerPs, emitAck, nextEvent, testConfig, waitFor, type ClientSocket } from './helpers.js';
+import { createSandpool, type Sandpool } from '../../src/main.js';
+import { LABELS } from '../../src/runtime/types.js';
+import { createMemoryState } from '../../src/state/memory-state.js';
+import { connectUser, dockerPs, emitAck, nextEvent, testConfig, waitFor, type ClientSocket } from '../support/helpers.js';
 
 interface ToolRequest {
   requestId: string;
@@ -199,7 +199,7 @@ describe('chat gateway (real server, socket.io-client, Docker pool)', () => {
   it('frees the slots of a user who disconnects mid-request and destroys the sandbox after the grace period', async () => {
     const s = await user(app, 'leaver');
     await converse(s, 'write "x" to /workspace/x.txt');
-    const sandboxes = await dockerPs({ [LABELS.replica]: app.config.replicaId });
+    const sandboxes = await dockerPs({ [LABELS.replica]: app.config.server.replicaId });
     const activeBefore = (await stats(app)).active;
     assert.ok(activeBefore >= 1);
     for (let i = 0; i < 5; i++) await emitAck(s, 'message', 'read /workspace/x.txt');
@@ -208,7 +208,7 @@ describe('chat gateway (real server, socket.io-client, Docker pool)', () => {
     await waitFor('the sandbox released after the grace period', async () => (await stats(app)).active === activeBefore - 1, 10_000);
     // The leaver's container is gone and the books match the engine once spares are refilled.
     await waitFor('containers to match the stats', async () => {
-      const now = await dockerPs({ [LABELS.replica]: app.config.replicaId });
+      const now = await dockerPs({ [LABELS.replica]: app.config.server.replicaId });
       const s2 = await stats(app);
       return now.length === s2.idle + s2.active && sandboxes.some((id) => !now.includes(id));
     });
@@ -382,7 +382,7 @@ describe('approval timeout, idle release and shutdown', () => {
     assert.equal((await errP).error.code, 'SHUTTING_DOWN');
     // A transport-level close: Socket.IO clients reconnect by themselves (to a survivor).
     assert.equal(await reason, 'transport close');
-    assert.deepEqual(await dockerPs({ [LABELS.replica]: app.config.replicaId }), []);
+    assert.deepEqual(await dockerPs({ [LABELS.replica]: app.config.server.replicaId }), []);
   });
 });
 

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createSandpool, type Sandpool } from '../src/main.js';
-import { FakeServer, openAiChunk, sendJson, sendSse } from './fake-llm-server.js';
-import { connectUser, emitAck, nextEvent, testConfig, type ClientSocket } from './helpers.js';
+import { createSandpool, type Sandpool } from '../../src/main.js';
+import { FakeServer, openAiChunk, sendJson, sendSse } from '../support/fake-llm-server.js';
+import { connectUser, emitAck, nextEvent, testConfig, type ClientSocket } from '../support/helpers.js';
 
 const chunk = (delta: Record<string, unknown>, finish: string | null = null): Record<string, unknown> => openAiChunk(delta, finish, 'fake-model');
 

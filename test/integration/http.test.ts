@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { createSandpool, type Sandpool } from '../src/main.js';
-import { LABELS } from '../src/runtime/types.js';
-import { dockerPs, spawnReplica, testConfig, uniqueReplica, waitFor } from './helpers.js';
+import { createSandpool, type Sandpool } from '../../src/main.js';
+import { LABELS } from '../../src/runtime/types.js';
+import { dockerPs, spawnReplica, testConfig, uniqueReplica, waitFor } from '../support/helpers.js';
 
 async function getJson(url: string): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(url);
@@ -21,7 +21,7 @@ describe('HTTP endpoints of a real replica', () => {
     const { status, body } = await getJson(`${app.url}/health`);
     assert.equal(status, 200);
     assert.equal(body.status, 'ok');
-    assert.equal(body.replica, app.config.replicaId);
+    assert.equal(body.replica, app.config.server.replicaId);
     assert.equal(typeof body.uptimeSeconds, 'number');
   });
 
@@ -40,7 +40,7 @@ describe('HTTP endpoints of a real replica', () => {
       { idle: body.idle, active: body.active, total: body.total, maxPoolSize: body.maxPoolSize, minPoolSize: body.minPoolSize, pending: body.pending },
       { idle: 2, active: 0, total: 2, maxPoolSize: 5, minPoolSize: 2, pending: 0 },
     );
-    assert.equal((await dockerPs({ [LABELS.replica]: app.config.replicaId })).length, 2);
+    assert.equal((await dockerPs({ [LABELS.replica]: app.config.server.replicaId })).length, 2);
 
     const lease = await app.pool.acquire();
     // The leased one is replaced: 1 active + 2 idle spares = 3 containers.
@@ -50,19 +50,19 @@ describe('HTTP endpoints of a real replica', () => {
     assert.equal(during.total, 3);
     assert.equal(during.acquired, 1);
     assert.equal(typeof (during.acquireLatencyMs as { p50: number }).p50, 'number');
-    assert.equal((await dockerPs({ [LABELS.replica]: app.config.replicaId })).length, 3);
+    assert.equal((await dockerPs({ [LABELS.replica]: app.config.server.replicaId })).length, 3);
     await lease.release();
     const afterRelease = (await getJson(`${app.url}/stats/pool`)).body;
     assert.equal(afterRelease.active, 0);
     assert.equal(afterRelease.total, 2);
-    assert.equal((await dockerPs({ [LABELS.replica]: app.config.replicaId })).length, 2);
+    assert.equal((await dockerPs({ [LABELS.replica]: app.config.server.replicaId })).length, 2);
   });
 
   it('GET /stats/pool?scope=cluster lists this replica and totals; a bad scope is a coded 400', async () => {
     const { body } = await getJson(`${app.url}/stats/pool?scope=cluster`);
     const replicas = body.replicas as Array<Record<string, unknown>>;
     assert.equal(replicas.length, 1);
-    assert.equal(replicas[0]?.replica, app.config.replicaId);
+    assert.equal(replicas[0]?.replica, app.config.server.replicaId);
     assert.equal((body.totals as Record<string, number>).idle, replicas[0]?.idle);
     const bad = await getJson(`${app.url}/stats/pool?scope=galaxy`);
     assert.equal(bad.status, 400);
@@ -74,7 +74,7 @@ describe('HTTP endpoints of a real replica', () => {
     assert.equal(res.status, 200);
     assert.match(res.headers.get('content-type') ?? '', /text\/plain/);
     const text = await res.text();
-    assert.match(text, new RegExp(`^sandpool_pool_idle\\{replica="${app.config.replicaId}"\\} 2$`, 'm'));
+    assert.match(text, new RegExp(`^sandpool_pool_idle\\{replica="${app.config.server.replicaId}"\\} 2$`, 'm'));
     assert.match(text, /^sandpool_pool_acquire_seconds_count\{replica="[^"]+"\} 1$/m);
     assert.match(text, /^# TYPE sandpool_pool_create_failures_total counter$/m);
   });
@@ -105,13 +105,13 @@ describe('shutdown', () => {
   it('stop() turns /ready to 503 first, then removes every container of the replica', async () => {
     const app = await createSandpool(testConfig({ POOL_MIN_SIZE: '2' }), { warmTimeoutMs: 30_000 });
     const lease = await app.pool.acquire();
-    assert.ok((await dockerPs({ [LABELS.replica]: app.config.replicaId })).length >= 2);
+    assert.ok((await dockerPs({ [LABELS.replica]: app.config.server.replicaId })).length >= 2);
     assert.deepEqual(app.notReadyReasons(), []);
     const stopping = app.stop('test');
     // Readiness flips before anything else happens, so a balancer stops sending users here.
     assert.deepEqual(app.notReadyReasons(), ['shutting down']);
     await stopping;
-    assert.deepEqual(await dockerPs({ [LABELS.replica]: app.config.replicaId }), []);
+    assert.deepEqual(await dockerPs({ [LABELS.replica]: app.config.server.replicaId }), []);
     assert.equal(app.pool.stats().ready, false);
     await assert.rejects(fetch(`${app.url}/health`), 'server still accepting after stop');
     assert.equal(lease.sandbox.isUsable(), false);

@@ -13,10 +13,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
-import { SandpoolError } from '../src/errors.js';
-import { createContainerPool, type ContainerPool, type Lease } from '../src/pool/container-pool.js';
-import { createDockerRuntime } from '../src/runtime/docker-runtime.js';
-import { execFileAsync, testConfig, testLogger, waitFor } from './helpers.js';
+import { SandpoolError } from '../../src/errors.js';
+import { createContainerPool, type ContainerPool, type Lease } from '../../src/pool/container-pool.js';
+import { createDockerRuntime } from '../../src/runtime/docker-runtime.js';
+import { execFileAsync, testConfig, testLogger, waitFor } from '../support/helpers.js';
 
 const RUN_DIR = '/run/sandpool-test-dockerd';
 const DATA_ROOT = '/var/lib/sandpool-test-dockerd';
@@ -150,7 +150,7 @@ describe('a Docker engine that stops and comes back', () => {
       runtime: createDockerRuntime({ socketPath: SOCKET }),
       pool: cfg.pool,
       sandbox: cfg.sandbox,
-      replicaId: cfg.replicaId,
+      replicaId: cfg.server.replicaId,
       logger: testLogger(),
       // Short backoff so the refill after the restart is quick to observe.
       backoffBaseMs: 100,

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
-import { createSandpool, type Sandpool } from '../src/main.js';
-import { testConfig, uniqueReplica } from './helpers.js';
+import { createSandpool, type Sandpool } from '../../src/main.js';
+import { testConfig, uniqueReplica } from '../support/helpers.js';
 
 const STEP_MS = 20_000;
 
@@ -81,7 +81,7 @@ describe('the chat page in a real browser', () => {
   });
 
   it('connects and shows replica, provider/model, tools and the in-flight limit from the session event', async () => {
-    await connectAs(page, userId, app.config.replicaId);
+    await connectAs(page, userId, app.config.server.replicaId);
     assert.equal(await page.locator('#error-line').isHidden(), true, 'the old error is cleared on connect');
     assert.equal(await text(page.locator('#session-model')), 'local · local-planner');
     assert.match(await text(page.locator('#tool-list')), /list_directory/);

@@ -4,8 +4,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { LABELS } from '../src/runtime/types.js';
-import { connectUser, dockerPs, emitAck, execFileAsync, freePort, nextEvent, startRedis, waitFor, type ClientSocket, type RedisServer } from './helpers.js';
+import { LABELS } from '../../src/runtime/types.js';
+import { connectUser, dockerPs, emitAck, execFileAsync, freePort, nextEvent, startRedis, waitFor, type ClientSocket, type RedisServer } from '../support/helpers.js';
 
 interface ClusterState {
   url: string;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createLocalPlanner } from '../src/agent/local-planner.js';
-import type { AssistantTurn, ToolSpec } from '../src/agent/types.js';
+import { createLocalPlanner } from '../../src/agent/local-planner.js';
+import type { AssistantTurn, ToolSpec } from '../../src/agent/types.js';
 
 const FILESYSTEM_TOOLS: ToolSpec[] = ['list_directory', 'read_text_file', 'write_file', 'search_files', 'directory_tree', 'create_directory'].map((name) => ({
   name,

@@ -2,16 +2,16 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
-import { createLogger } from '../src/logger.js';
-import { createSandpool } from '../src/main.js';
-import { createContainerPool } from '../src/pool/container-pool.js';
-import { createProcessRuntime } from '../src/runtime/process-runtime.js';
-import { testConfig, testLogger, textOf, waitFor } from './helpers.js';
+import { createLogger } from '../../src/logger.js';
+import { createSandpool } from '../../src/main.js';
+import { createContainerPool } from '../../src/pool/container-pool.js';
+import { createProcessRuntime } from '../../src/runtime/process-runtime.js';
+import { testConfig, testLogger, textOf, waitFor } from '../support/helpers.js';
 
 describe('process runtime (no Docker)', () => {
   it('serves the same lease API from a child process rooted in a temp dir, removed on release', async () => {
     const cfg = testConfig({ POOL_RUNTIME: 'process', POOL_MIN_SIZE: '1' });
-    const pool = createContainerPool({ runtime: createProcessRuntime(), pool: cfg.pool, sandbox: cfg.sandbox, replicaId: cfg.replicaId, logger: testLogger() });
+    const pool = createContainerPool({ runtime: createProcessRuntime(), pool: cfg.pool, sandbox: cfg.sandbox, replicaId: cfg.server.replicaId, logger: testLogger() });
     pool.start();
     try {
       assert.equal(await pool.whenWarm(20_000), true);
@@ -45,7 +45,7 @@ describe('process runtime (no Docker)', () => {
     const run = async (env: Record<string, string>): Promise<string[]> => {
       lines.length = 0;
       const cfg = testConfig({ POOL_RUNTIME: 'process', POOL_MIN_SIZE: '0', ...env });
-      const pool = createContainerPool({ runtime: createProcessRuntime({ logger }), pool: cfg.pool, sandbox: cfg.sandbox, replicaId: cfg.replicaId, logger });
+      const pool = createContainerPool({ runtime: createProcessRuntime({ logger }), pool: cfg.pool, sandbox: cfg.sandbox, replicaId: cfg.server.replicaId, logger });
       pool.start();
       try {
         const [a, b] = [await pool.acquire(), await pool.acquire()];

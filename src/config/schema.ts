@@ -1,0 +1,169 @@
+import os from 'node:os';
+import { EnvVarError, bool, custom, int, num, oneOf, optionalStr, optionalUrl, str, type EnvTree } from './env-var.js';
+
+/** The image pool/build.sh builds; POOL_IMAGE's default. */
+export const DEFAULT_POOL_IMAGE = 'sandpool-sandbox:latest';
+
+/** POOL_COMMAND: a JSON array of strings, or words split on whitespace. */
+function parseCommand(raw: string): string[] {
+  const text = raw.trim();
+  if (text.startsWith('[')) {
+    try {
+      const parsed: unknown = JSON.parse(text);
+      if (Array.isArray(parsed) && parsed.length > 0 && parsed.every((p) => typeof p === 'string')) return parsed as string[];
+    } catch {
+      /* reported below */
+    }
+    throw new EnvVarError('must be a JSON array of strings or space-separated words');
+  }
+  return text.split(/\s+/).filter(Boolean);
+}
+
+/** Section titles of .env.example, one per group of the schema, in order. */
+export const SECTIONS: Readonly<Record<keyof typeof schema, string>> = {
+  server: 'server',
+  chat: 'chat',
+  auth: 'identity',
+  llm: 'agent model',
+  cluster: 'replicas (shared state)',
+  pool: 'sandbox pool (the seed\'s variables)',
+  sandbox: 'sandbox limits (every container: no network, all caps dropped, no-new-privileges, read-only root, tmpfs /workspace and /tmp)',
+  docker: 'Docker engine',
+  orphans: 'orphan containers',
+};
+
+/**
+ * Every environment variable sandpool reads: the single source of the Config
+ * type, of each default, of the error messages, and of .env.example
+ * (`npm run env:example` writes it; a unit test checks it is current).
+ */
+export const schema = {
+  server: {
+    nodeEnv: oneOf('NODE_ENV', ['development', 'production', 'test'], {
+      default: 'development',
+      doc: 'development | production | test. production refuses the unisolated process runtime and a missing AUTH_SECRET.',
+    }),
+    port: int('PORT', { default: 3000, min: 0, max: 65535, doc: 'HTTP and Socket.IO port. 0 picks a free port.' }),
+    host: str('HOST', { default: '0.0.0.0', doc: 'Interface to bind.' }),
+    replicaId: str('REPLICA_ID', {
+      default: (env) => `${os.hostname()}-${env.PORT ?? '3000'}`.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 64),
+      defaultDoc: '<hostname>-<PORT>',
+      pattern: [/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 letters, digits, _ . -'],
+      doc: 'Name of this replica, stamped on its containers (label sandpool.replica). Give each replica its own.',
+    }),
+    logLevel: oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info', doc: 'Log level (pino).' }),
+    shutdownTimeoutMs: int('SHUTDOWN_TIMEOUT_MS', { default: 15_000, min: 100, doc: 'Upper bound on graceful shutdown: finish requests, drain the pool, remove containers (ms).' }),
+  },
+  chat: {
+    maxRequestsPerUser: int('MAX_REQUESTS_PER_USER', {
+      default: 5,
+      min: 1,
+      max: 1000,
+      doc: 'Requests in flight per user (from accepted until message:done / request:error, approval waits included); more are refused with TOO_MANY_REQUESTS.',
+    }),
+    sessionIdleTimeoutMs: int('SESSION_IDLE_TIMEOUT_MS', { default: 600_000, min: 1000, doc: 'A session\'s sandbox is destroyed after this long without activity (ms).' }),
+    disconnectGraceMs: int('SESSION_DISCONNECT_GRACE_MS', {
+      default: 30_000,
+      min: 0,
+      doc: 'After a user\'s last socket disconnects: cancel their requests and destroy the sandbox after this long (ms). A reconnect within it keeps everything.',
+    }),
+    toolApprovalTimeoutMs: int('TOOL_APPROVAL_TIMEOUT_MS', { default: 120_000, min: 100, doc: 'A tool call not approved within this long is refused (reported to the model) (ms).' }),
+    toolCallTimeoutMs: int('TOOL_CALL_TIMEOUT_MS', { default: 60_000, min: 100, doc: 'Bound on one tool call inside the sandbox (ms).' }),
+    maxMessageBytes: int('MAX_MESSAGE_BYTES', { default: 16_384, min: 16, max: 10_000_000, doc: 'Largest accepted message, in UTF-8 bytes (PAYLOAD_TOO_LARGE above).' }),
+    maxSessions: int('MAX_SESSIONS', { default: 2000, min: 1, doc: 'Users (sessions) per replica; more are refused at connect with TOO_MANY_REQUESTS.' }),
+    maxAgentSteps: int('AGENT_MAX_STEPS', { default: 8, min: 1, max: 100, doc: 'Model turns per request before the agent stops.' }),
+    socketEventsPerSecond: int('SOCKET_EVENTS_PER_SECOND', {
+      default: 20,
+      min: 1,
+      max: 10_000,
+      doc: 'Events one socket may send per second (burst: twice that); floods are refused with TOO_MANY_REQUESTS.',
+    }),
+  },
+  auth: {
+    secret: optionalStr('AUTH_SECRET', {
+      secret: true,
+      minLength: 16,
+      doc: 'HS256 secret for auth.token JWTs (user = sub), at least 16 characters. Unset (development): clients connect with auth.userId. Required in production.',
+    }),
+  },
+  llm: {
+    provider: oneOf('LLM_PROVIDER', ['local', 'gemini', 'openai', 'anthropic'], {
+      default: 'local',
+      doc: 'local (offline deterministic planner, no key) | gemini | openai | anthropic.',
+    }),
+    model: optionalStr('LLM_MODEL', { doc: 'Model name.', defaultDoc: 'per provider: gemini-2.5-flash, gpt-4o-mini, claude-sonnet-4-5' }),
+    timeoutMs: int('LLM_TIMEOUT_MS', { default: 60_000, min: 100, doc: 'Bound on one model call, and on silence inside a streamed answer (ms).' }),
+    gemini: {
+      apiKey: optionalStr('GEMINI_API_KEY', { secret: true, doc: 'Key for LLM_PROVIDER=gemini.' }),
+      baseUrl: optionalUrl('GEMINI_BASE_URL', { doc: 'Another Gemini API endpoint.' }),
+    },
+    openai: {
+      apiKey: optionalStr('OPENAI_API_KEY', { secret: true, doc: 'Key for LLM_PROVIDER=openai.' }),
+      baseUrl: optionalUrl('OPENAI_BASE_URL', { doc: 'Any OpenAI-compatible server (a local one needs no key), e.g. http://127.0.0.1:8080/v1' }),
+    },
+    anthropic: {
+      apiKey: optionalStr('ANTHROPIC_API_KEY', { secret: true, doc: 'Key for LLM_PROVIDER=anthropic.' }),
+      baseUrl: optionalUrl('ANTHROPIC_BASE_URL', { doc: 'Another Anthropic API endpoint.' }),
+    },
+  },
+  cluster: {
+    redisUrl: optionalUrl('REDIS_URL', {
+      protocols: ['redis:', 'rediss:'],
+      doc: 'Several replicas share sessions, history, backpressure and pending approvals through Redis (and the Socket.IO Redis adapter), e.g. redis://127.0.0.1:6379. Unset: one replica, in memory.',
+    }),
+    redisKeyPrefix: str('REDIS_KEY_PREFIX', { default: 'sandpool:', minLength: 1, doc: 'Key prefix in Redis, so several deployments can share one.' }),
+    heartbeatIntervalMs: int('HEARTBEAT_INTERVAL_MS', {
+      default: 2000,
+      min: 100,
+      max: 60_000,
+      doc: 'Liveness and pool stats are published this often; a replica is dead after 3 missed beats and a survivor removes its containers (ms).',
+    }),
+    requestSlotTtlMs: int('REQUEST_SLOT_TTL_MS', { default: 30_000, min: 1000, doc: 'An in-flight request slot of a replica that died frees itself after this long (ms).' }),
+  },
+  pool: {
+    enabled: bool('ENABLE_CONTAINER_POOL', { default: true, doc: 'false = rollback path: no warm spares, every sandbox is created on demand.' }),
+    minSize: int('POOL_MIN_SIZE', { default: 5, min: 0, max: 1000, doc: 'Warm, idle sandboxes kept ready for the next user (a leased one is replaced at once).' }),
+    maxSize: int('POOL_MAX_SIZE', { default: 50, min: 1, max: 10_000, doc: 'Cap on all sandboxes of this replica: idle + leased + starting.' }),
+    idleTimeoutMs: int('POOL_IDLE_TIMEOUT_MS', { default: 900_000, min: 1000, doc: 'Idle sandboxes above POOL_MIN_SIZE are removed after this long (ms).' }),
+    acquireTimeoutMs: int('POOL_ACQUIRE_TIMEOUT_MS', { default: 30_000, min: 1, doc: 'How long acquiring a sandbox may wait before POOL_EXHAUSTED (ms).' }),
+    createTimeoutMs: int('POOL_CREATE_TIMEOUT_MS', { default: 20_000, min: 100, doc: 'Bound on one sandbox start: create + start + MCP initialize + tools/list (ms).' }),
+    maxWaitingClients: int('POOL_MAX_WAITING_CLIENTS', { default: 200, min: 0, doc: 'Acquires allowed to wait at once; more are refused with POOL_EXHAUSTED.' }),
+    createConcurrency: int('POOL_CREATE_CONCURRENCY', {
+      default: () => Math.max(2, os.availableParallelism() * 2),
+      defaultDoc: '2 x CPU cores, computed on the machine it runs on',
+      min: 1,
+      max: 1000,
+      doc: 'Sandboxes starting at once. Starts are CPU-bound: more in parallel makes every one of them later.',
+    }),
+    runtime: oneOf('POOL_RUNTIME', ['docker', 'process', 'auto'], {
+      default: 'auto',
+      doc: 'docker | process | auto. auto = Docker when the engine answers, else child processes (NOT isolated; refused when NODE_ENV=production).',
+    }),
+    image: str('POOL_IMAGE', { default: DEFAULT_POOL_IMAGE, minLength: 1, doc: 'Any image whose entrypoint is an MCP server on stdio. pool/build.sh builds the default.' }),
+    command: custom<string[] | undefined>('POOL_COMMAND', {
+      default: undefined,
+      parse: parseCommand,
+      doc: 'Command override for images whose entrypoint is not the MCP server: a JSON array (["node","/srv/server.js","/workspace"]) or space-separated words.',
+      defaultDoc: "the image's entrypoint and command",
+    }),
+  },
+  sandbox: {
+    memoryMb: int('SANDBOX_MEMORY_MB', { default: 256, min: 16, max: 1_048_576, doc: 'Memory limit of one sandbox (MiB, swap included).' }),
+    cpus: num('SANDBOX_CPUS', { default: 1, min: 0.01, max: 1024, doc: 'CPU limit of one sandbox (cores).' }),
+    pidsLimit: int('SANDBOX_PIDS_LIMIT', { default: 64, min: 8, max: 100_000, doc: 'Processes one sandbox may run.' }),
+    workspaceMb: int('SANDBOX_WORKSPACE_MB', { default: 64, min: 1, max: 1_048_576, doc: 'Size of the tmpfs /workspace (MiB).' }),
+    tmpMb: int('SANDBOX_TMP_MB', { default: 16, min: 1, max: 1_048_576, doc: 'Size of the tmpfs /tmp (MiB).' }),
+    user: str('SANDBOX_USER', {
+      default: '1000:1000',
+      pattern: [/^\d+(:\d+)?$/, 'must be uid or uid:gid (numeric)'],
+      doc: 'uid[:gid] the MCP server runs as inside the container.',
+    }),
+  },
+  docker: {
+    socketPath: str('DOCKER_SOCKET', { default: '/var/run/docker.sock', minLength: 1, doc: 'The Docker engine\'s socket.' }),
+  },
+  orphans: {
+    sweepIntervalMs: int('ORPHAN_SWEEP_INTERVAL_MS', { default: 60_000, min: 1000, doc: 'How often containers of dead replicas are looked for and removed (ms).' }),
+    graceMs: int('ORPHAN_GRACE_MS', { default: 86_400_000, min: 0, doc: 'A container of an unknown replica on another host counts as orphaned after this (ms).' }),
+  },
+} as const satisfies EnvTree;

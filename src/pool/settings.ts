@@ -1,0 +1,32 @@
+/** What the pool is told by configuration (config.pool; POOL_* variables). */
+export interface PoolSettings {
+  /** false = no warm spares: every sandbox is started on demand. */
+  enabled: boolean;
+  /** Idle spares kept warm. */
+  minSize: number;
+  /** Cap on idle + leased + starting. */
+  maxSize: number;
+  /** Idle spares above minSize are removed after this long. */
+  idleTimeoutMs: number;
+  acquireTimeoutMs: number;
+  /** Bound on one start: create + start + MCP initialize + tools/list. */
+  createTimeoutMs: number;
+  /** acquire() calls allowed to wait at once; more are refused with POOL_EXHAUSTED. */
+  maxWaitingClients: number;
+  /** Sandboxes starting at once. */
+  createConcurrency: number;
+  image: string;
+  /** Overrides the image's entrypoint + command. */
+  command: string[] | undefined;
+}
+
+/** Limits every sandbox runs with (config.sandbox; SANDBOX_* variables). */
+export interface SandboxLimits {
+  memoryMb: number;
+  cpus: number;
+  pidsLimit: number;
+  workspaceMb: number;
+  tmpMb: number;
+  /** uid[:gid] the sandbox process runs as. */
+  user: string;
+}

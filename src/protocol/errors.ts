@@ -1,0 +1,27 @@
+/**
+ * Error codes on the wire (../shared/protocol.md), plus sandpool's extensions:
+ * NOT_FOUND (HTTP), SHUTTING_DOWN (the replica is stopping: send again) and
+ * CANCELLED (a request ended because its user left: every tab disconnected).
+ */
+export const ERROR_CODES = [
+  'UNAUTHORIZED',
+  'BAD_REQUEST',
+  'PAYLOAD_TOO_LARGE',
+  'TOO_MANY_REQUESTS',
+  'UNKNOWN_CALL',
+  'POOL_EXHAUSTED',
+  'SANDBOX_FAILED',
+  'LLM_FAILED',
+  'NOT_FOUND',
+  'SHUTTING_DOWN',
+  'CANCELLED',
+  'INTERNAL',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** An error as clients receive it: in acks, `request:error`, `connect_error.data` and HTTP bodies. */
+export interface ErrorBody {
+  code: ErrorCode;
+  message: string;
+}
