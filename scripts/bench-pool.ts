@@ -39,7 +39,7 @@ const say = (line: string): void => {
 
 const base = loadConfig({ ...process.env, LOG_LEVEL: 'warn', REPLICA_ID: `bench-${process.pid}`, POOL_MAX_SIZE: String(Math.max(20, replenishTarget * 2)) });
 const logger = createLogger({ level: 'warn' });
-const runtime = await selectRuntime({ mode: base.pool.runtime, production: false, dockerSocket: base.docker.socketPath, logger });
+const runtime = await selectRuntime({ mode: base.pool.runtime, production: false, dockerSocket: base.docker.socketPath, customSpec: [], logger });
 
 function makePool(enabled: boolean, minSize: number): ContainerPool {
   return createContainerPool({

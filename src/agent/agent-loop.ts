@@ -1,24 +1,36 @@
 import { randomUUID } from 'node:crypto';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { SandpoolError, errorMessage } from '../errors.js';
-import type { Lease } from '../pool/container-pool.js';
-import type { ApprovalOutcome } from '../chat/approvals.js';
+import { CancelledError } from '../errors.js';
+import type { ApprovalVerdict, MessageText, ToolRequest, ToolResult, ToolRun } from '../protocol/events.js';
+
+export type { ToolRun };
 import type { ChatMessage, LlmProvider, ToolSpec } from './types.js';
 
-/** Server -> client events of one request (the contract's payloads). */
+/** What the agent tells the user while a request runs (the contract's payloads). */
 export interface RequestEvents {
-  toolRequest(p: { requestId: string; callId: string; tool: string; arguments: Record<string, unknown> }): void;
-  toolResult(p: {
-    requestId: string;
-    callId: string;
-    tool: string;
-    ok: boolean;
-    content: string;
-    durationMs: number;
-    approval: ApprovalOutcome;
-  }): void;
-  delta(p: { requestId: string; text: string }): void;
+  toolRequest(p: ToolRequest): void;
+  toolResult(p: ToolResult): void;
+  delta(p: MessageText): void;
 }
+
+/**
+ * The user's sandbox as the agent sees it: a place to run tools. The chat
+ * layer decides where that sandbox lives (this replica or another one) and
+ * takes it on first use. It rejects only for what ends the request: no
+ * sandbox to be had (POOL_EXHAUSTED, SANDBOX_FAILED), a sandbox that died
+ * (SandboxGoneError), a cancellation (CancelledError).
+ */
+export interface ToolRunner {
+  run(name: string, args: Record<string, unknown>, options: { timeoutMs: number }): Promise<ToolRun>;
+}
+
+/**
+ * Waits for the user's decision on a call. It must call `announce` (which
+ * emits tool:request) only once the call can be decided: a client answers
+ * within a millisecond, so announcing first loses that race. Throws
+ * CancelledError when the request is cancelled while waiting.
+ */
+export type Approver = (call: { callId: string; tool: string; arguments: Record<string, unknown> }, announce: () => void) => Promise<ApprovalVerdict>;
 
 /** What one request needs from its surroundings. */
 export interface AgentRequest {
@@ -27,25 +39,15 @@ export interface AgentRequest {
   /** The session's completed history (not modified here). */
   history: readonly ChatMessage[];
   provider: LlmProvider;
-  /** Tools of the sandbox image, if known without a lease. */
-  knownTools: readonly ToolSpec[] | undefined;
-  /**
-   * The user's sandbox, acquired on first need: `fresh` when this call
-   * acquired it, `replacedDead` when the previous one had died.
-   */
-  lease(): Promise<{ lease: Lease; replacedDead: boolean; fresh: boolean }>;
-  /** The sandbox's tools when `knownTools` is undefined (no sandbox of this image has started yet), without taking the user's lease. */
-  discoverTools(): Promise<readonly ToolSpec[]>;
-  /**
-   * Waits for the user's decision on a call. It must call `announce` (which
-   * emits tool:request) only once the call can be decided: a client answers
-   * within a millisecond, so announcing first loses that race.
-   */
-  approve(args: { callId: string; tool: string; arguments: Record<string, unknown> }, announce: () => void): Promise<ApprovalOutcome>;
+  /** The sandbox image's tools. */
+  tools: readonly ToolSpec[];
+  runner: ToolRunner;
+  approve: Approver;
   events: RequestEvents;
   maxSteps: number;
   toolCallTimeoutMs: number;
   approvalTimeoutMs: number;
+  /** Aborted with a CancelledError as its reason. */
   signal: AbortSignal;
 }
 
@@ -77,19 +79,13 @@ export function toolText(result: CallToolResult): string {
   return text.length > MAX_TOOL_CONTENT_CHARS ? `${text.slice(0, MAX_TOOL_CONTENT_CHARS)}\n… (truncated, ${text.length} characters in all)` : text;
 }
 
-/**
- * The process runtime roots a sandbox at a temp dir, not /workspace: translate
- * paths both ways so the user and the model always see /workspace.
- */
-function mapPaths(workspaceDir: string): { args(a: Record<string, unknown>): Record<string, unknown>; text(t: string): string } {
-  if (workspaceDir === '/workspace') return { args: (a) => a, text: (t) => t };
-  const toSandbox = (v: unknown): unknown => {
-    if (typeof v === 'string') return v === '/workspace' || v.startsWith('/workspace/') ? workspaceDir + v.slice('/workspace'.length) : v;
-    if (Array.isArray(v)) return v.map(toSandbox);
-    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, toSandbox(x)]));
-    return v;
-  };
-  return { args: (a) => toSandbox(a) as Record<string, unknown>, text: (t) => t.split(workspaceDir).join('/workspace') };
+const NOTICE = {
+  'after-loss': '(Your previous sandbox stopped — its replica or container went away — so this ran in a fresh one; earlier files are gone.)',
+  'after-release': '(Your earlier sandbox was removed — after inactivity or after you left — so this ran in a fresh one; files from before are gone.)',
+} as const;
+
+function throwIfCancelled(signal: AbortSignal): void {
+  if (signal.aborted) throw signal.reason instanceof CancelledError ? signal.reason : new CancelledError('user-left');
 }
 
 /**
@@ -98,17 +94,16 @@ function mapPaths(workspaceDir: string): { args(a: Record<string, unknown>): Rec
  */
 export async function runAgent(req: AgentRequest): Promise<AgentOutcome> {
   const own: ChatMessage[] = [{ role: 'user', text: req.text }];
-  const tools = req.knownTools ?? (await req.discoverTools());
   // Earlier tool results in the history refer to files of a sandbox that may be gone by now.
   const usedToolsBefore = req.history.some((m) => m.role === 'tool');
   let toolCalls = 0;
 
   for (let step = 0; step < req.maxSteps; step++) {
-    if (req.signal.aborted) throw new SandpoolError('INTERNAL', 'the request was cancelled');
+    throwIfCancelled(req.signal);
     const turn = await req.provider.complete({
       system: SYSTEM_PROMPT,
       messages: [...req.history, ...own],
-      tools,
+      tools: req.tools,
       onTextDelta: (text) => req.events.delta({ requestId: req.requestId, text }),
       signal: req.signal,
     });
@@ -122,26 +117,14 @@ export async function runAgent(req: AgentRequest): Promise<AgentOutcome> {
       const approval = await req.approve({ callId, tool: call.name, arguments: call.arguments }, () =>
         req.events.toolRequest({ requestId: req.requestId, callId, tool: call.name, arguments: call.arguments }),
       );
-      if (approval === 'cancelled') throw new SandpoolError('INTERNAL', 'the request was cancelled');
       const started = performance.now();
       let ok = false;
       let content: string;
       if (approval === 'approved') {
-        const { lease, replacedDead, fresh } = await req.lease();
-        const paths = mapPaths(lease.sandbox.workspaceDir);
-        try {
-          const result = await lease.callTool(call.name, paths.args(call.arguments), { timeoutMs: req.toolCallTimeoutMs });
-          ok = result.isError !== true;
-          content = paths.text(toolText(result));
-        } catch (err) {
-          // A failed tool is a result the model can react to; a dead sandbox ends the request.
-          if (err instanceof SandpoolError && !lease.sandbox.isUsable()) throw err;
-          content = `Tool call failed: ${errorMessage(err)}`;
-        }
-        if (replacedDead) content = `(Your previous sandbox stopped — its replica or container went away — so this ran in a fresh one; earlier files are gone.)\n${content}`;
-        else if (fresh && usedToolsBefore) {
-          content = `(Your earlier sandbox was removed — after inactivity or after you left — so this ran in a fresh one; files from before are gone.)\n${content}`;
-        }
+        const run = await req.runner.run(call.name, call.arguments, { timeoutMs: req.toolCallTimeoutMs });
+        ok = run.result.isError !== true;
+        content = toolText(run.result);
+        if (run.startedFresh === 'after-loss' || (run.startedFresh === 'after-release' && usedToolsBefore)) content = `${NOTICE[run.startedFresh]}\n${content}`;
       } else if (approval === 'denied') {
         content = 'The user denied this tool call, so it was not run.';
       } else {

@@ -1,16 +1,9 @@
-import { SandpoolError } from '../errors.js';
+import { CancelledError, SandpoolError } from '../errors.js';
+import type { ApprovalVerdict, PendingToolCall, ToolRequest } from '../protocol/events.js';
 
-export type ApprovalOutcome = 'approved' | 'denied' | 'timeout' | 'cancelled';
-
-interface Pending {
+interface Pending extends PendingToolCall {
   userId: string;
-  requestId: string;
-  callId: string;
-  tool: string;
-  arguments: Record<string, unknown>;
-  startedAtMs: number;
-  expiresAtMs: number;
-  settle: (outcome: ApprovalOutcome) => void;
+  settle: (verdict: ApprovalVerdict) => void;
 }
 
 /**
@@ -18,20 +11,12 @@ interface Pending {
  * can decide it; anyone else (or a stale id) gets UNKNOWN_CALL and changes nothing.
  */
 export interface ApprovalRegistry {
-  /** Waits for approve/deny, the timeout, or the signal (cancelled). */
-  wait(args: {
-    userId: string;
-    requestId: string;
-    callId: string;
-    tool: string;
-    arguments: Record<string, unknown>;
-    timeoutMs: number;
-    signal: AbortSignal;
-  }): Promise<ApprovalOutcome>;
+  /** Waits for approve/deny or the timeout; rejects with the signal's CancelledError when it aborts. */
+  wait(args: ToolRequest & { userId: string; timeoutMs: number; signal: AbortSignal }): Promise<ApprovalVerdict>;
   /** Decides a pending call; returns its request id. */
   decide(userId: string, callId: string, approved: boolean): { requestId: string };
-  /** The user's calls still waiting, as tool:request payloads (for a tab that connects late). */
-  pendingFor(userId: string): Array<{ requestId: string; callId: string; tool: string; arguments: Record<string, unknown>; expiresAtMs: number }>;
+  /** The user's calls still waiting (for a tab that connects late). */
+  pendingFor(userId: string): PendingToolCall[];
   pendingCount(): number;
 }
 
@@ -39,17 +24,21 @@ export function createApprovalRegistry(): ApprovalRegistry {
   const pending = new Map<string, Pending>();
   return {
     wait({ userId, requestId, callId, tool, arguments: args, timeoutMs, signal }) {
-      return new Promise<ApprovalOutcome>((resolve) => {
+      return new Promise<ApprovalVerdict>((resolve, reject) => {
         const timer = setTimeout(() => settle('timeout'), timeoutMs);
-        const onAbort = (): void => settle('cancelled');
-        function settle(outcome: ApprovalOutcome): void {
+        const onAbort = (): void => {
+          if (!pending.delete(callId)) return;
+          clearTimeout(timer);
+          reject(signal.reason instanceof CancelledError ? signal.reason : new CancelledError('user-left'));
+        };
+        function settle(verdict: ApprovalVerdict): void {
           if (!pending.delete(callId)) return;
           clearTimeout(timer);
           signal.removeEventListener('abort', onAbort);
-          resolve(outcome);
+          resolve(verdict);
         }
-        pending.set(callId, { userId, requestId, callId, tool, arguments: args, startedAtMs: Date.now(), expiresAtMs: Date.now() + timeoutMs, settle });
-        if (signal.aborted) settle('cancelled');
+        pending.set(callId, { userId, requestId, callId, tool, arguments: args, expiresAtMs: Date.now() + timeoutMs, settle });
+        if (signal.aborted) onAbort();
         else signal.addEventListener('abort', onAbort, { once: true });
       });
     },

@@ -1,53 +1,36 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import type { ChatSettings } from './settings.js';
-import { SandpoolError, errorMessage, toErrorBody, toSandpoolError } from '../errors.js';
+import { CancelledError, SandpoolError, errorMessage, toErrorBody, toSandpoolError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { runAgent } from '../agent/agent-loop.js';
-import type { LlmProvider, ToolSpec } from '../agent/types.js';
-import type { ContainerPool } from '../pool/container-pool.js';
+import { runAgent, type Approver } from '../agent/agent-loop.js';
+import type { LlmProvider } from '../agent/types.js';
+import type { ReplicaBus } from '../cluster/replica-bus.js';
+import type { ApprovalVerdict, MessageAccepted, ServerToClientEvents, SessionInfo } from '../protocol/events.js';
 import type { SharedState } from '../state/types.js';
-import type { ApprovalOutcome, ApprovalRegistry } from './approvals.js';
-import type { ClusterBus } from './cluster-bus.js';
+import type { ApprovalRegistry } from './approvals.js';
+import type { SandboxTools } from './sandbox-tools.js';
 import type { Session, SessionManager } from './sessions.js';
+import type { ChatSettings } from './settings.js';
+import type { ToolCatalog } from './tool-catalog.js';
 
-/** Server -> client event names and payloads (../shared/protocol.md, plus `session`). */
-export interface ServerEvents {
-  session: (p: SessionInfo) => void;
-  'tool:request': (p: { requestId: string; callId: string; tool: string; arguments: Record<string, unknown> }) => void;
-  'tool:result': (p: { requestId: string; callId: string; tool: string; ok: boolean; content: string; durationMs: number; approval: ApprovalOutcome }) => void;
-  'message:delta': (p: { requestId: string; text: string }) => void;
-  'message:done': (p: { requestId: string; text: string }) => void;
-  /** Extension: a message of this user was accepted (other tabs show it). */
-  'message:accepted': (p: { requestId: string; text: string }) => void;
-  /** Extension: a tool call was decided (other tabs lock their buttons before the result). */
-  'tool:decided': (p: { requestId: string; callId: string; approved: boolean }) => void;
-  'request:error': (p: { requestId: string | null; error: { code: string; message: string } }) => void;
-}
+/** Sends one server event to every socket of a user (any replica). */
+export type ChatEmitter = <E extends keyof ServerToClientEvents>(userId: string, event: E, ...payload: Parameters<ServerToClientEvents[E]>) => void;
 
-export interface SessionInfo {
-  sessionId: string;
-  userId: string;
-  replica: string;
-  provider: string;
-  model: string;
-  tools: string[];
-  limits: { maxRequestsPerUser: number; maxMessageBytes: number; toolApprovalTimeoutMs: number };
-  /** This user's requests in flight right now (all tabs). */
-  inFlight: number;
-  /** Tool calls waiting for this user's decision, so a tab that connects late can show them. */
-  pending: Array<{ requestId: string; callId: string; tool: string; arguments: Record<string, unknown>; expiresAtMs: number }>;
-}
-
-export type EmitToUser = <E extends keyof ServerEvents>(userId: string, event: E, payload: Parameters<ServerEvents[E]>[0]) => void;
-
-/** Hooks for metrics; all optional. */
+/** Hooks for metrics. */
 export interface ChatObserver {
-  rejected?(code: string): void;
-  approvalWaited?(ms: number, outcome: ApprovalOutcome): void;
-  firstToolResult?(ms: number): void;
-  requestFinished?(ms: number, outcome: 'done' | 'error'): void;
+  rejected(code: string): void;
+  approvalWaited(ms: number, verdict: ApprovalVerdict): void;
+  firstToolResult(ms: number): void;
+  requestFinished(ms: number, outcome: 'done' | 'error' | 'cancelled'): void;
 }
+
+/** For a chat service nobody measures (tests, embedding). */
+export const UNOBSERVED_CHAT: ChatObserver = {
+  rejected: () => undefined,
+  approvalWaited: () => undefined,
+  firstToolResult: () => undefined,
+  requestFinished: () => undefined,
+};
 
 export interface ChatService {
   /** Throws TOO_MANY_REQUESTS when this user would need a session beyond MAX_SESSIONS. */
@@ -57,19 +40,39 @@ export interface ChatService {
   disconnect(userId: string): void;
   /**
    * Validates and accepts a message; the request then runs in the background,
-   * on the replica holding the user's sandbox (forwarded there if that is another one).
+   * on the replica holding the user's sandbox (routed there if that is another one).
    */
-  handleMessage(userId: string, payload: unknown, options?: { forwarded?: boolean }): Promise<{ requestId: string; sessionId: string }>;
-  /** Decides a pending call here, or on the replica that holds it. */
-  handleApproval(userId: string, payload: unknown, options?: { forwarded?: boolean }): Promise<void>;
+  handleMessage(userId: string, payload: unknown, options?: { routed?: boolean }): Promise<MessageAccepted>;
+  /** Decides a pending call here, or on the replica that holds it. Resolves false (routed only) when no such call is here. */
+  handleApproval(userId: string, payload: unknown, options?: { routed?: boolean }): Promise<boolean>;
   inFlight(): number;
-  /** Refuse new requests, give running ones `graceMs` to finish, fail the rest, end sessions. */
+  /** Refuse new requests, give running ones `graceMs` to finish, cancel the rest, end sessions. */
   shutdown(graceMs: number): Promise<void>;
+}
+
+export interface ChatServiceOptions {
+  settings: ChatSettings;
+  replicaId: string;
+  provider: LlmProvider;
+  tools: ToolCatalog;
+  sandboxTools: SandboxTools;
+  sessions: SessionManager;
+  approvals: ApprovalRegistry;
+  state: Pick<SharedState, 'limiter' | 'conversations' | 'owners' | 'pending'>;
+  bus: ReplicaBus;
+  /** Whether a replica's heartbeat is current, checked now. */
+  isReplicaLive: (replicaId: string) => Promise<boolean>;
+  emit: ChatEmitter;
+  logger: Logger;
+  observer: ChatObserver;
 }
 
 const messageSchema = z.union([
   z.string(),
-  z.object({ text: z.string({ error: (i) => (i.input === undefined ? 'text is required' : 'text must be a string') }), sessionId: z.string().max(128).optional() }),
+  z.object({
+    text: z.string({ error: (i) => (i.input === undefined ? 'text is required' : 'text must be a string') }),
+    sessionId: z.string().max(128).optional(),
+  }),
 ]);
 
 const approvalSchema = z.object({
@@ -85,65 +88,32 @@ function badRequest(error: z.ZodError, what: string): SandpoolError {
 /** Completed messages kept per conversation (older exchanges are dropped at a user turn). */
 const MAX_HISTORY_MESSAGES = 60;
 
-export function createChatService(options: {
-  chat: ChatSettings;
-  replicaId: string;
-  provider: LlmProvider;
-  pool: ContainerPool;
-  sessions: SessionManager;
-  approvals: ApprovalRegistry;
-  state: SharedState;
-  /** Absent with a single replica. */
-  bus?: ClusterBus;
-  /** Whether a replica's heartbeat is current, checked now. */
-  isReplicaLive: (replicaId: string) => Promise<boolean>;
-  emit: EmitToUser;
-  logger: Logger;
-  observer?: ChatObserver;
-}): ChatService {
-  const { chat, provider, pool, sessions, approvals, emit, observer, bus } = options;
+export function createChatService(options: ChatServiceOptions): ChatService {
+  const { settings, provider, sessions, approvals, emit, observer, bus, tools } = options;
   const { limiter, conversations, owners, pending } = options.state;
   const log = options.logger.child({ component: 'Chat' });
   const running = new Map<string, Promise<void>>();
   const stopping = new AbortController();
   let accepting = true;
 
-  function knownTools(): ToolSpec[] | undefined {
-    return pool.tools()?.map((t) => ({ name: t.name, description: t.description ?? '', inputSchema: t.inputSchema as Record<string, unknown> }));
-  }
-
-  /**
-   * Tools before any sandbox of this replica has started (POOL_MIN_SIZE=0, the
-   * pool off, or still warming): one throwaway sandbox tells them, so a user's
-   * own sandbox is still only taken by their first tool call. Once per replica:
-   * the pool remembers the catalogue.
-   */
-  let discovering: Promise<ToolSpec[]> | undefined;
-  function discoverTools(): Promise<ToolSpec[]> {
-    const known = knownTools();
-    if (known) return Promise.resolve(known);
-    discovering ??= (async () => {
-      const probe = await pool.acquire();
-      void probe.release().catch(() => undefined);
-      return knownTools() ?? [];
-    })().finally(() => (discovering = undefined));
-    return discovering;
-  }
-
   async function info(session: Session): Promise<SessionInfo> {
+    const shared = await pending.list(session.userId).catch(() => approvals.pendingFor(session.userId));
     return {
       inFlight: await limiter.inFlight(session.userId),
-      pending: (await pending.list(session.userId).catch(() => approvals.pendingFor(session.userId).map((c) => ({ ...c, replica: options.replicaId })))).map(
-        ({ requestId, callId, tool, arguments: args, expiresAtMs }) => ({ requestId, callId, tool, arguments: args, expiresAtMs }),
-      ),
+      pending: shared.map(({ requestId, callId, tool, arguments: args, expiresAtMs }) => ({ requestId, callId, tool, arguments: args, expiresAtMs })),
       sessionId: await conversations.sessionId(session.userId),
       userId: session.userId,
       replica: options.replicaId,
       provider: provider.name,
       model: provider.model,
-      tools: (knownTools() ?? []).map((t) => t.name),
-      limits: { maxRequestsPerUser: chat.maxRequestsPerUser, maxMessageBytes: chat.maxMessageBytes, toolApprovalTimeoutMs: chat.toolApprovalTimeoutMs },
+      tools: (tools.known() ?? []).map((t) => t.name),
+      limits: { maxRequestsPerUser: settings.maxRequestsPerUser, maxMessageBytes: settings.maxMessageBytes, toolApprovalTimeoutMs: settings.toolApprovalTimeoutMs },
     };
+  }
+
+  function reject(err: SandpoolError): never {
+    observer.rejected(err.code);
+    throw err;
   }
 
   /** Shared-state calls fail with a clear message while Redis is unreachable. */
@@ -156,9 +126,26 @@ export function createChatService(options: {
     }
   }
 
-  function reject(err: SandpoolError): never {
-    observer?.rejected?.(err.code);
-    throw err;
+  function approverFor(session: Session, requestId: string, signal: AbortSignal): Approver {
+    return async ({ callId, tool, arguments: args }, announce) => {
+      const waitStarted = performance.now();
+      const expiresAtMs = Date.now() + settings.toolApprovalTimeoutMs;
+      // Registered here before anything is announced, so an instant answer finds the call.
+      const waiting = approvals.wait({ userId: session.userId, requestId, callId, tool, arguments: args, timeoutMs: settings.toolApprovalTimeoutMs, signal });
+      // Shared, so a tab on any replica sees the call and its decision is routed here.
+      await pending
+        .add(session.userId, { requestId, callId, tool, arguments: args, expiresAtMs, replica: options.replicaId })
+        .catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'could not share a pending call'));
+      announce();
+      try {
+        const verdict = await waiting;
+        observer.approvalWaited(performance.now() - waitStarted, verdict);
+        return verdict;
+      } finally {
+        void pending.remove(session.userId, callId).catch(() => undefined);
+        sessions.touch(session);
+      }
+    };
   }
 
   async function run(session: Session, requestId: string, text: string): Promise<void> {
@@ -174,47 +161,23 @@ export function createChatService(options: {
         text,
         history,
         provider,
-        knownTools: knownTools(),
-        discoverTools,
-        lease: () => sessions.lease(session),
-        approve: async ({ callId, tool, arguments: args }, announce) => {
-          const waitStarted = performance.now();
-          const expiresAtMs = Date.now() + chat.toolApprovalTimeoutMs;
-          // Registered here before anything is announced, so an instant answer finds the call.
-          const waiting = approvals.wait({
-            userId: session.userId,
-            requestId,
-            callId,
-            tool,
-            arguments: args,
-            timeoutMs: chat.toolApprovalTimeoutMs,
-            signal,
-          });
-          // Shared, so a tab on any replica sees the call and its decision is routed here.
-          await pending
-            .add(session.userId, { requestId, callId, tool, arguments: args, expiresAtMs, replica: options.replicaId })
-            .catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'could not share a pending call'));
-          announce();
-          const outcome = await waiting;
-          observer?.approvalWaited?.(performance.now() - waitStarted, outcome);
-          void pending.remove(session.userId, callId).catch(() => undefined);
-          sessions.touch(session);
-          return outcome;
-        },
+        tools: await tools.get(),
+        runner: options.sandboxTools.runnerFor(session),
+        approve: approverFor(session, requestId, signal),
         events: {
           toolRequest: (p) => emit(session.userId, 'tool:request', p),
           toolResult: (p) => {
             if (!firstResultSeen) {
               firstResultSeen = true;
-              observer?.firstToolResult?.(performance.now() - started);
+              observer.firstToolResult(performance.now() - started);
             }
             emit(session.userId, 'tool:result', p);
           },
           delta: (p) => emit(session.userId, 'message:delta', p),
         },
-        maxSteps: chat.maxAgentSteps,
-        toolCallTimeoutMs: chat.toolCallTimeoutMs,
-        approvalTimeoutMs: chat.toolApprovalTimeoutMs,
+        maxSteps: settings.maxAgentSteps,
+        toolCallTimeoutMs: settings.toolCallTimeoutMs,
+        approvalTimeoutMs: settings.toolApprovalTimeoutMs,
         signal,
       });
       // The answer exists: a history that cannot be saved right now (Redis down) must not swallow it.
@@ -222,13 +185,14 @@ export function createChatService(options: {
         .append(session.userId, outcome.messages, MAX_HISTORY_MESSAGES)
         .catch((err: unknown) => log.warn({ requestId, err: errorMessage(err) }, 'could not save this exchange to the history'));
       emit(session.userId, 'message:done', { requestId, text: outcome.text });
-      observer?.requestFinished?.(performance.now() - started, 'done');
+      observer.requestFinished(performance.now() - started, 'done');
     } catch (err) {
-      let e = toSandpoolError(err);
-      if (stopping.signal.aborted) e = new SandpoolError('SHUTTING_DOWN', 'this replica is shutting down; please send the message again');
-      if (e.code === 'INTERNAL') log.error({ err: e.message, requestId }, 'request failed');
-      emit(session.userId, 'request:error', { requestId, error: toErrorBody(e) });
-      observer?.requestFinished?.(performance.now() - started, 'error');
+      // Whatever failed last, a cancelled request is reported as its cancellation (providers see only an abort).
+      const cause = signal.aborted && signal.reason instanceof CancelledError ? signal.reason : err;
+      if (cause instanceof CancelledError) log.info({ requestId, user: session.userId, reason: cause.reason }, 'request cancelled');
+      else if (toSandpoolError(cause).code === 'INTERNAL') log.error({ err: errorMessage(cause), requestId }, 'request failed');
+      emit(session.userId, 'request:error', { requestId, error: toErrorBody(cause) });
+      observer.requestFinished(performance.now() - started, cause instanceof CancelledError ? 'cancelled' : 'error');
     } finally {
       session.running--;
       sessions.touch(session);
@@ -238,8 +202,8 @@ export function createChatService(options: {
   return {
     // Connection refusals are counted where they become connect_error (the gateway), not here.
     checkCapacity(userId) {
-      if (!sessions.get(userId) && sessions.count() >= chat.maxSessions) {
-        throw new SandpoolError('TOO_MANY_REQUESTS', `this replica serves its maximum of ${chat.maxSessions} sessions; try again later`);
+      if (!sessions.get(userId) && sessions.count() >= settings.maxSessions) {
+        throw new SandpoolError('TOO_MANY_REQUESTS', `this replica serves its maximum of ${settings.maxSessions} sessions; try again later`);
       }
     },
     async connect(userId) {
@@ -254,12 +218,10 @@ export function createChatService(options: {
       if (!parsed.success) reject(badRequest(parsed.error, 'message must be a string or { text, sessionId? }'));
       const text = typeof parsed.data === 'string' ? parsed.data : parsed.data.text;
       const bytes = Buffer.byteLength(text, 'utf8');
-      if (bytes > chat.maxMessageBytes) {
-        reject(new SandpoolError('PAYLOAD_TOO_LARGE', `message is ${bytes} bytes; the limit is ${chat.maxMessageBytes}`));
-      }
+      if (bytes > settings.maxMessageBytes) reject(new SandpoolError('PAYLOAD_TOO_LARGE', `message is ${bytes} bytes; the limit is ${settings.maxMessageBytes}`));
       if (text.trim() === '') reject(new SandpoolError('BAD_REQUEST', 'message is empty'));
-      // One workspace per session: run where the user's sandbox lives while that replica lives.
-      if (bus && !handleOptions?.forwarded) {
+      // One workspace per user: run where the user's sandbox lives while that replica lives.
+      if (!handleOptions?.routed) {
         const owner = await stateCall(() => owners.owner(userId));
         if (owner && owner !== options.replicaId && (await options.isReplicaLive(owner))) return bus.forwardMessage(owner, userId, payload);
       }
@@ -271,7 +233,7 @@ export function createChatService(options: {
         reject(
           new SandpoolError(
             'TOO_MANY_REQUESTS',
-            `you already have ${chat.maxRequestsPerUser} requests in flight; wait for one to finish (approve or deny pending tool calls)`,
+            `you already have ${settings.maxRequestsPerUser} requests in flight; wait for one to finish (approve or deny pending tool calls)`,
           ),
         );
       }
@@ -285,9 +247,9 @@ export function createChatService(options: {
         .finally(() => {
           running.delete(requestId);
           // Shared state may be down right now: the slot then expires on its own (REQUEST_SLOT_TTL_MS).
-          return limiter.release(userId, requestId).catch((err: unknown) =>
-            log.warn({ requestId, err: errorMessage(err) }, 'could not free a request slot; it expires by itself'),
-          );
+          return limiter
+            .release(userId, requestId)
+            .catch((err: unknown) => log.warn({ requestId, err: errorMessage(err) }, 'could not free a request slot; it expires by itself'));
         });
       running.set(requestId, done);
       return { requestId, sessionId };
@@ -298,13 +260,14 @@ export function createChatService(options: {
       try {
         const { requestId } = approvals.decide(userId, parsed.data.callId, parsed.data.approved);
         emit(userId, 'tool:decided', { requestId, callId: parsed.data.callId, approved: parsed.data.approved });
+        return true;
       } catch (err) {
         const e = toSandpoolError(err);
+        if (e.code !== 'UNKNOWN_CALL') reject(e);
+        if (handleOptions?.routed) return false;
         // Not here: maybe on the replica running that request (only if the shared store knows the call).
-        if (e.code === 'UNKNOWN_CALL' && bus && !handleOptions?.forwarded) {
-          const shared = await pending.get(userId, parsed.data.callId).catch(() => undefined);
-          if (shared && shared.replica !== options.replicaId && (await bus.forwardApproval(userId, parsed.data))) return;
-        }
+        const shared = await pending.get(userId, parsed.data.callId).catch(() => undefined);
+        if (shared && shared.replica !== options.replicaId && (await bus.forwardApproval(userId, parsed.data))) return true;
         reject(e);
       }
     },
@@ -318,9 +281,9 @@ export function createChatService(options: {
         log.info({ inFlight: inFlight.length, graceMs }, 'waiting for requests in flight');
         await Promise.race([Promise.allSettled(inFlight), new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())))]);
       }
-      stopping.abort();
+      stopping.abort(new CancelledError('shutdown'));
       await Promise.allSettled([...running.values()]);
-      await sessions.closeAll('shutdown');
+      await sessions.closeAll();
     },
   };
 }

@@ -1,7 +1,8 @@
 import type { ChatSettings } from './settings.js';
-import { SandpoolError, errorMessage } from '../errors.js';
+import { CancelledError, SandpoolError, errorMessage, type CancelReason } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ContainerPool, Lease } from '../pool/container-pool.js';
+import type { StartedFresh } from '../protocol/events.js';
 import type { OwnershipStore } from '../state/types.js';
 
 /**
@@ -11,13 +12,23 @@ import type { OwnershipStore } from '../state/types.js';
  */
 export interface Session {
   readonly userId: string;
-  readonly createdAtMs: number;
-  lastActivityMs: number;
   sockets: number;
   /** Requests of this user running on this replica: the idle release waits for them. */
   running: number;
-  /** Aborted when the session ends: cancels the user's requests running here. */
+  /** Aborted (with a CancelledError) when the session ends: cancels the user's requests running here. */
   readonly abort: AbortController;
+}
+
+
+/**
+ * The user's sandbox is held by another live replica: the call belongs there.
+ * Internal: the tool runner forwards the call; it never reaches a client.
+ */
+export class OwnedElsewhereError extends Error {
+  constructor(readonly owner: string) {
+    super(`the sandbox is held by replica ${owner}`);
+    this.name = 'OwnedElsewhereError';
+  }
 }
 
 export interface SessionManager {
@@ -28,13 +39,16 @@ export interface SessionManager {
   socketDisconnected(userId: string): void;
   /** Marks activity: postpones the idle release. */
   touch(session: Session): void;
-  /** The user's sandbox, acquired on first use and kept; `fresh` when this call acquired it, `replacedDead` when a dead one was replaced. */
-  lease(session: Session): Promise<{ lease: Lease; replacedDead: boolean; fresh: boolean }>;
+  /**
+   * The user's sandbox, acquired on first use and kept. Rejects with
+   * OwnedElsewhereError when another live replica holds it.
+   */
+  lease(session: Session): Promise<{ lease: Lease; startedFresh: StartedFresh }>;
   /** Users whose sandbox this replica holds (their ownership is renewed with the heartbeat). */
   leasedUsers(): string[];
   count(): number;
-  /** Ends every session (shutdown). */
-  closeAll(reason: string): Promise<void>;
+  /** Ends every session (shutdown): their requests are cancelled. */
+  closeAll(): Promise<void>;
 }
 
 /** Options of createSessionManager. */
@@ -68,14 +82,14 @@ export function createSessionManager(options: SessionManagerOptions): SessionMan
     await owners.release(session.userId, replicaId).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'could not drop sandbox ownership'));
   }
 
-  async function end(session: Session, why: string): Promise<void> {
+  async function end(session: Session, why: string, cancel: CancelReason): Promise<void> {
     if (sessions.get(session.userId) !== session) return;
     sessions.delete(session.userId);
     clearTimeout(idleTimers.get(session));
     clearTimeout(graceTimers.get(session));
     idleTimers.delete(session);
     graceTimers.delete(session);
-    session.abort.abort(new SandpoolError('INTERNAL', `session ended: ${why}`));
+    session.abort.abort(new CancelledError(cancel));
     // A lease still being acquired is released once it arrives.
     const pendingLease = leasing.get(session);
     if (pendingLease) await pendingLease.then(() => undefined, () => undefined);
@@ -89,7 +103,7 @@ export function createSessionManager(options: SessionManagerOptions): SessionMan
       if (session.running > 0) return armIdle(session);
       // Idle: the sandbox goes; the session stays while a socket is open.
       if (session.sockets > 0) void releaseLease(session, 'idle timeout');
-      else void end(session, 'idle timeout');
+      else void end(session, 'idle timeout', 'user-left');
     }, chat.sessionIdleTimeoutMs);
     timer.unref();
     idleTimers.set(session, timer);
@@ -98,6 +112,7 @@ export function createSessionManager(options: SessionManagerOptions): SessionMan
   /**
    * Claims the user's sandbox ownership for this replica; a dead owner's claim
    * is taken over. Resolves true when a sandbox on another replica was lost.
+   * Rejects with OwnedElsewhereError when a live replica holds it.
    */
   async function claimOwnership(userId: string): Promise<boolean> {
     let owner = await owners.claim(userId, replicaId, options.ownerTtlMs);
@@ -108,9 +123,7 @@ export function createSessionManager(options: SessionManagerOptions): SessionMan
       await owners.release(userId, owner);
       owner = await owners.claim(userId, replicaId, options.ownerTtlMs);
     }
-    if (owner !== replicaId) {
-      throw new SandpoolError('SANDBOX_FAILED', `your sandbox is held by replica ${owner}; send the message again to be routed there`);
-    }
+    if (owner !== replicaId) throw new OwnedElsewhereError(owner);
     return tookOver;
   }
 
@@ -121,7 +134,7 @@ export function createSessionManager(options: SessionManagerOptions): SessionMan
       if (sessions.size >= chat.maxSessions) {
         throw new SandpoolError('TOO_MANY_REQUESTS', `this replica serves its maximum of ${chat.maxSessions} sessions; try again later`);
       }
-      const session: Session = { userId, createdAtMs: Date.now(), lastActivityMs: Date.now(), sockets: 0, running: 0, abort: new AbortController() };
+      const session: Session = { userId, sockets: 0, running: 0, abort: new AbortController() };
       sessions.set(userId, session);
       armIdle(session);
       return session;
@@ -140,29 +153,28 @@ export function createSessionManager(options: SessionManagerOptions): SessionMan
       session.sockets = Math.max(0, session.sockets - 1);
       if (session.sockets > 0) return;
       // Nobody left here to approve or read: after the grace period, cancel and release.
-      const timer = setTimeout(() => void end(session, 'user disconnected'), chat.disconnectGraceMs);
+      const timer = setTimeout(() => void end(session, 'user disconnected', 'user-left'), chat.disconnectGraceMs);
       timer.unref();
       graceTimers.set(session, timer);
     },
     touch(session) {
-      session.lastActivityMs = Date.now();
       armIdle(session);
     },
     async lease(session) {
       const current = leases.get(session);
-      let replacedDead = false;
+      let startedFresh: StartedFresh = 'after-release';
       if (current) {
-        if (current.sandbox.isUsable()) return { lease: current, replacedDead: false, fresh: false };
+        if (current.sandbox.isUsable()) return { lease: current, startedFresh: 'no' };
         log.warn({ user: session.userId, sandbox: current.sandbox.id.slice(0, 12), reason: current.sandbox.failureReason() }, 'session sandbox died');
         await releaseLease(session, 'sandbox died');
-        replacedDead = true;
+        startedFresh = 'after-loss';
       }
       // Single flight: concurrent first tool calls of one user share one acquire.
       let pending = leasing.get(session);
-      if (pending) return { lease: await pending, replacedDead, fresh: false };
+      if (pending) return { lease: await pending, startedFresh: 'no' };
       pending = (async () => {
         // The user's previous sandbox lived on a replica that died: its files are gone.
-        if (await claimOwnership(session.userId)) replacedDead = true;
+        if (await claimOwnership(session.userId)) startedFresh = 'after-loss';
         try {
           return await pool.acquire();
         } catch (err) {
@@ -175,15 +187,15 @@ export function createSessionManager(options: SessionManagerOptions): SessionMan
       if (sessions.get(session.userId) !== session) {
         await lease.release();
         await owners.release(session.userId, replicaId).catch(() => undefined);
-        throw new SandpoolError('INTERNAL', 'the session ended while its sandbox was starting');
+        throw session.abort.signal.reason instanceof CancelledError ? session.abort.signal.reason : new CancelledError('user-left');
       }
       leases.set(session, lease);
-      return { lease, replacedDead, fresh: true };
+      return { lease, startedFresh };
     },
     leasedUsers: () => [...leases.keys()].map((s) => s.userId),
     count: () => sessions.size,
-    async closeAll(reason) {
-      await Promise.allSettled([...sessions.values()].map((s) => end(s, reason)));
+    async closeAll() {
+      await Promise.allSettled([...sessions.values()].map((s) => end(s, 'shutdown', 'shutdown')));
     },
   };
   return manager;

@@ -1,13 +1,14 @@
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ReplicaRecord, SharedState } from '../state/types.js';
+import type { Liveness } from './liveness.js';
 
 /** Options of createHeartbeat. */
 export interface HeartbeatOptions {
-  state: SharedState;
-  replicaId: string;
+  state: Pick<SharedState, 'replicas' | 'owners'>;
+  liveness: Liveness;
   startedAtMs: number;
-  /** Default 2000. A replica is dead 3 intervals after its last beat. */
+  /** A replica is dead 3 intervals after its last beat. */
   intervalMs: number;
   /** What this replica publishes (pool stats, connections, ...). */
   snapshot: () => Record<string, unknown>;
@@ -15,41 +16,38 @@ export interface HeartbeatOptions {
   leasedUsers: () => string[];
   /** TTL given to renewed ownership records. */
   ownerTtlMs: number;
-  /** Removes a dead replica's containers; called by whichever survivor notices first. */
-  onDeadReplica: (replicaId: string) => Promise<void>;
   logger: Logger;
 }
 
 export interface Heartbeat {
   /** Beats once (so other replicas see this one before it serves), then every interval. */
   start(): Promise<void>;
+  /** Stops beating and leaves the cluster. */
   stop(): Promise<void>;
-  /** Heartbeat TTL: how long after its last beat a replica counts as dead. */
-  readonly ttlMs: number;
-  /** From the last beat's view: is that replica alive? (This one always is.) */
-  isLive(replicaId: string): boolean;
-  /**
-   * Like isLive, but a replica missing from the last beat's view is looked up
-   * now: one that started after that beat is alive, and taking over its
-   * sessions would give a user a second workspace.
-   */
-  checkLive(replicaId: string): Promise<boolean>;
-  /** Live replicas' published records, read now. */
-  live(): Promise<ReplicaRecord[]>;
 }
 
+/** How long after its last beat a replica counts as dead. */
+export function heartbeatTtlMs(intervalMs: number): number {
+  return intervalMs * 3;
+}
+
+/**
+ * Publishes this replica's liveness and stats, renews its ownership records,
+ * and keeps the liveness view current. It does nothing about dead replicas:
+ * that is the reaper's job, on its own timer, so slow cleanup can never make
+ * this replica miss its own beats.
+ */
 export function createHeartbeat(options: HeartbeatOptions): Heartbeat {
-  const { state, replicaId } = options;
+  const { state, liveness } = options;
   const log = options.logger.child({ component: 'Heartbeat' });
-  const ttlMs = options.intervalMs * 3;
-  let liveSet = new Set<string>([replicaId]);
+  const ttlMs = heartbeatTtlMs(options.intervalMs);
   let timer: NodeJS.Timeout | undefined;
   let beating: Promise<void> | undefined;
   let failing = false;
 
   const record = (): ReplicaRecord => ({
     ...options.snapshot(),
-    replica: replicaId,
+    replica: liveness.self,
     pid: process.pid,
     startedAtMs: options.startedAtMs,
     seenAtMs: Date.now(),
@@ -58,15 +56,8 @@ export function createHeartbeat(options: HeartbeatOptions): Heartbeat {
   async function beat(): Promise<void> {
     try {
       await state.replicas.heartbeat(record(), ttlMs);
-      await state.owners.renew(options.leasedUsers(), replicaId, options.ownerTtlMs);
-      const live = await state.replicas.live();
-      liveSet = new Set([replicaId, ...live.map((r) => r.replica)]);
-      for (const dead of await state.replicas.dead()) {
-        if (dead === replicaId) continue;
-        log.warn({ deadReplica: dead }, 'replica heartbeat expired: removing its containers');
-        await options.onDeadReplica(dead);
-        await state.replicas.bury(dead);
-      }
+      await state.owners.renew(options.leasedUsers(), liveness.self, options.ownerTtlMs);
+      liveness.observe(await state.replicas.live());
       if (failing) log.info('heartbeat restored');
       failing = false;
     } catch (err) {
@@ -78,7 +69,6 @@ export function createHeartbeat(options: HeartbeatOptions): Heartbeat {
   const beatOnce = (): Promise<void> => (beating ??= beat().finally(() => (beating = undefined)));
 
   return {
-    ttlMs,
     async start() {
       await beatOnce();
       timer = setInterval(() => void beatOnce(), options.intervalMs);
@@ -87,14 +77,7 @@ export function createHeartbeat(options: HeartbeatOptions): Heartbeat {
     async stop() {
       clearInterval(timer);
       await beating;
-      await state.replicas.leave(replicaId).catch(() => undefined);
+      await state.replicas.leave(liveness.self).catch(() => undefined);
     },
-    isLive: (id) => liveSet.has(id),
-    async checkLive(id) {
-      if (liveSet.has(id)) return true;
-      // Unreachable shared state: assume alive, so nothing is taken over on a guess.
-      return state.replicas.isLive(id).catch(() => true);
-    },
-    live: () => state.replicas.live(),
   };
 }

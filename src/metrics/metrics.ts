@@ -8,9 +8,13 @@ export interface Metrics {
   poolObserver: PoolObserver;
   chatObserver: ChatObserver;
   orphansRemoved: Counter;
+  /** Gauges over the pool's stats, read when /metrics is scraped (registered once the pool exists). */
+  watchPool(stats: () => PoolStats): void;
+  /** Gauges over the realtime layer, read when /metrics is scraped (registered once it exists). */
+  watchChat(gauges: ChatGauges): void;
 }
 
-/** Live numbers of the realtime layer, read when /metrics is scraped. */
+/** Live numbers of the realtime layer. */
 export interface ChatGauges {
   connections(): number;
   sessions(): number;
@@ -18,7 +22,7 @@ export interface ChatGauges {
   pendingApprovals(): number;
 }
 
-export function createMetrics(options: { replicaId: string; poolStats: () => PoolStats; chat: () => ChatGauges | undefined }): Metrics {
+export function createMetrics(options: { replicaId: string }): Metrics {
   const registry = new Registry();
   registry.setDefaultLabels({ replica: options.replicaId });
   collectDefaultMetrics({ register: registry, prefix: 'sandpool_' });
@@ -34,15 +38,6 @@ export function createMetrics(options: { replicaId: string; poolStats: () => Poo
       },
     });
   };
-  const gauge = (name: string, help: string, pick: (s: PoolStats) => number): void => liveGauge(name, help, () => pick(options.poolStats()));
-  gauge('sandpool_pool_idle', 'Warm sandboxes ready to hand out', (s) => s.idle);
-  gauge('sandpool_pool_active', 'Sandboxes leased to users', (s) => s.active);
-  gauge('sandpool_pool_total', 'All sandboxes of this replica (idle + active + starting)', (s) => s.total);
-  gauge('sandpool_pool_creating', 'Sandboxes starting right now', (s) => s.creating);
-  gauge('sandpool_pool_pending', 'acquire() calls waiting for a sandbox', (s) => s.pending);
-  gauge('sandpool_pool_max', 'POOL_MAX_SIZE', (s) => s.maxPoolSize);
-  gauge('sandpool_pool_min', 'POOL_MIN_SIZE', (s) => s.minPoolSize);
-  gauge('sandpool_pool_ready', '1 when the pool can serve a new user', (s) => (s.ready ? 1 : 0));
 
   const acquireSeconds = new Histogram({
     name: 'sandpool_pool_acquire_seconds',
@@ -68,15 +63,6 @@ export function createMetrics(options: { replicaId: string; poolStats: () => Poo
     registers: [registry],
   });
 
-  const chatGauge = (name: string, help: string, pick: (g: ChatGauges) => number): void =>
-    liveGauge(name, help, () => {
-      const g = options.chat();
-      return g ? pick(g) : 0;
-    });
-  chatGauge('sandpool_socket_connections', 'Connected Socket.IO sockets', (g) => g.connections());
-  chatGauge('sandpool_sessions', 'User sessions on this replica', (g) => g.sessions());
-  chatGauge('sandpool_requests_in_flight', 'Chat requests accepted and not yet done or failed', (g) => g.inFlight());
-  chatGauge('sandpool_approvals_pending', 'Tool calls waiting for the user\'s approval', (g) => g.pendingApprovals());
   const rejections = new Counter({
     name: 'sandpool_rejections_total',
     help: 'Refused messages, approvals and connections, by error code',
@@ -107,9 +93,26 @@ export function createMetrics(options: { replicaId: string; poolStats: () => Poo
   return {
     registry,
     orphansRemoved,
+    watchPool(stats) {
+      const gauge = (name: string, help: string, pick: (s: PoolStats) => number): void => liveGauge(name, help, () => pick(stats()));
+      gauge('sandpool_pool_idle', 'Warm sandboxes ready to hand out', (s) => s.idle);
+      gauge('sandpool_pool_active', 'Sandboxes leased to users', (s) => s.active);
+      gauge('sandpool_pool_total', 'All sandboxes of this replica (idle + active + starting)', (s) => s.total);
+      gauge('sandpool_pool_creating', 'Sandboxes starting right now', (s) => s.creating);
+      gauge('sandpool_pool_pending', 'acquire() calls waiting for a sandbox', (s) => s.pending);
+      gauge('sandpool_pool_max', 'POOL_MAX_SIZE', (s) => s.maxPoolSize);
+      gauge('sandpool_pool_min', 'POOL_MIN_SIZE', (s) => s.minPoolSize);
+      gauge('sandpool_pool_ready', '1 when the pool can serve a new user', (s) => (s.ready ? 1 : 0));
+    },
+    watchChat(g) {
+      liveGauge('sandpool_socket_connections', 'Connected Socket.IO sockets', g.connections);
+      liveGauge('sandpool_sessions', 'User sessions on this replica', g.sessions);
+      liveGauge('sandpool_requests_in_flight', 'Chat requests accepted and not yet done or failed', g.inFlight);
+      liveGauge('sandpool_approvals_pending', "Tool calls waiting for the user's approval", g.pendingApprovals);
+    },
     chatObserver: {
       rejected: (code) => rejections.inc({ code }),
-      approvalWaited: (ms, outcome) => approvalWait.observe({ outcome }, ms / 1000),
+      approvalWaited: (ms, verdict) => approvalWait.observe({ outcome: verdict }, ms / 1000),
       firstToolResult: (ms) => firstToolResult.observe(ms / 1000),
       requestFinished: (ms, outcome) => requestSeconds.observe({ outcome }, ms / 1000),
     },

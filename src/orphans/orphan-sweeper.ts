@@ -19,9 +19,9 @@ export interface OrphanSweeperOptions {
   /** Default 60000. */
   intervalMs?: number;
   /** With shared heartbeats: true when that replica is alive (its containers are never swept). */
-  isReplicaLive?: (replicaId: string) => boolean | Promise<boolean>;
+  isReplicaLive: (replicaId: string) => Promise<boolean>;
   /** Hook for removed containers (metrics). */
-  onRemoved?: (count: number) => void;
+  onRemoved: (count: number) => void;
 }
 
 export interface OrphanSweeper {
@@ -79,7 +79,7 @@ export function createOrphanSweeper(options: OrphanSweeperOptions): OrphanSweepe
       return age > inFlightGraceMs ? { orphan: true, why: 'ours but no longer tracked' } : { orphan: false };
     }
     const replica = c.labels[LABELS.replica] ?? '';
-    if (replica !== replicaId && (await options.isReplicaLive?.(replica))) return { orphan: false };
+    if (replica !== replicaId && (await options.isReplicaLive(replica))) return { orphan: false };
     if (ownerHost === hostname && Number.isInteger(pid) && pid > 0) {
       return pidAlive(pid) ? { orphan: false } : { orphan: true, why: `owner process ${pid} on this host is gone` };
     }
@@ -124,7 +124,7 @@ export function createOrphanSweeper(options: OrphanSweeperOptions): OrphanSweepe
         log.warn({ container: c.id.slice(0, 12), err: errorMessage(err) }, 'could not remove orphan container');
       }
     }
-    if (removed.length > 0) options.onRemoved?.(removed.length);
+    if (removed.length > 0) options.onRemoved(removed.length);
     return removed;
   }
 

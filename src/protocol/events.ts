@@ -3,6 +3,7 @@
  * by both ends: the gateway types its server with these maps, the tests and
  * scripts type their socket.io-client sockets with them.
  */
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { ErrorBody } from './errors.js';
 
 /** An ack: `{ ok: true, ...fields }` or `{ ok: false, error }`. Never silence. */
@@ -102,10 +103,38 @@ export interface ServerToClientEvents {
 /** A forwarded message's answer: null from every replica but its target. */
 export type ForwardedMessageAck = AckResponse<MessageAccepted> | null;
 
-/** Replica to replica, over the Socket.IO Redis adapter (serverSideEmitWithAck). */
+/** A tool call to run in the user's sandbox on the replica that holds it. */
+export interface RemoteToolCall {
+  name: string;
+  arguments: Record<string, unknown>;
+  timeoutMs: number;
+}
+
+/**
+ * Whether a tool call took a fresh sandbox: `after-loss` when the user's
+ * previous one died (its container or replica went away), `after-release`
+ * when this replica took one for the user for the first time (there may have
+ * been one before an idle release).
+ */
+export type StartedFresh = 'no' | 'after-release' | 'after-loss';
+
+/** A tool call's outcome in the user's sandbox; a failure inside the sandbox is an `isError` result. */
+export interface ToolRun {
+  result: CallToolResult;
+  startedFresh: StartedFresh;
+}
+
+/**
+ * Replica to replica, over the Socket.IO Redis adapter. Messages and
+ * approvals use acks (serverSideEmitWithAck, answered at once by every
+ * replica); a tool call may run for a minute, longer than the adapter's
+ * request timeout should be, so it is a request and a reply event.
+ */
 export interface InterServerEvents {
   'sandpool:message': (msg: { target: string; userId: string; payload: unknown }, ack: (res: ForwardedMessageAck) => void) => void;
   'sandpool:approval': (msg: { userId: string } & ToolApproval, ack: (decided: boolean) => void) => void;
+  'sandpool:tool': (msg: { target: string; origin: string; id: string; userId: string; call: RemoteToolCall }) => void;
+  'sandpool:tool-reply': (msg: { origin: string; id: string; outcome: ({ ok: true } & ToolRun) | { ok: false; error: ErrorBody; gone: boolean } }) => void;
 }
 
 /** What a connected socket carries (set by the authentication middleware). */

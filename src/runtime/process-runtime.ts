@@ -3,7 +3,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { DEFAULT_POOL_IMAGE } from '../config/config.js';
 import type { Logger } from '../logger.js';
 import type { ContainerRuntime, ContainerSummary, ExitInfo, SandboxProcess, SandboxSpec } from './types.js';
 
@@ -11,7 +10,13 @@ import type { ContainerRuntime, ContainerSummary, ExitInfo, SandboxProcess, Sand
 export interface ProcessRuntimeOptions {
   /** The MCP server started for every sandbox. Default: @modelcontextprotocol/server-filesystem from node_modules. */
   serverEntry?: string;
-  /** Gets the one warning about POOL_IMAGE / POOL_COMMAND being ignored. Default: process.emitWarning. */
+  /**
+   * Settings this runtime cannot honour (e.g. `POOL_IMAGE=...`): there is no
+   * image to run here, so an operator who chose one must learn that their
+   * server is not the one answering. Warned about once, at the first start.
+   */
+  ignoredSettings?: readonly string[];
+  /** Gets that warning. Default: process.emitWarning. */
   logger?: Logger;
 }
 
@@ -27,15 +32,9 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Conta
   const children = new Map<string, { child: ChildProcessWithoutNullStreams; summary: ContainerSummary; dir: string }>();
   let warnedAboutSpec = false;
 
-  // There is no image to run here: an operator who set POOL_IMAGE or
-  // POOL_COMMAND must learn that their server is not the one answering.
-  function warnIfSpecIgnored(spec: SandboxSpec): void {
-    if (warnedAboutSpec) return;
-    const ignored = [
-      spec.image !== DEFAULT_POOL_IMAGE ? `POOL_IMAGE=${spec.image}` : undefined,
-      spec.command !== undefined ? `POOL_COMMAND=${JSON.stringify(spec.command)}` : undefined,
-    ].filter((s): s is string => s !== undefined);
-    if (ignored.length === 0) return;
+  function warnIfSettingsIgnored(): void {
+    const ignored = options.ignoredSettings ?? [];
+    if (warnedAboutSpec || ignored.length === 0) return;
     warnedAboutSpec = true;
     const message = `the process runtime (no Docker) ignores ${ignored.join(' and ')}: every sandbox runs the built-in MCP filesystem server (${serverEntry})`;
     if (options.logger) options.logger.warn({ ignored }, message);
@@ -61,7 +60,7 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Conta
       /* always available */
     },
     async start(spec: SandboxSpec): Promise<SandboxProcess> {
-      warnIfSpecIgnored(spec);
+      warnIfSettingsIgnored();
       const dir = await mkdtemp(path.join(os.tmpdir(), 'sandpool-sbx-'));
       const child = spawn(process.execPath, [serverEntry, dir], { cwd: dir, stdio: ['pipe', 'pipe', 'pipe'] });
       const id = `proc-${child.pid ?? 'x'}-${path.basename(dir).slice(-6)}`;

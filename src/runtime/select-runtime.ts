@@ -12,9 +12,12 @@ export async function selectRuntime(options: {
   mode: 'docker' | 'process' | 'auto';
   production: boolean;
   dockerSocket: string;
+  /** Settings only a container runtime honours (e.g. `POOL_IMAGE=...`): the process runtime warns they are ignored. */
+  customSpec: readonly string[];
   logger: Logger;
 }): Promise<ContainerRuntime> {
-  if (options.mode === 'process') return createProcessRuntime({ logger: options.logger });
+  const processRuntime = (): ContainerRuntime => createProcessRuntime({ logger: options.logger, ignoredSettings: options.customSpec });
+  if (options.mode === 'process') return processRuntime();
   const docker = createDockerRuntime({ socketPath: options.dockerSocket });
   try {
     await docker.ping();
@@ -23,6 +26,6 @@ export async function selectRuntime(options: {
     const why = `Docker engine at ${options.dockerSocket} did not answer: ${errorMessage(err)}`;
     if (options.mode === 'docker' || options.production) throw new Error(why);
     options.logger.warn(`${why}; POOL_RUNTIME=auto falls back to the process runtime (sandboxes are NOT isolated)`);
-    return createProcessRuntime({ logger: options.logger });
+    return processRuntime();
   }
 }

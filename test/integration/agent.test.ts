@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createSandpool, type Sandpool } from '../../src/main.js';
+import { createSandpool, type Sandpool } from '../../src/app/create-sandpool.js';
 import { FakeServer, openAiChunk, sendJson, sendSse } from '../support/fake-llm-server.js';
 import { connectUser, emitAck, nextEvent, testConfig, type ClientSocket } from '../support/helpers.js';
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
-import { createSandpool, type Sandpool } from '../../src/main.js';
+import { createSandpool, type Sandpool } from '../../src/app/create-sandpool.js';
 import { testConfig, uniqueReplica } from '../support/helpers.js';
 
 const STEP_MS = 20_000;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT } from 'jose';
-import { createSandpool, type Sandpool } from '../../src/main.js';
+import { createSandpool, type Sandpool } from '../../src/app/create-sandpool.js';
 import { LABELS } from '../../src/runtime/types.js';
 import { createMemoryState } from '../../src/state/memory-state.js';
 import { connectUser, dockerPs, emitAck, nextEvent, testConfig, waitFor, type ClientSocket } from '../support/helpers.js';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { createSandpool, type Sandpool } from '../../src/main.js';
+import { createSandpool, type Sandpool } from '../../src/app/create-sandpool.js';
 import { LABELS } from '../../src/runtime/types.js';
 import { dockerPs, spawnReplica, testConfig, uniqueReplica, waitFor } from '../support/helpers.js';
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import os from 'node:os';
 import { after, describe, it } from 'node:test';
-import { createSandpool } from '../../src/main.js';
+import { createSandpool } from '../../src/app/create-sandpool.js';
 import { createOrphanSweeper } from '../../src/orphans/orphan-sweeper.js';
 import { createDockerRuntime } from '../../src/runtime/docker-runtime.js';
 import { LABELS } from '../../src/runtime/types.js';
@@ -61,6 +61,9 @@ describe('orphan sweep', () => {
       ownedIds: () => new Set(),
       logger: testLogger(),
       graceMs: 3_600_000,
+      // No shared heartbeats here: liveness is judged from the labels alone.
+      isReplicaLive: async () => false,
+      onRemoved: () => undefined,
     });
     const removed = new Set(await sweeper.sweep());
     assert.equal(removed.has(deadPid), true, 'dead owner pid on this host');

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { createLogger } from '../../src/logger.js';
-import { createSandpool } from '../../src/main.js';
+import { createSandpool } from '../../src/app/create-sandpool.js';
 import { createContainerPool } from '../../src/pool/container-pool.js';
 import { createProcessRuntime } from '../../src/runtime/process-runtime.js';
 import { testConfig, testLogger, textOf, waitFor } from '../support/helpers.js';

@@ -1,3 +1,4 @@
+import { createLocalPlanner } from '../local-planner.js';
 import type { LlmProvider } from '../types.js';
 import { createAnthropicProvider } from './anthropic-provider.js';
 import { createGeminiProvider } from './gemini-provider.js';
@@ -33,4 +34,28 @@ export function createLlmProvider(cfg: LlmProviderConfig): LlmProvider {
     case 'anthropic':
       return createAnthropicProvider(common);
   }
+}
+
+/** The LLM settings (config.llm; LLM_* and <PROVIDER>_* variables). */
+export interface LlmSettings {
+  provider: 'local' | CloudProviderName;
+  model: string | undefined;
+  timeoutMs: number;
+  gemini: { apiKey: string | undefined; baseUrl: string | undefined };
+  openai: { apiKey: string | undefined; baseUrl: string | undefined };
+  anthropic: { apiKey: string | undefined; baseUrl: string | undefined };
+}
+
+/** The configured provider: the offline local planner, or a cloud model with its key and endpoint. */
+export function createProvider(settings: LlmSettings): LlmProvider {
+  if (settings.provider === 'local') return createLocalPlanner();
+  const { apiKey, baseUrl } = settings[settings.provider];
+  return createLlmProvider({
+    provider: settings.provider,
+    // Config already refused a missing key where the provider needs one.
+    apiKey: apiKey ?? 'unused',
+    baseUrl,
+    model: settings.model,
+    timeoutMs: settings.timeoutMs,
+  });
 }

@@ -1,0 +1,296 @@
+import { existsSync } from 'node:fs';
+import type { Server as HttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createAdaptorServer } from '@hono/node-server';
+import { createAdapter } from '@socket.io/redis-adapter';
+import type { Config } from '../config/config.js';
+import { DEFAULT_POOL_IMAGE } from '../config/schema.js';
+import { createProvider } from '../agent/providers/index.js';
+import { createApprovalRegistry } from '../chat/approvals.js';
+import { createChatService, type ChatService } from '../chat/chat-service.js';
+import { createSandboxTools } from '../chat/sandbox-tools.js';
+import { createSessionManager } from '../chat/sessions.js';
+import { createToolCatalog } from '../chat/tool-catalog.js';
+import { createHeartbeat, heartbeatTtlMs } from '../cluster/heartbeat.js';
+import { createLiveness } from '../cluster/liveness.js';
+import { connectRedis, redactUrl } from '../cluster/redis-clients.js';
+import { createSingleReplicaBus } from '../cluster/replica-bus.js';
+import { createHttpApp } from '../http/http-app.js';
+import { createLogger, type Logger } from '../logger.js';
+import { createMetrics } from '../metrics/metrics.js';
+import { createDeadReplicaReaper } from '../orphans/dead-replica-reaper.js';
+import { createOrphanSweeper } from '../orphans/orphan-sweeper.js';
+import { createContainerPool, ownerLabel, type ContainerPool } from '../pool/container-pool.js';
+import { createAuthenticator } from '../realtime/auth.js';
+import { installDrainGate } from '../realtime/drain-gate.js';
+import { createEventBudget } from '../realtime/event-budget.js';
+import { closeSockets, registerGateway } from '../realtime/gateway.js';
+import { createSocketIoReplicaBus } from '../realtime/socket-io-replica-bus.js';
+import { createSocketServer } from '../realtime/socket-server.js';
+import { selectRuntime } from '../runtime/select-runtime.js';
+import type { ContainerRuntime } from '../runtime/types.js';
+import { createMemoryState } from '../state/memory-state.js';
+import { createRedisState } from '../state/redis-state.js';
+import type { SharedState } from '../state/types.js';
+import { runShutdown } from './shutdown.js';
+
+/** A running replica: the one object the composition root hands out. */
+export interface Sandpool {
+  readonly config: Config;
+  readonly port: number;
+  readonly url: string;
+  readonly pool: ContainerPool;
+  readonly runtime: ContainerRuntime;
+  readonly chat: ChatService;
+  readonly logger: Logger;
+  /** Why this replica cannot serve right now (what /ready reports); empty when ready. */
+  notReadyReasons(): string[];
+  /** Graceful, bounded shutdown: /ready 503, stop accepting, finish or fail in-flight work, drain the pool, quit Redis. */
+  stop(reason?: string): Promise<void>;
+}
+
+/** Options of createSandpool. */
+export interface SandpoolOptions {
+  logger?: Logger;
+  /** Wait this long for the pool to warm before resolving (it keeps warming after). Default 0: do not wait. */
+  warmTimeoutMs?: number;
+  /**
+   * Shared state to use instead of the one the config selects (Redis when
+   * REDIS_URL is set, else memory). The replica closes it on stop.
+   */
+  state?: SharedState;
+}
+
+/** The web page's files: <repo>/web, from src/ (tsx) or dist/src/ alike. */
+function webRoot(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const fromDist = path.resolve(here, '../../../web');
+  return existsSync(fromDist) ? fromDist : path.resolve(here, '../../web');
+}
+
+/**
+ * The composition root: wires config, runtime, shared state, pool, sweeper,
+ * heartbeat, chat, HTTP and Socket.IO, and starts listening. It only wires:
+ * every decision lives in the module it belongs to.
+ */
+export async function createSandpool(config: Config, options: SandpoolOptions = {}): Promise<Sandpool> {
+  const startedAtMs = Date.now();
+  const { server: serverConfig } = config;
+  const replicaId = serverConfig.replicaId;
+  const logger = options.logger ?? createLogger({ level: serverConfig.logLevel, replicaId });
+  const runtime = await selectRuntime({
+    mode: config.pool.runtime,
+    production: serverConfig.nodeEnv === 'production',
+    dockerSocket: config.docker.socketPath,
+    // The process runtime has no image to run: an operator who chose one must hear that it is ignored.
+    customSpec: [
+      config.pool.image !== DEFAULT_POOL_IMAGE ? `POOL_IMAGE=${config.pool.image}` : undefined,
+      config.pool.command !== undefined ? `POOL_COMMAND=${JSON.stringify(config.pool.command)}` : undefined,
+    ].filter((s): s is string => s !== undefined),
+    logger,
+  });
+
+  // Shared state: Redis for several replicas, memory for one.
+  const redis = config.cluster.redisUrl ? await connectRedis(config.cluster.redisUrl, logger) : undefined;
+  const state: SharedState =
+    options.state ??
+    (redis
+      ? createRedisState({
+          redis: redis.command,
+          maxRequestsPerUser: config.chat.maxRequestsPerUser,
+          prefix: config.cluster.redisKeyPrefix,
+          slotTtlMs: config.cluster.requestSlotTtlMs,
+        })
+      : createMemoryState({ maxRequestsPerUser: config.chat.maxRequestsPerUser }));
+  logger.info(
+    { state: state.kind },
+    options.state ? 'shared state supplied by the caller' : redis ? `shared state in Redis at ${redactUrl(config.cluster.redisUrl ?? '')}` : 'single replica: state in memory',
+  );
+
+  const metrics = createMetrics({ replicaId });
+  const pool = createContainerPool({ runtime, pool: config.pool, sandbox: config.sandbox, replicaId, logger, observer: metrics.poolObserver });
+  metrics.watchPool(() => pool.stats());
+  if (config.pool.enabled) logger.info('[Phase 2] Container pooling enabled');
+  else logger.info('Container pooling disabled (ENABLE_CONTAINER_POOL=false): every sandbox is created on demand');
+
+  const liveness = createLiveness({ registry: state.replicas, self: replicaId });
+  const sweeper = createOrphanSweeper({
+    runtime,
+    replicaId,
+    owner: ownerLabel(),
+    ownedIds: () => pool.ownedIds(),
+    logger,
+    graceMs: config.orphans.graceMs,
+    inFlightGraceMs: config.pool.createTimeoutMs * 2,
+    intervalMs: config.orphans.sweepIntervalMs,
+    isReplicaLive: liveness.isLive,
+    onRemoved: (n) => metrics.orphansRemoved.inc(n),
+  });
+  const reaper = createDeadReplicaReaper({
+    registry: state.replicas,
+    self: replicaId,
+    intervalMs: config.cluster.heartbeatIntervalMs,
+    // Counted in orphansRemoved by the sweeper's onRemoved hook.
+    removeReplica: (dead) => sweeper.removeReplica(dead),
+    logger,
+  });
+
+  // Outlives its replica on purpose: liveness comes from heartbeats, and a
+  // survivor that finds a dead owner can tell the user their sandbox is gone.
+  const ownerTtlMs = config.chat.sessionIdleTimeoutMs + heartbeatTtlMs(config.cluster.heartbeatIntervalMs);
+  const sessions = createSessionManager({ chat: config.chat, pool, owners: state.owners, replicaId, ownerTtlMs, isReplicaLive: liveness.isLive, logger });
+
+  // HTTP first (not listening yet), Socket.IO on the same server.
+  let draining = false;
+  const notReadyReasons = (): string[] => {
+    if (draining) return ['shutting down'];
+    const reasons: string[] = [];
+    const s = pool.stats();
+    if (!s.ready) reasons.push(s.lastError ? `sandbox pool not ready: ${s.lastError}` : 'sandbox pool warming up');
+    if (!state.healthy()) reasons.push('Redis is unreachable');
+    return reasons;
+  };
+  const replicaStats = (): Record<string, unknown> & { replica: string } => ({ ...pool.stats(), replica: replicaId, connections: io.engine.clientsCount, sessions: sessions.count() });
+  const http = createHttpApp({
+    webRoot: webRoot(),
+    replicaId,
+    startedAtMs,
+    logger,
+    metrics,
+    poolStats: () => pool.stats(),
+    clusterStats: async () => {
+      const live = await liveness.live();
+      // This replica's own numbers fresh, the others' as of their last beat.
+      return [replicaStats(), ...live.filter((r) => r.replica !== replicaId)];
+    },
+    notReadyReasons,
+  });
+  const server = createAdaptorServer({ fetch: http.fetch }) as HttpServer;
+  const adapter = redis ? createAdapter(redis.pub, redis.sub, { key: `${config.cluster.redisKeyPrefix}socket.io`, requestsTimeout: 5_000 }) : undefined;
+  const { io, emitToUser } = createSocketServer({ httpServer: server, adapter, maxMessageBytes: config.chat.maxMessageBytes });
+  const bus = redis ? createSocketIoReplicaBus({ io, replicaId, logger, toolCallSlackMs: config.pool.acquireTimeoutMs + 5_000 }) : createSingleReplicaBus();
+
+  const heartbeat = createHeartbeat({
+    state,
+    liveness,
+    startedAtMs,
+    intervalMs: config.cluster.heartbeatIntervalMs,
+    snapshot: () => ({ ...pool.stats(), connections: io.engine.clientsCount, sessions: sessions.count() }),
+    leasedUsers: sessions.leasedUsers,
+    ownerTtlMs,
+    logger,
+  });
+
+  const provider = createProvider(config.llm);
+  logger.info({ provider: provider.name, model: provider.model }, 'agent provider');
+  const approvals = createApprovalRegistry();
+  const sandboxTools = createSandboxTools({ sessions, bus });
+  const chat = createChatService({
+    settings: config.chat,
+    replicaId,
+    provider,
+    tools: createToolCatalog(pool),
+    sandboxTools,
+    sessions,
+    approvals,
+    state,
+    bus,
+    isReplicaLive: liveness.isLive,
+    emit: emitToUser,
+    logger,
+    observer: metrics.chatObserver,
+  });
+  bus.serve({
+    message: (userId, payload) => chat.handleMessage(userId, payload, { routed: true }),
+    approval: (userId, approval) => chat.handleApproval(userId, approval, { routed: true }),
+    tool: (userId, call) => sandboxTools.runRouted(userId, call),
+  });
+  registerGateway({
+    io,
+    chat,
+    authenticate: createAuthenticator(config.auth.secret),
+    budget: createEventBudget({ eventsPerSecond: config.chat.socketEventsPerSecond }),
+    eventsPerSecond: config.chat.socketEventsPerSecond,
+    logger,
+    onRejected: (code) => metrics.chatObserver.rejected(code),
+  });
+  metrics.watchChat({
+    connections: () => io.engine.clientsCount,
+    sessions: sessions.count,
+    inFlight: chat.inFlight,
+    pendingApprovals: approvals.pendingCount,
+  });
+  installDrainGate(server, () => draining, logger);
+
+  // First beat before anything else: other replicas must see this one alive
+  // before it owns containers, and it must know who else is alive before sweeping.
+  await heartbeat.start();
+  // Sweep before warming: an earlier crash's containers count against nobody.
+  await sweeper.sweep();
+  sweeper.start();
+  reaper.start();
+  pool.start();
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(serverConfig.port, serverConfig.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const url = `http://${serverConfig.host === '0.0.0.0' ? '127.0.0.1' : serverConfig.host}:${port}`;
+  logger.info({ url, replica: replicaId, runtime: runtime.kind }, 'sandpool listening');
+
+  if (options.warmTimeoutMs) await pool.whenWarm(options.warmTimeoutMs);
+
+  const budgetMs = serverConfig.shutdownTimeoutMs;
+  let stopped: Promise<void> | undefined;
+  async function stop(reason: string): Promise<void> {
+    // Readiness first: /ready answers 503 and new handshakes go to another replica.
+    draining = true;
+    logger.info({ reason, budgetMs }, 'shutting down');
+    await runShutdown(
+      [
+        { name: 'stop background sweeps', run: () => (sweeper.stop(), reaper.stop()) },
+        // Requests in flight get a share of the budget to finish; the rest fail with SHUTTING_DOWN.
+        { name: 'finish requests in flight', maxMs: Math.min(5_000, budgetMs / 3) + 1_000, run: () => chat.shutdown(Math.min(5_000, budgetMs / 3)) },
+        // Sockets are closed at the transport level: clients reconnect (through nginx) to a survivor.
+        { name: 'close sockets', maxMs: 3_000, run: () => closeSockets(io) },
+        {
+          name: 'stop accepting HTTP',
+          maxMs: 5_000,
+          // Idle keep-alive sockets go now, busy ones get a bounded grace.
+          run: () => {
+            const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+            server.closeIdleConnections();
+            return closed;
+          },
+          onTimeout: () => server.closeAllConnections(),
+        },
+        { name: 'drain the pool', run: (ms) => pool.drain(ms) },
+        // Belt and braces: whatever still carries our owner label goes, however young.
+        { name: 'remove our containers', run: () => sweeper.removeOwn() },
+        { name: 'leave the cluster', maxMs: 2_000, run: () => heartbeat.stop() },
+        { name: 'close shared state', maxMs: 2_000, run: () => state.close() },
+        { name: 'quit Redis', maxMs: 3_000, run: () => redis?.quit() },
+      ],
+      { budgetMs, logger },
+    );
+    logger.info({ destroyed: pool.stats().destroyed }, 'shutdown complete');
+  }
+
+  return {
+    config,
+    port,
+    url,
+    pool,
+    runtime,
+    chat,
+    logger,
+    notReadyReasons,
+    stop: (reason = 'stop requested') => (stopped ??= stop(reason)),
+  };
+}

@@ -1,0 +1,38 @@
+import type { ReplicaRecord, ReplicaRegistry } from '../state/types.js';
+
+/**
+ * Which replicas are alive: the one view that the heartbeat keeps current and
+ * that sessions (taking over a dead owner's user), the chat service (routing
+ * to an owner) and the orphan sweeper (never removing a live replica's
+ * containers) read.
+ */
+export interface Liveness {
+  readonly self: string;
+  /**
+   * From the last beat's view; a replica missing from it is looked up now:
+   * one that started after that beat is alive, and taking over its sessions
+   * would give a user a second workspace.
+   */
+  isLive(replicaId: string): Promise<boolean>;
+  /** Live replicas' published records, read now. */
+  live(): Promise<ReplicaRecord[]>;
+  /** The heartbeat reports what it read. */
+  observe(live: readonly ReplicaRecord[]): void;
+}
+
+export function createLiveness(options: { registry: ReplicaRegistry; self: string }): Liveness {
+  const { registry, self } = options;
+  let view = new Set<string>([self]);
+  return {
+    self,
+    async isLive(replicaId) {
+      if (view.has(replicaId)) return true;
+      // Unreachable shared state: assume alive, so nothing is taken over on a guess.
+      return registry.isLive(replicaId).catch(() => true);
+    },
+    live: () => registry.live(),
+    observe(live) {
+      view = new Set([self, ...live.map((r) => r.replica)]);
+    },
+  };
+}

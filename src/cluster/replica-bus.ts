@@ -1,0 +1,43 @@
+import { SandpoolError } from '../errors.js';
+import type { MessageAccepted, RemoteToolCall, ToolApproval, ToolRun } from '../protocol/events.js';
+
+/** What a replica does with calls other replicas route to it (registered once the chat service exists). */
+export interface ReplicaBusHandlers {
+  /** Accepts (and runs here) a message of a user whose sandbox this replica holds. */
+  message(userId: string, payload: unknown): Promise<MessageAccepted>;
+  /** Decides a call pending here; false when this replica holds no such call. */
+  approval(userId: string, approval: ToolApproval): Promise<boolean>;
+  /** Runs a tool call in the user's sandbox, which this replica holds. */
+  tool(userId: string, call: RemoteToolCall): Promise<ToolRun>;
+}
+
+/**
+ * Replica-to-replica calls, for a user whose sockets (or MCP requests) reach
+ * a different replica than the one holding their sandbox or their pending
+ * tool call: one workspace per user across replicas.
+ */
+export interface ReplicaBus {
+  /** Runs the message on `target`; resolves with its ack, rejects with its SandpoolError. */
+  forwardMessage(target: string, userId: string, payload: unknown): Promise<MessageAccepted>;
+  /** Offers the decision to every other replica; true when one of them held that call for this user. */
+  forwardApproval(userId: string, approval: ToolApproval): Promise<boolean>;
+  /** Runs a tool call on `target`, which holds the user's sandbox. Rejects with SandboxGoneError or a SandpoolError. */
+  runTool(target: string, userId: string, call: RemoteToolCall): Promise<ToolRun>;
+  serve(handlers: ReplicaBusHandlers): void;
+}
+
+/**
+ * A single replica has nobody to route to: ownership is always its own, so
+ * the chat layer never forwards, and an approval it does not hold is unknown.
+ */
+export function createSingleReplicaBus(): ReplicaBus {
+  const nobody = (): Promise<never> => Promise.reject(new SandpoolError('INTERNAL', 'no other replica to route to (single replica)'));
+  return {
+    forwardMessage: nobody,
+    forwardApproval: async () => false,
+    runTool: nobody,
+    serve() {
+      /* nothing is ever routed here */
+    },
+  };
+}

@@ -1,0 +1,94 @@
+import { randomUUID } from 'node:crypto';
+import { SandboxGoneError, SandpoolError, errorMessage, toErrorBody } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { ForwardedMessageAck, ToolRun } from '../protocol/events.js';
+import type { ReplicaBus, ReplicaBusHandlers } from '../cluster/replica-bus.js';
+import type { SandpoolIo } from './socket-server.js';
+
+export interface SocketIoReplicaBusOptions {
+  io: SandpoolIo;
+  replicaId: string;
+  logger: Logger;
+  /** A routed tool call is given up after its own timeout plus this (acquiring a sandbox, the hop). */
+  toolCallSlackMs: number;
+}
+
+/**
+ * The replica bus over the Socket.IO Redis adapter. Messages and approvals
+ * are answered at once by every replica (serverSideEmitWithAck, bounded by
+ * the adapter's requestsTimeout); tool calls can run for a minute, so they
+ * are a request event and a reply event with this replica's own timeout.
+ */
+export function createSocketIoReplicaBus(options: SocketIoReplicaBusOptions): ReplicaBus {
+  const { io, replicaId } = options;
+  const log = options.logger.child({ component: 'ReplicaBus' });
+  const waiting = new Map<string, { resolve(run: ToolRun): void; reject(err: Error): void }>();
+
+  io.on('sandpool:tool-reply', ({ origin, id, outcome }) => {
+    if (origin !== replicaId) return;
+    const waiter = waiting.get(id);
+    if (!waiter) return;
+    waiting.delete(id);
+    if (outcome.ok) waiter.resolve({ result: outcome.result, startedFresh: outcome.startedFresh });
+    else waiter.reject(outcome.gone ? new SandboxGoneError(outcome.error.message) : new SandpoolError(outcome.error.code, outcome.error.message));
+  });
+
+  return {
+    async forwardMessage(target, userId, payload) {
+      let responses: ForwardedMessageAck[];
+      try {
+        responses = await io.serverSideEmitWithAck('sandpool:message', { target, userId, payload });
+      } catch (err) {
+        // A replica that did not answer in time: the target may still have.
+        responses = (err as { responses?: ForwardedMessageAck[] }).responses ?? [];
+      }
+      const answer = responses.find((r): r is NonNullable<ForwardedMessageAck> => r !== null);
+      if (!answer) throw new SandpoolError('SANDBOX_FAILED', `replica ${target}, which holds your sandbox, did not answer; try again`);
+      if (!answer.ok) throw new SandpoolError(answer.error.code, answer.error.message);
+      return { requestId: answer.requestId, sessionId: answer.sessionId };
+    },
+
+    async forwardApproval(userId, approval) {
+      const responses = await io.serverSideEmitWithAck('sandpool:approval', { userId, ...approval }).catch((err: unknown) => (err as { responses?: boolean[] }).responses ?? []);
+      return responses.some((decided) => decided === true);
+    },
+
+    runTool(target, userId, call) {
+      const id = randomUUID();
+      return new Promise<ToolRun>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiting.delete(id);
+          reject(new SandpoolError('SANDBOX_FAILED', `replica ${target}, which holds your sandbox, did not answer within ${call.timeoutMs + options.toolCallSlackMs} ms; try again`));
+        }, call.timeoutMs + options.toolCallSlackMs);
+        waiting.set(id, {
+          resolve: (run) => (clearTimeout(timer), resolve(run)),
+          reject: (err) => (clearTimeout(timer), reject(err)),
+        });
+        io.serverSideEmit('sandpool:tool', { target, origin: replicaId, id, userId, call });
+      });
+    },
+
+    serve(handlers: ReplicaBusHandlers) {
+      io.on('sandpool:message', (msg, ack) => {
+        if (msg.target !== replicaId) return ack(null);
+        handlers.message(msg.userId, msg.payload).then(
+          (accepted) => ack({ ok: true, ...accepted }),
+          (err: unknown) => ack({ ok: false, error: toErrorBody(err) }),
+        );
+      });
+      io.on('sandpool:approval', (msg, ack) => {
+        handlers.approval(msg.userId, { callId: msg.callId, approved: msg.approved }).then(ack, () => ack(false));
+      });
+      io.on('sandpool:tool', ({ target, origin, id, userId, call }) => {
+        if (target !== replicaId) return;
+        handlers.tool(userId, call).then(
+          (run) => io.serverSideEmit('sandpool:tool-reply', { origin, id, outcome: { ok: true, ...run } }),
+          (err: unknown) => {
+            log.debug({ user: userId, err: errorMessage(err) }, 'routed tool call failed');
+            io.serverSideEmit('sandpool:tool-reply', { origin, id, outcome: { ok: false, error: toErrorBody(err), gone: err instanceof SandboxGoneError } });
+          },
+        );
+      });
+    },
+  };
+}

@@ -1,0 +1,34 @@
+import type { Server as HttpServer } from 'node:http';
+import { Server } from 'socket.io';
+import type { ClientToServerEvents, InterServerEvents, ServerToClientEvents, SocketData } from '../protocol/events.js';
+
+export type SandpoolIo = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
+
+/** Sends one server event to every socket of a user, on any replica. */
+export type EmitToUser = <E extends keyof ServerToClientEvents>(userId: string, event: E, ...payload: Parameters<ServerToClientEvents[E]>) => void;
+
+export function userRoom(userId: string): string {
+  return `user:${userId}`;
+}
+
+/** The Socket.IO server on the replica's HTTP server, typed with the wire contract. */
+export function createSocketServer(options: {
+  httpServer: HttpServer;
+  /** Socket.IO adapter (the Redis adapter with several replicas). Default: in-memory. */
+  adapter?: Parameters<SandpoolIo['adapter']>[0];
+  maxMessageBytes: number;
+}): { io: SandpoolIo; emitToUser: EmitToUser } {
+  const io: SandpoolIo = new Server(options.httpServer, {
+    ...(options.adapter ? { adapter: options.adapter } : {}),
+    // Room for a message at the limit (JSON-escaped, worst case 6x) so it gets
+    // a PAYLOAD_TOO_LARGE ack rather than a dropped connection.
+    maxHttpBufferSize: Math.max(1_000_000, options.maxMessageBytes * 6 + 4096),
+    pingInterval: 25_000,
+    pingTimeout: 20_000,
+    serveClient: true,
+  });
+  return {
+    io,
+    emitToUser: (userId, event, ...payload) => void io.to(userRoom(userId)).emit(event, ...payload),
+  };
+}
