@@ -1,7 +1,7 @@
 import type { ChatSettings } from './settings.js';
 import { CancelledError, SandpoolError, errorMessage, type CancelReason } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { ContainerPool, Lease } from '../pool/container-pool.js';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { StartedFresh } from '../protocol/events.js';
 import type { OwnershipStore } from '../state/types.js';
 
@@ -19,6 +19,25 @@ export interface Session {
   readonly abort: AbortController;
 }
 
+
+/** A user's hold on a sandbox, as sessions use it (the pool's Lease is one). */
+export interface UserLease {
+  readonly sandbox: {
+    readonly id: string;
+    /** Where the sandbox's files are as its MCP server sees them. */
+    readonly workspaceDir: string;
+    isUsable(): boolean;
+    failureReason(): string | undefined;
+  };
+  callTool(name: string, args: Record<string, unknown>, options?: { timeoutMs?: number }): Promise<CallToolResult>;
+  /** Destroys the sandbox. */
+  release(): Promise<void>;
+}
+
+/** Where sessions take sandboxes from (the container pool). */
+export interface SandboxSource {
+  acquire(): Promise<UserLease>;
+}
 
 /**
  * The user's sandbox is held by another live replica: the call belongs there.
@@ -43,7 +62,7 @@ export interface SessionManager {
    * The user's sandbox, acquired on first use and kept. Rejects with
    * OwnedElsewhereError when another live replica holds it.
    */
-  lease(session: Session): Promise<{ lease: Lease; startedFresh: StartedFresh }>;
+  lease(session: Session): Promise<{ lease: UserLease; startedFresh: StartedFresh }>;
   /** Users whose sandbox this replica holds (their ownership is renewed with the heartbeat). */
   leasedUsers(): string[];
   count(): number;
@@ -54,7 +73,7 @@ export interface SessionManager {
 /** Options of createSessionManager. */
 export interface SessionManagerOptions {
   chat: ChatSettings;
-  pool: ContainerPool;
+  pool: SandboxSource;
   owners: OwnershipStore;
   replicaId: string;
   /** Ownership records expire this long after the last renewal. */
@@ -68,8 +87,8 @@ export function createSessionManager(options: SessionManagerOptions): SessionMan
   const { chat, pool, owners, replicaId } = options;
   const log = options.logger.child({ component: 'Sessions' });
   const sessions = new Map<string, Session>();
-  const leases = new Map<Session, Lease>();
-  const leasing = new Map<Session, Promise<Lease>>();
+  const leases = new Map<Session, UserLease>();
+  const leasing = new Map<Session, Promise<UserLease>>();
   const idleTimers = new Map<Session, NodeJS.Timeout>();
   const graceTimers = new Map<Session, NodeJS.Timeout>();
 

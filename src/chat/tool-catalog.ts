@@ -1,5 +1,6 @@
 import type { ToolSpec } from '../model/conversation.js';
-import type { ContainerPool } from '../pool/container-pool.js';
+import type { Tool } from '@modelcontextprotocol/sdk/types.js';
+import type { SandboxSource } from './sessions.js';
 
 /** The sandbox image's tools, as the model sees them. */
 export interface ToolCatalog {
@@ -14,7 +15,7 @@ export interface ToolCatalog {
   get(): Promise<ToolSpec[]>;
 }
 
-export function createToolCatalog(pool: Pick<ContainerPool, 'tools' | 'acquire'>): ToolCatalog {
+export function createToolCatalog(pool: SandboxSource & { tools(): readonly Tool[] | undefined }): ToolCatalog {
   const known = (): ToolSpec[] | undefined =>
     pool.tools()?.map((t) => ({ name: t.name, description: t.description ?? '', inputSchema: t.inputSchema as Record<string, unknown> }));
   let discovering: Promise<ToolSpec[]> | undefined;

@@ -1,0 +1,65 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import { createRedisState } from '../../src/state/redis-state.js';
+import { startRedis, type RedisServer } from '../support/helpers.js';
+import { sharedStateContract } from '../support/state-contract.js';
+
+let redisServer: RedisServer | undefined;
+const clients: Redis[] = [];
+sharedStateContract('redis', async (o) => {
+  redisServer ??= await startRedis();
+  const redis = new Redis(redisServer.url);
+  clients.push(redis);
+  return createRedisState({ redis, ...o, prefix: `t${randomBytes(3).toString('hex')}:` });
+});
+
+describe('Redis state: a dead replica\'s slots', () => {
+  it('expire on their own when nobody renews them', async () => {
+    redisServer ??= await startRedis();
+    const a = new Redis(redisServer.url);
+    const b = new Redis(redisServer.url);
+    clients.push(b);
+    const prefix = `d${randomBytes(3).toString('hex')}:`;
+    const replicaA = createRedisState({ redis: a, maxRequestsPerUser: 2, slotTtlMs: 500, prefix });
+    const replicaB = createRedisState({ redis: b, maxRequestsPerUser: 2, slotTtlMs: 500, prefix });
+    assert.equal(await replicaA.limiter.tryAcquire('u', 'a1'), true);
+    assert.equal(await replicaA.limiter.tryAcquire('u', 'a2'), true);
+    assert.equal(await replicaB.limiter.tryAcquire('u', 'b1'), false, 'the limit holds across replicas');
+    // Replica A dies: no more renewals.
+    await replicaA.close();
+    a.disconnect();
+    await new Promise((r) => setTimeout(r, 700));
+    assert.equal(await replicaB.limiter.tryAcquire('u', 'b1'), true);
+    await replicaB.close();
+  });
+});
+
+describe('Redis state: a Redis restart without persistence', () => {
+  it('puts back the slots of requests still running, so the limit keeps holding', async () => {
+    redisServer ??= await startRedis();
+    const redis = new Redis(redisServer.url);
+    const admin = new Redis(redisServer.url);
+    clients.push(redis, admin);
+    const prefix = `f${randomBytes(3).toString('hex')}:`;
+    const replica = createRedisState({ redis, maxRequestsPerUser: 2, slotTtlMs: 600, prefix });
+    assert.equal(await replica.limiter.tryAcquire('u', 'a1'), true);
+    assert.equal(await replica.limiter.tryAcquire('u', 'a2'), true);
+    // What a restarted Redis without persistence looks like: the key is simply gone.
+    await admin.del(`${prefix}inflight:u`);
+    assert.equal(await replica.limiter.inFlight('u'), 0);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(await replica.limiter.inFlight('u'), 2, 'the renewal put both slots back');
+    assert.equal(await replica.limiter.tryAcquire('u', 'a3'), false);
+    await replica.limiter.release('u', 'a1');
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(await replica.limiter.inFlight('u'), 1, 'a released slot is not put back');
+    await replica.close();
+  });
+});
+
+after(async () => {
+  for (const c of clients) c.disconnect();
+  await redisServer?.stop();
+});

@@ -1,0 +1,153 @@
+/**
+ * A chat service wired like a replica's, on fakes: the fake sandbox pool,
+ * memory state, the single-replica bus (or a given one), the local planner,
+ * and an emitter that records every event per user. For the fast tier.
+ */
+import { createLocalPlanner } from '../../src/agent/local-planner.js';
+import type { LlmProvider } from '../../src/agent/types.js';
+import { createApprovalRegistry, type ApprovalRegistry } from '../../src/chat/approvals.js';
+import { UNOBSERVED_CHAT, createChatService, type ChatService } from '../../src/chat/chat-service.js';
+import { createSandboxTools } from '../../src/chat/sandbox-tools.js';
+import { createSessionManager, type SessionManager } from '../../src/chat/sessions.js';
+import type { ChatSettings } from '../../src/chat/settings.js';
+import { createToolCatalog } from '../../src/chat/tool-catalog.js';
+import { createSingleReplicaBus, type ReplicaBus } from '../../src/cluster/replica-bus.js';
+import type { ServerToClientEvents } from '../../src/protocol/events.js';
+import { createMemoryState } from '../../src/state/memory-state.js';
+import type { SharedState } from '../../src/state/types.js';
+import { createFakePool, type FakePool } from './fake-pool.js';
+import { testLogger } from './helpers.js';
+
+export interface Emitted {
+  userId: string;
+  event: keyof ServerToClientEvents;
+  payload: Record<string, unknown>;
+}
+
+export const TEST_CHAT_SETTINGS: ChatSettings = {
+  maxRequestsPerUser: 5,
+  sessionIdleTimeoutMs: 60_000,
+  disconnectGraceMs: 60_000,
+  toolApprovalTimeoutMs: 5_000,
+  toolCallTimeoutMs: 5_000,
+  maxMessageBytes: 1024,
+  maxSessions: 100,
+  maxAgentSteps: 8,
+  socketEventsPerSecond: 20,
+};
+
+export interface ChatHarness {
+  chat: ChatService;
+  sessions: SessionManager;
+  approvals: ApprovalRegistry;
+  pool: FakePool;
+  state: SharedState;
+  events: Emitted[];
+  /** The first event of this kind for this user matching `match` not taken yet (already emitted or still to come). */
+  next(userId: string, event: keyof ServerToClientEvents, match?: (p: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  /** Sends a message and approves every tool call of it; resolves with the request's last event. */
+  converse(userId: string, text: string, approved?: boolean): Promise<{ requestId: string; results: Array<Record<string, unknown>>; end: Emitted }>;
+  close(): Promise<void>;
+}
+
+export function createChatHarness(
+  options: {
+    settings?: Partial<ChatSettings>;
+    replicaId?: string;
+    bus?: ReplicaBus;
+    state?: SharedState;
+    provider?: LlmProvider;
+    pool?: FakePool;
+    isReplicaLive?: (replicaId: string) => Promise<boolean>;
+  } = {},
+): ChatHarness {
+  const settings = { ...TEST_CHAT_SETTINGS, ...options.settings };
+  const replicaId = options.replicaId ?? 'unit-a';
+  const pool = options.pool ?? createFakePool();
+  const state = options.state ?? createMemoryState({ maxRequestsPerUser: settings.maxRequestsPerUser });
+  const bus = options.bus ?? createSingleReplicaBus();
+  const isReplicaLive = options.isReplicaLive ?? (async (id: string) => id === replicaId);
+  const logger = testLogger();
+  const sessions = createSessionManager({ chat: settings, pool, owners: state.owners, replicaId, ownerTtlMs: 60_000, isReplicaLive, logger });
+  const approvals = createApprovalRegistry();
+  const events: Emitted[] = [];
+  const taken = new Set<Emitted>();
+  const waiters = new Set<() => void>();
+  const chat = createChatService({
+    settings,
+    replicaId,
+    provider: options.provider ?? createLocalPlanner(),
+    tools: createToolCatalog(pool),
+    sandboxTools: createSandboxTools({ sessions, bus }),
+    sessions,
+    approvals,
+    state,
+    bus,
+    isReplicaLive,
+    emit: (userId, event, ...payload) => {
+      events.push({ userId, event, payload: payload[0] as unknown as Record<string, unknown> });
+      for (const w of [...waiters]) w();
+    },
+    logger,
+    observer: UNOBSERVED_CHAT,
+  });
+
+  const next: ChatHarness['next'] = (userId, event, match = () => true, timeoutMs = 5_000) =>
+    new Promise((resolve, reject) => {
+      const check = (): boolean => {
+        const hit = events.find((e) => !taken.has(e) && e.userId === userId && e.event === event && match(e.payload));
+        if (!hit) return false;
+        taken.add(hit);
+        waiters.delete(onEvent);
+        clearTimeout(timer);
+        resolve(hit.payload);
+        return true;
+      };
+      const onEvent = (): void => void check();
+      const timer = setTimeout(() => {
+        waiters.delete(onEvent);
+        reject(new Error(`no ${event} for ${userId} within ${timeoutMs} ms; saw ${events.map((e) => e.event).join(', ')}`));
+      }, timeoutMs);
+      if (!check()) waiters.add(onEvent);
+    });
+
+  return {
+    chat,
+    sessions,
+    approvals,
+    pool,
+    state,
+    events,
+    next,
+    async converse(userId, text, approved = true) {
+      const { requestId } = await chat.handleMessage(userId, text);
+      const mine = (p: Record<string, unknown>): boolean => p.requestId === requestId;
+      const ended = (): Emitted | undefined => events.find((e) => e.userId === userId && (e.event === 'message:done' || e.event === 'request:error') && mine(e.payload));
+      /** The next untaken event of this request among `kinds`, or the request's end. */
+      const nextOf = (kinds: ReadonlyArray<keyof ServerToClientEvents>): Promise<Emitted> =>
+        new Promise((resolve) => {
+          const look = (): void => {
+            const hit = events.find((e) => !taken.has(e) && e.userId === userId && kinds.includes(e.event) && mine(e.payload)) ?? ended();
+            if (!hit) return;
+            waiters.delete(look);
+            if (kinds.includes(hit.event)) taken.add(hit);
+            resolve(hit);
+          };
+          waiters.add(look);
+          look();
+        });
+      const results: Array<Record<string, unknown>> = [];
+      for (;;) {
+        const step = await nextOf(['tool:request']);
+        if (step.event !== 'tool:request') return { requestId, results, end: step };
+        await chat.handleApproval(userId, { callId: step.payload.callId, approved });
+        const result = await nextOf(['tool:result']);
+        if (result.event === 'tool:result') results.push(result.payload);
+      }
+    },
+    async close() {
+      await chat.shutdown(0);
+      await state.close();
+    },
+  };
+}
