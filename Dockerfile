@@ -1,7 +1,7 @@
 # sandpool app image (multi-stage, non-root). The sandboxes it starts come from
 # pool/Dockerfile; this container talks to the host's Docker engine through
 # the mounted socket.
-ARG NODE_IMAGE=node:20-slim
+ARG NODE_IMAGE=node:26.12.1-slim
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app

