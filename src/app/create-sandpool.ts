@@ -5,9 +5,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createAdaptorServer } from '@hono/node-server';
 import { createAdapter } from '@socket.io/redis-adapter';
-import type { Config } from '../config/config.js';
+import { configWarnings, type Config } from '../config/config.js';
 import { DEFAULT_POOL_IMAGE } from '../config/schema.js';
 import { createProvider } from '../agent/providers/index.js';
+import { createAuthenticator } from '../auth/authenticator.js';
+import { createOriginPolicy } from '../auth/origins.js';
 import { createApprovalRegistry } from '../chat/approvals.js';
 import { createChatService, type ChatService } from '../chat/chat-service.js';
 import { createSandboxTools } from '../chat/sandbox-tools.js';
@@ -23,7 +25,6 @@ import { createMetrics } from '../metrics/metrics.js';
 import { createDeadReplicaReaper } from '../orphans/dead-replica-reaper.js';
 import { createOrphanSweeper } from '../orphans/orphan-sweeper.js';
 import { createContainerPool, ownerLabel, type ContainerPool } from '../pool/container-pool.js';
-import { createAuthenticator } from '../realtime/auth.js';
 import { installDrainGate } from '../realtime/drain-gate.js';
 import { createEventBudget } from '../realtime/event-budget.js';
 import { closeSockets, registerGateway } from '../realtime/gateway.js';
@@ -80,6 +81,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   const { server: serverConfig } = config;
   const replicaId = serverConfig.replicaId;
   const logger = options.logger ?? createLogger({ level: serverConfig.logLevel, replicaId });
+  for (const warning of configWarnings(config)) logger.warn(`WARNING: ${warning}`);
   const runtime = await selectRuntime({
     mode: config.pool.runtime,
     production: serverConfig.nodeEnv === 'production',
@@ -100,10 +102,11 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
       ? createRedisState({
           redis: redis.command,
           maxRequestsPerUser: config.chat.maxRequestsPerUser,
+          maxSocketsPerUser: config.auth.maxSocketsPerUser,
           prefix: config.cluster.redisKeyPrefix,
           slotTtlMs: config.cluster.requestSlotTtlMs,
         })
-      : createMemoryState({ maxRequestsPerUser: config.chat.maxRequestsPerUser }));
+      : createMemoryState({ maxRequestsPerUser: config.chat.maxRequestsPerUser, maxSocketsPerUser: config.auth.maxSocketsPerUser }));
   logger.info(
     { state: state.kind },
     options.state ? 'shared state supplied by the caller' : redis ? `shared state in Redis at ${redactUrl(config.cluster.redisUrl ?? '')}` : 'single replica: state in memory',
@@ -210,7 +213,10 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   registerGateway({
     io,
     chat,
-    authenticate: createAuthenticator(config.auth.secret),
+    authenticate: createAuthenticator(config.auth),
+    origins: createOriginPolicy(config.auth.allowedOrigins),
+    sockets: state.sockets,
+    maxSocketsPerUser: config.auth.maxSocketsPerUser,
     budget: createEventBudget({ eventsPerSecond: config.chat.socketEventsPerSecond }),
     eventsPerSecond: config.chat.socketEventsPerSecond,
     logger,

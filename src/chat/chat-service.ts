@@ -99,7 +99,7 @@ export function createChatService(options: ChatServiceOptions): ChatService {
   async function info(session: Session): Promise<SessionInfo> {
     const shared = await pending.list(session.userId).catch(() => approvals.pendingFor(session.userId));
     return {
-      inFlight: await limiter.inFlight(session.userId),
+      inFlight: await limiter.count(session.userId),
       pending: shared.map(({ requestId, callId, tool, arguments: args, expiresAtMs }) => ({ requestId, callId, tool, arguments: args, expiresAtMs })),
       sessionId: await conversations.sessionId(session.userId),
       userId: session.userId,

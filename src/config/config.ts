@@ -49,6 +49,13 @@ const CROSS_FIELD_RULES: readonly CrossFieldRule[] = [
         : undefined,
   },
   {
+    reads: ['NODE_ENV', 'AUTH_SECRET'],
+    check: (c) =>
+      c.server.nodeEnv === 'production' && c.auth.secret !== undefined && Buffer.byteLength(c.auth.secret) < 32
+        ? `AUTH_SECRET: must be at least 32 bytes when NODE_ENV=production (got ${Buffer.byteLength(c.auth.secret)})`
+        : undefined,
+  },
+  {
     reads: ['LLM_PROVIDER', 'GEMINI_API_KEY', 'OPENAI_API_KEY', 'ANTHROPIC_API_KEY', 'OPENAI_BASE_URL'],
     check: (c) => {
       const provider = c.llm.provider;
@@ -59,6 +66,21 @@ const CROSS_FIELD_RULES: readonly CrossFieldRule[] = [
     },
   },
 ];
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
+
+/**
+ * Settings that are allowed but deserve a loud warning at start-up.
+ */
+export function configWarnings(config: Config): string[] {
+  const warnings: string[] = [];
+  if (config.auth.secret === undefined && !LOOPBACK.test(config.server.host)) {
+    warnings.push(
+      `HOST=${config.server.host} without AUTH_SECRET: anyone who can reach this port can act as any user (the development identity auth.userId is accepted). Set AUTH_SECRET, or bind to 127.0.0.1.`,
+    );
+  }
+  return warnings;
+}
 
 /** Builds the value tree of `tree` from the environment, recording bad variables (their defaults stand in). */
 function build(tree: EnvTree, env: RawEnv, problems: string[], invalid: Set<string>): Record<string, unknown> {

@@ -19,6 +19,23 @@ function parseCommand(raw: string): string[] {
   return text.split(/\s+/).filter(Boolean);
 }
 
+/** ALLOWED_ORIGINS: comma-separated origins, each exactly scheme://host[:port]. */
+function parseOrigins(raw: string): string[] {
+  const origins = raw.split(',').map((o) => o.trim()).filter(Boolean);
+  for (const origin of origins) {
+    let url: URL;
+    try {
+      url = new URL(origin);
+    } catch {
+      throw new EnvVarError(`${JSON.stringify(origin)} is not an origin (scheme://host[:port])`);
+    }
+    if (!['http:', 'https:'].includes(url.protocol) || url.origin !== origin) {
+      throw new EnvVarError(`${JSON.stringify(origin)} is not an origin (scheme://host[:port], no path or trailing slash)`);
+    }
+  }
+  return origins;
+}
+
 /** Section titles of .env.example, one per group of the schema, in order. */
 export const SECTIONS: Readonly<Record<keyof typeof schema, string>> = {
   server: 'server',
@@ -44,7 +61,12 @@ export const schema = {
       doc: 'development | production | test. production refuses the unisolated process runtime and a missing AUTH_SECRET.',
     }),
     port: int('PORT', { default: 3000, min: 0, max: 65535, doc: 'HTTP and Socket.IO port. 0 picks a free port.' }),
-    host: str('HOST', { default: '0.0.0.0', doc: 'Interface to bind.' }),
+    host: str('HOST', {
+      // The development identity (no AUTH_SECRET) lets anyone act as any user: it stays on this machine unless asked.
+      default: (env) => (env.AUTH_SECRET === undefined ? '127.0.0.1' : '0.0.0.0'),
+      defaultDoc: '127.0.0.1 without AUTH_SECRET (the development identity stays on this machine), 0.0.0.0 with it',
+      doc: 'Interface to bind. A non-loopback HOST without AUTH_SECRET is allowed but logged as a loud warning: anyone who reaches the port can act as any user.',
+    }),
     replicaId: str('REPLICA_ID', {
       default: (env) => `${os.hostname()}-${env.PORT ?? '3000'}`.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 64),
       defaultDoc: '<hostname>-<PORT>',
@@ -83,7 +105,22 @@ export const schema = {
     secret: optionalStr('AUTH_SECRET', {
       secret: true,
       minLength: 16,
-      doc: 'HS256 secret for auth.token JWTs (user = sub), at least 16 characters. Unset (development): clients connect with auth.userId. Required in production.',
+      doc: 'HS256 secret for JWTs (Socket.IO auth.token, MCP Bearer; user = sub; sub and exp required), at least 16 characters, at least 32 bytes in production. Unset (development): clients connect with auth.userId and the server listens on loopback.',
+    }),
+    issuer: optionalStr('AUTH_ISSUER', { doc: 'When set, tokens must carry this iss.' }),
+    audience: optionalStr('AUTH_AUDIENCE', { doc: 'When set, tokens must carry this aud.' }),
+    clockToleranceMs: int('AUTH_CLOCK_TOLERANCE_MS', { default: 5_000, min: 0, max: 300_000, doc: 'Clock skew allowed when checking exp and nbf (ms).' }),
+    allowedOrigins: custom<string[]>('ALLOWED_ORIGINS', {
+      default: [],
+      parse: parseOrigins,
+      defaultDoc: "none: only the server's own origin",
+      doc: 'Browser origins (scheme://host[:port], comma-separated) allowed besides the server\'s own, for Socket.IO handshakes and the HTTP API (CORS). Clients that send no Origin header (non-browser clients) are not affected.',
+    }),
+    maxSocketsPerUser: int('MAX_SOCKETS_PER_USER', {
+      default: 10,
+      min: 1,
+      max: 1000,
+      doc: 'Sockets one user may hold at once, across replicas when Redis is used; the next is refused with TOO_MANY_REQUESTS.',
     }),
   },
   llm: {
@@ -118,7 +155,11 @@ export const schema = {
       max: 60_000,
       doc: 'Liveness and pool stats are published this often; a replica is dead after 3 missed beats and a survivor removes its containers (ms).',
     }),
-    requestSlotTtlMs: int('REQUEST_SLOT_TTL_MS', { default: 30_000, min: 1000, doc: 'An in-flight request slot of a replica that died frees itself after this long (ms).' }),
+    requestSlotTtlMs: int('REQUEST_SLOT_TTL_MS', {
+      default: 30_000,
+      min: 1000,
+      doc: 'A request slot or socket count of a replica that died frees itself after this long (ms).',
+    }),
   },
   pool: {
     enabled: bool('ENABLE_CONTAINER_POOL', { default: true, doc: 'false = rollback path: no warm spares, every sandbox is created on demand.' }),

@@ -98,6 +98,8 @@ export interface ServerToClientEvents {
   /** Extension: a tool call was decided (other tabs lock their buttons before the result). */
   'tool:decided': (p: ToolDecided) => void;
   'request:error': (p: RequestError) => void;
+  /** The socket's token expired: the server disconnects it next; reconnect with a fresh token. */
+  'auth:expired': (p: Record<string, never>) => void;
 }
 
 /** A forwarded message's answer: null from every replica but its target. */
@@ -140,4 +142,6 @@ export interface InterServerEvents {
 /** What a connected socket carries (set by the authentication middleware). */
 export interface SocketData {
   userId: string;
+  /** When its token expires (undefined for the development identity). */
+  expiresAtMs: number | undefined;
 }

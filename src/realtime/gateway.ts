@@ -1,7 +1,9 @@
-import { SandpoolError, toErrorBody, toSandpoolError } from '../errors.js';
+import { SandpoolError, errorMessage, toErrorBody, toSandpoolError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { AckResponse, MessageAccepted, SessionInfo } from '../protocol/events.js';
-import type { Authenticate } from './auth.js';
+import type { Authenticate } from '../auth/authenticator.js';
+import type { OriginPolicy } from '../auth/origins.js';
+import type { SlotLimiter } from '../state/slot-limiter.js';
 import type { EventBudget } from './event-budget.js';
 import { userRoom, type SandpoolIo } from './socket-server.js';
 
@@ -19,6 +21,10 @@ export interface GatewayOptions {
   io: SandpoolIo;
   chat: GatewayChat;
   authenticate: Authenticate;
+  origins: OriginPolicy;
+  /** Sockets per user, all replicas (state.sockets). */
+  sockets: SlotLimiter;
+  maxSocketsPerUser: number;
   budget: EventBudget;
   eventsPerSecond: number;
   logger: Logger;
@@ -54,14 +60,32 @@ export function registerGateway(options: GatewayOptions): void {
   const { io, chat, budget } = options;
   const log = options.logger.child({ component: 'Realtime' });
 
+  /** Who is connecting, or why not: origin, identity, replica capacity, the user's socket cap. */
+  async function admit(socket: Parameters<Parameters<SandpoolIo['use']>[0]>[0]): Promise<void> {
+    const { headers } = socket.handshake;
+    const origin = typeof headers.origin === 'string' ? headers.origin : undefined;
+    if (!options.origins.allows(origin, headers, socket.handshake.secure)) {
+      throw new SandpoolError('UNAUTHORIZED', `origin ${JSON.stringify(origin)} is not allowed to connect here (ALLOWED_ORIGINS)`);
+    }
+    const auth = (typeof socket.handshake.auth === 'object' && socket.handshake.auth !== null ? socket.handshake.auth : {}) as Record<string, unknown>;
+    const identity = await options.authenticate({ token: auth.token, userId: auth.userId });
+    chat.checkCapacity(identity.userId);
+    let admitted: boolean;
+    try {
+      admitted = await options.sockets.tryAcquire(identity.userId, socket.id);
+    } catch {
+      throw new SandpoolError('INTERNAL', 'shared state (Redis) is unavailable; connect again shortly');
+    }
+    if (!admitted) {
+      throw new SandpoolError('TOO_MANY_REQUESTS', `you already have ${options.maxSocketsPerUser} connections open (MAX_SOCKETS_PER_USER); close a tab and connect again`);
+    }
+    socket.data.userId = identity.userId;
+    socket.data.expiresAtMs = identity.expiresAtMs;
+  }
+
   io.use((socket, next) => {
-    options
-      .authenticate(socket.handshake.auth)
-      .then((userId) => {
-        chat.checkCapacity(userId);
-        socket.data.userId = userId;
-        next();
-      })
+    admit(socket)
+      .then(() => next())
       .catch((err: unknown) => {
         const body = toErrorBody(err);
         options.onRejected(body.code);
@@ -73,6 +97,16 @@ export function registerGateway(options: GatewayOptions): void {
   io.on('connection', (socket) => {
     const userId = socket.data.userId;
     budget.attach(userId);
+    // A token's lifetime is the socket's: at expiry the client is told, then cut off, and reconnects with a fresh token.
+    const expiresAtMs = socket.data.expiresAtMs;
+    const expired = (): boolean => expiresAtMs !== undefined && Date.now() >= expiresAtMs;
+    const expiry =
+      expiresAtMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            socket.emit('auth:expired', {});
+            socket.disconnect(true);
+          }, Math.min(Math.max(0, expiresAtMs - Date.now()), 2 ** 31 - 1));
     // Join first: events of the user's requests reach this socket from now on.
     void socket.join(userRoom(userId));
     chat.connect(userId).then(
@@ -92,6 +126,12 @@ export function registerGateway(options: GatewayOptions): void {
     socket.use(([event, ...args], next) => {
       const last: unknown = args[args.length - 1];
       const ack = typeof last === 'function' ? (last as (response: AckResponse) => void) : undefined;
+      // Between expiry and the timer (or a clock jump): nothing more is accepted on this token.
+      if (expired()) {
+        options.onRejected('UNAUTHORIZED');
+        void answer(ack, () => Promise.reject(new SandpoolError('UNAUTHORIZED', 'your token has expired; reconnect with a fresh one')));
+        return;
+      }
       if (!budget.take(userId)) {
         options.onRejected('TOO_MANY_REQUESTS');
         void answer(ack, () => Promise.reject(new SandpoolError('TOO_MANY_REQUESTS', `more than ${options.eventsPerSecond} events per second from this user`)));
@@ -127,7 +167,10 @@ export function registerGateway(options: GatewayOptions): void {
     });
 
     socket.on('disconnect', () => {
+      clearTimeout(expiry);
       budget.detach(userId);
+      // Shared state may be down right now: the slot then expires on its own (REQUEST_SLOT_TTL_MS).
+      options.sockets.release(userId, socket.id).catch((err: unknown) => log.warn({ user: userId, err: errorMessage(err) }, 'could not free a socket slot; it expires by itself'));
       chat.disconnect(userId);
     });
     socket.on('error', (err) => log.warn({ user: userId, err: err.message }, 'socket error'));

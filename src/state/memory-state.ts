@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { trimHistory, type ChatMessage } from '../model/conversation.js';
-import { createMemoryRequestLimiter } from './request-limiter.js';
+import { createMemorySlotLimiter } from './slot-limiter.js';
 import type { PendingCall, ReplicaRecord, SharedState } from './types.js';
 
 /** Options of createMemoryState. */
 export interface MemoryStateOptions {
   maxRequestsPerUser: number;
+  maxSocketsPerUser: number;
   /** Session ids and conversations are forgotten this long after their last use, as in Redis. Default 24 h. */
   historyTtlMs?: number;
 }
@@ -54,7 +55,8 @@ export function createMemoryState(options: MemoryStateOptions): SharedState {
   const liveOwner = (userId: string): string | undefined => fresh(owners, userId)?.replica;
   return {
     kind: 'memory',
-    limiter: createMemoryRequestLimiter(options.maxRequestsPerUser),
+    limiter: createMemorySlotLimiter(options.maxRequestsPerUser),
+    sockets: createMemorySlotLimiter(options.maxSocketsPerUser),
     conversations: {
       async sessionId(userId) {
         const entry = fresh(sessions, userId) ?? { id: randomBytes(16).toString('base64url'), expiresAt: 0 };

@@ -1,16 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { trimHistory, type ChatMessage } from '../model/conversation.js';
-import type { RequestLimiter } from './request-limiter.js';
+import type { SlotLimiter } from './slot-limiter.js';
 import type { PendingCall, ReplicaRecord, SharedState } from './types.js';
 
 /** Options of createRedisState. */
 export interface RedisStateOptions {
   redis: Redis;
   maxRequestsPerUser: number;
+  maxSocketsPerUser: number;
   /** Key prefix, so several deployments (or tests) can share one Redis. Default "sandpool:". */
   prefix?: string;
-  /** An in-flight slot expires this long after its last renewal (a dead replica's slots free themselves). Default 30000. */
+  /** A slot (request in flight, socket) expires this long after its last renewal (a dead replica's slots free themselves). Default 30000. */
   slotTtlMs?: number;
   /** Conversations are forgotten this long after their last message. Default 24 h. */
   historyTtlMs?: number;
@@ -44,21 +45,11 @@ return current`;
 const RELEASE_IF_MINE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 const RENEW_IF_MINE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
 
-export function createRedisState(options: RedisStateOptions): SharedState {
-  const { redis } = options;
-  const p = options.prefix ?? 'sandpool:';
-  const slotTtlMs = options.slotTtlMs ?? 30_000;
-  const historyTtlMs = options.historyTtlMs ?? 86_400_000;
-  const k = {
-    inflight: (u: string) => `${p}inflight:${u}`,
-    session: (u: string) => `${p}session:${u}`,
-    history: (u: string) => `${p}history:${u}`,
-    owner: (u: string) => `${p}owner:${u}`,
-    pending: (u: string) => `${p}pending:${u}`,
-    replica: (id: string) => `${p}replica:${id}`,
-    replicas: `${p}replicas`,
-  };
-
+/**
+ * Named slots per user in a sorted set (score = expiry), renewed by the
+ * replica holding them: a dead replica's slots expire on their own.
+ */
+function createRedisSlots(redis: Redis, keyOf: (userId: string) => string, max: number, slotTtlMs: number): SlotLimiter & { close(): void } {
   // Slots this replica holds, renewed well before they expire.
   const held = new Map<string, Set<string>>();
   const renewTimer = setInterval(() => {
@@ -69,37 +60,60 @@ export function createRedisState(options: RedisStateOptions): SharedState {
       // Re-adds a slot Redis lost (a restart without persistence) so the limit
       // keeps holding. A release cannot be undone by this: both go over one
       // connection in order, and a released id has left `held` already.
-      for (const id of ids) pipeline.zadd(k.inflight(userId), expires, id);
-      pipeline.pexpire(k.inflight(userId), slotTtlMs);
+      for (const id of ids) pipeline.zadd(keyOf(userId), expires, id);
+      pipeline.pexpire(keyOf(userId), slotTtlMs);
     }
     pipeline.exec().catch(() => undefined);
   }, Math.max(200, Math.floor(slotTtlMs / 3)));
   renewTimer.unref();
-
-  const limiter: RequestLimiter = {
-    async tryAcquire(userId, requestId) {
+  return {
+    async tryAcquire(userId, slotId) {
       const now = Date.now();
-      const ok = await redis.eval(ACQUIRE, 1, k.inflight(userId), now, options.maxRequestsPerUser, now + slotTtlMs, requestId, slotTtlMs);
+      const ok = await redis.eval(ACQUIRE, 1, keyOf(userId), now, max, now + slotTtlMs, slotId, slotTtlMs);
       if (ok !== 1) return false;
       let mine = held.get(userId);
       if (!mine) held.set(userId, (mine = new Set()));
-      mine.add(requestId);
+      mine.add(slotId);
       return true;
     },
-    async release(userId, requestId) {
+    async release(userId, slotId) {
       const mine = held.get(userId);
-      mine?.delete(requestId);
+      mine?.delete(slotId);
       if (mine?.size === 0) held.delete(userId);
-      await redis.zrem(k.inflight(userId), requestId);
+      await redis.zrem(keyOf(userId), slotId);
     },
-    async inFlight(userId) {
-      return redis.zcount(k.inflight(userId), `(${Date.now()}`, '+inf');
+    async count(userId) {
+      return redis.zcount(keyOf(userId), `(${Date.now()}`, '+inf');
+    },
+    close() {
+      clearInterval(renewTimer);
     },
   };
+}
+
+export function createRedisState(options: RedisStateOptions): SharedState {
+  const { redis } = options;
+  const p = options.prefix ?? 'sandpool:';
+  const slotTtlMs = options.slotTtlMs ?? 30_000;
+  const historyTtlMs = options.historyTtlMs ?? 86_400_000;
+  const k = {
+    inflight: (u: string) => `${p}inflight:${u}`,
+    sockets: (u: string) => `${p}sockets:${u}`,
+    session: (u: string) => `${p}session:${u}`,
+    history: (u: string) => `${p}history:${u}`,
+    owner: (u: string) => `${p}owner:${u}`,
+    pending: (u: string) => `${p}pending:${u}`,
+    replica: (id: string) => `${p}replica:${id}`,
+    replicas: `${p}replicas`,
+  };
+
+  const limiter = createRedisSlots(redis, k.inflight, options.maxRequestsPerUser, slotTtlMs);
+  const sockets = createRedisSlots(redis, k.sockets, options.maxSocketsPerUser, slotTtlMs);
 
   return {
     kind: 'redis',
     limiter,
+    sockets,
     conversations: {
       async sessionId(userId) {
         const fresh = randomBytes(16).toString('base64url');
@@ -200,7 +214,8 @@ export function createRedisState(options: RedisStateOptions): SharedState {
     },
     healthy: () => redis.status === 'ready',
     async close() {
-      clearInterval(renewTimer);
+      limiter.close();
+      sockets.close();
     },
   };
 }

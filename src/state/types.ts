@@ -1,8 +1,8 @@
 import type { ChatMessage } from '../model/conversation.js';
 import type { PendingToolCall } from '../protocol/events.js';
-import type { RequestLimiter } from './request-limiter.js';
+import type { SlotLimiter } from './slot-limiter.js';
 
-export type { RequestLimiter };
+export type { SlotLimiter };
 
 /** A user's conversation, shared by every replica. */
 export interface ConversationStore {
@@ -64,7 +64,10 @@ export interface ReplicaRegistry {
 /** Everything replicas share: in memory for one replica, in Redis for several. */
 export interface SharedState {
   readonly kind: 'memory' | 'redis';
-  readonly limiter: RequestLimiter;
+  /** Requests in flight per user (MAX_REQUESTS_PER_USER). */
+  readonly limiter: SlotLimiter;
+  /** Sockets connected per user, all replicas (MAX_SOCKETS_PER_USER). */
+  readonly sockets: SlotLimiter;
   readonly conversations: ConversationStore;
   readonly owners: OwnershipStore;
   readonly pending: PendingStore;

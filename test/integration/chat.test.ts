@@ -389,7 +389,7 @@ describe('approval timeout, idle release and shutdown', () => {
 describe('approval race', () => {
   it('announces a tool call only once it can be decided: an instant approval never gets UNKNOWN_CALL, even with slow shared state', async () => {
     // Sharing a pending call costs a Redis round trip; stretch it so the race is certain.
-    const state = createMemoryState({ maxRequestsPerUser: 5 });
+    const state = createMemoryState({ maxRequestsPerUser: 5, maxSocketsPerUser: 10 });
     const add = state.pending.add.bind(state.pending);
     state.pending.add = async (userId, call) => {
       await new Promise((r) => setTimeout(r, 150));
@@ -413,7 +413,7 @@ describe('approval race', () => {
 
 describe('shared state failures', () => {
   it('never runs a request whose sender was refused, and survives a slot that cannot be freed', async () => {
-    const state = createMemoryState({ maxRequestsPerUser: 5 });
+    const state = createMemoryState({ maxRequestsPerUser: 5, maxSocketsPerUser: 10 });
     let failSessionId = false;
     let failRelease = false;
     const sessionId = state.conversations.sessionId.bind(state.conversations);

@@ -22,8 +22,8 @@ describe('Redis state: a dead replica\'s slots', () => {
     const b = new Redis(redisServer.url);
     clients.push(b);
     const prefix = `d${randomBytes(3).toString('hex')}:`;
-    const replicaA = createRedisState({ redis: a, maxRequestsPerUser: 2, slotTtlMs: 500, prefix });
-    const replicaB = createRedisState({ redis: b, maxRequestsPerUser: 2, slotTtlMs: 500, prefix });
+    const replicaA = createRedisState({ redis: a, maxRequestsPerUser: 2, maxSocketsPerUser: 10, slotTtlMs: 500, prefix });
+    const replicaB = createRedisState({ redis: b, maxRequestsPerUser: 2, maxSocketsPerUser: 10, slotTtlMs: 500, prefix });
     assert.equal(await replicaA.limiter.tryAcquire('u', 'a1'), true);
     assert.equal(await replicaA.limiter.tryAcquire('u', 'a2'), true);
     assert.equal(await replicaB.limiter.tryAcquire('u', 'b1'), false, 'the limit holds across replicas');
@@ -43,18 +43,18 @@ describe('Redis state: a Redis restart without persistence', () => {
     const admin = new Redis(redisServer.url);
     clients.push(redis, admin);
     const prefix = `f${randomBytes(3).toString('hex')}:`;
-    const replica = createRedisState({ redis, maxRequestsPerUser: 2, slotTtlMs: 600, prefix });
+    const replica = createRedisState({ redis, maxRequestsPerUser: 2, maxSocketsPerUser: 10, slotTtlMs: 600, prefix });
     assert.equal(await replica.limiter.tryAcquire('u', 'a1'), true);
     assert.equal(await replica.limiter.tryAcquire('u', 'a2'), true);
     // What a restarted Redis without persistence looks like: the key is simply gone.
     await admin.del(`${prefix}inflight:u`);
-    assert.equal(await replica.limiter.inFlight('u'), 0);
+    assert.equal(await replica.limiter.count('u'), 0);
     await new Promise((r) => setTimeout(r, 500));
-    assert.equal(await replica.limiter.inFlight('u'), 2, 'the renewal put both slots back');
+    assert.equal(await replica.limiter.count('u'), 2, 'the renewal put both slots back');
     assert.equal(await replica.limiter.tryAcquire('u', 'a3'), false);
     await replica.limiter.release('u', 'a1');
     await new Promise((r) => setTimeout(r, 500));
-    assert.equal(await replica.limiter.inFlight('u'), 1, 'a released slot is not put back');
+    assert.equal(await replica.limiter.count('u'), 1, 'a released slot is not put back');
     await replica.close();
   });
 });

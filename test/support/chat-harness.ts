@@ -64,7 +64,7 @@ export function createChatHarness(
   const settings = { ...TEST_CHAT_SETTINGS, ...options.settings };
   const replicaId = options.replicaId ?? 'unit-a';
   const pool = options.pool ?? createFakePool();
-  const state = options.state ?? createMemoryState({ maxRequestsPerUser: settings.maxRequestsPerUser });
+  const state = options.state ?? createMemoryState({ maxRequestsPerUser: settings.maxRequestsPerUser, maxSocketsPerUser: 10 });
   const bus = options.bus ?? createSingleReplicaBus();
   const isReplicaLive = options.isReplicaLive ?? (async (id: string) => id === replicaId);
   const logger = testLogger();

@@ -8,12 +8,12 @@ import type { SharedState } from '../../src/state/types.js';
  * One contract, two implementations: whatever passes here for memory must
  * pass for Redis (like socket.io's redis-adapter suite).
  */
-export function sharedStateContract(name: string, make: (opts: { maxRequestsPerUser: number; slotTtlMs: number; historyTtlMs: number }) => Promise<SharedState>): void {
+export function sharedStateContract(name: string, make: (opts: { maxRequestsPerUser: number; maxSocketsPerUser: number; slotTtlMs: number; historyTtlMs: number }) => Promise<SharedState>): void {
   describe(`SharedState contract: ${name}`, () => {
     let state: SharedState;
     const user = (): string => `u-${randomBytes(4).toString('hex')}`;
     before(async () => {
-      state = await make({ maxRequestsPerUser: 3, slotTtlMs: 600, historyTtlMs: 1500 });
+      state = await make({ maxRequestsPerUser: 3, maxSocketsPerUser: 2, slotTtlMs: 600, historyTtlMs: 1500 });
     });
     after(() => state.close());
 
@@ -25,31 +25,44 @@ export function sharedStateContract(name: string, make: (opts: { maxRequestsPerU
       assert.equal(await state.limiter.tryAcquire(u, 'r3'), true);
       assert.equal(await state.limiter.tryAcquire(u, 'r4'), false);
       assert.equal(await state.limiter.tryAcquire(other, 'o1'), true, 'another user is unaffected');
-      assert.equal(await state.limiter.inFlight(u), 3);
+      assert.equal(await state.limiter.count(u), 3);
       await state.limiter.release(u, 'r1');
       await state.limiter.release(u, 'r1');
       await state.limiter.release(u, 'never-held');
-      assert.equal(await state.limiter.inFlight(u), 2);
+      assert.equal(await state.limiter.count(u), 2);
       assert.equal(await state.limiter.tryAcquire(u, 'r4'), true);
       assert.equal(await state.limiter.tryAcquire(u, 'r5'), false);
       for (const r of ['r2', 'r3', 'r4']) await state.limiter.release(u, r);
-      assert.equal(await state.limiter.inFlight(u), 0);
+      assert.equal(await state.limiter.count(u), 0);
     });
 
     it('admits exactly the limit when many acquires race', async () => {
       const u = user();
       const results = await Promise.all(Array.from({ length: 20 }, (_, i) => state.limiter.tryAcquire(u, `p${i}`)));
       assert.equal(results.filter(Boolean).length, 3);
-      assert.equal(await state.limiter.inFlight(u), 3);
+      assert.equal(await state.limiter.count(u), 3);
       await Promise.all(results.map((ok, i) => (ok ? state.limiter.release(u, `p${i}`) : undefined)));
-      assert.equal(await state.limiter.inFlight(u), 0);
+      assert.equal(await state.limiter.count(u), 0);
+    });
+
+    it('caps sockets per user separately from requests, by socket id', async () => {
+      const u = user();
+      assert.equal(await state.sockets.tryAcquire(u, 's1'), true);
+      assert.equal(await state.sockets.tryAcquire(u, 's2'), true);
+      assert.equal(await state.sockets.tryAcquire(u, 's3'), false);
+      assert.equal(await state.limiter.tryAcquire(u, 'r1'), true, 'requests have their own budget');
+      await state.sockets.release(u, 's1');
+      assert.equal(await state.sockets.tryAcquire(u, 's3'), true);
+      assert.equal(await state.sockets.count(u), 2);
+      for (const id of ['s2', 's3']) await state.sockets.release(u, id);
+      await state.limiter.release(u, 'r1');
     });
 
     it('keeps a held slot alive past its TTL (the holder renews it)', async () => {
       const u = user();
       assert.equal(await state.limiter.tryAcquire(u, 'long'), true);
       await new Promise((r) => setTimeout(r, 1500));
-      assert.equal(await state.limiter.inFlight(u), 1);
+      assert.equal(await state.limiter.count(u), 1);
       await state.limiter.release(u, 'long');
     });
 

@@ -10,7 +10,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 describe('liveness, heartbeat and the dead-replica reaper (memory state)', () => {
   it('a beat publishes the record, renews ownership and refreshes the view; leaving removes the replica', async () => {
-    const state = createMemoryState({ maxRequestsPerUser: 5 });
+    const state = createMemoryState({ maxRequestsPerUser: 5, maxSocketsPerUser: 10 });
     const liveness = createLiveness({ registry: state.replicas, self: 'a' });
     await state.owners.claim('alice', 'a', 100);
     const beat = createHeartbeat({ state, liveness, startedAtMs: Date.now(), intervalMs: 50, snapshot: () => ({ idle: 3 }), leasedUsers: () => ['alice'], ownerTtlMs: 100, logger: testLogger() });
@@ -24,7 +24,7 @@ describe('liveness, heartbeat and the dead-replica reaper (memory state)', () =>
   });
 
   it('looks up a replica missing from the view now, and assumes alive when shared state cannot answer', async () => {
-    const state = createMemoryState({ maxRequestsPerUser: 5 });
+    const state = createMemoryState({ maxRequestsPerUser: 5, maxSocketsPerUser: 10 });
     const liveness = createLiveness({ registry: state.replicas, self: 'a' });
     assert.equal(await liveness.isLive('a'), true);
     assert.equal(await liveness.isLive('b'), false);
@@ -36,7 +36,7 @@ describe('liveness, heartbeat and the dead-replica reaper (memory state)', () =>
   });
 
   it('the reaper removes a dead replica\'s containers once, outside any beat, and never its own', async () => {
-    const state = createMemoryState({ maxRequestsPerUser: 5 });
+    const state = createMemoryState({ maxRequestsPerUser: 5, maxSocketsPerUser: 10 });
     await state.replicas.heartbeat({ replica: 'b', pid: 2, startedAtMs: 0, seenAtMs: Date.now() }, 30);
     await state.replicas.heartbeat({ replica: 'a', pid: 1, startedAtMs: 0, seenAtMs: Date.now() }, 30);
     const removed: string[] = [];

@@ -10,7 +10,7 @@ import { testLogger } from '../support/helpers.js';
 
 function setup(overrides: { idleMs?: number; graceMs?: number; maxSessions?: number; live?: (id: string) => boolean } = {}): { sessions: SessionManager; pool: FakePool; state: SharedState } {
   const pool = createFakePool();
-  const state = createMemoryState({ maxRequestsPerUser: 5 });
+  const state = createMemoryState({ maxRequestsPerUser: 5, maxSocketsPerUser: 10 });
   const sessions = createSessionManager({
     chat: { ...TEST_CHAT_SETTINGS, sessionIdleTimeoutMs: overrides.idleMs ?? 60_000, disconnectGraceMs: overrides.graceMs ?? 60_000, maxSessions: overrides.maxSessions ?? 10 },
     pool,
