@@ -239,6 +239,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
       return [own, ...live.filter((r) => r.replica !== config.server.replicaId)];
     },
     notReadyReasons,
+    isDraining: () => stopping,
   });
 
   const server: ServerType = await new Promise((resolve, reject) => {
