@@ -169,6 +169,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
       return [replicaStats(), ...live.filter((r) => r.replica !== replicaId)];
     },
     notReadyReasons,
+    isDraining: () => draining,
   });
   const server = createAdaptorServer({ fetch: http.fetch }) as HttpServer;
   const adapter = redis ? createAdapter(redis.pub, redis.sub, { key: `${config.cluster.redisKeyPrefix}socket.io`, requestsTimeout: 5_000 }) : undefined;

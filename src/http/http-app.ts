@@ -1,11 +1,13 @@
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
+import { serveStatic } from '@hono/node-server/serve-static';
 import { Hono } from 'hono';
+import { etag } from 'hono/etag';
+import { secureHeaders } from 'hono/secure-headers';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { SandpoolError, toErrorBody, toSandpoolError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { PoolStats } from '../pool/container-pool.js';
+import { toPublicStatus } from './public-status.js';
 
 const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   UNAUTHORIZED: 401,
@@ -24,7 +26,7 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
 
 /** What the HTTP layer needs from the rest of the replica. */
 export interface HttpDeps {
-  /** Directory of the chat page (index.html, app.js, style.css). */
+  /** Directory of the chat page (index.html, style.css, js/*.js): every file in it is public. */
   webRoot: string;
   replicaId: string;
   startedAtMs: number;
@@ -35,29 +37,36 @@ export interface HttpDeps {
   clusterStats: () => Promise<Array<Record<string, unknown> & { replica: string }>>;
   /** Reasons this replica cannot serve; empty when ready. */
   notReadyReasons: () => string[];
+  /** True once this replica is shutting down (before its pool starts draining). */
+  isDraining: () => boolean;
 }
 
 export function createHttpApp(deps: HttpDeps): Hono {
   const app = new Hono();
 
-  // The chat page: three small files, read once. Socket.IO serves its own
-  // client at /socket.io/socket.io.min.js (no CDN).
-  const page = (file: string, type: string): { body: string; type: string } => ({ body: readFileSync(path.join(deps.webRoot, file), 'utf8'), type });
-  const files: Record<string, { body: string; type: string }> = {
-    '/': page('index.html', 'text/html; charset=utf-8'),
-    '/app.js': page('app.js', 'text/javascript; charset=utf-8'),
-    '/style.css': page('style.css', 'text/css; charset=utf-8'),
-  };
-  for (const [route, file] of Object.entries(files)) {
-    app.get(route, (c) =>
-      c.body(file.body, 200, {
-        'content-type': file.type,
-        'cache-control': 'no-cache',
-        'x-content-type-options': 'nosniff',
-        ...(route === '/' ? { 'content-security-policy': "default-src 'self'; connect-src 'self'; img-src 'self' data:" } : {}),
-      }),
-    );
-  }
+  // Security headers on every response (pages and API alike). The page's CSP:
+  // same-origin files only (ES modules included), no inline scripts or styles.
+  // nginx adds X-Frame-Options, Referrer-Policy and Permissions-Policy too:
+  // the values here are the same, so a browser never sees two that conflict.
+  app.use(
+    '*',
+    secureHeaders({
+      contentSecurityPolicy: {
+        defaultSrc: ["'self'"],
+        connectSrc: ["'self'"],
+        imgSrc: ["'self'", 'data:'],
+        objectSrc: ["'none'"],
+        baseUri: ["'none'"],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"],
+      },
+      xFrameOptions: 'DENY',
+      referrerPolicy: 'no-referrer',
+      permissionsPolicy: { camera: [], microphone: [], geolocation: [] },
+      // Plain HTTP here; HSTS belongs to whatever terminates TLS in front.
+      strictTransportSecurity: false,
+    }),
+  );
 
   app.get('/health', (c) =>
     c.json({
@@ -95,10 +104,29 @@ export function createHttpApp(deps: HttpDeps): Hono {
     throw new SandpoolError('BAD_REQUEST', `scope must be "replica" or "cluster" (got ${JSON.stringify(scope)})`);
   });
 
+  // Public and coarse, for the page's pool panel (/stats/ is internal behind nginx).
+  app.get('/status', (c) => {
+    c.header('cache-control', 'no-store');
+    return c.json(toPublicStatus(deps.poolStats(), deps.notReadyReasons(), deps.isDraining()));
+  });
+
   app.get('/metrics', async (c) => {
     const body = await deps.metrics.registry.metrics();
     return c.body(body, 200, { 'content-type': deps.metrics.registry.contentType });
   });
+
+  // The chat page, last: only what no route above answered is looked up in webRoot.
+  // Revalidated on every load (no-cache), cheaply: an unchanged file is a 304.
+  // The Socket.IO client (/socket.io/socket.io.esm.min.js) is served by Socket.IO itself.
+  app.get(
+    '*',
+    async (c, next) => {
+      c.header('cache-control', 'no-cache');
+      await next();
+    },
+    etag(),
+    serveStatic({ root: deps.webRoot }),
+  );
 
   app.notFound((c) => c.json({ error: { code: 'NOT_FOUND', message: `no route for ${c.req.method} ${c.req.path}` } }, 404));
 

@@ -1,11 +1,29 @@
 import assert from 'node:assert/strict';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
+import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
 import { createSandpool, type Sandpool } from '../../src/app/create-sandpool.js';
+import { startCluster, type RunningCluster } from '../support/cluster.js';
 import { testConfig, uniqueReplica } from '../support/helpers.js';
 
 const STEP_MS = 20_000;
+
+/** Debian's Chromium, headless, driven by playwright-core. */
+function launchBrowser(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-background-networking', '--disable-gpu', '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+}
+
+/** Paths (no query) of every request a page makes, in order. */
+function requestedPaths(page: Page): string[] {
+  const paths: string[] = [];
+  page.on('request', (req) => void paths.push(new URL(req.url()).pathname));
+  return paths;
+}
 
 /** Console errors and uncaught exceptions of a page (CSP violations land here too). */
 function watch(page: Page, label: string, problems: string[]): void {
@@ -48,18 +66,16 @@ describe('the chat page in a real browser', () => {
   let context: BrowserContext;
   let page: Page;
   const problems: string[] = [];
+  let requested: string[] = [];
   const userId = uniqueReplica('browser');
 
   before(async () => {
     app = await createSandpool(testConfig({ POOL_MIN_SIZE: '1' }), { warmTimeoutMs: 30_000 });
-    browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      headless: true,
-      args: ['--no-sandbox', '--disable-background-networking', '--disable-gpu', '--disable-component-update', '--disable-sync', '--no-first-run'],
-    });
+    browser = await launchBrowser();
     context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     page = await context.newPage();
     watch(page, 'tab 1', problems);
+    requested = requestedPaths(page);
     await page.goto(app.url);
   });
 
@@ -210,18 +226,27 @@ describe('the chat page in a real browser', () => {
     }
   });
 
-  it('the pool panel shows live numbers from /stats/pool', async () => {
+  it('the pool panel shows live numbers from the public GET /status (never the internal /stats/)', async () => {
     const panel = page.locator('#pool-panel');
-    await page.waitForFunction(() => /^\d+$/.test(document.getElementById('pool-total')?.textContent ?? ''), undefined, { timeout: STEP_MS });
-    const stats = (await (await fetch(`${app.url}/stats/pool`)).json()) as { maxPoolSize: number };
-    assert.equal(await text(panel.locator('#pool-max')), String(stats.maxPoolSize));
-    for (const id of ['#pool-idle', '#pool-active', '#pool-total', '#pool-creating', '#pool-pending']) {
-      assert.match(await text(panel.locator(id)), /^\d+$/, id);
+    const shares = ['#pool-in-use', '#pool-warm', '#pool-starting', '#pool-free'];
+    // This user's session holds a sandbox: some of the pool is in use (the panel polls every 2 s).
+    await page.waitForFunction(() => /^[1-9]\d*%$/.test(document.getElementById('pool-in-use')?.textContent ?? ''), undefined, { timeout: STEP_MS });
+    let sum = 0;
+    for (const id of shares) {
+      const value = await text(panel.locator(id));
+      assert.match(value, /^\d+%$/, id);
+      sum += Number.parseInt(value, 10);
     }
-    // This user's session holds a sandbox: at least one is active (the panel polls every 2 s).
-    await page.waitForFunction(() => Number(document.getElementById('pool-active')?.textContent) >= 1, undefined, { timeout: 5_000 });
-    assert.equal(await text(panel.locator('#pool-ready')), 'ready');
-    assert.equal(await panel.locator('#pool-slots .slot').count(), stats.maxPoolSize);
+    assert.equal(sum, 100);
+    const status = (await (await fetch(`${app.url}/status?uid=${userId}`)).json()) as { status: string; sandboxes: { inUse: number } };
+    assert.equal(await text(panel.locator('#pool-ready')), status.status);
+    assert.equal(await text(panel.locator('#pool-in-use')), `${status.sandboxes.inUse}%`);
+    assert.match(await text(panel.locator('#pool-waiting')), /^(none|a few|many)$/);
+    assert.match(await text(panel.locator('#pool-instant')), /^(yes|no)$/);
+    assert.match(await text(panel.locator('#pool-updated')), /^updated /);
+    assert.equal(await panel.locator('#pool-slots .slot').count(), 10, 'one square per tenth');
+    assert.ok(requested.some((p) => p === '/status'), 'the panel polls /status');
+    assert.deepEqual(requested.filter((p) => p.startsWith('/stats')), []);
   });
 
   it('saves a screenshot, and the page logged no console errors or exceptions (CSP included)', async () => {
@@ -232,6 +257,113 @@ describe('the chat page in a real browser', () => {
       el.scrollTop = el.scrollHeight;
     });
     await page.screenshot({ path: 'test-output/browser-chat.png', fullPage: true });
+    assert.deepEqual(problems, []);
+  });
+});
+
+/**
+ * A TCP relay on loopback whose connections reach `port` from `localAddress`:
+ * to nginx, a browser behind it is a client at that address. 127.0.0.2 is on
+ * this machine (all of 127.0.0.0/8 is loopback) but not one of the addresses
+ * the template lets see /stats/ and /metrics (127.0.0.1, ::1), so it stands
+ * for any user outside the deployment's network.
+ */
+async function relayFrom(localAddress: string, port: number): Promise<{ url: string; close(): Promise<void> }> {
+  const open = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect({ host: '127.0.0.1', port, localAddress });
+    for (const s of [client, upstream]) {
+      open.add(s);
+      s.on('error', () => undefined);
+      s.on('close', () => {
+        open.delete(s);
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of open) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+describe('the chat page through nginx, for a user outside the internal network', () => {
+  let cluster: RunningCluster;
+  let relay: Awaited<ReturnType<typeof relayFrom>>;
+  let browser: Browser;
+  let page: Page;
+  let requested: string[] = [];
+  const problems: string[] = [];
+  const userId = uniqueReplica('nginx-user');
+
+  before(async () => {
+    cluster = await startCluster(2, { POOL_MIN_SIZE: '1', POOL_MAX_SIZE: '4' });
+    relay = await relayFrom('127.0.0.2', Number(new URL(cluster.state.url).port));
+    browser = await launchBrowser();
+    page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    watch(page, 'via nginx', problems);
+    requested = requestedPaths(page);
+    await page.goto(relay.url);
+  });
+
+  after(async () => {
+    await browser?.close();
+    await relay?.close();
+    await cluster?.stop();
+  });
+
+  it('nginx refuses /stats/ and /metrics to that address (the template allows loopback only), and serves /status', async () => {
+    assert.equal((await fetch(`${relay.url}/stats/pool`)).status, 403);
+    assert.equal((await fetch(`${relay.url}/stats/pool?scope=cluster`)).status, 403);
+    assert.equal((await fetch(`${relay.url}/metrics`)).status, 403);
+    // From 127.0.0.1 (internal) the same nginx serves them: the address is what decides.
+    assert.equal((await fetch(`${cluster.state.url}/stats/pool`)).status, 200);
+    const status = await fetch(`${relay.url}/status`);
+    assert.equal(status.status, 200);
+    assert.equal(((await status.json()) as { ready: boolean }).ready, true);
+    const template = await readFile('nginx/sandpool.conf.template', 'utf8');
+    assert.match(template, /location \/stats\/ \{\s+allow 127\.0\.0\.1;\s+allow ::1;\s+\$\{SANDPOOL_INTERNAL_ALLOW\}\s+deny all;/, 'the template still keeps /stats/ internal');
+  });
+
+  it('the pool panel shows live numbers from /status of the user\'s own replica (no 403, nothing unavailable)', async () => {
+    await page.waitForFunction(() => /^\d+%$/.test(document.getElementById('pool-free')?.textContent ?? ''), undefined, { timeout: STEP_MS });
+    assert.equal(await text(page.locator('#pool-ready')), 'ready');
+    assert.doesNotMatch(await text(page.locator('#pool-panel')), /unavailable|403/);
+
+    await page.fill('#user-id', userId);
+    await page.click('#connect');
+    await page.locator('#conn-status[data-state="connected"]').waitFor({ timeout: STEP_MS });
+    const turn = await send(page, 'list files in /workspace');
+    await turn.locator('.tool-card [data-action=approve]').click();
+    await turn.locator('.assistant.final').waitFor({ timeout: STEP_MS });
+
+    // The user's sandbox is leased on their replica only: the panel (polled with ?uid=,
+    // which nginx routes like the user's sockets) shows that replica's pool in use.
+    const home = await text(page.locator('#session-replica'));
+    const activeOn = async (id: string): Promise<number> => {
+      const r = cluster.state.replicas.find((x) => x.id === id);
+      assert.ok(r, `unknown replica ${id}`);
+      return ((await (await fetch(`${r.url}/stats/pool`)).json()) as { active: number }).active;
+    };
+    assert.ok((await activeOn(home)) >= 1);
+    for (const other of cluster.state.replicas.filter((r) => r.id !== home)) assert.equal(await activeOn(other.id), 0, other.id);
+    await page.waitForFunction(() => /^[1-9]\d*%$/.test(document.getElementById('pool-in-use')?.textContent ?? ''), undefined, { timeout: STEP_MS });
+    assert.match(await text(page.locator('#pool-updated')), /^updated /);
+    assert.doesNotMatch(await text(page.locator('#pool-panel')), /unavailable|403/);
+    assert.ok(requested.includes('/status'));
+    assert.deepEqual(requested.filter((p) => p.startsWith('/stats')), []);
+  });
+
+  it('the page logged no console errors, failed requests or CSP violations through nginx', async () => {
+    await mkdir('test-output', { recursive: true });
+    await page.screenshot({ path: 'test-output/browser-chat-nginx.png', fullPage: true });
     assert.deepEqual(problems, []);
   });
 });

@@ -69,6 +69,53 @@ describe('HTTP endpoints of a real replica', () => {
     assert.equal((bad.body.error as { code: string }).code, 'BAD_REQUEST');
   });
 
+  it('GET /status is coarse and public: shares in tenths, no counts, sizes, ids or runtime', async () => {
+    const res = await fetch(`${app.url}/status`);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('cache-control'), 'no-store');
+    const body = (await res.json()) as { sandboxes: Record<string, number | boolean> } & Record<string, unknown>;
+    // Warm at rest (2 idle of at most 5): 40% warm, 60% free.
+    assert.deepEqual(body, {
+      status: 'ready',
+      ready: true,
+      sandboxes: { inUse: 0, warm: 40, starting: 0, free: 60, warmAvailable: true },
+      waiting: 'none',
+    });
+    assert.doesNotMatch(JSON.stringify(body), new RegExp(`${app.config.server.replicaId}|docker|process`));
+  });
+
+  it('serves the page\'s files with their content types, security headers and revalidation (ETag, 304)', async () => {
+    const page = await fetch(`${app.url}/`);
+    assert.equal(page.status, 200);
+    assert.equal(page.headers.get('content-type'), 'text/html; charset=utf-8');
+    const html = await page.text();
+    assert.match(html, /<script type="module" src="\/js\/main\.js"><\/script>/);
+    const csp = page.headers.get('content-security-policy') ?? '';
+    assert.match(csp, /default-src 'self'/);
+    assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
+    assert.equal(page.headers.get('x-content-type-options'), 'nosniff');
+    assert.equal(page.headers.get('x-frame-options'), 'DENY');
+    assert.equal(page.headers.get('strict-transport-security'), null, 'HSTS is for whatever terminates TLS');
+    for (const [file, type] of [['/js/main.js', 'text/javascript; charset=utf-8'], ['/js/dom.js', 'text/javascript; charset=utf-8'], ['/style.css', 'text/css; charset=utf-8']] as const) {
+      const res = await fetch(`${app.url}${file}`);
+      assert.equal(res.status, 200, file);
+      assert.equal(res.headers.get('content-type'), type, file);
+      assert.equal(res.headers.get('cache-control'), 'no-cache', file);
+      const tag = res.headers.get('etag');
+      assert.ok(tag, `${file} has no ETag`);
+      await res.arrayBuffer();
+      const again = await fetch(`${app.url}${file}`, { headers: { 'if-none-match': tag } });
+      assert.equal(again.status, 304, file);
+    }
+    // The Socket.IO client's ES module build, served by Socket.IO itself.
+    const client = await fetch(`${app.url}/socket.io/socket.io.esm.min.js`);
+    assert.equal(client.status, 200);
+    assert.match(client.headers.get('content-type') ?? '', /javascript/);
+    assert.match(await client.text(), /export\s*\{/);
+    // Nothing outside web/, and the old single script is gone.
+    for (const path of ['/app.js', '/js/', '/../package.json', '/%2e%2e/package.json']) assert.equal((await fetch(`${app.url}${path}`)).status, 404, path);
+  });
+
   it('GET /metrics is Prometheus text with pool gauges and the acquire histogram', async () => {
     const res = await fetch(`${app.url}/metrics`);
     assert.equal(res.status, 200);
