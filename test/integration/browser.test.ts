@@ -93,7 +93,7 @@ describe('the chat page in a real browser', () => {
     const error = page.locator('#error-line');
     await error.waitFor({ state: 'visible' });
     assert.match(await text(error), /UNAUTHORIZED/);
-    assert.match(await text(error), /auth\.userId is required/);
+    assert.match(await text(error), /userId is required/);
   });
 
   it('connects and shows replica, provider/model, tools and the in-flight limit from the session event', async () => {
