@@ -128,6 +128,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     graceMs: config.orphans.graceMs,
     inFlightGraceMs: config.pool.createTimeoutMs * 2,
     intervalMs: config.orphans.sweepIntervalMs,
+    deadReplicaGraceMs: config.orphans.deadReplicaGraceMs,
     isReplicaLive: liveness.isLive,
     onRemoved: (n) => metrics.orphansRemoved.inc(n),
   });
@@ -136,14 +137,32 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     self: replicaId,
     intervalMs: config.cluster.heartbeatIntervalMs,
     // Counted in orphansRemoved by the sweeper's onRemoved hook.
-    removeReplica: (dead) => sweeper.removeReplica(dead),
+    removeReplica: (dead) => sweeper.removeDeadReplica(dead.replica, dead.lastSeenAtMs),
     logger,
   });
 
   // Outlives its replica on purpose: liveness comes from heartbeats, and a
   // survivor that finds a dead owner can tell the user their sandbox is gone.
   const ownerTtlMs = config.chat.sessionIdleTimeoutMs + heartbeatTtlMs(config.cluster.heartbeatIntervalMs);
-  const sessions = createSessionManager({ chat: config.chat, pool, owners: state.owners, replicaId, ownerTtlMs, isReplicaLive: liveness.isLive, logger });
+  const heartbeat = createHeartbeat({
+    state,
+    liveness,
+    startedAtMs,
+    intervalMs: config.cluster.heartbeatIntervalMs,
+    ownerTtlMs,
+    logger,
+  });
+  const sessions = createSessionManager({
+    chat: config.chat,
+    pool,
+    owners: state.owners,
+    replicaId,
+    ownerTtlMs,
+    isReplicaLive: liveness.isLive,
+    ensureCurrent: heartbeat.ensureCurrent,
+    logger,
+  });
+  heartbeat.track(sessions);
 
   // HTTP first (not listening yet), Socket.IO on the same server.
   let draining = false;
@@ -155,7 +174,6 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     if (!state.healthy()) reasons.push('Redis is unreachable');
     return reasons;
   };
-  const replicaStats = (): Record<string, unknown> & { replica: string } => ({ ...pool.stats(), replica: replicaId, connections: io.engine.clientsCount, sessions: sessions.count() });
   const http = createHttpApp({
     webRoot: webRoot(),
     replicaId,
@@ -166,26 +184,19 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     clusterStats: async () => {
       const live = await liveness.live();
       // This replica's own numbers fresh, the others' as of their last beat.
-      return [replicaStats(), ...live.filter((r) => r.replica !== replicaId)];
+      return [{ ...replicaNumbers(), replica: replicaId }, ...live.filter((r) => r.replica !== replicaId)];
     },
     notReadyReasons,
     isDraining: () => draining,
+    allowedOrigins: config.auth.allowedOrigins,
   });
   const server = createAdaptorServer({ fetch: http.fetch }) as HttpServer;
   const adapter = redis ? createAdapter(redis.pub, redis.sub, { key: `${config.cluster.redisKeyPrefix}socket.io`, requestsTimeout: 5_000 }) : undefined;
-  const { io, emitToUser } = createSocketServer({ httpServer: server, adapter, maxMessageBytes: config.chat.maxMessageBytes });
+  const { io, emitToUser } = createSocketServer({ httpServer: server, adapter, maxMessageBytes: config.chat.maxMessageBytes, allowedOrigins: config.auth.allowedOrigins });
+  const replicaNumbers = (): Record<string, unknown> => ({ ...pool.stats(), connections: io.engine.clientsCount, sessions: sessions.count() });
+  heartbeat.publish(replicaNumbers);
   const bus = redis ? createSocketIoReplicaBus({ io, replicaId, logger, toolCallSlackMs: config.pool.acquireTimeoutMs + 5_000 }) : createSingleReplicaBus();
 
-  const heartbeat = createHeartbeat({
-    state,
-    liveness,
-    startedAtMs,
-    intervalMs: config.cluster.heartbeatIntervalMs,
-    snapshot: () => ({ ...pool.stats(), connections: io.engine.clientsCount, sessions: sessions.count() }),
-    leasedUsers: sessions.leasedUsers,
-    ownerTtlMs,
-    logger,
-  });
 
   const provider = createProvider(config.llm);
   logger.info({ provider: provider.name, model: provider.model }, 'agent provider');

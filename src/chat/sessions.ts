@@ -65,6 +65,8 @@ export interface SessionManager {
   lease(session: Session): Promise<{ lease: UserLease; startedFresh: StartedFresh }>;
   /** Users whose sandbox this replica holds (their ownership is renewed with the heartbeat). */
   leasedUsers(): string[];
+  /** Another replica took these users' sandboxes over (this one was unreachable): drop ours, whose files the users no longer see. */
+  giveUp(userIds: readonly string[]): void;
   count(): number;
   /** Ends every session (shutdown): their requests are cancelled. */
   closeAll(): Promise<void>;
@@ -80,6 +82,8 @@ export interface SessionManagerOptions {
   ownerTtlMs: number;
   /** Whether a replica's heartbeat is current, checked now (a dead owner's claim may be taken over). */
   isReplicaLive: (replicaId: string) => Promise<boolean>;
+  /** Resolves once this replica's own heartbeat is current (re-validating ownership after a lapse). */
+  ensureCurrent: () => Promise<void>;
   logger: Logger;
 }
 
@@ -180,6 +184,8 @@ export function createSessionManager(options: SessionManagerOptions): SessionMan
       armIdle(session);
     },
     async lease(session) {
+      // After a stall, ownership is re-validated before any sandbox is used again.
+      await options.ensureCurrent();
       const current = leases.get(session);
       let startedFresh: StartedFresh = 'after-release';
       if (current) {
@@ -212,6 +218,12 @@ export function createSessionManager(options: SessionManagerOptions): SessionMan
       return { lease, startedFresh };
     },
     leasedUsers: () => [...leases.keys()].map((s) => s.userId),
+    giveUp(userIds) {
+      for (const userId of userIds) {
+        const session = sessions.get(userId);
+        if (session) void releaseLease(session, 'another replica took this sandbox over');
+      }
+    },
     count: () => sessions.size,
     async closeAll() {
       await Promise.allSettled([...sessions.values()].map((s) => end(s, 'shutdown', 'shutdown')));

@@ -10,13 +10,19 @@ export interface HeartbeatOptions {
   startedAtMs: number;
   /** A replica is dead 3 intervals after its last beat. */
   intervalMs: number;
-  /** What this replica publishes (pool stats, connections, ...). */
-  snapshot: () => Record<string, unknown>;
-  /** Users whose sandbox this replica holds: their ownership is renewed with each beat. */
-  leasedUsers: () => string[];
   /** TTL given to renewed ownership records. */
   ownerTtlMs: number;
   logger: Logger;
+  /** The clock (tests move it). Default Date.now. */
+  now?: () => number;
+}
+
+/** Whose sandboxes this replica holds; registered by the session manager once it exists. */
+export interface OwnershipHolder {
+  /** Users whose sandbox this replica holds: their ownership is renewed with each beat. */
+  leasedUsers(): string[];
+  /** Another replica holds these users' records now: their sandboxes here must be given up. */
+  giveUp(userIds: readonly string[]): void;
 }
 
 export interface Heartbeat {
@@ -24,6 +30,17 @@ export interface Heartbeat {
   start(): Promise<void>;
   /** Stops beating and leaves the cluster. */
   stop(): Promise<void>;
+  /** The ownership records to renew each beat (registered before start). */
+  track(holder: OwnershipHolder): void;
+  /** What this replica publishes with each beat: pool stats, connections, ... (registered before start). */
+  publish(snapshot: () => Record<string, unknown>): void;
+  /**
+   * Resolves once this replica's own heartbeat is current. After a lapse (the
+   * process was stalled, Redis unreachable) it beats first, which re-validates
+   * every ownership record, so nothing is served from a sandbox another
+   * replica has taken over meanwhile.
+   */
+  ensureCurrent(): Promise<void>;
 }
 
 /** How long after its last beat a replica counts as dead. */
@@ -41,25 +58,36 @@ export function createHeartbeat(options: HeartbeatOptions): Heartbeat {
   const { state, liveness } = options;
   const log = options.logger.child({ component: 'Heartbeat' });
   const ttlMs = heartbeatTtlMs(options.intervalMs);
+  const now = options.now ?? Date.now;
   let timer: NodeJS.Timeout | undefined;
   let beating: Promise<void> | undefined;
   let failing = false;
+  let lastOkAtMs = 0;
+  let holder: OwnershipHolder = { leasedUsers: () => [], giveUp: () => undefined };
+  let snapshot = (): Record<string, unknown> => ({});
 
   const record = (): ReplicaRecord => ({
-    ...options.snapshot(),
+    ...snapshot(),
     replica: liveness.self,
     pid: process.pid,
     startedAtMs: options.startedAtMs,
-    seenAtMs: Date.now(),
+    seenAtMs: now(),
   });
 
   async function beat(): Promise<void> {
+    const startedAtMs = now();
+    const lapsed = lastOkAtMs > 0 && startedAtMs - lastOkAtMs > ttlMs;
     try {
       await state.replicas.heartbeat(record(), ttlMs);
-      await state.owners.renew(options.leasedUsers(), liveness.self, options.ownerTtlMs);
+      const lost = await state.owners.renew(holder.leasedUsers(), liveness.self, options.ownerTtlMs);
+      if (lost.length > 0) {
+        log.warn({ users: lost.length, lapsed }, 'another replica took over sandboxes of this one (it was unreachable): giving them up');
+        holder.giveUp(lost);
+      }
       liveness.observe(await state.replicas.live());
-      if (failing) log.info('heartbeat restored');
+      if (failing || lapsed) log.info({ lapsedMs: startedAtMs - lastOkAtMs }, 'heartbeat restored; ownership records re-validated');
       failing = false;
+      lastOkAtMs = startedAtMs;
     } catch (err) {
       if (!failing) log.error({ err: errorMessage(err) }, 'heartbeat failed (shared state unreachable)');
       failing = true;
@@ -69,6 +97,16 @@ export function createHeartbeat(options: HeartbeatOptions): Heartbeat {
   const beatOnce = (): Promise<void> => (beating ??= beat().finally(() => (beating = undefined)));
 
   return {
+    track(h) {
+      holder = h;
+    },
+    publish(s) {
+      snapshot = s;
+    },
+    async ensureCurrent() {
+      if (now() - lastOkAtMs <= ttlMs) return;
+      await beatOnce();
+    },
     async start() {
       await beatOnce();
       timer = setInterval(() => void beatOnce(), options.intervalMs);

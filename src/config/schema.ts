@@ -206,5 +206,10 @@ export const schema = {
   orphans: {
     sweepIntervalMs: int('ORPHAN_SWEEP_INTERVAL_MS', { default: 60_000, min: 1000, doc: 'How often containers of dead replicas are looked for and removed (ms).' }),
     graceMs: int('ORPHAN_GRACE_MS', { default: 86_400_000, min: 0, doc: 'A container of an unknown replica on another host counts as orphaned after this (ms).' }),
+    deadReplicaGraceMs: int('DEAD_REPLICA_GRACE_MS', {
+      default: 300_000,
+      min: 0,
+      doc: 'A replica whose heartbeat expired loses its containers at once when this host can tell its owner is gone (its process on this host, or its container here); otherwise only after its heartbeat has lapsed this long (ms).',
+    }),
   },
 } as const satisfies EnvTree;

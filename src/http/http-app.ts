@@ -1,5 +1,6 @@
 import { serveStatic } from '@hono/node-server/serve-static';
 import { Hono } from 'hono';
+import { cors } from 'hono/cors';
 import { etag } from 'hono/etag';
 import { secureHeaders } from 'hono/secure-headers';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
@@ -39,6 +40,8 @@ export interface HttpDeps {
   notReadyReasons: () => string[];
   /** True once this replica is shutting down (before its pool starts draining). */
   isDraining: () => boolean;
+  /** Browser origins besides the server's own allowed to call the API (ALLOWED_ORIGINS); the same list Socket.IO handshakes are checked against. */
+  allowedOrigins: readonly string[];
 }
 
 export function createHttpApp(deps: HttpDeps): Hono {
@@ -65,6 +68,18 @@ export function createHttpApp(deps: HttpDeps): Hono {
       permissionsPolicy: { camera: [], microphone: [], geolocation: [] },
       // Plain HTTP here; HSTS belongs to whatever terminates TLS in front.
       strictTransportSecurity: false,
+    }),
+  );
+
+  // Cross-origin browsers get CORS headers only for ALLOWED_ORIGINS (none by
+  // default: same origin only), as Socket.IO handshakes are checked.
+  app.use(
+    '*',
+    cors({
+      origin: [...deps.allowedOrigins],
+      allowHeaders: ['authorization', 'content-type', 'mcp-session-id', 'mcp-protocol-version', 'last-event-id'],
+      exposeHeaders: ['mcp-session-id', 'www-authenticate'],
+      maxAge: 600,
     }),
   );
 

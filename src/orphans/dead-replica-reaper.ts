@@ -1,11 +1,13 @@
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { ReplicaRegistry } from '../state/types.js';
+import type { DeadReplica, ReplicaRegistry } from '../state/types.js';
 
 /**
- * Removes the containers of replicas whose heartbeat expired, then forgets
- * them. It runs on its own timer, outside the heartbeat: a survivor busy
- * removing containers must not miss its own beats.
+ * Cleans up after replicas whose heartbeat expired: their containers go on
+ * the strongest evidence that their owner is gone (see the sweeper's
+ * removeDeadReplica), and a replica is forgotten once none is left. It runs
+ * on its own timer, outside the heartbeat: a survivor busy removing
+ * containers must not miss its own beats.
  */
 export interface DeadReplicaReaper {
   start(): void;
@@ -18,29 +20,38 @@ export function createDeadReplicaReaper(options: {
   registry: ReplicaRegistry;
   self: string;
   intervalMs: number;
-  /** Removes every container of that replica; resolves when done. */
-  removeReplica(replicaId: string): Promise<unknown>;
+  /** Removes that replica's containers whose owner is gone; `kept` counts those whose owner still exists. */
+  removeReplica(dead: DeadReplica): Promise<{ kept: number }>;
   logger: Logger;
 }): DeadReplicaReaper {
   const log = options.logger.child({ component: 'DeadReplicaReaper' });
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
+  /** Dead replicas whose owner still exists (logged once). */
+  const waiting = new Set<string>();
 
   async function reapOnce(): Promise<void> {
-    let dead: string[];
+    let dead: DeadReplica[];
     try {
       dead = await options.registry.dead();
     } catch {
       return; // shared state unreachable: the heartbeat reports that
     }
-    for (const replica of dead) {
-      if (replica === options.self) continue;
-      log.warn({ deadReplica: replica }, 'replica heartbeat expired: removing its containers');
+    for (const entry of dead) {
+      if (entry.replica === options.self) continue;
       try {
-        await options.removeReplica(replica);
-        await options.registry.bury(replica);
+        const { kept } = await options.removeReplica(entry);
+        // Its owner may only be stalled: keep looking until it beats again or is gone.
+        if (kept > 0) {
+          if (!waiting.has(entry.replica)) log.warn({ deadReplica: entry.replica, kept }, 'replica heartbeat expired, but its owner process still exists: keeping its containers');
+          waiting.add(entry.replica);
+          continue;
+        }
+        waiting.delete(entry.replica);
+        await options.registry.bury(entry.replica);
+        log.warn({ deadReplica: entry.replica }, 'replica is gone: its containers were removed');
       } catch (err) {
-        log.warn({ deadReplica: replica, err: errorMessage(err) }, 'could not clean up a dead replica; trying again later');
+        log.warn({ deadReplica: entry.replica, err: errorMessage(err) }, 'could not clean up a dead replica; trying again later');
       }
     }
   }

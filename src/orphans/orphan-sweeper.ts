@@ -18,6 +18,8 @@ export interface OrphanSweeperOptions {
   inFlightGraceMs?: number;
   /** Default 60000. */
   intervalMs?: number;
+  /** A dead replica whose owner cannot be checked from here (another host) loses its containers after this lapse. */
+  deadReplicaGraceMs: number;
   /** With shared heartbeats: true when that replica is alive (its containers are never swept). */
   isReplicaLive: (replicaId: string) => Promise<boolean>;
   /** Hook for removed containers (metrics). */
@@ -27,8 +29,14 @@ export interface OrphanSweeperOptions {
 export interface OrphanSweeper {
   /** One pass; resolves with the ids it removed. */
   sweep(): Promise<string[]>;
-  /** Removes every container of one replica (its heartbeat expired). */
-  removeReplica(replicaId: string): Promise<string[]>;
+  /**
+   * Removes the containers of a replica whose heartbeat expired, each only on
+   * the strongest evidence that its owner is gone: on this host its process no
+   * longer exists; as a container here, it is not running; otherwise its
+   * heartbeat has lapsed longer than DEAD_REPLICA_GRACE_MS. `kept` counts the
+   * containers left because their owner still exists (or may).
+   */
+  removeDeadReplica(replicaId: string, lastSeenAtMs: number): Promise<{ removed: string[]; kept: number }>;
   /**
    * Removes every container this replica in this process labelled as its own, whatever its
    * age or state: the last step of shutdown, when nothing of ours may remain
@@ -64,22 +72,24 @@ function pidAlive(pid: number): boolean {
 export function createOrphanSweeper(options: OrphanSweeperOptions): OrphanSweeper {
   const { runtime, replicaId, owner } = options;
   const graceMs = options.graceMs ?? 86_400_000;
+  const deadReplicaGraceMs = options.deadReplicaGraceMs;
   const inFlightGraceMs = options.inFlightGraceMs ?? 60_000;
   const log = options.logger.child({ component: 'OrphanSweeper' });
   const hostname = os.hostname();
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<string[]> | undefined;
 
-  async function judge(c: ContainerSummary, now: number): Promise<Verdict> {
-    const age = now - c.createdAtMs;
+  /**
+   * What this host can tell about a container's owner process, whatever the
+   * heartbeats say: on this host its pid exists or not; as a container on
+   * this engine (compose, swarm) it runs or not. Undefined when it cannot
+   * tell (another host). A stalled owner (SIGSTOP, a long GC pause) still
+   * exists: its sandboxes are never removed on a lapsed heartbeat alone.
+   */
+  async function ownerEvidence(c: ContainerSummary): Promise<Verdict | undefined> {
     const labelOwner = c.labels[LABELS.owner] ?? '';
     const [ownerHost = '', pidText = ''] = labelOwner.split('/');
     const pid = Number(pidText);
-    if (labelOwner === owner) {
-      return age > inFlightGraceMs ? { orphan: true, why: 'ours but no longer tracked' } : { orphan: false };
-    }
-    const replica = c.labels[LABELS.replica] ?? '';
-    if (replica !== replicaId && (await options.isReplicaLive(replica))) return { orphan: false };
     if (ownerHost === hostname && Number.isInteger(pid) && pid > 0) {
       return pidAlive(pid) ? { orphan: false } : { orphan: true, why: `owner process ${pid} on this host is gone` };
     }
@@ -88,6 +98,18 @@ export function createOrphanSweeper(options: OrphanSweeperOptions): OrphanSweepe
       if (running === true) return { orphan: false };
       if (running === false) return { orphan: true, why: `owner container ${ownerHost} is not running` };
     }
+    return undefined;
+  }
+
+  async function judge(c: ContainerSummary, now: number): Promise<Verdict> {
+    const age = now - c.createdAtMs;
+    if ((c.labels[LABELS.owner] ?? '') === owner) {
+      return age > inFlightGraceMs ? { orphan: true, why: 'ours but no longer tracked' } : { orphan: false };
+    }
+    const replica = c.labels[LABELS.replica] ?? '';
+    if (replica !== replicaId && (await options.isReplicaLive(replica))) return { orphan: false };
+    const evidence = await ownerEvidence(c);
+    if (evidence) return evidence;
     if (c.labels[LABELS.replica] === replicaId) return { orphan: true, why: `left by an earlier run of replica ${replicaId}` };
     if (age > graceMs) return { orphan: true, why: `unknown owner and older than ${graceMs} ms` };
     return { orphan: false };
@@ -136,11 +158,18 @@ export function createOrphanSweeper(options: OrphanSweeperOptions): OrphanSweepe
       });
       return running;
     },
-    removeReplica(deadReplica) {
-      return removeWhere({ [LABELS.app]: APP_LABEL_VALUE, [LABELS.replica]: deadReplica }, async () => ({
-        orphan: true,
-        why: `replica ${deadReplica} stopped sending heartbeats`,
-      }));
+    async removeDeadReplica(deadReplica, lastSeenAtMs) {
+      const lapseMs = Date.now() - lastSeenAtMs;
+      let kept = 0;
+      const removed = await removeWhere({ [LABELS.app]: APP_LABEL_VALUE, [LABELS.replica]: deadReplica }, async (c) => {
+        const verdict = (await ownerEvidence(c)) ??
+          (lapseMs > deadReplicaGraceMs
+            ? { orphan: true as const, why: `replica ${deadReplica} sent no heartbeat for ${Math.round(lapseMs / 1000)} s (DEAD_REPLICA_GRACE_MS)` }
+            : { orphan: false as const });
+        if (!verdict.orphan) kept++;
+        return verdict;
+      });
+      return { removed, kept };
     },
     removeOwn() {
       return removeWhere(

@@ -17,6 +17,8 @@ export function createSocketServer(options: {
   /** Socket.IO adapter (the Redis adapter with several replicas). Default: in-memory. */
   adapter?: Parameters<SandpoolIo['adapter']>[0];
   maxMessageBytes: number;
+  /** Cross-origin browsers allowed besides the server's own (ALLOWED_ORIGINS): they get CORS headers on the polling transport. */
+  allowedOrigins: readonly string[];
 }): { io: SandpoolIo; emitToUser: EmitToUser } {
   const io: SandpoolIo = new Server(options.httpServer, {
     ...(options.adapter ? { adapter: options.adapter } : {}),
@@ -26,6 +28,7 @@ export function createSocketServer(options: {
     pingInterval: 25_000,
     pingTimeout: 20_000,
     serveClient: true,
+    ...(options.allowedOrigins.length > 0 ? { cors: { origin: [...options.allowedOrigins] } } : {}),
   });
   return {
     io,

@@ -49,7 +49,8 @@ export function createMemoryState(options: MemoryStateOptions): SharedState {
   };
   const owners = new Map<string, { replica: string; expiresAt: number }>();
   const replicas = new Map<string, { record: ReplicaRecord; expiresAt: number }>();
-  const announced = new Set<string>();
+  /** Replicas that ever beat, with their last beat (until buried). */
+  const announced = new Map<string, number>();
   const pending = new Map<string, Map<string, PendingCall>>();
   const livePending = (userId: string): PendingCall[] => [...(pending.get(userId)?.values() ?? [])].filter((c) => c.expiresAtMs > Date.now());
   const liveOwner = (userId: string): string | undefined => fresh(owners, userId)?.replica;
@@ -85,7 +86,13 @@ export function createMemoryState(options: MemoryStateOptions): SharedState {
         if (owners.get(userId)?.replica === replicaId) owners.delete(userId);
       },
       async renew(userIds, replicaId, ttlMs) {
-        for (const u of userIds) if (owners.get(u)?.replica === replicaId) owners.set(u, { replica: replicaId, expiresAt: Date.now() + ttlMs });
+        const lost: string[] = [];
+        for (const u of userIds) {
+          const current = liveOwner(u);
+          if (current === undefined || current === replicaId) owners.set(u, { replica: replicaId, expiresAt: Date.now() + ttlMs });
+          else lost.push(u);
+        }
+        return lost;
       },
     },
     pending: {
@@ -108,7 +115,7 @@ export function createMemoryState(options: MemoryStateOptions): SharedState {
     },
     replicas: {
       async heartbeat(record, ttlMs) {
-        announced.add(record.replica);
+        announced.set(record.replica, Date.now());
         replicas.set(record.replica, { record, expiresAt: Date.now() + ttlMs });
       },
       async live() {
@@ -120,7 +127,7 @@ export function createMemoryState(options: MemoryStateOptions): SharedState {
       },
       async dead() {
         const now = Date.now();
-        return [...announced].filter((id) => (replicas.get(id)?.expiresAt ?? 0) <= now);
+        return [...announced].filter(([id]) => (replicas.get(id)?.expiresAt ?? 0) <= now).map(([replica, lastSeenAtMs]) => ({ replica, lastSeenAtMs }));
       },
       async bury(replicaId) {
         announced.delete(replicaId);

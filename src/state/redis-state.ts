@@ -41,9 +41,8 @@ if current == false or current == ARGV[1] then
 end
 return current`;
 
-// Deletes / extends a key only while it still holds this replica's value.
+// Deletes a key only while it still holds this replica's value.
 const RELEASE_IF_MINE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
-const RENEW_IF_MINE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
 
 /**
  * Named slots per user in a sorted set (score = expiry), renewed by the
@@ -104,7 +103,8 @@ export function createRedisState(options: RedisStateOptions): SharedState {
     owner: (u: string) => `${p}owner:${u}`,
     pending: (u: string) => `${p}pending:${u}`,
     replica: (id: string) => `${p}replica:${id}`,
-    replicas: `${p}replicas`,
+    /** Hash: replica id -> its last beat (ms), until buried. */
+    replicas: `${p}replicas-seen`,
   };
 
   const limiter = createRedisSlots(redis, k.inflight, options.maxRequestsPerUser, slotTtlMs);
@@ -156,10 +156,16 @@ export function createRedisState(options: RedisStateOptions): SharedState {
         await redis.eval(RELEASE_IF_MINE, 1, k.owner(userId), replicaId);
       },
       async renew(userIds, replicaId, ttlMs) {
-        if (userIds.length === 0) return;
+        if (userIds.length === 0) return [];
+        // A claim, not a plain extend: a record Redis lost (a restart without
+        // persistence) is re-created, so a second tab cannot get a second sandbox.
         const pipeline = redis.pipeline();
-        for (const u of userIds) pipeline.eval(RENEW_IF_MINE, 1, k.owner(u), replicaId, ttlMs);
-        await pipeline.exec();
+        for (const u of userIds) pipeline.eval(CLAIM, 1, k.owner(u), replicaId, ttlMs);
+        const results = (await pipeline.exec()) ?? [];
+        return userIds.filter((_, i) => {
+          const [err, owner] = results[i] ?? [null, replicaId];
+          return err === null && String(owner) !== replicaId;
+        });
       },
     },
     pending: {
@@ -188,10 +194,10 @@ export function createRedisState(options: RedisStateOptions): SharedState {
     },
     replicas: {
       async heartbeat(record, ttlMs) {
-        await redis.multi().set(k.replica(record.replica), JSON.stringify(record), 'PX', ttlMs).sadd(k.replicas, record.replica).exec();
+        await redis.multi().set(k.replica(record.replica), JSON.stringify(record), 'PX', ttlMs).hset(k.replicas, record.replica, String(Date.now())).exec();
       },
       async live() {
-        const ids = await redis.smembers(k.replicas);
+        const ids = await redis.hkeys(k.replicas);
         if (ids.length === 0) return [];
         const raw = await redis.mget(ids.map(k.replica));
         return raw.flatMap((r) => (r ? [JSON.parse(r) as ReplicaRecord] : []));
@@ -200,16 +206,16 @@ export function createRedisState(options: RedisStateOptions): SharedState {
         return (await redis.exists(k.replica(replicaId))) === 1;
       },
       async dead() {
-        const ids = await redis.smembers(k.replicas);
-        if (ids.length === 0) return [];
-        const raw = await redis.mget(ids.map(k.replica));
-        return ids.filter((_, i) => raw[i] === null);
+        const seen = Object.entries(await redis.hgetall(k.replicas)).map(([replica, at]) => ({ replica, lastSeenAtMs: Number(at) }));
+        if (seen.length === 0) return [];
+        const raw = await redis.mget(seen.map((r) => k.replica(r.replica)));
+        return seen.filter((_, i) => raw[i] === null);
       },
       async bury(replicaId) {
-        await redis.srem(k.replicas, replicaId);
+        await redis.hdel(k.replicas, replicaId);
       },
       async leave(replicaId) {
-        await redis.multi().del(k.replica(replicaId)).srem(k.replicas, replicaId).exec();
+        await redis.multi().del(k.replica(replicaId)).hdel(k.replicas, replicaId).exec();
       },
     },
     healthy: () => redis.status === 'ready',

@@ -35,8 +35,12 @@ export interface OwnershipStore {
   owner(userId: string): Promise<string | undefined>;
   /** Drops the record if it is still this replica's. */
   release(userId: string, replicaId: string): Promise<void>;
-  /** Keeps this replica's records alive (called with the heartbeat). */
-  renew(userIds: readonly string[], replicaId: string, ttlMs: number): Promise<void>;
+  /**
+   * Keeps this replica's records alive, re-creating any that vanished (a Redis
+   * restart without persistence). Resolves with the users whose record now
+   * names another replica: their sandbox here must be given up.
+   */
+  renew(userIds: readonly string[], replicaId: string, ttlMs: number): Promise<string[]>;
 }
 
 export interface ReplicaRecord {
@@ -47,6 +51,12 @@ export interface ReplicaRecord {
   [key: string]: unknown;
 }
 
+export interface DeadReplica {
+  replica: string;
+  /** When its last heartbeat was written. */
+  lastSeenAtMs: number;
+}
+
 /** Replica liveness and published stats (heartbeats with expiry). */
 export interface ReplicaRegistry {
   heartbeat(record: ReplicaRecord, ttlMs: number): Promise<void>;
@@ -54,8 +64,8 @@ export interface ReplicaRegistry {
   live(): Promise<ReplicaRecord[]>;
   /** Whether that replica's heartbeat is current, read now (not from a cached view). */
   isLive(replicaId: string): Promise<boolean>;
-  /** Replicas that announced themselves but whose heartbeat expired, not yet buried. */
-  dead(): Promise<string[]>;
+  /** Replicas that announced themselves but whose heartbeat expired, not yet buried, with their last beat. */
+  dead(): Promise<DeadReplica[]>;
   /** Forgets a dead replica (after its containers were removed). */
   bury(replicaId: string): Promise<void>;
   leave(replicaId: string): Promise<void>;

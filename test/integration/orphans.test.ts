@@ -63,6 +63,7 @@ describe('orphan sweep', () => {
       graceMs: 3_600_000,
       // No shared heartbeats here: liveness is judged from the labels alone.
       isReplicaLive: async () => false,
+      deadReplicaGraceMs: 300_000,
       onRemoved: () => undefined,
     });
     const removed = new Set(await sweeper.sweep());

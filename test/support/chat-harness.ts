@@ -68,7 +68,7 @@ export function createChatHarness(
   const bus = options.bus ?? createSingleReplicaBus();
   const isReplicaLive = options.isReplicaLive ?? (async (id: string) => id === replicaId);
   const logger = testLogger();
-  const sessions = createSessionManager({ chat: settings, pool, owners: state.owners, replicaId, ownerTtlMs: 60_000, isReplicaLive, logger });
+  const sessions = createSessionManager({ chat: settings, pool, owners: state.owners, replicaId, ownerTtlMs: 60_000, isReplicaLive, ensureCurrent: async () => undefined, logger });
   const approvals = createApprovalRegistry();
   const events: Emitted[] = [];
   const taken = new Set<Emitted>();

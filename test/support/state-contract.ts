@@ -121,6 +121,18 @@ export function sharedStateContract(name: string, make: (opts: { maxRequestsPerU
       assert.equal(await state.owners.owner(u), undefined, 'an owner that stops renewing expires');
     });
 
+    it('renews ownership by claiming: a vanished record comes back, a record another replica took is reported lost', async () => {
+      const [mine, vanished, taken] = [user(), user(), user()];
+      await state.owners.claim(mine, 'A', 5000);
+      await state.owners.claim(taken, 'B', 5000);
+      const lost = await state.owners.renew([mine, vanished, taken], 'A', 5000);
+      assert.deepEqual(lost, [taken]);
+      assert.equal(await state.owners.owner(vanished), 'A', 'a record Redis lost is re-created');
+      assert.equal(await state.owners.owner(taken), 'B', 'another replica\'s record is left alone');
+      for (const u of [mine, vanished]) await state.owners.release(u, 'A');
+      await state.owners.release(taken, 'B');
+    });
+
     it('shares pending approvals per user, dropping expired and removed ones', async () => {
       const u = user();
       const call = (callId: string, ttl: number) => ({ requestId: 'r', callId, tool: 'write_file', arguments: { path: '/workspace/a' }, expiresAtMs: Date.now() + ttl, replica: 'A' });
@@ -142,13 +154,15 @@ export function sharedStateContract(name: string, make: (opts: { maxRequestsPerU
       assert.equal(live.find((r) => r.replica === id)?.idle, 2);
       assert.equal(await state.replicas.isLive(id), true);
       assert.equal(await state.replicas.isLive(`${id}-never`), false);
-      assert.equal((await state.replicas.dead()).includes(id), false);
+      assert.equal((await state.replicas.dead()).some((d) => d.replica === id), false);
       await new Promise((r) => setTimeout(r, 450));
       assert.equal((await state.replicas.live()).some((r) => r.replica === id), false);
       assert.equal(await state.replicas.isLive(id), false);
-      assert.equal((await state.replicas.dead()).includes(id), true);
+      assert.equal((await state.replicas.dead()).some((d) => d.replica === id), true);
+      const dead = (await state.replicas.dead()).find((d) => d.replica === id);
+      assert.ok(dead && Math.abs(dead.lastSeenAtMs - Date.now()) < 1500, 'with the time of its last beat');
       await state.replicas.bury(id);
-      assert.equal((await state.replicas.dead()).includes(id), false);
+      assert.equal((await state.replicas.dead()).some((d) => d.replica === id), false);
     });
   });
 }

@@ -13,13 +13,41 @@ describe('liveness, heartbeat and the dead-replica reaper (memory state)', () =>
     const state = createMemoryState({ maxRequestsPerUser: 5, maxSocketsPerUser: 10 });
     const liveness = createLiveness({ registry: state.replicas, self: 'a' });
     await state.owners.claim('alice', 'a', 100);
-    const beat = createHeartbeat({ state, liveness, startedAtMs: Date.now(), intervalMs: 50, snapshot: () => ({ idle: 3 }), leasedUsers: () => ['alice'], ownerTtlMs: 100, logger: testLogger() });
+    const beat = createHeartbeat({ state, liveness, startedAtMs: Date.now(), intervalMs: 50, ownerTtlMs: 100, logger: testLogger() });
+    const givenUp: string[] = [];
+    beat.track({ leasedUsers: () => ['alice', 'bob'], giveUp: (users) => void givenUp.push(...users) });
+    beat.publish(() => ({ idle: 3 }));
+    await state.owners.claim('bob', 'b', 60_000);
     await beat.start();
+    assert.deepEqual(givenUp, ['bob'], 'a record another replica holds is given up');
     assert.equal((await liveness.live()).find((r) => r.replica === 'a')?.idle, 3);
     await sleep(250);
     assert.equal(await state.owners.owner('alice'), 'a', 'ownership renewed by the beats');
     await beat.stop();
     assert.deepEqual(await liveness.live(), []);
+    await state.close();
+  });
+
+  it('after a lapse (stalled, or shared state unreachable) beats and re-validates ownership before anything is served', async () => {
+    const state = createMemoryState({ maxRequestsPerUser: 5, maxSocketsPerUser: 10 });
+    let clock = Date.now();
+    let beats = 0;
+    const counting = { ...state, replicas: { ...state.replicas, heartbeat: (...args: Parameters<typeof state.replicas.heartbeat>) => (beats++, state.replicas.heartbeat(...args)) } };
+    const liveness = createLiveness({ registry: state.replicas, self: 'a' });
+    const beat = createHeartbeat({ state: counting, liveness, startedAtMs: clock, intervalMs: 60_000, ownerTtlMs: 600_000, logger: testLogger(), now: () => clock });
+    const givenUp: string[] = [];
+    beat.track({ leasedUsers: () => ['alice'], giveUp: (users) => void givenUp.push(...users) });
+    await beat.start();
+    await beat.ensureCurrent();
+    assert.equal(beats, 1, 'current: no extra beat');
+    // This replica stalls for longer than its TTL; meanwhile another takes alice over.
+    await state.owners.release('alice', 'a');
+    await state.owners.claim('alice', 'b', 600_000);
+    clock += 200_000;
+    await beat.ensureCurrent();
+    assert.equal(beats, 2, 'a lapsed heartbeat beats before serving');
+    assert.deepEqual(givenUp, ['alice']);
+    await beat.stop();
     await state.close();
   });
 
@@ -35,17 +63,27 @@ describe('liveness, heartbeat and the dead-replica reaper (memory state)', () =>
     await state.close();
   });
 
-  it('the reaper removes a dead replica\'s containers once, outside any beat, and never its own', async () => {
+  it('the reaper cleans up a dead replica once, outside any beat, never itself, and forgets it only when nothing of it is kept', async () => {
     const state = createMemoryState({ maxRequestsPerUser: 5, maxSocketsPerUser: 10 });
-    await state.replicas.heartbeat({ replica: 'b', pid: 2, startedAtMs: 0, seenAtMs: Date.now() }, 30);
-    await state.replicas.heartbeat({ replica: 'a', pid: 1, startedAtMs: 0, seenAtMs: Date.now() }, 30);
-    const removed: string[] = [];
-    const reaper = createDeadReplicaReaper({ registry: state.replicas, self: 'a', intervalMs: 20, removeReplica: async (id) => void removed.push(id), logger: testLogger() });
+    const beatAt = Date.now();
+    await state.replicas.heartbeat({ replica: 'b', pid: 2, startedAtMs: 0, seenAtMs: beatAt }, 30);
+    await state.replicas.heartbeat({ replica: 'c', pid: 3, startedAtMs: 0, seenAtMs: beatAt }, 30);
+    await state.replicas.heartbeat({ replica: 'a', pid: 1, startedAtMs: 0, seenAtMs: beatAt }, 30);
+    const asked: Array<[string, number]> = [];
+    // c's owner process still exists (stalled): its containers are kept.
+    const reaper = createDeadReplicaReaper({
+      registry: state.replicas,
+      self: 'a',
+      intervalMs: 20,
+      removeReplica: async (dead) => (asked.push([dead.replica, dead.lastSeenAtMs]), { kept: dead.replica === 'c' ? 1 : 0 }),
+      logger: testLogger(),
+    });
     await sleep(60);
     await reaper.reap();
     await reaper.reap();
-    assert.deepEqual(removed, ['b'], 'b once; a (itself) never');
-    assert.deepEqual(await state.replicas.dead(), ['a']);
+    assert.deepEqual(asked.map(([r]) => r), ['b', 'c', 'c'], 'b once (then forgotten), c again (kept), a (itself) never');
+    assert.ok(asked.every(([, at]) => at >= beatAt && at <= beatAt + 50), 'with the time of its last beat');
+    assert.deepEqual((await state.replicas.dead()).map((d) => d.replica).sort(), ['a', 'c']);
     await reaper.stop();
     await state.close();
   });

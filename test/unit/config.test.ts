@@ -144,3 +144,35 @@ describe('config: chat and identity', () => {
     assert.equal(c.llm.provider, 'local');
   });
 });
+
+describe('config: trust', () => {
+  it('listens on loopback without AUTH_SECRET, on every interface with it, and warns about a public HOST without one', async () => {
+    const { configWarnings } = await import('../../src/config/config.js');
+    assert.equal(loadConfig({}).server.host, '127.0.0.1');
+    assert.equal(loadConfig({ AUTH_SECRET: 'x'.repeat(32) }).server.host, '0.0.0.0');
+    assert.deepEqual(configWarnings(loadConfig({})), []);
+    const exposed = loadConfig({ HOST: '0.0.0.0' });
+    assert.match(configWarnings(exposed)[0] ?? '', /HOST=0\.0\.0\.0 without AUTH_SECRET: anyone who can reach this port can act as any user/);
+    assert.deepEqual(configWarnings(loadConfig({ HOST: '0.0.0.0', AUTH_SECRET: 'x'.repeat(32) })), []);
+  });
+
+  it('needs a secret of 32 bytes in production, and accepts a shorter one in development', () => {
+    assert.deepEqual(problemsOf({ NODE_ENV: 'production', AUTH_SECRET: 'x'.repeat(20) }), ['AUTH_SECRET: must be at least 32 bytes when NODE_ENV=production (got 20)']);
+    assert.equal(loadConfig({ NODE_ENV: 'production', AUTH_SECRET: 'x'.repeat(32) }).auth.secret?.length, 32);
+    assert.equal(loadConfig({ AUTH_SECRET: 'x'.repeat(20) }).auth.secret?.length, 20);
+  });
+
+  it('takes ALLOWED_ORIGINS as exact origins and names a bad one', () => {
+    assert.deepEqual(loadConfig({ ALLOWED_ORIGINS: 'https://app.example, http://localhost:5173' }).auth.allowedOrigins, ['https://app.example', 'http://localhost:5173']);
+    assert.deepEqual(loadConfig({}).auth.allowedOrigins, []);
+    assert.match(problemsOf({ ALLOWED_ORIGINS: 'https://app.example/' })[0] ?? '', /ALLOWED_ORIGINS: "https:\/\/app\.example\/" is not an origin/);
+    assert.match(problemsOf({ ALLOWED_ORIGINS: 'app.example' })[0] ?? '', /ALLOWED_ORIGINS: "app\.example" is not an origin/);
+  });
+
+  it('defaults MAX_SOCKETS_PER_USER to 10 and the clock tolerance to 5 s', () => {
+    const c = loadConfig({});
+    assert.equal(c.auth.maxSocketsPerUser, 10);
+    assert.equal(c.auth.clockToleranceMs, 5_000);
+    assert.equal(c.auth.issuer, undefined);
+  });
+});

@@ -18,6 +18,7 @@ function setup(overrides: { idleMs?: number; graceMs?: number; maxSessions?: num
     replicaId: 'a',
     ownerTtlMs: 60_000,
     isReplicaLive: async (id) => id === 'a' || (overrides.live?.(id) ?? false),
+    ensureCurrent: async () => undefined,
     logger: testLogger(),
   });
   return { sessions, pool, state };

@@ -1,0 +1,37 @@
+/**
+ * The Docker socket proxy as a program (docker-compose runs it beside the app):
+ *   node dist/src/socket-proxy/main.js --listen /run/sandpool/docker.sock [--upstream /var/run/docker.sock]
+ * The app points DOCKER_SOCKET at --listen; only this process sees the engine's socket.
+ */
+import { chmodSync, rmSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { createLogger } from '../logger.js';
+import { createSocketProxy } from './socket-proxy.js';
+
+const { values } = parseArgs({
+  options: {
+    listen: { type: 'string' },
+    upstream: { type: 'string', default: '/var/run/docker.sock' },
+    'log-level': { type: 'string', default: process.env.LOG_LEVEL ?? 'info' },
+  },
+});
+if (!values.listen) {
+  process.stderr.write('socket-proxy: --listen <socket path> is required\n');
+  process.exit(2);
+}
+const listen = values.listen;
+const logger = createLogger({ level: values['log-level'] });
+const server = createSocketProxy({ upstreamSocket: values.upstream, logger });
+// A socket file left by a killed predecessor would make listen fail.
+rmSync(listen, { force: true });
+server.listen(listen, () => {
+  // Shared with the app container only (a volume of the stack): any uid there may use it.
+  chmodSync(listen, 0o666);
+  logger.info({ listen, upstream: values.upstream }, 'Docker socket proxy listening');
+});
+const stop = (): void => {
+  server.close(() => process.exit(0));
+  setTimeout(() => process.exit(0), 2_000).unref();
+};
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
