@@ -1,18 +1,9 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { startClusterProcess, type ClusterProcess, type ClusterState } from '../../scripts/lib/cluster-process.js';
 import { LABELS } from '../../src/runtime/types.js';
-import { connectUser, dockerPs, emitAck, execFileAsync, freePort, nextEvent, startRedis, waitFor, type ClientSocket, type RedisServer } from '../support/helpers.js';
+import { connectUser, dockerPs, emitAck, execFileAsync, nextEvent, startRedis, waitFor, type ClientSocket, type RedisServer } from '../support/helpers.js';
 
-interface ClusterState {
-  url: string;
-  redisUrl: string;
-  redisPid: number;
-  replicas: Array<{ id: string; port: number; url: string; pid: number }>;
-}
 interface SessionInfo {
   sessionId: string;
   replica: string;
@@ -50,15 +41,14 @@ async function converse(socket: ClientSocket, text: string, approver: ClientSock
 }
 
 describe('replicas behind nginx with Redis (npm run cluster)', () => {
-  let cluster: ChildProcess;
+  let cluster: ClusterProcess;
   let state: ClusterState;
   let replacementRedis: RedisServer | undefined;
-  const stateFile = path.join(os.tmpdir(), `sandpool-cluster-test-${process.pid}.json`);
 
   before(async () => {
-    const port = await freePort();
-    const redisPort = await freePort();
-    cluster = spawn(process.execPath, ['dist/scripts/cluster.js', '--replicas', '3', '--port', String(port), '--redis-port', String(redisPort), '--state-file', stateFile, '--name', `t${port}`], {
+    cluster = await startClusterProcess({
+      replicas: 3,
+      namePrefix: 't',
       env: {
         ...process.env,
         POOL_MIN_SIZE: '1',
@@ -68,17 +58,14 @@ describe('replicas behind nginx with Redis (npm run cluster)', () => {
         // A third of it is the grace for requests in flight: long enough to watch a drain.
         SHUTDOWN_TIMEOUT_MS: '9000',
       },
-      stdio: ['ignore', 'ignore', 'inherit'],
+      readyTimeoutMs: 120_000,
     });
-    await waitFor('the cluster to start', () => existsSync(stateFile), 120_000, 200);
-    state = JSON.parse(readFileSync(stateFile, 'utf8')) as ClusterState;
+    state = cluster.state;
   });
 
   after(async () => {
     for (const s of sockets) s.close();
-    const stopped = new Promise((r) => cluster.once('exit', r));
-    cluster.kill('SIGTERM');
-    await stopped;
+    await cluster.stop();
     await replacementRedis?.stop();
     for (const r of state.replicas) assert.deepEqual(await dockerPs({ [LABELS.replica]: r.id }), [], `containers of ${r.id} left behind`);
   });
