@@ -8,7 +8,6 @@
  * the error count. Without --url it starts one replica (`node dist/src/main.js`,
  * POOL_MIN_SIZE from the environment, default 10) and stops it afterwards.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,6 +15,7 @@ import { parseArgs } from 'node:util';
 import { io, type Socket } from 'socket.io-client';
 import { percentile } from '../src/util/async.js';
 import { freePort } from '../src/util/free-port.js';
+import { httpOk, spawnProcess, type StartedProcess } from './lib/start-process.js';
 
 const { values } = parseArgs({
   options: {
@@ -34,30 +34,27 @@ if (!Number.isInteger(users) || users < 1) {
 }
 const say = (line: string): void => void process.stderr.write(`${line}\n`);
 
-
-let replica: ChildProcess | undefined;
+let replica: StartedProcess | undefined;
 async function startReplica(): Promise<string> {
   const port = await freePort();
   const minSize = process.env.POOL_MIN_SIZE ?? '10';
-  replica = spawn(process.execPath, ['dist/src/main.js'], {
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', REPLICA_ID: `bench-chat-${process.pid}`, POOL_MIN_SIZE: minSize, LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 120_000;
-  while (Date.now() < deadline) {
-    const ready = await fetch(`${url}/ready`).then((r) => r.ok, () => false);
-    if (ready) return url;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error('the replica did not become ready within 120 s');
+  // Known before it is ready, so that Ctrl-C during the warm-up stops it too.
+  replica = spawnProcess({
+    name: 'the replica',
+    command: process.execPath,
+    args: ['dist/src/main.js'],
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', REPLICA_ID: `bench-chat-${process.pid}`, POOL_MIN_SIZE: minSize, LOG_LEVEL: 'warn' },
+    stdout: 'ignore',
+    stderr: 'inherit',
+  });
+  await replica.waitReady(httpOk(`${url}/ready`), 120_000, 250);
+  return url;
 }
 
 async function stopReplica(): Promise<void> {
-  if (!replica || replica.exitCode !== null) return;
-  const exited = new Promise((r) => replica?.once('exit', r));
-  replica.kill('SIGTERM');
-  await exited;
+  // It drains a warm pool of POOL_MIN_SIZE sandboxes first.
+  await replica?.stop('SIGTERM', 60_000);
 }
 
 interface Outcome {

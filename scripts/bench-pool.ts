@@ -4,7 +4,9 @@
  * Measures, in one run against the real engine:
  * - cold: acquire() with pooling off (create + start + MCP initialize + tools/list),
  * - warm: acquire() from a warm pool (a spare is idle when it is called),
- * - replenishPerSecond: ready sandboxes per second while a pool of K fills from empty.
+ * - replenishPerSecond: ready sandboxes per second while a pool of K fills from empty,
+ * - startCpuSeconds: the whole machine's CPU-seconds (engine, runtime, sandbox
+ *   and all else) per sandbox started in that burst, from /proc/stat.
  * Prints a table (or only JSON with --json) and writes the JSON to --out
  * (default bench/results/pool.json).
  */
@@ -18,6 +20,7 @@ import { createLogger } from '../src/logger.js';
 import { createContainerPool, type ContainerPool } from '../src/pool/container-pool.js';
 import { selectRuntime } from '../src/runtime/select-runtime.js';
 import { percentile } from '../src/util/async.js';
+import { clockTicksPerSecond, machineBusyTicks } from './lib/proc-stat.js';
 
 const { values } = parseArgs({
   options: {
@@ -95,10 +98,14 @@ try {
   say(`replenish: filling a pool of ${replenishTarget} from empty`);
   const fillPool = makePool(true, replenishTarget);
   pools.push(fillPool);
+  const busyBefore = machineBusyTicks();
   const fillStart = performance.now();
   fillPool.start();
   if (!(await fillPool.whenWarm(180_000))) throw new Error(`pool of ${replenishTarget} did not fill within 180 s`);
   const fillSeconds = (performance.now() - fillStart) / 1000;
+  const burstCpuSeconds = (machineBusyTicks() - busyBefore) / clockTicksPerSecond();
+  // Per sandbox that came up: CPU a failed start burned is charged to the ones that did.
+  const startedInBurst = fillPool.stats().created;
   // Memory of an idle, warm sandbox (cgroup usage minus page cache), from the engine.
   const memoryMiB: number[] = [];
   if (runtime.kind === 'docker') {
@@ -122,11 +129,12 @@ try {
     ratio: Math.round((coldS.p50 / warmS.p50) * 100) / 100,
     replenishPerSecond: Math.round((replenishTarget / fillSeconds) * 100) / 100,
     samples,
+    startCpuSeconds: Math.round((burstCpuSeconds / Math.max(1, startedInBurst)) * 1000) / 1000,
     idleSandboxMemoryMiB: memoryMiB.length ? summary(memoryMiB) : null,
     details: {
       cold: coldS,
       warm: warmS,
-      replenish: { sandboxes: replenishTarget, seconds: Math.round(fillSeconds * 100) / 100 },
+      replenish: { sandboxes: replenishTarget, started: startedInBurst, seconds: Math.round(fillSeconds * 100) / 100, machineCpuSeconds: Math.round(burstCpuSeconds * 100) / 100 },
     },
     environment: {
       date: new Date().toISOString(),
@@ -157,6 +165,7 @@ try {
         '',
         `cold/warm p50 ratio: ${result.ratio}x`,
         `replenish: ${replenishTarget} sandboxes from empty in ${result.details.replenish.seconds} s = ${result.replenishPerSecond}/s`,
+        `machine CPU per sandbox start (whole machine, during the burst): ${result.startCpuSeconds} CPU-s`,
         `idle sandbox memory (MiB, p50 / max): ${result.idleSandboxMemoryMiB ? `${result.idleSandboxMemoryMiB.p50} / ${result.idleSandboxMemoryMiB.max}` : 'n/a'}`,
         `JSON written to ${values.out}`,
         '',

@@ -6,14 +6,14 @@
  * SIGINT/SIGTERM, then stops everything it started and leaves no container
  * behind. Replicas inherit this process's environment (POOL_MIN_SIZE, ...).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { Redis } from 'ioredis';
 import { createDockerRuntime } from '../src/runtime/docker-runtime.js';
 import { APP_LABEL_VALUE, LABELS } from '../src/runtime/types.js';
+import { startRedisServer } from './lib/redis-server.js';
+import { describeExit, httpOk, spawnProcess, type StartedProcess } from './lib/start-process.js';
 
 const { values } = parseArgs({
   options: {
@@ -38,59 +38,39 @@ const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../.
 const say = (line: string): void => void process.stderr.write(`[cluster] ${line}\n`);
 
 interface Started {
-  redis?: ChildProcess;
-  nginx?: ChildProcess;
-  replicas: Array<{ id: string; port: number; child: ChildProcess }>;
+  redis?: StartedProcess;
+  nginx?: StartedProcess;
+  replicas: Array<{ id: string; port: number; proc: StartedProcess }>;
   dir: string;
 }
 const started: Started = { replicas: [], dir: mkdtempSync(path.join(os.tmpdir(), `sandpool-${name}-`)) };
 
-async function waitUntil(what: string, ok: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await ok().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`${what} not ready within ${timeoutMs} ms`);
-}
-
-function exited(child: ChildProcess): Promise<void> {
-  return child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((r) => child.once('exit', () => r()));
-}
-
 async function startRedis(): Promise<string> {
-  started.redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore', detached: true });
-  const url = `redis://127.0.0.1:${redisPort}`;
-  await waitUntil('redis', async () => {
-    const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    r.on('error', () => undefined);
-    try {
-      await r.connect();
-      return (await r.ping()) === 'PONG';
-    } finally {
-      r.disconnect();
-    }
-  }, 10_000);
-  return url;
+  const redis = await startRedisServer(redisPort, { detached: true });
+  started.redis = redis.process;
+  return redis.url;
 }
 
 async function startReplicas(redisUrl: string): Promise<void> {
   for (let i = 1; i <= replicas; i++) {
     const id = `${name}-${i}`;
-    const child = spawn(process.execPath, [path.join(root, 'dist/src/main.js')], {
+    // Their logs go straight to the terminal: under load they are too many to pass through this process.
+    const proc = spawnProcess({
+      name: `replica ${id}`,
+      command: process.execPath,
+      args: [path.join(root, 'dist/src/main.js')],
       cwd: root,
       env: { ...process.env, PORT: String(port + i), HOST: '127.0.0.1', REPLICA_ID: id, REDIS_URL: redisUrl },
-      stdio: ['ignore', 'inherit', 'inherit'],
+      stdout: 'inherit',
+      stderr: 'inherit',
       detached: true,
     });
-    child.once('exit', (code, signal) => {
-      if (!stopping) say(`replica ${id} exited (${signal ?? `code ${code}`})`);
+    void proc.exited.then((status) => {
+      if (!stopping) say(`replica ${id} ${describeExit(status)}`);
     });
-    started.replicas.push({ id, port: port + i, child });
+    started.replicas.push({ id, port: port + i, proc });
   }
-  await Promise.all(
-    started.replicas.map((r) => waitUntil(`replica ${r.id}`, async () => (await fetch(`http://127.0.0.1:${r.port}/ready`)).ok, 120_000)),
-  );
+  await Promise.all(started.replicas.map((r) => r.proc.waitReady(httpOk(`http://127.0.0.1:${r.port}/ready`), 120_000, 200)));
 }
 
 function renderNginx(): string {
@@ -135,11 +115,12 @@ function renderNginx(): string {
 
 async function startNginx(): Promise<void> {
   const conf = renderNginx();
-  started.nginx = spawn('nginx', ['-c', conf, '-p', started.dir], { stdio: ['ignore', 'inherit', 'inherit'], detached: true });
-  started.nginx.once('exit', (code) => {
-    if (!stopping) say(`nginx exited (code ${code}); see ${started.dir}/error.log`);
+  const nginx = spawnProcess({ command: 'nginx', args: ['-c', conf, '-p', started.dir], stdout: 'inherit', stderr: 'inherit', detached: true });
+  started.nginx = nginx;
+  void nginx.exited.then((status) => {
+    if (!stopping) say(`nginx ${describeExit(status)}; see ${started.dir}/error.log`);
   });
-  await waitUntil('nginx', async () => (await fetch(`http://127.0.0.1:${port}/health`)).ok, 15_000);
+  await nginx.waitReady(httpOk(`http://127.0.0.1:${port}/health`), 15_000, 200);
 }
 
 let stopping = false;
@@ -147,20 +128,12 @@ async function stopAll(): Promise<void> {
   if (stopping) return;
   stopping = true;
   say('stopping');
-  started.nginx?.kill('SIGQUIT');
-  // Replicas drain their own pools; a hung one is killed after 30 s.
-  await Promise.all(
-    started.replicas.map(async ({ child }) => {
-      child.kill('SIGTERM');
-      const done = await Promise.race([exited(child).then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 30_000))]);
-      if (!done) child.kill('SIGKILL');
-      await exited(child);
-    }),
-  );
-  if (started.nginx) await Promise.race([exited(started.nginx), new Promise((r) => setTimeout(r, 5_000))]);
-  started.nginx?.kill('SIGKILL');
-  started.redis?.kill('SIGTERM');
-  if (started.redis) await exited(started.redis);
+  // nginx finishes its open requests (SIGQUIT) while the replicas drain; a
+  // hung replica is killed after 30 s, a hung nginx 5 s after the replicas.
+  started.nginx?.signal('SIGQUIT');
+  await Promise.all(started.replicas.map(({ proc }) => proc.stop('SIGTERM', 30_000)));
+  await started.nginx?.stop('SIGQUIT', 5_000);
+  await started.redis?.stop('SIGTERM', 10_000);
   // Nothing of ours may outlive the cluster, even from a replica that was killed.
   const runtime = createDockerRuntime();
   const ids = new Set(started.replicas.map((r) => r.id));
@@ -176,9 +149,7 @@ async function stopAll(): Promise<void> {
 // while Redis and nginx are still up). Should this script die some other
 // way, it takes them along.
 process.on('exit', () => {
-  for (const child of [started.nginx, ...started.replicas.map((r) => r.child), started.redis]) {
-    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  }
+  for (const proc of [started.nginx, ...started.replicas.map((r) => r.proc), started.redis]) proc?.signal('SIGKILL');
 });
 
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
@@ -197,7 +168,7 @@ try {
     redisUrl,
     redisPid: started.redis?.pid,
     nginxPid: started.nginx?.pid,
-    replicas: started.replicas.map((r) => ({ id: r.id, port: r.port, url: `http://127.0.0.1:${r.port}`, pid: r.child.pid })),
+    replicas: started.replicas.map((r) => ({ id: r.id, port: r.port, url: `http://127.0.0.1:${r.port}`, pid: r.proc.pid })),
   };
   if (values['state-file']) writeFileSync(values['state-file'], `${JSON.stringify(state, null, 2)}\n`);
   process.stdout.write(`sandpool cluster ready at ${url} (${replicas} replicas, Redis ${redisUrl}); Ctrl-C stops it\n`);

@@ -9,13 +9,13 @@
  * skipped otherwise.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { SandpoolError } from '../../src/errors.js';
 import { createContainerPool, type ContainerPool, type Lease } from '../../src/pool/container-pool.js';
 import { createDockerRuntime } from '../../src/runtime/docker-runtime.js';
+import { spawnProcess, type StartedProcess } from '../../scripts/lib/start-process.js';
 import { execFileAsync, testConfig, testLogger, waitFor } from '../support/helpers.js';
 
 const RUN_DIR = '/run/sandpool-test-dockerd';
@@ -41,68 +41,44 @@ async function cannotRun(): Promise<string | undefined> {
   return undefined;
 }
 
-let daemon: ChildProcess | undefined;
+let daemon: StartedProcess | undefined;
 
 /** Starts the private dockerd and waits until it answers. */
 async function startDockerd(): Promise<void> {
-  const log = openSync(LOG_FILE, 'a');
-  try {
-    daemon = spawn(
-      'dockerd',
-      [
-        // scripts/setup.sh's flags: no iptables, no bridge (sandboxes run with NetworkMode none).
-        '--iptables=false',
-        '--ip-masq=false',
-        '--bridge=none',
-        '--storage-driver=overlay2',
-        // Everything else of its own, so the shared engine never notices it.
-        `--host=unix://${SOCKET}`,
-        `--data-root=${DATA_ROOT}`,
-        `--exec-root=${RUN_DIR}/exec`,
-        `--pidfile=${PID_FILE}`,
-        `--config-file=${RUN_DIR}/daemon.json`,
-        // Sandboxes ignore SIGTERM (node as pid 1): do not wait 15 s for each at stop.
-        '--shutdown-timeout=1',
-        '--log-level=warn',
-      ],
-      { stdio: ['ignore', log, log] },
-    );
-  } finally {
-    closeSync(log);
-  }
-  const child = daemon;
-  const exitedEarly = new Promise<never>((_, reject) =>
-    child.once('exit', (code) => reject(new Error(`private dockerd exited with ${code}: ${tail(LOG_FILE)}`))),
-  );
-  await Promise.race([
-    waitFor('the private dockerd to answer', () => docker(['info']).then(() => true), 60_000, 200),
-    exitedEarly,
-  ]);
-  exitedEarly.catch(() => undefined);
+  daemon = spawnProcess({
+    name: 'private dockerd',
+    command: 'dockerd',
+    args: [
+      // scripts/setup.sh's flags: no iptables, no bridge (sandboxes run with NetworkMode none).
+      '--iptables=false',
+      '--ip-masq=false',
+      '--bridge=none',
+      '--storage-driver=overlay2',
+      // Everything else of its own, so the shared engine never notices it.
+      `--host=unix://${SOCKET}`,
+      `--data-root=${DATA_ROOT}`,
+      `--exec-root=${RUN_DIR}/exec`,
+      `--pidfile=${PID_FILE}`,
+      `--config-file=${RUN_DIR}/daemon.json`,
+      // Sandboxes ignore SIGTERM (node as pid 1): do not wait 15 s for each at stop.
+      '--shutdown-timeout=1',
+      '--log-level=warn',
+    ],
+    stdout: { file: LOG_FILE },
+    stderr: { file: LOG_FILE },
+  });
+  await daemon.waitReady(() => docker(['info']).then(() => true), 60_000, 200);
 }
 
 /** SIGTERM to the private dockerd (started by this test), then waits for it to be gone. */
 async function stopDockerd(): Promise<void> {
-  const child = daemon;
+  const proc = daemon;
   daemon = undefined;
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-  await gone;
-  clearTimeout(timer);
+  await proc?.stop('SIGTERM', 30_000);
 }
 
 function docker(args: string[]): Promise<{ stdout: string }> {
   return execFileAsync('docker', ['-H', `unix://${SOCKET}`, ...args], { timeout: 30_000 });
-}
-
-function tail(file: string): string {
-  try {
-    return readFileSync(file, 'utf8').split('\n').slice(-10).join(' | ');
-  } catch {
-    return '(no log)';
-  }
 }
 
 /** A private dockerd left behind by a run of this test that was killed: ours to stop. */

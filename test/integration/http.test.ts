@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { createSandpool, type Sandpool } from '../../src/app/create-sandpool.js';
 import { LABELS } from '../../src/runtime/types.js';
-import { dockerPs, spawnReplica, testConfig, uniqueReplica, waitFor } from '../support/helpers.js';
+import { spawnProcess } from '../../scripts/lib/start-process.js';
+import { dockerPs, startReplica, testConfig, uniqueReplica, waitFor } from '../support/helpers.js';
 
 async function getJson(url: string): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(url);
@@ -166,12 +166,12 @@ describe('shutdown', () => {
 
   it('SIGTERM to `node dist/src/main.js` exits 0 and leaves no container behind', async () => {
     const replica = uniqueReplica('sig');
-    const { child, output, exited } = spawnReplica({ REPLICA_ID: replica, POOL_MIN_SIZE: '2' });
-    await waitFor('the replica to warm 2 containers', () => /Initialized with 2 idle containers/.test(output()), 30_000);
+    // Ready once it has warmed 2 containers.
+    const proc = await startReplica({ REPLICA_ID: replica, POOL_MIN_SIZE: '2' }, /Initialized with 2 idle containers/, 30_000);
     assert.equal((await dockerPs({ [LABELS.replica]: replica })).length, 2);
-    child.kill('SIGTERM');
-    assert.equal(await exited, 0, output());
-    assert.match(output(), /shutdown complete/);
+    proc.signal('SIGTERM');
+    assert.equal((await proc.exited).code, 0, proc.output());
+    assert.match(proc.output(), /shutdown complete/);
     assert.deepEqual(await dockerPs({ [LABELS.replica]: replica }), []);
   });
 
@@ -179,33 +179,27 @@ describe('shutdown', () => {
     const replica = uniqueReplica('npm-start');
     // Its own process group, like a terminal's foreground job: Ctrl-C signals the whole group
     // (npm does not pass a signal it gets on to the server below its shell).
-    const child = spawn('npm', ['start'], {
+    const npm = spawnProcess({
+      command: 'npm',
+      args: ['start'],
       env: { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', REPLICA_ID: replica, POOL_MIN_SIZE: '2' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
+      signalGroup: true,
     });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    // 'close': npm and the server under it (which holds the same pipes) have both ended.
-    const closed = new Promise<void>((resolve) => child.on('close', () => resolve()));
     try {
       // npm start compiles and checks the sandbox image first.
-      await waitFor('npm start to warm 2 containers', () => /Initialized with 2 idle containers/.test(out), 120_000);
+      await npm.waitReady(/Initialized with 2 idle containers/, 120_000);
       assert.equal((await dockerPs({ [LABELS.app]: 'sandpool', [LABELS.replica]: replica })).length, 2);
-      process.kill(-child.pid!, 'SIGINT');
+      npm.signal('SIGINT');
       // npm itself dies of the signal (a shell would say 130); what matters is the server's clean stop.
-      await closed;
+      // `exited` waits for the output streams to close: npm and the server under it (which holds the same pipes) have both ended.
+      await npm.exited;
+      const out = npm.output();
       assert.match(out, /"reason":"SIGINT".*shutting down/);
       assert.match(out, /shutdown complete/, out.slice(-2000));
       // `docker ps -a --filter label=sandpool.app`, narrowed to this run (other suites' replicas are not ours to judge).
       assert.deepEqual(await dockerPs({ [LABELS.app]: 'sandpool', [LABELS.replica]: replica }), []);
     } finally {
-      try {
-        process.kill(-child.pid!, 'SIGKILL');
-      } catch {
-        /* the group is gone already */
-      }
+      await npm.stop('SIGKILL', 5_000);
     }
   });
 });

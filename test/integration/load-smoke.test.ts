@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { spawnProcess } from '../../scripts/lib/start-process.js';
+
+const LOAD_RUNNER = 'dist/scripts/load/index.js';
 
 interface LoadResult {
   passed: boolean;
@@ -23,11 +25,9 @@ describe('npm run load:smoke (Artillery against a 2-replica cluster behind nginx
   it('runs all three scenarios with no failed user, exact backpressure, charts, and nothing left behind', async () => {
     const out = 'test-output/load-smoke';
     rmSync(out, { recursive: true, force: true });
-    const child = spawn(process.execPath, ['dist/scripts/load.js', '--suite', 'smoke', '--out', out], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
-    assert.equal(code, 0, stderr.slice(-3000));
+    const load = spawnProcess({ command: process.execPath, args: [LOAD_RUNNER, '--suite', 'smoke', '--out', out], stdout: 'ignore' });
+    const { code } = await load.exited;
+    assert.equal(code, 0, load.output('stderr').slice(-3000));
 
     const read = (name: string): LoadResult => JSON.parse(readFileSync(`${out}/${name}.json`, 'utf8')) as LoadResult;
     const phase2 = read('smoke-phase2');
@@ -66,8 +66,8 @@ describe('npm run load:smoke (Artillery against a 2-replica cluster behind nginx
     const rssChart = `${out}/smoke-connections-users-rss.svg`;
     assert.match(readFileSync(rssChart, 'utf8'), /connected users on the replica/);
     rmSync(rssChart);
-    const redraw = spawn(process.execPath, ['dist/scripts/load.js', '--suite', 'smoke', '--out', out, '--only', 'smoke-connections', '--rechart'], { stdio: 'ignore' });
-    assert.equal(await new Promise<number | null>((resolve) => redraw.on('exit', resolve)), 0);
+    const redraw = spawnProcess({ command: process.execPath, args: [LOAD_RUNNER, '--suite', 'smoke', '--out', out, '--only', 'smoke-connections', '--rechart'], stdout: 'ignore', stderr: 'ignore' });
+    assert.equal((await redraw.exited).code, 0);
     assert.match(readFileSync(rssChart, 'utf8'), /^<svg[\s\S]*connected users on the replica/);
   });
 });

@@ -5,7 +5,7 @@ import { createSandpool } from '../../src/app/create-sandpool.js';
 import { createOrphanSweeper } from '../../src/orphans/orphan-sweeper.js';
 import { createDockerRuntime } from '../../src/runtime/docker-runtime.js';
 import { LABELS } from '../../src/runtime/types.js';
-import { dockerPs, execFileAsync, spawnReplica, testConfig, testLogger, uniqueReplica, waitFor } from '../support/helpers.js';
+import { dockerPs, execFileAsync, startReplica, testConfig, testLogger, uniqueReplica } from '../support/helpers.js';
 
 const created: string[] = [];
 
@@ -25,10 +25,10 @@ after(async () => {
 describe('orphan sweep', () => {
   it('removes at start-up the containers of a replica that was killed -9', async () => {
     const dead = uniqueReplica('dead');
-    const { child, output, exited } = spawnReplica({ REPLICA_ID: dead, POOL_MIN_SIZE: '2' });
-    await waitFor('the doomed replica to warm up', () => /Initialized with 2 idle containers/.test(output()), 30_000);
-    child.kill('SIGKILL');
-    await exited;
+    // Ready once the doomed replica has warmed up.
+    const doomed = await startReplica({ REPLICA_ID: dead, POOL_MIN_SIZE: '2' }, /Initialized with 2 idle containers/, 30_000);
+    doomed.signal('SIGKILL');
+    await doomed.exited;
     const leftover = await dockerPs({ [LABELS.replica]: dead });
     assert.equal(leftover.length, 2, 'kill -9 should have left its containers behind');
 

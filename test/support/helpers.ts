@@ -1,4 +1,4 @@
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { io as connectIo, type Socket as ClientSocket } from 'socket.io-client';
@@ -6,6 +6,8 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { loadConfig, type Config } from '../../src/config/config.js';
 import { createLogger, type Logger } from '../../src/logger.js';
 import { freePort } from '../../src/util/free-port.js';
+import { startRedisServer } from '../../scripts/lib/redis-server.js';
+import { startProcess, type StartedProcess } from '../../scripts/lib/start-process.js';
 
 export { freePort };
 
@@ -85,23 +87,19 @@ export function textOf(result: CallToolResult): string {
     .join('\n');
 }
 
-/** A sandpool replica as a real child process (`node dist/src/main.js`), output captured. */
-export interface ReplicaProcess {
-  child: import('node:child_process').ChildProcess;
-  output(): string;
-  exited: Promise<number | null>;
-}
-
-export function spawnReplica(env: Record<string, string>): ReplicaProcess {
-  const child = spawn(process.execPath, ['dist/src/main.js'], {
+/**
+ * A sandpool replica as a real child process (`node dist/src/main.js`, output
+ * captured), resolved once its output matches `ready`.
+ */
+export function startReplica(env: Record<string, string>, ready: RegExp, readyTimeoutMs: number): Promise<StartedProcess> {
+  return startProcess({
+    name: `replica ${env.REPLICA_ID ?? ''}`,
+    command: process.execPath,
+    args: ['dist/src/main.js'],
     env: { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    ready,
+    readyTimeoutMs,
   });
-  let out = '';
-  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, output: () => out, exited };
 }
 
 // --- Socket.IO client helpers ---------------------------------------------------
@@ -199,19 +197,12 @@ export interface RedisServer {
 
 export async function startRedis(port?: number): Promise<RedisServer> {
   const p = port ?? (await freePort());
-  let child: import('node:child_process').ChildProcess;
+  let server: StartedProcess;
   const launch = async (): Promise<void> => {
-    child = spawn('redis-server', ['--port', String(p), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-    await waitFor('redis to answer', async () => {
-      const { stdout } = await execFileAsync('redis-cli', ['-p', String(p), 'ping']);
-      return stdout.trim() === 'PONG';
-    }, 10_000, 50);
+    server = (await startRedisServer(p)).process;
   };
   const stop = async (): Promise<void> => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const gone = new Promise((r) => child.once('exit', r));
-    child.kill('SIGKILL');
-    await gone;
+    await server.stop('SIGKILL', 5_000);
   };
   await launch();
   return {

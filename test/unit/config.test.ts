@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { describe, it } from 'node:test';
+import { spawnProcess } from '../../scripts/lib/start-process.js';
 import { ConfigError, loadConfig } from '../../src/config/config.js';
 
 function problemsOf(env: Record<string, string>): string[] {
@@ -79,13 +79,13 @@ describe('config', () => {
   });
 
   it('makes `npm start` exit non-zero listing every bad variable', async () => {
-    const child = spawn(process.execPath, ['dist/src/main.js'], {
+    const main = spawnProcess({
+      command: process.execPath,
+      args: ['dist/src/main.js'],
       env: { PATH: process.env.PATH, POOL_MIN_SIZE: '-1', POOL_MAX_SIZE: 'x', SANDBOX_CPUS: 'fast' },
-      stdio: ['ignore', 'pipe', 'pipe'],
     });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    const { code } = await main.exited;
+    const stderr = main.output('stderr');
     assert.equal(code, 2);
     for (const name of ['POOL_MIN_SIZE', 'POOL_MAX_SIZE', 'SANDBOX_CPUS']) assert.match(stderr, new RegExp(`- ${name}: `));
     assert.match(stderr, /Invalid configuration \(3 problems\)/);

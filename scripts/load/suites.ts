@@ -1,0 +1,67 @@
+/** The load suites: which Artillery scenario each run plays, with what overrides, against replicas with what environment. */
+
+export interface Run {
+  name: string;
+  scenario: string;
+  /** Artillery config overrides (phases, variables). */
+  overrides: Record<string, unknown>;
+  /** Extra environment for the replicas. */
+  env: Record<string, string>;
+  /** Extra pass/fail checks on the Artillery counters. */
+  check?: (counters: Record<string, number>) => string | undefined;
+  /** A step of a ceiling search: what is being raised, and to what. */
+  step?: { search: StepSearch; level: number };
+}
+
+export type StepSearch = 'concurrent users held 5 min' | 'seed-flow arrivals per second';
+
+const exactBackpressure = (c: Record<string, number>): string | undefined => {
+  const accepted = c['sandpool.backpressure.accepted'] ?? 0;
+  const refused = c['sandpool.refused.TOO_MANY_REQUESTS'] ?? 0;
+  const users = c['vusers.completed'] ?? 0;
+  if (users === 0) return 'no user completed';
+  if (accepted !== users * 5 || refused !== users * 5) return `expected 5 accepted + 5 refused per user, got ${accepted} + ${refused} for ${users} users`;
+  return undefined;
+};
+
+const phases = (duration: number, arrivalRate: number, name: string): Array<Record<string, unknown>> => [{ duration, arrivalRate, name }];
+
+export const SUITES: Record<string, Run[]> = {
+  smoke: [
+    { name: 'smoke-phase2', scenario: 'phase2.yml', overrides: { config: { phases: phases(10, 2, 'seed flow'), variables: { approvalThinkMs: 200 } } }, env: {} },
+    { name: 'smoke-connections', scenario: 'connections.yml', overrides: { config: { phases: phases(10, 5, 'ramp'), variables: { idleSeconds: 8 } } }, env: {} },
+    { name: 'smoke-backpressure', scenario: 'backpressure.yml', overrides: { config: { phases: phases(5, 2, 'bursts') } }, env: {}, check: exactBackpressure },
+  ],
+  capacity: [
+    // Concurrent users: 20 new users/s for 100 s, each held 420 s: all 2000 connected together for 320 s (> 5 minutes).
+    { name: 'capacity-connections', scenario: 'connections.yml', overrides: { config: { phases: phases(100, 20, 'ramp to 2000'), variables: { idleSeconds: 420 } } }, env: { POOL_MIN_SIZE: '2' } },
+    // Seed flow with the pool: a sustained arrival rate of users that each need their own sandbox.
+    { name: 'capacity-phase2-pool', scenario: 'phase2.yml', overrides: { config: { phases: phases(120, 2, 'sustained 2/s'), variables: { approvalThinkMs: 1000 } } }, env: { POOL_MIN_SIZE: '10', POOL_MAX_SIZE: '60' } },
+    // The same flow with ENABLE_CONTAINER_POOL=false: the pool's gain as a ratio from one run of each.
+    { name: 'capacity-phase2-nopool', scenario: 'phase2.yml', overrides: { config: { phases: phases(120, 2, 'sustained 2/s'), variables: { approvalThinkMs: 1000 } } }, env: { ENABLE_CONTAINER_POOL: 'false', POOL_MAX_SIZE: '60' } },
+    { name: 'capacity-backpressure', scenario: 'backpressure.yml', overrides: { config: { phases: phases(60, 2, 'bursts') } }, env: {}, check: exactBackpressure },
+  ],
+  // Stepped searches for the ceilings: each step is a fresh cluster; the
+  // summary (ceiling.md) names the highest step with < 1% errors.
+  ceiling: [
+    ...[4000, 8000, 12000, 16000].map((users) => ({
+      name: `ceiling-connections-${users}`,
+      scenario: 'connections.yml',
+      overrides: { config: { phases: phases(100, users / 100, `ramp to ${users}`), variables: { idleSeconds: 420 } } },
+      env: { POOL_MIN_SIZE: '2' },
+      step: { search: 'concurrent users held 5 min' as const, level: users },
+    })),
+    ...[3, 4, 6].map((rate) => ({
+      name: `ceiling-phase2-${rate}`,
+      scenario: 'phase2.yml',
+      overrides: { config: { phases: phases(120, rate, `sustained ${rate}/s`), variables: { approvalThinkMs: 1000 } } },
+      // Live sandboxes ≈ rate × (session + 30 s disconnect grace): a max high enough that starts, not POOL_MAX_SIZE, bound the step.
+      env: { POOL_MIN_SIZE: '10', POOL_MAX_SIZE: '150' },
+      step: { search: 'seed-flow arrivals per second' as const, level: rate },
+    })),
+  ],
+  soak: [
+    // 30 minutes of the seed flow at a steady 1 user/s: RSS slope and leaked containers.
+    { name: 'soak-phase2', scenario: 'phase2.yml', overrides: { config: { phases: phases(1800, 1, 'soak 30 min'), variables: { approvalThinkMs: 1000 } } }, env: { POOL_MIN_SIZE: '5' } },
+  ],
+};
