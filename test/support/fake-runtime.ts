@@ -59,8 +59,8 @@ interface LiveContainer extends FakeContainer {
   summary(): ContainerSummary;
 }
 
-/** The tools every fake container serves. */
-export const FAKE_TOOLS = ['write_file', 'read_file', 'list_directory', 'wait', 'flood'] as const;
+/** The tools every fake container serves: the filesystem server's names for the first three. */
+export const FAKE_TOOLS = ['write_file', 'read_text_file', 'list_directory', 'wait', 'flood'] as const;
 
 /** Past the MCP SDK's 10 MiB read buffer, without a newline. */
 const FLOOD_BYTES = 11 * 1024 * 1024;
@@ -96,7 +96,7 @@ export function createFakeRuntime(initial: Partial<FakeFaults> = {}): FakeRuntim
       files.set(path, content);
       return text(`wrote ${path}`);
     });
-    server.registerTool('read_file', { inputSchema: { path: z.string() } }, ({ path }) => {
+    server.registerTool('read_text_file', { inputSchema: { path: z.string() } }, ({ path }) => {
       const content = files.get(path);
       return content === undefined ? { ...text(`no such file: ${path}`), isError: true } : text(content);
     });

@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { SandpoolError } from '../../src/errors.js';
+import { SandboxGoneError } from '../../src/errors.js';
 import { createLogger } from '../../src/logger.js';
-import { createContainerPool, ownerLabel, type ContainerPool, type ContainerPoolOptions, type Lease } from '../../src/pool/container-pool.js';
+import { createContainerPool, ownerLabel, type ContainerPool, type ContainerPoolOptions } from '../../src/pool/container-pool.js';
 import type { PoolSettings } from '../../src/pool/settings.js';
 import { LABELS } from '../../src/runtime/types.js';
 import { sleep } from '../../src/util/async.js';
-import { createFakeRuntime, type FakeRuntime } from '../support/fake-runtime.js';
+import { FAKE_TOOLS, createFakeRuntime, type FakeRuntime } from '../support/fake-runtime.js';
+import { textOf, waitFor as waitUntil } from '../support/helpers.js';
+import { assertAllStartsFailed, assertLeasesIsolated, assertOnlyOldestFailed, expectCode, lowestDuring } from '../support/pool-checks.js';
 
 /**
  * The pool's behaviour (README "How the pool behaves") against a fake runtime:
@@ -50,30 +51,20 @@ function makePool(runtime: FakeRuntime, pool: Partial<PoolSettings> = {}, extra:
   return p;
 }
 
-async function waitFor(what: string, fn: () => boolean, timeoutMs = 3_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!fn()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(5);
-  }
-}
-
-async function expectCode(promise: Promise<unknown>, code: string): Promise<SandpoolError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof SandpoolError, `expected a SandpoolError, got ${String(err)}`);
-    assert.equal(err.code, code, err.message);
-    return err;
-  }
-  assert.fail(`expected ${code}, but it resolved`);
-}
-
-function textOf(result: CallToolResult): string {
-  return result.content.map((c) => (c.type === 'text' ? c.text : '')).join('\n');
-}
+/** helpers' waitFor, polling often: here everything happens within milliseconds. */
+const waitFor = (what: string, fn: () => boolean, timeoutMs = 3_000): Promise<boolean> => waitUntil(what, fn, timeoutMs, 5);
 
 const presentIds = (rt: FakeRuntime): string[] => rt.present().map((c) => c.id).sort();
+
+/** A pool warmed to one spare that only a death (not the evictor's timer) can remove, and that spare's id. */
+async function oneSpare(): Promise<{ rt: FakeRuntime; pool: ContainerPool; spare: string }> {
+  const rt = createFakeRuntime();
+  const pool = makePool(rt, { minSize: 1 }, { evictionIntervalMs: 60_000 });
+  assert.equal(await pool.whenWarm(2_000), true);
+  const [spare] = presentIds(rt);
+  assert.ok(spare);
+  return { rt, pool, spare };
+}
 
 after(async () => {
   await Promise.all(pools.map((p) => p.drain(1_000)));
@@ -90,11 +81,11 @@ describe('ContainerPool (fake runtime, no Docker)', () => {
     const lease = await pool.acquire();
     assert.deepEqual(
       lease.sandbox.tools.map((t) => t.name),
-      ['write_file', 'read_file', 'list_directory', 'wait', 'flood'],
+      [...FAKE_TOOLS],
     );
     assert.deepEqual(pool.tools()?.map((t) => t.name), lease.sandbox.tools.map((t) => t.name));
     await lease.callTool('write_file', { path: '/workspace/notes.txt', content: 'hello from the pool' });
-    assert.equal(textOf(await lease.callTool('read_file', { path: '/workspace/notes.txt' })), 'hello from the pool');
+    assert.equal(textOf(await lease.callTool('read_text_file', { path: '/workspace/notes.txt' })), 'hello from the pool');
     await waitFor('the leased spare replaced', () => pool.stats().idle === 2);
     assert.equal(rt.counts.starts, 3);
     assert.equal(pool.stats().active, 1);
@@ -127,7 +118,7 @@ describe('ContainerPool (fake runtime, no Docker)', () => {
     assert.equal(rt.containers().find((c) => c.id === id)?.removed(), true);
     assert.equal(pool.stats().destroyed, 1);
     assert.equal(pool.ownedIds().has(id), false);
-    await expectCode(lease.callTool('list_directory', { path: '/workspace' }), 'SANDBOX_FAILED');
+    assert.ok((await expectCode(lease.callTool('list_directory', { path: '/workspace' }), 'SANDBOX_FAILED')) instanceof SandboxGoneError);
     await waitFor('back to 1 idle', () => pool.stats().idle === 1 && pool.stats().active === 0);
     assert.equal(presentIds(rt).includes(id), false);
   });
@@ -136,18 +127,7 @@ describe('ContainerPool (fake runtime, no Docker)', () => {
     const rt = createFakeRuntime();
     const pool = makePool(rt, { minSize: 2 });
     await pool.whenWarm(2_000);
-    const [a, b] = await Promise.all([pool.acquire(), pool.acquire()]);
-    assert.notEqual(a.sandbox.id, b.sandbox.id);
-    await a.callTool('write_file', { path: '/workspace/secret-a.txt', content: 'only for A' });
-    assert.doesNotMatch(textOf(await b.callTool('list_directory', { path: '/workspace' })), /secret-a/);
-    assert.equal((await b.callTool('read_file', { path: '/workspace/secret-a.txt' })).isError, true, "B could read A's file");
-    const aId = a.sandbox.id;
-    await a.release();
-    // A used workspace never comes back: the next lease gets a fresh sandbox.
-    const c = await pool.acquire();
-    assert.notEqual(c.sandbox.id, aId);
-    assert.doesNotMatch(textOf(await c.callTool('list_directory', { path: '/workspace' })), /secret-a/);
-    await Promise.all([b.release(), c.release()]);
+    await assertLeasesIsolated(pool);
   });
 
   it('fails an acquire beyond max with POOL_EXHAUSTED after the acquire timeout', async () => {
@@ -222,27 +202,15 @@ describe('ContainerPool (fake runtime, no Docker)', () => {
     // More waiters than starts can run at once: the last ones have no start of their own.
     const results = await Promise.allSettled(Array.from({ length: 6 }, () => pool.acquire()));
     const waited = Date.now() - started;
-    for (const r of results) {
-      assert.equal(r.status, 'rejected');
-      assert.ok(r.reason instanceof SandpoolError && r.reason.code === 'SANDBOX_FAILED', String(r.reason));
-    }
+    assertAllStartsFailed(results);
     assert.ok(waited < 1_000, `the last waiter failed after ${waited} ms (acquire timeout 3000 ms)`);
   });
 
   it('fails only the oldest waiter for one failed start; the others get sandboxes', async () => {
     const rt = createFakeRuntime({ failStart: (n) => (n === 1 ? 'injected: one transient start failure' : undefined), startDelayMs: 10 });
     const pool = makePool(rt, { enabled: false, maxSize: 4 });
-    const [oldest, ...others] = await Promise.allSettled([pool.acquire(), pool.acquire(), pool.acquire()]);
-    assert.equal(oldest?.status, 'rejected', 'the oldest waiter was served although a start failed');
-    if (oldest?.status === 'rejected') {
-      assert.ok(oldest.reason instanceof SandpoolError && oldest.reason.code === 'SANDBOX_FAILED', String(oldest.reason));
-      assert.match(oldest.reason.message, /injected: one transient start failure/);
-    }
-    const leases: Lease[] = [];
-    for (const r of others) {
-      if (r.status === 'rejected') assert.fail(`a younger waiter failed too: ${String(r.reason)}`);
-      leases.push(r.value);
-    }
+    const results = await Promise.allSettled([pool.acquire(), pool.acquire(), pool.acquire()]);
+    const leases = assertOnlyOldestFailed(results, /injected: one transient start failure/);
     assert.equal(pool.stats().failed, 1);
     // The failed acquire's retry still finishes a start; with the pool off
     // nobody wants it idle, so it is removed: only the leased two remain.
@@ -311,12 +279,7 @@ describe('ContainerPool (fake runtime, no Docker)', () => {
     // The refill for the held one plus one start for the waiters: two spares, min is 1.
     await waitFor('both late starts', () => pool.stats().created === 3);
     await waitFor('trimmed to min', () => pool.stats().idle === 1 && pool.stats().destroyed === 1);
-    let lowest = pool.stats().idle;
-    const until = Date.now() + 400;
-    while (Date.now() < until) {
-      lowest = Math.min(lowest, pool.stats().idle);
-      await sleep(5);
-    }
+    const lowest = await lowestDuring(() => pool.stats().idle, 400, 5);
     const s = pool.stats();
     assert.equal(lowest, 1, 'an eviction run trimmed below min');
     assert.equal(s.idle, 1);
@@ -333,6 +296,7 @@ describe('ContainerPool (fake runtime, no Docker)', () => {
     const [flooded, bystander] = await Promise.all([pool.acquire(), pool.acquire()]);
     const err = await expectCode(flooded.callTool('flood', {}), 'SANDBOX_FAILED');
     assert.match(err.message, /exceeded maximum size/);
+    assert.ok(err instanceof SandboxGoneError, `not a SandboxGoneError: ${err.name}`);
     assert.equal(flooded.sandbox.isUsable(), false);
     assert.equal(bystander.sandbox.isUsable(), true);
     await bystander.callTool('write_file', { path: '/workspace/still.txt', content: 'fine' });
@@ -374,7 +338,7 @@ describe('ContainerPool (fake runtime, no Docker)', () => {
     await pool.drain(1_000);
     assert.equal(rt.present().length, 0);
     await expectCode(pool.acquire(), 'SHUTTING_DOWN');
-    await expectCode(lease.callTool('list_directory', { path: '/workspace' }), 'SANDBOX_FAILED');
+    assert.ok((await expectCode(lease.callTool('list_directory', { path: '/workspace' }), 'SANDBOX_FAILED')) instanceof SandboxGoneError);
     const s = pool.stats();
     assert.equal(s.idle + s.active + s.creating, 0);
     assert.equal(pool.ownedIds().size, 0);
@@ -395,11 +359,7 @@ describe('ContainerPool (fake runtime, no Docker)', () => {
   });
 
   it('asks the engine before handing a sandbox out: one dead only by its word is not handed out', async () => {
-    const rt = createFakeRuntime();
-    const pool = makePool(rt, { minSize: 1 }, { evictionIntervalMs: 60_000 });
-    await pool.whenWarm(2_000);
-    const [dead] = presentIds(rt);
-    assert.ok(dead);
+    const { rt, pool, spare: dead } = await oneSpare();
     rt.crash(dead, { quietly: true });
     const lease = await pool.acquire();
     assert.notEqual(lease.sandbox.id, dead);
@@ -408,11 +368,7 @@ describe('ContainerPool (fake runtime, no Docker)', () => {
   });
 
   it('evicts a sandbox that dies while idle without waiting for a borrow, and replaces it', async () => {
-    const rt = createFakeRuntime();
-    const pool = makePool(rt, { minSize: 1 }, { evictionIntervalMs: 60_000 });
-    await pool.whenWarm(2_000);
-    const [dead] = presentIds(rt);
-    assert.ok(dead);
+    const { rt, pool, spare: dead } = await oneSpare();
     rt.crash(dead);
     await waitFor('dead idle sandbox evicted and replaced', () => {
       const now = presentIds(rt);
@@ -430,9 +386,11 @@ describe('ContainerPool (fake runtime, no Docker)', () => {
     rt.crash(lease.sandbox.id);
     const err = await expectCode(call, 'SANDBOX_FAILED');
     assert.match(err.message, /exited with code 137|closed|gone/);
+    assert.ok(err instanceof SandboxGoneError, `not a SandboxGoneError: ${err.name}`);
     assert.equal(lease.sandbox.isUsable(), false);
     assert.match(lease.sandbox.failureReason() ?? '', /137|closed/);
     const again = await expectCode(lease.callTool('list_directory', { path: '/workspace' }), 'SANDBOX_FAILED');
+    assert.ok(again instanceof SandboxGoneError);
     assert.match(again.message, /gone/);
     await lease.release();
     assert.equal(presentIds(rt).includes(lease.sandbox.id), false);
@@ -444,6 +402,7 @@ describe('ContainerPool (fake runtime, no Docker)', () => {
     const lease = await pool.acquire();
     const err = await expectCode(lease.callTool('wait', { ms: 1_000 }, { timeoutMs: 30 }), 'SANDBOX_FAILED');
     assert.match(err.message, /tool wait failed/);
+    assert.equal(err instanceof SandboxGoneError, false, 'a timed-out call was reported as a dead sandbox');
     assert.equal(lease.sandbox.isUsable(), true);
     assert.equal(textOf(await lease.callTool('wait', { ms: 1 })), 'waited 1 ms');
     await lease.release();
