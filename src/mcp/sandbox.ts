@@ -1,7 +1,7 @@
 import { createInterface } from 'node:readline';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
-import { SandpoolError, errorMessage } from '../errors.js';
+import { ErrorCode, McpError, type CallToolResult, type Tool } from '@modelcontextprotocol/sdk/types.js';
+import { SandboxGoneError, SandpoolError, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ContainerRuntime, SandboxProcess, SandboxSpec } from '../runtime/types.js';
 import { StreamTransport } from './stream-transport.js';
@@ -19,7 +19,6 @@ export interface StartSandboxOptions {
 export interface Sandbox {
   readonly id: string;
   readonly workspaceDir: string;
-  readonly createdAtMs: number;
   readonly tools: readonly Tool[];
   readonly client: Client;
   readonly process: SandboxProcess;
@@ -29,6 +28,11 @@ export interface Sandbox {
   isHealthy(): Promise<boolean>;
   /** Why the sandbox is no longer usable, when it is not. */
   failureReason(): string | undefined;
+  /**
+   * Rejects with SandboxGoneError when the sandbox is gone (before or during
+   * the call), with a plain SANDBOX_FAILED SandpoolError when only this call
+   * failed (e.g. it timed out) and the sandbox is still usable.
+   */
   callTool(name: string, args: Record<string, unknown>, options?: { timeoutMs?: number }): Promise<CallToolResult>;
   destroy(): Promise<void>;
 }
@@ -93,7 +97,6 @@ export async function startSandbox(runtime: ContainerRuntime, spec: SandboxSpec,
   const sandbox: Sandbox = {
     id: proc.id,
     workspaceDir: proc.workspaceDir,
-    createdAtMs: Date.now(),
     tools,
     client,
     process: proc,
@@ -102,17 +105,20 @@ export async function startSandbox(runtime: ContainerRuntime, spec: SandboxSpec,
     failureReason: () => (destroyed ? 'the sandbox was released' : closedReason),
     async callTool(name, args, callOptions) {
       if (!sandbox.isUsable()) {
-        throw new SandpoolError('SANDBOX_FAILED', `sandbox ${shortId} is gone: ${sandbox.failureReason() ?? 'unknown reason'}`);
+        throw new SandboxGoneError(`sandbox ${shortId} is gone: ${sandbox.failureReason() ?? 'unknown reason'}`);
       }
       try {
         return (await client.callTool({ name, arguments: args }, undefined, {
           timeout: callOptions?.timeoutMs ?? 60_000,
         })) as CallToolResult;
       } catch (err) {
-        // Give the exit a moment to be observed so the holder learns why.
-        if (!sandbox.isUsable() || /closed/i.test(errorMessage(err))) {
+        // The SDK fails every pending request with ConnectionClosed when the
+        // transport closes (the process exited, or its stdout broke the protocol).
+        const connectionClosed = err instanceof McpError && err.code === ErrorCode.ConnectionClosed;
+        if (connectionClosed || !sandbox.isUsable()) {
+          // Give the exit a moment to be observed so the holder learns why.
           await Promise.race([proc.exited, new Promise((r) => setTimeout(r, 500))]);
-          throw new SandpoolError('SANDBOX_FAILED', `sandbox ${shortId} failed during ${name}: ${describeFailure(err)}`, { cause: err });
+          throw new SandboxGoneError(`sandbox ${shortId} failed during ${name}: ${describeFailure(err)}`, { cause: err });
         }
         throw new SandpoolError('SANDBOX_FAILED', `tool ${name} failed in sandbox ${shortId}: ${errorMessage(err)}`, { cause: err });
       }

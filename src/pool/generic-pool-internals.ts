@@ -1,15 +1,12 @@
+import { createRequire } from 'node:module';
 import genericPool from 'generic-pool';
 
 /**
- * The two places sandpool reaches past generic-pool's typed API (version
- * pinned exactly in package.json; test/pool.test.ts covers both):
- *
- * - A custom evictor, so dead idle sandboxes are removed on the eviction run
- *   instead of waiting to fail a borrow. `createPool` hard-wires
- *   DefaultEvictor; the exported Pool constructor takes the evictor.
- * - `_ensureMinimum()`: generic-pool refills to `min` only on start and after a
- *   destroy, so a create that failed while nobody waited is never retried. We
- *   call it again once the create backoff has elapsed.
+ * The places sandpool reaches past generic-pool's typed API. The version is
+ * pinned exactly in package.json (3.9.0, the one these were read against);
+ * assertGenericPoolInternals() checks them when a pool is created, so an
+ * upgrade that drops one fails at start-up with the member's name instead of
+ * as a TypeError inside a timer later.
  */
 
 export interface PooledResourceView<T> {
@@ -39,8 +36,52 @@ interface GenericPoolModule {
   PriorityQueue: unknown;
 }
 
+interface PoolInternals {
+  _ensureMinimum(): void;
+  _evict(): void;
+}
+
+/** The installed generic-pool's version, for the error message. */
+export function installedGenericPoolVersion(): string {
+  try {
+    return (createRequire(import.meta.url)('generic-pool/package.json') as { version?: string }).version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/**
+ * Throws unless `mod` (generic-pool's module object) still has every member
+ * sandpool uses beyond the typed API. `version` only goes into the message.
+ */
+export function assertGenericPoolInternals(mod: unknown, version: string): asserts mod is GenericPoolModule {
+  const missing = (member: string): never => {
+    throw new Error(
+      `generic-pool ${version} lacks ${member}, which sandpool's container pool relies on ` +
+        '(written against generic-pool 3.9.0; see src/pool/generic-pool-internals.ts): pin generic-pool back to 3.9.0 or adapt that file',
+    );
+  };
+  const m = (typeof mod === 'object' && mod !== null ? mod : {}) as Record<string, unknown>;
+  const Pool = m.Pool;
+  if (typeof Pool !== 'function') return missing('the exported Pool class');
+  if (Pool.length !== 5) return missing('the Pool constructor taking (Evictor, Deque, PriorityQueue, factory, options)');
+  if (typeof m.Deque !== 'function') return missing('the exported Deque class');
+  if (typeof m.PriorityQueue !== 'function') return missing('the exported PriorityQueue class');
+  const proto = (Pool as { prototype?: Record<string, unknown> }).prototype ?? {};
+  for (const member of ['_ensureMinimum', '_evict'] as const) {
+    if (typeof proto[member] !== 'function') missing(`Pool#${member}()`);
+  }
+}
+
+/**
+ * A generic-pool Pool with our own eviction rule. `createPool` hard-wires
+ * DefaultEvictor, which removes idle resources by age only: sandpool must
+ * also remove dead sandboxes (before they fail a borrow) and, with the pool
+ * off, every idle one, so it passes its own evictor to the Pool constructor.
+ */
 export function createPoolWithEvictor<T>(factory: genericPool.Factory<T>, options: genericPool.Options, evict: EvictFn<T>): genericPool.Pool<T> {
-  const mod = genericPool as unknown as GenericPoolModule;
+  const mod: unknown = genericPool;
+  assertGenericPoolInternals(mod, installedGenericPoolVersion());
   class Evictor {
     evict(config: EvictionConfig, resource: PooledResourceView<T>, available: number): boolean {
       return evict(config, resource, available);
@@ -49,10 +90,20 @@ export function createPoolWithEvictor<T>(factory: genericPool.Factory<T>, option
   return new mod.Pool<T>(Evictor, mod.Deque, mod.PriorityQueue, factory, options);
 }
 
-export function ensureMinimum(pool: genericPool.Pool<unknown>): void {
-  (pool as unknown as { _ensureMinimum(): void })._ensureMinimum();
+/**
+ * generic-pool refills to `min` only on start and after a destroy, so a create
+ * that failed while nobody waited is never retried: sandpool calls this again
+ * once the start backoff has elapsed.
+ */
+export function ensureMinimum<T>(pool: genericPool.Pool<T>): void {
+  (pool as unknown as PoolInternals)._ensureMinimum();
 }
 
-export function evictNow(pool: genericPool.Pool<unknown>): void {
-  (pool as unknown as { _evict(): void })._evict();
+/**
+ * generic-pool evicts only on its timer: sandpool runs an eviction at once when
+ * an idle sandbox dies or an on-demand one is left unwanted, instead of
+ * keeping it until the next run (up to evictionIntervalMs).
+ */
+export function evictNow<T>(pool: genericPool.Pool<T>): void {
+  (pool as unknown as PoolInternals)._evict();
 }

@@ -1,0 +1,170 @@
+import { randomUUID } from 'node:crypto';
+import { SandboxGoneError, errorMessage } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { Sandbox } from '../mcp/sandbox.js';
+import { LatencyWindow, withTimeout } from '../util/async.js';
+import { Capacity } from './capacity.js';
+import type { Lease, PoolObserver } from './container-pool.js';
+
+/** Bound on destroying one sandbox outside of drain (drain uses what is left of its deadline). */
+const DESTROY_TIMEOUT_MS = 15_000;
+
+/** Options of createLeaseBook. */
+export interface LeaseBookOptions {
+  /** Cap on sandboxes of every state: starting, idle and leased. */
+  maxSize: number;
+  log: Logger;
+  observer?: PoolObserver;
+  /** An owned sandbox that is not leased died by itself (not destroyed by us). */
+  onIdleDeath(): void;
+}
+
+export interface LeaseStats {
+  idle: number;
+  active: number;
+  destroyed: number;
+  acquired: number;
+  acquireLatencyMs: { p50: number | null; p95: number | null; p99: number | null };
+}
+
+/**
+ * Which sandboxes this pool owns and in what state (idle, leased, being
+ * destroyed), the slots they hold under maxSize, and their one way out: a
+ * bounded destroy. Counted here, not read from generic-pool, whose
+ * `available` is stale after clear().
+ */
+export interface LeaseBook {
+  /** Waits for a slot under maxSize for a start. Rejects with SHUTTING_DOWN once closed. */
+  reserve(): Promise<void>;
+  /** Gives back the slot of a start that failed. */
+  unreserve(): void;
+  /** A started sandbox takes over its start's slot; its death is watched from here on. */
+  adopt(sandbox: Sandbox): void;
+  /** Hands an owned sandbox to one caller. */
+  lease(sandbox: Sandbox, acquireMs: number): Lease;
+  /** Destroys an owned sandbox within the bound and frees its slot, even if the engine does not answer. Shared by concurrent callers. */
+  destroy(sandbox: Sandbox): Promise<void>;
+  ownedIds(): ReadonlySet<string>;
+  stats(): LeaseStats;
+  /** From now on starts get no slot, and every destroy must finish by `deadlineMs` (epoch ms). */
+  close(deadlineMs: number): void;
+  /** Releases every lease (destroying its sandbox). */
+  releaseLeases(): Promise<void>;
+  /** Destroys whatever is still owned. */
+  destroyAll(): Promise<void>;
+}
+
+export function createLeaseBook(options: LeaseBookOptions): LeaseBook {
+  const { log, observer } = options;
+  const slots = new Capacity(options.maxSize);
+  const owned = new Map<string, Sandbox>();
+  const leased = new Set<Sandbox>();
+  /** Sandboxes being destroyed by us, with the destroy in progress: their exit is expected. */
+  const retiring = new Map<string, Promise<void>>();
+  const leases = new Set<Lease>();
+  const acquireLatency = new LatencyWindow();
+  let destroyed = 0;
+  let acquired = 0;
+  let closed = false;
+  let deadlineMs: number | undefined;
+
+  function destroyTimeoutMs(): number {
+    return deadlineMs === undefined ? DESTROY_TIMEOUT_MS : Math.max(1, Math.min(DESTROY_TIMEOUT_MS, deadlineMs - Date.now()));
+  }
+
+  function destroy(sb: Sandbox): Promise<void> {
+    // Concurrent callers (lease release, drain) share one destroy.
+    const inFlight = retiring.get(sb.id);
+    if (inFlight) return inFlight;
+    if (!owned.has(sb.id)) return Promise.resolve();
+    const done = (async () => {
+      try {
+        await withTimeout(sb.destroy(), destroyTimeoutMs(), `destroy sandbox ${sb.id.slice(0, 12)}`);
+      } catch (err) {
+        // The orphan sweep removes it later by label; the slot must not leak either way.
+        log.warn({ sandbox: sb.id.slice(0, 12), err: errorMessage(err) }, 'could not destroy sandbox');
+      } finally {
+        retiring.delete(sb.id);
+        if (owned.delete(sb.id)) {
+          destroyed++;
+          observer?.destroyed?.();
+          slots.release();
+        }
+      }
+    })();
+    retiring.set(sb.id, done);
+    return done;
+  }
+
+  function makeLease(sb: Sandbox, acquireMs: number): Lease {
+    let released = false;
+    const lease: Lease = {
+      id: randomUUID(),
+      sandbox: sb,
+      acquireMs,
+      callTool: (name, args, callOptions) => {
+        if (released) return Promise.reject(new SandboxGoneError('this sandbox lease was already released'));
+        return sb.callTool(name, args, callOptions);
+      },
+      async release() {
+        if (released) return;
+        released = true;
+        leases.delete(lease);
+        await destroy(sb);
+        leased.delete(sb);
+      },
+    };
+    leases.add(lease);
+    return lease;
+  }
+
+  return {
+    reserve: () => slots.acquire(),
+
+    unreserve: () => slots.release(),
+
+    adopt(sb) {
+      owned.set(sb.id, sb);
+      void sb.process.exited.then((info) => {
+        if (!owned.has(sb.id) || retiring.has(sb.id) || closed) return;
+        // Its holder learns from its next call (SandboxGoneError) and releases it.
+        if (leased.has(sb)) log.warn({ sandbox: sb.id.slice(0, 12), reason: info.reason }, 'leased sandbox died');
+        else {
+          log.warn({ sandbox: sb.id.slice(0, 12), reason: info.reason }, 'idle sandbox died; evicting');
+          options.onIdleDeath();
+        }
+      });
+    },
+
+    lease(sb, acquireMs) {
+      leased.add(sb);
+      acquireLatency.record(acquireMs);
+      acquired++;
+      observer?.acquired?.(acquireMs);
+      return makeLease(sb, acquireMs);
+    },
+
+    destroy,
+
+    ownedIds: () => new Set(owned.keys()),
+
+    stats() {
+      const idle = [...owned.values()].filter((sb) => !leased.has(sb)).length;
+      return { idle, active: leases.size, destroyed, acquired, acquireLatencyMs: acquireLatency.percentiles() };
+    },
+
+    close(deadline) {
+      closed = true;
+      deadlineMs = deadline;
+      slots.close();
+    },
+
+    async releaseLeases() {
+      await Promise.allSettled([...leases].map((l) => l.release()));
+    },
+
+    async destroyAll() {
+      await Promise.allSettled([...owned.values()].map((sb) => destroy(sb)));
+    },
+  };
+}

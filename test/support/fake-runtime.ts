@@ -1,0 +1,207 @@
+import { PassThrough } from 'node:stream';
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
+import { z } from 'zod';
+import type { ContainerRuntime, ContainerSummary, ExitInfo, SandboxProcess, SandboxSpec } from '../../src/runtime/types.js';
+import { sleep } from '../../src/util/async.js';
+
+/**
+ * Faults a test switches on and off while the pool runs; read at the moment
+ * they matter (a start, a destroy), so changing them mid-test takes effect for
+ * the next start or destroy.
+ */
+export interface FakeFaults {
+  /** Every start takes this long before it succeeds or fails. */
+  startDelayMs: number;
+  /** Given the 1-based number of the start, a reason to reject it with, or undefined to let it succeed. */
+  failStart: ((attempt: number) => string | undefined) | undefined;
+  /** While set, destroying a container waits for it (an engine that does not answer). */
+  destroyGate: Promise<void> | undefined;
+}
+
+export interface FakeCounts {
+  /** start() calls, failed ones included. */
+  starts: number;
+  failedStarts: number;
+  /** Containers destroyed or removed (each counted once). */
+  removed: number;
+  startsInFlight: number;
+  peakStartsInFlight: number;
+}
+
+/** One fake container: an in-process MCP server with its own in-memory files. */
+export interface FakeContainer {
+  readonly id: string;
+  readonly spec: SandboxSpec;
+  readonly files: Map<string, string>;
+  running(): boolean;
+  removed(): boolean;
+}
+
+export interface FakeRuntime extends ContainerRuntime {
+  readonly faults: FakeFaults;
+  readonly counts: FakeCounts;
+  /** Every container ever started, oldest first. */
+  containers(): readonly FakeContainer[];
+  /** Containers started and not removed yet (what `docker ps -a` would list). */
+  present(): FakeContainer[];
+  /**
+   * The container dies, like `docker kill`. By default its stdio ends at once;
+   * with `quietly` only the engine knows (isAlive() is false) until the pool asks.
+   */
+  crash(id: string, options?: { quietly?: boolean }): void;
+}
+
+interface LiveContainer extends FakeContainer {
+  readonly process: SandboxProcess;
+  destroy(): Promise<void>;
+  die(reason: string, quietly: boolean): void;
+  summary(): ContainerSummary;
+}
+
+/** The tools every fake container serves: the filesystem server's names for the first three. */
+export const FAKE_TOOLS = ['write_file', 'read_text_file', 'list_directory', 'wait', 'flood'] as const;
+
+/** Past the MCP SDK's 10 MiB read buffer, without a newline. */
+const FLOOD_BYTES = 11 * 1024 * 1024;
+
+/**
+ * A ContainerRuntime without Docker: each "container" is a real MCP server
+ * from the SDK, in this process, speaking over PassThrough streams, so the
+ * pool and the sandbox's MCP client run exactly as they do against Docker.
+ */
+export function createFakeRuntime(initial: Partial<FakeFaults> = {}): FakeRuntime {
+  const faults: FakeFaults = { startDelayMs: 0, failStart: undefined, destroyGate: undefined, ...initial };
+  const counts: FakeCounts = { starts: 0, failedStarts: 0, removed: 0, startsInFlight: 0, peakStartsInFlight: 0 };
+  const all: LiveContainer[] = [];
+  let seq = 0;
+
+  function makeContainer(spec: SandboxSpec): LiveContainer {
+    const id = `fake-${String(++seq).padStart(4, '0')}-${spec.name}`;
+    const files = new Map<string, string>();
+    const stdin = new PassThrough();
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    const createdAtMs = Date.now();
+    let exitedFlag = false;
+    let engineSaysDead = false;
+    let removedFlag = false;
+    let destroying: Promise<void> | undefined;
+    let resolveExited: (info: ExitInfo) => void = () => undefined;
+    const exited = new Promise<ExitInfo>((resolve) => (resolveExited = resolve));
+
+    const server = new McpServer({ name: 'sandpool-fake', version: '1.0.0' });
+    const text = (t: string): { content: Array<{ type: 'text'; text: string }> } => ({ content: [{ type: 'text', text: t }] });
+    server.registerTool('write_file', { inputSchema: { path: z.string(), content: z.string() } }, ({ path, content }) => {
+      files.set(path, content);
+      return text(`wrote ${path}`);
+    });
+    server.registerTool('read_text_file', { inputSchema: { path: z.string() } }, ({ path }) => {
+      const content = files.get(path);
+      return content === undefined ? { ...text(`no such file: ${path}`), isError: true } : text(content);
+    });
+    server.registerTool('list_directory', { inputSchema: { path: z.string() } }, () =>
+      text([...files.keys()].map((p) => `[FILE] ${p.split('/').pop() ?? p}`).join('\n')),
+    );
+    // Ends early when the call is cancelled or the server closes: a crashed
+    // container's timer must not keep the test process alive.
+    server.registerTool('wait', { inputSchema: { ms: z.number() } }, async ({ ms }, extra) => {
+      await sleep(ms, extra.signal);
+      return text(`waited ${ms} ms`);
+    });
+    server.registerTool('flood', { inputSchema: {} }, () => {
+      stdout.write(Buffer.alloc(FLOOD_BYTES, 'x'));
+      return text('flooded');
+    });
+    void server.connect(new StdioServerTransport(stdin, stdout));
+
+    function die(reason: string, quietly: boolean): void {
+      engineSaysDead = true;
+      if (quietly || exitedFlag) return;
+      exitedFlag = true;
+      void server.close().catch(() => undefined);
+      stdout.end();
+      stderr.end();
+      resolveExited({ exitCode: 137, reason });
+    }
+
+    function destroy(): Promise<void> {
+      destroying ??= (async () => {
+        if (faults.destroyGate) await faults.destroyGate;
+        die('container removed', false);
+        removedFlag = true;
+        counts.removed++;
+      })();
+      return destroying;
+    }
+
+    return {
+      id,
+      spec,
+      files,
+      running: () => !engineSaysDead,
+      removed: () => removedFlag,
+      die,
+      destroy,
+      summary: () => ({ id, name: spec.name, labels: spec.labels, createdAtMs, running: !engineSaysDead }),
+      process: {
+        id,
+        workspaceDir: '/workspace',
+        stdin,
+        stdout,
+        stderr,
+        exited,
+        hasExited: () => exitedFlag,
+        isAlive: async () => !engineSaysDead,
+        destroy,
+      },
+    };
+  }
+
+  const byId = (id: string): LiveContainer | undefined => all.find((c) => c.id === id);
+
+  return {
+    kind: 'docker',
+    isolated: true,
+    faults,
+    counts,
+    async ping() {
+      /* always answers */
+    },
+    async start(spec) {
+      const attempt = ++counts.starts;
+      counts.startsInFlight++;
+      counts.peakStartsInFlight = Math.max(counts.peakStartsInFlight, counts.startsInFlight);
+      try {
+        if (faults.startDelayMs > 0) await sleep(faults.startDelayMs);
+        const reason = faults.failStart?.(attempt);
+        if (reason !== undefined) {
+          counts.failedStarts++;
+          throw new Error(reason);
+        }
+        const container = makeContainer(spec);
+        all.push(container);
+        return container.process;
+      } finally {
+        counts.startsInFlight--;
+      }
+    },
+    async list(labels) {
+      return all.filter((c) => !c.removed() && Object.entries(labels).every(([k, v]) => c.spec.labels[k] === v)).map((c) => c.summary());
+    },
+    async remove(id) {
+      await byId(id)?.destroy();
+    },
+    async isRunning(id) {
+      const c = byId(id);
+      return c && !c.removed() ? c.running() : undefined;
+    },
+    containers: () => all,
+    present: () => all.filter((c) => !c.removed()),
+    crash(id, options) {
+      const c = byId(id);
+      if (!c) throw new Error(`no fake container ${id}`);
+      c.die('container exited with code 137 (killed by the test)', options?.quietly === true);
+    },
+  };
+}

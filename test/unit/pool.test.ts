@@ -1,0 +1,438 @@
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { SandboxGoneError } from '../../src/errors.js';
+import { createLogger } from '../../src/logger.js';
+import { createContainerPool, ownerLabel, type ContainerPool, type ContainerPoolOptions } from '../../src/pool/container-pool.js';
+import type { PoolSettings } from '../../src/pool/settings.js';
+import { LABELS } from '../../src/runtime/types.js';
+import { sleep } from '../../src/util/async.js';
+import { FAKE_TOOLS, createFakeRuntime, type FakeRuntime } from '../support/fake-runtime.js';
+import { textOf, waitFor as waitUntil } from '../support/helpers.js';
+import { assertAllStartsFailed, assertLeasesIsolated, assertOnlyOldestFailed, expectCode, lowestDuring } from '../support/pool-checks.js';
+
+/**
+ * The pool's behaviour (README "How the pool behaves") against a fake runtime:
+ * no Docker, and every timeout small, so the whole file runs in seconds.
+ * test/integration/pool.test.ts keeps the same behaviour honest on a real engine.
+ */
+
+const pools: ContainerPool[] = [];
+let replicaSeq = 0;
+
+function settings(overrides: Partial<PoolSettings> = {}): PoolSettings {
+  return {
+    enabled: true,
+    minSize: 1,
+    maxSize: 4,
+    idleTimeoutMs: 60_000,
+    acquireTimeoutMs: 2_000,
+    createTimeoutMs: 2_000,
+    maxWaitingClients: 100,
+    createConcurrency: 4,
+    image: 'sandpool-fake:latest',
+    command: undefined,
+    ...overrides,
+  };
+}
+
+function makePool(runtime: FakeRuntime, pool: Partial<PoolSettings> = {}, extra: Partial<ContainerPoolOptions> = {}): ContainerPool {
+  const p = createContainerPool({
+    runtime,
+    pool: settings(pool),
+    sandbox: { memoryMb: 256, cpus: 1, pidsLimit: 64, workspaceMb: 64, tmpMb: 16, user: '1000' },
+    replicaId: `unit-${++replicaSeq}`,
+    logger: createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
+    backoffBaseMs: 20,
+    backoffMaxMs: 200,
+    ...extra,
+  });
+  pools.push(p);
+  p.start();
+  return p;
+}
+
+/** helpers' waitFor, polling often: here everything happens within milliseconds. */
+const waitFor = (what: string, fn: () => boolean, timeoutMs = 3_000): Promise<boolean> => waitUntil(what, fn, timeoutMs, 5);
+
+const presentIds = (rt: FakeRuntime): string[] => rt.present().map((c) => c.id).sort();
+
+/** A pool warmed to one spare that only a death (not the evictor's timer) can remove, and that spare's id. */
+async function oneSpare(): Promise<{ rt: FakeRuntime; pool: ContainerPool; spare: string }> {
+  const rt = createFakeRuntime();
+  const pool = makePool(rt, { minSize: 1 }, { evictionIntervalMs: 60_000 });
+  assert.equal(await pool.whenWarm(2_000), true);
+  const [spare] = presentIds(rt);
+  assert.ok(spare);
+  return { rt, pool, spare };
+}
+
+after(async () => {
+  await Promise.all(pools.map((p) => p.drain(1_000)));
+});
+
+describe('ContainerPool (fake runtime, no Docker)', () => {
+  it('pre-warms min sandboxes and replaces a leased spare in the background', async () => {
+    const rt = createFakeRuntime();
+    const pool = makePool(rt, { minSize: 2 });
+    assert.equal(await pool.whenWarm(2_000), true);
+    assert.equal(pool.stats().idle, 2);
+    assert.equal(pool.stats().ready, true);
+    assert.equal(rt.counts.starts, 2);
+    const lease = await pool.acquire();
+    assert.deepEqual(
+      lease.sandbox.tools.map((t) => t.name),
+      [...FAKE_TOOLS],
+    );
+    assert.deepEqual(pool.tools()?.map((t) => t.name), lease.sandbox.tools.map((t) => t.name));
+    await lease.callTool('write_file', { path: '/workspace/notes.txt', content: 'hello from the pool' });
+    assert.equal(textOf(await lease.callTool('read_text_file', { path: '/workspace/notes.txt' })), 'hello from the pool');
+    await waitFor('the leased spare replaced', () => pool.stats().idle === 2);
+    assert.equal(rt.counts.starts, 3);
+    assert.equal(pool.stats().active, 1);
+    assert.equal(pool.stats().total, 3);
+    assert.equal(pool.ownedIds().size, 3);
+    await lease.release();
+  });
+
+  it('labels every sandbox with its replica, pool and owner', async () => {
+    const rt = createFakeRuntime();
+    const pool = makePool(rt, { minSize: 1 }, { name: 'unit' });
+    await pool.whenWarm(2_000);
+    const [c] = rt.present();
+    assert.ok(c);
+    assert.equal(c.spec.labels[LABELS.app], 'sandpool');
+    assert.equal(c.spec.labels[LABELS.pool], 'unit');
+    assert.equal(c.spec.labels[LABELS.owner], ownerLabel());
+    assert.equal(c.spec.user, '1000:1000');
+    assert.equal(c.spec.memoryBytes, 256 * 1024 * 1024);
+    assert.deepEqual([...pool.ownedIds()], [c.id]);
+  });
+
+  it('destroys a released sandbox; its lease is unusable after', async () => {
+    const rt = createFakeRuntime();
+    const pool = makePool(rt, { minSize: 1 });
+    const lease = await pool.acquire();
+    const id = lease.sandbox.id;
+    await lease.release();
+    await lease.release();
+    assert.equal(rt.containers().find((c) => c.id === id)?.removed(), true);
+    assert.equal(pool.stats().destroyed, 1);
+    assert.equal(pool.ownedIds().has(id), false);
+    assert.ok((await expectCode(lease.callTool('list_directory', { path: '/workspace' }), 'SANDBOX_FAILED')) instanceof SandboxGoneError);
+    await waitFor('back to 1 idle', () => pool.stats().idle === 1 && pool.stats().active === 0);
+    assert.equal(presentIds(rt).includes(id), false);
+  });
+
+  it('never lets two leases share a sandbox or a file', async () => {
+    const rt = createFakeRuntime();
+    const pool = makePool(rt, { minSize: 2 });
+    await pool.whenWarm(2_000);
+    await assertLeasesIsolated(pool);
+  });
+
+  it('fails an acquire beyond max with POOL_EXHAUSTED after the acquire timeout', async () => {
+    const rt = createFakeRuntime();
+    const pool = makePool(rt, { minSize: 0, maxSize: 2, acquireTimeoutMs: 200 });
+    const held = [await pool.acquire(), await pool.acquire()];
+    const started = Date.now();
+    const err = await expectCode(pool.acquire(), 'POOL_EXHAUSTED');
+    const waited = Date.now() - started;
+    assert.ok(waited >= 180, `gave up after ${waited} ms, before the acquire timeout`);
+    assert.ok(waited <= 200 + 1_000, `gave up only after ${waited} ms`);
+    assert.match(err.message, /2 in use, 0 starting, max 2/);
+    assert.equal(pool.stats().total, 2);
+    assert.equal(rt.counts.starts, 2);
+    await held[0]?.release();
+    const next = await pool.acquire();
+    await Promise.all([next.release(), held[1]?.release()]);
+  });
+
+  it('refuses waiters beyond maxWaitingClients at once', async () => {
+    const rt = createFakeRuntime();
+    const pool = makePool(rt, { minSize: 0, maxSize: 1, maxWaitingClients: 1 });
+    const held = await pool.acquire();
+    const waiter = pool.acquire();
+    const started = Date.now();
+    const err = await expectCode(pool.acquire(), 'POOL_EXHAUSTED');
+    assert.ok(Date.now() - started < 100, 'the refusal waited');
+    assert.match(err.message, /waiting/);
+    assert.equal(pool.stats().pending, 1);
+    await held.release();
+    await (await waiter).release();
+  });
+
+  it('fails fast with SANDBOX_FAILED when starts keep failing, and backs off instead of spinning', async () => {
+    const rt = createFakeRuntime({ failStart: () => 'injected: image sandpool-broken:never not found' });
+    const pool = makePool(rt, { minSize: 2, acquireTimeoutMs: 3_000 }, { backoffBaseMs: 100, backoffMaxMs: 400 });
+    const started = Date.now();
+    const err = await expectCode(pool.acquire(), 'SANDBOX_FAILED');
+    assert.ok(Date.now() - started < 1_000, 'a broken image must not wait for the acquire timeout');
+    assert.match(err.message, /sandpool-broken/);
+    // Paced by the backoff (100, 200, 400, 400 ms ...): a loop without it makes thousands.
+    const before = rt.counts.starts;
+    await sleep(1_000);
+    const attempts = rt.counts.starts - before;
+    assert.ok(attempts <= 6, `${attempts} starts in 1 s: starts are not backing off`);
+    const stats = pool.stats();
+    assert.equal(stats.ready, false);
+    assert.ok(stats.consecutiveFailures >= 3);
+    assert.match(stats.lastError ?? '', /sandpool-broken/);
+    assert.equal(stats.failed, rt.counts.failedStarts);
+    // While the backoff runs, a new acquire fails at once.
+    const quick = Date.now();
+    await expectCode(pool.acquire(), 'SANDBOX_FAILED');
+    assert.ok(Date.now() - quick < 500, 'a new acquire waited although starts are failing');
+    assert.equal(rt.present().length, 0);
+  });
+
+  it('recovers by itself once starts succeed again, refilling to min', async () => {
+    const rt = createFakeRuntime({ failStart: () => 'injected: engine down' });
+    const pool = makePool(rt, { minSize: 2 });
+    await waitFor('a failed start', () => pool.stats().failed > 0);
+    rt.faults.failStart = undefined;
+    await waitFor('refilled to min and ready', () => pool.stats().idle === 2 && pool.stats().ready);
+    assert.equal(pool.stats().consecutiveFailures, 0);
+    assert.equal(pool.stats().lastError, null);
+  });
+
+  it('fails every waiter with SANDBOX_FAILED, well within the acquire timeout, when starts keep failing', async () => {
+    const rt = createFakeRuntime({ failStart: () => 'injected: persistent', startDelayMs: 10 });
+    const pool = makePool(rt, { enabled: false, maxSize: 4, acquireTimeoutMs: 3_000 });
+    const started = Date.now();
+    // More waiters than starts can run at once: the last ones have no start of their own.
+    const results = await Promise.allSettled(Array.from({ length: 6 }, () => pool.acquire()));
+    const waited = Date.now() - started;
+    assertAllStartsFailed(results);
+    assert.ok(waited < 1_000, `the last waiter failed after ${waited} ms (acquire timeout 3000 ms)`);
+  });
+
+  it('fails only the oldest waiter for one failed start; the others get sandboxes', async () => {
+    const rt = createFakeRuntime({ failStart: (n) => (n === 1 ? 'injected: one transient start failure' : undefined), startDelayMs: 10 });
+    const pool = makePool(rt, { enabled: false, maxSize: 4 });
+    const results = await Promise.allSettled([pool.acquire(), pool.acquire(), pool.acquire()]);
+    const leases = assertOnlyOldestFailed(results, /injected: one transient start failure/);
+    assert.equal(pool.stats().failed, 1);
+    // The failed acquire's retry still finishes a start; with the pool off
+    // nobody wants it idle, so it is removed: only the leased two remain.
+    const leasedIds = leases.map((l) => l.sandbox.id).sort();
+    await waitFor('the unwanted sandbox removed', () => {
+      const s = pool.stats();
+      return s.idle === 0 && s.creating === 0 && JSON.stringify(presentIds(rt)) === JSON.stringify(leasedIds);
+    });
+    await Promise.all(leases.map((l) => l.release()));
+  });
+
+  it('with the pool off, is never stuck failing: after the backoff an acquire tries a start again', async () => {
+    const rt = createFakeRuntime({ failStart: () => 'injected: image missing' });
+    const pool = makePool(rt, { enabled: false, acquireTimeoutMs: 200 }, { backoffBaseMs: 50, backoffMaxMs: 100 });
+    const err = await expectCode(pool.acquire(), 'SANDBOX_FAILED');
+    assert.match(err.message, /image missing/);
+    // generic-pool retries for the failed acquire until its acquire timeout;
+    // after that nothing starts sandboxes by itself.
+    await sleep(200 + 200);
+    const startsAfterTimeout = rt.counts.starts;
+    assert.ok(pool.stats().consecutiveFailures >= 1);
+    rt.faults.failStart = undefined;
+    await waitFor('ready again once the backoff is over', () => pool.stats().ready);
+    await sleep(100);
+    assert.equal(rt.counts.starts, startsAfterTimeout, 'something started a sandbox in the background');
+    assert.equal(pool.stats().created, 0);
+    const lease = await pool.acquire();
+    assert.notEqual((await lease.callTool('list_directory', { path: '/workspace' })).isError, true);
+    assert.equal(pool.stats().consecutiveFailures, 0);
+    await lease.release();
+  });
+
+  it('with the pool off, removes a sandbox whose start finished after its acquire timed out', async () => {
+    const rt = createFakeRuntime({ startDelayMs: 300 });
+    const pool = makePool(rt, { enabled: false, acquireTimeoutMs: 100 });
+    await expectCode(pool.acquire(), 'POOL_EXHAUSTED');
+    await waitFor('the late start to finish', () => pool.stats().created === 1);
+    // Not kept idle for idleTimeoutMs: nobody is waiting for it.
+    await waitFor('the late sandbox removed', () => pool.stats().idle === 0 && pool.stats().destroyed === 1 && rt.present().length === 0);
+  });
+
+  it('with the pool off keeps no spares and creates each sandbox on demand', async () => {
+    const rt = createFakeRuntime();
+    const pool = makePool(rt, { enabled: false, minSize: 3 });
+    assert.equal(await pool.whenWarm(100), true);
+    assert.equal(pool.stats().idle, 0);
+    assert.equal(rt.counts.starts, 0);
+    const lease = await pool.acquire();
+    assert.equal(pool.stats().active, 1);
+    await lease.release();
+    await sleep(50);
+    assert.equal(pool.stats().idle, 0);
+    assert.equal(rt.present().length, 0);
+    assert.equal(rt.counts.starts, 1);
+  });
+
+  it('trims idle sandboxes above min after idleTimeoutMs, down to exactly min', async () => {
+    const rt = createFakeRuntime();
+    const pool = makePool(rt, { minSize: 1, maxSize: 4, acquireTimeoutMs: 100, idleTimeoutMs: 300 }, { evictionIntervalMs: 30 });
+    assert.equal(await pool.whenWarm(2_000), true);
+    // Idle above min: two acquires give up before their (slowed) starts finish,
+    // which then land in the pool as spares.
+    rt.faults.startDelayMs = 250;
+    const held = await pool.acquire();
+    await Promise.all([expectCode(pool.acquire(), 'POOL_EXHAUSTED'), expectCode(pool.acquire(), 'POOL_EXHAUSTED')]);
+    // The refill for the held one plus one start for the waiters: two spares, min is 1.
+    await waitFor('both late starts', () => pool.stats().created === 3);
+    await waitFor('trimmed to min', () => pool.stats().idle === 1 && pool.stats().destroyed === 1);
+    const lowest = await lowestDuring(() => pool.stats().idle, 400, 5);
+    const s = pool.stats();
+    assert.equal(lowest, 1, 'an eviction run trimmed below min');
+    assert.equal(s.idle, 1);
+    assert.equal(s.destroyed, 1, 'more than the one spare above min was removed');
+    assert.equal(s.created, 3, 'the pool had to refill after trimming');
+    assert.equal(rt.present().length, 2);
+    await held.release();
+  });
+
+  it('a sandbox flooding stdout without a newline fails its holder with SANDBOX_FAILED, nobody else', async () => {
+    const rt = createFakeRuntime();
+    const pool = makePool(rt, { minSize: 2 });
+    await pool.whenWarm(2_000);
+    const [flooded, bystander] = await Promise.all([pool.acquire(), pool.acquire()]);
+    const err = await expectCode(flooded.callTool('flood', {}), 'SANDBOX_FAILED');
+    assert.match(err.message, /exceeded maximum size/);
+    assert.ok(err instanceof SandboxGoneError, `not a SandboxGoneError: ${err.name}`);
+    assert.equal(flooded.sandbox.isUsable(), false);
+    assert.equal(bystander.sandbox.isUsable(), true);
+    await bystander.callTool('write_file', { path: '/workspace/still.txt', content: 'fine' });
+    await flooded.release();
+    const next = await pool.acquire();
+    await next.sandbox.client.ping();
+    await Promise.all([next.release(), bystander.release()]);
+  });
+
+  it('drain honours its deadline even when destroying a sandbox hangs', async () => {
+    const rt = createFakeRuntime();
+    let openGate: () => void = () => undefined;
+    const pool = makePool(rt, { minSize: 1 });
+    try {
+      assert.equal(await pool.whenWarm(2_000), true);
+      const lease = await pool.acquire();
+      await waitFor('the refill', () => pool.stats().idle === 1);
+      rt.faults.destroyGate = new Promise<void>((resolve) => (openGate = resolve));
+      const started = Date.now();
+      await pool.drain(300);
+      const took = Date.now() - started;
+      assert.ok(took <= 300 + 500, `drain(300) took ${took} ms`);
+      assert.equal(lease.sandbox.isUsable(), false);
+      const s = pool.stats();
+      assert.equal(s.idle + s.active, 0);
+      assert.equal(s.draining, true);
+      assert.equal(s.ready, false);
+    } finally {
+      openGate();
+      await waitFor('the sandboxes removed once destroy returns', () => rt.present().length === 0);
+    }
+  });
+
+  it('drain removes idle and leased sandboxes alike, then refuses acquires', async () => {
+    const rt = createFakeRuntime();
+    const pool = makePool(rt, { minSize: 2 });
+    await pool.whenWarm(2_000);
+    const lease = await pool.acquire();
+    await pool.drain(1_000);
+    assert.equal(rt.present().length, 0);
+    await expectCode(pool.acquire(), 'SHUTTING_DOWN');
+    assert.ok((await expectCode(lease.callTool('list_directory', { path: '/workspace' }), 'SANDBOX_FAILED')) instanceof SandboxGoneError);
+    const s = pool.stats();
+    assert.equal(s.idle + s.active + s.creating, 0);
+    assert.equal(pool.ownedIds().size, 0);
+  });
+
+  it('never hands out a sandbox that died while idle, and replaces it', async () => {
+    const rt = createFakeRuntime();
+    const pool = makePool(rt, { minSize: 2 }, { evictionIntervalMs: 60_000 });
+    await pool.whenWarm(2_000);
+    const dead = presentIds(rt);
+    for (const id of dead) rt.crash(id);
+    // Acquire right away, before the pool can notice by itself.
+    const lease = await pool.acquire();
+    assert.equal(dead.includes(lease.sandbox.id), false, 'handed out a dead sandbox');
+    assert.notEqual((await lease.callTool('list_directory', { path: '/workspace' })).isError, true);
+    await lease.release();
+    await waitFor('dead sandboxes removed and the pool refilled', () => presentIds(rt).every((id) => !dead.includes(id)) && pool.stats().idle === 2);
+  });
+
+  it('asks the engine before handing a sandbox out: one dead only by its word is not handed out', async () => {
+    const { rt, pool, spare: dead } = await oneSpare();
+    rt.crash(dead, { quietly: true });
+    const lease = await pool.acquire();
+    assert.notEqual(lease.sandbox.id, dead);
+    await waitFor('the dead one removed', () => !presentIds(rt).includes(dead));
+    await lease.release();
+  });
+
+  it('evicts a sandbox that dies while idle without waiting for a borrow, and replaces it', async () => {
+    const { rt, pool, spare: dead } = await oneSpare();
+    rt.crash(dead);
+    await waitFor('dead idle sandbox evicted and replaced', () => {
+      const now = presentIds(rt);
+      return !now.includes(dead) && now.length === 1 && pool.stats().idle === 1;
+    });
+    assert.equal(pool.ownedIds().has(dead), false);
+  });
+
+  it('gives the holder SANDBOX_FAILED when its sandbox dies while leased, mid-call and after', async () => {
+    const rt = createFakeRuntime();
+    const pool = makePool(rt, { minSize: 1 });
+    const lease = await pool.acquire();
+    const call = lease.callTool('wait', { ms: 5_000 });
+    await sleep(20);
+    rt.crash(lease.sandbox.id);
+    const err = await expectCode(call, 'SANDBOX_FAILED');
+    assert.match(err.message, /exited with code 137|closed|gone/);
+    assert.ok(err instanceof SandboxGoneError, `not a SandboxGoneError: ${err.name}`);
+    assert.equal(lease.sandbox.isUsable(), false);
+    assert.match(lease.sandbox.failureReason() ?? '', /137|closed/);
+    const again = await expectCode(lease.callTool('list_directory', { path: '/workspace' }), 'SANDBOX_FAILED');
+    assert.ok(again instanceof SandboxGoneError);
+    assert.match(again.message, /gone/);
+    await lease.release();
+    assert.equal(presentIds(rt).includes(lease.sandbox.id), false);
+  });
+
+  it('a tool call that only timed out fails the call, not the sandbox', async () => {
+    const rt = createFakeRuntime();
+    const pool = makePool(rt, { minSize: 1 });
+    const lease = await pool.acquire();
+    const err = await expectCode(lease.callTool('wait', { ms: 1_000 }, { timeoutMs: 30 }), 'SANDBOX_FAILED');
+    assert.match(err.message, /tool wait failed/);
+    assert.equal(err instanceof SandboxGoneError, false, 'a timed-out call was reported as a dead sandbox');
+    assert.equal(lease.sandbox.isUsable(), true);
+    assert.equal(textOf(await lease.callTool('wait', { ms: 1 })), 'waited 1 ms');
+    await lease.release();
+  });
+
+  it('bounds concurrent sandbox starts to createConcurrency and still serves every waiter', async () => {
+    const rt = createFakeRuntime({ startDelayMs: 30 });
+    const pool = makePool(rt, { minSize: 0, maxSize: 6, createConcurrency: 2 });
+    const leases = await Promise.all(Array.from({ length: 6 }, () => pool.acquire()));
+    assert.equal(new Set(leases.map((l) => l.sandbox.id)).size, 6);
+    assert.equal(rt.counts.peakStartsInFlight, 2, `${rt.counts.peakStartsInFlight} starts ran at once`);
+    await Promise.all(leases.map((l) => l.release()));
+  });
+
+  it('reports latencies and counters in stats()', async () => {
+    const rt = createFakeRuntime();
+    const pool = makePool(rt, { minSize: 1 });
+    await pool.whenWarm(2_000);
+    const lease = await pool.acquire();
+    assert.ok(lease.acquireMs >= 0);
+    await lease.release();
+    const s = pool.stats();
+    assert.equal(s.acquired, 1);
+    assert.ok(s.created >= 1);
+    assert.equal(s.destroyed, 1);
+    assert.equal(s.runtime, 'docker');
+    assert.equal(s.isolated, true);
+    assert.equal(s.maxPoolSize, 4);
+    assert.equal(s.minPoolSize, 1);
+    assert.notEqual(s.acquireLatencyMs.p50, null);
+    assert.notEqual(s.createLatencyMs.p50, null);
+  });
+});
