@@ -64,8 +64,8 @@ build_offline_base() {
     mkdir -p "$root$(dirname "$lib")"
     cp -L "$lib" "$root$lib"
   done
-  printf 'root:x:0:0:root:/root:/bin/sh\nnode:x:1000:1000:node:/home/node:/bin/sh\n' >"$root/etc/passwd"
-  printf 'root:x:0:\nnode:x:1000:\n' >"$root/etc/group"
+  printf 'root:x:0:0:root:/root:/bin/sh\nsandbox:x:65532:65532:sandbox:/nonexistent:/bin/sh\n' >"$root/etc/passwd"
+  printf 'root:x:0:\nsandbox:x:65532:\n' >"$root/etc/group"
   tar -C "$root" -c . | docker import \
     -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     - "$offline_base" >/dev/null

@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import type { Logger } from './logger.js';
 import type { ErrorBody, ErrorCode } from './protocol/errors.js';
 
 export type { ErrorCode };
@@ -10,11 +12,18 @@ export type { ErrorCode };
  */
 export class SandpoolError extends Error {
   readonly code: ErrorCode;
+  /**
+   * What happened inside (an engine's reason, a sandbox's stderr, a library's
+   * message): written to the log with a log id, never sent to a client. The
+   * message is what the client reads: what happened and what to do.
+   */
+  readonly detail: string | undefined;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; detail?: string }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'SandpoolError';
     this.code = code;
+    this.detail = options?.detail;
   }
 }
 
@@ -23,7 +32,7 @@ export class SandpoolError extends Error {
  * whoever holds it must stop using it. Typed, so holders never match messages.
  */
 export class SandboxGoneError extends SandpoolError {
-  constructor(message: string, options?: { cause?: unknown }) {
+  constructor(message: string, options?: { cause?: unknown; detail?: string }) {
     super('SANDBOX_FAILED', message, options);
     this.name = 'SandboxGoneError';
   }
@@ -44,18 +53,37 @@ export class CancelledError extends Error {
   }
 }
 
-/** Wraps anything thrown into a SandpoolError; unknown faults become INTERNAL. */
+/** Wraps anything thrown into a SandpoolError; unknown faults become INTERNAL, their text kept for the log only. */
 export function toSandpoolError(err: unknown): SandpoolError {
   if (err instanceof SandpoolError) return err;
   if (err instanceof CancelledError) return new SandpoolError(err.reason === 'shutdown' ? 'SHUTTING_DOWN' : 'CANCELLED', err.message, { cause: err });
-  const message = err instanceof Error ? err.message : String(err);
-  return new SandpoolError('INTERNAL', message || 'internal error', { cause: err });
+  return new SandpoolError('INTERNAL', 'something went wrong on our side; try again', { cause: err, detail: errorMessage(err) || 'unknown error' });
 }
 
-/** The wire form of any error (acks, request:error, connect_error.data, HTTP bodies). */
+/**
+ * The wire form of an error, without logging: for errors that carry nothing
+ * internal (refusals of bad input, limits) and for passing a body on as is.
+ */
 export function toErrorBody(err: unknown): ErrorBody {
   const e = toSandpoolError(err);
   return { code: e.code, message: e.message };
+}
+
+/**
+ * The wire form of an error for a client (acks, request:error,
+ * connect_error.data, HTTP and JSON-RPC bodies). What happened inside goes to
+ * the log under a log id; the client gets the message and the log id to
+ * quote, never the internals.
+ */
+export function toClientError(err: unknown, logger: Logger): ErrorBody {
+  const e = toSandpoolError(err);
+  if (e.detail === undefined && e.code !== 'INTERNAL') return { code: e.code, message: e.message };
+  const logId = randomBytes(4).toString('hex');
+  const cause = e.cause instanceof Error && e.cause !== e ? e.cause : undefined;
+  const entry = { logId, code: e.code, err: e.message, detail: e.detail, cause: cause ? errorMessage(cause) : undefined, stack: cause?.stack };
+  if (e.code === 'INTERNAL') logger.error(entry, 'request failed');
+  else logger.warn(entry, 'request failed');
+  return { code: e.code, message: `${e.message} (log id ${logId})`, logId };
 }
 
 export function errorMessage(err: unknown): string {

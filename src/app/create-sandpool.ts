@@ -30,7 +30,7 @@ import { createEventBudget } from '../realtime/event-budget.js';
 import { closeSockets, registerGateway } from '../realtime/gateway.js';
 import { createSocketIoReplicaBus } from '../realtime/socket-io-replica-bus.js';
 import { createSocketServer } from '../realtime/socket-server.js';
-import { selectRuntime } from '../runtime/select-runtime.js';
+import { containerOnlySettings, selectRuntime } from '../runtime/select-runtime.js';
 import type { ContainerRuntime } from '../runtime/types.js';
 import { createMemoryState } from '../state/memory-state.js';
 import { createRedisState } from '../state/redis-state.js';
@@ -87,10 +87,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     production: serverConfig.nodeEnv === 'production',
     dockerSocket: config.docker.socketPath,
     // The process runtime has no image to run: an operator who chose one must hear that it is ignored.
-    customSpec: [
-      config.pool.image !== DEFAULT_POOL_IMAGE ? `POOL_IMAGE=${config.pool.image}` : undefined,
-      config.pool.command !== undefined ? `POOL_COMMAND=${JSON.stringify(config.pool.command)}` : undefined,
-    ].filter((s): s is string => s !== undefined),
+    customSpec: containerOnlySettings(config.pool, DEFAULT_POOL_IMAGE),
     logger,
   });
 

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import { CancelledError, SandpoolError, errorMessage, toErrorBody, toSandpoolError } from '../errors.js';
+import { CancelledError, SandpoolError, errorMessage, toClientError, toSandpoolError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { runAgent, type Approver } from '../agent/agent-loop.js';
 import type { LlmProvider } from '../agent/types.js';
@@ -122,7 +122,7 @@ export function createChatService(options: ChatServiceOptions): ChatService {
       return await fn();
     } catch (err) {
       if (err instanceof SandpoolError) throw err;
-      reject(new SandpoolError('INTERNAL', `shared state (Redis) is unavailable: ${errorMessage(err)}; try again shortly`));
+      reject(new SandpoolError('INTERNAL', 'shared state (Redis) is unavailable; try again shortly', { cause: err, detail: errorMessage(err) }));
     }
   }
 
@@ -190,8 +190,7 @@ export function createChatService(options: ChatServiceOptions): ChatService {
       // Whatever failed last, a cancelled request is reported as its cancellation (providers see only an abort).
       const cause = signal.aborted && signal.reason instanceof CancelledError ? signal.reason : err;
       if (cause instanceof CancelledError) log.info({ requestId, user: session.userId, reason: cause.reason }, 'request cancelled');
-      else if (toSandpoolError(cause).code === 'INTERNAL') log.error({ err: errorMessage(cause), requestId }, 'request failed');
-      emit(session.userId, 'request:error', { requestId, error: toErrorBody(cause) });
+      emit(session.userId, 'request:error', { requestId, error: toClientError(cause, log.child({ requestId })) });
       observer.requestFinished(performance.now() - started, cause instanceof CancelledError ? 'cancelled' : 'error');
     } finally {
       session.running--;

@@ -44,7 +44,7 @@ export const SECTIONS: Readonly<Record<keyof typeof schema, string>> = {
   llm: 'agent model',
   cluster: 'replicas (shared state)',
   pool: 'sandbox pool (the seed\'s variables)',
-  sandbox: 'sandbox limits (every container: no network, all caps dropped, no-new-privileges, read-only root, tmpfs /workspace and /tmp)',
+  sandbox: 'sandbox limits (every container: no network, all caps dropped, no-new-privileges, read-only root, noexec tmpfs /workspace and /tmp)',
   docker: 'Docker engine',
   orphans: 'orphan containers',
 };
@@ -194,10 +194,13 @@ export const schema = {
     pidsLimit: int('SANDBOX_PIDS_LIMIT', { default: 64, min: 8, max: 100_000, doc: 'Processes one sandbox may run.' }),
     workspaceMb: int('SANDBOX_WORKSPACE_MB', { default: 64, min: 1, max: 1_048_576, doc: 'Size of the tmpfs /workspace (MiB).' }),
     tmpMb: int('SANDBOX_TMP_MB', { default: 16, min: 1, max: 1_048_576, doc: 'Size of the tmpfs /tmp (MiB).' }),
+    shmMb: int('SANDBOX_SHM_MB', { default: 1, min: 1, max: 65_536, doc: 'Size of /dev/shm (MiB; Docker\'s default is 64).' }),
+    nofile: int('SANDBOX_NOFILE', { default: 1024, min: 64, max: 1_048_576, doc: 'Open files per sandbox process (ulimit nofile).' }),
     user: str('SANDBOX_USER', {
-      default: '1000:1000',
+      default: '65532:65532',
       pattern: [/^\d+(:\d+)?$/, 'must be uid or uid:gid (numeric)'],
-      doc: 'uid[:gid] the MCP server runs as inside the container.',
+      // 1000 is the first user of most hosts: a sandbox escape would land as that person.
+      doc: 'uid[:gid] the MCP server runs as inside the container: not root, and not a typical host user (1000).',
     }),
   },
   docker: {

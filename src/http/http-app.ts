@@ -4,7 +4,7 @@ import { cors } from 'hono/cors';
 import { etag } from 'hono/etag';
 import { secureHeaders } from 'hono/secure-headers';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { SandpoolError, toErrorBody, toSandpoolError, type ErrorCode } from '../errors.js';
+import { SandpoolError, errorMessage, toClientError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { PoolStats } from '../pool/container-pool.js';
@@ -105,7 +105,7 @@ export function createHttpApp(deps: HttpDeps): Hono {
     if (scope === 'replica') return c.json({ replica: deps.replicaId, ...deps.poolStats() });
     if (scope === 'cluster') {
       const replicas = await deps.clusterStats().catch((err: unknown) => {
-        throw new SandpoolError('INTERNAL', `cluster stats unavailable: ${err instanceof Error ? err.message : String(err)}`);
+        throw new SandpoolError('INTERNAL', 'cluster stats are unavailable right now (shared state unreachable); try again shortly', { cause: err, detail: errorMessage(err) });
       });
       const sum = (field: string): number => replicas.reduce((n, r) => n + (typeof r[field] === 'number' ? (r[field] as number) : 0), 0);
       return c.json({
@@ -147,9 +147,8 @@ export function createHttpApp(deps: HttpDeps): Hono {
 
   // One of the two places errors become responses (the other: Socket.IO acks).
   app.onError((err, c) => {
-    const e = toSandpoolError(err);
-    if (e.code === 'INTERNAL') deps.logger.error({ err: err.message, path: c.req.path }, 'request failed');
-    return c.json({ error: toErrorBody(e) }, STATUS[e.code]);
+    const body = toClientError(err, deps.logger.child({ path: c.req.path }));
+    return c.json({ error: body }, STATUS[body.code]);
   });
 
   return app;

@@ -37,11 +37,16 @@ export interface Sandbox {
   destroy(): Promise<void>;
 }
 
+/** What a client reads when a start fails (the engine's reason and the sandbox's stderr go to the log). */
+const START_FAILED = 'a sandbox could not be started; try again shortly';
+/** What a client reads when its sandbox died under it. */
+const GONE = 'your sandbox stopped working (its container went away); send the message again to continue in a fresh one';
+
 export async function startSandbox(runtime: ContainerRuntime, spec: SandboxSpec, options: StartSandboxOptions): Promise<Sandbox> {
   const initTimeoutMs = options.initTimeoutMs ?? 15_000;
   const maxLines = options.maxLoggedStderrLines ?? 200;
   const proc = await runtime.start(spec).catch((err: unknown) => {
-    throw new SandpoolError('SANDBOX_FAILED', `could not start a sandbox from ${spec.image}: ${errorMessage(err)}`, { cause: err });
+    throw new SandpoolError('SANDBOX_FAILED', START_FAILED, { cause: err, detail: `the engine could not start ${spec.image}: ${errorMessage(err)}` });
   });
   const shortId = proc.id.slice(0, 12);
   const log = options.logger.child({ sandbox: shortId });
@@ -88,8 +93,9 @@ export async function startSandbox(runtime: ContainerRuntime, spec: SandboxSpec,
     await Promise.race([proc.exited, new Promise((r) => setTimeout(r, 200))]);
     await proc.destroy().catch(() => undefined);
     await client.close().catch(() => undefined);
-    throw new SandpoolError('SANDBOX_FAILED', `sandbox ${shortId} from ${spec.image} did not initialize MCP: ${describeFailure(err)}`, {
+    throw new SandpoolError('SANDBOX_FAILED', START_FAILED, {
       cause: err,
+      detail: `sandbox ${shortId} from ${spec.image} did not initialize MCP: ${describeFailure(err)}`,
     });
   }
 
@@ -105,7 +111,7 @@ export async function startSandbox(runtime: ContainerRuntime, spec: SandboxSpec,
     failureReason: () => (destroyed ? 'the sandbox was released' : closedReason),
     async callTool(name, args, callOptions) {
       if (!sandbox.isUsable()) {
-        throw new SandboxGoneError(`sandbox ${shortId} is gone: ${sandbox.failureReason() ?? 'unknown reason'}`);
+        throw new SandboxGoneError(GONE, { detail: `sandbox ${shortId} is gone: ${sandbox.failureReason() ?? 'unknown reason'}` });
       }
       try {
         return (await client.callTool({ name, arguments: args }, undefined, {
@@ -118,9 +124,10 @@ export async function startSandbox(runtime: ContainerRuntime, spec: SandboxSpec,
         if (connectionClosed || !sandbox.isUsable()) {
           // Give the exit a moment to be observed so the holder learns why.
           await Promise.race([proc.exited, new Promise((r) => setTimeout(r, 500))]);
-          throw new SandboxGoneError(`sandbox ${shortId} failed during ${name}: ${describeFailure(err)}`, { cause: err });
+          throw new SandboxGoneError(GONE, { cause: err, detail: `sandbox ${shortId} failed during ${name}: ${describeFailure(err)}` });
         }
-        throw new SandpoolError('SANDBOX_FAILED', `tool ${name} failed in sandbox ${shortId}: ${errorMessage(err)}`, { cause: err });
+        // The tool server's own answer (a bad path, a timeout): the model and the user can act on it.
+        throw new SandpoolError('SANDBOX_FAILED', `tool ${name} failed: ${errorMessage(err)}`, { cause: err });
       }
     },
     async destroy() {

@@ -156,10 +156,11 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
     if (err instanceof Error && err.name === 'TimeoutError') {
       return new SandpoolError(
         'POOL_EXHAUSTED',
-        `no sandbox became free within ${cfg.acquireTimeoutMs} ms (${book.stats().active} in use, ${starts.stats().creating} starting, max ${cfg.maxSize})`,
+        `no sandbox became free within ${Math.round(cfg.acquireTimeoutMs / 1000)} s: this server is busy; try again shortly`,
+        { detail: `${book.stats().active} in use, ${starts.stats().creating} starting, max ${cfg.maxSize}` },
       );
     }
-    return new SandpoolError('SANDBOX_FAILED', `could not acquire a sandbox: ${errorMessage(err)}`, { cause: err });
+    return new SandpoolError('SANDBOX_FAILED', 'no sandbox could be had; try again shortly', { cause: err, detail: `acquire failed: ${errorMessage(err)}` });
   }
 
   return {

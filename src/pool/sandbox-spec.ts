@@ -23,7 +23,7 @@ export interface SpecMakerOptions {
  */
 export function createSpecMaker(options: SpecMakerOptions): () => SandboxSpec {
   const { pool, sandbox: limits, replicaId, poolName } = options;
-  const [uid = '1000', gid = uid] = limits.user.split(':');
+  const [uid = '65532', gid = uid] = limits.user.split(':');
   const user = `${uid}:${gid}`;
   const owner = ownerLabel();
   let seq = 0;
@@ -47,6 +47,8 @@ export function createSpecMaker(options: SpecMakerOptions): () => SandboxSpec {
       pidsLimit: limits.pidsLimit,
       workspaceBytes: limits.workspaceMb * 1024 * 1024,
       tmpBytes: limits.tmpMb * 1024 * 1024,
+      shmBytes: limits.shmMb * 1024 * 1024,
+      nofile: limits.nofile,
     };
   };
 }

@@ -27,6 +27,10 @@ export interface SandboxLimits {
   pidsLimit: number;
   workspaceMb: number;
   tmpMb: number;
+  /** Size of /dev/shm. */
+  shmMb: number;
+  /** Open files per process (ulimit nofile, soft = hard). */
+  nofile: number;
   /** uid[:gid] the sandbox process runs as. */
   user: string;
 }

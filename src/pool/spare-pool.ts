@@ -202,7 +202,8 @@ export function createSparePool(options: SparePoolOptions): SparePool {
           // A spare is there for it: this waiter is served, the next one pays.
           if (gp.available > 0) return false;
           failed = true;
-          reject(new SandpoolError('SANDBOX_FAILED', `could not start a sandbox: ${err.message}`, { cause: err }));
+          // The start's own error says it for the user; its detail (the engine's reason) stays for the log.
+          reject(err instanceof SandpoolError ? err : new SandpoolError('SANDBOX_FAILED', 'a sandbox could not be started; try again shortly', { cause: err, detail: err.message }));
           return true;
         });
       });

@@ -105,8 +105,9 @@ export function createStartScheduler(options: StartSchedulerOptions): StartSched
   function recordFailure(error: Error): void {
     failed++;
     backoff.failure();
-    lastError = error.message;
-    log.error({ err: error.message, retryInMs: backoff.remainingMs() }, 'sandbox start failed');
+    // Operators (stats, /ready, the log) see why; clients see the error's own message.
+    lastError = error instanceof SandpoolError && error.detail !== undefined ? error.detail : error.message;
+    log.error({ err: lastError, retryInMs: backoff.remainingMs() }, 'sandbox start failed');
     observer?.createFailed?.(error);
     failWaiters(error);
   }
@@ -167,10 +168,9 @@ export function createStartScheduler(options: StartSchedulerOptions): StartSched
       // that finds out whether starts work again (with the pool off nothing
       // else would ever retry).
       if (!failingPersistently() || backoff.remainingMs() === 0) return undefined;
-      return new SandpoolError(
-        'SANDBOX_FAILED',
-        `sandboxes are failing to start (${lastError ?? 'unknown error'}); next attempt in ${backoff.remainingMs()} ms`,
-      );
+      return new SandpoolError('SANDBOX_FAILED', `sandboxes are failing to start right now; try again in ${Math.ceil(backoff.remainingMs() / 1000)} s`, {
+        detail: `${lastError ?? 'unknown error'}; next attempt in ${backoff.remainingMs()} ms`,
+      });
     },
 
     backoffRemainingMs: () => backoff.remainingMs(),

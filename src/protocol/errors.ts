@@ -23,5 +23,8 @@ export type ErrorCode = (typeof ERROR_CODES)[number];
 /** An error as clients receive it: in acks, `request:error`, `connect_error.data` and HTTP bodies. */
 export interface ErrorBody {
   code: ErrorCode;
+  /** What happened and what to do; never internals. */
   message: string;
+  /** Extension: quote it to an operator; the server's log has the details under it. */
+  logId?: string;
 }

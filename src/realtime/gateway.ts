@@ -1,5 +1,6 @@
-import { SandpoolError, errorMessage, toErrorBody, toSandpoolError } from '../errors.js';
+import { SandpoolError, errorMessage, toClientError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import type { ErrorBody } from '../protocol/errors.js';
 import type { AckResponse, MessageAccepted, SessionInfo } from '../protocol/events.js';
 import type { Authenticate } from '../auth/authenticator.js';
 import type { OriginPolicy } from '../auth/origins.js';
@@ -39,15 +40,15 @@ const KNOWN_EVENTS = new Set(['message', 'tool:approval']);
  * errors become responses (the first: the HTTP app's onError). Resolves with
  * the refusal, if any, for callers that must not leave it silent without an ack.
  */
-async function answer<T extends object>(ack: ((response: AckResponse<T>) => void) | undefined, work: () => Promise<T>): Promise<SandpoolError | undefined> {
+async function answer<T extends object>(ack: ((response: AckResponse<T>) => void) | undefined, work: () => Promise<T>, log: Logger): Promise<ErrorBody | undefined> {
   try {
     const fields = await work();
     ack?.({ ok: true, ...fields });
     return undefined;
   } catch (err) {
-    const e = toSandpoolError(err);
-    ack?.({ ok: false, error: toErrorBody(e) });
-    return e;
+    const body = toClientError(err, log);
+    ack?.({ ok: false, error: body });
+    return body;
   }
 }
 
@@ -87,7 +88,7 @@ export function registerGateway(options: GatewayOptions): void {
     admit(socket)
       .then(() => next())
       .catch((err: unknown) => {
-        const body = toErrorBody(err);
+        const body = toClientError(err, log);
         options.onRejected(body.code);
         // The contract: err.message is the code, err.data the whole error.
         next(Object.assign(new Error(body.code), { data: body }));
@@ -113,7 +114,7 @@ export function registerGateway(options: GatewayOptions): void {
       (info) => socket.emit('session', info),
       (err: unknown) => {
         // Only a race with MAX_SESSIONS gets here (the middleware checked it).
-        const body = toErrorBody(err);
+        const body = toClientError(err, log);
         options.onRejected(body.code);
         socket.emit('request:error', { requestId: null, error: body });
         socket.disconnect(true);
@@ -129,12 +130,12 @@ export function registerGateway(options: GatewayOptions): void {
       // Between expiry and the timer (or a clock jump): nothing more is accepted on this token.
       if (expired()) {
         options.onRejected('UNAUTHORIZED');
-        void answer(ack, () => Promise.reject(new SandpoolError('UNAUTHORIZED', 'your token has expired; reconnect with a fresh one')));
+        void answer(ack, () => Promise.reject(new SandpoolError('UNAUTHORIZED', 'your token has expired; reconnect with a fresh one')), log);
         return;
       }
       if (!budget.take(userId)) {
         options.onRejected('TOO_MANY_REQUESTS');
-        void answer(ack, () => Promise.reject(new SandpoolError('TOO_MANY_REQUESTS', `more than ${options.eventsPerSecond} events per second from this user`)));
+        void answer(ack, () => Promise.reject(new SandpoolError('TOO_MANY_REQUESTS', `more than ${options.eventsPerSecond} events per second from this user`)), log);
         // A client that keeps flooding after being told is cut off.
         const now = Date.now();
         if (now - strikeWindowAtMs > 10_000) {
@@ -146,24 +147,28 @@ export function registerGateway(options: GatewayOptions): void {
       }
       if (!KNOWN_EVENTS.has(event)) {
         options.onRejected('BAD_REQUEST');
-        void answer(ack, () => Promise.reject(new SandpoolError('BAD_REQUEST', `unknown event ${JSON.stringify(String(event).slice(0, 64))}`)));
+        void answer(ack, () => Promise.reject(new SandpoolError('BAD_REQUEST', `unknown event ${JSON.stringify(String(event).slice(0, 64))}`)), log);
         return;
       }
       next();
     });
 
     socket.on('message', (payload, ack) => {
-      void answer(ack, () => chat.handleMessage(userId, payload)).then((refused) => {
+      void answer(ack, () => chat.handleMessage(userId, payload), log).then((refused) => {
         // No ack to answer: the protocol still never leaves a refusal silent.
-        if (refused && typeof ack !== 'function') socket.emit('request:error', { requestId: null, error: toErrorBody(refused) });
+        if (refused && typeof ack !== 'function') socket.emit('request:error', { requestId: null, error: refused });
       });
     });
 
     socket.on('tool:approval', (payload, ack) => {
-      void answer(ack, async () => {
-        await chat.handleApproval(userId, payload);
-        return {};
-      });
+      void answer(
+        ack,
+        async () => {
+          await chat.handleApproval(userId, payload);
+          return {};
+        },
+        log,
+      );
     });
 
     socket.on('disconnect', () => {

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { SandboxGoneError, SandpoolError, errorMessage, toErrorBody } from '../errors.js';
+import { SandboxGoneError, SandpoolError, toClientError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ForwardedMessageAck, ToolRun } from '../protocol/events.js';
 import type { ReplicaBus, ReplicaBusHandlers } from '../cluster/replica-bus.js';
@@ -73,7 +73,7 @@ export function createSocketIoReplicaBus(options: SocketIoReplicaBusOptions): Re
         if (msg.target !== replicaId) return ack(null);
         handlers.message(msg.userId, msg.payload).then(
           (accepted) => ack({ ok: true, ...accepted }),
-          (err: unknown) => ack({ ok: false, error: toErrorBody(err) }),
+          (err: unknown) => ack({ ok: false, error: toClientError(err, log) }),
         );
       });
       io.on('sandpool:approval', (msg, ack) => {
@@ -84,8 +84,8 @@ export function createSocketIoReplicaBus(options: SocketIoReplicaBusOptions): Re
         handlers.tool(userId, call).then(
           (run) => io.serverSideEmit('sandpool:tool-reply', { origin, id, outcome: { ok: true, ...run } }),
           (err: unknown) => {
-            log.debug({ user: userId, err: errorMessage(err) }, 'routed tool call failed');
-            io.serverSideEmit('sandpool:tool-reply', { origin, id, outcome: { ok: false, error: toErrorBody(err), gone: err instanceof SandboxGoneError } });
+            // The details stay in this replica's log, under the log id the body carries.
+            io.serverSideEmit('sandpool:tool-reply', { origin, id, outcome: { ok: false, error: toClientError(err, log.child({ user: userId })), gone: err instanceof SandboxGoneError } });
           },
         );
       });

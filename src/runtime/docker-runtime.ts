@@ -66,13 +66,16 @@ export function createDockerRuntime(options: DockerRuntimeOptions = {}): Contain
         SecurityOpt: ['no-new-privileges'],
         ReadonlyRootfs: true,
         Tmpfs: {
-          '/workspace': `rw,nosuid,nodev,size=${spec.workspaceBytes},uid=${uidOf(spec.user)},gid=${gidOf(spec.user)},mode=0700`,
+          // noexec: the workspace holds the user's files, never programs to run.
+          '/workspace': `rw,nosuid,nodev,noexec,size=${spec.workspaceBytes},uid=${uidOf(spec.user)},gid=${gidOf(spec.user)},mode=0700`,
           '/tmp': `rw,nosuid,nodev,noexec,size=${spec.tmpBytes},uid=${uidOf(spec.user)},gid=${gidOf(spec.user)},mode=1777`,
         },
         Memory: spec.memoryBytes,
         MemorySwap: spec.memoryBytes,
         NanoCpus: spec.nanoCpus,
         PidsLimit: spec.pidsLimit,
+        ShmSize: spec.shmBytes,
+        Ulimits: [{ Name: 'nofile', Soft: spec.nofile, Hard: spec.nofile }],
         AutoRemove: false,
         LogConfig: { Type: 'none', Config: {} },
       },

@@ -5,6 +5,17 @@ import { createProcessRuntime } from './process-runtime.js';
 import type { ContainerRuntime } from './types.js';
 
 /**
+ * The settings only a container runtime honours, as `NAME=value`, when they
+ * differ from the defaults: the process runtime warns that it ignores them.
+ */
+export function containerOnlySettings(pool: { image: string; command: readonly string[] | undefined }, defaultImage: string): string[] {
+  return [
+    pool.image !== defaultImage ? `POOL_IMAGE=${pool.image}` : undefined,
+    pool.command !== undefined ? `POOL_COMMAND=${JSON.stringify(pool.command)}` : undefined,
+  ].filter((s): s is string => s !== undefined);
+}
+
+/**
  * POOL_RUNTIME: docker (must answer), process (dev only), or auto (docker when
  * the engine answers, else the process runtime — refused in production).
  */

@@ -25,6 +25,9 @@ export interface SandboxSpec {
   pidsLimit: number;
   workspaceBytes: number;
   tmpBytes: number;
+  shmBytes: number;
+  /** ulimit nofile (soft = hard). */
+  nofile: number;
 }
 
 export interface ExitInfo {

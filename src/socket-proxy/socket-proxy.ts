@@ -13,6 +13,32 @@ export interface SocketProxyOptions {
   maxBodyBytes?: number;
 }
 
+/**
+ * Reads and drops `length` bytes of a request body from a hijacked socket
+ * (what came with the headers first); resolves with what followed it, or
+ * undefined when the client went away first.
+ */
+function skipBytes(socket: Duplex, head: Buffer, length: number): Promise<Buffer | undefined> {
+  if (!Number.isFinite(length) || length <= 0) return Promise.resolve(head);
+  if (head.length >= length) return Promise.resolve(head.subarray(length));
+  return new Promise((resolve) => {
+    let missing = length - head.length;
+    const onData = (chunk: Buffer): void => {
+      if (chunk.length < missing) {
+        missing -= chunk.length;
+        return;
+      }
+      socket.off('data', onData);
+      socket.off('close', onClose);
+      socket.pause();
+      resolve(chunk.subarray(missing));
+    };
+    const onClose = (): void => resolve(undefined);
+    socket.on('data', onData);
+    socket.once('close', onClose);
+  });
+}
+
 /** Container ids known to be sandboxes (created through this proxy, or checked). */
 const KNOWN_LIMIT = 10_000;
 
@@ -153,17 +179,27 @@ export function createSocketProxy(options: SocketProxyOptions): Server {
   // Attach: the engine upgrades the connection and streams raw stdio both ways.
   server.on('upgrade', (req: IncomingMessage, client: Duplex, head: Buffer) => {
     client.on('error', () => undefined);
-    void admit(req, client).then((admitted) => {
+    void admit(req, client).then(async (admitted) => {
       if (!admitted) return;
+      // dockerode repeats the attach options as a JSON body; the engine takes
+      // them from the query string, and hijacks the connection right after the
+      // headers, so body bytes that arrive apart from them would reach the
+      // sandbox's stdin and corrupt its first message. The body is dropped.
+      const rest = await skipBytes(client, head, Number(req.headers['content-length'] ?? 0));
+      if (rest === undefined) return;
       const upstream = connect(options.upstreamSocket);
       upstream.on('error', () => client.destroy());
       client.on('close', () => upstream.destroy());
       upstream.on('close', () => client.destroy());
       upstream.once('connect', () => {
         const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
-        for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+        for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
+          const name = req.rawHeaders[i] ?? '';
+          if (name.toLowerCase() !== 'content-length') lines.push(`${name}: ${req.rawHeaders[i + 1]}`);
+        }
+        lines.push('Content-Length: 0');
         upstream.write(`${lines.join('\r\n')}\r\n\r\n`);
-        if (head.length > 0) upstream.write(head);
+        if (rest.length > 0) upstream.write(rest);
         upstream.pipe(client);
         client.pipe(upstream);
       });

@@ -6,7 +6,7 @@ import { createDockerRuntime } from '../../src/runtime/docker-runtime.js';
 import { LABELS, type ContainerRuntime, type SandboxProcess, type SandboxSpec } from '../../src/runtime/types.js';
 import { sleep } from '../../src/util/async.js';
 import { dockerInspect, dockerPs, execFileAsync, testConfig, testLogger, textOf, waitFor } from '../support/helpers.js';
-import { assertAllStartsFailed, assertLeasesIsolated, assertOnlyOldestFailed, expectCode, lowestDuring } from '../support/pool-checks.js';
+import { assertAllStartsFailed, assertLeasesIsolated, assertOnlyOldestFailed, expectCode, lowestDuring, told } from '../support/pool-checks.js';
 
 const runtime = createDockerRuntime();
 const pools: ContainerPool[] = [];
@@ -101,7 +101,7 @@ describe('ContainerPool on a real Docker engine', () => {
     assert.ok(waited >= 1400, `gave up after ${waited} ms, before the acquire timeout`);
     // The point is "never hangs": the timeout plus slack for a busy machine.
     assert.ok(waited <= 1500 + 5000, `gave up only after ${waited} ms (acquire timeout 1500 ms)`);
-    assert.match(err.message, /2 in use, 0 starting, max 2/);
+    assert.match(told(err), /2 in use, 0 starting, max 2/);
     assert.equal(pool.stats().total, 2);
     // Capacity comes back as soon as a lease is released.
     await held[0]!.release();
@@ -188,7 +188,7 @@ describe('ContainerPool on a real Docker engine', () => {
     const pool = makePool(cfg, { backoffBaseMs: 100, backoffMaxMs: 200 });
     try {
       const err = await expectCode(pool.acquire(), 'SANDBOX_FAILED');
-      assert.match(err.message, /sandpool-test-late-off/);
+      assert.match(told(err), /sandpool-test-late-off/);
       // generic-pool retries for the failed acquire until its acquire timeout;
       // after that (and one straggler start) nothing starts sandboxes by itself.
       await sleep(2000 + 1000);
@@ -269,7 +269,7 @@ describe('ContainerPool on a real Docker engine', () => {
     const lease = await pool.acquire();
     assert.deepEqual(lease.sandbox.tools.map((t) => t.name), ['flood']);
     const err = await expectCode(lease.callTool('flood', {}), 'SANDBOX_FAILED');
-    assert.match(err.message, /exceeded maximum size/);
+    assert.match(told(err), /exceeded maximum size/);
     assert.equal(lease.sandbox.isUsable(), false);
     await lease.release();
     // This process is still here and the pool still serves.
@@ -364,7 +364,7 @@ describe('ContainerPool on a real Docker engine', () => {
     const lease = await pool.acquire();
     await execFileAsync('docker', ['kill', lease.sandbox.id]);
     const err = await expectCode(lease.callTool('list_directory', { path: '/workspace' }), 'SANDBOX_FAILED');
-    assert.match(err.message, /exited with code 137|closed|gone/);
+    assert.match(told(err), /exited with code 137|closed|gone/);
     assert.equal(lease.sandbox.isUsable(), false);
     await lease.release();
     await waitFor('dead leased container removed', async () => !(await dockerPs({ [LABELS.replica]: cfg.server.replicaId })).includes(lease.sandbox.id));
@@ -383,24 +383,33 @@ describe('ContainerPool on a real Docker engine', () => {
     assert.equal(info.HostConfig.ReadonlyRootfs, true);
     assert.match(info.HostConfig.Tmpfs?.['/workspace'] ?? '', /size=\d+/);
     assert.match(info.HostConfig.Tmpfs?.['/tmp'] ?? '', /size=\d+/);
+    for (const dir of ['/workspace', '/tmp']) assert.match(info.HostConfig.Tmpfs?.[dir] ?? '', /(^|,)noexec(,|$)/, `${dir} is noexec`);
+    assert.equal(info.HostConfig.ShmSize, 1024 * 1024, 'a small /dev/shm');
+    assert.deepEqual(info.HostConfig.Ulimits, [{ Name: 'nofile', Soft: 1024, Hard: 1024 }]);
     assert.equal(info.HostConfig.Memory, 200 * 1024 * 1024);
     assert.equal(info.HostConfig.NanoCpus, 750_000_000);
     assert.equal(info.HostConfig.PidsLimit, 50);
-    assert.equal(info.Config.User, '1000:1000');
+    assert.equal(info.Config.User, '65532:65532', 'not root, and not a typical host user (1000)');
     const labels = info.Config.Labels;
     assert.equal(labels[LABELS.app], 'sandpool');
     assert.equal(labels[LABELS.replica], cfg.server.replicaId);
     assert.equal(labels[LABELS.pool], 'default');
     assert.ok(Math.abs(Number(labels[LABELS.created]) - Date.now()) < 120_000, `created label ${labels[LABELS.created]}`);
-    // And the hardening holds from inside: no network, read-only root, not root.
+    // And the hardening holds from inside: no network, read-only root, not root,
+    // nothing executable from the workspace, and the limits as set.
     const { stdout } = await execFileAsync('docker', [
       'exec', id, 'node', '-e',
-      `const fs=require('fs');let ro='no';try{fs.writeFileSync('/opt/x','x')}catch(e){ro=e.code}
-       console.log(JSON.stringify({uid:process.getuid(),ro,ifaces:Object.keys(require('os').networkInterfaces())}))`,
+      `const fs=require('fs'),cp=require('child_process');let ro='no';try{fs.writeFileSync('/opt/x','x')}catch(e){ro=e.code}
+       fs.copyFileSync('/bin/sh','/workspace/sh');fs.chmodSync('/workspace/sh',0o755);
+       let exec='ran';try{cp.execFileSync('/workspace/sh',['-c','true'])}catch(e){exec=e.code}
+       const nofile=fs.readFileSync('/proc/self/limits','utf8').split('\\n').find(l=>l.startsWith('Max open files'));
+       console.log(JSON.stringify({uid:process.getuid(),ro,exec,nofile,ifaces:Object.keys(require('os').networkInterfaces())}))`,
     ]);
-    const inside = JSON.parse(stdout) as { uid: number; ro: string; ifaces: string[] };
-    assert.equal(inside.uid, 1000);
+    const inside = JSON.parse(stdout) as { uid: number; ro: string; exec: string; nofile: string; ifaces: string[] };
+    assert.equal(inside.uid, 65532);
     assert.equal(inside.ro, 'EROFS');
+    assert.equal(inside.exec, 'EACCES', 'a program written to /workspace cannot run');
+    assert.match(inside.nofile, /Max open files\s+1024\s+1024/);
     assert.deepEqual(inside.ifaces.filter((i) => i !== 'lo'), []);
   });
 

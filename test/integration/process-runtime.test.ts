@@ -5,7 +5,9 @@ import { describe, it } from 'node:test';
 import { createLogger } from '../../src/logger.js';
 import { createSandpool } from '../../src/app/create-sandpool.js';
 import { createContainerPool } from '../../src/pool/container-pool.js';
+import { DEFAULT_POOL_IMAGE } from '../../src/config/schema.js';
 import { createProcessRuntime } from '../../src/runtime/process-runtime.js';
+import { containerOnlySettings, selectRuntime } from '../../src/runtime/select-runtime.js';
 import { testConfig, testLogger, textOf, waitFor } from '../support/helpers.js';
 
 describe('process runtime (no Docker)', () => {
@@ -45,7 +47,8 @@ describe('process runtime (no Docker)', () => {
     const run = async (env: Record<string, string>): Promise<string[]> => {
       lines.length = 0;
       const cfg = testConfig({ POOL_RUNTIME: 'process', POOL_MIN_SIZE: '0', ...env });
-      const pool = createContainerPool({ runtime: createProcessRuntime({ logger }), pool: cfg.pool, sandbox: cfg.sandbox, replicaId: cfg.server.replicaId, logger });
+      const runtime = await selectRuntime({ mode: 'process', production: false, dockerSocket: '/nonexistent', customSpec: containerOnlySettings(cfg.pool, DEFAULT_POOL_IMAGE), logger });
+      const pool = createContainerPool({ runtime, pool: cfg.pool, sandbox: cfg.sandbox, replicaId: cfg.server.replicaId, logger });
       pool.start();
       try {
         const [a, b] = [await pool.acquire(), await pool.acquire()];
@@ -76,7 +79,7 @@ describe('process runtime (no Docker)', () => {
 
   it('refuses to start in production when Docker does not answer', async () => {
     await assert.rejects(
-      createSandpool(testConfig({ NODE_ENV: 'production', AUTH_SECRET: 'a-production-secret-0123', POOL_RUNTIME: 'auto', DOCKER_SOCKET: '/nonexistent/docker.sock' })),
+      createSandpool(testConfig({ NODE_ENV: 'production', AUTH_SECRET: 'a-production-secret-of-32-bytes-0123', POOL_RUNTIME: 'auto', DOCKER_SOCKET: '/nonexistent/docker.sock' })),
       /Docker engine at \/nonexistent\/docker.sock did not answer/,
     );
   });

@@ -63,6 +63,8 @@ export interface DockerInspect {
     Memory: number;
     NanoCpus: number;
     PidsLimit: number | null;
+    ShmSize: number;
+    Ulimits: Array<{ Name: string; Soft: number; Hard: number }> | null;
   };
 }
 

@@ -11,6 +11,11 @@ import { textOf } from './helpers.js';
  */
 
 /** Awaits a rejection with a SandpoolError of `code` and returns it. */
+/** Everything an error says: the client's message and the log's detail (the engine's reason, the sandbox's stderr). */
+export function told(err: SandpoolError): string {
+  return `${err.message}\n${err.detail ?? ''}`;
+}
+
 export async function expectCode(promise: Promise<unknown>, code: string): Promise<SandpoolError> {
   try {
     await promise;
@@ -39,7 +44,7 @@ export function assertOnlyOldestFailed(results: ReadonlyArray<PromiseSettledResu
   assert.equal(oldest?.status, 'rejected', 'the oldest waiter was served although a start failed');
   if (oldest?.status === 'rejected') {
     assert.ok(oldest.reason instanceof SandpoolError && oldest.reason.code === 'SANDBOX_FAILED', String(oldest.reason));
-    assert.match(oldest.reason.message, reason);
+    assert.match(told(oldest.reason), reason);
   }
   return others.map((r) => {
     if (r.status === 'rejected') assert.fail(`a younger waiter failed too: ${String(r.reason)}`);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { CancelledError, SandboxGoneError, SandpoolError, toErrorBody } from '../../src/errors.js';
+import { CancelledError, SandboxGoneError, SandpoolError, toClientError, toErrorBody } from '../../src/errors.js';
 import { ERROR_CODES } from '../../src/protocol/errors.js';
 
 describe('errors on the wire', () => {
@@ -20,5 +20,52 @@ describe('errors on the wire', () => {
     for (const err of [new SandpoolError('UNAUTHORIZED', 'x'), new CancelledError('user-left'), new TypeError('y')]) {
       assert.ok((ERROR_CODES as readonly string[]).includes(toErrorBody(err).code));
     }
+  });
+});
+
+describe('errors to clients', () => {
+  /** A pino logger that keeps what it writes. */
+  async function capture(): Promise<{ logger: import('../../src/logger.js').Logger; lines: () => Array<Record<string, unknown>> }> {
+    const { createLogger } = await import('../../src/logger.js');
+    const { PassThrough } = await import('node:stream');
+    const out = new PassThrough();
+    const written: string[] = [];
+    out.on('data', (d: Buffer) => written.push(...d.toString().split('\n').filter(Boolean)));
+    return { logger: createLogger({ level: 'info', destination: out }), lines: () => written.map((l) => JSON.parse(l) as Record<string, unknown>) };
+  }
+  const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+  it('say what happened and what to do, with a log id; the internals go to the log under that id only', async () => {
+    const { logger, lines } = await capture();
+    const err = new SandpoolError('SANDBOX_FAILED', 'a sandbox could not be started; try again shortly', {
+      detail: 'sandbox 1a2b3c from sandpool-sandbox:latest did not initialize MCP: stderr: Error: EACCES /opt/secret',
+    });
+    const body = toClientError(err, logger);
+    assert.equal(body.code, 'SANDBOX_FAILED');
+    assert.match(body.message, /^a sandbox could not be started; try again shortly \(log id [0-9a-f]{8}\)$/);
+    assert.doesNotMatch(body.message, /EACCES|sandpool-sandbox|1a2b3c/);
+    await tick();
+    const logged = lines().find((l) => l.logId === body.logId);
+    assert.match(String(logged?.detail), /EACCES \/opt\/secret/);
+  });
+
+  it('hide an unexpected fault\'s own text (a library\'s, a Redis address) behind INTERNAL and a log id', async () => {
+    const { logger, lines } = await capture();
+    const body = toClientError(new Error('connect ECONNREFUSED 10.0.0.7:6379'), logger);
+    assert.equal(body.code, 'INTERNAL');
+    assert.doesNotMatch(body.message, /ECONNREFUSED|10\.0\.0\.7/);
+    assert.ok(body.logId);
+    await tick();
+    assert.match(String(lines().find((l) => l.logId === body.logId)?.detail), /10\.0\.0\.7:6379/);
+  });
+
+  it('pass plain refusals through as they are, without a log id or a log line', async () => {
+    const { logger, lines } = await capture();
+    assert.deepEqual(toClientError(new SandpoolError('TOO_MANY_REQUESTS', 'you already have 5 requests in flight'), logger), {
+      code: 'TOO_MANY_REQUESTS',
+      message: 'you already have 5 requests in flight',
+    });
+    await tick();
+    assert.deepEqual(lines(), []);
   });
 });

@@ -8,7 +8,7 @@ import { LABELS } from '../../src/runtime/types.js';
 import { sleep } from '../../src/util/async.js';
 import { FAKE_TOOLS, createFakeRuntime, type FakeRuntime } from '../support/fake-runtime.js';
 import { textOf, waitFor as waitUntil } from '../support/helpers.js';
-import { assertAllStartsFailed, assertLeasesIsolated, assertOnlyOldestFailed, expectCode, lowestDuring } from '../support/pool-checks.js';
+import { assertAllStartsFailed, assertLeasesIsolated, assertOnlyOldestFailed, expectCode, lowestDuring, told } from '../support/pool-checks.js';
 
 /**
  * The pool's behaviour (README "How the pool behaves") against a fake runtime:
@@ -39,7 +39,7 @@ function makePool(runtime: FakeRuntime, pool: Partial<PoolSettings> = {}, extra:
   const p = createContainerPool({
     runtime,
     pool: settings(pool),
-    sandbox: { memoryMb: 256, cpus: 1, pidsLimit: 64, workspaceMb: 64, tmpMb: 16, user: '1000' },
+    sandbox: { memoryMb: 256, cpus: 1, pidsLimit: 64, workspaceMb: 64, tmpMb: 16, shmMb: 1, nofile: 1024, user: '65532' },
     replicaId: `unit-${++replicaSeq}`,
     logger: createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
     backoffBaseMs: 20,
@@ -103,7 +103,7 @@ describe('ContainerPool (fake runtime, no Docker)', () => {
     assert.equal(c.spec.labels[LABELS.app], 'sandpool');
     assert.equal(c.spec.labels[LABELS.pool], 'unit');
     assert.equal(c.spec.labels[LABELS.owner], ownerLabel());
-    assert.equal(c.spec.user, '1000:1000');
+    assert.equal(c.spec.user, '65532:65532');
     assert.equal(c.spec.memoryBytes, 256 * 1024 * 1024);
     assert.deepEqual([...pool.ownedIds()], [c.id]);
   });
@@ -139,7 +139,7 @@ describe('ContainerPool (fake runtime, no Docker)', () => {
     const waited = Date.now() - started;
     assert.ok(waited >= 180, `gave up after ${waited} ms, before the acquire timeout`);
     assert.ok(waited <= 200 + 1_000, `gave up only after ${waited} ms`);
-    assert.match(err.message, /2 in use, 0 starting, max 2/);
+    assert.match(told(err), /2 in use, 0 starting, max 2/);
     assert.equal(pool.stats().total, 2);
     assert.equal(rt.counts.starts, 2);
     await held[0]?.release();
@@ -167,7 +167,7 @@ describe('ContainerPool (fake runtime, no Docker)', () => {
     const started = Date.now();
     const err = await expectCode(pool.acquire(), 'SANDBOX_FAILED');
     assert.ok(Date.now() - started < 1_000, 'a broken image must not wait for the acquire timeout');
-    assert.match(err.message, /sandpool-broken/);
+    assert.match(told(err), /sandpool-broken/);
     // Paced by the backoff (100, 200, 400, 400 ms ...): a loop without it makes thousands.
     const before = rt.counts.starts;
     await sleep(1_000);
@@ -226,7 +226,7 @@ describe('ContainerPool (fake runtime, no Docker)', () => {
     const rt = createFakeRuntime({ failStart: () => 'injected: image missing' });
     const pool = makePool(rt, { enabled: false, acquireTimeoutMs: 200 }, { backoffBaseMs: 50, backoffMaxMs: 100 });
     const err = await expectCode(pool.acquire(), 'SANDBOX_FAILED');
-    assert.match(err.message, /image missing/);
+    assert.match(told(err), /image missing/);
     // generic-pool retries for the failed acquire until its acquire timeout;
     // after that nothing starts sandboxes by itself.
     await sleep(200 + 200);
@@ -295,7 +295,7 @@ describe('ContainerPool (fake runtime, no Docker)', () => {
     await pool.whenWarm(2_000);
     const [flooded, bystander] = await Promise.all([pool.acquire(), pool.acquire()]);
     const err = await expectCode(flooded.callTool('flood', {}), 'SANDBOX_FAILED');
-    assert.match(err.message, /exceeded maximum size/);
+    assert.match(told(err), /exceeded maximum size/);
     assert.ok(err instanceof SandboxGoneError, `not a SandboxGoneError: ${err.name}`);
     assert.equal(flooded.sandbox.isUsable(), false);
     assert.equal(bystander.sandbox.isUsable(), true);
@@ -385,13 +385,13 @@ describe('ContainerPool (fake runtime, no Docker)', () => {
     await sleep(20);
     rt.crash(lease.sandbox.id);
     const err = await expectCode(call, 'SANDBOX_FAILED');
-    assert.match(err.message, /exited with code 137|closed|gone/);
+    assert.match(told(err), /exited with code 137|closed|gone/);
     assert.ok(err instanceof SandboxGoneError, `not a SandboxGoneError: ${err.name}`);
     assert.equal(lease.sandbox.isUsable(), false);
     assert.match(lease.sandbox.failureReason() ?? '', /137|closed/);
     const again = await expectCode(lease.callTool('list_directory', { path: '/workspace' }), 'SANDBOX_FAILED');
     assert.ok(again instanceof SandboxGoneError);
-    assert.match(again.message, /gone/);
+    assert.match(told(again), /gone/);
     await lease.release();
     assert.equal(presentIds(rt).includes(lease.sandbox.id), false);
   });

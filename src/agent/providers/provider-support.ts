@@ -1,8 +1,18 @@
 import { SandpoolError } from '../../errors.js';
 
-/** Builds a provider's LLM_FAILED errors: prefixed with its name, never carrying the API key. */
+/**
+ * Builds a provider's LLM_FAILED errors. The client reads the kind of failure
+ * ("HTTP 429", "stream stalled", "request aborted"): what comes after the
+ * first ": " (the provider's own words, which may name accounts or quotas)
+ * goes to the log only. Neither ever carries the API key.
+ */
 export function failureFactory(provider: string, apiKey: string): (message: string, cause?: unknown) => SandpoolError {
-  return (message, cause) => new SandpoolError('LLM_FAILED', `${provider}: ${redact(message, apiKey)}`, { cause });
+  return (message, cause) => {
+    const text = redact(message, apiKey);
+    const cut = text.indexOf(': ');
+    const kind = cut === -1 ? text : text.slice(0, cut);
+    return new SandpoolError('LLM_FAILED', `the model (${provider}) failed: ${kind}; try again`, { cause, detail: `${provider}: ${text}` });
+  };
 }
 
 /** Belt and braces: an SDK or proxy error text must never carry the key into logs or clients. */
