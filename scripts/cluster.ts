@@ -1,5 +1,5 @@
 /**
- * npm run cluster -- --replicas N --port P [--redis-port R] [--name NAME] [--state-file F] [--access-log]
+ * npm run cluster -- --replicas N --port P [--redis-port R] [--redis-persistence aof|none] [--name NAME] [--state-file F] [--access-log]
  *
  * Redis, N sandpool replicas on loopback ports P+1 .. P+N, and nginx in front
  * on P (config rendered from nginx/sandpool.conf.template). Runs until
@@ -12,7 +12,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createDockerRuntime } from '../src/runtime/docker-runtime.js';
 import { APP_LABEL_VALUE, LABELS } from '../src/runtime/types.js';
-import { startRedisServer } from './lib/redis-server.js';
+import { redisServerArgs, startRedisServer } from './lib/redis-server.js';
 import { describeExit, httpOk, spawnProcess, type StartedProcess } from './lib/start-process.js';
 
 const { values } = parseArgs({
@@ -20,10 +20,14 @@ const { values } = parseArgs({
     replicas: { type: 'string', default: '2' },
     port: { type: 'string', default: '3000' },
     'redis-port': { type: 'string' },
+    // aof (default): Redis keeps an append-only file (fsync every second), so a restart keeps sessions, histories and ownership.
+    'redis-persistence': { type: 'string', default: 'aof' },
     name: { type: 'string' },
     'state-file': { type: 'string' },
     'access-log': { type: 'boolean', default: false },
     'api-rate': { type: 'string', default: '30r/s' },
+    // Socket.IO connections per client address at nginx (limit_conn).
+    'conn-per-ip': { type: 'string', default: '200' },
   },
 });
 const replicas = Number(values.replicas);
@@ -31,6 +35,10 @@ const port = Number(values.port);
 const redisPort = Number(values['redis-port'] ?? port + 1000);
 if (!Number.isInteger(replicas) || replicas < 1 || replicas > 32 || !Number.isInteger(port) || port < 1 || port + replicas > 65535) {
   process.stderr.write('cluster: --replicas takes 1-32 and --port a free port below 65535-N\n');
+  process.exit(2);
+}
+if (!['aof', 'none'].includes(values['redis-persistence'])) {
+  process.stderr.write('cluster: --redis-persistence takes aof or none\n');
   process.exit(2);
 }
 const name = values.name ?? `c${port}`;
@@ -45,8 +53,11 @@ interface Started {
 }
 const started: Started = { replicas: [], dir: mkdtempSync(path.join(os.tmpdir(), `sandpool-${name}-`)) };
 
+const redisPersistence = values['redis-persistence'] === 'none' ? undefined : { dir: path.join(started.dir, 'redis') };
+
 async function startRedis(): Promise<string> {
-  const redis = await startRedisServer(redisPort, { detached: true });
+  if (redisPersistence) mkdirSync(redisPersistence.dir, { recursive: true });
+  const redis = await startRedisServer(redisPort, { detached: true, persistence: redisPersistence });
   started.redis = redis.process;
   return redis.url;
 }
@@ -79,6 +90,7 @@ function renderNginx(): string {
     SANDPOOL_LISTEN: `127.0.0.1:${port}`,
     SANDPOOL_UPSTREAMS: started.replicas.map((r) => `server 127.0.0.1:${r.port} max_fails=1 fail_timeout=5s;`).join('\n    '),
     SANDPOOL_API_RATE: values['api-rate'],
+    SANDPOOL_CONN_PER_IP: values['conn-per-ip'],
     SANDPOOL_INTERNAL_ALLOW: '',
   };
   const server = template.replace(/\$\{(SANDPOOL_[A-Z_]+)\}/g, (m, key: string) => vars[key] ?? m);
@@ -167,6 +179,8 @@ try {
     url,
     redisUrl,
     redisPid: started.redis?.pid,
+    // How to start it again over the same data (the tests restart Redis).
+    redisArgs: redisServerArgs(redisPort, redisPersistence),
     nginxPid: started.nginx?.pid,
     replicas: started.replicas.map((r) => ({ id: r.id, port: r.port, url: `http://127.0.0.1:${r.port}`, pid: r.proc.pid })),
   };

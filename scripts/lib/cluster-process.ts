@@ -15,6 +15,8 @@ export interface ClusterState {
   url: string;
   redisUrl: string;
   redisPid: number;
+  /** redis-server's arguments: the same ones start it again over the same data. */
+  redisArgs: string[];
   nginxPid: number;
   replicas: Array<{ id: string; port: number; url: string; pid: number }>;
 }

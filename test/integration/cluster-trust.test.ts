@@ -1,0 +1,183 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import { LABELS } from '../../src/runtime/types.js';
+import { startCluster, type ClusterState, type RunningCluster } from '../support/cluster.js';
+import { connectUser, dockerPs, emitAck, nextEvent, waitFor, type ClientSocket } from '../support/helpers.js';
+
+interface SessionInfo {
+  sessionId: string;
+  replica: string;
+}
+
+const sockets: ClientSocket[] = [];
+async function connect(url: string, userId: string): Promise<{ socket: ClientSocket; session: SessionInfo }> {
+  const socket = await connectUser(url, { userId });
+  sockets.push(socket);
+  return { socket, session: await nextEvent<SessionInfo>(socket, 'session') };
+}
+
+/** Sends a message and approves its tool calls; resolves with the tool results' contents. */
+async function run(socket: ClientSocket, text: string): Promise<string[]> {
+  const ack = await emitAck(socket, 'message', text);
+  assert.equal(ack.ok, true, JSON.stringify(ack));
+  const mine = (p: { requestId: string }): boolean => p.requestId === ack.requestId;
+  const done = nextEvent(socket, 'message:done', mine, 30_000);
+  const failed = nextEvent<{ requestId: string; error: { code: string; message: string } }>(socket, 'request:error', mine, 30_000).then((e) => {
+    throw new Error(`${e.error.code}: ${e.error.message}`);
+  });
+  failed.catch(() => undefined);
+  const contents: string[] = [];
+  for (;;) {
+    const next = await Promise.race([done.then(() => null), failed, nextEvent<{ callId: string; requestId: string }>(socket, 'tool:request', mine, 30_000)]);
+    if (next === null) return contents;
+    await emitAck(socket, 'tool:approval', { callId: next.callId, approved: true });
+    contents.push((await nextEvent<{ callId: string; content: string }>(socket, 'tool:result', (r) => r.callId === next.callId, 30_000)).content);
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+describe('trust across replicas: socket caps, a stalled replica, a killed one, Redis restarts', () => {
+  let cluster: RunningCluster;
+  let state: ClusterState;
+  let admin: Redis;
+  // Started by this test after it killed the cluster's own Redis: stopped here, not by the cluster.
+  let restartedRedis: ReturnType<typeof spawn> | undefined;
+
+  before(async () => {
+    cluster = await startCluster(2, {
+      POOL_MIN_SIZE: '1',
+      HEARTBEAT_INTERVAL_MS: '1000',
+      REQUEST_SLOT_TTL_MS: '5000',
+      MAX_SOCKETS_PER_USER: '3',
+      SESSION_DISCONNECT_GRACE_MS: '60000',
+    }, ['--conn-per-ip', '12']);
+    state = cluster.state;
+    admin = new Redis(state.redisUrl, { maxRetriesPerRequest: 1 });
+    admin.on('error', () => undefined);
+  });
+
+  after(async () => {
+    for (const s of sockets) s.close();
+    admin.disconnect();
+    for (const r of state.replicas) {
+      try {
+        process.kill(r.pid, 'SIGCONT');
+      } catch {
+        /* gone already */
+      }
+    }
+    await cluster.stop();
+    restartedRedis?.kill('SIGKILL');
+    for (const r of state.replicas) assert.deepEqual(await dockerPs({ [LABELS.replica]: r.id }), [], `containers of ${r.id} left behind`);
+  });
+
+  it('nginx caps the Socket.IO connections of one client address (limit_conn), whatever user ids it claims', async () => {
+    const opened = await Promise.allSettled(Array.from({ length: 16 }, (_, i) => connectUser(state.url, { userId: `conn-${i}` })));
+    const held = opened.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    const refused = opened.filter((r) => r.status === 'rejected');
+    try {
+      assert.equal(held.length, 12, `held ${held.length}, refused ${refused.length}`);
+      assert.ok(refused.every((r) => r.status === 'rejected' && /websocket error|xhr poll error|429/i.test(String(r.reason))), String(refused.map((r) => r.status === 'rejected' && r.reason)));
+    } finally {
+      for (const s of held) s.close();
+    }
+    await sleep(300);
+  });
+
+  it('caps one user\'s sockets across replicas (MAX_SOCKETS_PER_USER) and frees a slot on disconnect', async () => {
+    const [a, b] = state.replicas;
+    assert.ok(a && b);
+    const first = await connect(a.url, 'capped');
+    await connect(a.url, 'capped');
+    await connect(b.url, 'capped');
+    await assert.rejects(connectUser(b.url, { userId: 'capped' }), (err: Error & { data?: { code: string } }) => err.message === 'TOO_MANY_REQUESTS' && err.data?.code === 'TOO_MANY_REQUESTS');
+    await assert.rejects(connectUser(a.url, { userId: 'capped' }), (err: Error) => err.message === 'TOO_MANY_REQUESTS');
+    first.socket.close();
+    await waitFor('the slot to be freed', async () => {
+      const s = await connectUser(b.url, { userId: 'capped' }).catch(() => undefined);
+      if (s) sockets.push(s);
+      return s !== undefined;
+    }, 10_000, 200);
+  });
+
+  it('SIGSTOP longer than the heartbeat TTL, then SIGCONT: nothing of the stalled replica is removed and the user\'s file is still there', async () => {
+    const { socket, session } = await connect(state.url, 'stalled-user');
+    await run(socket, 'write "still here" to /workspace/keep.txt');
+    const home = state.replicas.find((r) => r.id === session.replica);
+    const other = state.replicas.find((r) => r.id !== session.replica);
+    assert.ok(home && other);
+    const before = (await dockerPs({ [LABELS.replica]: home.id })).sort();
+    assert.ok(before.length >= 1);
+
+    process.kill(home.pid, 'SIGSTOP');
+    try {
+      // The survivor sees it dead (3 s TTL) and its reaper runs every second: give it 10 s.
+      await waitFor('the survivor to see the stalled replica as dead', async () => {
+        const cluster = (await (await fetch(`${other.url}/stats/pool?scope=cluster`)).json()) as { replicas: Array<{ replica: string }> };
+        return !cluster.replicas.some((r) => r.replica === home.id);
+      }, 10_000, 250);
+      await sleep(7_000);
+      assert.deepEqual((await dockerPs({ [LABELS.replica]: home.id })).sort(), before, 'a live (stalled) replica\'s sandboxes were removed');
+    } finally {
+      process.kill(home.pid, 'SIGCONT');
+    }
+    const contents = await run(socket, 'read /workspace/keep.txt');
+    assert.equal(contents.length, 1);
+    assert.equal(contents[0], 'still here', `the file survived the stall (got ${JSON.stringify(contents[0])})`);
+  });
+
+  it('a Redis restart with persistence (AOF) keeps the session id, the history and the ownership', async () => {
+    const { socket, session } = await connect(state.url, 'durable-user');
+    await run(socket, 'write "durable" to /workspace/d.txt');
+    const historyBefore = await admin.llen('sandpool:history:durable-user');
+    assert.ok(historyBefore >= 4);
+    const owner = await admin.get('sandpool:owner:durable-user');
+    assert.equal(owner, session.replica);
+    // Everything up to the last second is on disk (appendfsync everysec).
+    await sleep(1_500);
+    process.kill(state.redisPid, 'SIGKILL');
+    await sleep(500);
+    restartedRedis = spawn('redis-server', state.redisArgs, { stdio: 'ignore' });
+    await waitFor('Redis back', async () => (await admin.ping().catch(() => '')) === 'PONG', 15_000, 200);
+    assert.equal(await admin.llen('sandpool:history:durable-user'), historyBefore, 'history kept');
+    assert.equal(await admin.get('sandpool:owner:durable-user'), session.replica, 'ownership kept');
+    await waitFor('the replicas to reconnect', async () => {
+      const r = await Promise.all(state.replicas.map(async (x) => (await fetch(`${x.url}/ready`)).status));
+      return r.every((s) => s === 200);
+    }, 20_000, 250);
+    const again = await connect(state.url, 'durable-user');
+    assert.equal(again.session.sessionId, session.sessionId, 'the same session id after the restart');
+    assert.deepEqual(await run(again.socket, 'read /workspace/d.txt'), ['durable']);
+  });
+
+  it('a Redis restart without persistence loses sessions and histories, but ownership comes back: a second tab on another replica still reaches the one sandbox', async () => {
+    const { socket, session } = await connect(state.url, 'volatile-user');
+    await run(socket, 'write "one workspace" to /workspace/v.txt');
+    const other = state.replicas.find((r) => r.id !== session.replica);
+    assert.ok(other);
+    // What a restart without persistence leaves: nothing.
+    await admin.flushall();
+    assert.equal(await admin.get('sandpool:owner:volatile-user'), null);
+    await waitFor('the holder\'s heartbeat to re-create the ownership record', async () => (await admin.get('sandpool:owner:volatile-user')) === session.replica, 10_000, 200);
+    const tab = await connect(other.url, 'volatile-user');
+    assert.equal(tab.session.replica, other.id);
+    assert.notEqual(tab.session.sessionId, session.sessionId, 'the session id was lost with Redis');
+    assert.deepEqual(await run(tab.socket, 'read /workspace/v.txt'), ['one workspace'], 'routed to the one sandbox, not a second, empty one');
+  });
+
+  it('kill -9 of a replica: its containers are removed within the stated bound (heartbeat TTL + one reaper interval + removal)', async () => {
+    const victim = state.replicas.find((r) => r.id !== state.replicas[0]?.id);
+    assert.ok(victim);
+    assert.ok((await dockerPs({ [LABELS.replica]: victim.id })).length >= 1);
+    const killedAt = Date.now();
+    process.kill(victim.pid, 'SIGKILL');
+    await waitFor('the dead replica\'s containers to go', async () => (await dockerPs({ [LABELS.replica]: victim.id })).length === 0, 20_000, 250);
+    const tookMs = Date.now() - killedAt;
+    // TTL 3 s + reaper 1 s + removal; 15 s leaves room for a loaded machine.
+    assert.ok(tookMs < 15_000, `took ${tookMs} ms`);
+    process.stderr.write(`[cluster-trust] kill -9 cleanup took ${tookMs} ms (HEARTBEAT_INTERVAL_MS=1000)\n`);
+  });
+});
