@@ -21,7 +21,10 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY web ./web
-# The docker socket's group must be added at run time (group_add: DOCKER_GID).
+# Where the Docker socket proxy (compose service docker-proxy) listens; a named
+# volume mounted here starts with this owner, so the unprivileged proxy can create its socket.
+RUN mkdir -p /run/sandpool && chown node:node /run/sandpool
+# Only the proxy gets the engine's socket, and its group at run time (group_add: DOCKER_GID).
 USER node
 EXPOSE 3000
 HEALTHCHECK --interval=10s --timeout=3s CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
