@@ -29,8 +29,8 @@ export async function executeRun(run: Run, { root, outDir, replicaCount, say }: 
   const cluster = await startClusterProcess({
     replicas: replicaCount,
     namePrefix: 'load',
-    // Load users all come from this one address: lift the per-address limits that would measure nginx, not sandpool.
-    args: ['--api-rate', '1000r/s', '--conn-per-ip', '100000'],
+    // Load users all come from this one address: lift the per-address limits that would measure nginx, not sandpool (65535 is nginx's most).
+    args: ['--api-rate', '1000r/s', '--conn-per-ip', '65535'],
     // Load users come from one IP and arrive fast: lift per-IP limits that would measure nginx, not sandpool.
     env: { ...process.env, LOG_LEVEL: 'warn', MAX_SESSIONS: '20000', SOCKET_EVENTS_PER_SECOND: '100', ...run.env },
     // Should this runner die mid-run, the cluster still stops (and removes its containers) on its own.
