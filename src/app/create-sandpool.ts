@@ -12,14 +12,20 @@ import { createAuthenticator } from '../auth/authenticator.js';
 import { createOriginPolicy } from '../auth/origins.js';
 import { createApprovalRegistry } from '../chat/approvals.js';
 import { createChatService, type ChatService } from '../chat/chat-service.js';
+import { createDirectToolCalls } from '../chat/direct-tool-calls.js';
 import { createSandboxTools } from '../chat/sandbox-tools.js';
 import { createSessionManager } from '../chat/sessions.js';
 import { createToolCatalog } from '../chat/tool-catalog.js';
 import { createHeartbeat, heartbeatTtlMs } from '../cluster/heartbeat.js';
 import { createLiveness } from '../cluster/liveness.js';
 import { connectRedis, redactUrl } from '../cluster/redis-clients.js';
-import { createSingleReplicaBus } from '../cluster/replica-bus.js';
+import { createSingleReplicaBus, type ReplicaBus } from '../cluster/replica-bus.js';
+import { SandpoolError } from '../errors.js';
 import { createHttpApp } from '../http/http-app.js';
+import { createMcpRoutes } from '../mcp-gateway/mcp-routes.js';
+import { createMcpSessionRegistry } from '../mcp-gateway/mcp-sessions.js';
+import { createToolPolicy } from '../mcp-gateway/tool-policy.js';
+import { createUserMcpServer } from '../mcp-gateway/user-mcp-server.js';
 import { createLogger, type Logger } from '../logger.js';
 import { createMetrics } from '../metrics/metrics.js';
 import { createDeadReplicaReaper } from '../orphans/dead-replica-reaper.js';
@@ -161,6 +167,54 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   });
   heartbeat.track(sessions);
 
+  const authenticate = createAuthenticator(config.auth);
+  const origins = createOriginPolicy(config.auth.allowedOrigins);
+  const provider = createProvider(config.llm);
+  logger.info({ provider: provider.name, model: provider.model }, 'agent provider');
+  const toolCatalog = createToolCatalog(pool);
+
+  // Socket.IO first (attached to the HTTP server below): replicas route to each other over it.
+  const adapter = redis ? createAdapter(redis.pub, redis.sub, { key: `${config.cluster.redisKeyPrefix}socket.io`, requestsTimeout: 5_000 }) : undefined;
+  const { io, emitToUser } = createSocketServer({ adapter, maxMessageBytes: config.chat.maxMessageBytes, allowedOrigins: config.auth.allowedOrigins });
+  const bus: ReplicaBus = redis ? createSocketIoReplicaBus({ io, replicaId, logger, toolCallSlackMs: config.pool.acquireTimeoutMs + 5_000 }) : createSingleReplicaBus();
+  const sandboxTools = createSandboxTools({ sessions, bus });
+  const directCalls = createDirectToolCalls({
+    sessions,
+    sandboxTools,
+    limiter: state.limiter,
+    maxRequestsPerUser: config.chat.maxRequestsPerUser,
+    toolCallTimeoutMs: config.chat.toolCallTimeoutMs,
+    logger,
+  });
+  const toolPolicy = createToolPolicy(config.mcp.tools);
+  const mcpServerFor = (userId: string): ReturnType<typeof createUserMcpServer> =>
+    createUserMcpServer(userId, { tools: toolCatalog.raw, policy: toolPolicy, calls: directCalls, logger, observe: metrics.mcpCall });
+  const mcpSessions = createMcpSessionRegistry({
+    serverFor: mcpServerFor,
+    // MCP sessions count against the user's connection cap with their sockets, across replicas.
+    admit: async (userId, sessionId) => {
+      if (!(await state.sockets.tryAcquire(userId, `mcp:${sessionId}`))) {
+        throw new SandpoolError('TOO_MANY_REQUESTS', `you already have ${config.auth.maxSocketsPerUser} connections open (sockets and MCP sessions, MAX_SOCKETS_PER_USER); end one first`);
+      }
+    },
+    idleTimeoutMs: config.chat.sessionIdleTimeoutMs,
+    maxBodyBytes: config.mcp.maxBodyBytes,
+    onOpen: (s) => void sessions.attach(s.userId),
+    onClose: (s, why) => {
+      // Held here only by MCP sessions: let go at once (no reconnect grace for a DELETE).
+      sessions.detach(s.userId, 0);
+      void state.sockets.release(s.userId, `mcp:${s.id}`).catch(() => undefined);
+      if (why === 'shutdown') return;
+      // The sandbox may live on another replica: it releases it there if nothing holds it.
+      void state.owners.owner(s.userId).then(
+        (owner) => owner !== undefined && owner !== replicaId && bus.release(owner, s.userId),
+        () => undefined,
+      );
+    },
+    logger,
+  });
+  metrics.watchMcpSessions(mcpSessions.count);
+
   // HTTP first (not listening yet), Socket.IO on the same server.
   let draining = false;
   const notReadyReasons = (): string[] => {
@@ -186,24 +240,28 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     notReadyReasons,
     isDraining: () => draining,
     allowedOrigins: config.auth.allowedOrigins,
+    mcp: createMcpRoutes({
+      authenticate,
+      tokensAreJwts: config.auth.secret !== undefined,
+      issuer: config.auth.issuer,
+      origins,
+      sessions: mcpSessions,
+      serverFor: mcpServerFor,
+      maxBodyBytes: config.mcp.maxBodyBytes,
+      logger,
+    }),
   });
   const server = createAdaptorServer({ fetch: http.fetch }) as HttpServer;
-  const adapter = redis ? createAdapter(redis.pub, redis.sub, { key: `${config.cluster.redisKeyPrefix}socket.io`, requestsTimeout: 5_000 }) : undefined;
-  const { io, emitToUser } = createSocketServer({ httpServer: server, adapter, maxMessageBytes: config.chat.maxMessageBytes, allowedOrigins: config.auth.allowedOrigins });
+  io.attach(server);
   const replicaNumbers = (): Record<string, unknown> => ({ ...pool.stats(), connections: io.engine.clientsCount, sessions: sessions.count() });
   heartbeat.publish(replicaNumbers);
-  const bus = redis ? createSocketIoReplicaBus({ io, replicaId, logger, toolCallSlackMs: config.pool.acquireTimeoutMs + 5_000 }) : createSingleReplicaBus();
 
-
-  const provider = createProvider(config.llm);
-  logger.info({ provider: provider.name, model: provider.model }, 'agent provider');
   const approvals = createApprovalRegistry();
-  const sandboxTools = createSandboxTools({ sessions, bus });
   const chat = createChatService({
     settings: config.chat,
     replicaId,
     provider,
-    tools: createToolCatalog(pool),
+    tools: toolCatalog,
     sandboxTools,
     sessions,
     approvals,
@@ -218,12 +276,13 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     message: (userId, payload) => chat.handleMessage(userId, payload, { routed: true }),
     approval: (userId, approval) => chat.handleApproval(userId, approval, { routed: true }),
     tool: (userId, call) => sandboxTools.runRouted(userId, call),
+    release: (userId) => sessions.releaseIfUnheld(userId),
   });
   registerGateway({
     io,
     chat,
-    authenticate: createAuthenticator(config.auth),
-    origins: createOriginPolicy(config.auth.allowedOrigins),
+    authenticate,
+    origins,
     sockets: state.sockets,
     maxSocketsPerUser: config.auth.maxSocketsPerUser,
     budget: createEventBudget({ eventsPerSecond: config.chat.socketEventsPerSecond }),
@@ -274,6 +333,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
         { name: 'finish requests in flight', maxMs: Math.min(5_000, budgetMs / 3) + 1_000, run: () => chat.shutdown(Math.min(5_000, budgetMs / 3)) },
         // Sockets are closed at the transport level: clients reconnect (through nginx) to a survivor.
         { name: 'close sockets', maxMs: 3_000, run: () => closeSockets(io) },
+        { name: 'close MCP sessions', maxMs: 2_000, run: () => mcpSessions.closeAll() },
         {
           name: 'stop accepting HTTP',
           maxMs: 5_000,

@@ -16,6 +16,14 @@ function first(value: string | string[] | undefined): string | undefined {
   return (Array.isArray(value) ? value[0] : value)?.split(',')[0]?.trim();
 }
 
+/** The origin a request was addressed to, as nginx forwards it (scheme and Host, port included). */
+export function requestOrigin(headers: Headers | IncomingHttpHeaders, encrypted: boolean): string {
+  const get = (name: string): string | undefined => (headers instanceof Headers ? (headers.get(name) ?? undefined) : first(headers[name]));
+  const host = first(get('x-forwarded-host')) ?? first(get('host')) ?? 'localhost';
+  const proto = first(get('x-forwarded-proto')) ?? (encrypted ? 'https' : 'http');
+  return `${proto}://${host}`;
+}
+
 export function createOriginPolicy(allowedOrigins: readonly string[]): OriginPolicy {
   const allowed = new Set(allowedOrigins);
   return {
@@ -23,9 +31,7 @@ export function createOriginPolicy(allowedOrigins: readonly string[]): OriginPol
     allows(origin, headers, encrypted) {
       if (origin === undefined) return true;
       if (allowed.has(origin)) return true;
-      const host = first(headers['x-forwarded-host']) ?? first(headers.host);
-      const proto = first(headers['x-forwarded-proto']) ?? (encrypted ? 'https' : 'http');
-      return host !== undefined && origin === `${proto}://${host}`;
+      return headers.host !== undefined && origin === requestOrigin(headers, encrypted);
     },
   };
 }

@@ -206,10 +206,10 @@ export function createChatService(options: ChatServiceOptions): ChatService {
       }
     },
     async connect(userId) {
-      return info(sessions.socketConnected(userId));
+      return info(sessions.attach(userId));
     },
     disconnect(userId) {
-      sessions.socketDisconnected(userId);
+      sessions.detach(userId);
     },
     async handleMessage(userId, payload, handleOptions) {
       if (!accepting) reject(new SandpoolError('SHUTTING_DOWN', 'this replica is shutting down; reconnect and send again'));

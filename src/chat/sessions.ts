@@ -12,7 +12,8 @@ import type { OwnershipStore } from '../state/types.js';
  */
 export interface Session {
   readonly userId: string;
-  sockets: number;
+  /** What holds the session open here: the user's sockets and MCP sessions. */
+  holders: number;
   /** Requests of this user running on this replica: the idle release waits for them. */
   running: number;
   /** Aborted (with a CancelledError) when the session ends: cancels the user's requests running here. */
@@ -54,8 +55,16 @@ export interface SessionManager {
   /** The user's session here, created on first use. Refuses with TOO_MANY_REQUESTS at MAX_SESSIONS. */
   open(userId: string): Session;
   get(userId: string): Session | undefined;
-  socketConnected(userId: string): Session;
-  socketDisconnected(userId: string): void;
+  /** A socket or MCP session of the user opened here: the session stays while any holds it. */
+  attach(userId: string): Session;
+  /**
+   * One let go. When the last one has gone, the session ends after `graceMs`
+   * (default SESSION_DISCONNECT_GRACE_MS; a reconnect within it keeps
+   * everything): its requests are cancelled and its sandbox released.
+   */
+  detach(userId: string, graceMs?: number): void;
+  /** Ends the session now if nothing holds it and nothing runs (another replica's MCP session ended). */
+  releaseIfUnheld(userId: string): Promise<void>;
   /** Marks activity: postpones the idle release. */
   touch(session: Session): void;
   /**
@@ -125,7 +134,7 @@ export function createSessionManager(options: SessionManagerOptions): SessionMan
       // Busy is not idle: look again later (a request's own end re-arms this too).
       if (session.running > 0) return armIdle(session);
       // Idle: the sandbox goes; the session stays while a socket is open.
-      if (session.sockets > 0) void releaseLease(session, 'idle timeout');
+      if (session.holders > 0) void releaseLease(session, 'idle timeout');
       else void end(session, 'idle timeout', 'user-left');
     }, chat.sessionIdleTimeoutMs);
     timer.unref();
@@ -157,28 +166,33 @@ export function createSessionManager(options: SessionManagerOptions): SessionMan
       if (sessions.size >= chat.maxSessions) {
         throw new SandpoolError('TOO_MANY_REQUESTS', `this replica serves its maximum of ${chat.maxSessions} sessions; try again later`);
       }
-      const session: Session = { userId, sockets: 0, running: 0, abort: new AbortController() };
+      const session: Session = { userId, holders: 0, running: 0, abort: new AbortController() };
       sessions.set(userId, session);
       armIdle(session);
       return session;
     },
     get: (userId) => sessions.get(userId),
-    socketConnected(userId) {
+    attach(userId) {
       const session = manager.open(userId);
-      session.sockets++;
+      session.holders++;
       clearTimeout(graceTimers.get(session));
       graceTimers.delete(session);
       return session;
     },
-    socketDisconnected(userId) {
+    detach(userId, graceMs = chat.disconnectGraceMs) {
       const session = sessions.get(userId);
       if (!session) return;
-      session.sockets = Math.max(0, session.sockets - 1);
-      if (session.sockets > 0) return;
+      session.holders = Math.max(0, session.holders - 1);
+      if (session.holders > 0) return;
       // Nobody left here to approve or read: after the grace period, cancel and release.
-      const timer = setTimeout(() => void end(session, 'user disconnected', 'user-left'), chat.disconnectGraceMs);
+      clearTimeout(graceTimers.get(session));
+      const timer = setTimeout(() => void end(session, 'user left', 'user-left'), graceMs);
       timer.unref();
       graceTimers.set(session, timer);
+    },
+    async releaseIfUnheld(userId) {
+      const session = sessions.get(userId);
+      if (session && session.holders === 0 && session.running === 0) await end(session, 'its last MCP session ended elsewhere', 'user-left');
     },
     touch(session) {
       armIdle(session);

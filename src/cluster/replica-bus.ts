@@ -9,6 +9,8 @@ export interface ReplicaBusHandlers {
   approval(userId: string, approval: ToolApproval): Promise<boolean>;
   /** Runs a tool call in the user's sandbox, which this replica holds. */
   tool(userId: string, call: RemoteToolCall): Promise<ToolRun>;
+  /** Releases the user's sandbox here if nothing here holds it any more. */
+  release(userId: string): Promise<void>;
 }
 
 /**
@@ -23,6 +25,8 @@ export interface ReplicaBus {
   forwardApproval(userId: string, approval: ToolApproval): Promise<boolean>;
   /** Runs a tool call on `target`, which holds the user's sandbox. Rejects with SandboxGoneError or a SandpoolError. */
   runTool(target: string, userId: string, call: RemoteToolCall): Promise<ToolRun>;
+  /** Tells `target` the user let go here (fire and forget): it releases the sandbox if nothing there holds it. */
+  release(target: string, userId: string): void;
   serve(handlers: ReplicaBusHandlers): void;
 }
 
@@ -36,6 +40,9 @@ export function createSingleReplicaBus(): ReplicaBus {
     forwardMessage: nobody,
     forwardApproval: async () => false,
     runTool: nobody,
+    release() {
+      /* the one replica releases by itself */
+    },
     serve() {
       /* nothing is ever routed here */
     },

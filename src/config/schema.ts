@@ -36,12 +36,26 @@ function parseOrigins(raw: string): string[] {
   return origins;
 }
 
+/** MCP_TOOLS: every tool, the read-only ones, or these names. */
+export type McpToolPolicySetting = 'all' | 'read-only' | readonly string[];
+
+function parseToolPolicy(raw: string): McpToolPolicySetting {
+  const text = raw.trim();
+  if (text === 'all' || text === 'read-only') return text;
+  const names = text.split(',').map((n) => n.trim()).filter(Boolean);
+  if (names.length === 0 || names.some((n) => !/^[A-Za-z0-9_.-]{1,128}$/.test(n))) {
+    throw new EnvVarError('must be all, read-only, or a comma-separated list of tool names');
+  }
+  return names;
+}
+
 /** Section titles of .env.example, one per group of the schema, in order. */
 export const SECTIONS: Readonly<Record<keyof typeof schema, string>> = {
   server: 'server',
   chat: 'chat',
   auth: 'identity',
   llm: 'agent model',
+  mcp: 'MCP gateway (/mcp: any MCP client gets the user\'s own sandbox)',
   cluster: 'replicas (shared state)',
   pool: 'sandbox pool (the seed\'s variables)',
   sandbox: 'sandbox limits (every container: no network, all caps dropped, no-new-privileges, read-only root, noexec tmpfs /workspace and /tmp)',
@@ -142,6 +156,15 @@ export const schema = {
       apiKey: optionalStr('ANTHROPIC_API_KEY', { secret: true, doc: 'Key for LLM_PROVIDER=anthropic.' }),
       baseUrl: optionalUrl('ANTHROPIC_BASE_URL', { doc: 'Another Anthropic API endpoint.' }),
     },
+  },
+  mcp: {
+    tools: custom<McpToolPolicySetting>('MCP_TOOLS', {
+      default: 'all',
+      example: 'all',
+      parse: parseToolPolicy,
+      doc: 'Which sandbox tools MCP clients may list and call: all, read-only (tools the image marks readOnlyHint), or a comma-separated list of tool names. The chat agent is not limited by it.',
+    }),
+    maxBodyBytes: int('MCP_MAX_BODY_BYTES', { default: 1_048_576, min: 1024, max: 64 * 1_048_576, doc: 'Largest accepted /mcp request body (413 above).' }),
   },
   cluster: {
     redisUrl: optionalUrl('REDIS_URL', {

@@ -42,6 +42,8 @@ export interface HttpDeps {
   isDraining: () => boolean;
   /** Browser origins besides the server's own allowed to call the API (ALLOWED_ORIGINS); the same list Socket.IO handshakes are checked against. */
   allowedOrigins: readonly string[];
+  /** The MCP gateway's routes (/mcp, /.well-known/oauth-protected-resource). */
+  mcp: Hono;
 }
 
 export function createHttpApp(deps: HttpDeps): Hono {
@@ -129,6 +131,8 @@ export function createHttpApp(deps: HttpDeps): Hono {
     const body = await deps.metrics.registry.metrics();
     return c.body(body, 200, { 'content-type': deps.metrics.registry.contentType });
   });
+
+  app.route('/', deps.mcp);
 
   // The chat page, last: only what no route above answered is looked up in webRoot.
   // Revalidated on every load (no-cache), cheaply: an unchanged file is a 304.

@@ -12,6 +12,10 @@ export interface Metrics {
   watchPool(stats: () => PoolStats): void;
   /** Gauges over the realtime layer, read when /metrics is scraped (registered once it exists). */
   watchChat(gauges: ChatGauges): void;
+  /** MCP gateway: calls and their latency by tool and outcome. */
+  mcpCall(tool: string, ms: number, outcome: 'ok' | 'tool-error' | 'refused' | 'failed'): void;
+  /** MCP sessions open on this replica, read when /metrics is scraped. */
+  watchMcpSessions(count: () => number): void;
 }
 
 /** Live numbers of the realtime layer. */
@@ -90,9 +94,30 @@ export function createMetrics(options: { replicaId: string }): Metrics {
     registers: [registry],
   });
 
+  const mcpCalls = new Counter({
+    name: 'sandpool_mcp_calls_total',
+    help: 'MCP tools/call requests, by tool and outcome (ok, tool-error: the tool answered isError, refused, failed)',
+    labelNames: ['tool', 'outcome'],
+    registers: [registry],
+  });
+  const mcpCallSeconds = new Histogram({
+    name: 'sandpool_mcp_call_seconds',
+    help: 'MCP tools/call latency at the gateway, by tool',
+    labelNames: ['tool'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
+
   return {
     registry,
     orphansRemoved,
+    mcpCall(tool, ms, outcome) {
+      mcpCalls.inc({ tool, outcome });
+      mcpCallSeconds.observe({ tool }, ms / 1000);
+    },
+    watchMcpSessions(count) {
+      liveGauge('sandpool_mcp_sessions', 'MCP sessions open on this replica', count);
+    },
     watchPool(stats) {
       const gauge = (name: string, help: string, pick: (s: PoolStats) => number): void => liveGauge(name, help, () => pick(stats()));
       gauge('sandpool_pool_idle', 'Warm sandboxes ready to hand out', (s) => s.idle);

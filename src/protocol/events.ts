@@ -137,6 +137,8 @@ export interface InterServerEvents {
   'sandpool:approval': (msg: { userId: string } & ToolApproval, ack: (decided: boolean) => void) => void;
   'sandpool:tool': (msg: { target: string; origin: string; id: string; userId: string; call: RemoteToolCall }) => void;
   'sandpool:tool-reply': (msg: { origin: string; id: string; outcome: ({ ok: true } & ToolRun) | { ok: false; error: ErrorBody; gone: boolean } }) => void;
+  /** The user's last MCP session elsewhere ended: release the sandbox if nothing here holds it. */
+  'sandpool:release': (msg: { target: string; userId: string }) => void;
 }
 
 /** What a connected socket carries (set by the authentication middleware). */

@@ -68,7 +68,14 @@ export function createSocketIoReplicaBus(options: SocketIoReplicaBusOptions): Re
       });
     },
 
+    release(target, userId) {
+      io.serverSideEmit('sandpool:release', { target, userId });
+    },
+
     serve(handlers: ReplicaBusHandlers) {
+      io.on('sandpool:release', ({ target, userId }) => {
+        if (target === replicaId) void handlers.release(userId).catch(() => undefined);
+      });
       io.on('sandpool:message', (msg, ack) => {
         if (msg.target !== replicaId) return ack(null);
         handlers.message(msg.userId, msg.payload).then(

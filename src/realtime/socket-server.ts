@@ -1,4 +1,3 @@
-import type { Server as HttpServer } from 'node:http';
 import { Server } from 'socket.io';
 import type { ClientToServerEvents, InterServerEvents, ServerToClientEvents, SocketData } from '../protocol/events.js';
 
@@ -11,16 +10,19 @@ export function userRoom(userId: string): string {
   return `user:${userId}`;
 }
 
-/** The Socket.IO server on the replica's HTTP server, typed with the wire contract. */
+/**
+ * The Socket.IO server, typed with the wire contract. It is attached to the
+ * replica's HTTP server later (`io.attach`): what routes between replicas
+ * over it is needed before the HTTP app can be built.
+ */
 export function createSocketServer(options: {
-  httpServer: HttpServer;
   /** Socket.IO adapter (the Redis adapter with several replicas). Default: in-memory. */
   adapter?: Parameters<SandpoolIo['adapter']>[0];
   maxMessageBytes: number;
   /** Cross-origin browsers allowed besides the server's own (ALLOWED_ORIGINS): they get CORS headers on the polling transport. */
   allowedOrigins: readonly string[];
 }): { io: SandpoolIo; emitToUser: EmitToUser } {
-  const io: SandpoolIo = new Server(options.httpServer, {
+  const io: SandpoolIo = new Server({
     ...(options.adapter ? { adapter: options.adapter } : {}),
     // Room for a message at the limit (JSON-escaped, worst case 6x) so it gets
     // a PAYLOAD_TOO_LARGE ack rather than a dropped connection.

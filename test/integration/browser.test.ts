@@ -104,6 +104,20 @@ describe('the chat page in a real browser', () => {
     assert.equal(await text(page.locator('#inflight')), `0 / ${app.config.chat.maxRequestsPerUser} in flight`);
   });
 
+  it('shows how to reach the same sandbox from any MCP client: the endpoint and a client configuration that works', async () => {
+    assert.equal(await text(page.locator('#mcp-url')), `${app.url}/mcp`);
+    const config = JSON.parse(await text(page.locator('#mcp-config'))) as { mcpServers: { sandpool: { url: string; headers: { Authorization: string } } } };
+    assert.deepEqual(config.mcpServers.sandpool, { type: 'http', url: `${app.url}/mcp`, headers: { Authorization: `Bearer ${userId}` } });
+    // The configuration as shown answers: a development server takes the bearer as the user.
+    const res = await fetch(config.mcpServers.sandpool.url, {
+      method: 'POST',
+      headers: { authorization: config.mcpServers.sandpool.headers.Authorization, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} }),
+    });
+    assert.equal(res.status, 200);
+    assert.match(await res.text(), /list_directory/);
+  });
+
   it('a refused message shows the ack error code and message on its turn and in the error line', async () => {
     const limit = app.config.chat.maxMessageBytes;
     const turn = await send(page, 'x'.repeat(limit + 1));

@@ -43,6 +43,9 @@ function recordingBus(answers: Partial<ReplicaBusHandlers> = {}): ReplicaBus & {
       if (answers.tool) return answers.tool(userId, call);
       return { result: { content: [{ type: 'text', text: `ran ${call.name} on ${target}` }] }, startedFresh: 'no' };
     },
+    release(target, userId) {
+      routed.push({ kind: 'release', target, userId, body: undefined });
+    },
     serve() {},
   };
 }

@@ -70,7 +70,7 @@ describe('sessions', () => {
 
   it('releases an idle sandbox but keeps the session while a socket is open; a busy session is never idle', async () => {
     const { sessions, pool, state } = setup({ idleMs: 40 });
-    const s = sessions.socketConnected('alice');
+    const s = sessions.attach('alice');
     await sessions.lease(s);
     s.running++;
     await sleep(120);
@@ -86,13 +86,13 @@ describe('sessions', () => {
 
   it('ends the session after the disconnect grace, cancelling its requests as "user left"', async () => {
     const { sessions, pool } = setup({ graceMs: 30 });
-    const s = sessions.socketConnected('alice');
+    const s = sessions.attach('alice');
     await sessions.lease(s);
-    sessions.socketConnected('alice');
-    sessions.socketDisconnected('alice');
+    sessions.attach('alice');
+    sessions.detach('alice');
     await sleep(60);
     assert.equal(s.abort.signal.aborted, false, 'another tab is still there');
-    sessions.socketDisconnected('alice');
+    sessions.detach('alice');
     await sleep(80);
     assert.ok(s.abort.signal.reason instanceof CancelledError);
     assert.equal((s.abort.signal.reason as CancelledError).reason, 'user-left');
@@ -102,10 +102,10 @@ describe('sessions', () => {
 
   it('a reconnect within the grace keeps everything', async () => {
     const { sessions, pool } = setup({ graceMs: 50 });
-    const s = sessions.socketConnected('alice');
+    const s = sessions.attach('alice');
     await sessions.lease(s);
-    sessions.socketDisconnected('alice');
-    sessions.socketConnected('alice');
+    sessions.detach('alice');
+    sessions.attach('alice');
     await sleep(100);
     assert.equal(sessions.get('alice'), s);
     assert.equal(pool.live().length, 1);

@@ -60,6 +60,9 @@ export const els = {
   sessionId: byId('session-id'),
   sessionLimits: byId('session-limits'),
   toolList: byId('tool-list'),
+  mcpUrl: byId('mcp-url'),
+  mcpHeader: byId('mcp-header'),
+  mcpConfig: byId('mcp-config'),
   examples: byId('examples'),
 };
 

@@ -8,6 +8,7 @@ import { interruptOpenTurns, messageEvents, renderInflight, resetConversation } 
 import { els } from './dom.js';
 import { initErrorLine } from './error-line.js';
 import { startPoolPanel } from './pool-panel.js';
+import { renderMcpPanel } from './mcp-panel.js';
 import { renderSession } from './session-panel.js';
 import { prefillUserId, readSignin } from './signin.js';
 import { state } from './state.js';
@@ -15,6 +16,7 @@ import { state } from './state.js';
 const connection = createConnection({
   onSession(s) {
     renderSession(s);
+    renderMcpPanel({ userId: s.userId, withToken: Boolean(els.token.value.trim()) });
     // Calls that were already waiting when this tab (re)connected.
     for (const p of Array.isArray(s.pending) ? s.pending : []) onToolRequest(p);
     renderInflight();
@@ -37,6 +39,7 @@ initErrorLine();
 initComposer();
 
 prefillUserId();
+renderMcpPanel({ userId: els.userId.value.trim(), withToken: false });
 setConn('disconnected', 'Not connected');
 renderInflight();
 // The status of the replica this user's sockets reach (or would reach).

@@ -1,0 +1,57 @@
+import { randomUUID } from 'node:crypto';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { SandpoolError, errorMessage } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { SlotLimiter } from '../state/slot-limiter.js';
+import type { SandboxTools } from './sandbox-tools.js';
+import type { SessionManager } from './sessions.js';
+
+/**
+ * Tool calls a client makes itself (an MCP client), without the agent and its
+ * approvals: in the user's one sandbox (here, or routed to the replica that
+ * holds it), counted against MAX_REQUESTS_PER_USER together with chat.
+ */
+export interface DirectToolCalls {
+  call(userId: string, name: string, args: Record<string, unknown>): Promise<CallToolResult>;
+}
+
+const LOST_NOTICE = '(Your previous sandbox stopped — its replica or container went away — so this ran in a fresh one; earlier files are gone.)';
+
+export function createDirectToolCalls(options: {
+  sessions: SessionManager;
+  sandboxTools: SandboxTools;
+  limiter: SlotLimiter;
+  maxRequestsPerUser: number;
+  toolCallTimeoutMs: number;
+  logger: Logger;
+}): DirectToolCalls {
+  const { sessions, limiter } = options;
+  const log = options.logger.child({ component: 'DirectToolCalls' });
+  return {
+    async call(userId, name, args) {
+      const slot = `tool-${randomUUID()}`;
+      let admitted: boolean;
+      try {
+        admitted = await limiter.tryAcquire(userId, slot);
+      } catch (err) {
+        throw new SandpoolError('INTERNAL', 'shared state (Redis) is unavailable; try again shortly', { cause: err, detail: errorMessage(err) });
+      }
+      if (!admitted) {
+        throw new SandpoolError('TOO_MANY_REQUESTS', `you already have ${options.maxRequestsPerUser} requests in flight (chat and MCP together); wait for one to finish`);
+      }
+      const session = sessions.get(userId) ?? sessions.open(userId);
+      // Running calls keep the session (and its sandbox) from the idle release.
+      session.running++;
+      try {
+        const run = await options.sandboxTools.runnerFor(session).run(name, args, { timeoutMs: options.toolCallTimeoutMs });
+        if (run.startedFresh !== 'after-loss') return run.result;
+        return { ...run.result, content: [{ type: 'text', text: LOST_NOTICE }, ...run.result.content] };
+      } finally {
+        session.running--;
+        sessions.touch(session);
+        // Shared state may be down right now: the slot then expires on its own.
+        limiter.release(userId, slot).catch((err: unknown) => log.warn({ user: userId, err: errorMessage(err) }, 'could not free a request slot; it expires by itself'));
+      }
+    },
+  };
+}

@@ -1,0 +1,105 @@
+import { randomUUID } from 'node:crypto';
+import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../logger.js';
+
+/** One MCP session: whose it is, and the SDK transport and server that answer it. */
+export interface McpSession {
+  readonly id: string;
+  readonly userId: string;
+  readonly transport: WebStandardStreamableHTTPServerTransport;
+}
+
+export interface McpSessionRegistry {
+  /**
+   * A new session for the user (an initialize request): its transport, whose
+   * handleRequest answers the initialize with the session id. The session is
+   * registered once the SDK has initialized it.
+   */
+  open(userId: string): Promise<WebStandardStreamableHTTPServerTransport>;
+  /** The user's session with that id; undefined for an unknown id or another user's (both answer 404). */
+  get(id: string, userId: string): McpSession | undefined;
+  /** A request arrived on the session: it is not idle. */
+  touch(session: McpSession): void;
+  count(): number;
+  /** Closes every session (shutdown). */
+  closeAll(): Promise<void>;
+}
+
+export interface McpSessionRegistryOptions {
+  /** A user's MCP server (fresh per session). */
+  serverFor(userId: string): Server;
+  /** Admits a new session of the user (the per-user cap) or throws; its id is known before the SDK announces it. */
+  admit(userId: string, sessionId: string): Promise<void>;
+  /** An idle session is closed after this long (SESSION_IDLE_TIMEOUT_MS). */
+  idleTimeoutMs: number;
+  /** Largest POST body the transport reads (413 above). */
+  maxBodyBytes: number;
+  /** A session began / ended (DELETE, idle, shutdown): the user's sandbox is held / let go. */
+  onOpen(session: McpSession): void;
+  onClose(session: McpSession, why: 'deleted' | 'idle' | 'shutdown'): void;
+  logger: Logger;
+}
+
+/**
+ * MCP sessions on this replica. Ownership comes from the token, never from
+ * the session id: a session id is only ever looked up together with the user
+ * who presents it, so another user's id is as unknown as a made-up one.
+ */
+export function createMcpSessionRegistry(options: McpSessionRegistryOptions): McpSessionRegistry {
+  const log = options.logger.child({ component: 'McpSessions' });
+  const sessions = new Map<string, McpSession & { idle: NodeJS.Timeout | undefined; closing: boolean }>();
+
+  function close(id: string, why: 'deleted' | 'idle' | 'shutdown'): void {
+    const s = sessions.get(id);
+    if (!s || s.closing) return;
+    s.closing = true;
+    sessions.delete(id);
+    clearTimeout(s.idle);
+    options.onClose(s, why);
+    log.info({ session: id, user: s.userId, why }, 'MCP session ended');
+    // DELETE has closed the transport already; idle and shutdown close it here.
+    if (why !== 'deleted') void s.transport.close().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'could not close an MCP transport'));
+  }
+
+  function armIdle(s: McpSession & { idle: NodeJS.Timeout | undefined }): void {
+    clearTimeout(s.idle);
+    s.idle = setTimeout(() => close(s.id, 'idle'), options.idleTimeoutMs);
+    s.idle.unref();
+  }
+
+  return {
+    async open(userId) {
+      const sessionId = randomUUID();
+      await options.admit(userId, sessionId);
+      const server = options.serverFor(userId);
+      const transport: WebStandardStreamableHTTPServerTransport = new WebStandardStreamableHTTPServerTransport({
+        sessionIdGenerator: () => sessionId,
+        maxRequestBodySize: options.maxBodyBytes,
+        onsessioninitialized: (id) => {
+          const s = { id, userId, transport, idle: undefined, closing: false };
+          sessions.set(id, s);
+          armIdle(s);
+          options.onOpen(s);
+          log.info({ session: id, user: userId }, 'MCP session opened');
+        },
+        onsessionclosed: (id) => close(id, 'deleted'),
+      });
+      await server.connect(transport);
+      return transport;
+    },
+    get(id, userId) {
+      const s = sessions.get(id);
+      return s && s.userId === userId ? s : undefined;
+    },
+    touch(session) {
+      const s = sessions.get(session.id);
+      if (s) armIdle(s);
+    },
+    count: () => sessions.size,
+    async closeAll() {
+      for (const id of [...sessions.keys()]) close(id, 'shutdown');
+    },
+  };
+}

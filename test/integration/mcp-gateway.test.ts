@@ -1,0 +1,243 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { after, before, describe, it } from 'node:test';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
+import { pinnedNodeBinary } from '../../scripts/lib/node-binary.js';
+import type { StartedProcess } from '../../scripts/lib/start-process.js';
+import { LABELS } from '../../src/runtime/types.js';
+import { startCluster, type RunningCluster } from '../support/cluster.js';
+import { connectUser, dockerPs, emitAck, nextEvent, startReplica, textOf, uniqueReplica, waitFor, type ClientSocket } from '../support/helpers.js';
+import { TEST_SECRET, makeToken } from '../support/tokens.js';
+
+const run = promisify(execFile);
+const ISSUER = 'https://id.example';
+
+/** An MCP client of the official SDK over Streamable HTTP, with a bearer token. */
+async function mcpClient(base: string, token: string): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> {
+  const transport = new StreamableHTTPClientTransport(new URL(`${base}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${token}` } } });
+  const client = new Client({ name: 'sandpool-test', version: '1.0.0' });
+  await client.connect(transport);
+  return { client, transport };
+}
+
+/** The JSON-RPC error a call was refused with. */
+async function refusal(work: Promise<unknown>): Promise<{ code: number; message: string; data: { code?: string } }> {
+  try {
+    await work;
+  } catch (err) {
+    const e = err as { code?: number; message: string; data?: { code?: string } };
+    return { code: e.code ?? 0, message: e.message, data: e.data ?? {} };
+  }
+  assert.fail('the call was not refused');
+}
+
+const text = (r: unknown): string => textOf(r as CallToolResult);
+
+/** Sends a chat message and approves its tool calls; resolves with the tool results' contents. */
+async function chat(socket: ClientSocket, message: string): Promise<string[]> {
+  const ack = await emitAck(socket, 'message', message);
+  assert.equal(ack.ok, true, JSON.stringify(ack));
+  const mine = (p: { requestId: string }): boolean => p.requestId === ack.requestId;
+  const done = nextEvent(socket, 'message:done', mine, 30_000);
+  const contents: string[] = [];
+  for (;;) {
+    const next = await Promise.race([done.then(() => null), nextEvent<{ callId: string; requestId: string }>(socket, 'tool:request', mine, 30_000)]);
+    if (next === null) return contents;
+    await emitAck(socket, 'tool:approval', { callId: next.callId, approved: true });
+    contents.push((await nextEvent<{ callId: string; content: string }>(socket, 'tool:result', (r) => r.callId === next.callId, 30_000)).content);
+  }
+}
+
+describe('MCP gateway on one replica (the official SDK client, the replica in its own process)', () => {
+  let replica: StartedProcess;
+  let url: string;
+  let replicaId: string;
+  const sockets: ClientSocket[] = [];
+  const clients: Client[] = [];
+  const token = (sub: string): Promise<string> => makeToken({ sub, iss: ISSUER });
+
+  before(async () => {
+    replicaId = uniqueReplica('mcp');
+    replica = await startReplica(
+      { REPLICA_ID: replicaId, POOL_MIN_SIZE: '2', AUTH_SECRET: TEST_SECRET, AUTH_ISSUER: ISSUER, MCP_MAX_BODY_BYTES: '65536', MAX_REQUESTS_PER_USER: '3', HOST: '127.0.0.1' },
+      /Initialized with 2 idle containers/,
+      60_000,
+    );
+    url = `http://127.0.0.1:${/"url":"http:\/\/127\.0\.0\.1:(\d+)"/.exec(replica.output())?.[1] ?? ''}`;
+  });
+  after(async () => {
+    for (const s of sockets) s.close();
+    for (const c of clients) await c.close().catch(() => undefined);
+    await replica.stop('SIGTERM', 20_000);
+    assert.deepEqual(await dockerPs({ [LABELS.replica]: replicaId }), [], 'containers left behind');
+  });
+
+  it('answers without a token, or with a bad one, 401 with the resource metadata to find the authorization server', async () => {
+    const bare = await fetch(`${url}/mcp`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    assert.equal(bare.status, 401);
+    assert.equal(bare.headers.get('www-authenticate'), `Bearer resource_metadata="${url}/.well-known/oauth-protected-resource"`);
+    const forged = await fetch(`${url}/mcp`, { method: 'POST', headers: { authorization: `Bearer ${await makeToken({ sub: 'alice' }, { secret: 'another-secret-of-at-least-32-bytes' })}` }, body: '{}' });
+    assert.equal(forged.status, 401);
+    assert.match(forged.headers.get('www-authenticate') ?? '', /error="invalid_token", error_description="invalid token: the token signature is not valid"/);
+    const metadata = (await (await fetch(`${url}/.well-known/oauth-protected-resource`)).json()) as Record<string, unknown>;
+    assert.equal(metadata.resource, `${url}/mcp`);
+    assert.deepEqual(metadata.authorization_servers, [ISSUER]);
+    assert.deepEqual(metadata.bearer_methods_supported, ['header']);
+  });
+
+  it('lists the sandbox image\'s tools unchanged, without taking a sandbox', async () => {
+    const before = ((await (await fetch(`${url}/stats/pool`)).json()) as { active: number }).active;
+    const { client } = await mcpClient(url, await token('lister'));
+    clients.push(client);
+    const listed = (await client.listTools()).tools;
+    // The image itself, asked directly over stdio.
+    const direct = new Client({ name: 'direct', version: '1' });
+    await direct.connect(new StdioClientTransport({ command: 'docker', args: ['run', '-i', '--rm', '--network', 'none', 'sandpool-sandbox:latest'] }));
+    const fromImage = (await direct.listTools()).tools;
+    await direct.close();
+    const shape = (tools: Tool[]): unknown => tools.map((t) => ({ name: t.name, inputSchema: t.inputSchema, annotations: t.annotations }));
+    assert.deepEqual(shape(listed), shape(fromImage));
+    assert.equal(((await (await fetch(`${url}/stats/pool`)).json()) as { active: number }).active, before, 'no sandbox taken by initialize or tools/list');
+  });
+
+  it('writes then reads in the user\'s own sandbox; another user cannot read it, nor use the session', async () => {
+    const alice = await mcpClient(url, await token('alice'));
+    clients.push(alice.client);
+    await alice.client.callTool({ name: 'write_file', arguments: { path: '/workspace/secret.txt', content: 'alice only' } });
+    assert.equal(text(await alice.client.callTool({ name: 'read_text_file', arguments: { path: '/workspace/secret.txt' } })), 'alice only');
+
+    const bob = await mcpClient(url, await token('bob'));
+    clients.push(bob.client);
+    const bobs = (await bob.client.callTool({ name: 'read_text_file', arguments: { path: '/workspace/secret.txt' } })) as CallToolResult;
+    assert.equal(bobs.isError, true, 'bob has his own, empty sandbox');
+    assert.doesNotMatch(text(bobs), /alice only/);
+
+    // Alice's session id with Bob's token: as unknown as a made-up one.
+    const stolen = await fetch(`${url}/mcp`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${await token('bob')}`, 'mcp-session-id': alice.transport.sessionId ?? '', 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'read_text_file', arguments: { path: '/workspace/secret.txt' } } }),
+    });
+    assert.equal(stolen.status, 404);
+    assert.doesNotMatch(await stolen.text(), /alice only/);
+  });
+
+  it('shares one workspace with the user\'s chat, both ways', async () => {
+    const carol = await mcpClient(url, await token('carol'));
+    clients.push(carol.client);
+    await carol.client.callTool({ name: 'write_file', arguments: { path: '/workspace/from-mcp.txt', content: 'written over MCP' } });
+    const socket = await connectUser(url, { token: await token('carol') }, { uid: 'carol' });
+    sockets.push(socket);
+    assert.deepEqual(await chat(socket, 'read /workspace/from-mcp.txt'), ['written over MCP']);
+    await chat(socket, 'write "written in chat" to /workspace/from-chat.txt');
+    assert.equal(text(await carol.client.callTool({ name: 'read_text_file', arguments: { path: '/workspace/from-chat.txt' } })), 'written in chat');
+  });
+
+  it('counts MCP calls against MAX_REQUESTS_PER_USER together with chat: a refused call is a JSON-RPC error with data.code', async () => {
+    const socket = await connectUser(url, { token: await token('dave') }, { uid: 'dave' });
+    sockets.push(socket);
+    const pending: Array<{ callId: string }> = [];
+    for (let i = 0; i < 3; i++) {
+      const ack = await emitAck(socket, 'message', `write "x${i}" to /workspace/wait${i}.txt`);
+      assert.equal(ack.ok, true);
+      pending.push(await nextEvent<{ callId: string; requestId: string }>(socket, 'tool:request', (p) => p.requestId === ack.requestId));
+    }
+    const dave = await mcpClient(url, await token('dave'));
+    clients.push(dave.client);
+    const refused = await refusal(dave.client.callTool({ name: 'list_directory', arguments: { path: '/workspace' } }));
+    assert.equal(refused.code, -32000);
+    assert.equal(refused.data.code, 'TOO_MANY_REQUESTS');
+    assert.match(refused.message, /chat and MCP together/);
+    for (const p of pending) await emitAck(socket, 'tool:approval', { callId: p.callId, approved: false });
+    await waitFor('a slot to free', async () => (await dave.client.callTool({ name: 'list_directory', arguments: { path: '/workspace' } }).then(() => true, () => false)), 10_000, 200);
+  });
+
+  it('answers bad input clearly: malformed JSON (400, parse error), an oversized body (413), an unknown tool (JSON-RPC error)', async () => {
+    const headers = { authorization: `Bearer ${await token('erin')}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+    const malformed = await fetch(`${url}/mcp`, { method: 'POST', headers, body: '{"jsonrpc": "2.0", "id": 1, "method": ' });
+    assert.equal(malformed.status, 400);
+    assert.equal(((await malformed.json()) as { error: { code: number } }).error.code, -32700);
+    const huge = await fetch(`${url}/mcp`, { method: 'POST', headers, body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'write_file', arguments: { path: '/workspace/big', content: 'x'.repeat(70_000) } } }) });
+    assert.equal(huge.status, 413);
+    assert.equal(((await huge.json()) as { error: { data: { code: string } } }).error.data.code, 'PAYLOAD_TOO_LARGE');
+    const erin = await mcpClient(url, await token('erin'));
+    clients.push(erin.client);
+    const unknown = await refusal(erin.client.callTool({ name: 'rm_rf', arguments: {} }));
+    assert.equal(unknown.code, -32602);
+    assert.match(unknown.message, /unknown tool "rm_rf"; the tools are: .*read_text_file/);
+  });
+
+  it('serves a client without a session (stateless): the token, not a session, says whose sandbox', async () => {
+    const headers = { authorization: `Bearer ${await token('frank')}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+    const call = async (id: number, name: string, args: Record<string, unknown>): Promise<{ result?: CallToolResult }> =>
+      (await (await fetch(`${url}/mcp`, { method: 'POST', headers, body: JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args } }) })).json()) as { result?: CallToolResult };
+    await call(1, 'write_file', { path: '/workspace/stateless.txt', content: 'no session needed' });
+    assert.equal(text((await call(2, 'read_text_file', { path: '/workspace/stateless.txt' })).result), 'no session needed');
+  });
+
+  it('DELETE ends the session and releases the sandbox when no chat session holds it; /metrics counts sessions and calls by tool', async () => {
+    const gina = await mcpClient(url, await token('gina'));
+    await gina.client.callTool({ name: 'write_file', arguments: { path: '/workspace/g.txt', content: 'g' } });
+    const active = async (): Promise<number> => ((await (await fetch(`${url}/stats/pool`)).json()) as { active: number }).active;
+    const held = await active();
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    assert.match(metrics, /sandpool_mcp_sessions\{[^}]*\} [1-9]/);
+    assert.match(metrics, /sandpool_mcp_calls_total\{[^}]*tool="write_file"[^}]*outcome="ok"[^}]*\} [1-9]/);
+    assert.match(metrics, /sandpool_mcp_call_seconds_count\{[^}]*tool="read_text_file"/);
+    await gina.transport.terminateSession();
+    await gina.client.close();
+    await waitFor('gina\'s sandbox released', async () => (await active()) === held - 1, 10_000, 200);
+  });
+
+  it('is driven by the MCP Inspector\'s CLI as well (Node >= 22.19, the images\' pinned Node)', async () => {
+    const node = await pinnedNodeBinary();
+    const inspector = path.resolve('node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js');
+    const args = [inspector, '--cli', `${url}/mcp`, '--transport', 'http', '--header', `Authorization: Bearer ${await token('ivy')}`];
+    const listed = JSON.parse((await run(node, [...args, '--method', 'tools/list'], { timeout: 60_000 })).stdout) as { tools: Tool[] };
+    assert.ok(listed.tools.some((t) => t.name === 'read_text_file'));
+    await run(node, [...args, '--method', 'tools/call', '--tool-name', 'write_file', '--tool-arg', 'path=/workspace/ivy.txt', 'content=from the inspector'], { timeout: 60_000 });
+    const read = JSON.parse((await run(node, [...args, '--method', 'tools/call', '--tool-name', 'read_text_file', '--tool-arg', 'path=/workspace/ivy.txt'], { timeout: 60_000 })).stdout) as CallToolResult;
+    assert.equal(text(read), 'from the inspector');
+  });
+});
+
+describe('MCP gateway through nginx on a 2-replica cluster', () => {
+  let cluster: RunningCluster;
+  const sockets: ClientSocket[] = [];
+  const clients: Client[] = [];
+
+  before(async () => {
+    cluster = await startCluster(2, { POOL_MIN_SIZE: '1', HEARTBEAT_INTERVAL_MS: '1000' });
+  });
+  after(async () => {
+    for (const s of sockets) s.close();
+    for (const c of clients) await c.close().catch(() => undefined);
+    await cluster.stop();
+  });
+
+  it('reaches the user\'s one workspace through nginx, and from whichever replica a session lands on', async () => {
+    const { client } = await mcpClient(cluster.state.url, 'hank');
+    clients.push(client);
+    await client.callTool({ name: 'write_file', arguments: { path: '/workspace/h.txt', content: 'via nginx' } });
+    assert.equal(text(await client.callTool({ name: 'read_text_file', arguments: { path: '/workspace/h.txt' } })), 'via nginx');
+
+    // The user's chat holds the sandbox on the replica its uid hashes to; an MCP session on the other one is routed there.
+    const socket = await connectUser(cluster.state.url, { userId: 'iris' }, { uid: 'iris' });
+    sockets.push(socket);
+    const home = (await nextEvent<{ replica: string }>(socket, 'session')).replica;
+    await chat(socket, 'write "one workspace" to /workspace/i.txt');
+    const other = cluster.state.replicas.find((r) => r.id !== home);
+    assert.ok(other);
+    const activeOnOther = async (): Promise<number> => ((await (await fetch(`${other.url}/stats/pool`)).json()) as { active: number }).active;
+    const before = await activeOnOther();
+    const elsewhere = await mcpClient(other.url, 'iris');
+    clients.push(elsewhere.client);
+    assert.equal(text(await elsewhere.client.callTool({ name: 'read_text_file', arguments: { path: '/workspace/i.txt' } })), 'one workspace');
+    assert.equal(await activeOnOther(), before, 'no second sandbox for iris on the other replica');
+  });
+});
