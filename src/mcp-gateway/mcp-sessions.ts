@@ -76,6 +76,7 @@ export function createMcpSessionRegistry(options: McpSessionRegistryOptions): Mc
       const server = options.serverFor(userId);
       const transport: WebStandardStreamableHTTPServerTransport = new WebStandardStreamableHTTPServerTransport({
         sessionIdGenerator: () => sessionId,
+        enableJsonResponse: true,
         maxRequestBodySize: options.maxBodyBytes,
         onsessioninitialized: (id) => {
           const s = { id, userId, transport, idle: undefined, closing: false };

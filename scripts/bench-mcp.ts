@@ -1,0 +1,129 @@
+/**
+ * npm run bench:mcp [-- --users N] [--reads R] [--url URL] [--json] [--out FILE]
+ *
+ * N MCP clients (the official SDK, Streamable HTTP; default 20) at the same
+ * time against one replica. Each opens a session, makes its first tools/call
+ * (write a small file: the user's sandbox is taken from the warm spares), then
+ * R calls reading that file back in the sandbox it now holds. Reports, at the
+ * client, the first call's latency and the held-sandbox read latency
+ * (p50/p95/p99) and the errors. Without --url it starts one replica
+ * (`node dist/src/main.js`) with a warm spare per user (POOL_MIN_SIZE = N + 2)
+ * and stops it afterwards.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { percentile } from '../src/util/async.js';
+import { freePort } from '../src/util/free-port.js';
+import { httpOk, spawnProcess, type StartedProcess } from './lib/start-process.js';
+
+const { values } = parseArgs({
+  options: {
+    users: { type: 'string', default: '20' },
+    reads: { type: 'string', default: '20' },
+    url: { type: 'string' },
+    json: { type: 'boolean', default: false },
+    out: { type: 'string', default: 'bench/results/mcp.json' },
+  },
+});
+const users = Number(values.users);
+const reads = Number(values.reads);
+if (!Number.isInteger(users) || users < 1 || !Number.isInteger(reads) || reads < 1) {
+  process.stderr.write('bench:mcp: --users and --reads take whole numbers >= 1\n');
+  process.exit(2);
+}
+const say = (line: string): void => void process.stderr.write(`${line}\n`);
+
+let replica: StartedProcess | undefined;
+async function startReplica(): Promise<string> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  replica = spawnProcess({
+    name: 'the replica',
+    command: process.execPath,
+    args: ['dist/src/main.js'],
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', REPLICA_ID: `bench-mcp-${process.pid}`, POOL_MIN_SIZE: String(users + 2), POOL_MAX_SIZE: String(users * 2 + 4), LOG_LEVEL: 'warn' },
+    stdout: 'ignore',
+    stderr: 'inherit',
+  });
+  await replica.waitReady(httpOk(`${url}/ready`), 180_000, 250);
+  return url;
+}
+
+interface UserOutcome {
+  firstCallMs?: number;
+  readMs: number[];
+  error?: string;
+}
+
+async function runUser(url: string, n: number): Promise<UserOutcome> {
+  const userId = `bench-mcp-${process.pid}-${n}`;
+  const transport = new StreamableHTTPClientTransport(new URL(`${url}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${userId}` } } });
+  const client = new Client({ name: 'bench-mcp', version: '1.0.0' });
+  const outcome: UserOutcome = { readMs: [] };
+  try {
+    await client.connect(transport);
+    let started = performance.now();
+    await client.callTool({ name: 'write_file', arguments: { path: '/workspace/bench.txt', content: `small file of ${userId}` } });
+    outcome.firstCallMs = performance.now() - started;
+    for (let i = 0; i < reads; i++) {
+      started = performance.now();
+      const result = await client.callTool({ name: 'read_text_file', arguments: { path: '/workspace/bench.txt' } });
+      outcome.readMs.push(performance.now() - started);
+      if (result.isError) throw new Error(`read failed: ${JSON.stringify(result.content)}`);
+    }
+    await transport.terminateSession();
+  } catch (err) {
+    outcome.error = err instanceof Error ? err.message : String(err);
+  } finally {
+    await client.close().catch(() => undefined);
+  }
+  return outcome;
+}
+
+function summary(xs: number[]): { p50: number; p95: number; p99: number; n: number } | null {
+  if (xs.length === 0) return null;
+  const sorted = [...xs].sort((a, b) => a - b);
+  return { p50: percentile(sorted, 50), p95: percentile(sorted, 95), p99: percentile(sorted, 99), n: xs.length };
+}
+
+try {
+  const url = values.url ?? (await startReplica());
+  say(`bench:mcp: ${users} MCP clients at once against ${url}, ${reads} reads each`);
+  const outcomes = await Promise.all(Array.from({ length: users }, (_, n) => runUser(url, n)));
+  const errors = outcomes.filter((o) => o.error).map((o) => o.error);
+  const result = {
+    users,
+    readsPerUser: reads,
+    firstCallMs: summary(outcomes.flatMap((o) => (o.firstCallMs === undefined ? [] : [o.firstCallMs]))),
+    heldReadMs: summary(outcomes.flatMap((o) => o.readMs)),
+    errors: errors.length,
+    errorSamples: errors.slice(0, 5),
+    environment: { date: new Date().toISOString(), cpus: os.cpus().length, node: process.version, url: values.url ?? 'a replica started by the bench' },
+  };
+  mkdirSync(path.dirname(values.out), { recursive: true });
+  writeFileSync(values.out, `${JSON.stringify(result, null, 2)}\n`);
+  if (values.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+  else {
+    const row = (name: string, s: ReturnType<typeof summary>): string => `| ${name} | ${s ? `${s.p50} | ${s.p95} | ${s.p99} | ${s.n}` : '– | – | – | 0'} |`;
+    process.stdout.write(
+      [
+        `MCP gateway benchmark (${users} clients at once, ${os.cpus().length} cores)`,
+        '',
+        '| tools/call | p50 ms | p95 ms | p99 ms | n |',
+        '|---|---|---|---|---|',
+        row('first call of a new user (warm spare)', result.firstCallMs),
+        row('small-file read, held sandbox', result.heldReadMs),
+        '',
+        `errors: ${result.errors}`,
+        `JSON written to ${values.out}`,
+        '',
+      ].join('\n'),
+    );
+  }
+} finally {
+  await replica?.stop('SIGTERM', 60_000);
+}
