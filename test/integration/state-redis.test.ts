@@ -5,6 +5,8 @@ import { Redis } from 'ioredis';
 import { createRedisState } from '../../src/state/redis-state.js';
 import { startRedis, type RedisServer } from '../support/helpers.js';
 import { sharedStateContract } from '../support/state-contract.js';
+import { snapshot, workspaceStoreContract } from '../support/workspace-store-contract.js';
+import { createRedisWorkspaceStore } from '../../src/workspace/redis-store.js';
 
 let redisServer: RedisServer | undefined;
 const clients: Redis[] = [];
@@ -62,4 +64,29 @@ describe('Redis state: a Redis restart without persistence', () => {
 after(async () => {
   for (const c of clients) c.disconnect();
   await redisServer?.stop();
+});
+
+workspaceStoreContract('redis', async () => {
+  redisServer ??= await startRedis();
+  const redis = new Redis(redisServer.url);
+  clients.push(redis);
+  const prefix = `w${randomBytes(3).toString('hex')}:`;
+  return {
+    store: createRedisWorkspaceStore({ redis, prefix, ttlMs: 60_000 }),
+    corrupt: async (userId) => {
+      await redis.hset(`${prefix}workspace:${userId}`, 'snapshot', Buffer.from('SPWS0001 torn'));
+    },
+  };
+});
+
+describe('Redis workspace store', () => {
+  it('keeps a snapshot for WORKSPACE_TTL_S after its last save', async () => {
+    redisServer ??= await startRedis();
+    const redis = new Redis(redisServer.url);
+    clients.push(redis);
+    const store = createRedisWorkspaceStore({ redis, prefix: 'ttl:', ttlMs: 5_000 });
+    await store.save('u', snapshot(1));
+    const ttl = await redis.pttl('ttl:workspace:u');
+    assert.ok(ttl > 4_000 && ttl <= 5_000, String(ttl));
+  });
 });
