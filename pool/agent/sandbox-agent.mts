@@ -1,0 +1,180 @@
+/**
+ * The sandbox's entry point: the official MCP filesystem server, unchanged,
+ * with a thin layer on its stdio that answers sandpool's own requests about
+ * the workspace (`sandpool/workspace/*`: snapshot, restore) in band, over the
+ * same attached stdio. No exec, no engine call, no second process: a restore
+ * into a warm sandbox costs what unpacking costs.
+ *
+ *   node sandbox-agent.mjs /workspace     (the server's own arguments)
+ *
+ * Everything else passes through both ways, byte for byte, except the answer
+ * to `initialize`, which gains `capabilities.experimental["sandpool/workspace"]`
+ * so that sandpool knows this sandbox can do it (other images cannot).
+ */
+import { PassThrough } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
+import { BadArchiveError, WorkspaceTooLargeError, packWorkspace, unpackWorkspace } from './workspace-archive.mjs';
+
+type Json = Record<string, unknown>;
+
+/** The protocol version sandpool's side checks for in the capability. */
+export const WORKSPACE_PROTOCOL_VERSION = 1;
+/** JSON-RPC error codes of the workspace methods (their `data.reason` says more). */
+export const WORKSPACE_ERROR = { tooLarge: -32010, badArchive: -32011, badRequest: -32602, failed: -32012 } as const;
+
+/** Line-splits a stream of newline-delimited JSON-RPC (a message is never split across lines). */
+function lines(stream: NodeJS.ReadableStream, onLine: (line: string) => void, onEnd: () => void): void {
+  const decoder = new StringDecoder('utf8');
+  let buffered = '';
+  stream.on('data', (chunk: Buffer | string) => {
+    buffered += typeof chunk === 'string' ? chunk : decoder.write(chunk);
+    let nl = buffered.indexOf('\n');
+    while (nl !== -1) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      if (line.trim() !== '') onLine(line);
+      nl = buffered.indexOf('\n');
+    }
+  });
+  stream.on('end', onEnd);
+}
+
+function parse(line: string): Json | undefined {
+  try {
+    const value: unknown = JSON.parse(line);
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Json) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface AgentStreams {
+  /** What sandpool writes (the container's stdin). */
+  input: NodeJS.ReadableStream;
+  /** What sandpool reads (the container's stdout). */
+  output: NodeJS.WritableStream;
+  /** The MCP server's stdin and stdout. */
+  serverIn: NodeJS.WritableStream;
+  serverOut: NodeJS.ReadableStream;
+  root: string;
+}
+
+/** Wires the streams: sandpool's requests handled here, the rest to and from the server. */
+export function runAgent(s: AgentStreams): void {
+  const initializeIds = new Set<unknown>();
+  const send = (message: Json): void => void s.output.write(`${JSON.stringify(message)}\n`);
+  // A snapshot too big for one message is read in chunks; a restore arrives in chunks.
+  let snapshotChunks: { token: string; chunks: string[] } | undefined;
+  let restoreChunks: string[] = [];
+
+  async function workspace(method: string, params: Json): Promise<Json> {
+    switch (method) {
+      case 'sandpool/workspace/snapshot': {
+        const maxBytes = Number(params.maxBytes);
+        const chunkBytes = Math.max(64 * 1024, Number(params.chunkBytes) || 4 * 1024 * 1024);
+        const packed = await packWorkspace(s.root, Number.isFinite(maxBytes) && maxBytes > 0 ? maxBytes : Number.MAX_SAFE_INTEGER);
+        const data = packed.archive.toString('base64');
+        const chunks: string[] = [];
+        for (let i = 0; i < data.length; i += chunkBytes) chunks.push(data.slice(i, i + chunkBytes));
+        snapshotChunks = { token: `${Date.now()}-${Math.random().toString(36).slice(2)}`, chunks };
+        return { files: packed.files, sizeBytes: packed.sizeBytes, archiveBytes: packed.archive.length, chunks: chunks.length, token: snapshotChunks.token, data: chunks[0] ?? '' };
+      }
+      case 'sandpool/workspace/snapshot-chunk': {
+        const index = Number(params.index);
+        if (!snapshotChunks || params.token !== snapshotChunks.token || !Number.isInteger(index) || snapshotChunks.chunks[index] === undefined) {
+          throw Object.assign(new Error('no such snapshot chunk'), { code: WORKSPACE_ERROR.badRequest });
+        }
+        const data = snapshotChunks.chunks[index] ?? '';
+        if (index === snapshotChunks.chunks.length - 1) snapshotChunks = undefined;
+        return { data };
+      }
+      case 'sandpool/workspace/restore': {
+        if (typeof params.data !== 'string') throw Object.assign(new Error('data (base64) is required'), { code: WORKSPACE_ERROR.badRequest });
+        restoreChunks.push(params.data);
+        if (params.more === true) return { received: restoreChunks.length };
+        const archive = Buffer.from(restoreChunks.join(''), 'base64');
+        restoreChunks = [];
+        const maxBytes = Number(params.maxBytes);
+        return unpackWorkspace(s.root, archive, Number.isFinite(maxBytes) && maxBytes > 0 ? maxBytes : Number.MAX_SAFE_INTEGER) as unknown as Promise<Json>;
+      }
+      default:
+        throw Object.assign(new Error(`unknown method ${method}`), { code: -32601 });
+    }
+  }
+
+  function answer(id: unknown, work: Promise<Json>): void {
+    work.then(
+      (result) => send({ jsonrpc: '2.0', id, result }),
+      (err: unknown) => {
+        const message = err instanceof Error ? err.message : String(err);
+        if (err instanceof WorkspaceTooLargeError) {
+          send({ jsonrpc: '2.0', id, error: { code: WORKSPACE_ERROR.tooLarge, message, data: { reason: 'too-large', sizeBytes: err.sizeBytes, maxBytes: err.maxBytes } } });
+        } else if (err instanceof BadArchiveError) {
+          send({ jsonrpc: '2.0', id, error: { code: WORKSPACE_ERROR.badArchive, message, data: { reason: 'bad-archive' } } });
+        } else {
+          const code = typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : WORKSPACE_ERROR.failed;
+          send({ jsonrpc: '2.0', id, error: { code, message, data: { reason: 'failed' } } });
+        }
+      },
+    );
+  }
+
+  lines(
+    s.input,
+    (line) => {
+      const message = parse(line);
+      const method = typeof message?.method === 'string' ? message.method : undefined;
+      if (message && method?.startsWith('sandpool/')) {
+        const params = typeof message.params === 'object' && message.params !== null ? (message.params as Json) : {};
+        answer(message.id, workspace(method, params));
+        return;
+      }
+      if (message && method === 'initialize') initializeIds.add(message.id);
+      s.serverIn.write(`${line}\n`);
+    },
+    () => s.serverIn.end(),
+  );
+
+  lines(
+    s.serverOut,
+    (line) => {
+      const message = initializeIds.size > 0 ? parse(line) : undefined;
+      if (message && initializeIds.has(message.id) && typeof message.result === 'object' && message.result !== null) {
+        initializeIds.delete(message.id);
+        const result = message.result as Json;
+        const capabilities = (typeof result.capabilities === 'object' && result.capabilities !== null ? result.capabilities : {}) as Json;
+        const experimental = (typeof capabilities.experimental === 'object' && capabilities.experimental !== null ? capabilities.experimental : {}) as Json;
+        send({ ...message, result: { ...result, capabilities: { ...capabilities, experimental: { ...experimental, 'sandpool/workspace': { version: WORKSPACE_PROTOCOL_VERSION } } } } });
+        return;
+      }
+      s.output.write(`${line}\n`);
+    },
+    () => s.output.end(),
+  );
+}
+
+/**
+ * Runs the official server in this process with its stdio replaced by the
+ * agent's pipes. The server takes `process.stdin` / `process.stdout` when it
+ * starts (the SDK's StdioServerTransport): they are swapped before it is
+ * imported, the one place this reaches past the server, and checked right
+ * after, so a changed server fails loudly at start instead of talking past us.
+ */
+export async function main(importServer: () => Promise<unknown>): Promise<void> {
+  const input = process.stdin;
+  const output = process.stdout;
+  const serverIn = new PassThrough();
+  const serverOut = new PassThrough();
+  Object.defineProperty(process, 'stdin', { value: serverIn, configurable: true });
+  Object.defineProperty(process, 'stdout', { value: serverOut, configurable: true });
+  if ((process.stdin as unknown) !== serverIn || (process.stdout as unknown) !== serverOut) {
+    process.stderr.write('sandpool agent: could not take the server\'s stdio; refusing to start\n');
+    process.exit(70);
+  }
+  runAgent({ input, output, serverIn, serverOut, root: process.argv[2] ?? '/workspace' });
+  await importServer();
+}
+
+if (process.argv[1] && import.meta.url === (await import('node:url')).pathToFileURL(process.argv[1]).href) {
+  await main(() => import('@modelcontextprotocol/server-filesystem/dist/index.js'));
+}

@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { z } from 'zod';
+
+const AGENT = path.resolve('dist/pool/agent/sandbox-agent.mjs');
+const clients: Client[] = [];
+
+/** The agent as the sandbox runs it (a real process on stdio), rooted at a fresh directory. */
+async function agent(): Promise<{ client: Client; root: string }> {
+  const root = mkdtempSync(path.join(os.tmpdir(), 'sandpool-agent-'));
+  const client = new Client({ name: 'sandpool', version: '1' });
+  await client.connect(new StdioClientTransport({ command: process.execPath, args: [AGENT, root], stderr: 'ignore' }));
+  clients.push(client);
+  return { client, root };
+}
+
+const Snapshot = z.object({ files: z.number(), sizeBytes: z.number(), archiveBytes: z.number(), chunks: z.number(), token: z.string(), data: z.string() }).passthrough();
+const Chunk = z.object({ data: z.string() }).passthrough();
+const Restored = z.object({ files: z.number(), sizeBytes: z.number() }).passthrough();
+const Any = z.object({}).passthrough();
+
+async function snapshotOf(client: Client, maxBytes: number, chunkBytes = 4 * 1024 * 1024): Promise<{ archive: string; meta: z.infer<typeof Snapshot> }> {
+  const meta = await client.request({ method: 'sandpool/workspace/snapshot', params: { maxBytes, chunkBytes } }, Snapshot);
+  const parts = [meta.data];
+  for (let i = 1; i < meta.chunks; i++) parts.push((await client.request({ method: 'sandpool/workspace/snapshot-chunk', params: { token: meta.token, index: i } }, Chunk)).data);
+  return { archive: parts.join(''), meta };
+}
+
+async function restore(client: Client, archive: string, maxBytes: number, chunkChars = 4 * 1024 * 1024): Promise<z.infer<typeof Restored>> {
+  for (let i = 0; i + chunkChars < archive.length; i += chunkChars) {
+    await client.request({ method: 'sandpool/workspace/restore', params: { data: archive.slice(i, i + chunkChars), more: true } }, Any);
+  }
+  const last = archive.slice(Math.floor(Math.max(0, archive.length - 1) / chunkChars) * chunkChars);
+  return client.request({ method: 'sandpool/workspace/restore', params: { data: last, more: false, maxBytes } }, Restored);
+}
+
+after(async () => {
+  for (const c of clients) await c.close().catch(() => undefined);
+});
+
+describe('the sandbox agent: the official server, plus workspace snapshots in band', () => {
+  it('is the official server to any MCP client (its tools, unchanged), and says it can snapshot', async () => {
+    const { client } = await agent();
+    assert.deepEqual(client.getServerCapabilities()?.experimental?.['sandpool/workspace'], { version: 1 });
+    assert.equal(client.getServerVersion()?.name, 'secure-filesystem-server');
+    const names = (await client.listTools()).tools.map((t) => t.name);
+    assert.ok(names.includes('read_text_file') && names.includes('write_file'));
+  });
+
+  it('snapshots a workspace written through the tools and restores it into another sandbox', async () => {
+    const a = await agent();
+    const wrote = await a.client.callTool({ name: 'write_file', arguments: { path: path.join(a.root, 'todo.txt'), content: 'restore me' } });
+    assert.notEqual(wrote.isError, true, JSON.stringify(wrote.content));
+    writeFileSync(path.join(a.root, 'blob.bin'), randomBytes(10_000));
+    const { archive, meta } = await snapshotOf(a.client, 1024 * 1024);
+    assert.equal(meta.files, 2);
+    assert.equal(meta.sizeBytes, 10_000 + 'restore me'.length);
+    const b = await agent();
+    assert.deepEqual(await restore(b.client, archive, 1024 * 1024), { files: 2, sizeBytes: meta.sizeBytes });
+    const read = await b.client.callTool({ name: 'read_text_file', arguments: { path: path.join(b.root, 'todo.txt') } });
+    assert.match(JSON.stringify(read.content), /restore me/);
+    assert.ok(readFileSync(path.join(b.root, 'blob.bin')).equals(readFileSync(path.join(a.root, 'blob.bin'))));
+  });
+
+  it('moves a workspace bigger than one message in chunks, both ways', async () => {
+    const a = await agent();
+    writeFileSync(path.join(a.root, 'big.bin'), randomBytes(3 * 1024 * 1024));
+    const { archive, meta } = await snapshotOf(a.client, 8 * 1024 * 1024, 1024 * 1024);
+    assert.ok(meta.chunks >= 4, `chunks: ${meta.chunks}`);
+    const b = await agent();
+    await restore(b.client, archive, 8 * 1024 * 1024, 1024 * 1024);
+    assert.ok(readFileSync(path.join(b.root, 'big.bin')).equals(readFileSync(path.join(a.root, 'big.bin'))));
+  });
+
+  it('refuses a snapshot over the limit with the sizes, and a damaged archive on restore, leaving the sandbox serving', async () => {
+    const a = await agent();
+    writeFileSync(path.join(a.root, 'f'), randomBytes(5000));
+    await assert.rejects(a.client.request({ method: 'sandpool/workspace/snapshot', params: { maxBytes: 1000 } }, Snapshot), (err: { code?: number; data?: { sizeBytes?: number } }) => err.code === -32010 && err.data?.sizeBytes === 5000);
+    await assert.rejects(a.client.request({ method: 'sandpool/workspace/restore', params: { data: Buffer.from('garbage').toString('base64'), more: false, maxBytes: 1000 } }, Restored), (err: { code?: number }) => err.code === -32011);
+    assert.ok((await a.client.listTools()).tools.length > 0, 'still serving');
+  });
+});
