@@ -82,7 +82,20 @@ export function toolText(result: CallToolResult): string {
 const NOTICE = {
   'after-loss': '(Your previous sandbox stopped — its replica or container went away — so this ran in a fresh one; earlier files are gone.)',
   'after-release': '(Your earlier sandbox was removed — after inactivity or after you left — so this ran in a fresh one; files from before are gone.)',
+  restoredAfterLoss: '(Your previous sandbox stopped — its replica or container went away — so this ran in a fresh one, with your files restored from your last snapshot.)',
 } as const;
+
+/** What the user should read before a tool's result: where their files are. */
+function noticesFor(run: ToolRun, usedToolsBefore: boolean): string[] {
+  const notes: string[] = [];
+  // A failed restore says so itself; otherwise, restored files are no loss to report.
+  if (run.notice === undefined || !run.notice.startsWith('(Your saved files could not be restored')) {
+    if (run.startedFresh === 'after-loss') notes.push(run.restored ? NOTICE.restoredAfterLoss : NOTICE['after-loss']);
+    else if (run.startedFresh === 'after-release' && usedToolsBefore && !run.restored) notes.push(NOTICE['after-release']);
+  }
+  if (run.notice) notes.push(run.notice);
+  return notes;
+}
 
 function throwIfCancelled(signal: AbortSignal): void {
   if (signal.aborted) throw signal.reason instanceof CancelledError ? signal.reason : new CancelledError('user-left');
@@ -124,7 +137,8 @@ export async function runAgent(req: AgentRequest): Promise<AgentOutcome> {
         const run = await req.runner.run(call.name, call.arguments, { timeoutMs: req.toolCallTimeoutMs });
         ok = run.result.isError !== true;
         content = toolText(run.result);
-        if (run.startedFresh === 'after-loss' || (run.startedFresh === 'after-release' && usedToolsBefore)) content = `${NOTICE[run.startedFresh]}\n${content}`;
+        const notes = noticesFor(run, usedToolsBefore);
+        if (notes.length > 0) content = `${notes.join('\n')}\n${content}`;
       } else if (approval === 'denied') {
         content = 'The user denied this tool call, so it was not run.';
       } else {

@@ -21,6 +21,7 @@ import { createLiveness } from '../cluster/liveness.js';
 import { connectRedis, redactUrl } from '../cluster/redis-clients.js';
 import { createSingleReplicaBus, type ReplicaBus } from '../cluster/replica-bus.js';
 import { SandpoolError } from '../errors.js';
+import { createAdminRoutes } from '../http/admin-routes.js';
 import { createHttpApp } from '../http/http-app.js';
 import { createMcpRoutes } from '../mcp-gateway/mcp-routes.js';
 import { createMcpSessionRegistry } from '../mcp-gateway/mcp-sessions.js';
@@ -40,6 +41,10 @@ import { containerOnlySettings, selectRuntime } from '../runtime/select-runtime.
 import type { ContainerRuntime } from '../runtime/types.js';
 import { createMemoryState } from '../state/memory-state.js';
 import { createRedisState } from '../state/redis-state.js';
+import { createFsWorkspaceStore } from '../workspace/fs-store.js';
+import { createRedisWorkspaceStore } from '../workspace/redis-store.js';
+import { createNoWorkspaceStore } from '../workspace/workspace-store.js';
+import { createWorkspaces } from '../workspace/workspaces.js';
 import type { SharedState } from '../state/types.js';
 import { runShutdown } from './shutdown.js';
 
@@ -144,6 +149,22 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     logger,
   });
 
+  // Users' files across sandboxes: snapshots in Redis (shared) or on this replica's disk.
+  const workspaceStore =
+    config.workspace.store === 'none'
+      ? createNoWorkspaceStore()
+      : config.workspace.store === 'redis' && redis
+        ? createRedisWorkspaceStore({ redis: redis.command, prefix: config.cluster.redisKeyPrefix, ttlMs: config.workspace.ttlS * 1000 })
+        : createFsWorkspaceStore({ dir: path.resolve(config.workspace.dir), ttlMs: config.workspace.ttlS * 1000 });
+  const workspaces = createWorkspaces({
+    store: workspaceStore,
+    maxBytes: config.workspace.maxBytes,
+    timeoutMs: config.chat.toolCallTimeoutMs,
+    logger,
+    observer: metrics.workspaceObserver,
+  });
+  logger.info({ store: workspaceStore.kind }, workspaceStore.kind === 'none' ? 'workspace snapshots off' : `workspace snapshots in ${workspaceStore.kind}`);
+
   // Outlives its replica on purpose: liveness comes from heartbeats, and a
   // survivor that finds a dead owner can tell the user their sandbox is gone.
   const ownerTtlMs = config.chat.sessionIdleTimeoutMs + heartbeatTtlMs(config.cluster.heartbeatIntervalMs);
@@ -163,6 +184,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     ownerTtlMs,
     isReplicaLive: liveness.isLive,
     ensureCurrent: heartbeat.ensureCurrent,
+    workspaces,
     logger,
   });
   heartbeat.track(sessions);
@@ -177,7 +199,9 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   const adapter = redis ? createAdapter(redis.pub, redis.sub, { key: `${config.cluster.redisKeyPrefix}socket.io`, requestsTimeout: 5_000 }) : undefined;
   const { io, emitToUser } = createSocketServer({ adapter, maxMessageBytes: config.chat.maxMessageBytes, allowedOrigins: config.auth.allowedOrigins });
   const bus: ReplicaBus = redis ? createSocketIoReplicaBus({ io, replicaId, logger, toolCallSlackMs: config.pool.acquireTimeoutMs + 5_000 }) : createSingleReplicaBus();
-  const sandboxTools = createSandboxTools({ sessions, bus });
+  // A tool the image marks read-only leaves the files as they were: no snapshot after it.
+  const readOnlyTools = (): ReadonlySet<string> => new Set((pool.tools() ?? []).filter((t) => t.annotations?.readOnlyHint === true).map((t) => t.name));
+  const sandboxTools = createSandboxTools({ sessions, bus, workspaces, isReadOnly: (tool) => readOnlyTools().has(tool) });
   const directCalls = createDirectToolCalls({
     sessions,
     sandboxTools,
@@ -215,7 +239,24 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   });
   metrics.watchMcpSessions(mcpSessions.count);
 
-  // HTTP first (not listening yet), Socket.IO on the same server.
+  const approvals = createApprovalRegistry();
+  const chat = createChatService({
+    settings: config.chat,
+    replicaId,
+    provider,
+    tools: toolCatalog,
+    sandboxTools,
+    sessions,
+    approvals,
+    state,
+    bus,
+    isReplicaLive: liveness.isLive,
+    emit: emitToUser,
+    logger,
+    observer: metrics.chatObserver,
+  });
+
+  // HTTP (not listening yet), with Socket.IO attached to the same server.
   let draining = false;
   const notReadyReasons = (): string[] => {
     if (draining) return ['shutting down'];
@@ -250,33 +291,19 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
       maxBodyBytes: config.mcp.maxBodyBytes,
       logger,
     }),
+    admin: createAdminRoutes({ authenticate, secured: config.auth.secret !== undefined, wipeWorkspace: (userId) => chat.wipeWorkspace(userId) }),
   });
   const server = createAdaptorServer({ fetch: http.fetch }) as HttpServer;
   io.attach(server);
   const replicaNumbers = (): Record<string, unknown> => ({ ...pool.stats(), connections: io.engine.clientsCount, sessions: sessions.count() });
   heartbeat.publish(replicaNumbers);
 
-  const approvals = createApprovalRegistry();
-  const chat = createChatService({
-    settings: config.chat,
-    replicaId,
-    provider,
-    tools: toolCatalog,
-    sandboxTools,
-    sessions,
-    approvals,
-    state,
-    bus,
-    isReplicaLive: liveness.isLive,
-    emit: emitToUser,
-    logger,
-    observer: metrics.chatObserver,
-  });
   bus.serve({
     message: (userId, payload) => chat.handleMessage(userId, payload, { routed: true }),
     approval: (userId, approval) => chat.handleApproval(userId, approval, { routed: true }),
     tool: (userId, call) => sandboxTools.runRouted(userId, call),
     release: (userId) => sessions.releaseIfUnheld(userId),
+    wipe: (userId) => sessions.wipe(userId),
   });
   registerGateway({
     io,
@@ -350,6 +377,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
         { name: 'remove our containers', run: () => sweeper.removeOwn() },
         { name: 'leave the cluster', maxMs: 2_000, run: () => heartbeat.stop() },
         { name: 'close shared state', maxMs: 2_000, run: () => state.close() },
+        { name: 'close the workspace store', maxMs: 2_000, run: () => workspaceStore.close() },
         { name: 'quit Redis', maxMs: 3_000, run: () => redis?.quit() },
       ],
       { budgetMs, logger },

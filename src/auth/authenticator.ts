@@ -7,6 +7,8 @@ const USER_ID = /^[A-Za-z0-9_.@:+-]{1,128}$/;
 export interface Identity {
   userId: string;
   expiresAtMs: number | undefined;
+  /** The token's `scope` (space-separated, OAuth style); the development identity has none. */
+  scopes: readonly string[];
 }
 
 /** What a client presents: a token (JWT), or, without AUTH_SECRET, a user id. */
@@ -47,7 +49,7 @@ export function createAuthenticator(settings: AuthSettings): Authenticate {
   return async ({ token, userId }) => {
     if (key) {
       if (typeof token !== 'string' || token === '') throw new SandpoolError('UNAUTHORIZED', 'a token (JWT) is required');
-      let payload: { sub?: unknown; exp?: unknown };
+      let payload: { sub?: unknown; exp?: unknown; scope?: unknown };
       try {
         ({ payload } = await jwtVerify(token, key, {
           algorithms: ['HS256'],
@@ -62,11 +64,12 @@ export function createAuthenticator(settings: AuthSettings): Authenticate {
       if (typeof payload.sub !== 'string' || !USER_ID.test(payload.sub)) {
         throw new SandpoolError('UNAUTHORIZED', 'invalid token: its "sub" claim is not a usable user id (1-128 letters, digits or _ . @ : + -)');
       }
-      return { userId: payload.sub, expiresAtMs: typeof payload.exp === 'number' ? payload.exp * 1000 : undefined };
+      const scopes = typeof payload.scope === 'string' ? payload.scope.split(' ').filter(Boolean) : [];
+      return { userId: payload.sub, expiresAtMs: typeof payload.exp === 'number' ? payload.exp * 1000 : undefined, scopes };
     }
     if (typeof userId !== 'string' || !USER_ID.test(userId)) {
       throw new SandpoolError('UNAUTHORIZED', 'a userId is required (1-128 letters, digits or _ . @ : + -); this server has no AUTH_SECRET');
     }
-    return { userId, expiresAtMs: undefined };
+    return { userId, expiresAtMs: undefined, scopes: [] };
   };
 }

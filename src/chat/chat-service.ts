@@ -45,6 +45,8 @@ export interface ChatService {
   handleMessage(userId: string, payload: unknown, options?: { routed?: boolean }): Promise<MessageAccepted>;
   /** Decides a pending call here, or on the replica that holds it. Resolves false (routed only) when no such call is here. */
   handleApproval(userId: string, payload: unknown, options?: { routed?: boolean }): Promise<boolean>;
+  /** Deletes the user's files: their snapshot and their sandbox, wherever it lives. */
+  wipeWorkspace(userId: string): Promise<void>;
   inFlight(): number;
   /** Refuse new requests, give running ones `graceMs` to finish, cancel the rest, end sessions. */
   shutdown(graceMs: number): Promise<void>;
@@ -269,6 +271,13 @@ export function createChatService(options: ChatServiceOptions): ChatService {
         if (shared && shared.replica !== options.replicaId && (await bus.forwardApproval(userId, parsed.data))) return true;
         reject(e);
       }
+    },
+    async wipeWorkspace(userId) {
+      const owner = await stateCall(() => owners.owner(userId));
+      // The replica holding the sandbox drops it first, so no save of it lands after the wipe.
+      if (owner && owner !== options.replicaId && (await options.isReplicaLive(owner))) await bus.wipe(owner, userId);
+      await sessions.wipe(userId);
+      log.info({ user: userId }, 'workspace wiped');
     },
     inFlight: () => running.size,
     async shutdown(graceMs) {

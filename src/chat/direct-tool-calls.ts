@@ -44,8 +44,10 @@ export function createDirectToolCalls(options: {
       session.running++;
       try {
         const run = await options.sandboxTools.runnerFor(session).run(name, args, { timeoutMs: options.toolCallTimeoutMs });
-        if (run.startedFresh !== 'after-loss') return run.result;
-        return { ...run.result, content: [{ type: 'text', text: LOST_NOTICE }, ...run.result.content] };
+        const notes = [run.startedFresh === 'after-loss' && !run.restored ? LOST_NOTICE : undefined, run.notice].filter((n): n is string => n !== undefined);
+        if (notes.length === 0) return run.result;
+        // After the tool's own content, so a client that reads the first item gets the tool's answer.
+        return { ...run.result, content: [...run.result.content, ...notes.map((text) => ({ type: 'text' as const, text }))] };
       } finally {
         session.running--;
         sessions.touch(session);

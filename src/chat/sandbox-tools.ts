@@ -3,6 +3,7 @@ import { SandboxGoneError, SandpoolError, errorMessage } from '../errors.js';
 import type { ToolRunner } from '../agent/agent-loop.js';
 import type { ReplicaBus } from '../cluster/replica-bus.js';
 import type { RemoteToolCall, ToolRun } from '../protocol/events.js';
+import { saveNotice, type Workspaces } from '../workspace/workspaces.js';
 import { OwnedElsewhereError, type Session, type SessionManager } from './sessions.js';
 
 /** The user's sandbox as a place to run tools: here, or on the replica that holds it. */
@@ -32,20 +33,36 @@ function mapPaths(workspaceDir: string): { args(a: Record<string, unknown>): Rec
   };
 }
 
-export function createSandboxTools(options: { sessions: SessionManager; bus: ReplicaBus }): SandboxTools {
-  const { sessions, bus } = options;
+export function createSandboxTools(options: {
+  sessions: SessionManager;
+  bus: ReplicaBus;
+  workspaces: Workspaces;
+  /** Whether a tool leaves the files as they were (the image's readOnlyHint): no snapshot after it. */
+  isReadOnly(tool: string): boolean;
+}): SandboxTools {
+  const { sessions, bus, workspaces } = options;
 
   /** In the user's sandbox on this replica. A failure inside the sandbox is a result; a dead sandbox is not. */
   async function runHere(session: Session, call: RemoteToolCall): Promise<ToolRun> {
-    const { lease, startedFresh } = await sessions.lease(session);
+    const { lease, startedFresh, restore } = await sessions.lease(session);
     const paths = mapPaths(lease.sandbox.workspaceDir);
+    const restoredNotice = restore?.kind === 'failed' ? `(Your saved files could not be restored (${restore.reason}), so this ran in a fresh, empty workspace.)` : undefined;
+    const base = { startedFresh, ...(restore?.kind === 'restored' ? { restored: true } : {}) };
+    let result: CallToolResult;
     try {
-      const result = await lease.callTool(call.name, paths.args(call.arguments), { timeoutMs: call.timeoutMs });
-      return { result: paths.result(result), startedFresh };
+      result = paths.result(await lease.callTool(call.name, paths.args(call.arguments), { timeoutMs: call.timeoutMs }));
     } catch (err) {
       if (err instanceof SandboxGoneError) throw err;
-      return { result: { content: [{ type: 'text', text: `Tool call failed: ${errorMessage(err)}` }], isError: true }, startedFresh };
+      result = { content: [{ type: 'text', text: `Tool call failed: ${errorMessage(err)}` }], isError: true };
     }
+    // Saved before the result goes back: once the user reads it, the change survives this sandbox.
+    let saveNote: string | undefined;
+    if (!options.isReadOnly(call.name)) {
+      workspaces.markChanged(lease.sandbox);
+      saveNote = saveNotice(await workspaces.save(session.userId, lease.sandbox));
+    }
+    const notice = [restoredNotice, saveNote].filter(Boolean).join('\n');
+    return { result, ...base, ...(notice ? { notice } : {}) };
   }
 
   return {

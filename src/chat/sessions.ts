@@ -2,6 +2,8 @@ import type { ChatSettings } from './settings.js';
 import { CancelledError, SandpoolError, errorMessage, type CancelReason } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { WorkspaceChannel } from '../mcp/workspace-channel.js';
+import type { RestoreOutcome, Workspaces } from '../workspace/workspaces.js';
 import type { StartedFresh } from '../protocol/events.js';
 import type { OwnershipStore } from '../state/types.js';
 
@@ -29,6 +31,8 @@ export interface UserLease {
     readonly workspaceDir: string;
     isUsable(): boolean;
     failureReason(): string | undefined;
+    /** Snapshot and restore of its /workspace, when its image offers them. */
+    readonly workspace: WorkspaceChannel | undefined;
   };
   callTool(name: string, args: Record<string, unknown>, options?: { timeoutMs?: number }): Promise<CallToolResult>;
   /** Destroys the sandbox. */
@@ -65,13 +69,15 @@ export interface SessionManager {
   detach(userId: string, graceMs?: number): void;
   /** Ends the session now if nothing holds it and nothing runs (another replica's MCP session ended). */
   releaseIfUnheld(userId: string): Promise<void>;
+  /** The user wiped their workspace: their sandbox here goes without a last snapshot, and their snapshot with it. */
+  wipe(userId: string): Promise<void>;
   /** Marks activity: postpones the idle release. */
   touch(session: Session): void;
   /**
    * The user's sandbox, acquired on first use and kept. Rejects with
    * OwnedElsewhereError when another live replica holds it.
    */
-  lease(session: Session): Promise<{ lease: UserLease; startedFresh: StartedFresh }>;
+  lease(session: Session): Promise<{ lease: UserLease; startedFresh: StartedFresh; restore?: RestoreOutcome }>;
   /** Users whose sandbox this replica holds (their ownership is renewed with the heartbeat). */
   leasedUsers(): string[];
   /** Another replica took these users' sandboxes over (this one was unreachable): drop ours, whose files the users no longer see. */
@@ -93,6 +99,8 @@ export interface SessionManagerOptions {
   isReplicaLive: (replicaId: string) => Promise<boolean>;
   /** Resolves once this replica's own heartbeat is current (re-validating ownership after a lapse). */
   ensureCurrent: () => Promise<void>;
+  /** The users' files across sandboxes: restored into a fresh one, saved when one goes. */
+  workspaces: Workspaces;
   logger: Logger;
 }
 
@@ -101,7 +109,8 @@ export function createSessionManager(options: SessionManagerOptions): SessionMan
   const log = options.logger.child({ component: 'Sessions' });
   const sessions = new Map<string, Session>();
   const leases = new Map<Session, UserLease>();
-  const leasing = new Map<Session, Promise<UserLease>>();
+  const leasing = new Map<Session, Promise<{ lease: UserLease; restore: RestoreOutcome }>>();
+  const { workspaces } = options;
   const idleTimers = new Map<Session, NodeJS.Timeout>();
   const graceTimers = new Map<Session, NodeJS.Timeout>();
 
@@ -110,6 +119,9 @@ export function createSessionManager(options: SessionManagerOptions): SessionMan
     leases.delete(session);
     if (!lease) return;
     log.info({ user: session.userId, sandbox: lease.sandbox.id.slice(0, 12), why }, 'releasing sandbox');
+    // A change not saved yet (its save failed) gets one more try before the files go.
+    if (lease.sandbox.isUsable()) await workspaces.save(session.userId, lease.sandbox);
+    workspaces.forget(lease.sandbox);
     await lease.release().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'release failed'));
     await owners.release(session.userId, replicaId).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'could not drop sandbox ownership'));
   }
@@ -190,6 +202,20 @@ export function createSessionManager(options: SessionManagerOptions): SessionMan
       timer.unref();
       graceTimers.set(session, timer);
     },
+    async wipe(userId) {
+      const session = sessions.get(userId);
+      const lease = session ? leases.get(session) : undefined;
+      if (session && lease) {
+        leases.delete(session);
+        await workspaces.wipe(userId, lease.sandbox);
+        workspaces.forget(lease.sandbox);
+        log.info({ user: userId, sandbox: lease.sandbox.id.slice(0, 12) }, 'wiping the workspace: releasing its sandbox');
+        await lease.release().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'release failed'));
+        await owners.release(userId, replicaId).catch(() => undefined);
+      } else {
+        await workspaces.wipe(userId);
+      }
+    },
     async releaseIfUnheld(userId) {
       const session = sessions.get(userId);
       if (session && session.holders === 0 && session.running === 0) await end(session, 'its last MCP session ended elsewhere', 'user-left');
@@ -210,26 +236,29 @@ export function createSessionManager(options: SessionManagerOptions): SessionMan
       }
       // Single flight: concurrent first tool calls of one user share one acquire.
       let pending = leasing.get(session);
-      if (pending) return { lease: await pending, startedFresh: 'no' };
+      if (pending) return { lease: (await pending).lease, startedFresh: 'no' };
       pending = (async () => {
-        // The user's previous sandbox lived on a replica that died: its files are gone.
+        // The user's previous sandbox lived on a replica that died: its files are gone (unless saved).
         if (await claimOwnership(session.userId)) startedFresh = 'after-loss';
+        let acquired: UserLease;
         try {
-          return await pool.acquire();
+          acquired = await pool.acquire();
         } catch (err) {
           await owners.release(session.userId, replicaId).catch(() => undefined);
           throw err;
         }
+        // The user's files, back before their first call runs in it.
+        return { lease: acquired, restore: await workspaces.restore(session.userId, acquired.sandbox) };
       })().finally(() => leasing.delete(session));
       leasing.set(session, pending);
-      const lease = await pending;
+      const { lease, restore } = await pending;
       if (sessions.get(session.userId) !== session) {
         await lease.release();
         await owners.release(session.userId, replicaId).catch(() => undefined);
         throw session.abort.signal.reason instanceof CancelledError ? session.abort.signal.reason : new CancelledError('user-left');
       }
       leases.set(session, lease);
-      return { lease, startedFresh };
+      return { lease, startedFresh, restore };
     },
     leasedUsers: () => [...leases.keys()].map((s) => s.userId),
     giveUp(userIds) {

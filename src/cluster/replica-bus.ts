@@ -11,6 +11,8 @@ export interface ReplicaBusHandlers {
   tool(userId: string, call: RemoteToolCall): Promise<ToolRun>;
   /** Releases the user's sandbox here if nothing here holds it any more. */
   release(userId: string): Promise<void>;
+  /** Wipes the user's workspace here (their sandbox goes without a snapshot). */
+  wipe(userId: string): Promise<void>;
 }
 
 /**
@@ -27,6 +29,8 @@ export interface ReplicaBus {
   runTool(target: string, userId: string, call: RemoteToolCall): Promise<ToolRun>;
   /** Tells `target` the user let go here (fire and forget): it releases the sandbox if nothing there holds it. */
   release(target: string, userId: string): void;
+  /** Has `target` drop the user's sandbox without a last snapshot; resolves once it has (or did not answer). */
+  wipe(target: string, userId: string): Promise<void>;
   serve(handlers: ReplicaBusHandlers): void;
 }
 
@@ -43,6 +47,7 @@ export function createSingleReplicaBus(): ReplicaBus {
     release() {
       /* the one replica releases by itself */
     },
+    wipe: async () => undefined,
     serve() {
       /* nothing is ever routed here */
     },

@@ -56,6 +56,10 @@ const CROSS_FIELD_RULES: readonly CrossFieldRule[] = [
         : undefined,
   },
   {
+    reads: ['WORKSPACE_STORE', 'REDIS_URL'],
+    check: (c) => (c.workspace.store === 'redis' && c.cluster.redisUrl === undefined ? 'WORKSPACE_STORE: redis needs REDIS_URL' : undefined),
+  },
+  {
     reads: ['LLM_PROVIDER', 'GEMINI_API_KEY', 'OPENAI_API_KEY', 'ANTHROPIC_API_KEY', 'OPENAI_BASE_URL'],
     check: (c) => {
       const provider = c.llm.provider;

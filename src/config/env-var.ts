@@ -92,9 +92,9 @@ export function bool(name: string, opts: Common & { default: boolean }): EnvVar<
   });
 }
 
-export function oneOf<const V extends readonly [string, ...string[]]>(name: string, values: V, opts: Common & { default: V[number] }): EnvVar<V[number]> {
+export function oneOf<const V extends readonly [string, ...string[]]>(name: string, values: V, opts: Common & { default: Default<V[number]> }): EnvVar<V[number]> {
   const schema = z.enum(values, { error: `must be one of ${values.join(', ')}` });
-  return leaf(name, { ...opts, example: opts.default }, (raw) => (raw === undefined ? opts.default : check(schema, raw.trim())));
+  return leaf(name, { ...opts, example: exampleOf(opts.default) }, (raw, env) => (raw === undefined ? resolveDefault(opts.default, env) : check(schema, raw.trim())));
 }
 
 interface StringOpts extends Common {

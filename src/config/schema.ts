@@ -56,6 +56,7 @@ export const SECTIONS: Readonly<Record<keyof typeof schema, string>> = {
   auth: 'identity',
   llm: 'agent model',
   mcp: 'MCP gateway (/mcp: any MCP client gets the user\'s own sandbox)',
+  workspace: 'workspaces (a user\'s files kept across sandboxes)',
   cluster: 'replicas (shared state)',
   pool: 'sandbox pool (the seed\'s variables)',
   sandbox: 'sandbox limits (every container: no network, all caps dropped, no-new-privileges, read-only root, noexec tmpfs /workspace and /tmp)',
@@ -165,6 +166,21 @@ export const schema = {
       doc: 'Which sandbox tools MCP clients may list and call: all, read-only (tools the image marks readOnlyHint), or a comma-separated list of tool names. The chat agent is not limited by it.',
     }),
     maxBodyBytes: int('MCP_MAX_BODY_BYTES', { default: 1_048_576, min: 1024, max: 64 * 1_048_576, doc: 'Largest accepted /mcp request body (413 above).' }),
+  },
+  workspace: {
+    store: oneOf('WORKSPACE_STORE', ['none', 'fs', 'redis'], {
+      default: (env) => (env.REDIS_URL === undefined ? 'fs' : 'redis'),
+      defaultDoc: 'redis when REDIS_URL is set (replicas share it), else fs',
+      doc: 'Where snapshots of users\' /workspace are kept, so a returning user finds their files: fs (WORKSPACE_DIR, one replica), redis, or none (off: a new sandbox starts empty).',
+    }),
+    dir: str('WORKSPACE_DIR', { default: 'data/workspaces', minLength: 1, doc: 'Directory of the fs store (created; one file per user, named by a hash of the user id).' }),
+    maxBytes: int('WORKSPACE_MAX_BYTES', {
+      default: 16 * 1_048_576,
+      min: 1024,
+      max: 1_073_741_824,
+      doc: 'Most file content a snapshot keeps (bytes, before compression). Over it a change is not saved, the user is told, and the last good snapshot stays.',
+    }),
+    ttlS: int('WORKSPACE_TTL_S', { default: 604_800, min: 60, doc: 'A snapshot is forgotten this long after its last save (seconds; 7 days).' }),
   },
   cluster: {
     redisUrl: optionalUrl('REDIS_URL', {

@@ -44,6 +44,8 @@ export interface HttpDeps {
   allowedOrigins: readonly string[];
   /** The MCP gateway's routes (/mcp, /.well-known/oauth-protected-resource). */
   mcp: Hono;
+  /** Operators' routes (/admin/...). */
+  admin: Hono;
 }
 
 export function createHttpApp(deps: HttpDeps): Hono {
@@ -133,6 +135,7 @@ export function createHttpApp(deps: HttpDeps): Hono {
   });
 
   app.route('/', deps.mcp);
+  app.route('/', deps.admin);
 
   // The chat page, last: only what no route above answered is looked up in webRoot.
   // Revalidated on every load (no-cache), cheaply: an unchanged file is a 304.

@@ -5,6 +5,7 @@ import { SandboxGoneError, SandpoolError, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ContainerRuntime, SandboxProcess, SandboxSpec } from '../runtime/types.js';
 import { StreamTransport } from './stream-transport.js';
+import { workspaceChannelOf, type WorkspaceChannel } from './workspace-channel.js';
 
 /** Options of startSandbox. */
 export interface StartSandboxOptions {
@@ -34,6 +35,8 @@ export interface Sandbox {
    * failed (e.g. it timed out) and the sandbox is still usable.
    */
   callTool(name: string, args: Record<string, unknown>, options?: { timeoutMs?: number }): Promise<CallToolResult>;
+  /** Snapshot and restore of /workspace, when the sandbox's server offers them (sandpool's image does). */
+  readonly workspace: WorkspaceChannel | undefined;
   destroy(): Promise<void>;
 }
 
@@ -109,6 +112,7 @@ export async function startSandbox(runtime: ContainerRuntime, spec: SandboxSpec,
     isUsable: () => !destroyed && closedReason === undefined && !proc.hasExited(),
     isHealthy: async () => sandbox.isUsable() && (await proc.isAlive()),
     failureReason: () => (destroyed ? 'the sandbox was released' : closedReason),
+    workspace: workspaceChannelOf(client),
     async callTool(name, args, callOptions) {
       if (!sandbox.isUsable()) {
         throw new SandboxGoneError(GONE, { detail: `sandbox ${shortId} is gone: ${sandbox.failureReason() ?? 'unknown reason'}` });

@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ChatObserver } from '../chat/chat-service.js';
 import type { PoolObserver, PoolStats } from '../pool/container-pool.js';
+import type { WorkspacesObserver } from '../workspace/workspaces.js';
 
 /** One prom-client registry per app instance (no global default registry). */
 export interface Metrics {
@@ -16,6 +17,8 @@ export interface Metrics {
   mcpCall(tool: string, ms: number, outcome: 'ok' | 'tool-error' | 'refused' | 'failed'): void;
   /** MCP sessions open on this replica, read when /metrics is scraped. */
   watchMcpSessions(count: () => number): void;
+  /** Workspace snapshots and restores: latency, size, outcome. */
+  workspaceObserver: WorkspacesObserver;
 }
 
 /** Live numbers of the realtime layer. */
@@ -108,9 +111,36 @@ export function createMetrics(options: { replicaId: string }): Metrics {
     registers: [registry],
   });
 
+  const workspaceSeconds = new Histogram({
+    name: 'sandpool_workspace_seconds',
+    help: 'Workspace snapshot (save) and restore latency, by operation and outcome',
+    labelNames: ['operation', 'outcome'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  const workspaceBytes = new Histogram({
+    name: 'sandpool_workspace_archive_bytes',
+    help: 'Compressed size of workspace snapshots saved and restored',
+    labelNames: ['operation'],
+    buckets: [1024, 16_384, 65_536, 262_144, 1_048_576, 4_194_304, 16_777_216, 67_108_864],
+    registers: [registry],
+  });
+
   return {
     registry,
     orphansRemoved,
+    workspaceObserver: {
+      saved(ms, bytes, outcome) {
+        if (outcome === 'unchanged' || outcome === 'unsupported') return;
+        workspaceSeconds.observe({ operation: 'save', outcome }, ms / 1000);
+        if (outcome === 'saved') workspaceBytes.observe({ operation: 'save' }, bytes);
+      },
+      restored(ms, bytes, outcome) {
+        if (outcome === 'unsupported') return;
+        workspaceSeconds.observe({ operation: 'restore', outcome }, ms / 1000);
+        if (outcome === 'restored') workspaceBytes.observe({ operation: 'restore' }, bytes);
+      },
+    },
     mcpCall(tool, ms, outcome) {
       mcpCalls.inc({ tool, outcome });
       mcpCallSeconds.observe({ tool }, ms / 1000);

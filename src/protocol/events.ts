@@ -84,6 +84,8 @@ export interface SessionInfo {
 export interface ClientToServerEvents {
   message: (payload: MessagePayload, ack?: (response: AckResponse<MessageAccepted>) => void) => void;
   'tool:approval': (payload: ToolApproval, ack?: (response: AckResponse) => void) => void;
+  /** Extension: deletes the user's files: their saved snapshot and their sandbox (the next call starts empty). */
+  'workspace:wipe': (payload: Record<string, never>, ack?: (response: AckResponse) => void) => void;
 }
 
 /** Server -> client: sent to every socket of the user, on any replica. */
@@ -124,6 +126,10 @@ export type StartedFresh = 'no' | 'after-release' | 'after-loss';
 export interface ToolRun {
   result: CallToolResult;
   startedFresh: StartedFresh;
+  /** The fresh sandbox got the user's files back from their last snapshot. */
+  restored?: boolean;
+  /** What the user should know about their saved files: a restore or a save that did not work. */
+  notice?: string;
 }
 
 /**
@@ -139,6 +145,8 @@ export interface InterServerEvents {
   'sandpool:tool-reply': (msg: { origin: string; id: string; outcome: ({ ok: true } & ToolRun) | { ok: false; error: ErrorBody; gone: boolean } }) => void;
   /** The user's last MCP session elsewhere ended: release the sandbox if nothing here holds it. */
   'sandpool:release': (msg: { target: string; userId: string }) => void;
+  /** The user wiped their workspace: the replica holding their sandbox drops it (acked when done). */
+  'sandpool:wipe': (msg: { target: string; userId: string }, ack: (done: boolean) => void) => void;
 }
 
 /** What a connected socket carries (set by the authentication middleware). */

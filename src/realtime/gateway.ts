@@ -16,6 +16,7 @@ export interface GatewayChat {
   disconnect(userId: string): void;
   handleMessage(userId: string, payload: unknown): Promise<MessageAccepted>;
   handleApproval(userId: string, payload: unknown): Promise<unknown>;
+  wipeWorkspace(userId: string): Promise<void>;
 }
 
 export interface GatewayOptions {
@@ -33,7 +34,7 @@ export interface GatewayOptions {
   onRejected(code: string): void;
 }
 
-const KNOWN_EVENTS = new Set(['message', 'tool:approval']);
+const KNOWN_EVENTS = new Set(['message', 'tool:approval', 'workspace:wipe']);
 
 /**
  * Answers an event's ack from the work's outcome: the second of the two places
@@ -165,6 +166,17 @@ export function registerGateway(options: GatewayOptions): void {
         ack,
         async () => {
           await chat.handleApproval(userId, payload);
+          return {};
+        },
+        log,
+      );
+    });
+
+    socket.on('workspace:wipe', (_payload, ack) => {
+      void answer(
+        ack,
+        async () => {
+          await chat.wipeWorkspace(userId);
           return {};
         },
         log,

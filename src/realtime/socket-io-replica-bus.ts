@@ -72,7 +72,15 @@ export function createSocketIoReplicaBus(options: SocketIoReplicaBusOptions): Re
       io.serverSideEmit('sandpool:release', { target, userId });
     },
 
+    async wipe(target, userId) {
+      await io.serverSideEmitWithAck('sandpool:wipe', { target, userId }).catch(() => undefined);
+    },
+
     serve(handlers: ReplicaBusHandlers) {
+      io.on('sandpool:wipe', ({ target, userId }, ack) => {
+        if (target !== replicaId) return ack(false);
+        handlers.wipe(userId).then(() => ack(true), () => ack(false));
+      });
       io.on('sandpool:release', ({ target, userId }) => {
         if (target === replicaId) void handlers.release(userId).catch(() => undefined);
       });

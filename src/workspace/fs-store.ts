@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { WorkspaceCorruptError, decodeSnapshot, encodeSnapshot, type WorkspaceStore } from './workspace-store.js';
 
@@ -10,7 +10,7 @@ import { WorkspaceCorruptError, decodeSnapshot, encodeSnapshot, type WorkspaceSt
  * or the new one, never a torn one. Saves of one user are serialized here;
  * the fs store is for one replica (several share Redis).
  */
-export function createFsWorkspaceStore(options: { dir: string }): WorkspaceStore {
+export function createFsWorkspaceStore(options: { dir: string; /** Snapshots unsaved this long are removed (WORKSPACE_TTL_S). */ ttlMs?: number }): WorkspaceStore {
   const queues = new Map<string, Promise<unknown>>();
   const fileOf = (userId: string): string => path.join(options.dir, `${createHash('sha256').update(userId).digest('hex')}.snapshot`);
   let ready: Promise<unknown> | undefined;
@@ -35,6 +35,21 @@ export function createFsWorkspaceStore(options: { dir: string }): WorkspaceStore
       throw err;
     }
   }
+
+  // Expiry as Redis does it by TTL: a sweep by modification time, now and then.
+  async function sweep(): Promise<void> {
+    if (options.ttlMs === undefined) return;
+    const cutoff = Date.now() - options.ttlMs;
+    const names = await readdir(options.dir).catch(() => [] as string[]);
+    for (const name of names) {
+      const file = path.join(options.dir, name);
+      const st = await stat(file).catch(() => undefined);
+      if (st && st.mtimeMs < cutoff) await rm(file, { force: true }).catch(() => undefined);
+    }
+  }
+  const sweeper = options.ttlMs === undefined ? undefined : setInterval(() => void sweep(), Math.min(options.ttlMs, 3_600_000));
+  sweeper?.unref();
+  void sweep();
 
   return {
     kind: 'fs',
@@ -71,6 +86,7 @@ export function createFsWorkspaceStore(options: { dir: string }): WorkspaceStore
       return serial(userId, () => rm(fileOf(userId), { force: true }));
     },
     async close() {
+      clearInterval(sweeper);
       await Promise.allSettled([...queues.values()]);
     },
   };

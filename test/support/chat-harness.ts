@@ -14,6 +14,8 @@ import { createToolCatalog } from '../../src/chat/tool-catalog.js';
 import { createSingleReplicaBus, type ReplicaBus } from '../../src/cluster/replica-bus.js';
 import type { ServerToClientEvents } from '../../src/protocol/events.js';
 import { createMemoryState } from '../../src/state/memory-state.js';
+import { createNoWorkspaceStore } from '../../src/workspace/workspace-store.js';
+import { createWorkspaces, type Workspaces } from '../../src/workspace/workspaces.js';
 import type { SharedState } from '../../src/state/types.js';
 import { createFakePool, type FakePool } from './fake-pool.js';
 import { testLogger } from './helpers.js';
@@ -59,6 +61,8 @@ export function createChatHarness(
     provider?: LlmProvider;
     pool?: FakePool;
     isReplicaLive?: (replicaId: string) => Promise<boolean>;
+    /** Users' files across sandboxes (default: off). */
+    workspaces?: Workspaces;
   } = {},
 ): ChatHarness {
   const settings = { ...TEST_CHAT_SETTINGS, ...options.settings };
@@ -68,7 +72,8 @@ export function createChatHarness(
   const bus = options.bus ?? createSingleReplicaBus();
   const isReplicaLive = options.isReplicaLive ?? (async (id: string) => id === replicaId);
   const logger = testLogger();
-  const sessions = createSessionManager({ chat: settings, pool, owners: state.owners, replicaId, ownerTtlMs: 60_000, isReplicaLive, ensureCurrent: async () => undefined, logger });
+  const workspaces = options.workspaces ?? createWorkspaces({ store: createNoWorkspaceStore(), maxBytes: 0, timeoutMs: 1000, logger, observer: { saved: () => undefined, restored: () => undefined } });
+  const sessions = createSessionManager({ chat: settings, pool, owners: state.owners, replicaId, ownerTtlMs: 60_000, isReplicaLive, ensureCurrent: async () => undefined, workspaces, logger });
   const approvals = createApprovalRegistry();
   const events: Emitted[] = [];
   const taken = new Set<Emitted>();
@@ -78,7 +83,7 @@ export function createChatHarness(
     replicaId,
     provider: options.provider ?? createLocalPlanner(),
     tools: createToolCatalog(pool),
-    sandboxTools: createSandboxTools({ sessions, bus }),
+    sandboxTools: createSandboxTools({ sessions, bus, workspaces, isReadOnly: (tool) => ['read_text_file', 'list_directory', 'search_files', 'directory_tree'].includes(tool) }),
     sessions,
     approvals,
     state,

@@ -6,6 +6,7 @@
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
 import { SandboxGoneError, SandpoolError } from '../../src/errors.js';
 import type { SandboxSource, UserLease } from '../../src/chat/sessions.js';
+import { WorkspaceRestoreError, type WorkspaceChannel } from '../../src/mcp/workspace-channel.js';
 
 const TOOL_NAMES = ['list_directory', 'read_text_file', 'write_file', 'search_files', 'directory_tree', 'create_directory'] as const;
 
@@ -40,9 +41,32 @@ export interface FakePool extends SandboxSource {
   live(): FakeSandbox[];
   /** Paths the sandboxes report (the process runtime's temp dirs differ from /workspace). */
   workspaceDir: string;
+  /** Whether the sandboxes offer workspace snapshots (sandpool's image does; others do not). */
+  snapshots: boolean;
 }
 
-export function createFakePool(options: { workspaceDir?: string } = {}): FakePool {
+/** The in-memory files as a snapshot: JSON, which a "damaged" archive is not. */
+function fakeWorkspace(files: Map<string, string>): WorkspaceChannel {
+  return {
+    async snapshot(maxBytes) {
+      const sizeBytes = [...files.values()].reduce((n, c) => n + Buffer.byteLength(c), 0);
+      if (sizeBytes > maxBytes) return { tooLarge: { sizeBytes, maxBytes } };
+      return { archive: Buffer.from(JSON.stringify([...files])), files: files.size, sizeBytes };
+    },
+    async restore(archive) {
+      let entries: Array<[string, string]>;
+      try {
+        entries = JSON.parse(archive.toString('utf8')) as Array<[string, string]>;
+      } catch {
+        throw new WorkspaceRestoreError('the snapshot is not a readable archive');
+      }
+      for (const [k, v] of entries) files.set(k, v);
+      return { files: entries.length, sizeBytes: entries.reduce((n, [, c]) => n + Buffer.byteLength(c), 0) };
+    },
+  };
+}
+
+export function createFakePool(options: { workspaceDir?: string; snapshots?: boolean } = {}): FakePool {
   const sandboxes: FakeSandbox[] = [];
   const failures: Error[] = [];
   let seq = 0;
@@ -50,6 +74,7 @@ export function createFakePool(options: { workspaceDir?: string } = {}): FakePoo
     sandboxes,
     delayMs: 0,
     catalogKnown: true,
+    snapshots: options.snapshots ?? false,
     workspaceDir: options.workspaceDir ?? '/workspace',
     tools: () => (pool.catalogKnown ? FAKE_TOOLS : undefined),
     failNext: (...errors) => void failures.push(...errors),
@@ -76,6 +101,7 @@ export function createFakePool(options: { workspaceDir?: string } = {}): FakePoo
           workspaceDir: root,
           isUsable: () => !sb.dead && !sb.released,
           failureReason: () => sb.dead ?? (sb.released ? 'the sandbox was released' : undefined),
+          workspace: pool.snapshots ? fakeWorkspace(sb.files) : undefined,
         },
         async callTool(name, args) {
           if (sb.released) throw new SandpoolError('SANDBOX_FAILED', 'this sandbox lease was already released');

@@ -46,6 +46,9 @@ function recordingBus(answers: Partial<ReplicaBusHandlers> = {}): ReplicaBus & {
     release(target, userId) {
       routed.push({ kind: 'release', target, userId, body: undefined });
     },
+    async wipe(target, userId) {
+      routed.push({ kind: 'wipe', target, userId, body: undefined });
+    },
     serve() {},
   };
 }

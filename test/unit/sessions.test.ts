@@ -3,6 +3,8 @@ import { describe, it } from 'node:test';
 import { OwnedElsewhereError, createSessionManager, type SessionManager } from '../../src/chat/sessions.js';
 import { CancelledError, SandpoolError } from '../../src/errors.js';
 import { createMemoryState } from '../../src/state/memory-state.js';
+import { createNoWorkspaceStore } from '../../src/workspace/workspace-store.js';
+import { createWorkspaces } from '../../src/workspace/workspaces.js';
 import type { SharedState } from '../../src/state/types.js';
 import { TEST_CHAT_SETTINGS } from '../support/chat-harness.js';
 import { createFakePool, type FakePool } from '../support/fake-pool.js';
@@ -19,6 +21,7 @@ function setup(overrides: { idleMs?: number; graceMs?: number; maxSessions?: num
     ownerTtlMs: 60_000,
     isReplicaLive: async (id) => id === 'a' || (overrides.live?.(id) ?? false),
     ensureCurrent: async () => undefined,
+    workspaces: createWorkspaces({ store: createNoWorkspaceStore(), maxBytes: 0, timeoutMs: 1000, logger: testLogger(), observer: { saved: () => undefined, restored: () => undefined } }),
     logger: testLogger(),
   });
   return { sessions, pool, state };
