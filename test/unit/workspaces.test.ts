@@ -60,7 +60,7 @@ describe('workspaces: a returning user finds their files', () => {
     await h.converse('alice', 'write "small" to /workspace/a.txt');
     const good = await store.load('alice');
     const { results } = await h.converse('alice', `write "${'x'.repeat(100)}" to /workspace/b.txt`);
-    assert.match(String(results[0]?.content), /more than the 0\.0 MiB a snapshot may keep: this change was not saved, and your last saved files stay as they were/);
+    assert.match(String(results[0]?.content), /more than the 40 bytes a snapshot may keep: this change was not saved, and your last saved files stay as they were/);
     assert.equal((await store.load('alice'))?.version, good?.version);
   });
 
