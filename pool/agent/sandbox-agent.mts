@@ -22,19 +22,24 @@ export const WORKSPACE_PROTOCOL_VERSION = 1;
 /** JSON-RPC error codes of the workspace methods (their `data.reason` says more). */
 export const WORKSPACE_ERROR = { tooLarge: -32010, badArchive: -32011, badRequest: -32602, failed: -32012 } as const;
 
-/** Line-splits a stream of newline-delimited JSON-RPC (a message is never split across lines). */
+/**
+ * Line-splits a stream of newline-delimited JSON-RPC. Linear in the input:
+ * each chunk is searched once (a restore sends megabytes in one line).
+ */
 function lines(stream: NodeJS.ReadableStream, onLine: (line: string) => void, onEnd: () => void): void {
   const decoder = new StringDecoder('utf8');
-  let buffered = '';
+  let pending: string[] = [];
   stream.on('data', (chunk: Buffer | string) => {
-    buffered += typeof chunk === 'string' ? chunk : decoder.write(chunk);
-    let nl = buffered.indexOf('\n');
-    while (nl !== -1) {
-      const line = buffered.slice(0, nl);
-      buffered = buffered.slice(nl + 1);
+    const text = typeof chunk === 'string' ? chunk : decoder.write(chunk);
+    let start = 0;
+    for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', start)) {
+      pending.push(text.slice(start, nl));
+      const line = pending.length === 1 ? (pending[0] ?? '') : pending.join('');
+      pending = [];
       if (line.trim() !== '') onLine(line);
-      nl = buffered.indexOf('\n');
+      start = nl + 1;
     }
+    if (start < text.length) pending.push(text.slice(start));
   });
   stream.on('end', onEnd);
 }

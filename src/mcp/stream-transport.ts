@@ -1,8 +1,9 @@
 import { once } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
-import { ReadBuffer, serializeMessage } from '@modelcontextprotocol/sdk/shared/stdio.js';
+import { STDIO_DEFAULT_MAX_BUFFER_SIZE, deserializeMessage, serializeMessage } from '@modelcontextprotocol/sdk/shared/stdio.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
+import { LineBuffer } from './line-buffer.js';
 
 /**
  * MCP transport over any pair of streams speaking newline-delimited JSON-RPC:
@@ -17,32 +18,34 @@ export class StreamTransport implements Transport {
   /** Why the transport closed itself, when it did (the peer broke the protocol); undefined after an orderly end. */
   closeError: Error | undefined;
 
-  private readonly buffer = new ReadBuffer();
+  // The SDK's limit: a line longer than this is a sandbox flooding stdout.
+  private readonly buffer = new LineBuffer(STDIO_DEFAULT_MAX_BUFFER_SIZE);
   private closed = false;
   // Runs in a stream's 'data' event: anything thrown here would be an uncaught
   // exception and take the whole replica down with it.
   private readonly onData = (chunk: Buffer): void => {
+    let lines: string[];
     try {
-      this.buffer.append(chunk);
+      lines = this.buffer.push(chunk);
     } catch (err) {
-      // The SDK buffer refuses more than 10 MiB without a newline: a sandbox
-      // flooding stdout. That connection is beyond saving; the server is not.
+      // More than 10 MiB without a newline: a sandbox flooding stdout. That
+      // connection is beyond saving; the server is not.
       const error = toError(err);
       this.closeError = error;
       this.onerror?.(error);
       void this.close();
       return;
     }
-    for (;;) {
-      let message: JSONRPCMessage | null;
+    for (const line of lines) {
+      if (line.trim() === '') continue;
+      let message: JSONRPCMessage;
       try {
-        message = this.buffer.readMessage();
+        message = deserializeMessage(line);
       } catch (err) {
         // A stray non-JSON line (a banner on stdout): report and keep reading.
         this.onerror?.(toError(err));
         continue;
       }
-      if (message === null) break;
       try {
         this.onmessage?.(message);
       } catch (err) {
@@ -77,7 +80,17 @@ export class StreamTransport implements Transport {
     }
     // Honour backpressure: a slow sandbox must not make us buffer without bound.
     if (!this.output.write(serializeMessage(message))) {
-      await Promise.race([once(this.output, 'drain'), once(this.output, 'close').then(() => Promise.reject(new Error('sandbox stdio closed while writing')))]);
+      // Whichever of the two waits loses is cancelled: a large message meets
+      // backpressure many times, and each wait left behind would stay attached.
+      const cancel = new AbortController();
+      try {
+        await Promise.race([
+          once(this.output, 'drain', { signal: cancel.signal }),
+          once(this.output, 'close', { signal: cancel.signal }).then(() => Promise.reject(new Error('sandbox stdio closed while writing'))),
+        ]);
+      } finally {
+        cancel.abort();
+      }
     }
   }
 

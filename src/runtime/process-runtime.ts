@@ -1,6 +1,6 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from '../logger.js';
@@ -8,7 +8,11 @@ import type { ContainerRuntime, ContainerSummary, ExitInfo, SandboxProcess, Sand
 
 /** Options of the process runtime. */
 export interface ProcessRuntimeOptions {
-  /** The MCP server started for every sandbox. Default: @modelcontextprotocol/server-filesystem from node_modules. */
+  /**
+   * The MCP server started for every sandbox. Default: the sandbox agent
+   * (pool/agent: the official filesystem server from node_modules, with
+   * workspace snapshots), as in sandpool's image.
+   */
   serverEntry?: string;
   /**
    * Settings this runtime cannot honour (e.g. `POOL_IMAGE=...`): there is no
@@ -27,8 +31,7 @@ export interface ProcessRuntimeOptions {
  * limits are not enforced. Refused when NODE_ENV=production (see config).
  */
 export function createProcessRuntime(options: ProcessRuntimeOptions = {}): ContainerRuntime {
-  const serverEntry =
-    options.serverEntry ?? createRequire(import.meta.url).resolve('@modelcontextprotocol/server-filesystem/dist/index.js');
+  const serverEntry = options.serverEntry ?? fileURLToPath(new URL('../../pool/agent/sandbox-agent.mjs', import.meta.url));
   const children = new Map<string, { child: ChildProcessWithoutNullStreams; summary: ContainerSummary; dir: string }>();
   let warnedAboutSpec = false;
 

@@ -269,7 +269,7 @@ describe('ContainerPool on a real Docker engine', () => {
     const lease = await pool.acquire();
     assert.deepEqual(lease.sandbox.tools.map((t) => t.name), ['flood']);
     const err = await expectCode(lease.callTool('flood', {}), 'SANDBOX_FAILED');
-    assert.match(told(err), /exceeded maximum size/);
+    assert.match(told(err), /exceeded the maximum of 10485760 bytes/);
     assert.equal(lease.sandbox.isUsable(), false);
     await lease.release();
     // This process is still here and the pool still serves.

@@ -295,7 +295,7 @@ describe('ContainerPool (fake runtime, no Docker)', () => {
     await pool.whenWarm(2_000);
     const [flooded, bystander] = await Promise.all([pool.acquire(), pool.acquire()]);
     const err = await expectCode(flooded.callTool('flood', {}), 'SANDBOX_FAILED');
-    assert.match(told(err), /exceeded maximum size/);
+    assert.match(told(err), /exceeded the maximum of 10485760 bytes/);
     assert.ok(err instanceof SandboxGoneError, `not a SandboxGoneError: ${err.name}`);
     assert.equal(flooded.sandbox.isUsable(), false);
     assert.equal(bystander.sandbox.isUsable(), true);

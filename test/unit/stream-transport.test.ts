@@ -60,7 +60,7 @@ describe('StreamTransport', () => {
     await new Promise((r) => setImmediate(r));
     assert.equal(closed, 1);
     assert.equal(errors.length, 1);
-    assert.match(errors[0]?.message ?? '', /exceeded maximum size/);
+    assert.match(errors[0]?.message ?? '', /exceeded the maximum of 10485760 bytes/);
     assert.equal(t.closeError, errors[0]);
     await assert.rejects(t.send({ jsonrpc: '2.0', method: 'x' }), /closed/);
     // Whatever it prints afterwards goes nowhere.
@@ -79,5 +79,34 @@ describe('StreamTransport', () => {
     await new Promise((r) => setImmediate(r));
     assert.equal(closed, 1);
     await assert.rejects(t.send({ jsonrpc: '2.0', method: 'x' }), /closed/);
+  });
+});
+
+describe('LineBuffer', () => {
+  it('returns the lines a chunk completes, across chunk boundaries, without their newline or a trailing \\r', async () => {
+    const { LineBuffer } = await import('../../src/mcp/line-buffer.js');
+    const b = new LineBuffer(1024);
+    assert.deepEqual(b.push(Buffer.from('{"a":')), []);
+    assert.deepEqual(b.push(Buffer.from('1}\r\n{"b":2}\n{"c"')), ['{"a":1}', '{"b":2}']);
+    assert.deepEqual(b.push(Buffer.from(':3}\n')), ['{"c":3}']);
+    assert.deepEqual(b.push(Buffer.from('\n\n')), ['', '']);
+  });
+
+  it('keeps a multi-byte character split between chunks whole', async () => {
+    const { LineBuffer } = await import('../../src/mcp/line-buffer.js');
+    const b = new LineBuffer(1024);
+    const bytes = Buffer.from('"äö"\n');
+    assert.deepEqual([...b.push(bytes.subarray(0, 2)), ...b.push(bytes.subarray(2))], ['"äö"']);
+  });
+
+  it('gives back a line of megabytes that arrived in many small chunks, and refuses one past the limit', async () => {
+    const { LineBuffer } = await import('../../src/mcp/line-buffer.js');
+    const b = new LineBuffer(8 * 1024 * 1024);
+    const line = 'y'.repeat(6 * 1024 * 1024);
+    let out: string[] = [];
+    for (let i = 0; i < line.length; i += 4096) out = out.concat(b.push(Buffer.from(line.slice(i, i + 4096))));
+    assert.deepEqual(out, []);
+    assert.deepEqual(b.push(Buffer.from('\n')), [line]);
+    assert.throws(() => b.push(Buffer.alloc(9 * 1024 * 1024, 'z')), /exceeded the maximum of 8388608 bytes/);
   });
 });
