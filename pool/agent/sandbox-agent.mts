@@ -5,7 +5,8 @@
  * same attached stdio. No exec, no engine call, no second process: a restore
  * into a warm sandbox costs what unpacking costs.
  *
- *   node sandbox-agent.mjs /workspace     (the server's own arguments)
+ *   node main.mjs /workspace     (the server's own arguments; the image
+ *                                  runs the same code bundled, pool/bundle.mjs)
  *
  * Everything else passes through both ways, byte for byte, except the answer
  * to `initialize`, which gains `capabilities.experimental["sandpool/workspace"]`
@@ -165,7 +166,7 @@ export function runAgent(s: AgentStreams): void {
  * imported, the one place this reaches past the server, and checked right
  * after, so a changed server fails loudly at start instead of talking past us.
  */
-export async function main(importServer: () => Promise<unknown>): Promise<void> {
+export async function startAgent(startServer: () => Promise<unknown>): Promise<void> {
   const input = process.stdin;
   const output = process.stdout;
   const serverIn = new PassThrough();
@@ -177,9 +178,5 @@ export async function main(importServer: () => Promise<unknown>): Promise<void> 
     process.exit(70);
   }
   runAgent({ input, output, serverIn, serverOut, root: process.argv[2] ?? '/workspace' });
-  await importServer();
-}
-
-if (process.argv[1] && import.meta.url === (await import('node:url')).pathToFileURL(process.argv[1]).href) {
-  await main(() => import('@modelcontextprotocol/server-filesystem/dist/index.js'));
+  await startServer();
 }

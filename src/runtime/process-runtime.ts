@@ -31,7 +31,7 @@ export interface ProcessRuntimeOptions {
  * limits are not enforced. Refused when NODE_ENV=production (see config).
  */
 export function createProcessRuntime(options: ProcessRuntimeOptions = {}): ContainerRuntime {
-  const serverEntry = options.serverEntry ?? fileURLToPath(new URL('../../pool/agent/sandbox-agent.mjs', import.meta.url));
+  const serverEntry = options.serverEntry ?? fileURLToPath(new URL('../../pool/agent/main.mjs', import.meta.url));
   const children = new Map<string, { child: ChildProcessWithoutNullStreams; summary: ContainerSummary; dir: string }>();
   let warnedAboutSpec = false;
 

@@ -8,7 +8,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { z } from 'zod';
 
-const AGENT = path.resolve('dist/pool/agent/sandbox-agent.mjs');
+const AGENT = path.resolve('dist/pool/agent/main.mjs');
 const clients: Client[] = [];
 
 /** The agent as the sandbox runs it (a real process on stdio), rooted at a fresh directory. */
