@@ -19,6 +19,7 @@ import { createHeartbeat, heartbeatTtlMs } from '../cluster/heartbeat.js';
 import { createLiveness } from '../cluster/liveness.js';
 import { connectRedis, redactUrl } from '../cluster/redis-clients.js';
 import { createSingleReplicaBus } from '../cluster/replica-bus.js';
+import { REDIS_UNREACHABLE } from '../http/healthcheck.js';
 import { createHttpApp } from '../http/http-app.js';
 import { createLogger, type Logger } from '../logger.js';
 import { createMetrics } from '../metrics/metrics.js';
@@ -168,7 +169,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     const reasons: string[] = [];
     const s = pool.stats();
     if (!s.ready) reasons.push(s.lastError ? `sandbox pool not ready: ${s.lastError}` : 'sandbox pool warming up');
-    if (!state.healthy()) reasons.push('Redis is unreachable');
+    if (!state.healthy()) reasons.push(REDIS_UNREACHABLE);
     return reasons;
   };
   const http = createHttpApp({
