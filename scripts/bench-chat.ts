@@ -44,7 +44,8 @@ async function startReplica(): Promise<string> {
     name: 'the replica',
     command: process.execPath,
     args: ['dist/src/main.js'],
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', REPLICA_ID: `bench-chat-${process.pid}`, POOL_MIN_SIZE: minSize, LOG_LEVEL: 'warn' },
+    // Its users connect with the development identity: .env's AUTH_SECRET (`npm run images`) is the compose stack's.
+    env: { ...process.env, AUTH_SECRET: process.env.AUTH_SECRET ?? '', PORT: String(port), HOST: '127.0.0.1', REPLICA_ID: `bench-chat-${process.pid}`, POOL_MIN_SIZE: minSize, LOG_LEVEL: 'warn' },
     stdout: 'ignore',
     stderr: 'inherit',
   });

@@ -71,7 +71,9 @@ async function startReplicas(redisUrl: string): Promise<void> {
       command: process.execPath,
       args: [path.join(root, 'dist/src/main.js')],
       cwd: root,
-      env: { ...process.env, PORT: String(port + i), HOST: '127.0.0.1', REPLICA_ID: id, REDIS_URL: redisUrl },
+      // The development identity unless this environment sets AUTH_SECRET: the
+      // secret `npm run images` writes to .env is the compose stack's, not this cluster's.
+      env: { ...process.env, AUTH_SECRET: process.env.AUTH_SECRET ?? '', PORT: String(port + i), HOST: '127.0.0.1', REPLICA_ID: id, REDIS_URL: redisUrl },
       stdout: 'inherit',
       stderr: 'inherit',
       detached: true,

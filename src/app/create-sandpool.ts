@@ -22,6 +22,7 @@ import { connectRedis, redactUrl } from '../cluster/redis-clients.js';
 import { createSingleReplicaBus, type ReplicaBus } from '../cluster/replica-bus.js';
 import { SandpoolError } from '../errors.js';
 import { createAdminRoutes } from '../http/admin-routes.js';
+import { REDIS_UNREACHABLE } from '../http/healthcheck.js';
 import { createHttpApp } from '../http/http-app.js';
 import { createMcpRoutes } from '../mcp-gateway/mcp-routes.js';
 import { createMcpSessionRegistry } from '../mcp-gateway/mcp-sessions.js';
@@ -263,7 +264,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     const reasons: string[] = [];
     const s = pool.stats();
     if (!s.ready) reasons.push(s.lastError ? `sandbox pool not ready: ${s.lastError}` : 'sandbox pool warming up');
-    if (!state.healthy()) reasons.push('Redis is unreachable');
+    if (!state.healthy()) reasons.push(REDIS_UNREACHABLE);
     return reasons;
   };
   const http = createHttpApp({

@@ -1,9 +1,12 @@
 /**
- * The Docker socket proxy as a program (docker-compose runs it beside the app):
+ * The Docker socket proxy as a program (the compose files and the swarm stack run it beside the app):
  *   node dist/src/socket-proxy/main.js --listen /run/sandpool/docker.sock [--upstream /var/run/docker.sock]
  * The app points DOCKER_SOCKET at --listen; only this process sees the engine's socket.
+ *   node dist/src/socket-proxy/main.js --check /run/sandpool/docker.sock
+ * is its container healthcheck: exit 0 when the engine answers a ping through the proxy.
  */
 import { chmodSync, rmSync } from 'node:fs';
+import { request } from 'node:http';
 import { parseArgs } from 'node:util';
 import { createLogger } from '../logger.js';
 import { createSocketProxy } from './socket-proxy.js';
@@ -11,12 +14,26 @@ import { createSocketProxy } from './socket-proxy.js';
 const { values } = parseArgs({
   options: {
     listen: { type: 'string' },
+    check: { type: 'string' },
     upstream: { type: 'string', default: '/var/run/docker.sock' },
     'log-level': { type: 'string', default: process.env.LOG_LEVEL ?? 'info' },
   },
 });
+if (values.check) {
+  const socketPath = values.check;
+  const answered = await new Promise<boolean>((resolve) => {
+    const req = request({ socketPath, path: '/_ping', timeout: 2_500 }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(false));
+    req.end();
+  });
+  process.exit(answered ? 0 : 1);
+}
 if (!values.listen) {
-  process.stderr.write('socket-proxy: --listen <socket path> is required\n');
+  process.stderr.write('socket-proxy: --listen <socket path> (or --check <socket path>) is required\n');
   process.exit(2);
 }
 const listen = values.listen;

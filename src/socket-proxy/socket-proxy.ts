@@ -39,6 +39,19 @@ function skipBytes(socket: Duplex, head: Buffer, length: number): Promise<Buffer
   });
 }
 
+/** Reads and drops a request's body; resolves with its length once it ended (or the client went away). */
+function drainBody(req: IncomingMessage): Promise<number> {
+  return new Promise((resolve) => {
+    let length = 0;
+    req.on('data', (chunk: Buffer) => {
+      length += chunk.length;
+    });
+    req.once('end', () => resolve(length));
+    req.once('close', () => resolve(length));
+    req.resume();
+  });
+}
+
 /** Container ids known to be sandboxes (created through this proxy, or checked). */
 const KNOWN_LIMIT = 10_000;
 
@@ -185,7 +198,10 @@ export function createSocketProxy(options: SocketProxyOptions): Server {
       // them from the query string, and hijacks the connection right after the
       // headers, so body bytes that arrive apart from them would reach the
       // sandbox's stdin and corrupt its first message. The body is dropped.
-      const rest = await skipBytes(client, head, Number(req.headers['content-length'] ?? 0));
+      // Node 26 (the app image) delivers an upgrade's body through `req`;
+      // Node 20 leaves it in `head` and on the socket: skip what `req` did not take.
+      const taken = await drainBody(req);
+      const rest = await skipBytes(client, head, Number(req.headers['content-length'] ?? 0) - taken);
       if (rest === undefined) return;
       const upstream = connect(options.upstreamSocket);
       upstream.on('error', () => client.destroy());

@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { LABELS } from '../../src/runtime/types.js';
 import { startCluster, type ClusterState, type RunningCluster } from '../support/cluster.js';
@@ -272,15 +275,19 @@ describe('replicas behind nginx with Redis (npm run cluster)', () => {
 describe('compose files', () => {
   it('docker-compose config accepts both compose files', async () => {
     const env = { ...process.env, AUTH_SECRET: 'compose-config-check-secret' };
+    // Not the checkout's .env (`npm run images` writes one, with a secret): only this environment.
+    const noEnvFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'sandpool-compose-')), 'empty.env');
+    writeFileSync(noEnvFile, '');
+    const compose = (file: string, withEnv: NodeJS.ProcessEnv): Promise<{ stdout: string }> => execFileAsync('docker-compose', ['--env-file', noEnvFile, '-f', file, 'config'], { env: withEnv });
     for (const file of ['docker-compose.yml', 'docker-compose.scale.yml']) {
-      const { stdout } = await execFileAsync('docker-compose', ['-f', file, 'config'], { env });
+      const { stdout } = await compose(file, env);
       assert.match(stdout, /services:/);
     }
     // Production compose refuses to run without a secret.
     const { AUTH_SECRET: _omit, ...withoutSecret } = env;
     void _omit;
-    await assert.rejects(execFileAsync('docker-compose', ['-f', 'docker-compose.scale.yml', 'config'], { env: withoutSecret }), /AUTH_SECRET/);
-    const { stdout } = await execFileAsync('docker-compose', ['-f', 'docker-compose.scale.yml', 'config'], { env });
+    await assert.rejects(compose('docker-compose.scale.yml', withoutSecret), /AUTH_SECRET/);
+    const { stdout } = await compose('docker-compose.scale.yml', env);
     for (const needle of ['redis', 'nginx', 'replicas: 4', '/var/run/docker.sock', 'ENABLE_CONTAINER_POOL', 'POOL_MIN_SIZE', 'POOL_MAX_SIZE', 'POOL_IDLE_TIMEOUT_MS', 'REDIS_URL']) {
       assert.ok(stdout.includes(needle), `docker-compose.scale.yml lacks ${needle}`);
     }

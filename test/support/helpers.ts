@@ -98,7 +98,8 @@ export function startReplica(env: Record<string, string>, ready: RegExp, readyTi
     name: `replica ${env.REPLICA_ID ?? ''}`,
     command: process.execPath,
     args: ['dist/src/main.js'],
-    env: { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
+    // AUTH_SECRET '' (unset) unless given: not the one `npm run images` writes to .env, which main.js would read.
+    env: { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', AUTH_SECRET: '', ...env },
     ready,
     readyTimeoutMs,
   });

@@ -22,7 +22,13 @@ describe('token rules (AUTH_SECRET set)', () => {
   it('accepts an HS256 token with sub and exp; the user is its sub and it lasts until exp', async () => {
     const exp = Math.floor(Date.now() / 1000) + 60;
     const identity = await createAuthenticator(settings())({ token: await makeToken({ sub: 'alice', exp }) });
-    assert.deepEqual(identity, { userId: 'alice', expiresAtMs: exp * 1000 });
+    assert.deepEqual(identity, { userId: 'alice', expiresAtMs: exp * 1000, scopes: [] });
+  });
+
+  it('reads the token\'s space-separated scope (the operators\' sandpool:admin)', async () => {
+    const exp = Math.floor(Date.now() / 1000) + 60;
+    const identity = await createAuthenticator(settings())({ token: await makeToken({ sub: 'ops', exp, scope: 'read sandpool:admin' }) });
+    assert.deepEqual(identity.scopes, ['read', 'sandpool:admin']);
   });
 
   it('refuses a token without exp or without sub', async () => {
@@ -71,7 +77,7 @@ describe('token rules (AUTH_SECRET set)', () => {
 describe('development identity (no AUTH_SECRET)', () => {
   it('takes a well-formed userId as is, with no expiry, and refuses anything else', async () => {
     const auth = createAuthenticator(settings({ secret: undefined }));
-    assert.deepEqual(await auth({ userId: 'bob@example' }), { userId: 'bob@example', expiresAtMs: undefined });
+    assert.deepEqual(await auth({ userId: 'bob@example' }), { userId: 'bob@example', expiresAtMs: undefined, scopes: [] });
     assert.match(await refused(auth({})), /userId is required/);
     assert.match(await refused(auth({ userId: '../etc' })), /userId is required/);
   });

