@@ -10,7 +10,7 @@
  * (`node dist/src/main.js`) with a warm spare per user (POOL_MIN_SIZE = N + 2)
  * and stops it afterwards.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -38,6 +38,8 @@ if (!Number.isInteger(users) || users < 1 || !Number.isInteger(reads) || reads <
 const say = (line: string): void => void process.stderr.write(`${line}\n`);
 
 let replica: StartedProcess | undefined;
+// The replica's workspace snapshots (the write calls save one, as they would in use), thrown away afterwards.
+const workspaceDir = mkdtempSync(path.join(os.tmpdir(), 'sandpool-bench-mcp-'));
 async function startReplica(): Promise<string> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
@@ -45,7 +47,7 @@ async function startReplica(): Promise<string> {
     name: 'the replica',
     command: process.execPath,
     args: ['dist/src/main.js'],
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', REPLICA_ID: `bench-mcp-${process.pid}`, POOL_MIN_SIZE: String(users + 2), POOL_MAX_SIZE: String(users * 2 + 4), LOG_LEVEL: 'warn' },
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', REPLICA_ID: `bench-mcp-${process.pid}`, POOL_MIN_SIZE: String(users + 2), POOL_MAX_SIZE: String(users * 2 + 4), LOG_LEVEL: 'warn', WORKSPACE_STORE: 'fs', WORKSPACE_DIR: workspaceDir },
     stdout: 'ignore',
     stderr: 'inherit',
   });
@@ -126,4 +128,5 @@ try {
   }
 } finally {
   await replica?.stop('SIGTERM', 60_000);
+  rmSync(workspaceDir, { recursive: true, force: true });
 }

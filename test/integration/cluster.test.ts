@@ -55,6 +55,8 @@ describe('replicas behind nginx with Redis (npm run cluster)', () => {
       REQUEST_SLOT_TTL_MS: '3000',
       // A third of it is the grace for requests in flight: long enough to watch a drain.
       SHUTDOWN_TIMEOUT_MS: '9000',
+      // Snapshots off: the notices of a store-less deployment (workspaces.test.ts covers the Redis store after kill -9).
+      WORKSPACE_STORE: 'none',
     });
     state = cluster.state;
   });

@@ -28,6 +28,8 @@ export function testConfig(overrides: Record<string, string> = {}): Config {
     POOL_MIN_SIZE: '1',
     POOL_MAX_SIZE: '4',
     POOL_ACQUIRE_TIMEOUT_MS: '20000',
+    // No snapshots unless a test asks (workspaces.test.ts): nothing carries from one run to the next.
+    WORKSPACE_STORE: 'none',
     ...overrides,
   });
 }
@@ -99,7 +101,7 @@ export function startReplica(env: Record<string, string>, ready: RegExp, readyTi
     command: process.execPath,
     args: ['dist/src/main.js'],
     // AUTH_SECRET '' (unset) unless given: not the one `npm run images` writes to .env, which main.js would read.
-    env: { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', AUTH_SECRET: '', ...env },
+    env: { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', AUTH_SECRET: '', WORKSPACE_STORE: 'none', ...env },
     ready,
     readyTimeoutMs,
   });
