@@ -17,7 +17,8 @@ function makePool(cfg: Config): ContainerPool {
 
 describe('other MCP images', () => {
   before(async () => {
-    await execFileAsync('docker', ['build', '-q', '-t', ECHO_IMAGE, 'test/fixtures/echo-mcp']);
+    // On the sandbox image under test (POOL_IMAGE), for its node.
+    await execFileAsync('docker', ['build', '-q', '--build-arg', `BASE_IMAGE=${testConfig().pool.image}`, '-t', ECHO_IMAGE, 'test/fixtures/echo-mcp']);
   });
   after(async () => {
     await Promise.all(pools.map((p) => p.drain(20_000)));
@@ -35,7 +36,8 @@ describe('other MCP images', () => {
   });
 
   it('runs a command override (POOL_COMMAND) instead of the image entrypoint', async () => {
-    const command = JSON.stringify(['node', '/opt/sandbox/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js', '/tmp']);
+    // The image's bundled server runs without its snapshot too, as any script does.
+    const command = JSON.stringify(['node', '/opt/sandbox/server.cjs', '/tmp']);
     const pool = makePool(testConfig({ POOL_COMMAND: command, POOL_MIN_SIZE: '1' }));
     const lease = await pool.acquire();
     const allowed = await lease.callTool('list_allowed_directories', {});

@@ -28,6 +28,8 @@ export function testConfig(overrides: Record<string, string> = {}): Config {
     POOL_MIN_SIZE: '1',
     POOL_MAX_SIZE: '4',
     POOL_ACQUIRE_TIMEOUT_MS: '20000',
+    // The sandbox image under test: another tag than the shared default while the image changes.
+    ...(process.env.POOL_IMAGE ? { POOL_IMAGE: process.env.POOL_IMAGE } : {}),
     ...overrides,
   });
 }

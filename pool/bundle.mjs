@@ -1,0 +1,92 @@
+// Bundles the official MCP filesystem server (its own code, unchanged) into
+// one CommonJS file, /out/server.cjs, that can also be the entry of a V8
+// startup snapshot. Runs at image build time, in the build stage.
+//
+// Why: unbundled, the server loads as hundreds of separate modules, and that
+// module loading is most of a sandbox start's CPU. One file parses once; a
+// snapshot of it skips even that.
+//
+// The server's entry (dist/index.js) is an ES module that runs at top level
+// (with top-level await): a snapshot must load the code without running it.
+// So its top-level body is wrapped, as written, in `async function main()`:
+// its imports stay imports, nothing else changes. The build fails loudly if
+// the pinned version's entry stops having that shape.
+//
+// Usage: node bundle.mjs OUT_DIR [ENTRY_PATH_AT_RUN_TIME]
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { build } from 'esbuild';
+
+const outDir = path.resolve(process.argv[2] ?? 'out');
+// The bundle's path inside the image: what the server sees as argv[1] when it runs from the snapshot.
+const runtimePath = process.argv[3] ?? '/opt/sandbox/server.cjs';
+const require = createRequire(import.meta.url);
+const entryPath = require.resolve('@modelcontextprotocol/server-filesystem/dist/index.js');
+
+/** The entry's leading import declarations, and the body after them. */
+export function splitEntry(source) {
+  const text = source.replace(/^#!.*\n/, '');
+  const importDecl = /\s*(?:\/\/[^\n]*\n\s*)*import\s[\s\S]*?from\s*(["'])[^"'\n]+\1;?[ \t]*\n/y;
+  let offset = 0;
+  const imports = [];
+  for (;;) {
+    importDecl.lastIndex = offset;
+    const m = importDecl.exec(text);
+    if (!m) break;
+    imports.push(m[0]);
+    offset = importDecl.lastIndex;
+  }
+  const body = text.slice(offset);
+  if (imports.length === 0) throw new Error(`${entryPath}: no leading import declarations found`);
+  if (/^\s*(import|export)\s/m.test(body)) throw new Error(`${entryPath}: import/export after the leading imports; the wrapper cannot defer this entry`);
+  return { imports: imports.join(''), body };
+}
+
+const deferEntry = {
+  name: 'defer-server-entry',
+  setup(b) {
+    b.onLoad({ filter: /server-filesystem[\\/]dist[\\/]index\.js$/ }, (args) => {
+      const { imports, body } = splitEntry(readFileSync(args.path, 'utf8'));
+      return { contents: `${imports}\nexport async function main() {\n${body}\n}\n`, loader: 'js', resolveDir: path.dirname(args.path) };
+    });
+  },
+};
+
+// The bundle's own entry: run now, or, while a snapshot is built, once the snapshot is deserialized.
+const launcher = `
+import v8 from 'node:v8';
+import { main } from ${JSON.stringify(entryPath)};
+function run() {
+  main().catch((error) => {
+    console.error('Fatal error starting the filesystem server:', error);
+    process.exit(1);
+  });
+}
+if (v8.startupSnapshot.isBuildingSnapshot()) {
+  v8.startupSnapshot.setDeserializeMainFunction(() => {
+    // From a snapshot argv has no script path; the server reads its directories from argv[2] on.
+    process.argv.splice(1, 0, ${JSON.stringify(runtimePath)});
+    run();
+  });
+} else {
+  run();
+}
+`;
+
+const result = await build({
+  stdin: { contents: launcher, resolveDir: path.dirname(entryPath), sourcefile: 'launcher.mjs', loader: 'js' },
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  minify: process.env.BUNDLE_MINIFY !== '0',
+  legalComments: 'none',
+  outfile: path.join(outDir, 'server.cjs'),
+  plugins: [deferEntry],
+  metafile: true,
+  logLevel: 'warning',
+});
+const inputs = Object.keys(result.metafile.inputs).length;
+const bytes = Object.values(result.metafile.outputs).reduce((n, o) => n + o.bytes, 0);
+console.error(`[bundle] ${inputs} modules -> ${path.join(outDir, 'server.cjs')} (${Math.round(bytes / 1024)} KiB)`);
