@@ -22,10 +22,8 @@ export interface Sandbox {
   readonly tools: readonly Tool[];
   readonly client: Client;
   readonly process: SandboxProcess;
-  /** Cheap local check: false once the process exited or the MCP connection closed. */
+  /** Local check, no engine call: false once the process exited (stdio closed, or the engine's event said so) or the MCP connection closed. */
   isUsable(): boolean;
-  /** Asks the engine; used when handing a sandbox out. */
-  isHealthy(): Promise<boolean>;
   /** Why the sandbox is no longer usable, when it is not. */
   failureReason(): string | undefined;
   /**
@@ -107,7 +105,6 @@ export async function startSandbox(runtime: ContainerRuntime, spec: SandboxSpec,
     client,
     process: proc,
     isUsable: () => !destroyed && closedReason === undefined && !proc.hasExited(),
-    isHealthy: async () => sandbox.isUsable() && (await proc.isAlive()),
     failureReason: () => (destroyed ? 'the sandbox was released' : closedReason),
     async callTool(name, args, callOptions) {
       if (!sandbox.isUsable()) {

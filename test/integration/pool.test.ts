@@ -326,18 +326,18 @@ describe('ContainerPool on a real Docker engine', () => {
     }
   });
 
-  it('never hands out a sandbox killed while idle, and replaces it', async () => {
+  it('a sandbox killed while idle never serves a user: not handed out, or replaced on first use without an error', async () => {
     const cfg = testConfig({ POOL_MIN_SIZE: '2' });
     const pool = makePool(cfg);
     await pool.whenWarm(30_000);
     const ids = await dockerPs({ [LABELS.replica]: cfg.server.replicaId });
     assert.equal(ids.length, 2);
     await execFileAsync('docker', ['kill', ...ids]);
-    // Acquire right away, before the pool can notice by itself.
+    // Acquire right away, before the pool can notice by itself (a hand-out asks the engine nothing).
     const lease = await pool.acquire();
-    assert.equal(ids.includes(lease.sandbox.id), false, 'handed out a killed container');
     const res = await lease.callTool('list_directory', { path: '/workspace' });
     assert.notEqual(res.isError, true);
+    assert.equal(ids.includes(lease.sandbox.id), false, 'the call ran in a killed container');
     await lease.release();
     await waitFor('killed containers removed and pool refilled', async () => {
       const now = await dockerPs({ [LABELS.replica]: cfg.server.replicaId });
@@ -363,6 +363,8 @@ describe('ContainerPool on a real Docker engine', () => {
     const pool = makePool(cfg);
     await pool.whenWarm(30_000);
     const lease = await pool.acquire();
+    // Used once: its files are the user's now, so its death is theirs to hear about (no replacement).
+    await lease.callTool('write_file', { path: '/workspace/mine.txt', content: 'mine' });
     await execFileAsync('docker', ['kill', lease.sandbox.id]);
     const err = await expectCode(lease.callTool('list_directory', { path: '/workspace' }), 'SANDBOX_FAILED');
     assert.match(told(err), /exited with code 137|closed|gone/);
