@@ -53,17 +53,68 @@ const deferEntry = {
   },
 };
 
-// The bundle's own entry: run now, or, while a snapshot is built, once the snapshot is deserialized.
+// The bundle's own entry: run now, or, while a snapshot is built, once the
+// snapshot is deserialized. While it is built, a warm-up first sends one
+// initialize, tools/list and tools/call through the SDK's own McpServer (an
+// in-memory transport, a throwaway tool): the functions those paths run are
+// then compiled, and the snapshot keeps their bytecode, so a sandbox does not
+// compile them again at every start. The warm-up server is closed and
+// collected before the snapshot is taken; the filesystem server itself only
+// runs, as published, from the snapshot's main.
 const launcher = `
 import v8 from 'node:v8';
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { z } from 'zod';
 import { main } from ${JSON.stringify(entryPath)};
+
+async function warmUp() {
+  const server = new McpServer({ name: 'warm-up', version: '0' });
+  const schema = {
+    path: z.string(),
+    count: z.number().optional().describe('a number'),
+    items: z.array(z.object({ a: z.string(), b: z.string() })).optional().default([]),
+    order: z.enum(['name', 'size']).optional().default('name'),
+    dryRun: z.boolean().default(false),
+  };
+  const tool = { description: 'warm-up', inputSchema: schema, outputSchema: { content: z.string() }, annotations: { readOnlyHint: true } };
+  server.registerTool('warm_up', tool, async ({ path }) => ({ content: [{ type: 'text', text: path }], structuredContent: { content: path } }));
+  const replies = [];
+  let answered;
+  const allAnswered = new Promise((resolve) => (answered = resolve));
+  const transport = {
+    async start() {},
+    async send(message) {
+      replies.push(message);
+      if (replies.length === 3) answered();
+    },
+    async close() {
+      transport.onclose?.();
+    },
+  };
+  await server.connect(transport);
+  transport.onmessage({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'warm-up', version: '0' } } });
+  await new Promise((resolve) => setImmediate(resolve));
+  transport.onmessage({ jsonrpc: '2.0', method: 'notifications/initialized' });
+  transport.onmessage({ jsonrpc: '2.0', id: 2, method: 'tools/list' });
+  transport.onmessage({ jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'warm_up', arguments: { path: '/warm-up' } } });
+  await allAnswered;
+  await server.close();
+  const failed = replies.filter((r) => r.error || r.result?.isError);
+  if (failed.length > 0) throw new Error('warm-up failed: ' + JSON.stringify(failed));
+}
+
 function run() {
   main().catch((error) => {
     console.error('Fatal error starting the filesystem server:', error);
     process.exit(1);
   });
 }
+
 if (v8.startupSnapshot.isBuildingSnapshot()) {
+  warmUp().catch((error) => {
+    console.error(error);
+    process.exit(1);
+  });
   v8.startupSnapshot.setDeserializeMainFunction(() => {
     // From a snapshot argv has no script path; the server reads its directories from argv[2] on.
     process.argv.splice(1, 0, ${JSON.stringify(runtimePath)});

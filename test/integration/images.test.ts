@@ -40,7 +40,7 @@ describe('other MCP images', () => {
   it('the default image is node, its libraries and the bundled server with its snapshot: no shell, no npm, no caches', async () => {
     const image = testConfig().pool.image;
     const { stdout: inspected } = await execFileAsync('docker', ['image', 'inspect', '-f', '{{json .Config.Entrypoint}}', image]);
-    assert.deepEqual(JSON.parse(inspected), ['node', '--snapshot-blob', '/opt/sandbox/server.blob']);
+    assert.deepEqual(JSON.parse(inspected), ['node', '--v8-pool-size=1', '--snapshot-blob', '/opt/sandbox/server.blob']);
     const probe = `const fs=require('fs');console.log(JSON.stringify(Object.fromEntries(
       ['/bin/sh','/bin/bash','/usr/bin/apt-get','/usr/local/bin/npm','/usr/local/lib/node_modules','/opt/sandbox/node_modules','/root/.npm','/opt/sandbox/server.cjs','/opt/sandbox/server.blob']
       .map(p=>[p,fs.existsSync(p)]))))`;
