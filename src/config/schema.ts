@@ -1,5 +1,6 @@
 import os from 'node:os';
 import { EnvVarError, bool, custom, int, num, oneOf, optionalStr, optionalUrl, str, type EnvTree } from './env-var.js';
+import { maxSessionsFor, replicaLimits } from './session-capacity.js';
 
 /** The image pool/build.sh builds; POOL_IMAGE's default. */
 export const DEFAULT_POOL_IMAGE = 'sandpool-sandbox:latest';
@@ -92,7 +93,12 @@ export const schema = {
     toolApprovalTimeoutMs: int('TOOL_APPROVAL_TIMEOUT_MS', { default: 120_000, min: 100, doc: 'A tool call not approved within this long is refused (reported to the model) (ms).' }),
     toolCallTimeoutMs: int('TOOL_CALL_TIMEOUT_MS', { default: 60_000, min: 100, doc: 'Bound on one tool call inside the sandbox (ms).' }),
     maxMessageBytes: int('MAX_MESSAGE_BYTES', { default: 16_384, min: 16, max: 10_000_000, doc: 'Largest accepted message, in UTF-8 bytes (PAYLOAD_TOO_LARGE above).' }),
-    maxSessions: int('MAX_SESSIONS', { default: 2000, min: 1, doc: 'Users (sessions) per replica; more are refused at connect with TOO_MANY_REQUESTS.' }),
+    maxSessions: int('MAX_SESSIONS', {
+      default: () => maxSessionsFor(replicaLimits()),
+      defaultDoc: "half the replica's memory (V8 heap limit, cgroup limit or host memory, whichever is least) at 64 KiB per session, and at most the open-file limit minus 1024; computed where it runs",
+      min: 1,
+      doc: "Users (sessions) per replica. When this replica is full a new user's handshake gets HTTP 503 so nginx tries the next replica; only when no live replica has room is it refused with TOO_MANY_REQUESTS.",
+    }),
     maxAgentSteps: int('AGENT_MAX_STEPS', { default: 8, min: 1, max: 100, doc: 'Model turns per request before the agent stops.' }),
     socketEventsPerSecond: int('SOCKET_EVENTS_PER_SECOND', {
       default: 20,
