@@ -202,7 +202,7 @@ export const schema = {
       default: 2,
       min: 0,
       max: 100,
-      doc: 'Spares kept = max(POOL_MIN_SIZE, arrivals/s x start seconds (p95) x this), at most POOL_MAX_SIZE and POOL_SPARES_MEMORY_MB. 0 keeps exactly POOL_MIN_SIZE.',
+      doc: 'Spares kept = max(POOL_MIN_SIZE, arrivals/s x start seconds (p50) x this), at most POOL_MAX_SIZE and POOL_SPARES_MEMORY_MB. 0 keeps exactly POOL_MIN_SIZE.',
     }),
     sparesMemoryMb: int('POOL_SPARES_MEMORY_MB', {
       default: () => Math.max(64, Math.floor(os.totalmem() / 1048576 / 8)),

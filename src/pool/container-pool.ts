@@ -178,7 +178,8 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
   /** Moves the spares to what the recent demand needs (arrivals during one start, with headroom). */
   function retarget(): void {
     if (draining) return;
-    spares.setTarget(demand.target(starts.stats().createLatencyMs.p95));
+    // The median start, not the tail: under overload the tail grows with the queue, and spares cannot fix a start rate below the arrival rate.
+    spares.setTarget(demand.target(starts.stats().createLatencyMs.p50));
   }
 
   function isReady(): boolean {

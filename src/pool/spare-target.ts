@@ -67,7 +67,8 @@ export function createSpareTarget(options: SpareTargetOptions): SpareTarget {
     arrivalRate,
     target(startMs) {
       const startSeconds = (startMs ?? options.defaultStartMs) / 1000;
-      const wanted = Math.ceil(arrivalRate() * startSeconds * options.headroom);
+      // Rounded, not ceiled: one user a minute must not keep a spare the floor (POOL_MIN_SIZE) did not ask for.
+      const wanted = Math.round(arrivalRate() * startSeconds * options.headroom);
       // The operator's floor holds even above the memory budget; demand does not.
       return Math.max(options.floor, Math.min(options.ceiling, wanted));
     },

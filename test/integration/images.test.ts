@@ -5,7 +5,8 @@ import { createContainerPool, type ContainerPool } from '../../src/pool/containe
 import { createDockerRuntime } from '../../src/runtime/docker-runtime.js';
 import { execFileAsync, testConfig, testLogger, textOf } from '../support/helpers.js';
 
-const ECHO_IMAGE = 'sandpool-test-echo-mcp:latest';
+// Per run: concurrent test runs (other checkouts on one engine) must not build over or remove each other's tag.
+const ECHO_IMAGE = `sandpool-test-echo-mcp:run-${process.pid}`;
 const pools: ContainerPool[] = [];
 
 function makePool(cfg: Config): ContainerPool {

@@ -36,6 +36,14 @@ describe('spare target (spares that follow demand)', () => {
     assert.equal(s.t.target(null), 16);
   });
 
+  it('keeps no spare above the floor for a trickle of users', () => {
+    const s = target({ floor: 0 });
+    arrive(s, 1, 1);
+    arrive(s, 0, 9);
+    // 0.1/s x 1 s x 2 = 0.2 spares: none.
+    assert.equal(s.t.target(1_000), 0);
+  });
+
   it('averages arrivals, so one busy second is not a rate', () => {
     const s = target();
     arrive(s, 10, 1);
