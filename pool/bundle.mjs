@@ -53,6 +53,22 @@ const deferEntry = {
   },
 };
 
+// zod exports 40-odd error-message locales as one namespace (z.locales), so
+// the bundle kept all of them: a third of its bytes, parsed into every
+// snapshot and deserialized at every start. Nothing in the server or the SDK
+// reads z.locales; zod itself imports English directly for its default
+// messages. Only English is kept.
+const englishOnlyZod = {
+  name: 'zod-english-only',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]zod[\\/]v4[\\/]locales[\\/]index\.js$/ }, (args) => ({
+      contents: 'export { default as en } from "./en.js";\n',
+      loader: 'js',
+      resolveDir: path.dirname(args.path),
+    }));
+  },
+};
+
 // The bundle's own entry: run now, or, while a snapshot is built, once the
 // snapshot is deserialized. While it is built, a warm-up first sends one
 // initialize, tools/list and tools/call through the SDK's own McpServer (an
@@ -134,7 +150,7 @@ const result = await build({
   minify: process.env.BUNDLE_MINIFY !== '0',
   legalComments: 'none',
   outfile: path.join(outDir, 'server.cjs'),
-  plugins: [deferEntry],
+  plugins: [deferEntry, englishOnlyZod],
   metafile: true,
   logLevel: 'warning',
 });

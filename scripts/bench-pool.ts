@@ -10,7 +10,8 @@
  * - startCpuSeconds: the whole machine's CPU-seconds (engine, runtime, sandbox
  *   and all else) per sandbox started in that burst, from /proc/stat; beside it
  *   the same burst attributed to the processes doing the starts,
- * - replenishWithRemovals: the same fill while K used sandboxes are removed,
+ * - refillWithRemovals: a warm pool of K refilling after K hand-outs, once
+ *   with the users holding on, once with their K sandboxes removed meanwhile,
  * - engineCalls: Docker API calls per start, per warm hand-out and per removal,
  *   counted on a pass-through socket,
  * - idleSandboxMemoryMiB: warm sandboxes' memory (cgroup usage minus page cache).
@@ -31,7 +32,7 @@ import {
   engineCalls,
   makePool,
   replenish,
-  replenishWithRemovals,
+  refillWithRemovals,
   warmAcquire,
   type EngineCallsResult,
   type PhaseContext,
@@ -109,8 +110,8 @@ try {
   await each(`replenish: a pool of ${replenishTarget} from empty`, async (image, run) => {
     run.replenish = await replenish(ctx, image, replenishTarget);
   });
-  await each(`replenish with removals: ${replenishTarget} from empty while ${replenishTarget} used ones are removed`, async (image, run) => {
-    run.removals = await replenishWithRemovals(ctx, image, replenishTarget);
+  await each(`refill after ${replenishTarget} hand-outs, the users holding on, then done at once (their sandboxes removed meanwhile)`, async (image, run) => {
+    run.removals = await refillWithRemovals(ctx, image, replenishTarget);
   });
   if (runtime.kind === 'docker') {
     await each('engine calls per start, warm hand-out and removal', async (image, run) => {
@@ -134,7 +135,7 @@ try {
       startCpuSeconds: rep.startCpuSeconds,
       startCpuAttributed: rep.attributedPerStart,
       idleSandboxMemoryMiB: rep.idleMemoryMiB.length ? summary(rep.idleMemoryMiB) : null,
-      replenishWithRemovals: run.removals ?? null,
+      refillWithRemovals: run.removals ?? null,
       engineCalls: run.calls ?? null,
       details: {
         cold: coldS,
@@ -184,7 +185,7 @@ function table(columns: Array<{ image: string; r: Record<string, unknown> }>): s
     ['cold acquire p50 / p95 ms', (r) => `${pick(r, 'cold', 'p50')} / ${pick(r, 'cold', 'p95')}`],
     ['warm acquire p50 / p95 ms', (r) => `${pick(r, 'warm', 'p50')} / ${pick(r, 'warm', 'p95')}`],
     [`replenish ${replenishTarget} from empty, /s`, (r) => pick(r, 'replenishPerSecond')],
-    ['  with removals running, /s', (r) => pick(r, 'replenishWithRemovals', 'perSecond')],
+    [`refill after ${replenishTarget} hand-outs, /s: users hold / removed meanwhile`, (r) => `${pick(r, 'refillWithRemovals', 'holding', 'perSecond')} / ${pick(r, 'refillWithRemovals', 'removing', 'perSecond')}`],
     ['CPU-s per start (whole machine)', (r) => pick(r, 'startCpuSeconds')],
     ['CPU-s per start (attributed: sandbox + engine + shims + self)', (r) => {
       const a = pick(r, 'startCpuAttributed') as Record<string, number> | undefined;

@@ -109,39 +109,45 @@ async function idleMemory(socketPath: string, ids: readonly string[]): Promise<n
   return out;
 }
 
-export interface RemovalsResult {
-  /** Sandboxes started from empty while `removed` used ones were being removed. */
+export interface RefillResult {
+  /** K spares handed out at once from a warm pool of K, and refilled. */
   sandboxes: number;
-  removed: number;
+  /** Seconds from the hand-outs until K spares were idle again. */
   seconds: number;
   perSecond: number;
-  /** Seconds until the last removal finished, from the same start. */
-  removalsDoneSeconds: number;
+}
+
+export interface RemovalsResult {
+  /** The users keep their sandboxes while the pool refills. */
+  holding: RefillResult;
+  /** The users are done at once: their K sandboxes are removed while the pool refills. */
+  removing: RefillResult & { removalsDoneSeconds: number };
 }
 
 /**
- * Starts with removals running: K used sandboxes are released (removed) at
- * the moment a pool of K starts filling from empty.
+ * One pool, as a replica has it: K spares handed out at once start K
+ * refills; either the K users hold on, or they are done at once and their
+ * sandboxes are removed while the refills run. The refill rate of both shows
+ * what removals cost the starts.
  */
-export async function replenishWithRemovals(ctx: PhaseContext, image: string, k: number): Promise<RemovalsResult> {
-  // On demand: K used sandboxes and no spare besides them.
-  const holder = makePool(ctx, image, { enabled: false, minSize: 0, maxSize: Math.max(ctx.base.pool.maxSize, k) });
-  const leases: Lease[] = [];
-  for (let i = 0; i < k; i++) leases.push(await holder.acquire());
-  const t0 = performance.now();
-  const removals = Promise.all(leases.map((l) => l.release())).then(() => performance.now());
-  const fill = makePool(ctx, image, { enabled: true, minSize: k, maxSize: Math.max(ctx.base.pool.maxSize, k) });
-  if (!(await fill.whenWarm(180_000))) throw new Error(`pool of ${k} did not fill within 180 s`);
-  const seconds = (performance.now() - t0) / 1000;
-  const removalsDone = await removals;
-  await Promise.all([holder.drain(60_000), fill.drain(60_000)]);
-  return {
-    sandboxes: k,
-    removed: k,
-    seconds: Math.round(seconds * 100) / 100,
-    perSecond: Math.round((k / seconds) * 100) / 100,
-    removalsDoneSeconds: Math.round(((removalsDone - t0) / 1000) * 100) / 100,
+export async function refillWithRemovals(ctx: PhaseContext, image: string, k: number): Promise<RemovalsResult> {
+  const refill = async (releaseAtOnce: boolean): Promise<RefillResult & { removalsDoneSeconds: number }> => {
+    const pool = makePool(ctx, image, { enabled: true, minSize: k, maxSize: 2 * k });
+    if (!(await pool.whenWarm(180_000))) throw new Error(`pool of ${k} did not fill within 180 s`);
+    const t0 = performance.now();
+    const leases = await Promise.all(Array.from({ length: k }, () => pool.acquire()));
+    const removed = releaseAtOnce ? Promise.all(leases.map((l) => l.release())).then(() => performance.now()) : undefined;
+    if (!(await pool.whenWarm(180_000))) throw new Error(`pool of ${k} did not refill within 180 s`);
+    const seconds = (performance.now() - t0) / 1000;
+    const removalsDone = removed ? await removed : performance.now();
+    await Promise.all(leases.map((l) => l.release()));
+    await pool.drain(60_000);
+    const round = (x: number): number => Math.round(x * 100) / 100;
+    return { sandboxes: k, seconds: round(seconds), perSecond: round(k / seconds), removalsDoneSeconds: round((removalsDone - t0) / 1000) };
   };
+  const held = await refill(false);
+  const removing = await refill(true);
+  return { holding: { sandboxes: held.sandboxes, seconds: held.seconds, perSecond: held.perSecond }, removing };
 }
 
 export type CallCounts = Partial<Record<EngineCallKind, number>>;
