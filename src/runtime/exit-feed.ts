@@ -53,6 +53,8 @@ export function createExitFeed(options: ExitFeedOptions): ExitFeed {
   let stream: Readable | undefined;
   let opening = false;
   let retryTimer: NodeJS.Timeout | undefined;
+  // Said once per outage, not at every retry against an engine that is down.
+  let complained = false;
   // Seconds; a second back, so a death racing the first open is replayed.
   let sinceSeconds = 0;
 
@@ -95,7 +97,8 @@ export function createExitFeed(options: ExitFeedOptions): ExitFeed {
       if (stream !== s) return;
       stream = undefined;
       if (watchers.size === 0) return;
-      log.warn({ err: err ? errorMessage(err) : 'ended' }, 'engine event stream closed; reopening');
+      if (!complained) log.warn({ err: err ? errorMessage(err) : 'ended' }, 'engine event stream closed; reopening');
+      complained = true;
       scheduleOpen();
     };
     s.once('error', gone);
@@ -123,11 +126,14 @@ export function createExitFeed(options: ExitFeedOptions): ExitFeed {
           return;
         }
         stream = s;
+        if (complained) log.info('engine event stream open again');
+        complained = false;
         attach(s);
       },
       (err: unknown) => {
         opening = false;
-        log.warn({ err: errorMessage(err) }, 'could not open the engine event stream; retrying');
+        if (!complained) log.warn({ err: errorMessage(err) }, 'could not open the engine event stream; retrying every second');
+        complained = true;
         scheduleOpen();
       },
     );
