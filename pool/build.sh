@@ -25,16 +25,16 @@ log() { echo "[pool/build] $*" >&2; }
 docker info >/dev/null 2>&1 || { log "Docker engine is not reachable"; exit 1; }
 
 # Content hash of what goes into the image: rebuild only when it changes.
-hash="$(cd "$here" && cat Dockerfile package.json package-lock.json | sha256sum | cut -c1-16)"
+hash="$(cd "$here" && cat Dockerfile package.json package-lock.json ./*.mjs agent/*.mts | sha256sum | cut -c1-16)"
 if [[ "${FORCE_BUILD:-0}" != "1" ]] && \
    [[ "$(docker image inspect -f '{{ index .Config.Labels "sandpool.build-hash" }}' "$image" 2>/dev/null || true)" == "$hash" ]]; then
   log "$image is up to date ($hash)"
   exit 0
 fi
 
-if [[ ! -d "$here/node_modules/@modelcontextprotocol/server-filesystem" ]]; then
-  log "installing the MCP server into pool/node_modules"
-  (cd "$here" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund >&2)
+if [[ ! -d "$here/node_modules/@modelcontextprotocol/server-filesystem" || ! -d "$here/node_modules/esbuild" ]]; then
+  log "installing the MCP server and esbuild into pool/node_modules"
+  (cd "$here" && npm ci --ignore-scripts --no-audit --no-fund >&2)
 fi
 
 build_offline_base() {

@@ -1,12 +1,20 @@
 /**
- * npm run bench:pool [-- --json] [--samples N] [--replenish K] [--out FILE]
+ * npm run bench:pool [-- --json] [--samples N] [--replenish K] [--out FILE] [--baseline IMAGE]
  *
- * Measures, in one run against the real engine:
+ * Measures, in one run against the real engine, for POOL_IMAGE (and, with
+ * --baseline, for another image the same way, interleaved sample by sample
+ * so both see the same machine):
  * - cold: acquire() with pooling off (create + start + MCP initialize + tools/list),
  * - warm: acquire() from a warm pool (a spare is idle when it is called),
  * - replenishPerSecond: ready sandboxes per second while a pool of K fills from empty,
  * - startCpuSeconds: the whole machine's CPU-seconds (engine, runtime, sandbox
- *   and all else) per sandbox started in that burst, from /proc/stat.
+ *   and all else) per sandbox started in that burst, from /proc/stat; beside it
+ *   the same burst attributed to the processes doing the starts,
+ * - refillWithRemovals: a warm pool of K refilling after K hand-outs, once
+ *   with the users holding on, once with their K sandboxes removed meanwhile,
+ * - engineCalls: Docker API calls per start, per warm hand-out and per removal,
+ *   counted on a pass-through socket,
+ * - idleSandboxMemoryMiB: warm sandboxes' memory (cgroup usage minus page cache).
  * Prints a table (or only JSON with --json) and writes the JSON to --out
  * (default bench/results/pool.json).
  */
@@ -14,13 +22,23 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import Docker from 'dockerode';
 import { loadConfig } from '../src/config/config.js';
 import { createLogger } from '../src/logger.js';
-import { createContainerPool, type ContainerPool } from '../src/pool/container-pool.js';
+import type { ContainerPool } from '../src/pool/container-pool.js';
 import { selectRuntime } from '../src/runtime/select-runtime.js';
 import { percentile } from '../src/util/async.js';
-import { clockTicksPerSecond, machineBusyTicks } from './lib/proc-stat.js';
+import {
+  coldAcquire,
+  engineCalls,
+  makePool,
+  replenish,
+  refillWithRemovals,
+  warmAcquire,
+  type EngineCallsResult,
+  type PhaseContext,
+  type RemovalsResult,
+  type ReplenishResult,
+} from './lib/pool-phases.js';
 
 const { values } = parseArgs({
   options: {
@@ -28,6 +46,7 @@ const { values } = parseArgs({
     samples: { type: 'string', default: '50' },
     replenish: { type: 'string', default: '10' },
     out: { type: 'string', default: 'bench/results/pool.json' },
+    baseline: { type: 'string' },
   },
 });
 const samples = Number(values.samples);
@@ -43,107 +62,104 @@ const say = (line: string): void => {
 const base = loadConfig({ ...process.env, LOG_LEVEL: 'warn', REPLICA_ID: `bench-${process.pid}`, POOL_MAX_SIZE: String(Math.max(20, replenishTarget * 2)) });
 const logger = createLogger({ level: 'warn' });
 const runtime = await selectRuntime({ mode: base.pool.runtime, production: false, dockerSocket: base.docker.socketPath, customSpec: [], logger });
+const ctx: PhaseContext = { base, runtime, logger, pools: [] };
+const images = [base.pool.image, ...(values.baseline ? [values.baseline] : [])];
 
-function makePool(enabled: boolean, minSize: number): ContainerPool {
-  return createContainerPool({
-    runtime,
-    pool: { ...base.pool, enabled, minSize },
-    sandbox: base.sandbox,
-    replicaId: base.server.replicaId,
-    logger,
-  });
-}
-
-function summary(xs: number[]): { p50: number; p95: number; p99: number; mean: number; min: number; max: number } {
+type Summary = { p50: number; p95: number; p99: number; mean: number; min: number; max: number };
+function summary(xs: number[]): Summary {
   const sorted = [...xs].sort((a, b) => a - b);
   const mean = Math.round((xs.reduce((a, b) => a + b, 0) / xs.length) * 100) / 100;
   return { p50: percentile(sorted, 50), p95: percentile(sorted, 95), p99: percentile(sorted, 99), mean, min: percentile(sorted, 0), max: percentile(sorted, 100) };
 }
 
-const pools: ContainerPool[] = [];
 const cleanup = async (): Promise<void> => {
-  await Promise.allSettled(pools.map((p) => p.drain(30_000)));
+  await Promise.allSettled(ctx.pools.map((p) => p.drain(30_000)));
 };
 process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
 
+interface ImageRun {
+  cold: number[];
+  warm: number[];
+  replenish?: ReplenishResult;
+  removals?: RemovalsResult;
+  calls?: EngineCallsResult;
+}
+
 try {
-  // Cold: every acquire starts a sandbox (the ENABLE_CONTAINER_POOL=false path).
-  say(`cold: ${samples} on-demand acquires (runtime ${runtime.kind}, image ${base.pool.image})`);
-  const onDemand = makePool(false, 0);
-  pools.push(onDemand);
-  onDemand.start();
-  const cold: number[] = [];
-  for (let i = 0; i < samples; i++) {
-    const lease = await onDemand.acquire();
-    cold.push(lease.acquireMs);
-    await lease.release();
-  }
-  await onDemand.drain(30_000);
+  const runs = new Map<string, ImageRun>(images.map((image) => [image, { cold: [], warm: [] }]));
+  const each = async (phase: string, work: (image: string, run: ImageRun) => Promise<void>): Promise<void> => {
+    say(`${phase} (${images.join(' vs ')})`);
+    for (const image of images) await work(image, runs.get(image) as ImageRun);
+  };
 
-  // Warm: a spare is idle at every call.
-  say(`warm: ${samples} pooled acquires`);
-  const warmPool = makePool(true, 2);
-  pools.push(warmPool);
-  warmPool.start();
-  const warm: number[] = [];
+  // Cold and warm: one sample of each image in turn, so both see the same moments of a busy machine.
+  say(`cold: ${samples} on-demand acquires per image (runtime ${runtime.kind}: ${images.join(' vs ')})`);
+  const onDemand = new Map<string, ContainerPool>(images.map((image) => [image, makePool(ctx, image, { enabled: false, minSize: 0 })]));
   for (let i = 0; i < samples; i++) {
-    if (!(await warmPool.whenWarm(60_000))) throw new Error('pool did not warm within 60 s');
-    const lease = await warmPool.acquire();
-    warm.push(lease.acquireMs);
-    await lease.release();
+    for (const image of images) runs.get(image)?.cold.push(await coldAcquire(onDemand.get(image) as ContainerPool));
   }
-  await warmPool.drain(30_000);
+  await Promise.all([...onDemand.values()].map((p) => p.drain(30_000)));
 
-  // Replenish: K sandboxes from empty, all started at once by the pool.
-  say(`replenish: filling a pool of ${replenishTarget} from empty`);
-  const fillPool = makePool(true, replenishTarget);
-  pools.push(fillPool);
-  const busyBefore = machineBusyTicks();
-  const fillStart = performance.now();
-  fillPool.start();
-  if (!(await fillPool.whenWarm(180_000))) throw new Error(`pool of ${replenishTarget} did not fill within 180 s`);
-  const fillSeconds = (performance.now() - fillStart) / 1000;
-  const burstCpuSeconds = (machineBusyTicks() - busyBefore) / clockTicksPerSecond();
-  // Per sandbox that came up: CPU a failed start burned is charged to the ones that did.
-  const startedInBurst = fillPool.stats().created;
-  // Memory of an idle, warm sandbox (cgroup usage minus page cache), from the engine.
-  const memoryMiB: number[] = [];
+  say(`warm: ${samples} pooled acquires per image`);
+  const warmPools = new Map<string, ContainerPool>(images.map((image) => [image, makePool(ctx, image, { enabled: true, minSize: 2 })]));
+  for (let i = 0; i < samples; i++) {
+    for (const image of images) runs.get(image)?.warm.push(await warmAcquire(warmPools.get(image) as ContainerPool));
+  }
+  await Promise.all([...warmPools.values()].map((p) => p.drain(30_000)));
+
+  await each(`replenish: a pool of ${replenishTarget} from empty`, async (image, run) => {
+    run.replenish = await replenish(ctx, image, replenishTarget);
+  });
+  await each(`refill after ${replenishTarget} hand-outs, the users holding on, then done at once (their sandboxes removed meanwhile)`, async (image, run) => {
+    run.removals = await refillWithRemovals(ctx, image, replenishTarget);
+  });
   if (runtime.kind === 'docker') {
-    await new Promise((r) => setTimeout(r, 2000));
-    const docker = new Docker({ socketPath: base.docker.socketPath });
-    for (const id of fillPool.ownedIds()) {
-      const stats = (await docker.getContainer(id).stats({ stream: false })) as { memory_stats?: { usage?: number; stats?: { cache?: number; inactive_file?: number } } };
-      const usage = stats.memory_stats?.usage ?? 0;
-      const cache = stats.memory_stats?.stats?.cache ?? stats.memory_stats?.stats?.inactive_file ?? 0;
-      if (usage > 0) memoryMiB.push(Math.round(((usage - cache) / 1048576) * 10) / 10);
-    }
+    await each('engine calls per start, warm hand-out and removal', async (image, run) => {
+      run.calls = await engineCalls(ctx, image);
+    });
   }
-  await fillPool.drain(60_000);
 
-  const coldS = summary(cold);
-  const warmS = summary(warm);
+  const resultOf = (image: string): Record<string, unknown> => {
+    const run = runs.get(image) as ImageRun;
+    const coldS = summary(run.cold);
+    const warmS = summary(run.warm);
+    const rep = run.replenish as ReplenishResult;
+    return {
+      cold: { p50: coldS.p50, p95: coldS.p95, p99: coldS.p99 },
+      warm: { p50: warmS.p50, p95: warmS.p95, p99: warmS.p99 },
+      // 0.01, like the p50s it divides: a ratio near 1 (e.g. on the process runtime) needs the decimals.
+      ratio: Math.round((coldS.p50 / warmS.p50) * 100) / 100,
+      replenishPerSecond: rep.perSecond,
+      samples,
+      // Per sandbox that came up: CPU a failed start burned is charged to the ones that did.
+      startCpuSeconds: rep.startCpuSeconds,
+      startCpuAttributed: rep.attributedPerStart,
+      idleSandboxMemoryMiB: rep.idleMemoryMiB.length ? summary(rep.idleMemoryMiB) : null,
+      refillWithRemovals: run.removals ?? null,
+      engineCalls: run.calls ?? null,
+      details: {
+        cold: coldS,
+        warm: warmS,
+        replenish: { sandboxes: rep.sandboxes, started: rep.started, seconds: rep.seconds, machineCpuSeconds: rep.machineCpuSeconds },
+      },
+      image,
+    };
+  };
+  const primary = resultOf(base.pool.image);
   const result = {
-    cold: { p50: coldS.p50, p95: coldS.p95, p99: coldS.p99 },
-    warm: { p50: warmS.p50, p95: warmS.p95, p99: warmS.p99 },
-    // 0.01, like the p50s it divides: a ratio near 1 (e.g. on the process runtime) needs the decimals.
-    ratio: Math.round((coldS.p50 / warmS.p50) * 100) / 100,
-    replenishPerSecond: Math.round((replenishTarget / fillSeconds) * 100) / 100,
-    samples,
-    startCpuSeconds: Math.round((burstCpuSeconds / Math.max(1, startedInBurst)) * 1000) / 1000,
-    idleSandboxMemoryMiB: memoryMiB.length ? summary(memoryMiB) : null,
-    details: {
-      cold: coldS,
-      warm: warmS,
-      replenish: { sandboxes: replenishTarget, started: startedInBurst, seconds: Math.round(fillSeconds * 100) / 100, machineCpuSeconds: Math.round(burstCpuSeconds * 100) / 100 },
-    },
+    ...primary,
+    ...(values.baseline ? { baseline: resultOf(values.baseline) } : {}),
     environment: {
       date: new Date().toISOString(),
       runtime: runtime.kind,
       image: base.pool.image,
       cpus: os.cpus().length,
       memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+      loadAverage: os.loadavg().map((x) => Math.round(x * 100) / 100),
       node: process.version,
       sandboxLimits: base.sandbox,
+      createConcurrency: base.pool.createConcurrency,
+      removeConcurrency: base.pool.removeConcurrency,
     },
   };
 
@@ -152,26 +168,36 @@ try {
   if (values.json) {
     process.stdout.write(`${JSON.stringify(result)}\n`);
   } else {
-    const row = (name: string, s: ReturnType<typeof summary>): string =>
-      `| ${name.padEnd(5)} | ${String(s.p50).padStart(8)} | ${String(s.p95).padStart(8)} | ${String(s.p99).padStart(8)} | ${String(s.max).padStart(8)} |`;
-    process.stdout.write(
-      [
-        `sandbox pool benchmark (${samples} samples each, ${runtime.kind} runtime, ${os.cpus().length} cores)`,
-        '',
-        '| acquire |   p50 ms |   p95 ms |   p99 ms |   max ms |',
-        '|---------|----------|----------|----------|----------|',
-        row('cold', coldS),
-        row('warm', warmS),
-        '',
-        `cold/warm p50 ratio: ${result.ratio}x`,
-        `replenish: ${replenishTarget} sandboxes from empty in ${result.details.replenish.seconds} s = ${result.replenishPerSecond}/s`,
-        `machine CPU per sandbox start (whole machine, during the burst): ${result.startCpuSeconds} CPU-s`,
-        `idle sandbox memory (MiB, p50 / max): ${result.idleSandboxMemoryMiB ? `${result.idleSandboxMemoryMiB.p50} / ${result.idleSandboxMemoryMiB.max}` : 'n/a'}`,
-        `JSON written to ${values.out}`,
-        '',
-      ].join('\n'),
-    );
+    process.stdout.write(`${table(images.map((image) => ({ image, r: resultOf(image) })))}\nJSON written to ${values.out}\n`);
   }
 } finally {
   await cleanup();
+}
+
+/** One column per image: the numbers the issue's goals are stated in. */
+function table(columns: Array<{ image: string; r: Record<string, unknown> }>): string {
+  const pick = (r: Record<string, unknown>, ...keys: string[]): unknown => keys.reduce<unknown>((v, k) => (v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined), r);
+  const calls = (r: Record<string, unknown>, which: keyof EngineCallsResult): string => {
+    const c = pick(r, 'engineCalls', which) as Record<string, number> | undefined;
+    return c ? Object.entries(c).map(([k, v]) => `${k} ${v}`).join(', ') || 'none' : 'n/a';
+  };
+  const rows: Array<[string, (r: Record<string, unknown>) => unknown]> = [
+    ['cold acquire p50 / p95 ms', (r) => `${pick(r, 'cold', 'p50')} / ${pick(r, 'cold', 'p95')}`],
+    ['warm acquire p50 / p95 ms', (r) => `${pick(r, 'warm', 'p50')} / ${pick(r, 'warm', 'p95')}`],
+    [`replenish ${replenishTarget} from empty, /s`, (r) => pick(r, 'replenishPerSecond')],
+    [`refill after ${replenishTarget} hand-outs, /s: users hold / removed meanwhile`, (r) => `${pick(r, 'refillWithRemovals', 'holding', 'perSecond')} / ${pick(r, 'refillWithRemovals', 'removing', 'perSecond')}`],
+    ['CPU-s per start (whole machine)', (r) => pick(r, 'startCpuSeconds')],
+    ['CPU-s per start (attributed: sandbox + engine + shims + self)', (r) => {
+      const a = pick(r, 'startCpuAttributed') as Record<string, number> | undefined;
+      return a ? `${a.total} (${a.sandboxes} + ${a.engine} + ${a.shims} + ${a.self})` : 'n/a';
+    }],
+    ['idle sandbox memory p50 MiB', (r) => pick(r, 'idleSandboxMemoryMiB', 'p50') ?? 'n/a'],
+    ['engine calls per start', (r) => calls(r, 'perStart')],
+    ['engine calls per warm hand-out', (r) => calls(r, 'perHandOut')],
+    ['engine calls per removal', (r) => calls(r, 'perRemoval')],
+  ];
+  const header = `| | ${columns.map((c) => c.image).join(' | ')} |`;
+  const rule = `|---|${columns.map(() => '---').join('|')}|`;
+  const body = rows.map(([name, get]) => `| ${name} | ${columns.map((c) => String(get(c.r))).join(' | ')} |`);
+  return [`sandbox pool benchmark (${samples} samples each, ${runtime.kind} runtime, ${os.cpus().length} cores, load ${os.loadavg()[0]?.toFixed(2)})`, '', header, rule, ...body, ''].join('\n');
 }

@@ -65,7 +65,8 @@ export async function drawCharts(outDir: string, name: string, intermediate: Art
   await write('pool', {
     ...base,
     title: `${name}: sandbox pool over time (all replicas)`,
-    data: { values: samples.flatMap((s) => (['idle', 'active', 'pending'] as const).map((k) => ({ t: s.t, state: k, n: s.pool[k] }))) },
+    // spareTarget: how many idle spares the replicas aim for (it follows the arrival rate); older results lack it.
+    data: { values: samples.flatMap((s) => (['idle', 'active', 'pending', 'spareTarget', 'creating'] as const).flatMap((k) => (s.pool[k] === undefined ? [] : [{ t: s.t, state: k, n: s.pool[k] }]))) },
     mark: 'line',
     encoding: {
       x: { field: 't', type: 'quantitative', title: 'seconds into the run' },

@@ -52,6 +52,8 @@ export function deriveMetrics({ counters, samples, replicaIds, finalPoolStats, d
     peakRedisUsedMiB: peak(samples.map((s) => s.redisUsedMiB ?? 0)),
     redisMaxMemoryMiB: samples[0]?.redisMaxMiB ?? null,
     peakContainers: peak(samples.map((s) => s.containers)),
+    /** The most spares the replicas aimed for together (POOL_MIN_SIZE each, more as arrivals rose). */
+    peakSpareTarget: peak(samples.map((s) => s.pool.spareTarget ?? 0)),
     /** Per replica: warm/cold acquire p50/p95/p99 over its last 1024 acquires, sandboxes started, start latency. */
     replicaPools: finalPoolStats.map((p) =>
       p

@@ -15,7 +15,19 @@ export const SAMPLE_EVERY_MS = 2000;
 export interface Sample {
   t: number;
   replicas: Array<{ id: string; rssMiB: number; cpuPercent: number }>;
-  pool: { idle: number; active: number; total: number; pending: number; connections: number; sessions: number };
+  pool: {
+    idle: number;
+    active: number;
+    total: number;
+    pending: number;
+    connections: number;
+    sessions: number;
+    /** Spares the replicas aim for (POOL_MIN_SIZE or more for the recent arrival rate), summed. */
+    spareTarget?: number;
+    /** Sandboxes starting, and used ones being removed. */
+    creating?: number;
+    removing?: number;
+  };
   /** Connected sockets per replica (from its heartbeat). */
   perReplica: Record<string, number>;
   redisUsedMiB: number | null;
@@ -76,6 +88,9 @@ export function startSampler(state: ClusterState): Sampler {
           pending: totals.pending ?? 0,
           connections: totals.connections ?? 0,
           sessions: totals.sessions ?? 0,
+          spareTarget: totals.spareTarget ?? 0,
+          creating: totals.creating ?? 0,
+          removing: totals.removing ?? 0,
         },
         perReplica: Object.fromEntries((cluster?.replicas ?? []).map((r) => [r.replica, r.connections ?? 0])),
         redisUsedMiB: mib('used_memory'),

@@ -51,7 +51,7 @@ export const SUITES: Record<string, Run[]> = {
       env: { POOL_MIN_SIZE: '2' },
       step: { search: 'concurrent users held 5 min' as const, level: users },
     })),
-    ...[3, 4, 6].map((rate) => ({
+    ...[3, 4, 6, 8, 10].map((rate) => ({
       name: `ceiling-phase2-${rate}`,
       scenario: 'phase2.yml',
       overrides: { config: { phases: phases(120, rate, `sustained ${rate}/s`), variables: { approvalThinkMs: 1000 } } },
@@ -59,6 +59,26 @@ export const SUITES: Record<string, Run[]> = {
       env: { POOL_MIN_SIZE: '10', POOL_MAX_SIZE: '150' },
       step: { search: 'seed-flow arrivals per second' as const, level: rate },
     })),
+  ],
+  // Spares that follow demand: 2 new users/s, a quiet spell, then 8/s. The
+  // pool chart shows spareTarget rising with the rate and the spares that the
+  // quiet spell keeps (POOL_DEMAND_WINDOW_MS), ready for the burst.
+  stepped: [
+    {
+      name: 'stepped-phase2',
+      scenario: 'phase2.yml',
+      overrides: {
+        config: {
+          phases: [
+            { duration: 60, arrivalRate: 2, name: '2/s' },
+            { pause: 30, name: 'quiet' },
+            { duration: 60, arrivalRate: 8, name: '8/s' },
+          ],
+          variables: { approvalThinkMs: 1000 },
+        },
+      },
+      env: { POOL_MIN_SIZE: '2', POOL_MAX_SIZE: '150' },
+    },
   ],
   soak: [
     // 30 minutes of the seed flow at a steady 1 user/s: RSS slope and leaked containers.

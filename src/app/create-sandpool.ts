@@ -33,7 +33,8 @@ import { createMetrics } from '../metrics/metrics.js';
 import { createDeadReplicaReaper } from '../orphans/dead-replica-reaper.js';
 import { createOrphanSweeper } from '../orphans/orphan-sweeper.js';
 import { createContainerPool, ownerLabel, type ContainerPool } from '../pool/container-pool.js';
-import { installDrainGate } from '../realtime/drain-gate.js';
+import { installHandshakeGate, uidOf } from '../realtime/handshake-gate.js';
+import { createOverflow } from '../realtime/overflow.js';
 import { createEventBudget } from '../realtime/event-budget.js';
 import { closeSockets, registerGateway } from '../realtime/gateway.js';
 import { createSocketIoReplicaBus } from '../realtime/socket-io-replica-bus.js';
@@ -296,7 +297,14 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   });
   const server = createAdaptorServer({ fetch: http.fetch }) as HttpServer;
   io.attach(server);
-  const replicaNumbers = (): Record<string, unknown> => ({ ...pool.stats(), connections: io.engine.clientsCount, sessions: sessions.count() });
+  const replicaNumbers = (): Record<string, unknown> => ({
+    ...pool.stats(),
+    connections: io.engine.clientsCount,
+    sessions: sessions.count(),
+    // With sessions, what other replicas read to pass new users on to one with room.
+    maxSessions: config.chat.maxSessions,
+    draining,
+  });
   heartbeat.publish(replicaNumbers);
 
   bus.serve({
@@ -324,7 +332,16 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     inFlight: chat.inFlight,
     pendingApprovals: approvals.pendingCount,
   });
-  installDrainGate(server, () => draining, logger);
+  const overflow = createOverflow({ hasRoomFor: chat.hasRoomFor, peers: liveness.peers });
+  installHandshakeGate(
+    server,
+    (req) => {
+      if (draining) return { code: 'SHUTTING_DOWN', message: 'this replica is shutting down; connect again (another replica will answer)' };
+      if (overflow.passOn(uidOf(req))) return { code: 'TOO_MANY_REQUESTS', message: 'this replica is full; connect again (another replica has room)' };
+      return undefined;
+    },
+    logger,
+  );
 
   // First beat before anything else: other replicas must see this one alive
   // before it owns containers, and it must know who else is alive before sweeping.

@@ -33,6 +33,8 @@ export const UNOBSERVED_CHAT: ChatObserver = {
 };
 
 export interface ChatService {
+  /** Whether this replica can take the user (a session here already, or room below MAX_SESSIONS); an unknown user counts as new. */
+  hasRoomFor(userId: string | undefined): boolean;
   /** Throws TOO_MANY_REQUESTS when this user would need a session beyond MAX_SESSIONS. */
   checkCapacity(userId: string): void;
   /** A socket of this user connected; refuses at session capacity. */
@@ -202,6 +204,9 @@ export function createChatService(options: ChatServiceOptions): ChatService {
 
   return {
     // Connection refusals are counted where they become connect_error (the gateway), not here.
+    hasRoomFor(userId) {
+      return (userId !== undefined && sessions.get(userId) !== undefined) || sessions.count() < settings.maxSessions;
+    },
     checkCapacity(userId) {
       if (!sessions.get(userId) && sessions.count() >= settings.maxSessions) {
         throw new SandpoolError('TOO_MANY_REQUESTS', `this replica serves its maximum of ${settings.maxSessions} sessions; try again later`);

@@ -16,6 +16,8 @@ export interface Liveness {
   isLive(replicaId: string): Promise<boolean>;
   /** Live replicas' published records, read now. */
   live(): Promise<ReplicaRecord[]>;
+  /** The other live replicas' records as of the last beat (no read: for decisions on every handshake). */
+  peers(): readonly ReplicaRecord[];
   /** The heartbeat reports what it read. */
   observe(live: readonly ReplicaRecord[]): void;
 }
@@ -23,6 +25,7 @@ export interface Liveness {
 export function createLiveness(options: { registry: ReplicaRegistry; self: string }): Liveness {
   const { registry, self } = options;
   let view = new Set<string>([self]);
+  let others: readonly ReplicaRecord[] = [];
   return {
     self,
     async isLive(replicaId) {
@@ -31,8 +34,10 @@ export function createLiveness(options: { registry: ReplicaRegistry; self: strin
       return registry.isLive(replicaId).catch(() => true);
     },
     live: () => registry.live(),
+    peers: () => others,
     observe(live) {
       view = new Set([self, ...live.map((r) => r.replica)]);
+      others = live.filter((r) => r.replica !== self);
     },
   };
 }

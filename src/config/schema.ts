@@ -1,5 +1,6 @@
 import os from 'node:os';
 import { EnvVarError, bool, custom, int, num, oneOf, optionalStr, optionalUrl, str, type EnvTree } from './env-var.js';
+import { maxSessionsFor, replicaLimits } from './session-capacity.js';
 
 /** The image pool/build.sh builds; POOL_IMAGE's default. */
 export const DEFAULT_POOL_IMAGE = 'sandpool-sandbox:latest';
@@ -107,7 +108,12 @@ export const schema = {
     toolApprovalTimeoutMs: int('TOOL_APPROVAL_TIMEOUT_MS', { default: 120_000, min: 100, doc: 'A tool call not approved within this long is refused (reported to the model) (ms).' }),
     toolCallTimeoutMs: int('TOOL_CALL_TIMEOUT_MS', { default: 60_000, min: 100, doc: 'Bound on one tool call inside the sandbox (ms).' }),
     maxMessageBytes: int('MAX_MESSAGE_BYTES', { default: 16_384, min: 16, max: 10_000_000, doc: 'Largest accepted message, in UTF-8 bytes (PAYLOAD_TOO_LARGE above).' }),
-    maxSessions: int('MAX_SESSIONS', { default: 2000, min: 1, doc: 'Users (sessions) per replica; more are refused at connect with TOO_MANY_REQUESTS.' }),
+    maxSessions: int('MAX_SESSIONS', {
+      default: () => maxSessionsFor(replicaLimits()),
+      defaultDoc: "half the replica's memory (V8 heap limit, cgroup limit or host memory, whichever is least) at 64 KiB per session, and at most the open-file limit minus 1024; computed where it runs",
+      min: 1,
+      doc: "Users (sessions) per replica. When this replica is full a new user's handshake gets HTTP 503 so nginx tries the next replica; only when no live replica has room is it refused with TOO_MANY_REQUESTS.",
+    }),
     maxAgentSteps: int('AGENT_MAX_STEPS', { default: 8, min: 1, max: 100, doc: 'Model turns per request before the agent stops.' }),
     socketEventsPerSecond: int('SOCKET_EVENTS_PER_SECOND', {
       default: 20,
@@ -202,7 +208,12 @@ export const schema = {
   },
   pool: {
     enabled: bool('ENABLE_CONTAINER_POOL', { default: true, doc: 'false = rollback path: no warm spares, every sandbox is created on demand.' }),
-    minSize: int('POOL_MIN_SIZE', { default: 5, min: 0, max: 1000, doc: 'Warm, idle sandboxes kept ready for the next user (a leased one is replaced at once).' }),
+    minSize: int('POOL_MIN_SIZE', {
+      default: 5,
+      min: 0,
+      max: 1000,
+      doc: 'The floor of warm, idle sandboxes kept ready for the next user (a leased one is replaced at once); more are kept when the recent arrival rate needs them (POOL_DEMAND_*).',
+    }),
     maxSize: int('POOL_MAX_SIZE', { default: 50, min: 1, max: 10_000, doc: 'Cap on all sandboxes of this replica: idle + leased + starting.' }),
     idleTimeoutMs: int('POOL_IDLE_TIMEOUT_MS', { default: 900_000, min: 1000, doc: 'Idle sandboxes above POOL_MIN_SIZE are removed after this long (ms).' }),
     acquireTimeoutMs: int('POOL_ACQUIRE_TIMEOUT_MS', { default: 30_000, min: 1, doc: 'How long acquiring a sandbox may wait before POOL_EXHAUSTED (ms).' }),
@@ -214,6 +225,36 @@ export const schema = {
       min: 1,
       max: 1000,
       doc: 'Sandboxes starting at once. Starts are CPU-bound: more in parallel makes every one of them later.',
+    }),
+    removeConcurrency: int('POOL_REMOVE_CONCURRENCY', {
+      default: 2,
+      min: 1,
+      max: 1000,
+      doc: 'Used sandboxes removed at once. Removals also wait (up to 2 s) while sandboxes start, so they do not slow the starts users wait for.',
+    }),
+    demandWindowMs: int('POOL_DEMAND_WINDOW_MS', {
+      default: 300_000,
+      min: 1000,
+      doc: 'Warm spares follow the peak arrival rate (acquires per second, 10 s averages) seen within this window: a burst after a quiet spell still finds the spares of the last busy one (ms).',
+    }),
+    demandHeadroom: num('POOL_DEMAND_HEADROOM', {
+      default: 2,
+      min: 0,
+      max: 100,
+      doc: 'Spares kept = max(POOL_MIN_SIZE, arrivals/s x start seconds (p50) x this), at most POOL_MAX_SIZE and POOL_SPARES_MEMORY_MB. 0 keeps exactly POOL_MIN_SIZE.',
+    }),
+    sparesMemoryMb: int('POOL_SPARES_MEMORY_MB', {
+      default: () => Math.max(64, Math.floor(os.totalmem() / 1048576 / 8)),
+      defaultDoc: 'an eighth of the host memory, computed on the machine it runs on',
+      min: 0,
+      max: 1_048_576,
+      doc: 'Memory the demand-driven spares may take together (MiB), counted as POOL_IDLE_SANDBOX_MEMORY_MB each. POOL_MIN_SIZE spares are kept regardless.',
+    }),
+    idleSandboxMemoryMb: int('POOL_IDLE_SANDBOX_MEMORY_MB', {
+      default: 32,
+      min: 1,
+      max: 1_048_576,
+      doc: "An idle sandbox's memory (MiB), to count spares against POOL_SPARES_MEMORY_MB. 32 fits the default image (bench:pool reports idleSandboxMemoryMiB); measure your own image.",
     }),
     runtime: oneOf('POOL_RUNTIME', ['docker', 'process', 'auto'], {
       default: 'auto',

@@ -116,7 +116,7 @@ export function createHttpApp(deps: HttpDeps): Hono {
         replicas,
         totals: {
           replicas: replicas.length,
-          ...Object.fromEntries(['idle', 'active', 'total', 'pending', 'creating', 'maxPoolSize', 'minPoolSize', 'connections', 'sessions'].map((f) => [f, sum(f)])),
+          ...Object.fromEntries(['idle', 'active', 'total', 'pending', 'creating', 'spareTarget', 'arrivalRate', 'removing', 'maxPoolSize', 'minPoolSize', 'connections', 'sessions'].map((f) => [f, sum(f)])),
         },
       });
     }

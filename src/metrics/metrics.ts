@@ -64,6 +64,11 @@ export function createMetrics(options: { replicaId: string }): Metrics {
     registers: [registry],
   });
   const destroyed = new Counter({ name: 'sandpool_pool_destroyed_total', help: 'Sandboxes destroyed', registers: [registry] });
+  const replaced = new Counter({
+    name: 'sandpool_pool_replaced_total',
+    help: 'Sandboxes found dead on a lease\'s first use and replaced without the user seeing an error',
+    registers: [registry],
+  });
   const orphansRemoved = new Counter({
     name: 'sandpool_orphans_removed_total',
     help: 'Containers removed by the orphan sweep',
@@ -157,6 +162,9 @@ export function createMetrics(options: { replicaId: string }): Metrics {
       gauge('sandpool_pool_pending', 'acquire() calls waiting for a sandbox', (s) => s.pending);
       gauge('sandpool_pool_max', 'POOL_MAX_SIZE', (s) => s.maxPoolSize);
       gauge('sandpool_pool_min', 'POOL_MIN_SIZE', (s) => s.minPoolSize);
+      gauge('sandpool_pool_spare_target', 'Spares kept now: POOL_MIN_SIZE, or more for the recent arrival rate', (s) => s.spareTarget);
+      gauge('sandpool_pool_arrival_rate', 'Peak acquires per second (10 s averages) within POOL_DEMAND_WINDOW_MS', (s) => s.arrivalRate);
+      gauge('sandpool_pool_removing', 'Used sandboxes queued for removal or being removed', (s) => s.removing);
       gauge('sandpool_pool_ready', '1 when the pool can serve a new user', (s) => (s.ready ? 1 : 0));
     },
     watchChat(g) {
@@ -176,6 +184,7 @@ export function createMetrics(options: { replicaId: string }): Metrics {
       created: (ms) => createSeconds.observe(ms / 1000),
       createFailed: () => createFailures.inc(),
       destroyed: () => destroyed.inc(),
+      replaced: () => replaced.inc(),
     },
   };
 }

@@ -5,9 +5,11 @@ import type { Sandbox } from '../mcp/sandbox.js';
 import type { ContainerRuntime } from '../runtime/types.js';
 import { withTimeout } from '../util/async.js';
 import { createLeaseBook } from './lease-book.js';
+import { createRemovalQueue } from './removal-queue.js';
 import { createSpecMaker } from './sandbox-spec.js';
 import type { PoolSettings, SandboxLimits } from './settings.js';
 import { createSparePool } from './spare-pool.js';
+import { createSpareTarget } from './spare-target.js';
 import { createStartScheduler } from './start-scheduler.js';
 
 export { ownerLabel } from './sandbox-spec.js';
@@ -15,6 +17,7 @@ export { ownerLabel } from './sandbox-spec.js';
 /** One user's exclusive hold on a sandbox. Released = the sandbox is destroyed. */
 export interface Lease {
   readonly id: string;
+  /** The lease's sandbox: another one after a sandbox found dead on first use was replaced. */
   readonly sandbox: Sandbox;
   /** How long acquire() took, in ms. */
   readonly acquireMs: number;
@@ -35,6 +38,14 @@ export interface PoolStats {
   pending: number;
   /** Sandboxes starting right now. */
   creating: number;
+  /** Spares (idle or starting) kept right now: minPoolSize, or more for the recent arrival rate. */
+  spareTarget: number;
+  /** Peak acquires per second within POOL_DEMAND_WINDOW_MS (10 s averages), which spareTarget follows. */
+  arrivalRate: number;
+  /** Used sandboxes queued for removal or being removed. */
+  removing: number;
+  /** Leases whose sandbox was found dead on first use and replaced transparently. */
+  replaced: number;
   enabled: boolean;
   runtime: 'docker' | 'process';
   isolated: boolean;
@@ -56,6 +67,7 @@ export interface PoolObserver {
   created?(ms: number): void;
   createFailed?(err: Error): void;
   destroyed?(): void;
+  replaced?(): void;
 }
 
 export interface ContainerPool {
@@ -90,6 +102,12 @@ export interface ContainerPoolOptions {
   backoffBaseMs?: number;
   /** Default 30000. */
   backoffMaxMs?: number;
+  /** Longest a removal waits for starts to finish before it runs anyway. Default 2000. */
+  removalMaxDeferMs?: number;
+  /** How often the spare target is recomputed from demand. Default 1000. */
+  retargetIntervalMs?: number;
+  /** Arrivals are averaged over this long before the peak is taken. Default 10000. */
+  demandAveragingMs?: number;
   /**
    * Consecutive failed starts after which the failure counts as persistent (a
    * broken image, a dead engine): every waiting acquire then fails with
@@ -101,11 +119,12 @@ export interface ContainerPoolOptions {
 }
 
 /**
- * The pool as callers see it, composed of three parts: the start scheduler
+ * The pool as callers see it, composed of its parts: the start scheduler
  * (when and how sandboxes start, and who pays for a failed start), the spare
- * pool (generic-pool keeping warm spares), and the lease book (what is owned
- * and leased, and the bounded destroy). What is left here is admission
- * (waiters, fail-fast), readiness, stats and the order of drain.
+ * pool (generic-pool keeping warm spares), the spare target (how many, from
+ * demand), the lease book (what is owned and leased, and the bounded destroy)
+ * and the removal queue (removals off the path of starts). What is left here
+ * is admission (waiters, fail-fast), readiness, stats and the order of drain.
  */
 export function createContainerPool(options: ContainerPoolOptions): ContainerPool {
   const { runtime } = options;
@@ -123,12 +142,19 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
     sandboxLogger: options.logger,
     observer: options.observer,
   });
+  const removals = createRemovalQueue({
+    concurrency: cfg.removeConcurrency,
+    startsBusy: () => starts.stats().creating > 0,
+    maxDeferMs: options.removalMaxDeferMs ?? 2_000,
+  });
   const book = createLeaseBook({
     maxSize: cfg.maxSize,
     log,
     observer: options.observer,
-    // Called only after spares exists: a sandbox dies after it was started.
+    removals,
+    // Both called only after spares exists: a sandbox dies, or is leased, after it was started.
     onIdleDeath: () => spares.evictDead(),
+    takeReplacement: () => spares.take(),
   });
   const spares = createSparePool({
     settings: cfg,
@@ -137,8 +163,24 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
     book,
     log,
   });
+  const demand = createSpareTarget({
+    floor: cfg.enabled ? cfg.minSize : 0,
+    ceiling: Math.min(cfg.maxSize, Math.floor(cfg.sparesMemoryMb / Math.max(1, cfg.idleSandboxMemoryMb))),
+    windowMs: cfg.demandWindowMs,
+    averagingMs: options.demandAveragingMs ?? 10_000,
+    headroom: cfg.demandHeadroom,
+    defaultStartMs: 1_000,
+  });
+  let retargetTimer: NodeJS.Timeout | undefined;
   let waiting = 0;
   let draining = false;
+
+  /** Moves the spares to what the recent demand needs (arrivals during one start, with headroom). */
+  function retarget(): void {
+    if (draining) return;
+    // The median start, not the tail: under overload the tail grows with the queue, and spares cannot fix a start rate below the arrival rate.
+    spares.setTarget(demand.target(starts.stats().createLatencyMs.p50));
+  }
 
   function isReady(): boolean {
     if (draining || !spares.warmedOnce()) return false;
@@ -169,6 +211,10 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
       if (!runtime.isolated) log.warn('[ContainerPool] sandboxes run as plain processes: NOT ISOLATED from this host (no Docker engine)');
       if (spares.keepsSpares()) log.info(`[ContainerPool] Warming up ${cfg.minSize} containers...`);
       spares.start();
+      if (cfg.enabled) {
+        retargetTimer = setInterval(retarget, options.retargetIntervalMs ?? 1_000);
+        retargetTimer.unref();
+      }
     },
 
     whenWarm: (timeoutMs) => spares.whenWarm(timeoutMs),
@@ -181,6 +227,8 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
       }
       const refusal = spares.available() === 0 ? starts.refusal() : undefined;
       if (refusal) throw refusal;
+      demand.recordArrival();
+      retarget();
       const started = performance.now();
       waiting++;
       let sb: Sandbox;
@@ -205,6 +253,10 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
         minPoolSize: cfg.minSize,
         pending: waiting,
         creating: made.creating,
+        spareTarget: spares.target(),
+        arrivalRate: Math.round(demand.arrivalRate() * 100) / 100,
+        removing: leases.removing,
+        replaced: leases.replaced,
         enabled: cfg.enabled,
         runtime: runtime.kind,
         isolated: runtime.isolated,
@@ -228,6 +280,7 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
     async drain(timeoutMs) {
       if (draining) return;
       draining = true;
+      clearInterval(retargetTimer);
       const deadline = Date.now() + timeoutMs;
       const left = (): number => Math.max(1, deadline - Date.now());
       // Stop the inflow first (no slots, no starts, waiters failed), then empty.

@@ -39,6 +39,7 @@ interface GenericPoolModule {
 interface PoolInternals {
   _ensureMinimum(): void;
   _evict(): void;
+  _config: { min: number; max: number };
 }
 
 /** The installed generic-pool's version, for the error message. */
@@ -87,7 +88,26 @@ export function createPoolWithEvictor<T>(factory: genericPool.Factory<T>, option
       return evict(config, resource, available);
     }
   }
-  return new mod.Pool<T>(Evictor, mod.Deque, mod.PriorityQueue, factory, options);
+  const pool = new mod.Pool<T>(Evictor, mod.Deque, mod.PriorityQueue, factory, options);
+  const config = (pool as unknown as Partial<PoolInternals>)._config;
+  if (typeof config?.min !== 'number' || typeof config.max !== 'number') {
+    throw new Error(
+      `generic-pool ${installedGenericPoolVersion()} lacks Pool#_config.min/max, which sandpool's container pool relies on ` +
+        '(written against generic-pool 3.9.0; see src/pool/generic-pool-internals.ts): pin generic-pool back to 3.9.0 or adapt that file',
+    );
+  }
+  return pool;
+}
+
+/**
+ * generic-pool's `min` is fixed at construction: sandpool moves it with the
+ * demand for spares (within 0..max), then refills up to it. A lower `min`
+ * lets the evictor trim spares above it after their idle timeout.
+ */
+export function setMinimum<T>(pool: genericPool.Pool<T>, min: number): void {
+  const internals = pool as unknown as PoolInternals;
+  internals._config.min = Math.max(0, Math.min(internals._config.max, Math.floor(min)));
+  internals._ensureMinimum();
 }
 
 /**

@@ -5,9 +5,12 @@ import type { Sandbox } from '../mcp/sandbox.js';
 import { LatencyWindow, withTimeout } from '../util/async.js';
 import { Capacity } from './capacity.js';
 import type { Lease, PoolObserver } from './container-pool.js';
+import type { RemovalQueue } from './removal-queue.js';
 
 /** Bound on destroying one sandbox outside of drain (drain uses what is left of its deadline). */
 const DESTROY_TIMEOUT_MS = 15_000;
+/** Removals at once during drain, which has a deadline to meet. */
+const DRAIN_REMOVE_CONCURRENCY = 8;
 
 /** Options of createLeaseBook. */
 export interface LeaseBookOptions {
@@ -17,6 +20,10 @@ export interface LeaseBookOptions {
   observer?: PoolObserver;
   /** An owned sandbox that is not leased died by itself (not destroyed by us). */
   onIdleDeath(): void;
+  /** Where removals wait their turn (off the path of starts). */
+  removals: RemovalQueue;
+  /** Another sandbox for a lease whose sandbox was found dead on its first use. */
+  takeReplacement(): Promise<Sandbox>;
 }
 
 export interface LeaseStats {
@@ -24,6 +31,10 @@ export interface LeaseStats {
   active: number;
   destroyed: number;
   acquired: number;
+  /** Leases whose sandbox was found dead on first use and replaced without the user noticing. */
+  replaced: number;
+  /** Removals queued or running. */
+  removing: number;
   acquireLatencyMs: { p50: number | null; p95: number | null; p99: number | null };
 }
 
@@ -65,6 +76,7 @@ export function createLeaseBook(options: LeaseBookOptions): LeaseBook {
   const acquireLatency = new LatencyWindow();
   let destroyed = 0;
   let acquired = 0;
+  let replaced = 0;
   let closed = false;
   let deadlineMs: number | undefined;
 
@@ -77,41 +89,91 @@ export function createLeaseBook(options: LeaseBookOptions): LeaseBook {
     const inFlight = retiring.get(sb.id);
     if (inFlight) return inFlight;
     if (!owned.has(sb.id)) return Promise.resolve();
-    const done = (async () => {
-      try {
-        await withTimeout(sb.destroy(), destroyTimeoutMs(), `destroy sandbox ${sb.id.slice(0, 12)}`);
-      } catch (err) {
-        // The orphan sweep removes it later by label; the slot must not leak either way.
-        log.warn({ sandbox: sb.id.slice(0, 12), err: errorMessage(err) }, 'could not destroy sandbox');
-      } finally {
+    const done = options.removals
+      .run(async () => {
+        try {
+          // Bounded from when its turn comes: the wait in the queue is not the engine's.
+          await withTimeout(sb.destroy(), destroyTimeoutMs(), `destroy sandbox ${sb.id.slice(0, 12)}`);
+        } catch (err) {
+          // The orphan sweep removes it later by label; the slot must not leak either way.
+          log.warn({ sandbox: sb.id.slice(0, 12), err: errorMessage(err) }, 'could not destroy sandbox');
+        }
+      })
+      .finally(() => {
         retiring.delete(sb.id);
         if (owned.delete(sb.id)) {
           destroyed++;
           observer?.destroyed?.();
           slots.release();
         }
-      }
-    })();
+      });
     retiring.set(sb.id, done);
     return done;
   }
 
-  function makeLease(sb: Sandbox, acquireMs: number): Lease {
+  /**
+   * A lease follows its sandbox, or the one that replaced it: a sandbox found
+   * dead on the lease's first use (it died idle, and nothing said so yet: no
+   * engine call checks it at hand-out) is swapped once for another, and the
+   * call runs there. Nothing of the user's was in it yet.
+   */
+  function makeLease(first: Sandbox, acquireMs: number): Lease {
+    let sb = first;
     let released = false;
+    let used = false;
+    let replacing: Promise<Sandbox> | undefined;
+
+    function replace(dead: Sandbox): Promise<Sandbox> {
+      replacing ??= (async () => {
+        log.warn({ sandbox: dead.id.slice(0, 12), reason: dead.failureReason() }, 'sandbox found dead on first use; replacing it');
+        leased.delete(dead);
+        void destroy(dead);
+        const fresh = await options.takeReplacement();
+        if (released) {
+          // Released while the replacement came: it goes as the lease did.
+          await destroy(fresh);
+          throw new SandboxGoneError('this sandbox lease was already released');
+        }
+        leased.add(fresh);
+        sb = fresh;
+        replaced++;
+        observer?.replaced?.();
+        return fresh;
+      })();
+      return replacing;
+    }
+
     const lease: Lease = {
       id: randomUUID(),
-      sandbox: sb,
+      get sandbox() {
+        return sb;
+      },
       acquireMs,
-      callTool: (name, args, callOptions) => {
-        if (released) return Promise.reject(new SandboxGoneError('this sandbox lease was already released'));
-        return sb.callTool(name, args, callOptions);
+      async callTool(name, args, callOptions) {
+        if (released) throw new SandboxGoneError('this sandbox lease was already released');
+        const target = sb;
+        try {
+          const result = await target.callTool(name, args, callOptions);
+          used = true;
+          return result;
+        } catch (err) {
+          // Only a sandbox that never answered this lease is replaced: the user had nothing in it yet.
+          if (!(err instanceof SandboxGoneError)) used = true;
+          if (used || target !== first || released || !(err instanceof SandboxGoneError)) throw err;
+          const fresh = await replace(target);
+          const result = await fresh.callTool(name, args, callOptions);
+          used = true;
+          return result;
+        }
       },
       async release() {
         if (released) return;
         released = true;
         leases.delete(lease);
-        await destroy(sb);
-        leased.delete(sb);
+        const current = sb;
+        // A replacement on its way finds the lease released and removes itself.
+        await destroy(current);
+        leased.delete(current);
       },
     };
     leases.add(lease);
@@ -150,13 +212,14 @@ export function createLeaseBook(options: LeaseBookOptions): LeaseBook {
 
     stats() {
       const idle = [...owned.values()].filter((sb) => !leased.has(sb)).length;
-      return { idle, active: leases.size, destroyed, acquired, acquireLatencyMs: acquireLatency.percentiles() };
+      return { idle, active: leases.size, destroyed, acquired, replaced, removing: options.removals.pending(), acquireLatencyMs: acquireLatency.percentiles() };
     },
 
     close(deadline) {
       closed = true;
       deadlineMs = deadline;
       slots.close();
+      options.removals.hurry(DRAIN_REMOVE_CONCURRENCY);
     },
 
     async releaseLeases() {

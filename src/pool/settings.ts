@@ -15,6 +15,16 @@ export interface PoolSettings {
   maxWaitingClients: number;
   /** Sandboxes starting at once. */
   createConcurrency: number;
+  /** Used sandboxes being removed at once (removals wait while sandboxes start). */
+  removeConcurrency: number;
+  /** Spares follow the peak arrival rate seen within this window (ms). */
+  demandWindowMs: number;
+  /** Spares kept per sandbox needed during one start. */
+  demandHeadroom: number;
+  /** Memory the warm spares may take together (MiB): bounds the demand target (not minSize). */
+  sparesMemoryMb: number;
+  /** An idle sandbox's memory (MiB), to count spares against sparesMemoryMb. */
+  idleSandboxMemoryMb: number;
   image: string;
   /** Overrides the image's entrypoint + command. */
   command: string[] | undefined;

@@ -3,7 +3,7 @@ import { SandpoolError, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Sandbox } from '../mcp/sandbox.js';
 import { sleep } from '../util/async.js';
-import { createPoolWithEvictor, ensureMinimum, evictNow } from './generic-pool-internals.js';
+import { createPoolWithEvictor, ensureMinimum, evictNow, setMinimum } from './generic-pool-internals.js';
 import type { LeaseBook } from './lease-book.js';
 import type { PoolSettings } from './settings.js';
 import type { StartScheduler } from './start-scheduler.js';
@@ -26,11 +26,12 @@ export interface SparePoolOptions {
 }
 
 /**
- * The warm spares, kept by generic-pool: idle sandboxes up to `min`, refilled
- * after a lease and after the start backoff, trimmed above `min` after the
- * idle timeout, evicted when dead; with the pool off, none kept at all. A
- * sandbox handed out leaves generic-pool for good, so `min` counts idle spares
- * only and a leased one is replaced at once.
+ * The warm spares, kept by generic-pool: idle sandboxes up to the target
+ * (at least `min`, more when demand asks: setTarget), refilled after a lease
+ * and after the start backoff, trimmed above the target after the idle
+ * timeout, evicted when dead; with the pool off, none kept at all. A sandbox
+ * handed out leaves generic-pool for good, so the target counts idle (and
+ * starting) spares only and a leased one is replaced at once.
  */
 export interface SparePool {
   /** Starts warming `min` spares. */
@@ -41,10 +42,14 @@ export interface SparePool {
   warmedOnce(): boolean;
   /** Whether the pool keeps spares at all (pool on and min > 0). */
   keepsSpares(): boolean;
+  /** Spares (idle or starting) to keep from now on; never below `min`, ignored with the pool off. */
+  setTarget(spares: number): void;
+  /** The spares kept right now. */
+  target(): number;
   /** Resolves true once `min` spares are idle, false after timeoutMs. */
   whenWarm(timeoutMs: number): Promise<boolean>;
   /**
-   * A spare (checked with the engine) or a new sandbox, detached from
+   * A spare (checked locally: no engine call) or a new sandbox, detached from
    * generic-pool. Rejects with generic-pool's TimeoutError after the acquire
    * timeout, or with what the start scheduler failed this waiter with.
    */
@@ -62,11 +67,12 @@ export function createSparePool(options: SparePoolOptions): SparePool {
   const handedOut = new WeakSet<Sandbox>();
   const warmWaiters = new Set<() => void>();
   let warm = minIdle === 0;
+  let target = minIdle;
   let closed = false;
   let refillTimer: NodeJS.Timeout | undefined;
 
   function scheduleRefill(): void {
-    if (closed || refillTimer || minIdle === 0) return;
+    if (closed || refillTimer || target === 0) return;
     refillTimer = setTimeout(() => {
       refillTimer = undefined;
       if (!closed) ensureMinimum(gp);
@@ -130,8 +136,9 @@ export function createSparePool(options: SparePoolOptions): SparePool {
       if (handedOut.has(sb)) return;
       await book.destroy(sb);
     },
+    // Local only: the attached stream and the engine's event stream say when a sandbox died; a hand-out asks the engine nothing.
     async validate(sb) {
-      return sb.isHealthy();
+      return sb.isUsable();
     },
   };
 
@@ -170,6 +177,16 @@ export function createSparePool(options: SparePoolOptions): SparePool {
     warmedOnce: () => warm,
 
     keepsSpares: () => minIdle > 0,
+
+    setTarget(spares) {
+      if (!cfg.enabled || closed) return;
+      const next = Math.max(minIdle, Math.min(cfg.maxSize, Math.floor(spares)));
+      if (next === target) return;
+      target = next;
+      setMinimum(gp, next);
+    },
+
+    target: () => target,
 
     whenWarm(timeoutMs) {
       if (gp.available >= minIdle) return Promise.resolve(true);

@@ -1,8 +1,10 @@
-import { PassThrough, type Duplex } from 'node:stream';
+import { PassThrough, type Duplex, type Readable } from 'node:stream';
 import Docker from 'dockerode';
 import { errorMessage } from '../errors.js';
+import { createLogger, type Logger } from '../logger.js';
 import { withTimeout } from '../util/async.js';
-import { LABELS, type ContainerRuntime, type ContainerSummary, type ExitInfo, type SandboxProcess, type SandboxSpec } from './types.js';
+import { createExitFeed, type EngineExit } from './exit-feed.js';
+import { APP_LABEL_VALUE, LABELS, type ContainerRuntime, type ContainerSummary, type ExitInfo, type SandboxProcess, type SandboxSpec } from './types.js';
 
 /** Options of the dockerode runtime. */
 export interface DockerRuntimeOptions {
@@ -10,6 +12,13 @@ export interface DockerRuntimeOptions {
   socketPath?: string;
   /** Bound on one engine call that should be quick (inspect, remove). Default 10000. */
   callTimeoutMs?: number;
+  /** Warnings about the engine's event stream. Default: a silent logger. */
+  logger?: Logger;
+  /**
+   * After a container's stdio closed by itself, how long to wait for the
+   * engine's `die` event to say why before asking the engine. Default 1000.
+   */
+  exitReasonWaitMs?: number;
 }
 
 interface DockerApiError {
@@ -20,9 +29,24 @@ function statusOf(err: unknown): number | undefined {
   return typeof err === 'object' && err !== null ? (err as DockerApiError).statusCode : undefined;
 }
 
+/**
+ * Engine calls, per sandbox: create, attach and start to start it (the
+ * engine's event stream, one for all, tells when one dies); none to hand it
+ * out; one remove. An inspect only when a container died by itself and the
+ * event stream did not say why in time.
+ */
 export function createDockerRuntime(options: DockerRuntimeOptions = {}): ContainerRuntime {
   const docker = new Docker({ socketPath: options.socketPath ?? '/var/run/docker.sock' });
   const callTimeoutMs = options.callTimeoutMs ?? 10_000;
+  const exitReasonWaitMs = options.exitReasonWaitMs ?? 1_000;
+  const exits = createExitFeed({
+    logger: options.logger ?? createLogger({ level: 'silent' }),
+    open: async (sinceSeconds) =>
+      (await docker.getEvents({
+        since: sinceSeconds,
+        filters: { type: ['container'], event: ['die', 'oom'], label: [`${LABELS.app}=${APP_LABEL_VALUE}`] },
+      })) as unknown as Readable,
+  });
 
   async function removeById(id: string): Promise<void> {
     try {
@@ -87,21 +111,53 @@ export function createDockerRuntime(options: DockerRuntimeOptions = {}): Contain
       const stderr = new PassThrough();
       container.modem.demuxStream(stream, stdout, stderr);
       let exitedFlag = false;
+      let removing = false;
+      let engineExit: EngineExit | undefined;
+      let onEngineExit: ((exit: EngineExit) => void) | undefined;
       const exited = new Promise<ExitInfo>((resolve) => {
         let settled = false;
-        const onGone = (): void => {
+        const settle = (info: ExitInfo): void => {
           if (settled) return;
           settled = true;
           exitedFlag = true;
+          unwatch();
           stdout.end();
           stderr.end();
-          void describeExit(container).then(resolve);
+          resolve(info);
+        };
+        const removed: ExitInfo = { exitCode: null, reason: 'container removed' };
+        onEngineExit = (exit) => {
+          engineExit = exit;
+          // Not usable from now on; the stream's own end (any last output first) settles it, or this bound does.
+          exitedFlag = true;
+          setTimeout(() => settle(removing ? removed : exit), exitReasonWaitMs).unref();
+        };
+        const onGone = (): void => {
+          if (settled) return;
+          exitedFlag = true;
+          // Removed by us: nothing to ask.
+          if (removing) return settle(removed);
+          if (engineExit) return settle(engineExit);
+          // Died by itself: the die event says why, usually within milliseconds; the engine is asked only if it does not.
+          const timer = setTimeout(() => void describeExit(container).then(settle), exitReasonWaitMs);
+          timer.unref();
+          onEngineExit = (exit) => {
+            clearTimeout(timer);
+            settle(exit);
+          };
         };
         stream.once('end', onGone);
         stream.once('close', onGone);
         stream.once('error', onGone);
       });
-      await container.start();
+      const unwatch = exits.watch(container.id, (exit) => onEngineExit?.(exit));
+      try {
+        await container.start();
+      } catch (err) {
+        unwatch();
+        stream.destroy();
+        throw err;
+      }
       return {
         id: container.id,
         workspaceDir: '/workspace',
@@ -110,15 +166,8 @@ export function createDockerRuntime(options: DockerRuntimeOptions = {}): Contain
         stderr,
         exited,
         hasExited: () => exitedFlag,
-        isAlive: async () => {
-          if (exitedFlag) return false;
-          try {
-            return (await inspectRunning(container.id)) === true;
-          } catch {
-            return false;
-          }
-        },
         destroy: async () => {
+          removing = true;
           try {
             await removeById(container.id);
           } finally {

@@ -95,7 +95,6 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Conta
         stderr: child.stderr,
         exited,
         hasExited: () => exitedFlag,
-        isAlive: async () => !exitedFlag,
         destroy: () => kill(id),
       };
     },

@@ -29,7 +29,7 @@ export async function selectRuntime(options: {
 }): Promise<ContainerRuntime> {
   const processRuntime = (): ContainerRuntime => createProcessRuntime({ logger: options.logger, ignoredSettings: options.customSpec });
   if (options.mode === 'process') return processRuntime();
-  const docker = createDockerRuntime({ socketPath: options.dockerSocket });
+  const docker = createDockerRuntime({ socketPath: options.dockerSocket, logger: options.logger });
   try {
     await docker.ping();
     return docker;

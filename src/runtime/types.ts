@@ -47,9 +47,8 @@ export interface SandboxProcess {
   readonly stderr: Readable;
   /** Settles when the process/container is gone (its stdio closed). Never rejects. */
   readonly exited: Promise<ExitInfo>;
+  /** true once it is known to be gone: its stdio closed, or the engine said it died. Asks nothing. */
   hasExited(): boolean;
-  /** Authoritative liveness check (asks the engine). */
-  isAlive(): Promise<boolean>;
   /** Kills and removes it. Idempotent; safe to call on an exited sandbox. */
   destroy(): Promise<void>;
 }

@@ -148,7 +148,8 @@ describe('a Docker engine that stops and comes back', () => {
     );
     const waited = Date.now() - started;
     assert.ok(err instanceof SandpoolError && err.code === 'SANDBOX_FAILED', String(err));
-    assert.match(err.message, /docker\.sock|ENOENT|ECONNREFUSED|connect/i);
+    // The client reads what to do; the engine's reason is in the detail, for the log.
+    assert.match(`${err.message}\n${err.detail ?? ''}`, /docker\.sock|ENOENT|ECONNREFUSED|connect/i);
     assert.ok(waited < 10_000, `acquire failed only after ${waited} ms (acquire timeout 20000 ms)`);
     // The holder of a sandbox that went down with the engine learns it too.
     await assert.rejects(held.callTool('list_directory', { path: '/workspace' }), (e: unknown) => e instanceof SandpoolError && e.code === 'SANDBOX_FAILED');

@@ -124,6 +124,11 @@ describe('HTTP endpoints of a real replica', () => {
     assert.match(text, new RegExp(`^sandpool_pool_idle\\{replica="${app.config.server.replicaId}"\\} 2$`, 'm'));
     assert.match(text, /^sandpool_pool_acquire_seconds_count\{replica="[^"]+"\} 1$/m);
     assert.match(text, /^# TYPE sandpool_pool_create_failures_total counter$/m);
+    // Spares that follow demand, removals, first-use replacements.
+    assert.match(text, /^sandpool_pool_spare_target\{replica="[^"]+"\} 2$/m);
+    assert.match(text, /^sandpool_pool_arrival_rate\{replica="[^"]+"\} [\d.]+$/m);
+    assert.match(text, /^sandpool_pool_removing\{replica="[^"]+"\} \d+$/m);
+    assert.match(text, /^# TYPE sandpool_pool_replaced_total counter$/m);
   });
 
   it('unknown routes get a coded JSON 404', async () => {

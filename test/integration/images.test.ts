@@ -5,7 +5,8 @@ import { createContainerPool, type ContainerPool } from '../../src/pool/containe
 import { createDockerRuntime } from '../../src/runtime/docker-runtime.js';
 import { execFileAsync, testConfig, testLogger, textOf } from '../support/helpers.js';
 
-const ECHO_IMAGE = 'sandpool-test-echo-mcp:latest';
+// Per run: concurrent test runs (other checkouts on one engine) must not build over or remove each other's tag.
+const ECHO_IMAGE = `sandpool-test-echo-mcp:run-${process.pid}`;
 const pools: ContainerPool[] = [];
 
 function makePool(cfg: Config): ContainerPool {
@@ -17,7 +18,8 @@ function makePool(cfg: Config): ContainerPool {
 
 describe('other MCP images', () => {
   before(async () => {
-    await execFileAsync('docker', ['build', '-q', '-t', ECHO_IMAGE, 'test/fixtures/echo-mcp']);
+    // On the sandbox image under test (POOL_IMAGE), for its node.
+    await execFileAsync('docker', ['build', '-q', '--build-arg', `BASE_IMAGE=${testConfig().pool.image}`, '-t', ECHO_IMAGE, 'test/fixtures/echo-mcp']);
   });
   after(async () => {
     await Promise.all(pools.map((p) => p.drain(20_000)));
@@ -25,17 +27,41 @@ describe('other MCP images', () => {
   });
 
   it('pools any stdio MCP server image set by POOL_IMAGE', async () => {
-    const pool = makePool(testConfig({ POOL_IMAGE: ECHO_IMAGE, POOL_MIN_SIZE: '1' }));
+    const cfg = testConfig({ POOL_IMAGE: ECHO_IMAGE, POOL_MIN_SIZE: '1' });
+    const pool = makePool(cfg);
     assert.equal(await pool.whenWarm(30_000), true);
     const lease = await pool.acquire();
     assert.deepEqual(lease.sandbox.tools.map((t) => t.name), ['echo']);
     const res = await lease.callTool('echo', { text: 'hi' });
-    assert.equal(textOf(res), 'echo(uid=1000): hi');
+    // As SANDBOX_USER (65532 by default), whatever the image's USER says.
+    assert.equal(textOf(res), `echo(uid=${cfg.sandbox.user.split(':')[0]}): hi`);
     await lease.release();
   });
 
+  it('the default image is node, its libraries and the bundled server with its snapshot: no shell, no npm, no caches', async () => {
+    const image = testConfig().pool.image;
+    const { stdout: inspected } = await execFileAsync('docker', ['image', 'inspect', '-f', '{{json .Config.Entrypoint}}', image]);
+    assert.deepEqual(JSON.parse(inspected), ['node', '--v8-pool-size=1', '--snapshot-blob', '/opt/sandbox/server.blob']);
+    const probe = `const fs=require('fs');console.log(JSON.stringify(Object.fromEntries(
+      ['/bin/sh','/bin/bash','/usr/bin/apt-get','/usr/local/bin/npm','/usr/local/lib/node_modules','/opt/sandbox/node_modules','/root/.npm','/opt/sandbox/server.cjs','/opt/sandbox/server.blob']
+      .map(p=>[p,fs.existsSync(p)]))))`;
+    const { stdout } = await execFileAsync('docker', ['run', '--rm', '--network', 'none', '--entrypoint', 'node', image, '-e', probe]);
+    assert.deepEqual(JSON.parse(stdout), {
+      '/bin/sh': false,
+      '/bin/bash': false,
+      '/usr/bin/apt-get': false,
+      '/usr/local/bin/npm': false,
+      '/usr/local/lib/node_modules': false,
+      '/opt/sandbox/node_modules': false,
+      '/root/.npm': false,
+      '/opt/sandbox/server.cjs': true,
+      '/opt/sandbox/server.blob': true,
+    });
+  });
+
   it('runs a command override (POOL_COMMAND) instead of the image entrypoint', async () => {
-    const command = JSON.stringify(['node', '/opt/sandbox/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js', '/tmp']);
+    // The image's bundled server runs without its snapshot too, as any script does.
+    const command = JSON.stringify(['node', '/opt/sandbox/server.cjs', '/tmp']);
     const pool = makePool(testConfig({ POOL_COMMAND: command, POOL_MIN_SIZE: '1' }));
     const lease = await pool.acquire();
     const allowed = await lease.callTool('list_allowed_directories', {});

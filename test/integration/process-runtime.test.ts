@@ -62,7 +62,8 @@ describe('process runtime (no Docker)', () => {
     assert.equal(warned.length, 1, `expected one warning for two sandboxes, got: ${warned.join('\n')}`);
     const { msg } = JSON.parse(warned[0] ?? '{}') as { msg?: string };
     assert.match(msg ?? '', /POOL_IMAGE=example\/other-mcp:1 and POOL_COMMAND=\["other-mcp","--stdio"\]/);
-    assert.deepEqual(await run({}), []);
+    // The default image, named explicitly: the tests may run with another POOL_IMAGE in the environment.
+    assert.deepEqual(await run({ POOL_IMAGE: DEFAULT_POOL_IMAGE }), []);
   });
 
   it('POOL_RUNTIME=auto falls back to processes when Docker does not answer (development only)', async () => {

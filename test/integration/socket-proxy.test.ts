@@ -8,7 +8,7 @@ import { createContainerPool } from '../../src/pool/container-pool.js';
 import { createDockerRuntime } from '../../src/runtime/docker-runtime.js';
 import { LABELS } from '../../src/runtime/types.js';
 import { createSocketProxy } from '../../src/socket-proxy/socket-proxy.js';
-import { dockerPs, execFileAsync, testConfig, testLogger } from '../support/helpers.js';
+import { dockerPs, execFileAsync, testConfig, testLogger, waitFor } from '../support/helpers.js';
 
 /** One raw Docker API call through the proxy's socket. */
 function call(socketPath: string, method: string, apiPath: string, body?: unknown): Promise<{ status: number; text: string }> {
@@ -64,6 +64,41 @@ describe('Docker socket proxy (compose: the app never sees the raw socket)', () 
       await pool.drain(20_000);
     }
     assert.deepEqual(await dockerPs({ [LABELS.replica]: cfg.server.replicaId }), []);
+  });
+
+  it('streams engine events (the pool learns of deaths from them, no inspect): a sandbox killed while idle is seen dying', async () => {
+    const cfg = testConfig({ POOL_MIN_SIZE: '1' });
+    const pool = createContainerPool({ runtime: createDockerRuntime({ socketPath }), pool: cfg.pool, sandbox: cfg.sandbox, replicaId: cfg.server.replicaId, logger: testLogger() });
+    pool.start();
+    try {
+      assert.equal(await pool.whenWarm(30_000), true);
+      const [id] = [...pool.ownedIds()];
+      assert.ok(id);
+      const filters = encodeURIComponent(JSON.stringify({ type: ['container'], event: ['die'], label: ['sandpool.app=sandpool'] }));
+      const died = new Promise<string>((resolve, reject) => {
+        const req = request({ socketPath, method: 'GET', path: `/events?filters=${filters}` }, (res) => {
+          assert.equal(res.statusCode, 200);
+          let buffered = '';
+          res.on('data', (c: Buffer) => {
+            buffered += c.toString();
+            if (buffered.includes(id)) {
+              resolve(buffered);
+              req.destroy();
+            }
+          });
+        });
+        req.on('error', reject);
+        req.end();
+        setTimeout(() => reject(new Error('no die event through the proxy within 10 s')), 10_000).unref();
+      });
+      // Give the stream a moment to be open before the kill.
+      await new Promise((r) => setTimeout(r, 300));
+      await execFileAsync('docker', ['kill', id]);
+      assert.match(await died, /"exitCode":"137"/);
+      await waitFor('the dead spare evicted and replaced', () => !pool.ownedIds().has(id) && pool.stats().idle === 1, 20_000);
+    } finally {
+      await pool.drain(20_000);
+    }
   });
 
   it('refuses every other call: images, exec, build, volumes, the engine\'s info', async () => {

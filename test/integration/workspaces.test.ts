@@ -41,6 +41,9 @@ describe('workspaces on one replica (Docker sandboxes, fs store)', () => {
     return s;
   };
 
+  // Every user here goes idle between tests, so "this user's sandbox was released" is "no sandbox is leased".
+  const idleReleased = async (): Promise<void> => void await waitFor('idle sandboxes to be released', async () => (await active(app.url)) === 0, 10_000, 200);
+
   before(async () => {
     app = await createSandpool(
       testConfig({ POOL_MIN_SIZE: '2', POOL_MAX_SIZE: '8', SESSION_IDLE_TIMEOUT_MS: '1500', WORKSPACE_STORE: 'fs', WORKSPACE_DIR: dir, WORKSPACE_MAX_BYTES: '4096' }),
@@ -56,8 +59,7 @@ describe('workspaces on one replica (Docker sandboxes, fs store)', () => {
   it('gives a returning user their files after an idle release, in a fresh sandbox, with no "files are gone"', async () => {
     const s = await user('ws-alice');
     await chat(s, 'write "still mine" to /workspace/notes.txt');
-    const before = await active(app.url);
-    await waitFor('the idle sandbox to be released', async () => (await active(app.url)) === before - 1, 10_000, 200);
+    await idleReleased();
     const [content] = await chat(s, 'read /workspace/notes.txt');
     assert.equal(content, 'still mine');
   });
@@ -86,8 +88,7 @@ describe('workspaces on one replica (Docker sandboxes, fs store)', () => {
     await chat(s, 'write "small" to /workspace/a.txt');
     const [note] = await chat(s, `write "${'x'.repeat(5000)}" to /workspace/b.txt`);
     assert.match(note ?? '', /more than the 4\.0 KiB a snapshot may keep: this change was not saved, and your last saved files stay as they were/);
-    const before = await active(app.url);
-    await waitFor('the idle sandbox to be released', async () => (await active(app.url)) < before, 10_000, 200);
+    await idleReleased();
     assert.deepEqual(await chat(s, 'read /workspace/a.txt'), ['small'], 'the last good snapshot');
   });
 
@@ -96,8 +97,7 @@ describe('workspaces on one replica (Docker sandboxes, fs store)', () => {
     await chat(s, 'write "x" to /workspace/c.txt');
     const file = path.join(dir, `${createHash('sha256').update('ws-corrupt').digest('hex')}.snapshot`);
     assert.ok(readdirSync(dir).includes(path.basename(file)));
-    const before = await active(app.url);
-    await waitFor('the idle sandbox to be released', async () => (await active(app.url)) < before, 10_000, 200);
+    await idleReleased();
     writeFileSync(file, 'SPWS0001 torn in half');
     const [content] = await chat(s, 'list files in /workspace');
     assert.match(content ?? '', /Your saved files could not be restored \(your saved files are damaged\), so this ran in a fresh, empty workspace/);

@@ -27,6 +27,8 @@ export interface FakeCounts {
   removed: number;
   startsInFlight: number;
   peakStartsInFlight: number;
+  /** Removals that began while a start was in flight. */
+  removedDuringStarts: number;
 }
 
 /** One fake container: an in-process MCP server with its own in-memory files. */
@@ -46,16 +48,22 @@ export interface FakeRuntime extends ContainerRuntime {
   /** Containers started and not removed yet (what `docker ps -a` would list). */
   present(): FakeContainer[];
   /**
-   * The container dies, like `docker kill`. By default its stdio ends at once;
-   * with `quietly` only the engine knows (isAlive() is false) until the pool asks.
+   * The container dies, like `docker kill`. How the pool learns it:
+   * - `loud` (default): its stdio ends at once;
+   * - `event`: only the engine's event stream says so (hasExited() turns true,
+   *   `exited` settles), its stdio stays open;
+   * - `unnoticed`: nothing says so until someone writes to it: then its stdio
+   *   ends (a death racing the hand-out, found on first use).
    */
-  crash(id: string, options?: { quietly?: boolean }): void;
+  crash(id: string, options?: { how?: CrashNotice }): void;
 }
+
+export type CrashNotice = 'loud' | 'event' | 'unnoticed';
 
 interface LiveContainer extends FakeContainer {
   readonly process: SandboxProcess;
   destroy(): Promise<void>;
-  die(reason: string, quietly: boolean): void;
+  die(reason: string, how: CrashNotice): void;
   summary(): ContainerSummary;
 }
 
@@ -72,7 +80,7 @@ const FLOOD_BYTES = 11 * 1024 * 1024;
  */
 export function createFakeRuntime(initial: Partial<FakeFaults> = {}): FakeRuntime {
   const faults: FakeFaults = { startDelayMs: 0, failStart: undefined, destroyGate: undefined, ...initial };
-  const counts: FakeCounts = { starts: 0, failedStarts: 0, removed: 0, startsInFlight: 0, peakStartsInFlight: 0 };
+  const counts: FakeCounts = { starts: 0, failedStarts: 0, removed: 0, startsInFlight: 0, peakStartsInFlight: 0, removedDuringStarts: 0 };
   const all: LiveContainer[] = [];
   let seq = 0;
 
@@ -115,20 +123,41 @@ export function createFakeRuntime(initial: Partial<FakeFaults> = {}): FakeRuntim
     });
     void server.connect(new StdioServerTransport(stdin, stdout));
 
-    function die(reason: string, quietly: boolean): void {
-      engineSaysDead = true;
-      if (quietly || exitedFlag) return;
-      exitedFlag = true;
+    let stdioEnded = false;
+    function endStdio(): void {
+      if (stdioEnded) return;
+      stdioEnded = true;
       void server.close().catch(() => undefined);
       stdout.end();
       stderr.end();
+    }
+    function markExited(reason: string): void {
+      if (exitedFlag) return;
+      exitedFlag = true;
       resolveExited({ exitCode: 137, reason });
+    }
+
+    function die(reason: string, how: CrashNotice): void {
+      engineSaysDead = true;
+      if (how === 'unnoticed') {
+        if (exitedFlag) return;
+        // The server is gone; whatever is written to it next finds that out.
+        stdin.removeAllListeners('data');
+        stdin.once('data', () => {
+          markExited(reason);
+          endStdio();
+        });
+        return;
+      }
+      markExited(reason);
+      if (how === 'loud') endStdio();
     }
 
     function destroy(): Promise<void> {
       destroying ??= (async () => {
         if (faults.destroyGate) await faults.destroyGate;
-        die('container removed', false);
+        if (counts.startsInFlight > 0) counts.removedDuringStarts++;
+        die('container removed', 'loud');
         removedFlag = true;
         counts.removed++;
       })();
@@ -152,7 +181,6 @@ export function createFakeRuntime(initial: Partial<FakeFaults> = {}): FakeRuntim
         stderr,
         exited,
         hasExited: () => exitedFlag,
-        isAlive: async () => !engineSaysDead,
         destroy,
       },
     };
@@ -201,7 +229,7 @@ export function createFakeRuntime(initial: Partial<FakeFaults> = {}): FakeRuntim
     crash(id, options) {
       const c = byId(id);
       if (!c) throw new Error(`no fake container ${id}`);
-      c.die('container exited with code 137 (killed by the test)', options?.quietly === true);
+      c.die('container exited with code 137 (killed by the test)', options?.how ?? 'loud');
     },
   };
 }

@@ -29,6 +29,12 @@ function settings(overrides: Partial<PoolSettings> = {}): PoolSettings {
     createTimeoutMs: 2_000,
     maxWaitingClients: 100,
     createConcurrency: 4,
+    removeConcurrency: 2,
+    demandWindowMs: 60_000,
+    // 0: exactly minSize spares, as these tests count them; the demand tests set it.
+    demandHeadroom: 0,
+    sparesMemoryMb: 1024,
+    idleSandboxMemoryMb: 32,
     image: 'sandpool-fake:latest',
     command: undefined,
     ...overrides,
@@ -44,6 +50,8 @@ function makePool(runtime: FakeRuntime, pool: Partial<PoolSettings> = {}, extra:
     logger: createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
     backoffBaseMs: 20,
     backoffMaxMs: 200,
+    // Removals yield to starts for this long at most: short, so releases here do not wait on refills.
+    removalMaxDeferMs: 50,
     ...extra,
   });
   pools.push(p);
@@ -358,12 +366,50 @@ describe('ContainerPool (fake runtime, no Docker)', () => {
     await waitFor('dead sandboxes removed and the pool refilled', () => presentIds(rt).every((id) => !dead.includes(id)) && pool.stats().idle === 2);
   });
 
-  it('asks the engine before handing a sandbox out: one dead only by its word is not handed out', async () => {
+  it('hands out without asking the engine: a sandbox the engine reported dead (event stream) is not handed out', async () => {
     const { rt, pool, spare: dead } = await oneSpare();
-    rt.crash(dead, { quietly: true });
+    rt.crash(dead, { how: 'event' });
     const lease = await pool.acquire();
     assert.notEqual(lease.sandbox.id, dead);
+    assert.notEqual((await lease.callTool('list_directory', { path: '/workspace' })).isError, true);
     await waitFor('the dead one removed', () => !presentIds(rt).includes(dead));
+    await lease.release();
+  });
+
+  it('replaces a sandbox found dead on its first use once, transparently: the call runs in a fresh one', async () => {
+    const { rt, pool, spare: dead } = await oneSpare();
+    rt.crash(dead, { how: 'unnoticed' });
+    const lease = await pool.acquire();
+    assert.equal(lease.sandbox.id, dead, 'nothing told the pool; it handed out the dead one');
+    await lease.callTool('write_file', { path: '/workspace/a.txt', content: 'hello' });
+    assert.notEqual(lease.sandbox.id, dead, 'the lease moved to another sandbox');
+    assert.equal(textOf(await lease.callTool('read_text_file', { path: '/workspace/a.txt' })), 'hello');
+    assert.equal(pool.stats().replaced, 1);
+    await waitFor('the dead one removed', () => !presentIds(rt).includes(dead));
+    await lease.release();
+    assert.equal(presentIds(rt).includes(lease.sandbox.id), false, 'release removed the replacement');
+  });
+
+  it('replaces only on first use: a sandbox that answered once and dies fails its holder', async () => {
+    const { rt, pool } = await oneSpare();
+    const lease = await pool.acquire();
+    await lease.callTool('write_file', { path: '/workspace/a.txt', content: 'mine' });
+    rt.crash(lease.sandbox.id, { how: 'unnoticed' });
+    const err = await expectCode(lease.callTool('read_text_file', { path: '/workspace/a.txt' }), 'SANDBOX_FAILED');
+    assert.ok(err instanceof SandboxGoneError);
+    assert.equal(pool.stats().replaced, 0);
+    await lease.release();
+  });
+
+  it('replaces once only: when the replacement is dead too, the holder gets SANDBOX_FAILED', async () => {
+    const rt = createFakeRuntime();
+    const pool = makePool(rt, { minSize: 2 }, { evictionIntervalMs: 60_000 });
+    assert.equal(await pool.whenWarm(2_000), true);
+    for (const id of presentIds(rt)) rt.crash(id, { how: 'unnoticed' });
+    const lease = await pool.acquire();
+    const err = await expectCode(lease.callTool('list_directory', { path: '/workspace' }), 'SANDBOX_FAILED');
+    assert.ok(err instanceof SandboxGoneError);
+    assert.equal(pool.stats().replaced, 1);
     await lease.release();
   });
 
@@ -381,6 +427,8 @@ describe('ContainerPool (fake runtime, no Docker)', () => {
     const rt = createFakeRuntime();
     const pool = makePool(rt, { minSize: 1 });
     const lease = await pool.acquire();
+    // Used once: from now on its death is the holder's to hear about (no replacement).
+    await lease.callTool('list_directory', { path: '/workspace' });
     const call = lease.callTool('wait', { ms: 5_000 });
     await sleep(20);
     rt.crash(lease.sandbox.id);
@@ -415,6 +463,47 @@ describe('ContainerPool (fake runtime, no Docker)', () => {
     assert.equal(new Set(leases.map((l) => l.sandbox.id)).size, 6);
     assert.equal(rt.counts.peakStartsInFlight, 2, `${rt.counts.peakStartsInFlight} starts ran at once`);
     await Promise.all(leases.map((l) => l.release()));
+  });
+
+  it('keeps more spares for a higher arrival rate (spareTarget), then falls back to min', async () => {
+    const rt = createFakeRuntime({ startDelayMs: 100 });
+    const pool = makePool(
+      rt,
+      { minSize: 1, maxSize: 30, demandHeadroom: 2, demandWindowMs: 1_500, idleTimeoutMs: 300 },
+      { demandAveragingMs: 1_000, retargetIntervalMs: 20, evictionIntervalMs: 50 },
+    );
+    assert.equal(await pool.whenWarm(2_000), true);
+    assert.equal(pool.stats().spareTarget, 1);
+    // 20 users within a second: 20/s x ~0.1 s per start x 2 = about 4 spares.
+    const leases = await Promise.all(Array.from({ length: 20 }, () => pool.acquire()));
+    const busy = pool.stats();
+    assert.ok(busy.arrivalRate >= 15, `rate ${busy.arrivalRate}`);
+    assert.ok(busy.spareTarget >= 3 && busy.spareTarget <= 8, `target ${busy.spareTarget}`);
+    await waitFor('the spares reach the target', () => pool.stats().idle >= busy.spareTarget);
+    await Promise.all(leases.map((l) => l.release()));
+    await waitFor('past the window: back to min, extras trimmed after their idle timeout', () => {
+      const s = pool.stats();
+      return s.spareTarget === 1 && s.idle === 1;
+    }, 5_000);
+  });
+
+  it('removes used sandboxes off the path of starts: not while one starts (bounded wait), at most removeConcurrency at once', async () => {
+    const rt = createFakeRuntime({ startDelayMs: 150 });
+    const pool = makePool(rt, { minSize: 1, maxSize: 10, removeConcurrency: 1 }, { removalMaxDeferMs: 5_000 });
+    assert.equal(await pool.whenWarm(2_000), true);
+    const lease = await pool.acquire();
+    // Its replacement is starting now: the removal waits for it.
+    assert.equal(pool.stats().creating, 1);
+    await lease.release();
+    assert.equal(rt.counts.removedDuringStarts, 0, 'removed while a sandbox started');
+    assert.equal(pool.stats().creating, 0);
+    // A removal does wait at most removalMaxDeferMs when starts never stop.
+    const impatient = makePool(createFakeRuntime({ startDelayMs: 1_000 }), { minSize: 1, maxSize: 10 }, { removalMaxDeferMs: 100 });
+    await impatient.whenWarm(3_000);
+    const l2 = await impatient.acquire();
+    const t0 = Date.now();
+    await l2.release();
+    assert.ok(Date.now() - t0 < 900, `release waited ${Date.now() - t0} ms for a start`);
   });
 
   it('reports latencies and counters in stats()', async () => {

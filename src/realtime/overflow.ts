@@ -1,0 +1,36 @@
+import type { ReplicaRecord } from '../state/types.js';
+
+/** Options of createOverflow. */
+export interface OverflowOptions {
+  /** Whether this replica can take this user: they have a session here, or it is below MAX_SESSIONS. */
+  hasRoomFor(uid: string | undefined): boolean;
+  /** The other live replicas as of the last heartbeat, with what they published (sessions, maxSessions). */
+  peers(): readonly ReplicaRecord[];
+}
+
+/**
+ * When a replica is full, a new user goes to another replica with room
+ * instead of being refused: the handshake gate answers 503 and nginx tries
+ * the next replica. Only when no live replica has room (as far as the last
+ * heartbeats tell) is the user admitted to the Socket.IO layer here, which
+ * refuses with the contract's connect_error TOO_MANY_REQUESTS.
+ */
+export interface Overflow {
+  /** Whether a new handshake with this routing hint should go to another replica. */
+  passOn(uid: string | undefined): boolean;
+}
+
+/** A peer that published its sessions and has room for one more. */
+function hasRoom(record: ReplicaRecord): boolean {
+  const { sessions, maxSessions } = record;
+  return typeof sessions === 'number' && typeof maxSessions === 'number' && sessions < maxSessions && record.draining !== true;
+}
+
+export function createOverflow(options: OverflowOptions): Overflow {
+  return {
+    passOn(uid) {
+      if (options.hasRoomFor(uid)) return false;
+      return options.peers().some(hasRoom);
+    },
+  };
+}
