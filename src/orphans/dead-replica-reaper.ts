@@ -20,8 +20,11 @@ export function createDeadReplicaReaper(options: {
   registry: ReplicaRegistry;
   self: string;
   intervalMs: number;
-  /** Removes that replica's containers whose owner is gone; `kept` counts those whose owner still exists. */
-  removeReplica(dead: DeadReplica): Promise<{ kept: number }>;
+  /**
+   * Removes that replica's containers whose owner is gone; `kept` counts those
+   * whose owner still exists, `failed` those whose removal failed.
+   */
+  removeReplica(dead: DeadReplica): Promise<{ removed: readonly string[]; kept: number; failed: number }>;
   logger: Logger;
 }): DeadReplicaReaper {
   const log = options.logger.child({ component: 'DeadReplicaReaper' });
@@ -40,7 +43,7 @@ export function createDeadReplicaReaper(options: {
     for (const entry of dead) {
       if (entry.replica === options.self) continue;
       try {
-        const { kept } = await options.removeReplica(entry);
+        const { removed, kept, failed } = await options.removeReplica(entry);
         // Its owner may only be stalled: keep looking until it beats again or is gone.
         if (kept > 0) {
           if (!waiting.has(entry.replica)) log.warn({ deadReplica: entry.replica, kept }, 'replica heartbeat expired, but its owner process still exists: keeping its containers');
@@ -48,8 +51,19 @@ export function createDeadReplicaReaper(options: {
           continue;
         }
         waiting.delete(entry.replica);
+        if (failed > 0) {
+          log.warn({ deadReplica: entry.replica, failed }, 'could not remove some of a dead replica\'s containers; trying again later');
+          continue;
+        }
+        // A create the dead replica had sent may still complete in the engine after
+        // this pass listed its containers: forget the replica only after a pass
+        // that found nothing of it, so such a late container is removed too.
+        if (removed.length > 0) {
+          log.warn({ deadReplica: entry.replica, removed: removed.length }, 'replica is gone: removed its containers');
+          continue;
+        }
         await options.registry.bury(entry.replica);
-        log.warn({ deadReplica: entry.replica }, 'replica is gone: its containers were removed');
+        log.info({ deadReplica: entry.replica }, 'dead replica forgotten: none of its containers is left');
       } catch (err) {
         log.warn({ deadReplica: entry.replica, err: errorMessage(err) }, 'could not clean up a dead replica; trying again later');
       }

@@ -34,9 +34,10 @@ export interface OrphanSweeper {
    * the strongest evidence that its owner is gone: on this host its process no
    * longer exists; as a container here, it is not running; otherwise its
    * heartbeat has lapsed longer than DEAD_REPLICA_GRACE_MS. `kept` counts the
-   * containers left because their owner still exists (or may).
+   * containers left because their owner still exists (or may), `failed` those
+   * whose removal failed; a failed listing rejects.
    */
-  removeDeadReplica(replicaId: string, lastSeenAtMs: number): Promise<{ removed: string[]; kept: number }>;
+  removeDeadReplica(replicaId: string, lastSeenAtMs: number): Promise<{ removed: string[]; kept: number; failed: number }>;
   /**
    * Removes every container this replica in this process labelled as its own, whatever its
    * age or state: the last step of shutdown, when nothing of ours may remain
@@ -117,22 +118,29 @@ export function createOrphanSweeper(options: OrphanSweeperOptions): OrphanSweepe
 
   async function sweepOnce(): Promise<string[]> {
     const now = Date.now();
-    return removeWhere({ [LABELS.app]: APP_LABEL_VALUE }, (c) => judge(c, now));
+    return (await removeWhere({ [LABELS.app]: APP_LABEL_VALUE }, (c) => judge(c, now))).removed;
   }
 
-  /** Lists containers with these labels and removes those judged orphans (never our own). */
+  /**
+   * Lists containers with these labels and removes those judged orphans (never
+   * our own); `failed` counts orphans whose removal failed. A failed listing
+   * is logged and removes nothing, unless `listErrors` is 'throw'.
+   */
   async function removeWhere(
     labels: Record<string, string>,
     verdictOf: (c: ContainerSummary) => Promise<Verdict>,
     owned: ReadonlySet<string> = options.ownedIds(),
-  ): Promise<string[]> {
+    listErrors: 'log' | 'throw' = 'log',
+  ): Promise<{ removed: string[]; failed: number }> {
     const removed: string[] = [];
+    let failed = 0;
     let containers: ContainerSummary[];
     try {
       containers = await runtime.list(labels);
     } catch (err) {
+      if (listErrors === 'throw') throw err;
       log.warn({ err: errorMessage(err) }, 'orphan sweep could not list containers');
-      return removed;
+      return { removed, failed };
     }
     for (const c of containers) {
       if (owned.has(c.id)) continue;
@@ -143,11 +151,12 @@ export function createOrphanSweeper(options: OrphanSweeperOptions): OrphanSweepe
         removed.push(c.id);
         log.info({ container: c.id.slice(0, 12), name: c.name, replica: c.labels[LABELS.replica], why: verdict.why }, 'removed orphan container');
       } catch (err) {
+        failed++;
         log.warn({ container: c.id.slice(0, 12), err: errorMessage(err) }, 'could not remove orphan container');
       }
     }
     if (removed.length > 0) options.onRemoved(removed.length);
-    return removed;
+    return { removed, failed };
   }
 
   return {
@@ -161,23 +170,24 @@ export function createOrphanSweeper(options: OrphanSweeperOptions): OrphanSweepe
     async removeDeadReplica(deadReplica, lastSeenAtMs) {
       const lapseMs = Date.now() - lastSeenAtMs;
       let kept = 0;
-      const removed = await removeWhere({ [LABELS.app]: APP_LABEL_VALUE, [LABELS.replica]: deadReplica }, async (c) => {
+      // A listing that failed must not read as "nothing left": it throws, and the reaper tries again.
+      const { removed, failed } = await removeWhere({ [LABELS.app]: APP_LABEL_VALUE, [LABELS.replica]: deadReplica }, async (c) => {
         const verdict = (await ownerEvidence(c)) ??
           (lapseMs > deadReplicaGraceMs
             ? { orphan: true as const, why: `replica ${deadReplica} sent no heartbeat for ${Math.round(lapseMs / 1000)} s (DEAD_REPLICA_GRACE_MS)` }
             : { orphan: false as const });
         if (!verdict.orphan) kept++;
         return verdict;
-      });
-      return { removed, kept };
+      }, undefined, 'throw');
+      return { removed, kept, failed };
     },
-    removeOwn() {
-      return removeWhere(
+    async removeOwn() {
+      return (await removeWhere(
         // Replica too: several replicas in one process (tests, embedding) share the owner label.
         { [LABELS.app]: APP_LABEL_VALUE, [LABELS.owner]: owner, [LABELS.replica]: replicaId },
         async () => ({ orphan: true, why: 'this replica is shutting down' }),
         new Set(),
-      );
+      )).removed;
     },
     start() {
       if (timer) return;

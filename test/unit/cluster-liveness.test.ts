@@ -63,25 +63,42 @@ describe('liveness, heartbeat and the dead-replica reaper (memory state)', () =>
     await state.close();
   });
 
-  it('the reaper cleans up a dead replica once, outside any beat, never itself, and forgets it only when nothing of it is kept', async () => {
+  it('the reaper cleans up a dead replica outside any beat, never itself, and forgets it only after a pass that found nothing of it', async () => {
     const state = createMemoryState({ maxRequestsPerUser: 5, maxSocketsPerUser: 10 });
     const beatAt = Date.now();
     await state.replicas.heartbeat({ replica: 'b', pid: 2, startedAtMs: 0, seenAtMs: beatAt }, 30);
     await state.replicas.heartbeat({ replica: 'c', pid: 3, startedAtMs: 0, seenAtMs: beatAt }, 30);
     await state.replicas.heartbeat({ replica: 'a', pid: 1, startedAtMs: 0, seenAtMs: beatAt }, 30);
+    await state.replicas.heartbeat({ replica: 'd', pid: 4, startedAtMs: 0, seenAtMs: beatAt }, 30);
+    // d's engine fails: first its listing, then one removal; it is forgotten only after a clean pass.
+    const dPasses: Array<'list fails' | { removed: string[]; kept: number; failed: number }> = ['list fails', { removed: [], kept: 0, failed: 1 }, { removed: [], kept: 0, failed: 0 }];
     const asked: Array<[string, number]> = [];
-    // c's owner process still exists (stalled): its containers are kept.
+    // b had one container (removed on the first pass); c's owner process still exists (stalled): its containers are kept.
+    let bContainers = ['b-1'];
     const reaper = createDeadReplicaReaper({
       registry: state.replicas,
       self: 'a',
       intervalMs: 20,
-      removeReplica: async (dead) => (asked.push([dead.replica, dead.lastSeenAtMs]), { kept: dead.replica === 'c' ? 1 : 0 }),
+      removeReplica: async (dead) => {
+        asked.push([dead.replica, dead.lastSeenAtMs]);
+        if (dead.replica === 'c') return { removed: [], kept: 1, failed: 0 };
+        if (dead.replica === 'd') {
+          const pass = dPasses.shift();
+          if (pass === 'list fails' || pass === undefined) throw new Error('engine unreachable');
+          return pass;
+        }
+        const removed = bContainers;
+        bContainers = [];
+        return { removed, kept: 0, failed: 0 };
+      },
       logger: testLogger(),
     });
     await sleep(60);
     await reaper.reap();
     await reaper.reap();
-    assert.deepEqual(asked.map(([r]) => r), ['b', 'c', 'c'], 'b once (then forgotten), c again (kept), a (itself) never');
+    await reaper.reap();
+    assert.deepEqual(asked.map(([r]) => r), ['b', 'c', 'd', 'b', 'c', 'd', 'c', 'd'], 'b and d until a clean pass found nothing (then forgotten), c each pass (kept), a (itself) never');
+    assert.deepEqual(dPasses, [], 'd was asked after its listing and a removal failed');
     assert.ok(asked.every(([, at]) => at >= beatAt && at <= beatAt + 50), 'with the time of its last beat');
     assert.deepEqual((await state.replicas.dead()).map((d) => d.replica).sort(), ['a', 'c']);
     await reaper.stop();
