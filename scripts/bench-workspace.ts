@@ -3,15 +3,15 @@
  *
  * Snapshot and restore of a user's /workspace at 1 MiB and 10 MiB of files,
  * through the same path a replica uses (the sandbox's in-band channel, then
- * the store): a sandbox from the pool is filled over MCP (1 MiB files of
- * random base64 text, about as compressible as source code), snapshotted
+ * the store): a sandbox from the pool is filled over MCP (1 MiB files, of
+ * real source code and of random base64 text: see contentOf), snapshotted
  * (pack + store), and restored into another warm sandbox (load + unpack),
  * N times each. Reports p50/p95/p99 and the compressed size, i.e. the
  * storage cost per user. The store is fs in a temp dir, or Redis on a
  * throwaway redis-server (--store redis).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -63,10 +63,40 @@ function summary(xs: number[]): { p50: number; p95: number; p99: number } {
   return { p50: percentile(sorted, 50), p95: percentile(sorted, 95), p99: percentile(sorted, 99) };
 }
 
-/** Writes `mib` files of 1 MiB (random base64 text) into the sandbox over MCP. */
-async function fill(lease: Lease, mib: number): Promise<void> {
-  for (let i = 0; i < mib; i++) {
-    const content = randomBytes(Math.ceil((MIB * 3) / 4)).toString('base64').slice(0, MIB);
+/**
+ * File contents of a workspace, 1 MiB each: `text` is real source code (this
+ * checkout's node_modules JavaScript, in a fixed order: what a coding
+ * workspace holds), `random` is random base64 text, which no compressor
+ * shrinks below 3/4 (the worst case for size, and for the bytes a restore
+ * moves).
+ */
+function contentOf(kind: 'text' | 'random', mib: number): string[] {
+  if (kind === 'random') return Array.from({ length: mib }, () => randomBytes(Math.ceil((MIB * 3) / 4)).toString('base64').slice(0, MIB));
+  const parts: Buffer[] = [];
+  let bytes = 0;
+  function walk(dir: string): void {
+    for (const entry of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      if (bytes >= mib * MIB) return;
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory()) walk(full);
+      else if (entry.name.endsWith('.js') && !entry.name.endsWith('.min.js')) {
+        const data = readFileSync(full);
+        parts.push(data);
+        bytes += data.length;
+      }
+    }
+  }
+  walk(path.resolve('node_modules'));
+  if (bytes < mib * MIB) throw new Error(`node_modules holds only ${bytes} bytes of JavaScript`);
+  const all = Buffer.concat(parts);
+  // ASCII only, so that 1 MiB of characters is 1 MiB on disk.
+  for (let i = 0; i < all.length; i++) if ((all[i] ?? 0) > 0x7f) all[i] = 0x3f;
+  return Array.from({ length: mib }, (_, i) => all.subarray(i * MIB, (i + 1) * MIB).toString('latin1'));
+}
+
+/** Writes these files (1 MiB each) into the sandbox over MCP. */
+async function fill(lease: Lease, files: string[]): Promise<void> {
+  for (const [i, content] of files.entries()) {
     const result = await lease.callTool('write_file', { path: `${lease.sandbox.workspaceDir}/file-${i}.txt`, content }, { timeoutMs: 60_000 });
     if (result.isError) throw new Error(`could not fill the workspace: ${JSON.stringify(result.content).slice(0, 200)}`);
   }
@@ -80,12 +110,12 @@ try {
   if (!(await pool.whenWarm(120_000))) throw new Error('the pool did not warm');
   const sizes = [1, 10];
   const results: Record<string, unknown> = {};
-  for (const mib of sizes) {
-    say(`bench:workspace: ${mib} MiB, ${samples} snapshots and restores (${runtime.kind} runtime, ${store.kind} store)`);
+  for (const [mib, content] of sizes.flatMap((m) => (['text', 'random'] as const).map((c) => [m, c] as const))) {
+    say(`bench:workspace: ${mib} MiB of ${content}, ${samples} snapshots and restores (${runtime.kind} runtime, ${store.kind} store)`);
     const source = await pool.acquire();
     if (!source.sandbox.workspace) throw new Error(`the sandbox image (${config.pool.image}) offers no workspace snapshots`);
-    await fill(source, mib);
-    const user = `bench-${mib}`;
+    await fill(source, contentOf(content, mib));
+    const user = `bench-${mib}-${content}`;
     const snapshotMs: number[] = [];
     const restoreMs: number[] = [];
     let archiveBytes = 0;
@@ -106,7 +136,7 @@ try {
     await source.release();
     // What one user's snapshot really takes in Redis (value, key, hash and allocator overhead): the basis of the memory math.
     const redisBytes = client ? Number(await client.call('MEMORY', 'USAGE', `bench:workspace:${user}`, 'SAMPLES', '0')) : undefined;
-    results[`${mib}MiB`] = { snapshotMs: summary(snapshotMs), restoreMs: summary(restoreMs), archiveBytes, ratio: Math.round((archiveBytes / (mib * MIB)) * 100) / 100, ...(redisBytes === undefined ? {} : { redisBytes }) };
+    results[`${mib} MiB ${content}`] = { snapshotMs: summary(snapshotMs), restoreMs: summary(restoreMs), archiveBytes, ratio: Math.round((archiveBytes / (mib * MIB)) * 100) / 100, ...(redisBytes === undefined ? {} : { redisBytes }) };
   }
   const output = { samples, store: store.kind, runtime: runtime.kind, image: config.pool.image, results, environment: { date: new Date().toISOString(), cpus: os.cpus().length, node: process.version } };
   mkdirSync(path.dirname(values.out), { recursive: true });

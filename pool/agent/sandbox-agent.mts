@@ -14,7 +14,7 @@
  */
 import { PassThrough } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
-import { BadArchiveError, WorkspaceTooLargeError, packWorkspace, unpackWorkspace } from './workspace-archive.mjs';
+import { BadArchiveError, WorkspaceTooLargeError, createStreamingUnpack, packWorkspace, type StreamingUnpack } from './workspace-archive.mjs';
 
 type Json = Record<string, unknown>;
 
@@ -69,9 +69,11 @@ export interface AgentStreams {
 export function runAgent(s: AgentStreams): void {
   const initializeIds = new Set<unknown>();
   const send = (message: Json): void => void s.output.write(`${JSON.stringify(message)}\n`);
-  // A snapshot too big for one message is read in chunks; a restore arrives in chunks.
+  // A snapshot too big for one message is read in chunks; a restore arrives in
+  // chunks, each decoded and decompressed as it comes (base64 is cut only at
+  // multiples of 4 characters: a remainder waits for the next chunk).
   let snapshotChunks: { token: string; chunks: string[] } | undefined;
-  let restoreChunks: string[] = [];
+  let restoring: { unpack: StreamingUnpack; carry: string } | undefined;
 
   async function workspace(method: string, params: Json): Promise<Json> {
     switch (method) {
@@ -96,12 +98,19 @@ export function runAgent(s: AgentStreams): void {
       }
       case 'sandpool/workspace/restore': {
         if (typeof params.data !== 'string') throw Object.assign(new Error('data (base64) is required'), { code: WORKSPACE_ERROR.badRequest });
-        restoreChunks.push(params.data);
-        if (params.more === true) return { received: restoreChunks.length };
-        const archive = Buffer.from(restoreChunks.join(''), 'base64');
-        restoreChunks = [];
         const maxBytes = Number(params.maxBytes);
-        return unpackWorkspace(s.root, archive, Number.isFinite(maxBytes) && maxBytes > 0 ? maxBytes : Number.MAX_SAFE_INTEGER) as unknown as Promise<Json>;
+        // Chunk 0 starts a new restore, whatever an abandoned one left.
+        if (params.index === 0) restoring = undefined;
+        // maxBytes comes with every chunk from sandpool (with the last one at least): the first one seen bounds the whole restore.
+        restoring ??= { unpack: createStreamingUnpack(Number.isFinite(maxBytes) && maxBytes > 0 ? maxBytes : Number.MAX_SAFE_INTEGER), carry: '' };
+        const text = restoring.carry + params.data;
+        const whole = params.more === true ? text.length - (text.length % 4) : text.length;
+        restoring.carry = text.slice(whole);
+        restoring.unpack.push(Buffer.from(whole === text.length ? text : text.slice(0, whole), 'base64'));
+        if (params.more === true) return { received: whole };
+        const { unpack } = restoring;
+        restoring = undefined;
+        return unpack.finish(s.root) as unknown as Promise<Json>;
       }
       default:
         throw Object.assign(new Error(`unknown method ${method}`), { code: -32601 });

@@ -1,8 +1,12 @@
 /**
- * The sandbox's /workspace as one gzipped tar and back, inside the sandbox
+ * The sandbox's /workspace as one compressed tar and back, inside the sandbox
  * (the root filesystem is read-only and /workspace a tmpfs: the engine's
  * archive API cannot reach it). Node built-ins only: this runs in the
  * sandbox image, bundled with its MCP server.
+ *
+ * Compressed with zstd where this Node has it (the image's does: 8x faster
+ * than gzip at the same size on a 10 MiB workspace, and a snapshot is on the
+ * user's path), gzip otherwise; unpacking reads either, by magic number.
  *
  * Regular files and directories only (the filesystem server makes nothing
  * else); names are checked on the way in, so an archive can never write
@@ -10,12 +14,51 @@
  */
 import { lstat, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { finished } from 'node:stream/promises';
+import type { Transform } from 'node:stream';
 import { promisify } from 'node:util';
-import { gunzip as gunzipCb, gzip as gzipCb } from 'node:zlib';
+import * as zlib from 'node:zlib';
 
-const gzip = promisify(gzipCb);
-const gunzip = promisify(gunzipCb);
+const gzip = promisify(zlib.gzip);
 const BLOCK = 512;
+const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
+const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
+/** Output buffers of the streaming decompressor: few thread-pool round trips per megabyte. */
+const STREAM_CHUNK_BYTES = 1024 * 1024;
+
+/**
+ * zstd of node:zlib (Node >= 22.15), which this project's @types/node (20)
+ * does not declare yet: looked up once, here, and used only when present.
+ */
+interface ZstdApi {
+  zstdCompress(data: Buffer, options: { params: Record<number, number> }, callback: (err: Error | null, result: Buffer) => void): void;
+  createZstdDecompress(options: { chunkSize: number }): Transform;
+  constants: { ZSTD_c_compressionLevel: number };
+}
+const zstdApi = ((): ZstdApi | undefined => {
+  const z = zlib as unknown as Partial<ZstdApi>;
+  return typeof z.zstdCompress === 'function' && typeof z.createZstdDecompress === 'function' && typeof z.constants?.ZSTD_c_compressionLevel === 'number' ? (z as ZstdApi) : undefined;
+})();
+
+/** The compression packWorkspace uses in this process. */
+export const archiveCompression: 'zstd' | 'gzip' = zstdApi ? 'zstd' : 'gzip';
+
+function compress(tar: Buffer): Promise<Buffer> {
+  const zstd = zstdApi;
+  if (!zstd) return gzip(tar, { level: 1 });
+  // Level 3 (zstd's default): 40 ms for 10 MiB of incompressible text here, and smaller than level 1 on real files.
+  return new Promise((resolve, reject) => zstd.zstdCompress(tar, { params: { [zstd.constants.ZSTD_c_compressionLevel]: 3 } }, (err, out) => (err ? reject(err) : resolve(out))));
+}
+
+/** A streaming decompressor for the archive that starts with these bytes. */
+function decompressorFor(head: Buffer): Transform {
+  if (head.subarray(0, 2).equals(GZIP_MAGIC)) return zlib.createGunzip({ chunkSize: STREAM_CHUNK_BYTES });
+  if (head.subarray(0, 4).equals(ZSTD_MAGIC)) {
+    if (!zstdApi) throw new BadArchiveError(`the snapshot is zstd-compressed and this sandbox's Node ${process.version} cannot read zstd`);
+    return zstdApi.createZstdDecompress({ chunkSize: STREAM_CHUNK_BYTES });
+  }
+  throw new BadArchiveError('the snapshot is not a readable archive (neither zstd nor gzip)');
+}
 
 export class WorkspaceTooLargeError extends Error {
   constructor(readonly sizeBytes: number, readonly maxBytes: number) {
@@ -104,7 +147,7 @@ function paxRecord(key: string, value: string): string {
   return `${len}${body}`;
 }
 
-/** The workspace below `root` as a gzipped tar (pax headers for long names). */
+/** The workspace below `root` as a compressed tar (pax headers for long names). */
 export async function packWorkspace(root: string, maxBytes: number): Promise<PackedWorkspace> {
   const entries = await collect(root, maxBytes);
   const parts: Buffer[] = [];
@@ -122,8 +165,7 @@ export async function packWorkspace(root: string, maxBytes: number): Promise<Pac
     }
   }
   parts.push(Buffer.alloc(BLOCK * 2));
-  // Level 1: most of the size gain at a fraction of the time, and the snapshot is on the user's path.
-  return { archive: await gzip(Buffer.concat(parts), { level: 1 }), files, sizeBytes };
+  return { archive: await compress(Buffer.concat(parts)), files, sizeBytes };
 }
 
 /** A name from an archive as a path below root, or a BadArchiveError: never absolute, never climbing out. */
@@ -142,14 +184,74 @@ function field(h: Buffer, start: number, len: number): string {
   return raw.subarray(0, end === -1 ? len : end).toString('utf8');
 }
 
-/** Unpacks a gzipped tar (as packWorkspace makes) below root; resolves with what it wrote. */
-export async function unpackWorkspace(root: string, archive: Buffer, maxBytes: number): Promise<{ files: number; sizeBytes: number }> {
-  let tar: Buffer;
-  try {
-    tar = await gunzip(archive, { maxOutputLength: maxBytes + 64 * 1024 * 1024 });
-  } catch (err) {
-    throw new BadArchiveError(`the snapshot is not a readable gzip archive (${err instanceof Error ? err.message : String(err)})`);
+/**
+ * An archive that arrives in parts (a restore over stdio): each part is
+ * decompressed as it comes, on the thread pool, while the next one is still
+ * on its way, so unpacking waits only for the last. `maxBytes` bounds the
+ * file content; the tar itself may be a little larger (headers, padding).
+ */
+export interface StreamingUnpack {
+  push(part: Buffer): void;
+  /** Unpacks below root once the last part was pushed; rejects with BadArchiveError for an archive it refuses. */
+  finish(root: string): Promise<{ files: number; sizeBytes: number }>;
+}
+
+export function createStreamingUnpack(maxBytes: number): StreamingUnpack {
+  const maxTarBytes = maxBytes + 64 * 1024 * 1024;
+  let decompressor: Transform | undefined;
+  let failure: Error | undefined;
+  let done: Promise<void> | undefined;
+  const out: Buffer[] = [];
+  let outBytes = 0;
+  const fail = (err: unknown): void => {
+    failure ??= err instanceof BadArchiveError ? err : new BadArchiveError(`the snapshot is not a readable archive (${err instanceof Error ? err.message : String(err)})`);
+    decompressor?.destroy();
+  };
+  /** The first bytes, until there are enough to tell the format by. */
+  let head = Buffer.alloc(0);
+  function start(first: Buffer): void {
+    try {
+      decompressor = decompressorFor(first);
+    } catch (err) {
+      return fail(err);
+    }
+    decompressor.on('data', (chunk: Buffer) => {
+      outBytes += chunk.length;
+      if (outBytes > maxTarBytes) return fail(new BadArchiveError(`the snapshot holds more than ${maxBytes} bytes`));
+      out.push(chunk);
+    });
+    done = finished(decompressor).catch(fail);
+    decompressor.write(first);
   }
+  return {
+    push(part) {
+      if (failure || part.length === 0) return;
+      if (decompressor) {
+        decompressor.write(part);
+        return;
+      }
+      head = Buffer.concat([head, part]);
+      if (head.length >= ZSTD_MAGIC.length) start(head);
+    },
+    async finish(root) {
+      if (!decompressor && !failure && head.length > 0) start(head);
+      if (!decompressor || !done) throw failure ?? new BadArchiveError('the snapshot is empty');
+      decompressor.end();
+      await done;
+      if (failure) throw failure;
+      return unpackTar(root, Buffer.concat(out, outBytes), maxBytes);
+    },
+  };
+}
+
+/** Unpacks a compressed tar (as packWorkspace makes, or GNU tar's -z) below root; resolves with what it wrote. */
+export async function unpackWorkspace(root: string, archive: Buffer, maxBytes: number): Promise<{ files: number; sizeBytes: number }> {
+  const unpack = createStreamingUnpack(maxBytes);
+  unpack.push(archive);
+  return unpack.finish(root);
+}
+
+async function unpackTar(root: string, tar: Buffer, maxBytes: number): Promise<{ files: number; sizeBytes: number }> {
   let offset = 0;
   let files = 0;
   let sizeBytes = 0;

@@ -8,9 +8,9 @@ import { z } from 'zod';
  * under the transport's 10 MiB line limit.
  */
 export interface WorkspaceChannel {
-  /** The workspace as a gzipped tar, or how big it is when it holds more than maxBytes. */
+  /** The workspace as a compressed tar (zstd or gzip: opaque here), or how big it is when it holds more than maxBytes. */
   snapshot(maxBytes: number, timeoutMs: number): Promise<{ archive: Buffer; files: number; sizeBytes: number } | { tooLarge: { sizeBytes: number; maxBytes: number } }>;
-  /** Unpacks a gzipped tar into the (fresh) workspace. Rejects with WorkspaceRestoreError for an archive it refuses. */
+  /** Unpacks a snapshot's archive into the (fresh) workspace. Rejects with WorkspaceRestoreError for an archive it refuses. */
   restore(archive: Buffer, maxBytes: number, timeoutMs: number): Promise<{ files: number; sizeBytes: number }>;
 }
 
@@ -59,10 +59,11 @@ export function workspaceChannelOf(client: Client): WorkspaceChannel | undefined
       const data = archive.toString('base64');
       try {
         let offset = 0;
+        let index = 0;
         for (; offset + CHUNK_CHARS < data.length; offset += CHUNK_CHARS) {
-          await client.request({ method: 'sandpool/workspace/restore', params: { data: data.slice(offset, offset + CHUNK_CHARS), more: true } }, Received, { timeout: timeoutMs });
+          await client.request({ method: 'sandpool/workspace/restore', params: { data: data.slice(offset, offset + CHUNK_CHARS), more: true, maxBytes, index: index++ } }, Received, { timeout: timeoutMs });
         }
-        return await client.request({ method: 'sandpool/workspace/restore', params: { data: data.slice(offset), more: false, maxBytes } }, Restored, { timeout: timeoutMs });
+        return await client.request({ method: 'sandpool/workspace/restore', params: { data: data.slice(offset), more: false, maxBytes, index } }, Restored, { timeout: timeoutMs });
       } catch (err) {
         if (codeOf(err) === BAD_ARCHIVE) throw new WorkspaceRestoreError(err instanceof Error ? err.message : String(err));
         throw err;

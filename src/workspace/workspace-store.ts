@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 
 /**
- * One snapshot of a user's /workspace: a gzipped tar of its files, with the
+ * One snapshot of a user's /workspace: a compressed tar of its files, with the
  * version that orders snapshots (a newer one is never overwritten by an
  * older one) and what it holds.
  */
@@ -11,7 +11,7 @@ export interface WorkspaceSnapshot {
   /** Files in it, and their bytes before compression. */
   files: number;
   sizeBytes: number;
-  /** The gzipped tar. */
+  /** The compressed tar (zstd or gzip, as the sandbox made it: opaque here). */
   archive: Buffer;
 }
 

@@ -33,11 +33,12 @@ async function snapshotOf(client: Client, maxBytes: number, chunkBytes = 4 * 102
 }
 
 async function restore(client: Client, archive: string, maxBytes: number, chunkChars = 4 * 1024 * 1024): Promise<z.infer<typeof Restored>> {
+  let index = 0;
   for (let i = 0; i + chunkChars < archive.length; i += chunkChars) {
-    await client.request({ method: 'sandpool/workspace/restore', params: { data: archive.slice(i, i + chunkChars), more: true } }, Any);
+    await client.request({ method: 'sandpool/workspace/restore', params: { data: archive.slice(i, i + chunkChars), more: true, index: index++ } }, Any);
   }
   const last = archive.slice(Math.floor(Math.max(0, archive.length - 1) / chunkChars) * chunkChars);
-  return client.request({ method: 'sandpool/workspace/restore', params: { data: last, more: false, maxBytes } }, Restored);
+  return client.request({ method: 'sandpool/workspace/restore', params: { data: last, more: false, maxBytes, index } }, Restored);
 }
 
 after(async () => {
@@ -76,6 +77,17 @@ describe('the sandbox agent: the official server, plus workspace snapshots in ba
     const b = await agent();
     await restore(b.client, archive, 8 * 1024 * 1024, 1024 * 1024);
     assert.ok(readFileSync(path.join(b.root, 'big.bin')).equals(readFileSync(path.join(a.root, 'big.bin'))));
+  });
+
+  it('restores from chunks cut anywhere in the base64 (not at multiples of 4), and an abandoned restore does not spoil the next one', async () => {
+    const a = await agent();
+    writeFileSync(path.join(a.root, 'odd.bin'), randomBytes(2 * 1024 * 1024 + 3));
+    const { archive } = await snapshotOf(a.client, 8 * 1024 * 1024);
+    const b = await agent();
+    // Abandoned after its first chunk (a timeout on sandpool's side, say).
+    await b.client.request({ method: 'sandpool/workspace/restore', params: { data: archive.slice(0, 1001), more: true, index: 0 } }, Any);
+    assert.deepEqual(await restore(b.client, archive, 8 * 1024 * 1024, 333_333), { files: 1, sizeBytes: 2 * 1024 * 1024 + 3 });
+    assert.ok(readFileSync(path.join(b.root, 'odd.bin')).equals(readFileSync(path.join(a.root, 'odd.bin'))));
   });
 
   it('refuses a snapshot over the limit with the sizes, and a damaged archive on restore, leaving the sandbox serving', async () => {

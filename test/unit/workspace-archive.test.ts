@@ -7,7 +7,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { describe, it } from 'node:test';
-import { BadArchiveError, WorkspaceTooLargeError, packWorkspace, unpackWorkspace } from '../../pool/agent/workspace-archive.mjs';
+import { BadArchiveError, WorkspaceTooLargeError, archiveCompression, createStreamingUnpack, packWorkspace, unpackWorkspace } from '../../pool/agent/workspace-archive.mjs';
 
 const run = promisify(execFile);
 const tmp = (): string => mkdtempSync(path.join(os.tmpdir(), 'sandpool-wsa-'));
@@ -72,6 +72,33 @@ describe('workspace archive (inside the sandbox)', () => {
       await assert.rejects(unpackWorkspace(root, gzipSync(tar), 1024 * 1024), BadArchiveError, evil);
     }
     assert.equal(existsSync(path.join(outside, 'pwned')), false);
+  });
+
+  it('unpacks an archive that arrives in parts of any size, and says so when one part was lost', async () => {
+    const from = tmp();
+    const files = fill(from);
+    const { archive } = await packWorkspace(from, 10 * 1024 * 1024);
+    const unpack = createStreamingUnpack(10 * 1024 * 1024);
+    for (let offset = 0, size = 1; offset < archive.length; offset += size, size = size * 3 + 1) unpack.push(archive.subarray(offset, offset + size));
+    const to = tmp();
+    assert.equal((await unpack.finish(to)).files, 5);
+    for (const [name, data] of Object.entries(files)) assert.ok(readFileSync(path.join(to, name)).equals(data), name);
+    const gap = createStreamingUnpack(10 * 1024 * 1024);
+    gap.push(archive.subarray(0, 1000));
+    gap.push(archive.subarray(2000));
+    await assert.rejects(gap.finish(tmp()), BadArchiveError);
+  });
+
+  it('reads a zstd archive (the image\'s format) where this Node has zstd, and otherwise says it cannot', async () => {
+    // ustar with z.txt = "zstd!", compressed by the zstd CLI.
+    const zstdTar = Buffer.from('KLUv/QRodQIAgoMLEMDrXpWign/XlUQkieutBqcOZ1XzIpR+J7Nq2QdG/bhb77DkOJIzuTP1XraiBQsgUC8yDvcFvkhIAXhnGA0w/L05DeYJgwbYThAOeQBr2w==', 'base64');
+    const to = tmp();
+    if (archiveCompression === 'zstd') {
+      assert.deepEqual(await unpackWorkspace(to, zstdTar, 1024), { files: 1, sizeBytes: 5 });
+      assert.equal(readFileSync(path.join(to, 'z.txt'), 'utf8'), 'zstd!');
+    } else {
+      await assert.rejects(unpackWorkspace(to, zstdTar, 1024), (err: unknown) => err instanceof BadArchiveError && err.message.includes('cannot read zstd'));
+    }
   });
 
   it('says a damaged archive is damaged', async () => {
