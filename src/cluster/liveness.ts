@@ -9,9 +9,11 @@ import type { ReplicaRecord, ReplicaRegistry } from '../state/types.js';
 export interface Liveness {
   readonly self: string;
   /**
-   * From the last beat's view; a replica missing from it is looked up now:
-   * one that started after that beat is alive, and taking over its sessions
-   * would give a user a second workspace.
+   * Looked up now, not from the last beat's view: a replica that started
+   * after that beat is alive (taking over its sessions would give a user a
+   * second workspace), and one whose heartbeat expired since is dead (waiting
+   * for the next beat would send its users' messages to a replica that can no
+   * longer answer). Alive when shared state cannot answer.
    */
   isLive(replicaId: string): Promise<boolean>;
   /** Live replicas' published records, read now. */
@@ -24,19 +26,17 @@ export interface Liveness {
 
 export function createLiveness(options: { registry: ReplicaRegistry; self: string }): Liveness {
   const { registry, self } = options;
-  let view = new Set<string>([self]);
   let others: readonly ReplicaRecord[] = [];
   return {
     self,
     async isLive(replicaId) {
-      if (view.has(replicaId)) return true;
+      if (replicaId === self) return true;
       // Unreachable shared state: assume alive, so nothing is taken over on a guess.
       return registry.isLive(replicaId).catch(() => true);
     },
     live: () => registry.live(),
     peers: () => others,
     observe(live) {
-      view = new Set([self, ...live.map((r) => r.replica)]);
       others = live.filter((r) => r.replica !== self);
     },
   };

@@ -51,13 +51,19 @@ describe('liveness, heartbeat and the dead-replica reaper (memory state)', () =>
     await state.close();
   });
 
-  it('looks up a replica missing from the view now, and assumes alive when shared state cannot answer', async () => {
+  it('looks a replica up now, not in the last beat\'s view, and assumes alive when shared state cannot answer', async () => {
     const state = createMemoryState({ maxRequestsPerUser: 5, maxSocketsPerUser: 10 });
     const liveness = createLiveness({ registry: state.replicas, self: 'a' });
     assert.equal(await liveness.isLive('a'), true);
     assert.equal(await liveness.isLive('b'), false);
     await state.replicas.heartbeat({ replica: 'b', pid: 2, startedAtMs: 0, seenAtMs: Date.now() }, 1000);
     assert.equal(await liveness.isLive('b'), true, 'started after the last beat: alive');
+    // In the view of the last beat, but its heartbeat expired since: dead now, not at the next beat.
+    await state.replicas.heartbeat({ replica: 'c', pid: 3, startedAtMs: 0, seenAtMs: Date.now() }, 30);
+    liveness.observe(await state.replicas.live());
+    assert.ok(liveness.peers().some((r) => r.replica === 'c'));
+    await sleep(60);
+    assert.equal(await liveness.isLive('c'), false, 'expired since the last beat: dead');
     const broken = createLiveness({ registry: { ...state.replicas, isLive: () => Promise.reject(new Error('Redis down')) }, self: 'a' });
     assert.equal(await broken.isLive('c'), true);
     await state.close();
