@@ -13,7 +13,6 @@
  * so that sandpool knows this sandbox can do it (other images cannot).
  */
 import { PassThrough } from 'node:stream';
-import { StringDecoder } from 'node:string_decoder';
 import { BadArchiveError, WorkspaceTooLargeError, createStreamingUnpack, packWorkspace, type StreamingUnpack } from './workspace-archive.mjs';
 
 type Json = Record<string, unknown>;
@@ -23,24 +22,57 @@ export const WORKSPACE_PROTOCOL_VERSION = 1;
 /** JSON-RPC error codes of the workspace methods (their `data.reason` says more). */
 export const WORKSPACE_ERROR = { tooLarge: -32010, badArchive: -32011, badRequest: -32602, failed: -32012 } as const;
 
+/** Raw bytes a line announced, to be read before the next line. */
+interface RawPayload {
+  bytes: number;
+  write(chunk: Buffer): void;
+  end(): void;
+}
+
 /**
- * Line-splits a stream of newline-delimited JSON-RPC. Linear in the input:
- * each chunk is searched once (a restore sends megabytes in one line).
+ * Line-splits a stream of newline-delimited JSON-RPC, on bytes: linear in
+ * the input (each chunk is searched once; a restore may send megabytes), and
+ * a line's UTF-8 is decoded whole. A line's handler may announce raw bytes
+ * that follow it (a restore without base64): they go to its payload, not to
+ * the line splitter.
  */
-function lines(stream: NodeJS.ReadableStream, onLine: (line: string) => void, onEnd: () => void): void {
-  const decoder = new StringDecoder('utf8');
-  let pending: string[] = [];
-  stream.on('data', (chunk: Buffer | string) => {
-    const text = typeof chunk === 'string' ? chunk : decoder.write(chunk);
-    let start = 0;
-    for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', start)) {
-      pending.push(text.slice(start, nl));
-      const line = pending.length === 1 ? (pending[0] ?? '') : pending.join('');
+function frames(stream: NodeJS.ReadableStream, onLine: (line: string) => RawPayload | undefined, onEnd: () => void): void {
+  let pending: Buffer[] = [];
+  let raw: RawPayload | undefined;
+  let rawLeft = 0;
+  stream.on('data', (data: Buffer | string) => {
+    const chunk = typeof data === 'string' ? Buffer.from(data) : data;
+    let offset = 0;
+    while (offset < chunk.length) {
+      if (raw) {
+        const take = Math.min(rawLeft, chunk.length - offset);
+        raw.write(chunk.subarray(offset, offset + take));
+        offset += take;
+        rawLeft -= take;
+        if (rawLeft === 0) {
+          const done = raw;
+          raw = undefined;
+          done.end();
+        }
+        continue;
+      }
+      const nl = chunk.indexOf(0x0a, offset);
+      if (nl === -1) {
+        pending.push(chunk.subarray(offset));
+        break;
+      }
+      pending.push(chunk.subarray(offset, nl));
+      const line = (pending.length === 1 ? (pending[0] ?? Buffer.alloc(0)) : Buffer.concat(pending)).toString('utf8');
       pending = [];
-      if (line.trim() !== '') onLine(line);
-      start = nl + 1;
+      offset = nl + 1;
+      if (line.trim() === '') continue;
+      const payload = onLine(line);
+      if (payload && payload.bytes === 0) payload.end();
+      else if (payload) {
+        raw = payload;
+        rawLeft = payload.bytes;
+      }
     }
-    if (start < text.length) pending.push(text.slice(start));
   });
   stream.on('end', onEnd);
 }
@@ -134,23 +166,40 @@ export function runAgent(s: AgentStreams): void {
     );
   }
 
-  lines(
+  /** The bytes after a restore-raw line: decompressed as they arrive, unpacked after the last. */
+  function rawRestore(id: unknown, params: Json): RawPayload {
+    const bytes = Number(params.bytes);
+    if (!Number.isSafeInteger(bytes) || bytes < 0) {
+      // The byte count frames the stream: without it nothing after this line can be read.
+      process.stderr.write('sandpool agent: a raw restore without a valid byte count; the stream cannot be read further\n');
+      process.exit(70);
+    }
+    const maxBytes = Number(params.maxBytes);
+    const unpack = createStreamingUnpack(Number.isFinite(maxBytes) && maxBytes > 0 ? maxBytes : Number.MAX_SAFE_INTEGER);
+    return { bytes, write: (chunk) => unpack.push(chunk), end: () => answer(id, unpack.finish(s.root) as unknown as Promise<Json>) };
+  }
+
+  frames(
     s.input,
     (line) => {
       const message = parse(line);
       const method = typeof message?.method === 'string' ? message.method : undefined;
+      if (message && method === 'sandpool/workspace/restore-raw') {
+        return rawRestore(message.id, typeof message.params === 'object' && message.params !== null ? (message.params as Json) : {});
+      }
       if (message && method?.startsWith('sandpool/')) {
         const params = typeof message.params === 'object' && message.params !== null ? (message.params as Json) : {};
         answer(message.id, workspace(method, params));
-        return;
+        return undefined;
       }
       if (message && method === 'initialize') initializeIds.add(message.id);
       s.serverIn.write(`${line}\n`);
+      return undefined;
     },
     () => s.serverIn.end(),
   );
 
-  lines(
+  frames(
     s.serverOut,
     (line) => {
       const message = initializeIds.size > 0 ? parse(line) : undefined;
@@ -159,10 +208,12 @@ export function runAgent(s: AgentStreams): void {
         const result = message.result as Json;
         const capabilities = (typeof result.capabilities === 'object' && result.capabilities !== null ? result.capabilities : {}) as Json;
         const experimental = (typeof capabilities.experimental === 'object' && capabilities.experimental !== null ? capabilities.experimental : {}) as Json;
-        send({ ...message, result: { ...result, capabilities: { ...capabilities, experimental: { ...experimental, 'sandpool/workspace': { version: WORKSPACE_PROTOCOL_VERSION } } } } });
-        return;
+        // raw: restores may come as raw bytes after their request line (restore-raw).
+        send({ ...message, result: { ...result, capabilities: { ...capabilities, experimental: { ...experimental, 'sandpool/workspace': { version: WORKSPACE_PROTOCOL_VERSION, raw: true } } } } });
+        return undefined;
       }
       s.output.write(`${line}\n`);
+      return undefined;
     },
     () => s.output.end(),
   );

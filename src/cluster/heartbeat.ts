@@ -1,4 +1,5 @@
 import { errorMessage } from '../errors.js';
+import { withTimeout } from '../util/async.js';
 import type { Logger } from '../logger.js';
 import type { ReplicaRecord, SharedState } from '../state/types.js';
 import type { Liveness } from './liveness.js';
@@ -77,14 +78,27 @@ export function createHeartbeat(options: HeartbeatOptions): Heartbeat {
   async function beat(): Promise<void> {
     const startedAtMs = now();
     const lapsed = lastOkAtMs > 0 && startedAtMs - lastOkAtMs > ttlMs;
-    try {
+    // A beat that never settles (a Redis command lost across a reconnect) would
+    // hold every later beat behind it for good: each beat gets one interval,
+    // and what a given-up beat learns later is not acted on.
+    let givenUp = false;
+    const steps = (async () => {
       await state.replicas.heartbeat(record(), ttlMs);
       const lost = await state.owners.renew(holder.leasedUsers(), liveness.self, options.ownerTtlMs);
+      if (givenUp) return;
       if (lost.length > 0) {
         log.warn({ users: lost.length, lapsed }, 'another replica took over sandboxes of this one (it was unreachable): giving them up');
         holder.giveUp(lost);
       }
-      liveness.observe(await state.replicas.live());
+      const live = await state.replicas.live();
+      if (!givenUp) liveness.observe(live);
+    })();
+    try {
+      await withTimeout(steps, Math.max(options.intervalMs, 1_000), 'heartbeat').catch((err: unknown) => {
+        givenUp = true;
+        steps.catch(() => undefined);
+        throw err;
+      });
       if (failing || lapsed) log.info({ lapsedMs: startedAtMs - lastOkAtMs }, 'heartbeat restored; ownership records re-validated');
       failing = false;
       lastOkAtMs = startedAtMs;

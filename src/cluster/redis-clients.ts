@@ -11,17 +11,29 @@ export interface RedisClients {
   quit(): Promise<void>;
 }
 
+/** No command sandpool sends (the largest: a 16 MiB workspace snapshot) takes this long on a healthy Redis. */
+const COMMAND_TIMEOUT_MS = 10_000;
+
 /** A Redis URL without its password, for logs and errors. */
 export function redactUrl(url: string): string {
   return url.replace(/\/\/([^@/]*)@/, '//***@');
 }
 
-/** Connects all three; fails start-up if Redis does not answer within `connectTimeoutMs`. */
-export async function connectRedis(url: string, logger: Logger, connectTimeoutMs = 10_000): Promise<RedisClients> {
+/**
+ * Connects all three; fails start-up if Redis does not answer within
+ * `connectTimeoutMs`. A command on the command connection fails after
+ * `commandTimeoutMs` without a reply.
+ */
+export async function connectRedis(url: string, logger: Logger, connectTimeoutMs = 10_000, commandTimeoutMs = COMMAND_TIMEOUT_MS): Promise<RedisClients> {
   const make = (role: string): Redis => {
     const client = new Redis(url, {
       // Fail a command after a couple of reconnect attempts instead of queueing it forever.
       maxRetriesPerRequest: 2,
+      // And one whose reply never comes: seen after a Redis kill -9 and restart,
+      // where a command in flight stayed pending and took a periodic loop (the
+      // heartbeat, the dead-replica reaper) with it. Not on the adapter's
+      // pub/sub connections, whose subscriptions are long-lived.
+      ...(role === 'command' ? { commandTimeout: commandTimeoutMs } : {}),
       retryStrategy: (times) => Math.min(times * 200, 2_000),
       lazyConnect: true,
     });

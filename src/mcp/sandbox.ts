@@ -114,7 +114,7 @@ export async function startSandbox(runtime: ContainerRuntime, spec: SandboxSpec,
     process: proc,
     isUsable: () => !destroyed && closedReason === undefined && !proc.hasExited(),
     failureReason: () => (destroyed ? 'the sandbox was released' : closedReason),
-    workspace: workspaceChannelOf(client),
+    workspace: workspaceChannelOf(client, transport),
     async callTool(name, args, callOptions) {
       if (!sandbox.isUsable()) {
         throw new SandboxGoneError(GONE, { detail: `sandbox ${shortId} is gone: ${sandbox.failureReason() ?? 'unknown reason'}` });

@@ -21,6 +21,8 @@ export class StreamTransport implements Transport {
   // The SDK's limit: a line longer than this is a sandbox flooding stdout.
   private readonly buffer = new LineBuffer(STDIO_DEFAULT_MAX_BUFFER_SIZE);
   private closed = false;
+  /** Raw bytes waiting for the request that names them (see attachPayload). */
+  private readonly payloads = new Map<string, Buffer>();
   // Runs in a stream's 'data' event: anything thrown here would be an uncaught
   // exception and take the whole replica down with it.
   private readonly onData = (chunk: Buffer): void => {
@@ -74,12 +76,33 @@ export class StreamTransport implements Transport {
     this.output.on('error', this.onStreamError);
   }
 
+  /**
+   * Raw bytes to write right after the JSON line of the request whose
+   * `params.payload` is `id`: binary data in band, without base64, for a peer
+   * that reads `params.bytes` raw bytes after that line (sandpool's sandbox
+   * agent, for a workspace restore; nothing else is sent this way). The SDK
+   * client builds the request; this is the one place that adds to it on the
+   * wire. Returns a function that forgets the bytes if they were never sent.
+   */
+  attachPayload(id: string, bytes: Buffer): () => void {
+    this.payloads.set(id, bytes);
+    return () => void this.payloads.delete(id);
+  }
+
   async send(message: JSONRPCMessage): Promise<void> {
     if (this.closed || this.output.destroyed || this.output.writableEnded) {
       throw new Error('sandbox stdio is closed');
     }
+    const payloadId = (message as { params?: { payload?: unknown } }).params?.payload;
+    const payload = typeof payloadId === 'string' ? this.payloads.get(payloadId) : undefined;
+    // Line and payload in one synchronous step: nothing else can be written between them.
+    let flowing = this.output.write(serializeMessage(message));
+    if (payload && typeof payloadId === 'string') {
+      this.payloads.delete(payloadId);
+      flowing = this.output.write(payload) && flowing;
+    }
     // Honour backpressure: a slow sandbox must not make us buffer without bound.
-    if (!this.output.write(serializeMessage(message))) {
+    if (!flowing) {
       // Whichever of the two waits loses is cancelled: a large message meets
       // backpressure many times, and each wait left behind would stay attached.
       const cancel = new AbortController();
@@ -103,6 +126,7 @@ export class StreamTransport implements Transport {
     this.input.off('error', this.onStreamError);
     this.output.off('error', this.onStreamError);
     this.buffer.clear();
+    this.payloads.clear();
     this.onclose?.();
   }
 }

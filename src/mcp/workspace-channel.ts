@@ -1,11 +1,16 @@
+import { randomUUID } from 'node:crypto';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { z } from 'zod';
+import type { StreamTransport } from './stream-transport.js';
 
 /**
  * A sandbox's workspace, packed and unpacked in band over its MCP connection
  * (`sandpool/workspace/*`, answered by the sandbox agent of sandpool's image;
- * other images do not offer it). Archives travel as base64 in chunks well
- * under the transport's 10 MiB line limit.
+ * other images do not offer it). Snapshots travel as base64 in chunks well
+ * under the transport's 10 MiB line limit; restores as raw bytes after one
+ * request line where the agent offers it (`raw`: a quarter fewer bytes
+ * through the engine's attach stream, and no encoding on either side), as
+ * base64 chunks otherwise.
  */
 export interface WorkspaceChannel {
   /** The workspace as a compressed tar (zstd or gzip: opaque here), or how big it is when it holds more than maxBytes. */
@@ -36,9 +41,10 @@ function codeOf(err: unknown): number | undefined {
 }
 
 /** The channel, when the sandbox's server offers it (version 1). */
-export function workspaceChannelOf(client: Client): WorkspaceChannel | undefined {
-  const offered = client.getServerCapabilities()?.experimental?.[WORKSPACE_CAPABILITY] as { version?: unknown } | undefined;
+export function workspaceChannelOf(client: Client, transport: Pick<StreamTransport, 'attachPayload'>): WorkspaceChannel | undefined {
+  const offered = client.getServerCapabilities()?.experimental?.[WORKSPACE_CAPABILITY] as { version?: unknown; raw?: unknown } | undefined;
   if (offered?.version !== 1) return undefined;
+  const raw = offered.raw === true;
   return {
     async snapshot(maxBytes, timeoutMs) {
       let first: z.infer<typeof Snapshot>;
@@ -56,6 +62,18 @@ export function workspaceChannelOf(client: Client): WorkspaceChannel | undefined
       return { archive: Buffer.from(parts.join(''), 'base64'), files: first.files, sizeBytes: first.sizeBytes };
     },
     async restore(archive, maxBytes, timeoutMs) {
+      if (raw) {
+        const payload = randomUUID();
+        const forget = transport.attachPayload(payload, archive);
+        try {
+          return await client.request({ method: 'sandpool/workspace/restore-raw', params: { payload, bytes: archive.length, maxBytes } }, Restored, { timeout: timeoutMs });
+        } catch (err) {
+          if (codeOf(err) === BAD_ARCHIVE) throw new WorkspaceRestoreError(err instanceof Error ? err.message : String(err));
+          throw err;
+        } finally {
+          forget();
+        }
+      }
       const data = archive.toString('base64');
       try {
         let offset = 0;

@@ -40,6 +40,8 @@ export function createDeadReplicaReaper(options: {
     } catch {
       return; // shared state unreachable: the heartbeat reports that
     }
+    // One that came back and dies again is reported again.
+    for (const replica of waiting) if (!dead.some((d) => d.replica === replica)) waiting.delete(replica);
     for (const entry of dead) {
       if (entry.replica === options.self) continue;
       try {

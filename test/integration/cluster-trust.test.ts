@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
@@ -180,7 +181,8 @@ describe('trust across replicas: socket caps, a stalled replica, a killed one, R
     await waitFor('the dead replica\'s containers to go', async () => (await dockerPs({ [LABELS.replica]: victim.id })).length === 0, 45_000, 250).catch(async (err: unknown) => {
       // What is left, and why it might be kept: state, creation time and owner label of each.
       const { stdout } = await execFileAsync('docker', ['ps', '-a', '--filter', `label=${LABELS.replica}=${victim.id}`, '--format', `{{.ID}} {{.Status}} {{.CreatedAt}} {{.Label "${LABELS.owner}"}}`]);
-      throw new Error(`${String(err)}; left: ${stdout.trim() || 'none'}; survivor dead list: ${JSON.stringify(await admin.hgetall('sandpool:replicas-seen'))}`);
+      const log = readFileSync(cluster.logFile, 'utf8').split('\n').filter((l) => /Heartbeat|DeadReplicaReaper|OrphanSweeper|Redis/.test(l)).slice(-20).join('\n');
+      throw new Error(`${String(err)}; left: ${stdout.trim() || 'none'}; replicas seen: ${JSON.stringify(await admin.hgetall('sandpool:replicas-seen'))}; the replicas' log:\n${log}`);
     });
     const tookMs = Date.now() - killedAt;
     process.stderr.write(`[cluster-trust] kill -9 cleanup took ${tookMs} ms (HEARTBEAT_INTERVAL_MS=1000)\n`);

@@ -2,8 +2,11 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
+import { startRedisServer } from '../../scripts/lib/redis-server.js';
+import { connectRedis } from '../../src/cluster/redis-clients.js';
 import { createRedisState } from '../../src/state/redis-state.js';
-import { startRedis, type RedisServer } from '../support/helpers.js';
+import { freePort } from '../../src/util/free-port.js';
+import { startRedis, testLogger, type RedisServer } from '../support/helpers.js';
 import { sharedStateContract } from '../support/state-contract.js';
 import { snapshot, workspaceStoreContract } from '../support/workspace-store-contract.js';
 import { createRedisWorkspaceStore } from '../../src/workspace/redis-store.js';
@@ -88,5 +91,24 @@ describe('Redis workspace store', () => {
     await store.save('u', snapshot(1));
     const ttl = await redis.pttl('ttl:workspace:u');
     assert.ok(ttl > 4_000 && ttl <= 5_000, String(ttl));
+  });
+});
+
+describe('Redis connections of a replica', () => {
+  it('fail a command whose reply never comes (a stalled Redis) instead of leaving it pending, and work again after', { timeout: 20_000 }, async () => {
+    const server = await startRedisServer(await freePort());
+    const pid = server.process.pid ?? 0;
+    const redis = await connectRedis(server.url, testLogger(), 10_000, 300);
+    try {
+      assert.equal(await redis.command.ping(), 'PONG');
+      process.kill(pid, 'SIGSTOP');
+      await assert.rejects(redis.command.get('k'), /timed out/i);
+      process.kill(pid, 'SIGCONT');
+      assert.equal(await redis.command.ping(), 'PONG');
+    } finally {
+      process.kill(pid, 'SIGCONT');
+      await redis.quit();
+      await server.process.stop('SIGKILL', 5_000);
+    }
   });
 });

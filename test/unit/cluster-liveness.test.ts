@@ -51,6 +51,28 @@ describe('liveness, heartbeat and the dead-replica reaper (memory state)', () =>
     await state.close();
   });
 
+  it('a beat that never settles (a Redis command lost across a reconnect) does not stop the beats after it', async () => {
+    const state = createMemoryState({ maxRequestsPerUser: 5, maxSocketsPerUser: 10 });
+    let calls = 0;
+    const hanging = {
+      ...state,
+      replicas: {
+        ...state.replicas,
+        heartbeat: (...args: Parameters<typeof state.replicas.heartbeat>) => (++calls === 1 ? new Promise<void>(() => undefined) : state.replicas.heartbeat(...args)),
+      },
+    };
+    const liveness = createLiveness({ registry: state.replicas, self: 'a' });
+    const beat = createHeartbeat({ state: hanging, liveness, startedAtMs: Date.now(), intervalMs: 50, ownerTtlMs: 1000, logger: testLogger() });
+    await beat.start();
+    assert.equal(await liveness.isLive('a'), true);
+    assert.equal((await state.replicas.live()).length, 0, 'the first beat hangs');
+    await sleep(1_300);
+    assert.ok(calls >= 2, `beats after the hung one: ${calls - 1}`);
+    assert.deepEqual((await state.replicas.live()).map((r) => r.replica), ['a'], 'a later beat published the record');
+    await beat.stop();
+    await state.close();
+  });
+
   it('looks a replica up now, not in the last beat\'s view, and assumes alive when shared state cannot answer', async () => {
     const state = createMemoryState({ maxRequestsPerUser: 5, maxSocketsPerUser: 10 });
     const liveness = createLiveness({ registry: state.replicas, self: 'a' });

@@ -6,7 +6,10 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { spawn } from 'node:child_process';
 import { z } from 'zod';
+import { StreamTransport } from '../../src/mcp/stream-transport.js';
+import { WorkspaceRestoreError, workspaceChannelOf } from '../../src/mcp/workspace-channel.js';
 
 const AGENT = path.resolve('dist/pool/agent/main.mjs');
 const clients: Client[] = [];
@@ -24,6 +27,20 @@ const Snapshot = z.object({ files: z.number(), sizeBytes: z.number(), archiveByt
 const Chunk = z.object({ data: z.string() }).passthrough();
 const Restored = z.object({ files: z.number(), sizeBytes: z.number() }).passthrough();
 const Any = z.object({}).passthrough();
+
+/** The agent as a replica talks to it: its own StreamTransport on the process's stdio, and the workspace channel on top. */
+async function agentAsReplica(): Promise<{ client: Client; root: string; channel: NonNullable<ReturnType<typeof workspaceChannelOf>> }> {
+  const root = mkdtempSync(path.join(os.tmpdir(), 'sandpool-agent-'));
+  const child = spawn(process.execPath, [AGENT, root], { stdio: ['pipe', 'pipe', 'ignore'] });
+  const transport = new StreamTransport(child.stdout, child.stdin);
+  const client = new Client({ name: 'sandpool', version: '1' });
+  await client.connect(transport);
+  clients.push(client);
+  const channel = workspaceChannelOf(client, transport);
+  assert.ok(channel, 'the agent offers the workspace channel');
+  client.onclose = () => child.kill();
+  return { client, root, channel };
+}
 
 async function snapshotOf(client: Client, maxBytes: number, chunkBytes = 4 * 1024 * 1024): Promise<{ archive: string; meta: z.infer<typeof Snapshot> }> {
   const meta = await client.request({ method: 'sandpool/workspace/snapshot', params: { maxBytes, chunkBytes } }, Snapshot);
@@ -48,7 +65,7 @@ after(async () => {
 describe('the sandbox agent: the official server, plus workspace snapshots in band', () => {
   it('is the official server to any MCP client (its tools, unchanged), and says it can snapshot', async () => {
     const { client } = await agent();
-    assert.deepEqual(client.getServerCapabilities()?.experimental?.['sandpool/workspace'], { version: 1 });
+    assert.deepEqual(client.getServerCapabilities()?.experimental?.['sandpool/workspace'], { version: 1, raw: true });
     assert.equal(client.getServerVersion()?.name, 'secure-filesystem-server');
     const names = (await client.listTools()).tools.map((t) => t.name);
     assert.ok(names.includes('read_text_file') && names.includes('write_file'));
@@ -88,6 +105,22 @@ describe('the sandbox agent: the official server, plus workspace snapshots in ba
     await b.client.request({ method: 'sandpool/workspace/restore', params: { data: archive.slice(0, 1001), more: true, index: 0 } }, Any);
     assert.deepEqual(await restore(b.client, archive, 8 * 1024 * 1024, 333_333), { files: 1, sizeBytes: 2 * 1024 * 1024 + 3 });
     assert.ok(readFileSync(path.join(b.root, 'odd.bin')).equals(readFileSync(path.join(a.root, 'odd.bin'))));
+  });
+
+  it('restores raw bytes after one request line (no base64), newlines and all, and keeps serving MCP on the same stream after them', async () => {
+    const a = await agentAsReplica();
+    // Random bytes hold newlines and invalid UTF-8: a line splitter in the way would break them.
+    writeFileSync(path.join(a.root, 'noise.bin'), randomBytes(3 * 1024 * 1024));
+    writeFileSync(path.join(a.root, 'note.txt'), 'raw');
+    const snap = await a.channel.snapshot(8 * 1024 * 1024, 30_000);
+    assert.ok('archive' in snap);
+    const b = await agentAsReplica();
+    assert.deepEqual(await b.channel.restore(snap.archive, 8 * 1024 * 1024, 30_000), { files: 2, sizeBytes: 3 * 1024 * 1024 + 3 });
+    assert.ok(readFileSync(path.join(b.root, 'noise.bin')).equals(readFileSync(path.join(a.root, 'noise.bin'))));
+    const read = await b.client.callTool({ name: 'read_text_file', arguments: { path: path.join(b.root, 'note.txt') } });
+    assert.match(JSON.stringify(read.content), /raw/);
+    await assert.rejects(b.channel.restore(Buffer.from('not an archive\n\n'), 1024, 30_000), WorkspaceRestoreError);
+    assert.ok((await b.client.listTools()).tools.length > 0, 'still serving after a refused raw restore');
   });
 
   it('refuses a snapshot over the limit with the sizes, and a damaged archive on restore, leaving the sandbox serving', async () => {

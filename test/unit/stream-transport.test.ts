@@ -23,6 +23,25 @@ describe('StreamTransport', () => {
     assert.equal(errors.length, 1);
   });
 
+  it('writes an attached payload raw, right after the line of the request that names it, once; forgotten bytes are never written', async () => {
+    const output = new PassThrough();
+    const t = new StreamTransport(new PassThrough(), output);
+    await t.start();
+    const payload = Buffer.from([0x00, 0x0a, 0xff, 0x0a, 0x7b]);
+    t.attachPayload('p1', payload);
+    const forget = t.attachPayload('p2', Buffer.from('never'));
+    forget();
+    await t.send({ jsonrpc: '2.0', id: 1, method: 'sandpool/workspace/restore-raw', params: { payload: 'p1', bytes: payload.length } });
+    await t.send({ jsonrpc: '2.0', id: 2, method: 'sandpool/workspace/restore-raw', params: { payload: 'p1', bytes: 0 } });
+    await t.send({ jsonrpc: '2.0', id: 3, method: 'x', params: { payload: 'p2' } });
+    const written = output.read() as Buffer;
+    const first = Buffer.from(`${JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'sandpool/workspace/restore-raw', params: { payload: 'p1', bytes: payload.length } })}\n`);
+    assert.ok(written.subarray(0, first.length).equals(first));
+    assert.ok(written.subarray(first.length, first.length + payload.length).equals(payload), 'the payload follows its line');
+    const rest = written.subarray(first.length + payload.length).toString('utf8').split('\n').filter(Boolean);
+    assert.deepEqual(rest.map((l) => (JSON.parse(l) as { id: number }).id), [2, 3], 'sent once; a forgotten payload never');
+  });
+
   it('waits for drain when the sandbox reads slowly (write backpressure)', async () => {
     let release: (() => void) | undefined;
     const written: string[] = [];
