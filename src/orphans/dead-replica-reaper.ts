@@ -1,6 +1,6 @@
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { DeadReplica, ReplicaRegistry } from '../state/types.js';
+import type { DeadReplica, ReplicaRecord, ReplicaRegistry } from '../state/types.js';
 
 /**
  * Cleans up after replicas whose heartbeat expired: their containers go on
@@ -32,14 +32,25 @@ export function createDeadReplicaReaper(options: {
   let running: Promise<void> | undefined;
   /** Dead replicas whose owner still exists (logged once). */
   const waiting = new Set<string>();
+  /**
+   * Other replicas this one has seen alive, with their last beat. Shared state
+   * can forget a replica (Redis restarted without persistence, a flush): one
+   * that dies before its next beat would then be listed nowhere, and its
+   * containers would wait for the orphan sweep. This replica still remembers it.
+   */
+  const remembered = new Map<string, number>();
 
   async function reapOnce(): Promise<void> {
     let dead: DeadReplica[];
+    let live: ReplicaRecord[];
     try {
-      dead = await options.registry.dead();
+      [dead, live] = await Promise.all([options.registry.dead(), options.registry.live()]);
     } catch {
       return; // shared state unreachable: the heartbeat reports that
     }
+    for (const r of live) if (r.replica !== options.self) remembered.set(r.replica, r.seenAtMs);
+    const known = new Set([...dead, ...live].map((r) => r.replica));
+    for (const [replica, lastSeenAtMs] of remembered) if (!known.has(replica)) dead.push({ replica, lastSeenAtMs });
     // One that came back and dies again is reported again.
     for (const replica of waiting) if (!dead.some((d) => d.replica === replica)) waiting.delete(replica);
     for (const entry of dead) {
@@ -65,6 +76,7 @@ export function createDeadReplicaReaper(options: {
           continue;
         }
         await options.registry.bury(entry.replica);
+        remembered.delete(entry.replica);
         log.info({ deadReplica: entry.replica }, 'dead replica forgotten: none of its containers is left');
       } catch (err) {
         log.warn({ deadReplica: entry.replica, err: errorMessage(err) }, 'could not clean up a dead replica; trying again later');

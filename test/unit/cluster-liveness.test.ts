@@ -51,6 +51,36 @@ describe('liveness, heartbeat and the dead-replica reaper (memory state)', () =>
     await state.close();
   });
 
+  it('the reaper remembers replicas it saw alive: one that shared state forgot (a Redis flush) and then died is still cleaned up', async () => {
+    const state = createMemoryState({ maxRequestsPerUser: 5, maxSocketsPerUser: 10 });
+    await state.replicas.heartbeat({ replica: 'a', pid: 1, startedAtMs: 0, seenAtMs: Date.now() }, 60_000);
+    await state.replicas.heartbeat({ replica: 'b', pid: 2, startedAtMs: 0, seenAtMs: Date.now() }, 60_000);
+    const asked: string[] = [];
+    let bContainers = ['b-1'];
+    const reaper = createDeadReplicaReaper({
+      registry: state.replicas,
+      self: 'a',
+      intervalMs: 20,
+      removeReplica: async (dead) => {
+        asked.push(dead.replica);
+        const removed = bContainers;
+        bContainers = [];
+        return { removed, kept: 0, failed: 0 };
+      },
+      logger: testLogger(),
+    });
+    await reaper.reap();
+    assert.deepEqual(asked, [], 'b is alive');
+    // Shared state loses b (as a Redis flush would), and b dies before it beats again.
+    await state.replicas.leave('b');
+    await reaper.reap();
+    await reaper.reap();
+    await reaper.reap();
+    assert.deepEqual(asked, ['b', 'b'], 'cleaned up from memory, then forgotten after a clean pass');
+    await reaper.stop();
+    await state.close();
+  });
+
   it('a beat that never settles (a Redis command lost across a reconnect) does not stop the beats after it', async () => {
     const state = createMemoryState({ maxRequestsPerUser: 5, maxSocketsPerUser: 10 });
     let calls = 0;
