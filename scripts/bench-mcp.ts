@@ -1,5 +1,5 @@
 /**
- * npm run bench:mcp [-- --users N] [--reads R] [--url URL] [--json] [--out FILE]
+ * npm run bench:mcp [-- --users N] [--reads R] [--waves W] [--workspace-store fs|none] [--url URL] [--json] [--out FILE]
  *
  * N MCP clients (the official SDK, Streamable HTTP; default 20) at the same
  * time against one replica. Each opens a session, makes its first tools/call
@@ -8,7 +8,11 @@
  * client, the first call's latency and the held-sandbox read latency
  * (p50/p95/p99) and the errors. Without --url it starts one replica
  * (`node dist/src/main.js`) with a warm spare per user (POOL_MIN_SIZE = N + 2)
- * and stops it afterwards.
+ * and stops it afterwards. --waves W runs W such groups of new users one
+ * after another, each once the pool holds a spare per user again, for more
+ * first-call samples "while spares last". --workspace-store (default fs)
+ * sets the replica's WORKSPACE_STORE: `none` shows what the snapshot after
+ * each write adds to a call.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -24,6 +28,8 @@ const { values } = parseArgs({
   options: {
     users: { type: 'string', default: '20' },
     reads: { type: 'string', default: '20' },
+    waves: { type: 'string', default: '1' },
+    'workspace-store': { type: 'string', default: 'fs' },
     url: { type: 'string' },
     json: { type: 'boolean', default: false },
     out: { type: 'string', default: 'bench/results/mcp.json' },
@@ -31,8 +37,10 @@ const { values } = parseArgs({
 });
 const users = Number(values.users);
 const reads = Number(values.reads);
-if (!Number.isInteger(users) || users < 1 || !Number.isInteger(reads) || reads < 1) {
-  process.stderr.write('bench:mcp: --users and --reads take whole numbers >= 1\n');
+const waves = Number(values.waves);
+const workspaceStore = values['workspace-store'];
+if (![users, reads, waves].every((n) => Number.isInteger(n) && n >= 1) || !['fs', 'none'].includes(workspaceStore)) {
+  process.stderr.write('bench:mcp: --users, --reads and --waves take whole numbers >= 1, --workspace-store fs or none\n');
   process.exit(2);
 }
 const say = (line: string): void => void process.stderr.write(`${line}\n`);
@@ -47,7 +55,7 @@ async function startReplica(): Promise<string> {
     name: 'the replica',
     command: process.execPath,
     args: ['dist/src/main.js'],
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', REPLICA_ID: `bench-mcp-${process.pid}`, POOL_MIN_SIZE: String(users + 2), POOL_MAX_SIZE: String(users * 2 + 4), LOG_LEVEL: 'warn', WORKSPACE_STORE: 'fs', WORKSPACE_DIR: workspaceDir },
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', REPLICA_ID: `bench-mcp-${process.pid}`, POOL_MIN_SIZE: String(users + 2), POOL_MAX_SIZE: String(users * 2 + 4), LOG_LEVEL: 'warn', WORKSPACE_STORE: workspaceStore, WORKSPACE_DIR: workspaceDir },
     stdout: 'ignore',
     stderr: 'inherit',
   });
@@ -63,6 +71,7 @@ interface UserOutcome {
 
 async function runUser(url: string, n: number): Promise<UserOutcome> {
   const userId = `bench-mcp-${process.pid}-${n}`;
+  // The replica's dev identity (no AUTH_SECRET): the bearer token is the user id.
   const transport = new StreamableHTTPClientTransport(new URL(`${url}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${userId}` } } });
   const client = new Client({ name: 'bench-mcp', version: '1.0.0' });
   const outcome: UserOutcome = { readMs: [] };
@@ -86,6 +95,16 @@ async function runUser(url: string, n: number): Promise<UserOutcome> {
   return outcome;
 }
 
+async function waitForSpares(url: string, spares: number): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const stats = (await (await fetch(`${url}/stats/pool`)).json()) as { idle?: number };
+    if ((stats.idle ?? 0) >= spares) return;
+    if (Date.now() > deadline) throw new Error(`the pool did not get back to ${spares} spares in 120 s (idle: ${stats.idle})`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 function summary(xs: number[]): { p50: number; p95: number; p99: number; n: number } | null {
   if (xs.length === 0) return null;
   const sorted = [...xs].sort((a, b) => a - b);
@@ -94,12 +113,19 @@ function summary(xs: number[]): { p50: number; p95: number; p99: number; n: numb
 
 try {
   const url = values.url ?? (await startReplica());
-  say(`bench:mcp: ${users} MCP clients at once against ${url}, ${reads} reads each`);
-  const outcomes = await Promise.all(Array.from({ length: users }, (_, n) => runUser(url, n)));
+  const outcomes: UserOutcome[] = [];
+  for (let wave = 0; wave < waves; wave++) {
+    // A new user takes a warm spare: wait until the pool holds one per user again.
+    if (!values.url) await waitForSpares(url, users);
+    say(`bench:mcp: ${users} MCP clients at once against ${url}, ${reads} reads each (wave ${wave + 1} of ${waves})`);
+    outcomes.push(...(await Promise.all(Array.from({ length: users }, (_, n) => runUser(url, wave * users + n)))));
+  }
   const errors = outcomes.filter((o) => o.error).map((o) => o.error);
   const result = {
     users,
     readsPerUser: reads,
+    waves,
+    workspaceStore: values.url ? 'as the replica at --url has it' : workspaceStore,
     firstCallMs: summary(outcomes.flatMap((o) => (o.firstCallMs === undefined ? [] : [o.firstCallMs]))),
     heldReadMs: summary(outcomes.flatMap((o) => o.readMs)),
     errors: errors.length,
@@ -113,7 +139,7 @@ try {
     const row = (name: string, s: ReturnType<typeof summary>): string => `| ${name} | ${s ? `${s.p50} | ${s.p95} | ${s.p99} | ${s.n}` : '– | – | – | 0'} |`;
     process.stdout.write(
       [
-        `MCP gateway benchmark (${users} clients at once, ${os.cpus().length} cores)`,
+        `MCP gateway benchmark (${users} clients at once, ${waves} wave(s), workspace store ${result.workspaceStore}, ${os.cpus().length} cores)`,
         '',
         '| tools/call | p50 ms | p95 ms | p99 ms | n |',
         '|---|---|---|---|---|',
