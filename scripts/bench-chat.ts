@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { io, type Socket } from 'socket.io-client';
-import { percentile } from '../src/util/async.js';
+import { percentilesOf } from '../src/util/async.js';
 import { freePort } from '../src/util/free-port.js';
 import { httpOk, spawnProcess, type StartedProcess } from './lib/start-process.js';
 
@@ -103,12 +103,6 @@ function runUser(url: string, n: number): Promise<Outcome> {
   });
 }
 
-function summary(xs: number[]): { p50: number | null; p95: number | null; p99: number | null } {
-  if (xs.length === 0) return { p50: null, p95: null, p99: null };
-  const sorted = [...xs].sort((a, b) => a - b);
-  return { p50: percentile(sorted, 50), p95: percentile(sorted, 95), p99: percentile(sorted, 99) };
-}
-
 process.once('SIGINT', () => void stopReplica().then(() => process.exit(130)));
 try {
   const url = values.url ?? (await startReplica());
@@ -126,8 +120,8 @@ try {
     completed: ok.length,
     errors: errors.length,
     errorCodes,
-    firstToolResultMs: summary(ok.flatMap((o) => (o.firstResultMs === undefined ? [] : [o.firstResultMs]))),
-    doneMs: summary(ok.flatMap((o) => (o.doneMs === undefined ? [] : [o.doneMs]))),
+    firstToolResultMs: percentilesOf(ok.flatMap((o) => (o.firstResultMs === undefined ? [] : [o.firstResultMs]))),
+    doneMs: percentilesOf(ok.flatMap((o) => (o.doneMs === undefined ? [] : [o.doneMs]))),
     wallSeconds: Math.round(wallSeconds * 100) / 100,
     poolAcquireMs: pool?.acquireLatencyMs ?? null,
     environment: { date: new Date().toISOString(), cpus: os.cpus().length, node: process.version, poolMinSize: values.url ? null : (process.env.POOL_MIN_SIZE ?? '10') },

@@ -20,7 +20,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { percentile } from '../src/util/async.js';
+import { percentilesOf, type Percentiles } from '../src/util/async.js';
 import { freePort } from '../src/util/free-port.js';
 import { httpOk, spawnProcess, type StartedProcess } from './lib/start-process.js';
 
@@ -105,10 +105,8 @@ async function waitForSpares(url: string, spares: number): Promise<void> {
   }
 }
 
-function summary(xs: number[]): { p50: number; p95: number; p99: number; n: number } | null {
-  if (xs.length === 0) return null;
-  const sorted = [...xs].sort((a, b) => a - b);
-  return { p50: percentile(sorted, 50), p95: percentile(sorted, 95), p99: percentile(sorted, 99), n: xs.length };
+function summary(xs: number[]): (Percentiles & { n: number }) | null {
+  return xs.length === 0 ? null : { ...percentilesOf(xs), n: xs.length };
 }
 
 try {

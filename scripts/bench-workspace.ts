@@ -20,7 +20,7 @@ import { loadConfig } from '../src/config/config.js';
 import { createLogger } from '../src/logger.js';
 import { createContainerPool, type ContainerPool, type Lease } from '../src/pool/container-pool.js';
 import { selectRuntime } from '../src/runtime/select-runtime.js';
-import { percentile } from '../src/util/async.js';
+import { percentilesOf, type Percentiles } from '../src/util/async.js';
 import { freePort } from '../src/util/free-port.js';
 import { createFsWorkspaceStore } from '../src/workspace/fs-store.js';
 import { createRedisWorkspaceStore } from '../src/workspace/redis-store.js';
@@ -56,11 +56,6 @@ async function makeStore(): Promise<WorkspaceStore> {
   redis = await startRedisServer(await freePort());
   client = new Redis(redis.url);
   return createRedisWorkspaceStore({ redis: client, prefix: 'bench:', ttlMs: 3_600_000 });
-}
-
-function summary(xs: number[]): { p50: number; p95: number; p99: number } {
-  const sorted = [...xs].sort((a, b) => a - b);
-  return { p50: percentile(sorted, 50), p95: percentile(sorted, 95), p99: percentile(sorted, 99) };
 }
 
 /**
@@ -136,7 +131,7 @@ try {
     await source.release();
     // What one user's snapshot really takes in Redis (value, key, hash and allocator overhead): the basis of the memory math.
     const redisBytes = client ? Number(await client.call('MEMORY', 'USAGE', `bench:workspace:${user}`, 'SAMPLES', '0')) : undefined;
-    results[`${mib} MiB ${content}`] = { snapshotMs: summary(snapshotMs), restoreMs: summary(restoreMs), archiveBytes, ratio: Math.round((archiveBytes / (mib * MIB)) * 100) / 100, ...(redisBytes === undefined ? {} : { redisBytes }) };
+    results[`${mib} MiB ${content}`] = { snapshotMs: percentilesOf(snapshotMs), restoreMs: percentilesOf(restoreMs), archiveBytes, ratio: Math.round((archiveBytes / (mib * MIB)) * 100) / 100, ...(redisBytes === undefined ? {} : { redisBytes }) };
   }
   const output = { samples, store: store.kind, runtime: runtime.kind, image: config.pool.image, results, environment: { date: new Date().toISOString(), cpus: os.cpus().length, node: process.version } };
   mkdirSync(path.dirname(values.out), { recursive: true });
@@ -144,7 +139,7 @@ try {
   if (values.json) process.stdout.write(`${JSON.stringify(output)}\n`);
   else {
     const lines = ['| workspace | snapshot p50 / p95 / p99 ms | restore p50 / p95 / p99 ms | compressed | in Redis |', '|---|---|---|---|---|'];
-    for (const [name, r] of Object.entries(results) as Array<[string, { snapshotMs: ReturnType<typeof summary>; restoreMs: ReturnType<typeof summary>; archiveBytes: number; redisBytes?: number }]>) {
+    for (const [name, r] of Object.entries(results) as Array<[string, { snapshotMs: Percentiles; restoreMs: Percentiles; archiveBytes: number; redisBytes?: number }]>) {
       const inRedis = r.redisBytes === undefined ? '–' : `${(r.redisBytes / MIB).toFixed(2)} MiB`;
       lines.push(`| ${name} | ${r.snapshotMs.p50} / ${r.snapshotMs.p95} / ${r.snapshotMs.p99} | ${r.restoreMs.p50} / ${r.restoreMs.p95} / ${r.restoreMs.p99} | ${(r.archiveBytes / MIB).toFixed(2)} MiB | ${inRedis} |`);
     }

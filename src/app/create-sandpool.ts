@@ -146,6 +146,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     registry: state.replicas,
     self: replicaId,
     intervalMs: config.cluster.heartbeatIntervalMs,
+    peers: liveness.peers,
     // Counted in orphansRemoved by the sweeper's onRemoved hook.
     removeReplica: (dead) => sweeper.removeDeadReplica(dead.replica, dead.lastSeenAtMs),
     logger,

@@ -45,6 +45,27 @@ export function workspaceChannelOf(client: Client, transport: Pick<StreamTranspo
   const offered = client.getServerCapabilities()?.experimental?.[WORKSPACE_CAPABILITY] as { version?: unknown; raw?: unknown } | undefined;
   if (offered?.version !== 1) return undefined;
   const raw = offered.raw === true;
+
+  async function restoreRaw(archive: Buffer, maxBytes: number, timeoutMs: number): Promise<z.infer<typeof Restored>> {
+    const payload = randomUUID();
+    const forget = transport.attachPayload(payload, archive);
+    try {
+      return await client.request({ method: 'sandpool/workspace/restore-raw', params: { payload, bytes: archive.length, maxBytes } }, Restored, { timeout: timeoutMs });
+    } finally {
+      forget();
+    }
+  }
+
+  async function restoreInChunks(archive: Buffer, maxBytes: number, timeoutMs: number): Promise<z.infer<typeof Restored>> {
+    const data = archive.toString('base64');
+    let offset = 0;
+    let index = 0;
+    for (; offset + CHUNK_CHARS < data.length; offset += CHUNK_CHARS) {
+      await client.request({ method: 'sandpool/workspace/restore', params: { data: data.slice(offset, offset + CHUNK_CHARS), more: true, maxBytes, index: index++ } }, Received, { timeout: timeoutMs });
+    }
+    return client.request({ method: 'sandpool/workspace/restore', params: { data: data.slice(offset), more: false, maxBytes, index } }, Restored, { timeout: timeoutMs });
+  }
+
   return {
     async snapshot(maxBytes, timeoutMs) {
       let first: z.infer<typeof Snapshot>;
@@ -62,26 +83,8 @@ export function workspaceChannelOf(client: Client, transport: Pick<StreamTranspo
       return { archive: Buffer.from(parts.join(''), 'base64'), files: first.files, sizeBytes: first.sizeBytes };
     },
     async restore(archive, maxBytes, timeoutMs) {
-      if (raw) {
-        const payload = randomUUID();
-        const forget = transport.attachPayload(payload, archive);
-        try {
-          return await client.request({ method: 'sandpool/workspace/restore-raw', params: { payload, bytes: archive.length, maxBytes } }, Restored, { timeout: timeoutMs });
-        } catch (err) {
-          if (codeOf(err) === BAD_ARCHIVE) throw new WorkspaceRestoreError(err instanceof Error ? err.message : String(err));
-          throw err;
-        } finally {
-          forget();
-        }
-      }
-      const data = archive.toString('base64');
       try {
-        let offset = 0;
-        let index = 0;
-        for (; offset + CHUNK_CHARS < data.length; offset += CHUNK_CHARS) {
-          await client.request({ method: 'sandpool/workspace/restore', params: { data: data.slice(offset, offset + CHUNK_CHARS), more: true, maxBytes, index: index++ } }, Received, { timeout: timeoutMs });
-        }
-        return await client.request({ method: 'sandpool/workspace/restore', params: { data: data.slice(offset), more: false, maxBytes, index } }, Restored, { timeout: timeoutMs });
+        return await (raw ? restoreRaw : restoreInChunks)(archive, maxBytes, timeoutMs);
       } catch (err) {
         if (codeOf(err) === BAD_ARCHIVE) throw new WorkspaceRestoreError(err instanceof Error ? err.message : String(err));
         throw err;

@@ -20,6 +20,8 @@ export function createDeadReplicaReaper(options: {
   registry: ReplicaRegistry;
   self: string;
   intervalMs: number;
+  /** The other live replicas as of this replica's last beat (Liveness.peers: no read of its own). */
+  peers(): readonly ReplicaRecord[];
   /**
    * Removes that replica's containers whose owner is gone; `kept` counts those
    * whose owner still exists, `failed` those whose removal failed.
@@ -42,13 +44,13 @@ export function createDeadReplicaReaper(options: {
 
   async function reapOnce(): Promise<void> {
     let dead: DeadReplica[];
-    let live: ReplicaRecord[];
     try {
-      [dead, live] = await Promise.all([options.registry.dead(), options.registry.live()]);
+      dead = await options.registry.dead();
     } catch {
       return; // shared state unreachable: the heartbeat reports that
     }
-    for (const r of live) if (r.replica !== options.self) remembered.set(r.replica, r.seenAtMs);
+    const live = options.peers();
+    for (const r of live) remembered.set(r.replica, r.seenAtMs);
     const known = new Set([...dead, ...live].map((r) => r.replica));
     for (const [replica, lastSeenAtMs] of remembered) if (!known.has(replica)) dead.push({ replica, lastSeenAtMs });
     // One that came back and dies again is reported again.

@@ -67,11 +67,22 @@ export class LatencyWindow {
     }
   }
 
-  percentiles(): { p50: number | null; p95: number | null; p99: number | null } {
-    if (this.samples.length === 0) return { p50: null, p95: null, p99: null };
-    const sorted = [...this.samples].sort((a, b) => a - b);
-    return { p50: percentile(sorted, 50), p95: percentile(sorted, 95), p99: percentile(sorted, 99) };
+  percentiles(): Percentiles {
+    return percentilesOf(this.samples);
   }
+}
+
+export interface Percentiles {
+  p50: number | null;
+  p95: number | null;
+  p99: number | null;
+}
+
+/** p50 / p95 / p99 of samples in any order (null for none), as every latency report here gives them. */
+export function percentilesOf(samples: readonly number[]): Percentiles {
+  if (samples.length === 0) return { p50: null, p95: null, p99: null };
+  const sorted = [...samples].sort((a, b) => a - b);
+  return { p50: percentile(sorted, 50), p95: percentile(sorted, 95), p99: percentile(sorted, 99) };
 }
 
 /** Nearest-rank percentile of an ascending array, rounded to 0.01 ms. */

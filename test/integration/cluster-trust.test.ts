@@ -5,8 +5,9 @@ import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { LABELS } from '../../src/runtime/types.js';
+import { converse } from '../support/conversation.js';
 import { startCluster, type ClusterState, type RunningCluster } from '../support/cluster.js';
-import { connectUser, dockerPs, emitAck, nextEvent, waitFor, type ClientSocket } from '../support/helpers.js';
+import { connectUser, dockerPs, nextEvent, waitFor, type ClientSocket } from '../support/helpers.js';
 
 interface SessionInfo {
   sessionId: string;
@@ -20,24 +21,8 @@ async function connect(url: string, userId: string): Promise<{ socket: ClientSoc
   return { socket, session: await nextEvent<SessionInfo>(socket, 'session') };
 }
 
-/** Sends a message and approves its tool calls; resolves with the tool results' contents. */
-async function run(socket: ClientSocket, text: string): Promise<string[]> {
-  const ack = await emitAck(socket, 'message', text);
-  assert.equal(ack.ok, true, JSON.stringify(ack));
-  const mine = (p: { requestId: string }): boolean => p.requestId === ack.requestId;
-  const done = nextEvent(socket, 'message:done', mine, 30_000);
-  const failed = nextEvent<{ requestId: string; error: { code: string; message: string } }>(socket, 'request:error', mine, 30_000).then((e) => {
-    throw new Error(`${e.error.code}: ${e.error.message}`);
-  });
-  failed.catch(() => undefined);
-  const contents: string[] = [];
-  for (;;) {
-    const next = await Promise.race([done.then(() => null), failed, nextEvent<{ callId: string; requestId: string }>(socket, 'tool:request', mine, 30_000)]);
-    if (next === null) return contents;
-    await emitAck(socket, 'tool:approval', { callId: next.callId, approved: true });
-    contents.push((await nextEvent<{ callId: string; content: string }>(socket, 'tool:result', (r) => r.callId === next.callId, 30_000)).content);
-  }
-}
+/** Sends a message, approves its tool calls; resolves with the tool results' contents. */
+const run = async (socket: ClientSocket, text: string): Promise<string[]> => (await converse(socket, text, 30_000)).contents;
 
 const execFileAsync = promisify(execFile);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

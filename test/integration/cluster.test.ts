@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { LABELS } from '../../src/runtime/types.js';
+import { converse } from '../support/conversation.js';
 import { startCluster, type ClusterState, type RunningCluster } from '../support/cluster.js';
 import { connectUser, dockerPs, emitAck, execFileAsync, nextEvent, startRedis, waitFor, type ClientSocket, type RedisServer } from '../support/helpers.js';
 
@@ -26,22 +27,6 @@ async function connect(url: string, userId: string, reconnection = false): Promi
   return { socket, session: await nextEvent<SessionInfo>(socket, 'session') };
 }
 
-/** Sends a message and approves its tool calls from `approver` (default: the same socket); resolves with the results' contents. */
-async function converse(socket: ClientSocket, text: string, approver: ClientSocket = socket): Promise<{ contents: string[]; done: string }> {
-  const ack = await emitAck(socket, 'message', text);
-  assert.equal(ack.ok, true, JSON.stringify(ack));
-  const mine = (p: { requestId: string }): boolean => p.requestId === ack.requestId;
-  const contents: string[] = [];
-  const done = nextEvent<{ requestId: string; text: string }>(socket, 'message:done', mine, 30_000);
-  for (;;) {
-    const next = await Promise.race([done.then(() => null), nextEvent<ToolRequest>(approver, 'tool:request', mine, 30_000)]);
-    if (next === null) break;
-    const decided = await emitAck(approver, 'tool:approval', { callId: next.callId, approved: true });
-    assert.equal(decided.ok, true, JSON.stringify(decided));
-    contents.push((await nextEvent<{ callId: string; content: string }>(socket, 'tool:result', (r) => r.callId === next.callId, 30_000)).content);
-  }
-  return { contents, done: (await done).text };
-}
 
 describe('replicas behind nginx with Redis (npm run cluster)', () => {
   let cluster: RunningCluster;
@@ -88,7 +73,7 @@ describe('replicas behind nginx with Redis (npm run cluster)', () => {
     assert.ok(other);
     const direct = await connect(other.url, 'cross-approver');
     assert.equal(direct.session.replica, other.id);
-    const { contents, done } = await converse(socket, 'list files in /workspace', direct.socket);
+    const { contents, done } = await converse(socket, 'list files in /workspace', 30_000, direct.socket);
     assert.equal(contents.length, 1);
     assert.match(done, /list_directory/);
 
@@ -205,7 +190,7 @@ describe('replicas behind nginx with Redis (npm run cluster)', () => {
     const other = state.replicas.find((r) => r.id !== session.replica)!;
     const direct = await connect(other.url, 'after-redis');
     // The cross-replica approval travels over the adapter's (re)subscribed channels.
-    const { done } = await converse(socket, 'list files in /workspace', direct.socket);
+    const { done } = await converse(socket, 'list files in /workspace', 30_000, direct.socket);
     assert.match(done, /list_directory/);
   });
 

@@ -10,6 +10,7 @@ import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
 import { pinnedNodeBinary } from '../../scripts/lib/node-binary.js';
 import type { StartedProcess } from '../../scripts/lib/start-process.js';
 import { LABELS } from '../../src/runtime/types.js';
+import { converse } from '../support/conversation.js';
 import { startCluster, type RunningCluster } from '../support/cluster.js';
 import { connectUser, dockerPs, emitAck, nextEvent, startReplica, textOf, uniqueReplica, waitFor, type ClientSocket } from '../support/helpers.js';
 import { TEST_SECRET, makeToken } from '../support/tokens.js';
@@ -38,20 +39,8 @@ async function refusal(work: Promise<unknown>): Promise<{ code: number; message:
 
 const text = (r: unknown): string => textOf(r as CallToolResult);
 
-/** Sends a chat message and approves its tool calls; resolves with the tool results' contents. */
-async function chat(socket: ClientSocket, message: string): Promise<string[]> {
-  const ack = await emitAck(socket, 'message', message);
-  assert.equal(ack.ok, true, JSON.stringify(ack));
-  const mine = (p: { requestId: string }): boolean => p.requestId === ack.requestId;
-  const done = nextEvent(socket, 'message:done', mine, 30_000);
-  const contents: string[] = [];
-  for (;;) {
-    const next = await Promise.race([done.then(() => null), nextEvent<{ callId: string; requestId: string }>(socket, 'tool:request', mine, 30_000)]);
-    if (next === null) return contents;
-    await emitAck(socket, 'tool:approval', { callId: next.callId, approved: true });
-    contents.push((await nextEvent<{ callId: string; content: string }>(socket, 'tool:result', (r) => r.callId === next.callId, 30_000)).content);
-  }
-}
+/** Sends a message, approves its tool calls; resolves with the tool results' contents. */
+const chat = async (socket: ClientSocket, text: string): Promise<string[]> => (await converse(socket, text, 60_000)).contents;
 
 describe('MCP gateway on one replica (the official SDK client, the replica in its own process)', () => {
   let replica: StartedProcess;

@@ -10,23 +10,12 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { Redis } from 'ioredis';
 import { createSandpool, type Sandpool } from '../../src/app/create-sandpool.js';
 import { LABELS } from '../../src/runtime/types.js';
+import { converse } from '../support/conversation.js';
 import { startCluster, type RunningCluster } from '../support/cluster.js';
 import { connectUser, dockerPs, emitAck, nextEvent, startReplica, testConfig, textOf, uniqueReplica, waitFor, type ClientSocket } from '../support/helpers.js';
 
-/** Sends a chat message, approves its tool calls, resolves with the tool results' contents. */
-async function chat(socket: ClientSocket, message: string): Promise<string[]> {
-  const ack = await emitAck(socket, 'message', message);
-  assert.equal(ack.ok, true, JSON.stringify(ack));
-  const mine = (p: { requestId: string }): boolean => p.requestId === ack.requestId;
-  const done = nextEvent(socket, 'message:done', mine, 60_000);
-  const contents: string[] = [];
-  for (;;) {
-    const next = await Promise.race([done.then(() => null), nextEvent<{ callId: string; requestId: string }>(socket, 'tool:request', mine, 60_000)]);
-    if (next === null) return contents;
-    await emitAck(socket, 'tool:approval', { callId: next.callId, approved: true });
-    contents.push((await nextEvent<{ callId: string; content: string }>(socket, 'tool:result', (r) => r.callId === next.callId, 60_000)).content);
-  }
-}
+/** Sends a message, approves its tool calls; resolves with the tool results' contents. */
+const chat = async (socket: ClientSocket, text: string): Promise<string[]> => (await converse(socket, text, 60_000)).contents;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const active = async (url: string): Promise<number> => ((await (await fetch(`${url}/stats/pool`)).json()) as { active: number }).active;

@@ -2,11 +2,12 @@ import assert from 'node:assert/strict';
 import { emitAck, nextEvent, type ClientSocket } from './helpers.js';
 
 /**
- * Sends a message and approves every tool call it asks for; resolves with the
- * tool results' contents and the final answer. A refused message or a
- * request:error fails it with the code and message.
+ * Sends a message and approves every tool call it asks for, from `approver`
+ * (default: the same socket); resolves with the tool results' contents and
+ * the final answer. A refused message or a request:error fails it with the
+ * code and message.
  */
-export async function converse(socket: ClientSocket, text: string, timeoutMs = 30_000): Promise<{ contents: string[]; done: string }> {
+export async function converse(socket: ClientSocket, text: string, timeoutMs = 30_000, approver: ClientSocket = socket): Promise<{ contents: string[]; done: string }> {
   const ack = await emitAck(socket, 'message', text);
   assert.equal(ack.ok, true, `"${text}" refused: ${JSON.stringify(ack)}`);
   const mine = (p: { requestId: string }): boolean => p.requestId === ack.requestId;
@@ -19,9 +20,9 @@ export async function converse(socket: ClientSocket, text: string, timeoutMs = 3
   failed.catch(() => undefined);
   const contents: string[] = [];
   for (;;) {
-    const next = await Promise.race([done.then(() => null), failed, nextEvent<{ requestId: string; callId: string }>(socket, 'tool:request', mine, timeoutMs)]);
+    const next = await Promise.race([done.then(() => null), failed, nextEvent<{ requestId: string; callId: string }>(approver, 'tool:request', mine, timeoutMs)]);
     if (next === null) return { contents, done: (await done).text };
-    const decided = await emitAck(socket, 'tool:approval', { callId: next.callId, approved: true });
+    const decided = await emitAck(approver, 'tool:approval', { callId: next.callId, approved: true });
     assert.equal(decided.ok, true, JSON.stringify(decided));
     contents.push((await nextEvent<{ callId: string; content: string }>(socket, 'tool:result', (r) => r.callId === next.callId, timeoutMs)).content);
   }

@@ -4,9 +4,19 @@ import { createHeartbeat } from '../../src/cluster/heartbeat.js';
 import { createLiveness } from '../../src/cluster/liveness.js';
 import { createDeadReplicaReaper } from '../../src/orphans/dead-replica-reaper.js';
 import { createMemoryState } from '../../src/state/memory-state.js';
+import type { ReplicaRecord } from '../../src/state/types.js';
 import { testLogger } from '../support/helpers.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Replica a's reaper, over that state, removing containers as the test says. */
+function reaperOf(
+  state: ReturnType<typeof createMemoryState>,
+  removeReplica: Parameters<typeof createDeadReplicaReaper>[0]['removeReplica'],
+  peers: () => readonly ReplicaRecord[] = () => [],
+): ReturnType<typeof createDeadReplicaReaper> {
+  return createDeadReplicaReaper({ registry: state.replicas, self: 'a', intervalMs: 20, peers, removeReplica, logger: testLogger() });
+}
 
 describe('liveness, heartbeat and the dead-replica reaper (memory state)', () => {
   it('a beat publishes the record, renews ownership and refreshes the view; leaving removes the replica', async () => {
@@ -57,22 +67,23 @@ describe('liveness, heartbeat and the dead-replica reaper (memory state)', () =>
     await state.replicas.heartbeat({ replica: 'b', pid: 2, startedAtMs: 0, seenAtMs: Date.now() }, 60_000);
     const asked: string[] = [];
     let bContainers = ['b-1'];
-    const reaper = createDeadReplicaReaper({
-      registry: state.replicas,
-      self: 'a',
-      intervalMs: 20,
-      removeReplica: async (dead) => {
+    // What a's heartbeat last read (Liveness.peers).
+    let peers = (await state.replicas.live()).filter((r) => r.replica !== 'a');
+    const reaper = reaperOf(
+      state,
+      async (dead) => {
         asked.push(dead.replica);
         const removed = bContainers;
         bContainers = [];
         return { removed, kept: 0, failed: 0 };
       },
-      logger: testLogger(),
-    });
+      () => peers,
+    );
     await reaper.reap();
     assert.deepEqual(asked, [], 'b is alive');
-    // Shared state loses b (as a Redis flush would), and b dies before it beats again.
+    // Shared state loses b (as a Redis flush would), and b dies before it beats again; a's next beat reads that.
     await state.replicas.leave('b');
+    peers = (await state.replicas.live()).filter((r) => r.replica !== 'a');
     await reaper.reap();
     await reaper.reap();
     await reaper.reap();
@@ -133,23 +144,17 @@ describe('liveness, heartbeat and the dead-replica reaper (memory state)', () =>
     const asked: Array<[string, number]> = [];
     // b had one container (removed on the first pass); c's owner process still exists (stalled): its containers are kept.
     let bContainers = ['b-1'];
-    const reaper = createDeadReplicaReaper({
-      registry: state.replicas,
-      self: 'a',
-      intervalMs: 20,
-      removeReplica: async (dead) => {
-        asked.push([dead.replica, dead.lastSeenAtMs]);
-        if (dead.replica === 'c') return { removed: [], kept: 1, failed: 0 };
-        if (dead.replica === 'd') {
-          const pass = dPasses.shift();
-          if (pass === 'list fails' || pass === undefined) throw new Error('engine unreachable');
-          return pass;
-        }
-        const removed = bContainers;
-        bContainers = [];
-        return { removed, kept: 0, failed: 0 };
-      },
-      logger: testLogger(),
+    const reaper = reaperOf(state, async (dead) => {
+      asked.push([dead.replica, dead.lastSeenAtMs]);
+      if (dead.replica === 'c') return { removed: [], kept: 1, failed: 0 };
+      if (dead.replica === 'd') {
+        const pass = dPasses.shift();
+        if (pass === 'list fails' || pass === undefined) throw new Error('engine unreachable');
+        return pass;
+      }
+      const removed = bContainers;
+      bContainers = [];
+      return { removed, kept: 0, failed: 0 };
     });
     await sleep(60);
     await reaper.reap();
