@@ -182,7 +182,9 @@ export function runAgent(s: AgentStreams): void {
   frames(
     s.input,
     (line) => {
-      const message = parse(line);
+      // Only sandpool's own requests and initialize are looked into: a line that
+      // names neither (a tool call with megabytes of file content) passes unparsed.
+      const message = line.includes('sandpool/') || line.includes('initialize') ? parse(line) : undefined;
       const method = typeof message?.method === 'string' ? message.method : undefined;
       if (message && method === 'sandpool/workspace/restore-raw') {
         return rawRestore(message.id, typeof message.params === 'object' && message.params !== null ? (message.params as Json) : {});
