@@ -9,8 +9,9 @@
  * (p50/p95/p99) and the errors. Without --url it starts one replica
  * (`node dist/src/main.js`) with a warm spare per user (POOL_MIN_SIZE = N + 2)
  * and stops it afterwards. --waves W runs W such groups of new users one
- * after another, each once the pool holds a spare per user again, for more
- * first-call samples "while spares last". --workspace-store (default fs)
+ * after another, each once the pool holds a spare per user again and has
+ * no start or removal in flight, for more first-call samples "while spares
+ * last". --workspace-store (default fs)
  * sets the replica's WORKSPACE_STORE: `none` shows what the snapshot after
  * each write adds to a call.
  */
@@ -55,7 +56,8 @@ async function startReplica(): Promise<string> {
     name: 'the replica',
     command: process.execPath,
     args: ['dist/src/main.js'],
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', REPLICA_ID: `bench-mcp-${process.pid}`, POOL_MIN_SIZE: String(users + 2), POOL_MAX_SIZE: String(users * 2 + 4), LOG_LEVEL: 'warn', WORKSPACE_STORE: workspaceStore, WORKSPACE_DIR: workspaceDir },
+    // Its users connect with the development identity: .env's AUTH_SECRET (`npm run images`) is the compose stack's.
+    env: { ...process.env, AUTH_SECRET: process.env.AUTH_SECRET ?? '', PORT: String(port), HOST: '127.0.0.1', REPLICA_ID: `bench-mcp-${process.pid}`, POOL_MIN_SIZE: String(users + 2), POOL_MAX_SIZE: String(users * 2 + 4), LOG_LEVEL: 'warn', WORKSPACE_STORE: workspaceStore, WORKSPACE_DIR: workspaceDir },
     stdout: 'ignore',
     stderr: 'inherit',
   });
@@ -95,12 +97,17 @@ async function runUser(url: string, n: number): Promise<UserOutcome> {
   return outcome;
 }
 
-async function waitForSpares(url: string, spares: number): Promise<void> {
+/**
+ * Until the pool holds a warm spare per user and nothing starts or is being
+ * removed: the previous wave's clean-up (its sandboxes' removal, their
+ * replacements' starts) must not land on this wave's first calls.
+ */
+async function waitForQuietPool(url: string, spares: number): Promise<void> {
   const deadline = Date.now() + 120_000;
   for (;;) {
-    const stats = (await (await fetch(`${url}/stats/pool`)).json()) as { idle?: number };
-    if ((stats.idle ?? 0) >= spares) return;
-    if (Date.now() > deadline) throw new Error(`the pool did not get back to ${spares} spares in 120 s (idle: ${stats.idle})`);
+    const stats = (await (await fetch(`${url}/stats/pool`)).json()) as { idle?: number; creating?: number; removing?: number };
+    if ((stats.idle ?? 0) >= spares && stats.creating === 0 && stats.removing === 0) return;
+    if (Date.now() > deadline) throw new Error(`the pool did not settle with ${spares} spares in 120 s (${JSON.stringify(stats)})`);
     await new Promise((r) => setTimeout(r, 200));
   }
 }
@@ -113,8 +120,8 @@ try {
   const url = values.url ?? (await startReplica());
   const outcomes: UserOutcome[] = [];
   for (let wave = 0; wave < waves; wave++) {
-    // A new user takes a warm spare: wait until the pool holds one per user again.
-    if (!values.url) await waitForSpares(url, users);
+    // A new user takes a warm spare: wait until the pool holds one per user again, and is quiet.
+    if (!values.url) await waitForQuietPool(url, users);
     say(`bench:mcp: ${users} MCP clients at once against ${url}, ${reads} reads each (wave ${wave + 1} of ${waves})`);
     outcomes.push(...(await Promise.all(Array.from({ length: users }, (_, n) => runUser(url, wave * users + n)))));
   }

@@ -179,7 +179,9 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
   function retarget(): void {
     if (draining) return;
     // The median start, not the tail: under overload the tail grows with the queue, and spares cannot fix a start rate below the arrival rate.
-    spares.setTarget(demand.target(starts.stats().createLatencyMs.p50));
+    // A spare handed out is replaced after the refill delay plus one start.
+    const startMs = starts.stats().createLatencyMs.p50;
+    spares.setTarget(demand.target(startMs === null ? null : startMs + cfg.refillDelayMs));
   }
 
   function isReady(): boolean {

@@ -4,6 +4,8 @@ export interface PoolSettings {
   enabled: boolean;
   /** Idle spares kept warm. */
   minSize: number;
+  /** A spare handed out is replaced this long afterwards while other spares are idle (at once when none is left or an acquire waits). */
+  refillDelayMs: number;
   /** Cap on idle + leased + starting. */
   maxSize: number;
   /** Idle spares above minSize are removed after this long. */

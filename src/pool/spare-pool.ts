@@ -17,7 +17,7 @@ const REFUSED_CREATE_PAUSE_MS = 200;
 
 /** Options of createSparePool. */
 export interface SparePoolOptions {
-  settings: Pick<PoolSettings, 'enabled' | 'minSize' | 'maxSize' | 'acquireTimeoutMs' | 'idleTimeoutMs'>;
+  settings: Pick<PoolSettings, 'enabled' | 'minSize' | 'maxSize' | 'acquireTimeoutMs' | 'idleTimeoutMs' | 'refillDelayMs'>;
   /** How often idle sandboxes are checked for death and idle timeout. */
   evictionIntervalMs: number;
   starts: StartScheduler;
@@ -31,7 +31,10 @@ export interface SparePoolOptions {
  * and after the start backoff, trimmed above the target after the idle
  * timeout, evicted when dead; with the pool off, none kept at all. A sandbox
  * handed out leaves generic-pool for good, so the target counts idle (and
- * starting) spares only and a leased one is replaced at once.
+ * starting) spares only and a leased one is replaced: after refillDelayMs
+ * while other spares are idle (a start is a burst of CPU for the engine and
+ * the new sandbox; the user just handed one is making their first calls), at
+ * once when none is left or an acquire waits.
  */
 export interface SparePool {
   /** Starts warming `min` spares. */
@@ -70,6 +73,28 @@ export function createSparePool(options: SparePoolOptions): SparePool {
   let target = minIdle;
   let closed = false;
   let refillTimer: NodeJS.Timeout | undefined;
+  /** Refills waiting out refillDelayMs; called to start them now. */
+  const deferredRefills = new Set<() => void>();
+
+  function startDeferredRefills(): void {
+    for (const go of [...deferredRefills]) go();
+  }
+
+  /** Resolves when a refill may start: at once, or after refillDelayMs while other spares are idle and nobody waits. */
+  function refillTurn(): Promise<void> {
+    const urgent = (): boolean => closed || gp.available === 0 || gp.pending > 0;
+    // The first fill (and a refill with no spare left) is what users wait for.
+    if (cfg.refillDelayMs <= 0 || !warm || urgent()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const go = (): void => {
+        clearTimeout(timer);
+        deferredRefills.delete(go);
+        resolve();
+      };
+      const timer = setTimeout(go, cfg.refillDelayMs);
+      deferredRefills.add(go);
+    });
+  }
 
   function scheduleRefill(): void {
     if (closed || refillTimer || target === 0) return;
@@ -102,6 +127,7 @@ export function createSparePool(options: SparePoolOptions): SparePool {
 
   const factory: genericPool.Factory<Sandbox> = {
     async create() {
+      await refillTurn();
       try {
         // Waits for a free slot rather than failing: generic-pool must never see a create rejected just because the replica is full.
         await book.reserve();
@@ -204,6 +230,8 @@ export function createSparePool(options: SparePoolOptions): SparePool {
     },
 
     async take() {
+      // No spare left: this acquire waits for a start, so deferred ones begin now.
+      if (gp.available === 0) startDeferredRefills();
       const borrow = gp.acquire();
       let leave: (() => void) | undefined;
       const failFast = new Promise<never>((_, reject) => {
@@ -245,6 +273,7 @@ export function createSparePool(options: SparePoolOptions): SparePool {
       }
       handedOut.add(sb);
       await gp.destroy(sb);
+      if (gp.available === 0) startDeferredRefills();
       return sb;
     },
 
@@ -253,6 +282,7 @@ export function createSparePool(options: SparePoolOptions): SparePool {
     async drain() {
       closed = true;
       clearTimeout(refillTimer);
+      startDeferredRefills();
       // Only generic-pool's draining flag matters (no more refills). Its drain()
       // also waits for acquire requests we already failed, which stay queued
       // until the acquire timeout: awaiting it would spend the whole budget.

@@ -23,6 +23,8 @@ function settings(overrides: Partial<PoolSettings> = {}): PoolSettings {
   return {
     enabled: true,
     minSize: 1,
+    // At once, as most of these tests count on; the refill test sets it.
+    refillDelayMs: 0,
     maxSize: 4,
     idleTimeoutMs: 60_000,
     acquireTimeoutMs: 2_000,
@@ -100,6 +102,25 @@ describe('ContainerPool (fake runtime, no Docker)', () => {
     assert.equal(pool.stats().total, 3);
     assert.equal(pool.ownedIds().size, 3);
     await lease.release();
+  });
+
+  it('replaces a spare handed out after refillDelayMs while others are idle, and at once when none is left', async () => {
+    const rt = createFakeRuntime();
+    // Long enough that "at once" cannot be the delay running out.
+    const pool = makePool(rt, { minSize: 2, maxSize: 6, refillDelayMs: 10_000 });
+    assert.equal(await pool.whenWarm(2_000), true);
+    assert.equal(rt.counts.starts, 2);
+    // One spare is still idle: the replacement waits, so the new user's first calls do not share the CPU with a start.
+    const first = await pool.acquire();
+    await sleep(100);
+    assert.equal(rt.counts.starts, 2, 'no start while another spare is idle and the delay runs');
+    assert.equal(pool.stats().idle, 1);
+    // The last spare goes: nothing is idle any more, so every deferred refill starts now.
+    const second = await pool.acquire();
+    await waitFor('both spares replaced well before the delay', () => pool.stats().idle === 2, 3_000);
+    assert.equal(rt.counts.starts, 4);
+    await first.release();
+    await second.release();
   });
 
   it('labels every sandbox with its replica, pool and owner', async () => {
