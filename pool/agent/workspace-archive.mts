@@ -11,8 +11,14 @@
  * Regular files and directories only (the filesystem server makes nothing
  * else); names are checked on the way in, so an archive can never write
  * outside the root.
+ *
+ * Files are read and written with the synchronous calls: /workspace is a
+ * tmpfs, so each is a memory copy, cheaper than the thread-pool round trip
+ * of its asynchronous twin (in a 1-CPU sandbox, packing two small files took
+ * p50 0.7-1.0 / p95 2.1-5.8 ms asynchronously and 0.23-0.36 / 0.34-0.66 ms
+ * synchronously, three rounds of 200).
  */
-import { lstat, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { lstatSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { finished } from 'node:stream/promises';
 import type { Transform } from 'node:stream';
@@ -25,19 +31,22 @@ const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
 const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
 /** Output buffers of the streaming decompressor: few thread-pool round trips per megabyte. */
 const STREAM_CHUNK_BYTES = 1024 * 1024;
+/** Tars up to this size are compressed on the main thread (a few ms at most); larger ones on the thread pool. */
+const SYNC_COMPRESS_BYTES = 1024 * 1024;
 
 /**
  * zstd of node:zlib (Node >= 22.15), which this project's @types/node (20)
  * does not declare yet: looked up once, here, and used only when present.
  */
 interface ZstdApi {
+  zstdCompressSync(data: Buffer, options: { params: Record<number, number> }): Buffer;
   zstdCompress(data: Buffer, options: { params: Record<number, number> }, callback: (err: Error | null, result: Buffer) => void): void;
   createZstdDecompress(options: { chunkSize: number }): Transform;
   constants: { ZSTD_c_compressionLevel: number };
 }
 const zstdApi = ((): ZstdApi | undefined => {
   const z = zlib as unknown as Partial<ZstdApi>;
-  return typeof z.zstdCompress === 'function' && typeof z.createZstdDecompress === 'function' && typeof z.constants?.ZSTD_c_compressionLevel === 'number' ? (z as ZstdApi) : undefined;
+  return typeof z.zstdCompress === 'function' && typeof z.zstdCompressSync === 'function' && typeof z.createZstdDecompress === 'function' && typeof z.constants?.ZSTD_c_compressionLevel === 'number' ? (z as ZstdApi) : undefined;
 })();
 
 /** The compression packWorkspace uses in this process. */
@@ -45,9 +54,12 @@ export const archiveCompression: 'zstd' | 'gzip' = zstdApi ? 'zstd' : 'gzip';
 
 function compress(tar: Buffer): Promise<Buffer> {
   const zstd = zstdApi;
-  if (!zstd) return gzip(tar, { level: 1 });
+  const small = tar.length <= SYNC_COMPRESS_BYTES;
+  if (!zstd) return small ? Promise.resolve(zlib.gzipSync(tar, { level: 1 })) : gzip(tar, { level: 1 });
   // Level 3 (zstd's default): 40 ms for 10 MiB of incompressible text here, and smaller than level 1 on real files.
-  return new Promise((resolve, reject) => zstd.zstdCompress(tar, { params: { [zstd.constants.ZSTD_c_compressionLevel]: 3 } }, (err, out) => (err ? reject(err) : resolve(out))));
+  const options = { params: { [zstd.constants.ZSTD_c_compressionLevel]: 3 } };
+  if (small) return Promise.resolve(zstd.zstdCompressSync(tar, options));
+  return new Promise((resolve, reject) => zstd.zstdCompress(tar, options, (err, out) => (err ? reject(err) : resolve(out))));
 }
 
 /** A streaming decompressor for the archive that starts with these bytes. */
@@ -89,26 +101,26 @@ interface Entry {
 }
 
 /** Every file and directory below root, in a stable order, refusing more than maxBytes of file content. */
-async function collect(root: string, maxBytes: number): Promise<Entry[]> {
+function collect(root: string, maxBytes: number): Entry[] {
   const entries: Entry[] = [];
   let size = 0;
-  async function walk(rel: string): Promise<void> {
-    const names = (await readdir(path.join(root, rel))).sort();
+  function walk(rel: string): void {
+    const names = readdirSync(path.join(root, rel)).sort();
     for (const name of names) {
       const relPath = rel === '' ? name : `${rel}/${name}`;
       const full = path.join(root, relPath);
-      const st = await lstat(full);
+      const st = lstatSync(full);
       if (st.isDirectory()) {
         entries.push({ name: `${relPath}/`, type: 'dir', mode: st.mode & 0o777, mtimeS: Math.floor(st.mtimeMs / 1000), data: Buffer.alloc(0) });
-        await walk(relPath);
+        walk(relPath);
       } else if (st.isFile()) {
         size += st.size;
         if (size > maxBytes) throw new WorkspaceTooLargeError(size, maxBytes);
-        entries.push({ name: relPath, type: 'file', mode: st.mode & 0o777, mtimeS: Math.floor(st.mtimeMs / 1000), data: await readFile(full) });
+        entries.push({ name: relPath, type: 'file', mode: st.mode & 0o777, mtimeS: Math.floor(st.mtimeMs / 1000), data: readFileSync(full) });
       }
     }
   }
-  await walk('');
+  walk('');
   return entries;
 }
 
@@ -149,7 +161,7 @@ function paxRecord(key: string, value: string): string {
 
 /** The workspace below `root` as a compressed tar (pax headers for long names). */
 export async function packWorkspace(root: string, maxBytes: number): Promise<PackedWorkspace> {
-  const entries = await collect(root, maxBytes);
+  const entries = collect(root, maxBytes);
   const parts: Buffer[] = [];
   let sizeBytes = 0;
   let files = 0;
@@ -251,7 +263,7 @@ export async function unpackWorkspace(root: string, archive: Buffer, maxBytes: n
   return unpack.finish(root);
 }
 
-async function unpackTar(root: string, tar: Buffer, maxBytes: number): Promise<{ files: number; sizeBytes: number }> {
+function unpackTar(root: string, tar: Buffer, maxBytes: number): { files: number; sizeBytes: number } {
   let offset = 0;
   let files = 0;
   let sizeBytes = 0;
@@ -274,13 +286,13 @@ async function unpackTar(root: string, tar: Buffer, maxBytes: number): Promise<{
     longName = undefined;
     const target = safePath(root, name);
     if (type === '5') {
-      await mkdir(target, { recursive: true, mode: mode | 0o700 });
+      mkdirSync(target, { recursive: true, mode: mode | 0o700 });
     } else if (type === '0') {
       sizeBytes += size;
       if (sizeBytes > maxBytes) throw new BadArchiveError(`the snapshot holds more than ${maxBytes} bytes`);
-      await mkdir(path.dirname(target), { recursive: true });
+      mkdirSync(path.dirname(target), { recursive: true });
       // Never setuid/setgid, never executable bits beyond what a workspace file may have.
-      await writeFile(target, data, { mode: (mode & 0o777) | 0o600 });
+      writeFileSync(target, data, { mode: (mode & 0o777) | 0o600 });
       files++;
     }
     // Anything else (links, devices) is not something a workspace holds: skipped.
