@@ -1,5 +1,6 @@
 import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import type { HttpBindings } from '@hono/node-server';
 import { Hono, type Context } from 'hono';
 import type { Authenticate, Identity } from '../auth/authenticator.js';
 import { requestOrigin, type OriginPolicy } from '../auth/origins.js';
@@ -29,14 +30,22 @@ function jsonRpcError(c: Context, status: 400 | 401 | 403 | 404 | 405 | 413 | 42
   return c.json({ jsonrpc: '2.0', error: { code, message, ...(data === undefined ? {} : { data }) }, id: null }, status);
 }
 
-/** Reads a request body up to `max` bytes; undefined when it is larger. */
-async function readLimited(req: Request, max: number): Promise<string | undefined> {
+/**
+ * A request body up to `max` bytes; undefined when it is larger. Read from
+ * node's request when @hono/node-server serves it: the Fetch body would put a
+ * web ReadableStream (and a full undici Request) on every tool call's path.
+ */
+async function readLimited(c: Context, max: number): Promise<string | undefined> {
+  const req = c.req.raw;
   const declared = Number(req.headers.get('content-length') ?? NaN);
   if (Number.isFinite(declared) && declared > max) return undefined;
-  if (!req.body) return '';
+  // @hono/node-server's bindings when it serves the request; none in `app.request()` tests.
+  const incoming = (c.env as Partial<HttpBindings> | undefined)?.incoming;
+  const source: AsyncIterable<Uint8Array> | null = incoming ?? (req.body as unknown as AsyncIterable<Uint8Array> | null);
+  if (!source) return '';
   const chunks: Uint8Array[] = [];
   let size = 0;
-  for await (const chunk of req.body as unknown as AsyncIterable<Uint8Array>) {
+  for await (const chunk of source) {
     size += chunk.length;
     if (size > max) return undefined;
     chunks.push(chunk);
@@ -101,21 +110,21 @@ export function createMcpRoutes(options: McpRoutesOptions): Hono {
     const authInfo = { token: '', clientId: userId, scopes: [], ...(identity.expiresAtMs ? { expiresAt: Math.floor(identity.expiresAtMs / 1000) } : {}) };
 
     const sessionId = c.req.header('mcp-session-id');
+    const session = sessionId === undefined ? undefined : options.sessions.get(sessionId, userId);
     if (sessionId !== undefined) {
-      const session = options.sessions.get(sessionId, userId);
       if (!session) return jsonRpcError(c, 404, -32001, 'Session not found: it ended, or it is not yours; initialize a new one', { code: 'NOT_FOUND' });
       options.sessions.touch(session);
-      return session.transport.handleRequest(c.req.raw, { authInfo });
-    }
-
-    if (c.req.method === 'GET' || c.req.method === 'DELETE') {
+    } else if (c.req.method === 'GET' || c.req.method === 'DELETE') {
       return jsonRpcError(c, 400, -32000, 'Bad Request: an Mcp-Session-Id header is required (initialize first)', { code: 'BAD_REQUEST' });
     }
     if (c.req.method !== 'POST') {
+      // GET (the server's stream) and DELETE (end the session) carry no body.
+      if (session && (c.req.method === 'GET' || c.req.method === 'DELETE')) return session.transport.handleRequest(c.req.raw, { authInfo });
       c.header('allow', 'GET, POST, DELETE');
       return jsonRpcError(c, 405, -32000, `${c.req.method} is not supported on /mcp`, { code: 'BAD_REQUEST' });
     }
-    const text = await readLimited(c.req.raw, options.maxBodyBytes);
+    // Every POST body is read and parsed here, once: the same 413 and parse errors, with data.code, in a session or not.
+    const text = await readLimited(c, options.maxBodyBytes);
     if (text === undefined) {
       return jsonRpcError(c, 413, SANDPOOL_JSONRPC_ERROR, `the request body is larger than ${options.maxBodyBytes} bytes (MCP_MAX_BODY_BYTES)`, { code: 'PAYLOAD_TOO_LARGE' });
     }
@@ -125,6 +134,7 @@ export function createMcpRoutes(options: McpRoutesOptions): Hono {
     } catch (err) {
       return jsonRpcError(c, 400, -32700, `Parse error: ${errorMessage(err)}`, { code: 'BAD_REQUEST' });
     }
+    if (session) return session.transport.handleRequest(c.req.raw, { parsedBody: body, authInfo });
 
     if (isInitialize(body)) {
       let transport: WebStandardStreamableHTTPServerTransport;

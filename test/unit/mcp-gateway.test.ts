@@ -160,6 +160,24 @@ describe('/mcp routes (Hono, no network)', () => {
     assert.equal(foreign.status, 403);
   });
 
+  it('answers bad input within a session as without one: 413 and parse errors carry data.code', async () => {
+    const routes = app();
+    const auth = { authorization: `Bearer ${await makeToken({ sub: 'alice' })}` };
+    const opened = await routes.request('/mcp', post(init, auth));
+    const inSession = { ...auth, 'mcp-session-id': opened.headers.get('mcp-session-id') ?? '', 'mcp-protocol-version': '2025-06-18' };
+    const big = await routes.request('/mcp', post(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'write_file', arguments: { content: 'x'.repeat(2000) } } }), inSession));
+    assert.equal(big.status, 413);
+    assert.equal(((await big.json()) as { error: { data: { code: string } } }).error.data.code, 'PAYLOAD_TOO_LARGE');
+    const bad = await routes.request('/mcp', post('{"jsonrpc":', inSession));
+    assert.equal(bad.status, 400);
+    const error = ((await bad.json()) as { error: { code: number; data: { code: string } } }).error;
+    assert.equal(error.code, -32700);
+    assert.equal(error.data.code, 'BAD_REQUEST');
+    // The session still answers.
+    const list = await routes.request('/mcp', post(JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list', params: {} }), inSession));
+    assert.equal(list.status, 200);
+  });
+
   it('takes the bearer token as the user id when the server has no AUTH_SECRET (development identity)', async () => {
     const routes = app({ secret: undefined });
     const res = await routes.request('/mcp', post(init, { authorization: 'Bearer dev-user' }));
