@@ -1,19 +1,24 @@
 /**
- * npm run bench:mcp [-- --users N] [--reads R] [--waves W] [--workspace-store fs|none] [--url URL] [--json] [--out FILE]
+ * npm run bench:mcp [-- --users N] [--reads R] [--waves W] [--workspace-store fs|none] [--overlap] [--url URL] [--json] [--out FILE]
  *
  * N MCP clients (the official SDK, Streamable HTTP; default 20) at the same
  * time against one replica. Each opens a session, makes its first tools/call
  * (write a small file: the user's sandbox is taken from the warm spares), then
- * R calls reading that file back in the sandbox it now holds. Reports, at the
+ * R calls reading that file back in the sandbox it now holds. The reads start
+ * once every user of the wave made their first call and the pool has
+ * replaced the spares they took (no start in flight): held-sandbox latency,
+ * not the cost of N sandbox starts, which bench:pool measures. --overlap
+ * starts each user's reads right after its first call instead, while those
+ * starts run (what a replica taking new users sees). Reports, at the
  * client, the first call's latency and the held-sandbox read latency
  * (p50/p95/p99) and the errors. Without --url it starts one replica
  * (`node dist/src/main.js`) with a warm spare per user (POOL_MIN_SIZE = N + 2)
- * and stops it afterwards. --waves W runs W such groups of new users one
- * after another, each once the pool holds a spare per user again and has
- * no start or removal in flight, for more first-call samples "while spares
- * last". --workspace-store (default fs)
- * sets the replica's WORKSPACE_STORE: `none` shows what the snapshot after
- * each write adds to a call.
+ * and stops it afterwards; with --url it watches no pool (reads start once
+ * every first call is done). --waves W runs W such groups of new users one
+ * after another, each once the pool holds a spare per user again and has no
+ * start or removal in flight, for more first-call samples "while spares
+ * last". --workspace-store (default fs) sets the replica's WORKSPACE_STORE:
+ * `none` shows what the snapshot after each write adds to a call.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -31,6 +36,7 @@ const { values } = parseArgs({
     reads: { type: 'string', default: '20' },
     waves: { type: 'string', default: '1' },
     'workspace-store': { type: 'string', default: 'fs' },
+    overlap: { type: 'boolean', default: false },
     url: { type: 'string' },
     json: { type: 'boolean', default: false },
     out: { type: 'string', default: 'bench/results/mcp.json' },
@@ -71,7 +77,8 @@ interface UserOutcome {
   error?: string;
 }
 
-async function runUser(url: string, n: number): Promise<UserOutcome> {
+/** `firstCallDone` is called once, after the first call or instead of it (an error); reads wait for `readsMayStart`. */
+async function runUser(url: string, n: number, firstCallDone: () => void, readsMayStart: Promise<void>): Promise<UserOutcome> {
   const userId = `bench-mcp-${process.pid}-${n}`;
   // The replica's dev identity (no AUTH_SECRET): the bearer token is the user id.
   const transport = new StreamableHTTPClientTransport(new URL(`${url}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${userId}` } } });
@@ -82,6 +89,8 @@ async function runUser(url: string, n: number): Promise<UserOutcome> {
     let started = performance.now();
     await client.callTool({ name: 'write_file', arguments: { path: '/workspace/bench.txt', content: `small file of ${userId}` } });
     outcome.firstCallMs = performance.now() - started;
+    firstCallDone();
+    await readsMayStart;
     for (let i = 0; i < reads; i++) {
       started = performance.now();
       const result = await client.callTool({ name: 'read_text_file', arguments: { path: '/workspace/bench.txt' } });
@@ -92,24 +101,59 @@ async function runUser(url: string, n: number): Promise<UserOutcome> {
   } catch (err) {
     outcome.error = err instanceof Error ? err.message : String(err);
   } finally {
+    firstCallDone();
     await client.close().catch(() => undefined);
   }
   return outcome;
 }
 
+interface PoolView {
+  idle: number;
+  active: number;
+  creating: number;
+  removing: number;
+  spareTarget: number;
+  maxPoolSize: number;
+}
+
 /**
- * Until the pool holds a warm spare per user and nothing starts or is being
- * removed: the previous wave's clean-up (its sandboxes' removal, their
- * replacements' starts) must not land on this wave's first calls.
+ * Until `settled` holds for the pool and nothing starts or is being removed:
+ * the previous wave's clean-up (its sandboxes' removal, their replacements'
+ * starts) must not land on this wave's calls.
  */
-async function waitForQuietPool(url: string, spares: number): Promise<void> {
+async function waitForQuietPool(url: string, what: string, settled: (pool: PoolView) => boolean): Promise<void> {
   const deadline = Date.now() + 120_000;
   for (;;) {
-    const stats = (await (await fetch(`${url}/stats/pool`)).json()) as { idle?: number; creating?: number; removing?: number };
-    if ((stats.idle ?? 0) >= spares && stats.creating === 0 && stats.removing === 0) return;
-    if (Date.now() > deadline) throw new Error(`the pool did not settle with ${spares} spares in 120 s (${JSON.stringify(stats)})`);
-    await new Promise((r) => setTimeout(r, 200));
+    const pool = (await (await fetch(`${url}/stats/pool`)).json()) as PoolView;
+    if (settled(pool) && pool.creating === 0 && pool.removing === 0) return;
+    if (Date.now() > deadline) throw new Error(`the pool did not settle (${what}) in 120 s: ${JSON.stringify(pool)}`);
+    await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** Every spare taken is replaced (refills wait POOL_REFILL_DELAY_MS, then start): as many idle as the pool aims for, or has room for. */
+const refilled = (pool: PoolView): boolean => pool.idle >= Math.min(pool.spareTarget, pool.maxPoolSize - pool.active);
+
+/** One wave of `users` new users at once; with --url (a pool this bench does not know) reads start once every first call is done. */
+async function runWave(url: string, wave: number): Promise<UserOutcome[]> {
+  let arrived = 0;
+  let open: () => void = () => undefined;
+  const readsMayStart = new Promise<void>((resolve) => (open = resolve));
+  const done = new Set<number>();
+  const firstCallDone = (n: number) => (): void => {
+    if (done.has(n)) return;
+    done.add(n);
+    if (++arrived < users) return;
+    if (values.overlap) return open();
+    if (values.url) return open();
+    // A pool that does not settle (a failed start) leaves the reads to run anyway, and says so.
+    waitForQuietPool(url, 'spares replaced', refilled).then(open, (err: unknown) => {
+      say(`bench:mcp: ${err instanceof Error ? err.message : String(err)}; reading anyway`);
+      open();
+    });
+  };
+  if (values.overlap) open();
+  return Promise.all(Array.from({ length: users }, (_, i) => runUser(url, wave * users + i, firstCallDone(i), values.overlap ? Promise.resolve() : readsMayStart)));
 }
 
 function summary(xs: number[]): (Percentiles & { n: number }) | null {
@@ -121,15 +165,16 @@ try {
   const outcomes: UserOutcome[] = [];
   for (let wave = 0; wave < waves; wave++) {
     // A new user takes a warm spare: wait until the pool holds one per user again, and is quiet.
-    if (!values.url) await waitForQuietPool(url, users);
+    if (!values.url) await waitForQuietPool(url, `${users} spares`, (pool) => pool.idle >= users);
     say(`bench:mcp: ${users} MCP clients at once against ${url}, ${reads} reads each (wave ${wave + 1} of ${waves})`);
-    outcomes.push(...(await Promise.all(Array.from({ length: users }, (_, n) => runUser(url, wave * users + n)))));
+    outcomes.push(...(await runWave(url, wave)));
   }
   const errors = outcomes.filter((o) => o.error).map((o) => o.error);
   const result = {
     users,
     readsPerUser: reads,
     waves,
+    readsStart: values.overlap ? 'right after the first call, while the pool replaces the spares taken' : 'once the pool replaced the spares taken',
     workspaceStore: values.url ? 'as the replica at --url has it' : workspaceStore,
     firstCallMs: summary(outcomes.flatMap((o) => (o.firstCallMs === undefined ? [] : [o.firstCallMs]))),
     heldReadMs: summary(outcomes.flatMap((o) => o.readMs)),
