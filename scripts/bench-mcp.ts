@@ -170,13 +170,16 @@ try {
     outcomes.push(...(await runWave(url, wave)));
   }
   const errors = outcomes.filter((o) => o.error).map((o) => o.error);
+  const firstCalls = outcomes.flatMap((o) => (o.firstCallMs === undefined ? [] : [o.firstCallMs]));
   const result = {
     users,
     readsPerUser: reads,
     waves,
     readsStart: values.overlap ? 'right after the first call, while the pool replaces the spares taken' : 'once the pool replaced the spares taken',
     workspaceStore: values.url ? 'as the replica at --url has it' : workspaceStore,
-    firstCallMs: summary(outcomes.flatMap((o) => (o.firstCallMs === undefined ? [] : [o.firstCallMs]))),
+    firstCallMs: summary(firstCalls),
+    // Few enough to keep: the tail of a few dozen samples is a handful of values.
+    firstCallSamplesMs: firstCalls.map((ms) => Math.round(ms * 100) / 100),
     heldReadMs: summary(outcomes.flatMap((o) => o.readMs)),
     errors: errors.length,
     errorSamples: errors.slice(0, 5),
