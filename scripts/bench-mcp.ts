@@ -28,6 +28,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { percentilesOf, type Percentiles } from '../src/util/async.js';
 import { freePort } from '../src/util/free-port.js';
+import { machineTicks } from './lib/proc-stat.js';
 import { httpOk, spawnProcess, type StartedProcess } from './lib/start-process.js';
 
 const { values } = parseArgs({
@@ -163,12 +164,15 @@ function summary(xs: number[]): (Percentiles & { n: number }) | null {
 try {
   const url = values.url ?? (await startReplica());
   const outcomes: UserOutcome[] = [];
+  const ticksBefore = machineTicks();
   for (let wave = 0; wave < waves; wave++) {
     // A new user takes a warm spare: wait until the pool holds one per user again, and is quiet.
     if (!values.url) await waitForQuietPool(url, `${users} spares`, (pool) => pool.idle >= users);
     say(`bench:mcp: ${users} MCP clients at once against ${url}, ${reads} reads each (wave ${wave + 1} of ${waves})`);
     outcomes.push(...(await runWave(url, wave)));
   }
+  const ticksAfter = machineTicks();
+  const share = (part: number): number => Math.round((part / Math.max(1, ticksAfter.all - ticksBefore.all)) * 1000) / 1000;
   const errors = outcomes.filter((o) => o.error).map((o) => o.error);
   const firstCalls = outcomes.flatMap((o) => (o.firstCallMs === undefined ? [] : [o.firstCallMs]));
   const result = {
@@ -183,7 +187,15 @@ try {
     heldReadMs: summary(outcomes.flatMap((o) => o.readMs)),
     errors: errors.length,
     errorSamples: errors.slice(0, 5),
-    environment: { date: new Date().toISOString(), cpus: os.cpus().length, node: process.version, url: values.url ?? 'a replica started by the bench' },
+    environment: {
+      date: new Date().toISOString(),
+      cpus: os.cpus().length,
+      node: process.version,
+      url: values.url ?? 'a replica started by the bench',
+      // Over the waves, all cores: how busy the machine was, and how much of it the hypervisor gave to others (steal): runs differ by it.
+      machineBusyShare: share(ticksAfter.busy - ticksBefore.busy),
+      machineStealShare: share(ticksAfter.steal - ticksBefore.steal),
+    },
   };
   mkdirSync(path.dirname(values.out), { recursive: true });
   writeFileSync(values.out, `${JSON.stringify(result, null, 2)}\n`);
@@ -199,7 +211,7 @@ try {
         row('first call of a new user (warm spare)', result.firstCallMs),
         row('small-file read, held sandbox', result.heldReadMs),
         '',
-        `errors: ${result.errors}`,
+        `errors: ${result.errors}; machine busy ${(result.environment.machineBusyShare * 100).toFixed(1)}%, of which stolen by the hypervisor ${(result.environment.machineStealShare * 100).toFixed(1)}%`,
         `JSON written to ${values.out}`,
         '',
       ].join('\n'),

@@ -14,15 +14,22 @@ export function clockTicksPerSecond(): number {
 }
 
 /**
- * Busy ticks of all cores since boot, from /proc/stat's aggregate `cpu` line:
- * user + nice + system + irq + softirq + steal. Idle and iowait are waiting,
- * not work; guest time is already inside user and nice.
+ * Ticks of all cores since boot, from /proc/stat's aggregate `cpu` line:
+ * busy = user + nice + system + irq + softirq + steal (idle and iowait are
+ * waiting, not work; guest time is already inside user and nice); steal is
+ * time the hypervisor gave this machine's CPUs to others; all counts idle too.
  */
-export function machineBusyTicks(stat = readFileSync('/proc/stat', 'utf8')): number {
+export function machineTicks(stat = readFileSync('/proc/stat', 'utf8')): { busy: number; steal: number; all: number } {
   const line = stat.split('\n').find((l) => l.startsWith('cpu '));
   if (!line) throw new Error('/proc/stat has no aggregate cpu line');
-  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = line.trim().split(/\s+/).slice(1).map(Number);
-  return user + nice + system + irq + softirq + steal;
+  const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = line.trim().split(/\s+/).slice(1).map(Number);
+  const busy = user + nice + system + irq + softirq + steal;
+  return { busy, steal, all: busy + idle + iowait };
+}
+
+/** Busy ticks of all cores since boot (machineTicks().busy). */
+export function machineBusyTicks(stat = readFileSync('/proc/stat', 'utf8')): number {
+  return machineTicks(stat).busy;
 }
 
 /** A process's user + system ticks and resident memory, or undefined once it is gone. */

@@ -20,11 +20,11 @@ import { createHeartbeat, heartbeatTtlMs } from '../cluster/heartbeat.js';
 import { createLiveness } from '../cluster/liveness.js';
 import { connectRedis, redactUrl } from '../cluster/redis-clients.js';
 import { createSingleReplicaBus, type ReplicaBus } from '../cluster/replica-bus.js';
-import { SandpoolError } from '../errors.js';
 import { createAdminRoutes } from '../http/admin-routes.js';
 import { REDIS_UNREACHABLE } from '../http/healthcheck.js';
 import { createHttpApp } from '../http/http-app.js';
 import { createMcpRoutes } from '../mcp-gateway/mcp-routes.js';
+import { createMcpSessionHooks } from '../mcp-gateway/mcp-session-hooks.js';
 import { createMcpSessionRegistry } from '../mcp-gateway/mcp-sessions.js';
 import { createToolPolicy } from '../mcp-gateway/tool-policy.js';
 import { createUserMcpServer } from '../mcp-gateway/user-mcp-server.js';
@@ -203,8 +203,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   const { io, emitToUser } = createSocketServer({ adapter, maxMessageBytes: config.chat.maxMessageBytes, allowedOrigins: config.auth.allowedOrigins });
   const bus: ReplicaBus = redis ? createSocketIoReplicaBus({ io, replicaId, logger, toolCallSlackMs: config.pool.acquireTimeoutMs + 5_000 }) : createSingleReplicaBus();
   // A tool the image marks read-only leaves the files as they were: no snapshot after it.
-  const readOnlyTools = (): ReadonlySet<string> => new Set((pool.tools() ?? []).filter((t) => t.annotations?.readOnlyHint === true).map((t) => t.name));
-  const sandboxTools = createSandboxTools({ sessions, bus, workspaces, isReadOnly: (tool) => readOnlyTools().has(tool) });
+  const sandboxTools = createSandboxTools({ sessions, bus, workspaces, isReadOnly: toolCatalog.isReadOnly });
   const directCalls = createDirectToolCalls({
     sessions,
     sandboxTools,
@@ -218,26 +217,9 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     createUserMcpServer(userId, { tools: toolCatalog.raw, policy: toolPolicy, calls: directCalls, logger, observe: metrics.mcpCall });
   const mcpSessions = createMcpSessionRegistry({
     serverFor: mcpServerFor,
-    // MCP sessions count against the user's connection cap with their sockets, across replicas.
-    admit: async (userId, sessionId) => {
-      if (!(await state.sockets.tryAcquire(userId, `mcp:${sessionId}`))) {
-        throw new SandpoolError('TOO_MANY_REQUESTS', `you already have ${config.auth.maxSocketsPerUser} connections open (sockets and MCP sessions, MAX_SOCKETS_PER_USER); end one first`);
-      }
-    },
     idleTimeoutMs: config.chat.sessionIdleTimeoutMs,
     maxBodyBytes: config.mcp.maxBodyBytes,
-    onOpen: (s) => void sessions.attach(s.userId),
-    onClose: (s, why) => {
-      // Held here only by MCP sessions: let go at once (no reconnect grace for a DELETE).
-      sessions.detach(s.userId, 0);
-      void state.sockets.release(s.userId, `mcp:${s.id}`).catch(() => undefined);
-      if (why === 'shutdown') return;
-      // The sandbox may live on another replica: it releases it there if nothing holds it.
-      void state.owners.owner(s.userId).then(
-        (owner) => owner !== undefined && owner !== replicaId && bus.release(owner, s.userId),
-        () => undefined,
-      );
-    },
+    ...createMcpSessionHooks({ sockets: state.sockets, maxSocketsPerUser: config.auth.maxSocketsPerUser, sessions, owners: state.owners, bus, replicaId }),
     logger,
   });
   metrics.watchMcpSessions(mcpSessions.count);

@@ -15,6 +15,8 @@ export interface ToolCatalog {
   get(): Promise<ToolSpec[]>;
   /** As the image's MCP server lists them, unchanged (names, schemas, annotations), for MCP clients. */
   raw(): Promise<readonly Tool[]>;
+  /** Whether the image marks the tool read-only (readOnlyHint): it leaves the files as they were. False while the catalogue is unknown. */
+  isReadOnly(name: string): boolean;
 }
 
 export function createToolCatalog(pool: SandboxSource & { tools(): readonly Tool[] | undefined }): ToolCatalog {
@@ -30,6 +32,12 @@ export function createToolCatalog(pool: SandboxSource & { tools(): readonly Tool
     })().finally(() => (discovering = undefined));
     return discovering;
   };
+  // Worked out once per catalogue (the pool learns it at its first start), not on every tool call.
+  let readOnly: { of: readonly Tool[]; names: ReadonlySet<string> } | undefined;
+  const readOnlyNames = (tools: readonly Tool[]): ReadonlySet<string> => {
+    if (readOnly?.of !== tools) readOnly = { of: tools, names: new Set(tools.filter((t) => t.annotations?.readOnlyHint === true).map((t) => t.name)) };
+    return readOnly.names;
+  };
   return {
     known() {
       const tools = pool.tools();
@@ -37,5 +45,9 @@ export function createToolCatalog(pool: SandboxSource & { tools(): readonly Tool
     },
     get: async () => spec(await raw()),
     raw,
+    isReadOnly(name) {
+      const tools = pool.tools();
+      return tools !== undefined && readOnlyNames(tools).has(name);
+    },
   };
 }
