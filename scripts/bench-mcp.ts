@@ -78,7 +78,7 @@ interface UserOutcome {
   error?: string;
 }
 
-/** `firstCallDone` is called once, after the first call or instead of it (an error); reads wait for `readsMayStart`. */
+/** `firstCallDone` is called once: after the first call, or when it failed; reads wait for `readsMayStart`. */
 async function runUser(url: string, n: number, firstCallDone: () => void, readsMayStart: Promise<void>): Promise<UserOutcome> {
   const userId = `bench-mcp-${process.pid}-${n}`;
   // The replica's dev identity (no AUTH_SECRET): the bearer token is the user id.
@@ -101,8 +101,9 @@ async function runUser(url: string, n: number, firstCallDone: () => void, readsM
     await transport.terminateSession();
   } catch (err) {
     outcome.error = err instanceof Error ? err.message : String(err);
+    // A user whose first call failed still counts as done with it: the others' reads must not wait for it.
+    if (outcome.firstCallMs === undefined) firstCallDone();
   } finally {
-    firstCallDone();
     await client.close().catch(() => undefined);
   }
   return outcome;
@@ -137,15 +138,14 @@ const refilled = (pool: PoolView): boolean => pool.idle >= Math.min(pool.spareTa
 
 /** One wave of `users` new users at once; with --url (a pool this bench does not know) reads start once every first call is done. */
 async function runWave(url: string, wave: number): Promise<UserOutcome[]> {
-  let arrived = 0;
+  const each = (firstCallDone: () => void, readsMayStart: Promise<void>): Promise<UserOutcome[]> =>
+    Promise.all(Array.from({ length: users }, (_, i) => runUser(url, wave * users + i, firstCallDone, readsMayStart)));
+  if (values.overlap) return each(() => undefined, Promise.resolve());
   let open: () => void = () => undefined;
   const readsMayStart = new Promise<void>((resolve) => (open = resolve));
-  const done = new Set<number>();
-  const firstCallDone = (n: number) => (): void => {
-    if (done.has(n)) return;
-    done.add(n);
-    if (++arrived < users) return;
-    if (values.overlap) return open();
+  let firstCallsLeft = users;
+  const firstCallDone = (): void => {
+    if (--firstCallsLeft > 0) return;
     if (values.url) return open();
     // A pool that does not settle (a failed start) leaves the reads to run anyway, and says so.
     waitForQuietPool(url, 'spares replaced', refilled).then(open, (err: unknown) => {
@@ -153,8 +153,7 @@ async function runWave(url: string, wave: number): Promise<UserOutcome[]> {
       open();
     });
   };
-  if (values.overlap) open();
-  return Promise.all(Array.from({ length: users }, (_, i) => runUser(url, wave * users + i, firstCallDone(i), values.overlap ? Promise.resolve() : readsMayStart)));
+  return each(firstCallDone, readsMayStart);
 }
 
 function summary(xs: number[]): (Percentiles & { n: number }) | null {

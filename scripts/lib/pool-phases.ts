@@ -9,7 +9,7 @@ import { createContainerPool, type ContainerPool, type Lease } from '../../src/p
 import { createDockerRuntime } from '../../src/runtime/docker-runtime.js';
 import type { ContainerRuntime } from '../../src/runtime/types.js';
 import { startEngineCallCounter, type EngineCallKind } from './engine-call-counter.js';
-import { clockTicksPerSecond, machineBusyTicks } from './proc-stat.js';
+import { clockTicksPerSecond, machineTicks } from './proc-stat.js';
 import { beginStartCpu, type StartCpu } from './start-cpu.js';
 
 export interface PhaseContext {
@@ -65,12 +65,12 @@ export interface ReplenishResult {
 /** K sandboxes from empty, started by the pool (at most POOL_CREATE_CONCURRENCY at once). */
 export async function replenish(ctx: PhaseContext, image: string, k: number): Promise<ReplenishResult> {
   const cpu = beginStartCpu();
-  const busyBefore = machineBusyTicks();
+  const busyBefore = machineTicks().busy;
   const t0 = performance.now();
   const pool = makePool(ctx, image, { enabled: true, minSize: k, maxSize: Math.max(ctx.base.pool.maxSize, k) });
   if (!(await pool.whenWarm(180_000))) throw new Error(`pool of ${k} did not fill within 180 s`);
   const seconds = (performance.now() - t0) / 1000;
-  const machineCpuSeconds = (machineBusyTicks() - busyBefore) / clockTicksPerSecond();
+  const machineCpuSeconds = (machineTicks().busy - busyBefore) / clockTicksPerSecond();
   const started = pool.stats().created;
   const ids = [...pool.ownedIds()];
   const attributed = cpu.finish(ids);

@@ -27,11 +27,6 @@ export function machineTicks(stat = readFileSync('/proc/stat', 'utf8')): { busy:
   return { busy, steal, all: busy + idle + iowait };
 }
 
-/** Busy ticks of all cores since boot (machineTicks().busy). */
-export function machineBusyTicks(stat = readFileSync('/proc/stat', 'utf8')): number {
-  return machineTicks(stat).busy;
-}
-
 /** A process's user + system ticks and resident memory, or undefined once it is gone. */
 export function processUsage(pid: number): { cpuTicks: number; rssMiB: number } | undefined {
   try {

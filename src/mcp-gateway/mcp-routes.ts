@@ -111,15 +111,14 @@ export function createMcpRoutes(options: McpRoutesOptions): Hono {
 
     const sessionId = c.req.header('mcp-session-id');
     const session = sessionId === undefined ? undefined : options.sessions.get(sessionId, userId);
-    if (sessionId !== undefined) {
-      if (!session) return jsonRpcError(c, 404, -32001, 'Session not found: it ended, or it is not yours; initialize a new one', { code: 'NOT_FOUND' });
-      options.sessions.touch(session);
-    } else if (c.req.method === 'GET' || c.req.method === 'DELETE') {
-      return jsonRpcError(c, 400, -32000, 'Bad Request: an Mcp-Session-Id header is required (initialize first)', { code: 'BAD_REQUEST' });
+    if (sessionId !== undefined && !session) return jsonRpcError(c, 404, -32001, 'Session not found: it ended, or it is not yours; initialize a new one', { code: 'NOT_FOUND' });
+    if (session) options.sessions.touch(session);
+    if (c.req.method === 'GET' || c.req.method === 'DELETE') {
+      // The server's stream and the end of a session: no body, and only within a session.
+      if (!session) return jsonRpcError(c, 400, -32000, 'Bad Request: an Mcp-Session-Id header is required (initialize first)', { code: 'BAD_REQUEST' });
+      return session.transport.handleRequest(c.req.raw, { authInfo });
     }
     if (c.req.method !== 'POST') {
-      // GET (the server's stream) and DELETE (end the session) carry no body.
-      if (session && (c.req.method === 'GET' || c.req.method === 'DELETE')) return session.transport.handleRequest(c.req.raw, { authInfo });
       c.header('allow', 'GET, POST, DELETE');
       return jsonRpcError(c, 405, -32000, `${c.req.method} is not supported on /mcp`, { code: 'BAD_REQUEST' });
     }

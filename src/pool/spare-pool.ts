@@ -82,9 +82,8 @@ export function createSparePool(options: SparePoolOptions): SparePool {
 
   /** Resolves when a refill may start: at once, or after refillDelayMs while other spares are idle and nobody waits. */
   function refillTurn(): Promise<void> {
-    const urgent = (): boolean => closed || gp.available === 0 || gp.pending > 0;
-    // The first fill (and a refill with no spare left) is what users wait for.
-    if (cfg.refillDelayMs <= 0 || !warm || urgent()) return Promise.resolve();
+    // The first fill, and a refill with no spare left or an acquire waiting, is what users wait for.
+    if (cfg.refillDelayMs <= 0 || !warm || closed || gp.available === 0 || gp.pending > 0) return Promise.resolve();
     return new Promise((resolve) => {
       const go = (): void => {
         clearTimeout(timer);
