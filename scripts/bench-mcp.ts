@@ -126,7 +126,7 @@ interface PoolView {
 async function waitForQuietPool(url: string, what: string, settled: (pool: PoolView) => boolean): Promise<void> {
   const deadline = Date.now() + 120_000;
   for (;;) {
-    const pool = (await (await fetch(`${url}/stats/pool`)).json()) as PoolView;
+    const pool = (await (await fetch(`${url}/stats/pool`, { signal: AbortSignal.timeout(5_000) })).json()) as PoolView;
     if (settled(pool) && pool.creating === 0 && pool.removing === 0) return;
     if (Date.now() > deadline) throw new Error(`the pool did not settle (${what}) in 120 s: ${JSON.stringify(pool)}`);
     await new Promise((r) => setTimeout(r, 100));

@@ -10,7 +10,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { sleep } from '../../src/util/async.js';
+import { sleep, withTimeout } from '../../src/util/async.js';
 
 /**
  * Where one of the child's output streams goes. 'capture' keeps it for
@@ -185,7 +185,8 @@ export function spawnProcess(options: SpawnOptions): StartedProcess {
     for (;;) {
       if (status) throw new Error(`${name} ${describeExit(status)} before it was ready; last output:\n${tail()}`);
       try {
-        if (await check(output())) return;
+        // A check that never settles (see httpOk) must not outlive the deadline.
+        if (await withTimeout(Promise.resolve().then(() => check(output())), Math.max(deadline - Date.now(), pollMs), `${name}'s readiness check`)) return;
       } catch (err) {
         lastError = err;
       }
@@ -241,9 +242,13 @@ export async function startProcess(options: StartOptions): Promise<StartedProces
   return proc;
 }
 
-/** A readiness probe: an HTTP GET of `url` answers 2xx. */
-export function httpOk(url: string): () => Promise<boolean> {
-  return async () => (await fetch(url)).ok;
+/**
+ * A readiness probe: an HTTP GET of `url` answers 2xx within `timeoutMs`. The
+ * bound matters: Node 20's fetch never settles when the peer closes right
+ * after accepting (a port published before anything listens behind it).
+ */
+export function httpOk(url: string, timeoutMs = 5_000): () => Promise<boolean> {
+  return async () => (await fetch(url, { signal: AbortSignal.timeout(timeoutMs) })).ok;
 }
 
 /** A readiness probe: `file` exists. */

@@ -5,7 +5,8 @@
  *
  * Each stack runs under a project name of its own, on the network compose
  * creates for it, published on a free port of 127.0.0.1 (SANDPOOL_PUBLISH);
- * the test reaches it only there. `down -v` removes what it made.
+ * the test reaches it only there. `down -v` removes what it made, and a run
+ * that died before its `down` is swept by the next (sweepLeftoverProjects).
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -13,7 +14,8 @@ import { after, before, describe, it } from 'node:test';
 import { LABELS } from '../../src/runtime/types.js';
 import { converse } from '../support/conversation.js';
 import { connectUser, dockerPs, freePort, nextEvent, waitFor, type ClientSocket } from '../support/helpers.js';
-import { buildImages, containerHosts, containerIp, containerOfReplica, docker, run, sandboxesOwnedBy } from '../support/stack.js';
+import { httpOk } from '../../scripts/lib/start-process.js';
+import { TEST_PROJECT_PREFIX, buildImages, containerHosts, containerIp, containerOfReplica, docker, run, sandboxesOwnedBy, sweepLeftoverProjects } from '../support/stack.js';
 import { makeToken, unsignedToken } from '../support/tokens.js';
 
 interface Session {
@@ -26,7 +28,7 @@ interface ClusterView {
 
 /** One compose project: up, the compose CLI, and down with everything it made. */
 function composeProject(file: string, overrides: Record<string, string>) {
-  const project = `sandpool-e2e-${randomBytes(3).toString('hex')}`;
+  const project = `${TEST_PROJECT_PREFIX}${randomBytes(3).toString('hex')}`;
   const env = { ...process.env, ...overrides };
   const compose = (args: readonly string[], timeoutMs = 180_000): Promise<string> => run('docker-compose', ['-p', project, '-f', file, ...args], { env, timeoutMs });
   return {
@@ -59,10 +61,15 @@ async function connectWithToken(url: string, user: string, secret: string, recon
 }
 
 async function clusterView(url: string): Promise<ClusterView> {
-  const res = await fetch(`${url}/stats/pool?scope=cluster`);
+  const res = await fetch(`${url}/stats/pool?scope=cluster`, { signal: AbortSignal.timeout(5_000) });
   assert.equal(res.status, 200, await res.clone().text());
   return (await res.json()) as ClusterView;
 }
+
+before(async () => {
+  const swept = await sweepLeftoverProjects();
+  if (swept.length > 0) process.stderr.write(`# swept compose projects an earlier run left behind: ${swept.join(', ')}\n`);
+});
 
 describe('docker-compose.scale.yml end to end: Redis, 4 replicas, nginx', () => {
   let env: Record<string, string>;
@@ -184,7 +191,7 @@ describe('docker-compose.yml end to end: one replica', () => {
 
   before(async () => {
     ({ env, url, stack } = await startStack('docker-compose.yml'));
-    await waitFor('the replica to be ready', async () => (await fetch(`${url}/ready`)).ok, 180_000, 1_000);
+    await waitFor('the replica to be ready', httpOk(`${url}/ready`), 180_000, 1_000);
   });
 
   after(async () => {

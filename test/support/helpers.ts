@@ -5,6 +5,7 @@ import { io as connectIo, type Socket as ClientSocket } from 'socket.io-client';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { loadConfig, type Config } from '../../src/config/config.js';
 import { createLogger, type Logger } from '../../src/logger.js';
+import { withTimeout } from '../../src/util/async.js';
 import { freePort } from '../../src/util/free-port.js';
 import { startRedisServer } from '../../scripts/lib/redis-server.js';
 import { startProcess, type StartedProcess } from '../../scripts/lib/start-process.js';
@@ -77,7 +78,11 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
   let last: unknown;
   for (;;) {
     try {
-      const value = await fn();
+      // Bounded by the deadline on a timer that holds the event loop: on
+      // Node 20 a fetch whose peer closes at once never settles and holds
+      // nothing (a port docker-proxy publishes before its container
+      // listens), and the test file would end with its hook still pending.
+      const value = await withTimeout(Promise.resolve().then(fn), Math.max(deadline - Date.now(), everyMs), `an attempt at ${what}`);
       if (value !== undefined && value !== false) return value;
     } catch (err) {
       last = err;

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseEnv } from 'node:util';
-import { ROOT, docker, run } from '../../scripts/lib/docker-cli.js';
+import { ROOT, containerHosts, docker, run, sandboxesOwnedBy } from '../../scripts/lib/docker-cli.js';
 
 export { containerHosts, docker, run, sandboxesOwnedBy, ROOT } from '../../scripts/lib/docker-cli.js';
 
@@ -33,4 +33,33 @@ export function containerOfReplica(replica: string): string {
   const host = /^([0-9a-f]{12})-\d+$/.exec(replica)?.[1];
   if (!host) throw new Error(`replica ${replica} is not <container hostname>-<port>`);
   return host;
+}
+
+/** Where the deploy tests' compose projects are named from: `sandpool-e2e-<hex>`. */
+export const TEST_PROJECT_PREFIX = 'sandpool-e2e-';
+
+/**
+ * Removes what earlier test runs left of their compose projects: a run whose
+ * process died before its `after` hook (CI's time limit, an emptied event
+ * loop) leaves replicas restarting on the engine for good, using the cores
+ * the next run measures on. Their replicas' sandboxes go with them, then the
+ * projects' networks and volumes. Says which projects it swept.
+ */
+export async function sweepLeftoverProjects(prefix = TEST_PROJECT_PREFIX): Promise<string[]> {
+  const projectOf = (await docker(['ps', '-a', '--filter', 'label=com.docker.compose.project', '--format', '{{.Label "com.docker.compose.project"}}'])).split('\n');
+  const projects = [...new Set(projectOf.map((p) => p.trim()).filter((p) => p.startsWith(prefix)))];
+  for (const project of projects) {
+    const label = `label=com.docker.compose.project=${project}`;
+    const hosts = await containerHosts([`com.docker.compose.project=${project}`]);
+    const containers = (await docker(['ps', '-aq', '--filter', label])).split('\n').filter(Boolean);
+    // The replicas first, so that none starts a sandbox while its siblings go.
+    await docker(['rm', '-f', ...containers]);
+    const sandboxes = await sandboxesOwnedBy(hosts);
+    if (sandboxes.length > 0) await docker(['rm', '-f', ...sandboxes]);
+    const networks = (await docker(['network', 'ls', '-q', '--filter', label])).split('\n').filter(Boolean);
+    if (networks.length > 0) await docker(['network', 'rm', ...networks]);
+    const volumes = (await docker(['volume', 'ls', '-q', '--filter', label])).split('\n').filter(Boolean);
+    if (volumes.length > 0) await docker(['volume', 'rm', ...volumes]);
+  }
+  return projects;
 }

@@ -3,7 +3,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { fileExists, spawnProcess, startProcess } from '../../scripts/lib/start-process.js';
+import { fileExists, httpOk, spawnProcess, startProcess } from '../../scripts/lib/start-process.js';
+import { startHangUpServer } from '../support/hang-up-server.js';
 
 /** A node child running `code`. */
 const node = (code: string, name = 'child'): { name: string; command: string; args: string[] } => ({ name, command: process.execPath, args: ['-e', code] });
@@ -72,6 +73,25 @@ describe('startProcess', () => {
       await proc.stop();
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('gives up at the deadline on a readiness check that never settles, and stops the child', { timeout: 10_000 }, async () => {
+    await assert.rejects(
+      // The child ends by itself, so that a waitReady that hangs fails this file instead of holding it open.
+      startProcess({ ...node('setTimeout(() => {}, 8_000);', 'stuck'), ready: () => new Promise<boolean>(() => undefined), readyTimeoutMs: 300 }),
+      /stuck not ready within 300 ms \(last check: stuck's readiness check timed out/,
+    );
+  });
+
+  it('retries an HTTP probe the server hung up on (Node 20\'s fetch alone would wait for ever)', { timeout: 10_000 }, async () => {
+    const server = await startHangUpServer(2);
+    try {
+      const proc = await startProcess({ ...node('setTimeout(() => {}, 9_000);'), ready: httpOk(server.url, 300), readyTimeoutMs: 8_000, pollMs: 50 });
+      await proc.stop();
+      assert.equal(server.connections(), 3);
+    } finally {
+      await server.close();
     }
   });
 
