@@ -28,15 +28,35 @@ const Chunk = z.object({ data: z.string() }).passthrough();
 const Restored = z.object({ files: z.number(), sizeBytes: z.number() }).passthrough();
 const Any = z.object({}).passthrough();
 
+/**
+ * The client as a replica sees an agent that offers the workspace channel
+ * without raw restores (an image built before them): everything else is the
+ * real client's.
+ */
+function withoutRawRestore(client: Client): Client {
+  return new Proxy(client, {
+    get(target, prop) {
+      if (prop === 'getServerCapabilities') {
+        return () => {
+          const caps = target.getServerCapabilities();
+          return { ...caps, experimental: { ...caps?.experimental, 'sandpool/workspace': { version: 1 } } };
+        };
+      }
+      const value: unknown = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
+
 /** The agent as a replica talks to it: its own StreamTransport on the process's stdio, and the workspace channel on top. */
-async function agentAsReplica(): Promise<{ client: Client; root: string; channel: NonNullable<ReturnType<typeof workspaceChannelOf>> }> {
+async function agentAsReplica(offer: { raw: boolean } = { raw: true }): Promise<{ client: Client; root: string; channel: NonNullable<ReturnType<typeof workspaceChannelOf>> }> {
   const root = mkdtempSync(path.join(os.tmpdir(), 'sandpool-agent-'));
   const child = spawn(process.execPath, [AGENT, root], { stdio: ['pipe', 'pipe', 'ignore'] });
   const transport = new StreamTransport(child.stdout, child.stdin);
   const client = new Client({ name: 'sandpool', version: '1' });
   await client.connect(transport);
   clients.push(client);
-  const channel = workspaceChannelOf(client, transport);
+  const channel = workspaceChannelOf(offer.raw ? client : withoutRawRestore(client), transport);
   assert.ok(channel, 'the agent offers the workspace channel');
   client.onclose = () => child.kill();
   return { client, root, channel };
@@ -121,6 +141,20 @@ describe('the sandbox agent: the official server, plus workspace snapshots in ba
     assert.match(JSON.stringify(read.content), /raw/);
     await assert.rejects(b.channel.restore(Buffer.from('not an archive\n\n'), 1024, 30_000), WorkspaceRestoreError);
     assert.ok((await b.client.listTools()).tools.length > 0, 'still serving after a refused raw restore');
+  });
+
+  it('restores in base64 chunks where the agent offers no raw restore, and says a damaged archive is one', async () => {
+    const a = await agentAsReplica();
+    // Incompressible and over 3 MiB: more than one 4 MiB chunk of base64.
+    writeFileSync(path.join(a.root, 'big.bin'), randomBytes(5 * 1024 * 1024));
+    const snap = await a.channel.snapshot(8 * 1024 * 1024, 30_000);
+    assert.ok('archive' in snap);
+    assert.ok(snap.archive.length > 3 * 1024 * 1024, `archive: ${snap.archive.length} bytes`);
+    const b = await agentAsReplica({ raw: false });
+    assert.deepEqual(await b.channel.restore(snap.archive, 8 * 1024 * 1024, 30_000), { files: 1, sizeBytes: 5 * 1024 * 1024 });
+    assert.ok(readFileSync(path.join(b.root, 'big.bin')).equals(readFileSync(path.join(a.root, 'big.bin'))));
+    await assert.rejects(b.channel.restore(Buffer.from('not an archive'), 1024, 30_000), WorkspaceRestoreError);
+    assert.ok((await b.client.listTools()).tools.length > 0, 'still serving after a refused restore');
   });
 
   it('refuses a snapshot over the limit with the sizes, and a damaged archive on restore, leaving the sandbox serving', async () => {
