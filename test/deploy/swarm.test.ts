@@ -4,7 +4,8 @@
  *
  * The test joins a swarm only when the engine is in none (and then leaves it,
  * with the network that joining made); it refuses to run next to an existing
- * `sandpool` stack. Without iptables (this engine) service VIPs and published
+ * `sandpool` stack, unless the swarm is one an earlier run made and left
+ * (MADE_BY_TEST), which it takes down first. Without iptables (this engine) service VIPs and published
  * ports do not route, so the user is a one-shot client service on the
  * stack's own overlay network (test/support/stack-client.ts), read back with
  * `docker service logs`; nothing else reaches the stack.
@@ -18,6 +19,12 @@ import { ROOT, buildImages, containerHosts, containerOfReplica, docker, run, san
 import { makeToken } from '../support/tokens.js';
 
 const STACK = 'sandpool';
+/**
+ * A node label this test puts on a swarm it made: a swarm carrying it was
+ * left by an earlier run that died before its `after` hook (CI's time limit),
+ * and is taken down; any other swarm is somebody's, and only joined.
+ */
+const MADE_BY_TEST = 'sandpool.e2e';
 const APP_SERVICE = `${STACK}_app`;
 const APP_TASKS = `com.docker.swarm.service.name=${APP_SERVICE}`;
 
@@ -71,13 +78,31 @@ describe('the scale stack on Docker Swarm (npm run swarm:up / swarm:down)', () =
     for (const h of await containerHosts([APP_TASKS])) appHosts.add(h);
   };
 
+  const swarmDown = (): Promise<void> => run('npm', ['run', 'swarm:down'], { timeoutMs: 240_000 }).then(() => undefined, (err: unknown) => console.error(String(err)));
+  /** The stack's volumes (its deploy created them), once no container uses them. */
+  async function removeVolumes(): Promise<void> {
+    await waitFor('the stack\'s volumes to be removable', async () => {
+      await docker(['volume', 'rm', '-f', `${STACK}_redis-data`, `${STACK}_docker-proxy`]);
+      return true;
+    }, 30_000, 1_000).catch((err: unknown) => console.error(String(err)));
+  }
+
   before(async () => {
     env = await buildImages();
-    const state = (await docker(['info', '-f', '{{.Swarm.LocalNodeState}}'])).trim();
+    let state = (await docker(['info', '-f', '{{.Swarm.LocalNodeState}}'])).trim();
+    if (state === 'active' && (await docker(['node', 'inspect', 'self', '-f', `{{index .Spec.Labels "${MADE_BY_TEST}"}}`])).trim() === 'true') {
+      process.stderr.write('# taking down the swarm an earlier run of this test made and left behind\n');
+      await swarmDown();
+      await removeVolumes();
+      await docker(['swarm', 'leave', '--force']);
+      await docker(['network', 'rm', 'docker_gwbridge']).catch(() => undefined);
+      state = 'inactive';
+    }
     gwbridgeBefore = await docker(['network', 'inspect', 'docker_gwbridge']).then(() => true, () => false);
     if (state === 'inactive') {
       await docker(['swarm', 'init', '--advertise-addr', '127.0.0.1']);
       joined = true;
+      await docker(['node', 'update', '--label-add', `${MADE_BY_TEST}=true`, (await docker(['info', '-f', '{{.Swarm.NodeID}}'])).trim()]);
     } else {
       assert.equal(state, 'active', `the engine's swarm is ${state}`);
       const stacks = await docker(['stack', 'ls', '--format', '{{.Name}}']);
@@ -90,12 +115,8 @@ describe('the scale stack on Docker Swarm (npm run swarm:up / swarm:down)', () =
 
   after(async () => {
     await docker(['service', 'rm', client]).catch(() => undefined);
-    if (deployed && !removed) await run('npm', ['run', 'swarm:down'], { timeoutMs: 240_000 }).catch((err: unknown) => console.error(String(err)));
-    // The stack's volumes (created by this test's deploy), once no container uses them.
-    await waitFor('the stack\'s volumes to be removable', async () => {
-      await docker(['volume', 'rm', '-f', `${STACK}_redis-data`, `${STACK}_docker-proxy`]);
-      return true;
-    }, 30_000, 1_000).catch((err: unknown) => console.error(String(err)));
+    if (deployed && !removed) await swarmDown();
+    await removeVolumes();
     if (joined) {
       await docker(['swarm', 'leave', '--force']);
       if (!gwbridgeBefore) await docker(['network', 'rm', 'docker_gwbridge']).catch(() => undefined);
