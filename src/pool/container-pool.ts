@@ -170,6 +170,7 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
     averagingMs: options.demandAveragingMs ?? 10_000,
     headroom: cfg.demandHeadroom,
     defaultStartMs: 1_000,
+    refillDelayMs: cfg.refillDelayMs,
   });
   let retargetTimer: NodeJS.Timeout | undefined;
   let waiting = 0;
@@ -179,9 +180,7 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
   function retarget(): void {
     if (draining) return;
     // The median start, not the tail: under overload the tail grows with the queue, and spares cannot fix a start rate below the arrival rate.
-    // A spare handed out is replaced after the refill delay plus one start.
-    const startMs = starts.stats().createLatencyMs.p50;
-    spares.setTarget(demand.target(startMs === null ? null : startMs + cfg.refillDelayMs));
+    spares.setTarget(demand.target(starts.stats().createLatencyMs.p50));
   }
 
   function isReady(): boolean {

@@ -12,6 +12,8 @@ export interface SpareTargetOptions {
   headroom: number;
   /** A start's duration before any start was measured. */
   defaultStartMs: number;
+  /** Added to every start, measured or default: a spare handed out is replaced only after this (POOL_REFILL_DELAY_MS). Default 0. */
+  refillDelayMs?: number;
   now?: () => number;
 }
 
@@ -66,7 +68,7 @@ export function createSpareTarget(options: SpareTargetOptions): SpareTarget {
     },
     arrivalRate,
     target(startMs) {
-      const startSeconds = (startMs ?? options.defaultStartMs) / 1000;
+      const startSeconds = ((startMs ?? options.defaultStartMs) + (options.refillDelayMs ?? 0)) / 1000;
       // Rounded, not ceiled: one user a minute must not keep a spare the floor (POOL_MIN_SIZE) did not ask for.
       const wanted = Math.round(arrivalRate() * startSeconds * options.headroom);
       // The operator's floor holds even above the memory budget; demand does not.

@@ -50,10 +50,9 @@ export async function sweepLeftoverProjects(prefix = TEST_PROJECT_PREFIX): Promi
   const projects = [...new Set(projectOf.map((p) => p.trim()).filter((p) => p.startsWith(prefix)))];
   for (const project of projects) {
     const label = `label=com.docker.compose.project=${project}`;
+    // A container's hostname is its short id: the replicas go first, so that none starts a sandbox while its siblings go.
     const hosts = await containerHosts([`com.docker.compose.project=${project}`]);
-    const containers = (await docker(['ps', '-aq', '--filter', label])).split('\n').filter(Boolean);
-    // The replicas first, so that none starts a sandbox while its siblings go.
-    await docker(['rm', '-f', ...containers]);
+    await docker(['rm', '-f', ...hosts]);
     const sandboxes = await sandboxesOwnedBy(hosts);
     if (sandboxes.length > 0) await docker(['rm', '-f', ...sandboxes]);
     const networks = (await docker(['network', 'ls', '-q', '--filter', label])).split('\n').filter(Boolean);

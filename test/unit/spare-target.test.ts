@@ -36,6 +36,15 @@ describe('spare target (spares that follow demand)', () => {
     assert.equal(s.t.target(null), 16);
   });
 
+  it('counts the refill delay as part of every start, measured or not', () => {
+    const s = target({ refillDelayMs: 500 });
+    arrive(s, 8, 10);
+    // 8/s x (0.5 + 0.5) s x 2 = 16
+    assert.equal(s.t.target(500), 16);
+    // 8/s x (1 s default + 0.5 s) x 2 = 24
+    assert.equal(s.t.target(null), 24);
+  });
+
   it('keeps no spare above the floor for a trickle of users', () => {
     const s = target({ floor: 0 });
     arrive(s, 1, 1);
