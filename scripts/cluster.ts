@@ -1,7 +1,8 @@
 /**
- * npm run cluster -- --replicas N --port P [--redis-port R] [--redis-persistence aof|none] [--name NAME] [--state-file F] [--access-log]
+ * npm run cluster -- --replicas N --port P [--replica-ports P1,..,PN] [--redis-port R] [--redis-persistence aof|none] [--name NAME] [--state-file F] [--access-log]
  *
- * Redis, N sandpool replicas on loopback ports P+1 .. P+N, and nginx in front
+ * Redis, N sandpool replicas on loopback ports P+1 .. P+N (or --replica-ports:
+ * a program that found free ports passes them, as P+1 may be taken), and nginx in front
  * on P (config rendered from nginx/sandpool.conf.template). Runs until
  * SIGINT/SIGTERM, then stops everything it started and leaves no container
  * behind. Replicas inherit this process's environment (POOL_MIN_SIZE, ...).
@@ -19,6 +20,7 @@ const { values } = parseArgs({
   options: {
     replicas: { type: 'string', default: '2' },
     port: { type: 'string', default: '3000' },
+    'replica-ports': { type: 'string' },
     'redis-port': { type: 'string' },
     // aof (default): Redis keeps an append-only file (fsync every second), so a restart keeps sessions, histories and ownership.
     'redis-persistence': { type: 'string', default: 'aof' },
@@ -35,6 +37,11 @@ const port = Number(values.port);
 const redisPort = Number(values['redis-port'] ?? port + 1000);
 if (!Number.isInteger(replicas) || replicas < 1 || replicas > 32 || !Number.isInteger(port) || port < 1 || port + replicas > 65535) {
   process.stderr.write('cluster: --replicas takes 1-32 and --port a free port below 65535-N\n');
+  process.exit(2);
+}
+const replicaPorts = values['replica-ports']?.split(',').map(Number) ?? Array.from({ length: replicas }, (_, i) => port + 1 + i);
+if (replicaPorts.length !== replicas || !replicaPorts.every((p) => Number.isInteger(p) && p >= 1 && p <= 65535)) {
+  process.stderr.write(`cluster: --replica-ports takes ${replicas} ports, comma-separated\n`);
   process.exit(2);
 }
 if (!['aof', 'none'].includes(values['redis-persistence'])) {
@@ -63,8 +70,8 @@ async function startRedis(): Promise<string> {
 }
 
 async function startReplicas(redisUrl: string): Promise<void> {
-  for (let i = 1; i <= replicas; i++) {
-    const id = `${name}-${i}`;
+  for (const [index, replicaPort] of replicaPorts.entries()) {
+    const id = `${name}-${index + 1}`;
     // Their logs go straight to the terminal: under load they are too many to pass through this process.
     const proc = spawnProcess({
       name: `replica ${id}`,
@@ -73,7 +80,7 @@ async function startReplicas(redisUrl: string): Promise<void> {
       cwd: root,
       // The development identity unless this environment sets AUTH_SECRET: the
       // secret `npm run images` writes to .env is the compose stack's, not this cluster's.
-      env: { ...process.env, AUTH_SECRET: process.env.AUTH_SECRET ?? '', PORT: String(port + i), HOST: '127.0.0.1', REPLICA_ID: id, REDIS_URL: redisUrl },
+      env: { ...process.env, AUTH_SECRET: process.env.AUTH_SECRET ?? '', PORT: String(replicaPort), HOST: '127.0.0.1', REPLICA_ID: id, REDIS_URL: redisUrl },
       stdout: 'inherit',
       stderr: 'inherit',
       detached: true,
@@ -81,7 +88,7 @@ async function startReplicas(redisUrl: string): Promise<void> {
     void proc.exited.then((status) => {
       if (!stopping) say(`replica ${id} ${describeExit(status)}`);
     });
-    started.replicas.push({ id, port: port + i, proc });
+    started.replicas.push({ id, port: replicaPort, proc });
   }
   await Promise.all(started.replicas.map((r) => r.proc.waitReady(httpOk(`http://127.0.0.1:${r.port}/ready`), 120_000, 200)));
 }
@@ -174,7 +181,7 @@ try {
   const redisUrl = await startRedis();
   say(`redis on ${redisUrl}`);
   await startReplicas(redisUrl);
-  say(`${replicas} replicas ready on ports ${port + 1}..${port + replicas}`);
+  say(`${replicas} replicas ready on ports ${replicaPorts.join(', ')}`);
   await startNginx();
   const url = `http://127.0.0.1:${port}`;
   const state = {

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort } from '../../src/util/free-port.js';
+import { freePorts } from '../../src/util/free-port.js';
 import { fileExists, startProcess, type ExitStatus, type Sink, type StartedProcess } from './start-process.js';
 
 /** What cluster.js writes to --state-file once Redis, every replica and nginx answer. */
@@ -48,13 +48,12 @@ const STOP_TIMEOUT_MS = 120_000;
 const CLUSTER_SCRIPT = fileURLToPath(new URL('../cluster.js', import.meta.url));
 
 export async function startClusterProcess(options: ClusterProcessOptions): Promise<ClusterProcess> {
-  const port = await freePort();
-  const redisPort = await freePort();
+  const [port = 0, redisPort = 0, ...replicaPorts] = await freePorts(2 + options.replicas);
   const stateFile = path.join(os.tmpdir(), `sandpool-cluster-${process.pid}-${port}.json`);
   const proc = await startProcess({
     name: `cluster on :${port}`,
     command: process.execPath,
-    args: [CLUSTER_SCRIPT, '--replicas', String(options.replicas), '--port', String(port), '--redis-port', String(redisPort), '--state-file', stateFile, '--name', `${options.namePrefix ?? 'c'}${port}`, ...(options.args ?? [])],
+    args: [CLUSTER_SCRIPT, '--replicas', String(options.replicas), '--port', String(port), '--replica-ports', replicaPorts.join(','), '--redis-port', String(redisPort), '--state-file', stateFile, '--name', `${options.namePrefix ?? 'c'}${port}`, ...(options.args ?? [])],
     env: options.env,
     stdout: options.stdout ?? 'ignore',
     stderr: options.stderr ?? 'inherit',
