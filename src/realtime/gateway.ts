@@ -66,7 +66,7 @@ export function registerGateway(options: GatewayOptions): void {
   async function admit(socket: Parameters<Parameters<SandpoolIo['use']>[0]>[0]): Promise<void> {
     const { headers } = socket.handshake;
     const origin = typeof headers.origin === 'string' ? headers.origin : undefined;
-    if (!options.origins.allows(origin, headers, socket.handshake.secure)) {
+    if (!options.origins.allows(origin)) {
       throw new SandpoolError('UNAUTHORIZED', `origin ${JSON.stringify(origin)} is not allowed to connect here (ALLOWED_ORIGINS)`);
     }
     const auth = (typeof socket.handshake.auth === 'object' && socket.handshake.auth !== null ? socket.handshake.auth : {}) as Record<string, unknown>;

@@ -98,7 +98,7 @@ describe('Redis connections of a replica', () => {
   it('fail a command whose reply never comes (a stalled Redis) instead of leaving it pending, and work again after', { timeout: 20_000 }, async () => {
     const server = await startRedisServer(await freePort());
     const pid = server.process.pid ?? 0;
-    const redis = await connectRedis(server.url, testLogger(), 10_000, 300);
+    const redis = await connectRedis({ url: server.url, password: undefined, logger: testLogger(), commandTimeoutMs: 300 });
     try {
       assert.equal(await redis.command.ping(), 'PONG');
       process.kill(pid, 'SIGSTOP');
