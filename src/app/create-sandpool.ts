@@ -37,7 +37,6 @@ import { createOrphanSweeper } from '../orphans/orphan-sweeper.js';
 import { createContainerPool, ownerLabel, type ContainerPool } from '../pool/container-pool.js';
 import { installHandshakeGate, routingHintOf } from '../realtime/handshake-gate.js';
 import { createOverflow } from '../realtime/overflow.js';
-import { createEventBudget } from '../realtime/event-budget.js';
 import { closeSockets, registerGateway } from '../realtime/gateway.js';
 import { createSocketIoReplicaBus } from '../realtime/socket-io-replica-bus.js';
 import { createSocketServer } from '../realtime/socket-server.js';
@@ -120,10 +119,11 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
           redis: redis.command,
           maxRequestsPerUser: config.chat.maxRequestsPerUser,
           maxSocketsPerUser: config.auth.maxSocketsPerUser,
+          eventsPerSecond: config.chat.socketEventsPerSecond,
           prefix: config.cluster.redisKeyPrefix,
           slotTtlMs: config.cluster.requestSlotTtlMs,
         })
-      : createMemoryState({ maxRequestsPerUser: config.chat.maxRequestsPerUser, maxSocketsPerUser: config.auth.maxSocketsPerUser }));
+      : createMemoryState({ maxRequestsPerUser: config.chat.maxRequestsPerUser, maxSocketsPerUser: config.auth.maxSocketsPerUser, eventsPerSecond: config.chat.socketEventsPerSecond }));
   logger.info(
     { state: state.kind },
     options.state ? 'shared state supplied by the caller' : redis ? `shared state in Redis at ${redactUrl(config.cluster.redisUrl ?? '')}` : 'single replica: state in memory',
@@ -310,7 +310,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     origins,
     sockets: state.sockets,
     maxSocketsPerUser: config.auth.maxSocketsPerUser,
-    budget: createEventBudget({ eventsPerSecond: config.chat.socketEventsPerSecond }),
+    budget: state.events,
     eventsPerSecond: config.chat.socketEventsPerSecond,
     logger,
     onRejected: (code) => metrics.chatObserver.rejected(code),
