@@ -267,8 +267,8 @@ export function checkSandboxCreate(body: JsonNode, limits: CreateLimits): Sandbo
   fixed(host.get('AutoRemove'), 'HostConfig.AutoRemove', SANDBOX_HOST_CONFIG.AutoRemove, 'sandpool removes its sandboxes itself');
   fixed(host.get('LogConfig'), 'HostConfig.LogConfig', SANDBOX_HOST_CONFIG.LogConfig, 'the engine keeps no log of a sandbox');
   const memoryBytes = int(host.get('Memory'), 'HostConfig.Memory', MIN_MEMORY_BYTES, limits.maxMemoryBytes, 'bytes; PROXY_MAX_MEMORY_MB');
-  const swap = host.get('MemorySwap');
-  if (swap?.kind !== 'number' || swap.value !== memoryBytes) refuse(`HostConfig.MemorySwap must equal HostConfig.Memory (${memoryBytes}): sandboxes get no swap`);
+  const swap = int(host.get('MemorySwap'), 'HostConfig.MemorySwap', -1, Number.MAX_SAFE_INTEGER, 'bytes');
+  if (swap !== memoryBytes) refuse(`HostConfig.MemorySwap must equal HostConfig.Memory (${memoryBytes}): sandboxes get no swap`);
   const nanoCpus = int(host.get('NanoCpus'), 'HostConfig.NanoCpus', MIN_NANO_CPUS, limits.maxNanoCpus, 'billionths of a CPU; PROXY_MAX_CPUS');
   const pidsLimit = int(host.get('PidsLimit'), 'HostConfig.PidsLimit', 1, limits.maxPids, 'PROXY_MAX_PIDS');
   const shmBytes = int(host.get('ShmSize'), 'HostConfig.ShmSize', 1, limits.maxShmBytes, 'bytes; PROXY_MAX_SHM_MB');

@@ -40,7 +40,8 @@ export function createImageAllowList(options: { names: readonly string[]; engine
   async function idOf(reference: string): Promise<string | undefined> {
     // The reference is checked (create-schema.ts IMAGE_REFERENCE): letters, digits, and . _ - / : @ only.
     const answer = await engine.call('GET', `/${ENGINE_API_VERSION}/images/${reference}/json`);
-    if (answer.status === 404) return undefined;
+    // 404: no such image; 400: not a reference the engine reads (e.g. an upper-case repository).
+    if (answer.status === 404 || answer.status === 400) return undefined;
     if (answer.status !== 200) throw new Error(`the engine answered ${answer.status} to an inspect of image ${reference}: ${answer.body.toString('utf8').slice(0, 200)}`);
     const id = (JSON.parse(answer.body.toString('utf8')) as { Id?: unknown }).Id;
     return typeof id === 'string' && /^sha256:[a-f0-9]{64}$/.test(id) ? id : undefined;

@@ -32,6 +32,8 @@ describe('Docker socket proxy (compose: the app never sees the raw socket)', () 
   let replicaContainer = '';
   const otherImage = `sandpool-proxy-test-other:${process.pid}`;
   const rebuiltImage = `sandpool-proxy-test-rebuilt:${process.pid}`;
+  /** Ids of the images this file built. */
+  const builtImages: string[] = [];
 
   before(async () => {
     proxy = await startSocketProxy({ POOL_IMAGE: `${IMAGE},sandpool-no-such-image:never` });
@@ -45,6 +47,7 @@ describe('Docker socket proxy (compose: the app never sees the raw socket)', () 
     const mine = (await execFileAsync('docker', ['ps', '-aq', '--filter', `label=${MARK}`])).stdout.split('\n').filter(Boolean);
     if (mine.length > 0) await execFileAsync('docker', ['rm', '-f', ...mine]).catch(() => undefined);
     await execFileAsync('docker', ['rmi', otherImage, rebuiltImage]).catch(() => undefined);
+    for (const id of builtImages) await execFileAsync('docker', ['rmi', id]).catch(() => undefined);
     await proxy.close();
   });
 
@@ -168,7 +171,11 @@ describe('Docker socket proxy (compose: the app never sees the raw socket)', () 
   });
 
   it('re-resolves its images on a miss: an image rebuilt under an allowed name is accepted, the id it replaced no longer is', async () => {
-    const build = (label: string): Promise<unknown> => execFileAsync('bash', ['-c', `printf 'FROM %s\\n' "$1" | docker build -q --label ${MARK}=${label} -t "$2" -`, 'build', IMAGE, rebuiltImage]);
+    const build = async (label: string): Promise<void> => {
+      const { stdout } = await execFileAsync('bash', ['-c', `printf 'FROM %s\\n' "$1" | docker build -q --label ${MARK}=${label} -t "$2" -`, 'build', IMAGE, rebuiltImage]);
+      // The rebuild leaves the first build untagged: removed by id in after().
+      builtImages.push(stdout.trim());
+    };
     await build('v1');
     const rebuiltProxy = await startSocketProxy({ POOL_IMAGE: rebuiltImage });
     try {
