@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { createSpecMaker } from '../../src/pool/sandbox-spec.js';
 import { sandboxCreateOptions } from '../../src/runtime/docker-runtime.js';
 import { checkSandboxCreate, parseId, parseUser, serializeSandboxCreate, type CreateLimits } from '../../src/socket-proxy/create-schema.js';
 import { redactInspect, routeOf, sandboxFilters, upstreamPath, upstreamQuery } from '../../src/socket-proxy/policy.js';
-import { createLimitsOf, loadProxySettings } from '../../src/socket-proxy/proxy-config.js';
+import { PROXY_VARIABLES, createLimitsOf, loadProxySettings } from '../../src/socket-proxy/proxy-config.js';
 import { PolicyRefusal } from '../../src/socket-proxy/refusal.js';
 import { StrictJsonError, parseStrictJson } from '../../src/socket-proxy/strict-json.js';
 import { testConfig } from '../support/helpers.js';
@@ -312,6 +313,13 @@ describe('socket proxy: calls, queries, answers', () => {
     const replica = { Id: 'b', Name: '/app-1', Config: { Env: ['AUTH_SECRET=x'], Labels: { 'sandpool.role': 'replica' } }, State: { Status: 'exited', Running: false, Pid: 0 } };
     assert.deepEqual(redactInspect(replica), { Id: 'b', Name: '/app-1', State: { Status: 'exited', Running: false } });
     assert.equal(redactInspect({ Id: 'c', Config: { Env: ['AWS_SECRET=y'], Labels: {} } }), undefined);
+  });
+
+  it('docs/socket-proxy.md lists every variable of the proxy with its default', () => {
+    const doc = readFileSync(new URL('../../../docs/socket-proxy.md', import.meta.url), 'utf8');
+    for (const variable of PROXY_VARIABLES) {
+      assert.ok(doc.includes(`| \`${variable.name}\` | \`${variable.example ?? ''}\` |`), `${variable.name} (default ${variable.example ?? ''}) missing from docs/socket-proxy.md`);
+    }
   });
 
   it('reads POOL_IMAGE as a list and reports every bad variable', () => {
