@@ -100,7 +100,6 @@ function renderNginx(): string {
     SANDPOOL_UPSTREAMS: started.replicas.map((r) => `server 127.0.0.1:${r.port} max_fails=1 fail_timeout=5s;`).join('\n    '),
     SANDPOOL_API_RATE: values['api-rate'],
     SANDPOOL_CONN_PER_IP: values['conn-per-ip'],
-    SANDPOOL_INTERNAL_ALLOW: '',
   };
   const server = template.replace(/\$\{(SANDPOOL_[A-Z_]+)\}/g, (m, key: string) => vars[key] ?? m);
   const tmp = path.join(started.dir, 'tmp');
