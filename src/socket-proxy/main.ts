@@ -14,7 +14,7 @@ import { errorMessage } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { createEngineClient } from './engine-client.js';
 import { createImageAllowList } from './image-allow-list.js';
-import { createLimitsOf, loadProxySettings } from './proxy-config.js';
+import { createLimitsOf, loadProxySettings, type ProxySettings } from './proxy-config.js';
 import { createSocketProxy } from './socket-proxy.js';
 
 const { values } = parseArgs({
@@ -44,7 +44,7 @@ if (!values.listen) {
 }
 const listen = values.listen;
 const logger = createLogger({ level: values['log-level'] });
-let settings;
+let settings: ProxySettings;
 try {
   settings = loadProxySettings(process.env);
 } catch (err) {
@@ -57,7 +57,6 @@ try {
   const resolved = await images.load();
   logger.info({ images: Object.fromEntries(resolved), limits }, 'sandbox images and limits');
 } catch (err) {
-  logger.fatal({ err: errorMessage(err) }, 'socket proxy not started');
   process.stderr.write(`socket-proxy: ${errorMessage(err)}\n`);
   process.exit(1);
 }
