@@ -28,6 +28,7 @@ import { notReadyReasons as readinessOf, type NotReadyReason } from '../http/rea
 import { createMcpRoutes } from '../mcp-gateway/mcp-routes.js';
 import { createMcpSessionHooks } from '../mcp-gateway/mcp-session-hooks.js';
 import { createMcpSessionRegistry } from '../mcp-gateway/mcp-sessions.js';
+import { createRequestStateCheck } from '../mcp-gateway/request-state.js';
 import { createToolPolicy } from '../mcp-gateway/tool-policy.js';
 import { createUserMcpServer } from '../mcp-gateway/user-mcp-server.js';
 import { createLogger, type Logger } from '../logger.js';
@@ -222,8 +223,9 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     logger,
   });
   const toolPolicy = createToolPolicy(config.mcp.tools);
+  const verifyRequestState = createRequestStateCheck();
   const mcpServerFor = (userId: string): ReturnType<typeof createUserMcpServer> =>
-    createUserMcpServer(userId, { tools: toolCatalog.raw, policy: toolPolicy, calls: directCalls, logger, observe: metrics.mcpCall });
+    createUserMcpServer(userId, { tools: toolCatalog.raw, policy: toolPolicy, calls: directCalls, logger, observe: metrics.mcpCall, verifyRequestState });
   const mcpSessions = createMcpSessionRegistry({
     serverFor: mcpServerFor,
     idleTimeoutMs: config.chat.sessionIdleTimeoutMs,
@@ -255,6 +257,17 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   const notReadyReasons = (): NotReadyReason[] => readinessOf({ draining, pool: pool.stats(), stateHealthy: state.healthy() });
   // Known once listening (PORT=0 picks one).
   let url = '';
+  const mcpGateway = createMcpRoutes({
+    authenticate,
+    tokensAreJwts: config.auth.secret !== undefined,
+    issuer: config.auth.issuer,
+    origins,
+    publicUrl: () => config.auth.publicUrl ?? url,
+    sessions: mcpSessions,
+    serverFor: mcpServerFor,
+    maxBodyBytes: config.mcp.maxBodyBytes,
+    logger,
+  });
   const http = createHttpApp({
     webRoot: webRoot(),
     replicaId,
@@ -270,17 +283,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     notReadyReasons,
     isDraining: () => draining,
     allowedOrigins: config.auth.allowedOrigins,
-    mcp: createMcpRoutes({
-      authenticate,
-      tokensAreJwts: config.auth.secret !== undefined,
-      issuer: config.auth.issuer,
-      origins,
-      publicUrl: () => config.auth.publicUrl ?? url,
-      sessions: mcpSessions,
-      serverFor: mcpServerFor,
-      maxBodyBytes: config.mcp.maxBodyBytes,
-      logger,
-    }),
+    mcp: mcpGateway.routes,
     admin: createAdminRoutes({ wipeWorkspace: (userId) => chat.wipeWorkspace(userId) }),
     operators,
   });
@@ -299,7 +302,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   bus.serve({
     message: (userId, payload) => chat.handleMessage(userId, payload, { routed: true }),
     approval: (userId, approval) => chat.handleApproval(userId, approval, { routed: true }),
-    tool: (userId, call) => sandboxTools.runRouted(userId, call),
+    tool: (userId, call, onNotice) => sandboxTools.runRouted(userId, call, onNotice),
     release: (userId) => sessions.releaseIfUnheld(userId),
     wipe: (userId) => sessions.wipe(userId),
   });
@@ -370,7 +373,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
         { name: 'finish requests in flight', maxMs: Math.min(5_000, budgetMs / 3) + 1_000, run: () => chat.shutdown(Math.min(5_000, budgetMs / 3)) },
         // Sockets are closed at the transport level: clients reconnect (through nginx) to a survivor.
         { name: 'close sockets', maxMs: 3_000, run: () => closeSockets(io) },
-        { name: 'close MCP sessions', maxMs: 2_000, run: () => mcpSessions.closeAll() },
+        { name: 'close MCP sessions and streams', maxMs: 2_000, run: () => Promise.all([mcpSessions.closeAll(), mcpGateway.close()]) },
         {
           name: 'stop accepting HTTP',
           maxMs: 5_000,

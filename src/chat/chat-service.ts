@@ -177,6 +177,8 @@ export function createChatService(options: ChatServiceOptions): ChatService {
             }
             emit(session.userId, 'tool:result', p);
           },
+          toolProgress: (p) => emit(session.userId, 'tool:progress', p),
+          toolLog: (p) => emit(session.userId, 'tool:log', p),
           delta: (p) => emit(session.userId, 'message:delta', p),
         },
         maxSteps: settings.maxAgentSteps,

@@ -1,10 +1,10 @@
 import type { ChatSettings } from './settings.js';
 import { CancelledError, SandpoolError, errorMessage, type CancelReason } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { CallToolResult } from '../mcp/mcp-types.js';
 import type { WorkspaceChannel } from '../mcp/workspace-channel.js';
 import type { RestoreOutcome, Workspaces } from '../workspace/workspaces.js';
-import type { StartedFresh } from '../protocol/events.js';
+import type { StartedFresh, ToolNotice } from '../protocol/events.js';
 import type { OwnershipStore } from '../state/types.js';
 
 /**
@@ -34,7 +34,7 @@ export interface UserLease {
     /** Snapshot and restore of its /workspace, when its image offers them. */
     readonly workspace: WorkspaceChannel | undefined;
   };
-  callTool(name: string, args: Record<string, unknown>, options?: { timeoutMs?: number }): Promise<CallToolResult>;
+  callTool(name: string, args: Record<string, unknown>, options?: { timeoutMs?: number; onNotice?: (notice: ToolNotice) => void }): Promise<CallToolResult>;
   /** Destroys the sandbox. */
   release(): Promise<void>;
 }

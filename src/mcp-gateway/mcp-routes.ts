@@ -1,5 +1,4 @@
-import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
-import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { WebStandardStreamableHTTPServerTransport, createMcpHandler, isLegacyRequest, type AuthInfo, type Server } from '@modelcontextprotocol/server';
 import type { HttpBindings } from '@hono/node-server';
 import { Hono, type Context } from 'hono';
 import type { Authenticate, Identity } from '../auth/authenticator.js';
@@ -19,7 +18,7 @@ export interface McpRoutesOptions {
   /** PUBLIC_URL (or this replica's own URL): where the resource metadata says /mcp is. Never taken from request headers. */
   publicUrl(): string;
   sessions: McpSessionRegistry;
-  /** A user's MCP server, for a stateless request (no session). */
+  /** A user's MCP server, for one request without a session (either era). */
   serverFor(userId: string): Server;
   maxBodyBytes: number;
   logger: Logger;
@@ -60,16 +59,42 @@ function isInitialize(body: unknown): boolean {
   return messages.some((m) => typeof m === 'object' && m !== null && (m as { method?: unknown }).method === 'initialize');
 }
 
+/** The gateway's routes, and what shutdown closes of it (open 2026-07-28 streams). */
+export interface McpGateway {
+  readonly routes: Hono;
+  /** Ends the 2026-07-28 exchanges in flight and the subscriptions/listen streams. Sessions close with their registry. */
+  close(): Promise<void>;
+}
+
+/** The user a request's AuthInfo names (set here, from the bearer token, never from the request). */
+function userOf(authInfo: AuthInfo | undefined): string {
+  if (!authInfo?.clientId) throw new Error('an MCP request reached a server without the user its token names');
+  return authInfo.clientId;
+}
+
 /**
- * `/mcp` (Streamable HTTP) and its RFC 9728 metadata. A request is
- * authenticated by its bearer token (the Socket.IO rules); a session id is
- * looked up with the user the token names, so another user's id is a 404. A
- * request without a session id that is not an initialize is answered
- * statelessly by a server made for it, so clients without sessions work too.
+ * `/mcp` (Streamable HTTP) and its RFC 9728 metadata, for both protocol eras
+ * at one URL. A request is authenticated by its bearer token (the Socket.IO
+ * rules), every time. Then:
+ * - a 2026-07-28 request (its `_meta` names the protocol version) goes to the
+ *   SDK's stateless entry (createMcpHandler): `server/discover`, the
+ *   MCP-Protocol-Version / Mcp-Method / Mcp-Name checks (400 with -32020 on a
+ *   mismatch, -32022 for a version it does not serve), `subscriptions/listen`,
+ *   and a server made for that one request and that user;
+ * - a 2025-era request keeps today's rules: initialize opens a session that
+ *   belongs to the token's user (another user's session id is a 404), and a
+ *   request with neither session nor initialize is answered statelessly.
  */
-export function createMcpRoutes(options: McpRoutesOptions): Hono {
+export function createMcpRoutes(options: McpRoutesOptions): McpGateway {
   const app = new Hono();
   const log = options.logger.child({ component: 'McpGateway' });
+  const modern = createMcpHandler(({ authInfo }) => options.serverFor(userOf(authInfo)), {
+    // 2025-era traffic never reaches it: the sessions below answer that.
+    legacy: 'reject',
+    maxRequestBodySize: options.maxBodyBytes,
+    // Refused requests (a header that disagrees with the body, an unknown version) are the client's business: answered, not alarming.
+    onerror: (err) => log.debug({ err: errorMessage(err) }, 'MCP request refused or failed (2026-07-28 entry)'),
+  });
 
   app.get(METADATA_PATH, (c) =>
     c.json({
@@ -107,7 +132,7 @@ export function createMcpRoutes(options: McpRoutesOptions): Hono {
     const identity = await identify(c);
     if (identity instanceof Response) return identity;
     const { userId } = identity;
-    const authInfo = { token: '', clientId: userId, scopes: [], ...(identity.expiresAtMs ? { expiresAt: Math.floor(identity.expiresAtMs / 1000) } : {}) };
+    const authInfo: AuthInfo = { token: '', clientId: userId, scopes: [], ...(identity.expiresAtMs ? { expiresAt: Math.floor(identity.expiresAtMs / 1000) } : {}) };
 
     const sessionId = c.req.header('mcp-session-id');
     const session = sessionId === undefined ? undefined : options.sessions.get(sessionId, userId);
@@ -135,6 +160,11 @@ export function createMcpRoutes(options: McpRoutesOptions): Hono {
     }
     if (session) return session.transport.handleRequest(c.req.raw, { parsedBody: body, authInfo });
 
+    // The SDK's own classification (the `_meta` envelope claim), from the body parsed above.
+    if (!(await isLegacyRequest(c.req.raw, body, { maxRequestBodySize: options.maxBodyBytes }))) {
+      return modern.fetch(untilTokenExpires(c.req.raw, body, identity.expiresAtMs), { parsedBody: body, authInfo });
+    }
+
     if (isInitialize(body)) {
       let transport: WebStandardStreamableHTTPServerTransport;
       try {
@@ -156,5 +186,18 @@ export function createMcpRoutes(options: McpRoutesOptions): Hono {
       void server.close().catch(() => undefined);
     }
   });
-  return app;
+  return { routes: app, close: () => modern.close() };
+}
+
+/**
+ * A subscriptions/listen stream lives only as long as the token that opened
+ * it (as a session does): its request's signal, which the SDK's listen router
+ * ends the stream on, also fires when the token expires. Any other request is
+ * passed on as it is.
+ */
+function untilTokenExpires(request: Request, body: unknown, expiresAtMs: number | undefined): Request {
+  if (expiresAtMs === undefined || (body as { method?: unknown } | null)?.method !== 'subscriptions/listen') return request;
+  const expiry = AbortSignal.timeout(Math.min(Math.max(0, expiresAtMs - Date.now()), 2 ** 31 - 1));
+  // Without the body: it was read and parsed already (the SDK is given it parsed).
+  return new Request(request.url, { method: request.method, headers: request.headers, signal: AbortSignal.any([request.signal, expiry]) });
 }

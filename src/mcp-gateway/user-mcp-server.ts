@@ -1,17 +1,21 @@
-import { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, type Tool } from '@modelcontextprotocol/sdk/types.js';
+import { ProtocolErrorCode, Server, type ServerContext } from '@modelcontextprotocol/server';
 import type { DirectToolCalls } from '../chat/direct-tool-calls.js';
 import { toClientError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import type { Tool } from '../mcp/mcp-types.js';
+import type { ToolNotice } from '../protocol/events.js';
 import type { ToolPolicy } from './tool-policy.js';
 
 /** JSON-RPC code for sandpool's own refusals and failures; `data.code` says which (the protocol's codes). */
 export const SANDPOOL_JSONRPC_ERROR = -32000;
 
+/** The name and version /mcp gives of itself (initialize, server/discover, every 2026-07-28 result's `_meta`). */
+export const GATEWAY_INFO = { name: 'sandpool', version: '0.1.0' } as const;
+
 /**
  * A JSON-RPC error as the SDK's server sends it (its `code`, `message` and
- * `data`). Not the SDK's McpError: that one prefixes its message with
- * "MCP error <code>:", which the client's McpError then prefixes again.
+ * `data`, verbatim). Not the SDK's ProtocolError subclasses: sandpool's
+ * refusals carry their own `data` (the protocol's error body).
  */
 class JsonRpcError extends Error {
   constructor(
@@ -32,23 +36,52 @@ export interface UserMcpServerDeps {
   logger: Logger;
   /** Hooks for metrics: `tool` is one of the image's names, or "(unknown)" (clients may send any name). */
   observe(tool: string, ms: number, outcome: 'ok' | 'tool-error' | 'refused' | 'failed'): void;
+  /**
+   * Checks a `requestState` a 2026-07-28 client echoes back (throws to refuse
+   * it). sandpool mints none, so every one is refused: see createRequestStateCheck.
+   */
+  verifyRequestState(state: string, ctx: ServerContext): Promise<unknown>;
 }
 
 /**
- * An MCP server for one user whose tools are the sandbox image's, unchanged.
- * It answers initialize and tools/list itself, from the catalogue: no sandbox
- * is taken before the first tools/call, which runs in the user's own sandbox.
- * It never asks the client for roots and passes nothing of the client's on:
- * toward the sandbox, sandpool is the only MCP client, with its own ids.
+ * What the sandbox says while a call runs, passed on to the MCP client that
+ * made the call, on the call's own stream: progress only when the client
+ * asked for it (a progress token), log messages as the SDK's level rules
+ * allow (the session's logging/setLevel in 2025-11-25; in 2026-07-28 only
+ * when the request names a log level in its `_meta`).
+ */
+function relayTo(ctx: ServerContext, log: Logger): (notice: ToolNotice) => void {
+  const token = ctx.mcpReq._meta?.progressToken;
+  const sent = (work: Promise<void>): void => void work.catch((err: unknown) => log.debug({ err: String(err) }, 'could not pass a notification on (the client went away)'));
+  return (notice) => {
+    if (notice.kind === 'log') return sent(ctx.mcpReq.log(notice.level, notice.data, notice.logger));
+    if (token === undefined) return;
+    const { kind: _kind, ...progress } = notice;
+    sent(ctx.mcpReq.notify({ method: 'notifications/progress', params: { progressToken: token, ...progress } }));
+  };
+}
+
+/**
+ * An MCP server for one user whose tools are the sandbox image's, unchanged,
+ * for either protocol era: a 2025-11-25 session's, or one 2026-07-28 request's
+ * (the serving entry makes one per request). It answers initialize,
+ * server/discover and tools/list itself, from the catalogue: no sandbox is
+ * taken before the first tools/call, which runs in the user's own sandbox.
+ * It never asks the client for anything and passes nothing of the client's
+ * on: toward the sandbox, sandpool is the only MCP client, with its own ids.
  */
 export function createUserMcpServer(userId: string, deps: UserMcpServerDeps): Server {
   const log = deps.logger.child({ component: 'McpGateway', user: userId });
-  const server = new Server({ name: 'sandpool', version: '0.1.0' }, { capabilities: { tools: {} } });
+  const server = new Server(GATEWAY_INFO, {
+    // logging: the sandbox's log messages during a call are passed on.
+    capabilities: { tools: {}, logging: {} },
+    requestState: { verify: deps.verifyRequestState },
+  });
   const allowed = async (): Promise<Tool[]> => (await deps.tools()).filter((t) => deps.policy.allows(t));
 
-  server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: await allowed() }));
+  server.setRequestHandler('tools/list', async () => ({ tools: await allowed() }));
 
-  server.setRequestHandler(CallToolRequestSchema, async (request) => {
+  server.setRequestHandler('tools/call', async (request, ctx) => {
     const { name } = request.params;
     const started = performance.now();
     const all = await deps.tools();
@@ -57,10 +90,10 @@ export function createUserMcpServer(userId: string, deps: UserMcpServerDeps): Se
       deps.observe(tool ? name : '(unknown)', performance.now() - started, 'refused');
       const listed = (await allowed()).map((t) => t.name).join(', ');
       const why = tool ? `tool ${JSON.stringify(name)} is not available to MCP clients on this server (MCP_TOOLS=${deps.policy.describe})` : `unknown tool ${JSON.stringify(name)}`;
-      throw new JsonRpcError(ErrorCode.InvalidParams, `${why}; the tools are: ${listed}`, { code: tool ? 'UNAUTHORIZED' : 'BAD_REQUEST' });
+      throw new JsonRpcError(ProtocolErrorCode.InvalidParams, `${why}; the tools are: ${listed}`, { code: tool ? 'UNAUTHORIZED' : 'BAD_REQUEST' });
     }
     try {
-      const result = await deps.calls.call(userId, name, request.params.arguments ?? {});
+      const result = await deps.calls.call(userId, name, request.params.arguments ?? {}, { onNotice: relayTo(ctx, log) });
       deps.observe(name, performance.now() - started, result.isError ? 'tool-error' : 'ok');
       return result;
     } catch (err) {

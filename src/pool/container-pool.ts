@@ -1,7 +1,7 @@
-import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
+import type { CallToolResult, Tool } from '../mcp/mcp-types.js';
 import { SandpoolError, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { Sandbox } from '../mcp/sandbox.js';
+import type { Sandbox, SandboxCallOptions } from '../mcp/sandbox.js';
 import type { ContainerRuntime } from '../runtime/types.js';
 import { withTimeout } from '../util/async.js';
 import { createLeaseBook } from './lease-book.js';
@@ -22,7 +22,7 @@ export interface Lease {
   /** How long acquire() took, in ms. */
   readonly acquireMs: number;
   /** Rejects with SandboxGoneError once the sandbox is gone (it died, or the lease was released). */
-  callTool(name: string, args: Record<string, unknown>, options?: { timeoutMs?: number }): Promise<CallToolResult>;
+  callTool(name: string, args: Record<string, unknown>, options?: SandboxCallOptions): Promise<CallToolResult>;
   /** Destroys the sandbox (a used workspace is never handed to anyone else). Idempotent. */
   release(): Promise<void>;
 }

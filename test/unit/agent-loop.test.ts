@@ -47,6 +47,8 @@ function request(overrides: Partial<AgentRequest>): AgentRequest & { emitted: Ar
     events: {
       toolRequest: (p) => emitted.push(['tool:request', { ...p }]),
       toolResult: (p) => emitted.push(['tool:result', { ...p }]),
+      toolProgress: (p) => emitted.push(['tool:progress', { ...p }]),
+      toolLog: (p) => emitted.push(['tool:log', { ...p }]),
       delta: (p) => emitted.push(['message:delta', { ...p }]),
     },
     maxSteps: 8,

@@ -2,12 +2,13 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
-import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
+import type { CallToolResult, Tool } from '../../src/mcp/mcp-types.js';
 import { createAuthenticator } from '../../src/auth/authenticator.js';
 import { createOriginPolicy } from '../../src/auth/origins.js';
 import { SandpoolError } from '../../src/errors.js';
 import { createMcpRoutes } from '../../src/mcp-gateway/mcp-routes.js';
 import { createMcpSessionRegistry } from '../../src/mcp-gateway/mcp-sessions.js';
+import { createRequestStateCheck } from '../../src/mcp-gateway/request-state.js';
 import { createToolPolicy } from '../../src/mcp-gateway/tool-policy.js';
 import { createUserMcpServer } from '../../src/mcp-gateway/user-mcp-server.js';
 import { testLogger } from '../support/helpers.js';
@@ -26,6 +27,7 @@ interface Observed {
 
 function server(userId: string, policy = createToolPolicy('all'), call: (name: string) => Promise<CallToolResult> = async (name) => ({ content: [{ type: 'text', text: `${userId} ran ${name}` }] }), observed: Observed[] = []) {
   return createUserMcpServer(userId, {
+    verifyRequestState: createRequestStateCheck(),
     tools: async () => TOOLS,
     policy,
     calls: { call: (_u, name) => call(name) },
@@ -113,7 +115,7 @@ describe('/mcp routes (Hono, no network)', () => {
       serverFor,
       maxBodyBytes: 1024,
       logger: testLogger(),
-    });
+    }).routes;
   };
   const post = (body: string, headers: Record<string, string> = {}) => ({ method: 'POST', body, headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', host: 'sandpool.test', ...headers } });
   const init = JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: { roots: { listChanged: true } }, clientInfo: { name: 't', version: '1' } } });
