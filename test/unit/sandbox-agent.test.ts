@@ -91,6 +91,21 @@ describe('the sandbox agent: the official server, plus workspace snapshots in ba
     assert.ok(names.includes('read_text_file') && names.includes('write_file'));
   });
 
+  it('answers a v2 client that probes for 2026-07-28 first (server/discover) with the 2025 handshake, the snapshot capability included', async () => {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'sandpool-agent-'));
+    const child = spawn(process.execPath, [AGENT, root], { stdio: ['pipe', 'pipe', 'ignore'] });
+    // The replica's own transport: the probe runs in place, on the sandbox's one stdio.
+    const client = new Client({ name: 'sandpool', version: '1' }, { versionNegotiation: { mode: 'auto' } });
+    await client.connect(new StreamTransport(child.stdout, child.stdin));
+    clients.push(client);
+    client.onclose = () => child.kill();
+    assert.equal(client.getProtocolEra(), 'legacy', 'the filesystem server speaks 2025-11-25 only');
+    assert.equal(client.getNegotiatedProtocolVersion(), '2025-11-25');
+    assert.deepEqual(client.getServerCapabilities()?.experimental?.['sandpool/workspace'], { version: 1, raw: true });
+    const listed = await client.callTool({ name: 'list_directory', arguments: { path: root } });
+    assert.notEqual(listed.isError, true, JSON.stringify(listed.content));
+  });
+
   it('snapshots a workspace written through the tools and restores it into another sandbox', async () => {
     const a = await agent();
     const wrote = await a.client.callTool({ name: 'write_file', arguments: { path: path.join(a.root, 'todo.txt'), content: 'restore me' } });
