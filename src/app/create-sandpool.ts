@@ -16,7 +16,7 @@ import { createApprovalRegistry } from '../chat/approvals.js';
 import { createChatService, type ChatService } from '../chat/chat-service.js';
 import { createDirectToolCalls } from '../chat/direct-tool-calls.js';
 import { createSandboxTools } from '../chat/sandbox-tools.js';
-import { createSessionManager } from '../chat/sessions.js';
+import { createSessionManager, type SessionManager } from '../chat/sessions.js';
 import { createToolCatalog } from '../chat/tool-catalog.js';
 import { createHeartbeat, heartbeatTtlMs } from '../cluster/heartbeat.js';
 import { createLiveness } from '../cluster/liveness.js';
@@ -30,7 +30,7 @@ import { createMcpSessionHooks } from '../mcp-gateway/mcp-session-hooks.js';
 import { createMcpSessionRegistry } from '../mcp-gateway/mcp-sessions.js';
 import { createRequestStateCheck } from '../mcp-gateway/request-state.js';
 import { createToolPolicy } from '../mcp-gateway/tool-policy.js';
-import { createUserMcpServer } from '../mcp-gateway/user-mcp-server.js';
+import { createMcpTools, createUserMcpServer } from '../mcp-gateway/user-mcp-server.js';
 import { createLogger, type Logger } from '../logger.js';
 import { createMetrics } from '../metrics/metrics.js';
 import { createDeadReplicaReaper } from '../orphans/dead-replica-reaper.js';
@@ -58,6 +58,8 @@ export interface Sandpool {
   readonly pool: ContainerPool;
   readonly runtime: ContainerRuntime;
   readonly chat: ChatService;
+  /** Users' presence here and the sandboxes they hold (bench:mcp calls a user's sandbox through it, past the gateway). */
+  readonly sessions: SessionManager;
   readonly logger: Logger;
   /** Why this replica cannot serve right now (what /ready reports); empty when ready. */
   notReadyReasons(): NotReadyReason[];
@@ -224,8 +226,8 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   });
   const toolPolicy = createToolPolicy(config.mcp.tools);
   const verifyRequestState = createRequestStateCheck();
-  const mcpServerFor = (userId: string): ReturnType<typeof createUserMcpServer> =>
-    createUserMcpServer(userId, { tools: toolCatalog.raw, policy: toolPolicy, calls: directCalls, logger, observe: metrics.mcpCall, verifyRequestState });
+  const mcpTools = createMcpTools({ tools: toolCatalog.raw, policy: toolPolicy, calls: directCalls, logger, observe: metrics.mcpCall });
+  const mcpServerFor = (userId: string): ReturnType<typeof createUserMcpServer> => createUserMcpServer(userId, { tools: mcpTools, logger, verifyRequestState });
   const mcpSessions = createMcpSessionRegistry({
     serverFor: mcpServerFor,
     idleTimeoutMs: config.chat.sessionIdleTimeoutMs,
@@ -265,8 +267,10 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     publicUrl: () => config.auth.publicUrl ?? url,
     sessions: mcpSessions,
     serverFor: mcpServerFor,
+    tools: mcpTools,
     maxBodyBytes: config.mcp.maxBodyBytes,
     logger,
+    observeEra: metrics.mcpRequest,
   });
   const http = createHttpApp({
     webRoot: webRoot(),
@@ -405,6 +409,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     pool,
     runtime,
     chat,
+    sessions,
     logger,
     notReadyReasons,
     stop: (reason = 'stop requested') => (stopped ??= stop(reason)),

@@ -1,12 +1,14 @@
-import { WebStandardStreamableHTTPServerTransport, createMcpHandler, isLegacyRequest, type AuthInfo, type Server } from '@modelcontextprotocol/server';
+import { PROTOCOL_VERSION_META_KEY, SUPPORTED_PROTOCOL_VERSIONS, WebStandardStreamableHTTPServerTransport, createMcpHandler, isLegacyRequest, type AuthInfo, type Server } from '@modelcontextprotocol/server';
 import type { HttpBindings } from '@hono/node-server';
 import { Hono, type Context } from 'hono';
 import type { Authenticate, Identity } from '../auth/authenticator.js';
 import type { OriginPolicy } from '../auth/origins.js';
 import { SandpoolError, errorMessage, toClientError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { createEnvelopeCheck, encodeError, encodeToolResult, plainToolCall } from './held-call.js';
+import { createIdentityCache } from './identity-cache.js';
 import type { McpSessionRegistry } from './mcp-sessions.js';
-import { SANDPOOL_JSONRPC_ERROR } from './user-mcp-server.js';
+import { JsonRpcError, SANDPOOL_JSONRPC_ERROR, type McpTools } from './user-mcp-server.js';
 
 export interface McpRoutesOptions {
   authenticate: Authenticate;
@@ -20,8 +22,14 @@ export interface McpRoutesOptions {
   sessions: McpSessionRegistry;
   /** A user's MCP server, for one request without a session (either era). */
   serverFor(userId: string): Server;
+  /** tools/call as the servers run it: the held call's fast path runs the same. */
+  tools: McpTools;
+  /** Answer plainly valid 2026-07-28 tools/call requests without the SDK's per-request machinery (held-call.ts). Default true; off, every request goes through the SDK. */
+  heldCallFastPath?: boolean;
   maxBodyBytes: number;
   logger: Logger;
+  /** Counts a POST /mcp by the protocol era it was served in (metrics). */
+  observeEra?(era: 'modern' | 'legacy'): void;
 }
 
 const METADATA_PATH = '/.well-known/oauth-protected-resource';
@@ -37,12 +45,11 @@ function jsonRpcError(c: Context, status: 400 | 401 | 403 | 404 | 405 | 413 | 42
  * web ReadableStream (and a full undici Request) on every tool call's path.
  */
 async function readLimited(c: Context, max: number): Promise<string | undefined> {
-  const req = c.req.raw;
-  const declared = Number(req.headers.get('content-length') ?? NaN);
+  const declared = Number(c.req.header('content-length') ?? NaN);
   if (Number.isFinite(declared) && declared > max) return undefined;
   // @hono/node-server's bindings when it serves the request; none in `app.request()` tests.
   const incoming = (c.env as Partial<HttpBindings> | undefined)?.incoming;
-  const source: AsyncIterable<Uint8Array> | null = incoming ?? (req.body as unknown as AsyncIterable<Uint8Array> | null);
+  const source: AsyncIterable<Uint8Array> | null = incoming ?? (c.req.raw.body as unknown as AsyncIterable<Uint8Array> | null);
   if (!source) return '';
   const chunks: Uint8Array[] = [];
   let size = 0;
@@ -52,6 +59,23 @@ async function readLimited(c: Context, max: number): Promise<string | undefined>
     chunks.push(chunk);
   }
   return Buffer.concat(chunks).toString('utf8');
+}
+
+/**
+ * Whether a request is 2025-era (legacy), as the SDK's isLegacyRequest
+ * decides it: legacy exactly when it carries no `_meta` envelope claim (the
+ * protocol-version key). The common cases are read here from the parsed
+ * body; the rest (batches, a 2026 MCP-Protocol-Version header without the
+ * claim) are left to the SDK's own predicate.
+ */
+async function isLegacy(c: Context, body: unknown, maxBodyBytes: number): Promise<boolean> {
+  if (typeof body === 'object' && body !== null && !Array.isArray(body)) {
+    const meta = (body as { params?: { _meta?: unknown } }).params?._meta;
+    if (typeof meta === 'object' && meta !== null && !Array.isArray(meta) && PROTOCOL_VERSION_META_KEY in meta) return false;
+    const version = c.req.header('mcp-protocol-version');
+    if (version === undefined || SUPPORTED_PROTOCOL_VERSIONS.includes(version)) return true;
+  }
+  return isLegacyRequest(c.req.raw, body, { maxRequestBodySize: maxBodyBytes });
 }
 
 function isInitialize(body: unknown): boolean {
@@ -95,6 +119,10 @@ export function createMcpRoutes(options: McpRoutesOptions): McpGateway {
     // Refused requests (a header that disagrees with the body, an unknown version) are the client's business: answered, not alarming.
     onerror: (err) => log.debug({ err: errorMessage(err) }, 'MCP request refused or failed (2026-07-28 entry)'),
   });
+  const fastPath = options.heldCallFastPath ?? true;
+  const envelopeValid = createEnvelopeCheck();
+  // A 2026-07-28 client sends its token with every request: verified once, until it expires.
+  const verifyToken = createIdentityCache(options.authenticate, { maxEntries: 10_000 });
 
   app.get(METADATA_PATH, (c) =>
     c.json({
@@ -116,7 +144,7 @@ export function createMcpRoutes(options: McpRoutesOptions): McpGateway {
       return c.json({ error: { code: 'UNAUTHORIZED', message: 'an Authorization: Bearer token is required' } }, 401);
     }
     try {
-      return await options.authenticate(options.tokensAreJwts ? { token: match[1] } : { userId: match[1] });
+      return await (options.tokensAreJwts ? verifyToken(match[1]) : options.authenticate({ userId: match[1] }));
     } catch (err) {
       const message = err instanceof SandpoolError ? err.message : 'the token was not accepted';
       c.header('www-authenticate', challenge(`, error="invalid_token", error_description="${message.replace(/"/g, "'")}"`));
@@ -158,10 +186,26 @@ export function createMcpRoutes(options: McpRoutesOptions): McpGateway {
     } catch (err) {
       return jsonRpcError(c, 400, -32700, `Parse error: ${errorMessage(err)}`, { code: 'BAD_REQUEST' });
     }
-    if (session) return session.transport.handleRequest(c.req.raw, { parsedBody: body, authInfo });
+    if (session) {
+      options.observeEra?.('legacy');
+      return session.transport.handleRequest(c.req.raw, { parsedBody: body, authInfo });
+    }
 
-    // The SDK's own classification (the `_meta` envelope claim), from the body parsed above.
-    if (!(await isLegacyRequest(c.req.raw, body, { maxRequestBodySize: options.maxBodyBytes }))) {
+    const legacy = await isLegacy(c, body, options.maxBodyBytes);
+    options.observeEra?.(legacy ? 'legacy' : 'modern');
+    const held = !legacy && fastPath ? plainToolCall(body, (name) => c.req.header(name), envelopeValid) : undefined;
+    if (held) {
+      let answer: string;
+      try {
+        answer = encodeToolResult(held.id, await options.tools.call(userId, held.name, held.arguments));
+      } catch (err) {
+        const e = err instanceof JsonRpcError ? err : new JsonRpcError(-32603, 'Internal error', undefined);
+        if (!(err instanceof JsonRpcError)) log.error({ err: errorMessage(err), user: userId }, 'a held tools/call failed unexpectedly');
+        answer = encodeError(held.id, e.code, e.message, e.data);
+      }
+      return c.body(answer, 200, { 'content-type': 'application/json' });
+    }
+    if (!legacy) {
       return modern.fetch(untilTokenExpires(c.req.raw, body, identity.expiresAtMs), { parsedBody: body, authInfo });
     }
 

@@ -2,7 +2,7 @@ import { ProtocolErrorCode, Server, type ServerContext } from '@modelcontextprot
 import type { DirectToolCalls } from '../chat/direct-tool-calls.js';
 import { toClientError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { Tool } from '../mcp/mcp-types.js';
+import type { CallToolResult, Tool } from '../mcp/mcp-types.js';
 import type { ToolNotice } from '../protocol/events.js';
 import type { ToolPolicy } from './tool-policy.js';
 
@@ -17,7 +17,7 @@ export const GATEWAY_INFO = { name: 'sandpool', version: '0.1.0' } as const;
  * `data`, verbatim). Not the SDK's ProtocolError subclasses: sandpool's
  * refusals carry their own `data` (the protocol's error body).
  */
-class JsonRpcError extends Error {
+export class JsonRpcError extends Error {
   constructor(
     readonly code: number,
     message: string,
@@ -28,7 +28,7 @@ class JsonRpcError extends Error {
 }
 
 /** What answering one user's MCP requests needs. */
-export interface UserMcpServerDeps {
+export interface McpToolsDeps {
   /** The sandbox image's tools, as its MCP server lists them (the pool's cached catalogue). */
   tools(): Promise<readonly Tool[]>;
   policy: ToolPolicy;
@@ -36,11 +36,41 @@ export interface UserMcpServerDeps {
   logger: Logger;
   /** Hooks for metrics: `tool` is one of the image's names, or "(unknown)" (clients may send any name). */
   observe(tool: string, ms: number, outcome: 'ok' | 'tool-error' | 'refused' | 'failed'): void;
-  /**
-   * Checks a `requestState` a 2026-07-28 client echoes back (throws to refuse
-   * it). sandpool mints none, so every one is refused: see createRequestStateCheck.
-   */
-  verifyRequestState(state: string, ctx: ServerContext): Promise<unknown>;
+}
+
+/** tools/list and tools/call as /mcp answers them, in either protocol era, whoever serves the request (the SDK, or the held call's fast path). */
+export interface McpTools {
+  /** The image's tools the policy lets MCP clients see. */
+  list(): Promise<Tool[]>;
+  /** Runs the call in the user's own sandbox. Throws a JsonRpcError for a refusal (unknown tool, policy, in-flight limit) or a failure. */
+  call(userId: string, name: string, args: Record<string, unknown>, onNotice?: (notice: ToolNotice) => void): Promise<CallToolResult>;
+}
+
+export function createMcpTools(deps: McpToolsDeps): McpTools {
+  const log = deps.logger.child({ component: 'McpGateway' });
+  const list = async (): Promise<Tool[]> => (await deps.tools()).filter((t) => deps.policy.allows(t));
+  return {
+    list,
+    async call(userId, name, args, onNotice) {
+      const started = performance.now();
+      const tool = (await deps.tools()).find((t) => t.name === name);
+      if (!tool || !deps.policy.allows(tool)) {
+        deps.observe(tool ? name : '(unknown)', performance.now() - started, 'refused');
+        const listed = (await list()).map((t) => t.name).join(', ');
+        const why = tool ? `tool ${JSON.stringify(name)} is not available to MCP clients on this server (MCP_TOOLS=${deps.policy.describe})` : `unknown tool ${JSON.stringify(name)}`;
+        throw new JsonRpcError(ProtocolErrorCode.InvalidParams, `${why}; the tools are: ${listed}`, { code: tool ? 'UNAUTHORIZED' : 'BAD_REQUEST' });
+      }
+      try {
+        const result = await deps.calls.call(userId, name, args, onNotice ? { onNotice } : {});
+        deps.observe(name, performance.now() - started, result.isError ? 'tool-error' : 'ok');
+        return result;
+      } catch (err) {
+        const body = toClientError(err, log.child({ user: userId }));
+        deps.observe(name, performance.now() - started, body.code === 'TOO_MANY_REQUESTS' ? 'refused' : 'failed');
+        throw new JsonRpcError(SANDPOOL_JSONRPC_ERROR, body.message, body);
+      }
+    },
+  };
 }
 
 /**
@@ -62,45 +92,33 @@ function relayTo(ctx: ServerContext, log: Logger): (notice: ToolNotice) => void 
 }
 
 /**
- * An MCP server for one user whose tools are the sandbox image's, unchanged,
- * for either protocol era: a 2025-11-25 session's, or one 2026-07-28 request's
- * (the serving entry makes one per request). It answers initialize,
- * server/discover and tools/list itself, from the catalogue: no sandbox is
- * taken before the first tools/call, which runs in the user's own sandbox.
- * It never asks the client for anything and passes nothing of the client's
- * on: toward the sandbox, sandpool is the only MCP client, with its own ids.
+ * An MCP server (the SDK's) for one user whose tools are the sandbox image's,
+ * unchanged, for either protocol era: a 2025-11-25 session's, or one
+ * 2026-07-28 request's (the SDK's entry makes one per request). It answers
+ * initialize, server/discover and tools/list itself, from the catalogue: no
+ * sandbox is taken before the first tools/call, which runs in the user's own
+ * sandbox. It never asks the client for anything and passes nothing of the
+ * client's on: toward the sandbox, sandpool is the only MCP client, with its
+ * own ids.
  */
-export function createUserMcpServer(userId: string, deps: UserMcpServerDeps): Server {
-  const log = deps.logger.child({ component: 'McpGateway', user: userId });
+export function createUserMcpServer(
+  userId: string,
+  deps: {
+    tools: McpTools;
+    logger: Logger;
+    /**
+     * Checks a `requestState` a 2026-07-28 client echoes back (throws to refuse
+     * it). sandpool mints none, so every one is refused: see createRequestStateCheck.
+     */
+    verifyRequestState(state: string, ctx: ServerContext): Promise<unknown>;
+  },
+): Server {
   const server = new Server(GATEWAY_INFO, {
     // logging: the sandbox's log messages during a call are passed on.
     capabilities: { tools: {}, logging: {} },
     requestState: { verify: deps.verifyRequestState },
   });
-  const allowed = async (): Promise<Tool[]> => (await deps.tools()).filter((t) => deps.policy.allows(t));
-
-  server.setRequestHandler('tools/list', async () => ({ tools: await allowed() }));
-
-  server.setRequestHandler('tools/call', async (request, ctx) => {
-    const { name } = request.params;
-    const started = performance.now();
-    const all = await deps.tools();
-    const tool = all.find((t) => t.name === name);
-    if (!tool || !deps.policy.allows(tool)) {
-      deps.observe(tool ? name : '(unknown)', performance.now() - started, 'refused');
-      const listed = (await allowed()).map((t) => t.name).join(', ');
-      const why = tool ? `tool ${JSON.stringify(name)} is not available to MCP clients on this server (MCP_TOOLS=${deps.policy.describe})` : `unknown tool ${JSON.stringify(name)}`;
-      throw new JsonRpcError(ProtocolErrorCode.InvalidParams, `${why}; the tools are: ${listed}`, { code: tool ? 'UNAUTHORIZED' : 'BAD_REQUEST' });
-    }
-    try {
-      const result = await deps.calls.call(userId, name, request.params.arguments ?? {}, { onNotice: relayTo(ctx, log) });
-      deps.observe(name, performance.now() - started, result.isError ? 'tool-error' : 'ok');
-      return result;
-    } catch (err) {
-      const body = toClientError(err, log);
-      deps.observe(name, performance.now() - started, body.code === 'TOO_MANY_REQUESTS' ? 'refused' : 'failed');
-      throw new JsonRpcError(SANDPOOL_JSONRPC_ERROR, body.message, body);
-    }
-  });
+  server.setRequestHandler('tools/list', async () => ({ tools: await deps.tools.list() }));
+  server.setRequestHandler('tools/call', async (request, ctx) => deps.tools.call(userId, request.params.name, request.params.arguments ?? {}, relayTo(ctx, deps.logger)));
   return server;
 }

@@ -6,13 +6,14 @@ import { StreamableHTTPClientTransport as V1Transport } from '@modelcontextproto
 import { LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import type { Hono } from 'hono';
 import { createAuthenticator } from '../../src/auth/authenticator.js';
+import { SandpoolError } from '../../src/errors.js';
 import { createOriginPolicy } from '../../src/auth/origins.js';
 import type { DirectToolCalls } from '../../src/chat/direct-tool-calls.js';
 import { createMcpRoutes } from '../../src/mcp-gateway/mcp-routes.js';
 import { createMcpSessionRegistry } from '../../src/mcp-gateway/mcp-sessions.js';
 import { createRequestStateCheck } from '../../src/mcp-gateway/request-state.js';
 import { createToolPolicy } from '../../src/mcp-gateway/tool-policy.js';
-import { createUserMcpServer } from '../../src/mcp-gateway/user-mcp-server.js';
+import { createMcpTools, createUserMcpServer } from '../../src/mcp-gateway/user-mcp-server.js';
 import type { Tool } from '../../src/mcp/mcp-types.js';
 import { testLogger } from '../support/helpers.js';
 import { TEST_SECRET, makeToken } from '../support/tokens.js';
@@ -20,6 +21,8 @@ import { TEST_SECRET, makeToken } from '../support/tokens.js';
 const TOOLS: Tool[] = [
   { name: 'read_text_file', inputSchema: { type: 'object', properties: { path: { type: 'string' } } }, annotations: { readOnlyHint: true } },
   { name: 'slow', inputSchema: { type: 'object' } },
+  { name: 'flagged', inputSchema: { type: 'object' } },
+  { name: 'busy', inputSchema: { type: 'object' } },
 ];
 
 /**
@@ -28,6 +31,8 @@ const TOOLS: Tool[] = [
  */
 const calls: DirectToolCalls = {
   async call(userId, name, _args, options) {
+    if (name === 'flagged') return { content: [{ type: 'text', text: 'no such file' }], isError: true, structuredContent: { content: 'no such file' }, _meta: { 'sandbox/note': 'kept' } };
+    if (name === 'busy') throw new SandpoolError('TOO_MANY_REQUESTS', `you already have 5 requests in flight (${userId})`);
     if (name === 'slow') {
       options?.onNotice?.({ kind: 'progress', progress: 1, total: 2, message: 'half way' });
       options?.onNotice?.({ kind: 'log', level: 'info', logger: 'fixture', data: `working for ${userId}` });
@@ -37,9 +42,13 @@ const calls: DirectToolCalls = {
   },
 };
 
-function routes(): Hono {
+/** Servers the SDK made (the held call's fast path makes none). */
+let serversMade = 0;
+
+function routes(options: { heldCallFastPath?: boolean } = {}): Hono {
   const verifyRequestState = createRequestStateCheck();
-  const serverFor = (userId: string) => createUserMcpServer(userId, { tools: async () => TOOLS, policy: createToolPolicy('all'), calls, logger: testLogger(), observe: () => undefined, verifyRequestState });
+  const tools = createMcpTools({ tools: async () => TOOLS, policy: createToolPolicy('all'), calls, logger: testLogger(), observe: () => undefined });
+  const serverFor = (userId: string) => (serversMade++, createUserMcpServer(userId, { tools, logger: testLogger(), verifyRequestState }));
   const sessions = createMcpSessionRegistry({ serverFor, admit: async () => undefined, idleTimeoutMs: 60_000, maxBodyBytes: 65_536, onOpen: () => undefined, onClose: () => undefined, logger: testLogger() });
   return createMcpRoutes({
     authenticate: createAuthenticator({ secret: TEST_SECRET, issuer: undefined, audience: undefined, clockToleranceMs: 0, maxLifetimeS: 86_400 }),
@@ -49,8 +58,10 @@ function routes(): Hono {
     publicUrl: () => 'https://sandpool.test',
     sessions,
     serverFor,
+    tools,
     maxBodyBytes: 65_536,
     logger: testLogger(),
+    ...options,
   }).routes;
 }
 
@@ -95,7 +106,7 @@ describe('/mcp for both protocol eras (the routes, the SDK clients, no network)'
     const client = await v2Client(app, 'alice', { mode: 'auto' });
     assert.equal(client.getNegotiatedProtocolVersion(), '2026-07-28');
     assert.equal(client.getProtocolEra(), 'modern');
-    assert.deepEqual((await client.listTools()).tools.map((t) => t.name), ['read_text_file', 'slow']);
+    assert.deepEqual((await client.listTools()).tools.map((t) => t.name), TOOLS.map((t) => t.name));
     assert.equal(textOf(await client.callTool({ name: 'read_text_file', arguments: { path: '/workspace/a' } })), 'alice ran read_text_file');
     const pinned = await v2Client(app, 'bob', { mode: { pin: '2026-07-28' } });
     assert.equal(textOf(await pinned.callTool({ name: 'read_text_file', arguments: {} })), 'bob ran read_text_file');
@@ -196,5 +207,31 @@ describe('/mcp for both protocol eras (the routes, the SDK clients, no network)'
     }
     controller.abort();
     await reader.cancel().catch(() => undefined);
+  });
+
+  it('answers a plainly valid 2026-07-28 tools/call on its fast path with what the SDK answers, and the rest through the SDK', async () => {
+    const fast = routes();
+    const sdk = routes({ heldCallFastPath: false });
+    const answer = async (app: Hono, req: { body: unknown; headers: Record<string, string> }): Promise<{ status: number; type: string | null; json: unknown }> => {
+      const res = await app.request('https://sandpool.test/mcp', { method: 'POST', body: JSON.stringify(req.body), headers: { ...req.headers, ...(await bearer('hal')) } });
+      return { status: res.status, type: res.headers.get('content-type'), json: await res.json() };
+    };
+    for (const [name, args] of [['read_text_file', { path: '/workspace/a' }], ['flagged', {}], ['busy', {}], ['nope', {}]] as const) {
+      const req = modernRequest('tools/call', { name, arguments: args });
+      const before = serversMade;
+      const viaFastPath = await answer(fast, req);
+      assert.equal(serversMade, before, `${name}: answered without an SDK server`);
+      const viaSdk = await answer(sdk, req);
+      assert.equal(serversMade, before + 1, `${name}: the SDK served the comparison`);
+      assert.deepEqual(viaFastPath, viaSdk, `${name}: the fast path answers as the SDK does`);
+    }
+    // Not plainly valid: the SDK answers (and refuses) it.
+    const before = serversMade;
+    const withProgress = modernRequest('tools/call', { name: 'read_text_file', arguments: {} });
+    (withProgress.body.params as { _meta: Record<string, unknown> })._meta.progressToken = 'p1';
+    assert.equal(textOf((await send(fast, withProgress)).json.result), 'alice ran read_text_file');
+    assert.equal(serversMade, before + 1, 'a call with a progress token goes to the SDK (it may stream)');
+    const call = modernRequest('tools/call', { name: 'read_text_file', arguments: {} });
+    assert.equal((await send(fast, { ...call, headers: { ...call.headers, 'mcp-name': 'write_file' } })).json.error?.code, -32020);
   });
 });

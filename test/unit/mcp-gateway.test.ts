@@ -6,11 +6,12 @@ import type { CallToolResult, Tool } from '../../src/mcp/mcp-types.js';
 import { createAuthenticator } from '../../src/auth/authenticator.js';
 import { createOriginPolicy } from '../../src/auth/origins.js';
 import { SandpoolError } from '../../src/errors.js';
+import { createIdentityCache } from '../../src/mcp-gateway/identity-cache.js';
 import { createMcpRoutes } from '../../src/mcp-gateway/mcp-routes.js';
 import { createMcpSessionRegistry } from '../../src/mcp-gateway/mcp-sessions.js';
 import { createRequestStateCheck } from '../../src/mcp-gateway/request-state.js';
 import { createToolPolicy } from '../../src/mcp-gateway/tool-policy.js';
-import { createUserMcpServer } from '../../src/mcp-gateway/user-mcp-server.js';
+import { createMcpTools, createUserMcpServer } from '../../src/mcp-gateway/user-mcp-server.js';
 import { testLogger } from '../support/helpers.js';
 import { TEST_SECRET, makeToken } from '../support/tokens.js';
 
@@ -25,15 +26,18 @@ interface Observed {
   outcome: string;
 }
 
-function server(userId: string, policy = createToolPolicy('all'), call: (name: string) => Promise<CallToolResult> = async (name) => ({ content: [{ type: 'text', text: `${userId} ran ${name}` }] }), observed: Observed[] = []) {
-  return createUserMcpServer(userId, {
-    verifyRequestState: createRequestStateCheck(),
+function toolsOf(userId: string, policy = createToolPolicy('all'), call: (name: string) => Promise<CallToolResult> = async (name) => ({ content: [{ type: 'text', text: `${userId} ran ${name}` }] }), observed: Observed[] = []) {
+  return createMcpTools({
     tools: async () => TOOLS,
     policy,
     calls: { call: (_u, name) => call(name) },
     logger: testLogger(),
     observe: (tool, _ms, outcome) => void observed.push({ tool, outcome }),
   });
+}
+
+function server(userId: string, ...rest: Parameters<typeof toolsOf> extends [string, ...infer R] ? R : never) {
+  return createUserMcpServer(userId, { verifyRequestState: createRequestStateCheck(), tools: toolsOf(userId, ...rest), logger: testLogger() });
 }
 
 async function connected(s: ReturnType<typeof server>): Promise<Client> {
@@ -113,6 +117,7 @@ describe('/mcp routes (Hono, no network)', () => {
       publicUrl: () => 'https://sandpool.test',
       sessions,
       serverFor,
+      tools: toolsOf('(any)'),
       maxBodyBytes: 1024,
       logger: testLogger(),
     }).routes;
@@ -187,5 +192,32 @@ describe('/mcp routes (Hono, no network)', () => {
     const res = await routes.request('/mcp', post(init, { authorization: 'Bearer dev-user' }));
     assert.equal(res.status, 200);
     assert.equal((await routes.request('/mcp', post(init, { authorization: 'Bearer not a user id!' }))).status, 401);
+  });
+});
+
+describe('the gateway\'s verified-token cache', () => {
+  it('verifies a token once while it lasts, again once it expired (and then refuses it), never remembers a refusal, and stays bounded', async () => {
+    let nowMs = 1_000_000;
+    const verified: string[] = [];
+    const authenticate = async ({ token }: { token?: unknown }) => {
+      verified.push(String(token));
+      if (String(token).startsWith('bad')) throw new SandpoolError('UNAUTHORIZED', 'invalid token');
+      if (String(token) === 'short' && nowMs >= 1_005_000) throw new SandpoolError('UNAUTHORIZED', 'the token has expired');
+      return { userId: `user-of-${String(token)}`, expiresAtMs: String(token) === 'short' ? 1_005_000 : undefined, scopes: [] };
+    };
+    const cached = createIdentityCache(authenticate, { maxEntries: 2, now: () => nowMs });
+    assert.equal((await cached('short')).userId, 'user-of-short');
+    assert.equal((await cached('short')).userId, 'user-of-short');
+    assert.deepEqual(verified, ['short'], 'the second request with the same token is not verified again');
+    nowMs = 1_005_000;
+    await assert.rejects(cached('short'), /expired/);
+    await assert.rejects(cached('bad-1'), /invalid/);
+    await assert.rejects(cached('bad-1'), /invalid/);
+    assert.deepEqual(verified, ['short', 'short', 'bad-1', 'bad-1'], 'expired and refused tokens are verified (and refused) every time');
+    await cached('a');
+    await cached('b');
+    await cached('c');
+    await cached('a');
+    assert.deepEqual(verified.slice(4), ['a', 'b', 'c', 'a'], 'at most 2 remembered: the oldest went first');
   });
 });
