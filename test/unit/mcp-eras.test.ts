@@ -158,7 +158,7 @@ describe('/mcp for both protocol eras (the routes, the SDK clients, no network)'
     const { status, json } = await send(routes(), modernRequest('server/discover'));
     assert.equal(status, 200);
     const result = json.result as { supportedVersions: string[]; capabilities: Record<string, unknown> };
-    assert.ok(result.supportedVersions.includes('2026-07-28'));
+    assert.deepEqual(result.supportedVersions, ['2026-07-28']);
     assert.ok('tools' in result.capabilities);
   });
 
@@ -231,6 +231,10 @@ describe('/mcp for both protocol eras (the routes, the SDK clients, no network)'
     (withProgress.body.params as { _meta: Record<string, unknown> })._meta.progressToken = 'p1';
     assert.equal(textOf((await send(fast, withProgress)).json.result), 'alice ran read_text_file');
     assert.equal(serversMade, before + 1, 'a call with a progress token goes to the SDK (it may stream)');
+    const traced = modernRequest('tools/call', { name: 'read_text_file', arguments: {} });
+    (traced.body.params as { _meta: Record<string, unknown> })._meta['io.modelcontextprotocol/traceparent'] = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    assert.equal(textOf((await send(fast, traced)).json.result), 'alice ran read_text_file', 'trace context is accepted');
+    assert.equal(serversMade, before + 2, 'and goes to the SDK');
     const call = modernRequest('tools/call', { name: 'read_text_file', arguments: {} });
     assert.equal((await send(fast, { ...call, headers: { ...call.headers, 'mcp-name': 'write_file' } })).json.error?.code, -32020);
   });

@@ -153,6 +153,10 @@ describe('/mcp routes (Hono, no network)', () => {
     const list = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} });
     const mine = await routes.request('/mcp', post(list, { authorization: alice, 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-06-18' }));
     assert.equal(mine.status, 200);
+    // A session answers in SSE (what the sandbox says during a call goes on the same stream), unbuffered by proxies.
+    assert.match(mine.headers.get('content-type') ?? '', /^text\/event-stream/);
+    assert.equal(mine.headers.get('x-accel-buffering'), 'no');
+    assert.match(await mine.text(), /"tools":\[/);
     const bob = `Bearer ${await makeToken({ sub: 'bob' })}`;
     assert.equal((await routes.request('/mcp', post(list, { authorization: bob, 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-06-18' }))).status, 404);
   });
