@@ -68,7 +68,7 @@ interface LiveContainer extends FakeContainer {
 }
 
 /** The tools every fake container serves: the filesystem server's names for the first three. */
-export const FAKE_TOOLS = ['write_file', 'read_text_file', 'list_directory', 'wait', 'flood'] as const;
+export const FAKE_TOOLS = ['write_file', 'read_text_file', 'list_directory', 'wait', 'flood', 'report'] as const;
 
 /** Past the MCP SDK's 10 MiB read buffer, without a newline. */
 const FLOOD_BYTES = 11 * 1024 * 1024;
@@ -98,7 +98,8 @@ export function createFakeRuntime(initial: Partial<FakeFaults> = {}): FakeRuntim
     let resolveExited: (info: ExitInfo) => void = () => undefined;
     const exited = new Promise<ExitInfo>((resolve) => (resolveExited = resolve));
 
-    const server = new McpServer({ name: 'sandpool-fake', version: '1.0.0' });
+    // logging: the `report` tool sends log messages.
+    const server = new McpServer({ name: 'sandpool-fake', version: '1.0.0' }, { capabilities: { logging: {} } });
     const text = (t: string): { content: Array<{ type: 'text'; text: string }> } => ({ content: [{ type: 'text', text: t }] });
     server.registerTool('write_file', { inputSchema: z.object({ path: z.string(), content: z.string() }) }, ({ path, content }) => {
       files.set(path, content);
@@ -116,6 +117,15 @@ export function createFakeRuntime(initial: Partial<FakeFaults> = {}): FakeRuntim
     server.registerTool('wait', { inputSchema: z.object({ ms: z.number() }) }, async ({ ms }, ctx) => {
       await sleep(ms, ctx.mcpReq.signal);
       return text(`waited ${ms} ms`);
+    });
+    // Says how far it got (progress, for the call's token) and a log line, as a long call does.
+    server.registerTool('report', { inputSchema: z.object({ steps: z.number() }) }, async ({ steps }, ctx) => {
+      const token = ctx.mcpReq._meta?.progressToken;
+      for (let step = 1; step <= steps; step++) {
+        if (token !== undefined) await ctx.mcpReq.notify({ method: 'notifications/progress', params: { progressToken: token, progress: step, total: steps, message: `step ${step}` } });
+      }
+      await ctx.mcpReq.log('info', `reported ${steps} steps`, 'fake');
+      return text(`reported ${steps} steps`);
     });
     server.registerTool('flood', { inputSchema: z.object({}) }, () => {
       stdout.write(Buffer.alloc(FLOOD_BYTES, 'x'));

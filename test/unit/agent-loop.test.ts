@@ -85,6 +85,31 @@ describe('agent loop', () => {
     assert.ok(wireIds.every((id) => /^[0-9a-f-]{36}$/.test(id)));
   });
 
+  it('tells the user what the sandbox says while an approved call runs (tool:progress, tool:log), between tool:request and tool:result', async () => {
+    const reporting: ToolRunner = {
+      async run(name, _args, { onNotice }) {
+        onNotice?.({ kind: 'progress', progress: 1, total: 2, message: 'half' });
+        onNotice?.({ kind: 'log', level: 'warning', logger: 'fs', data: { slow: true } });
+        onNotice?.({ kind: 'progress', progress: 2 });
+        return { result: { content: [{ type: 'text', text: `${name} ok` }] }, startedFresh: 'no' };
+      },
+    };
+    const req = request({ provider: scripted([{ text: '', toolCalls: [call('read_text_file')] }, { text: 'ok', toolCalls: [] }]), runner: reporting });
+    await runAgent(req);
+    const callId = req.emitted.find(([e]) => e === 'tool:request')?.[1].callId;
+    const about = { requestId: 'r1', callId, tool: 'read_text_file' };
+    assert.deepEqual(
+      req.emitted.filter(([e]) => e.startsWith('tool:')),
+      [
+        ['tool:request', { ...about, arguments: {} }],
+        ['tool:progress', { ...about, progress: 1, total: 2, message: 'half' }],
+        ['tool:log', { ...about, level: 'warning', logger: 'fs', data: { slow: true } }],
+        ['tool:progress', { ...about, progress: 2 }],
+        ['tool:result', req.emitted.find(([e]) => e === 'tool:result')?.[1] ?? {}],
+      ],
+    );
+  });
+
   it('runs nothing that was denied or not approved in time, and tells the model and the user', async () => {
     for (const [verdict, words] of [['denied', /denied/], ['timeout', /within 2 s/]] as Array<[ApprovalVerdict, RegExp]>) {
       const ran: string[] = [];
