@@ -68,7 +68,7 @@ interface LiveContainer extends FakeContainer {
 }
 
 /** The tools every fake container serves: the filesystem server's names for the first three. */
-export const FAKE_TOOLS = ['write_file', 'read_text_file', 'list_directory', 'wait', 'flood', 'report'] as const;
+export const FAKE_TOOLS = ['write_file', 'read_text_file', 'list_directory', 'wait', 'report', 'flood'] as const;
 
 /** Past the MCP SDK's 10 MiB read buffer, without a newline. */
 const FLOOD_BYTES = 11 * 1024 * 1024;
