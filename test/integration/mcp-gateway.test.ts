@@ -7,9 +7,8 @@ import type { StartedProcess } from '../../scripts/lib/start-process.js';
 import type { CallToolResult, Tool } from '../../src/mcp/mcp-types.js';
 import { LABELS } from '../../src/runtime/types.js';
 import { converse } from '../support/conversation.js';
-import { startCluster, type RunningCluster } from '../support/cluster.js';
 import { connectUser, dockerPs, emitAck, nextEvent, startReplica, textOf, uniqueReplica, waitFor, type ClientSocket } from '../support/helpers.js';
-import { EXPECTED_ERA, MCP_CLIENTS, connectMcpClient, type ConnectV1, type McpClientKind, type McpClientUnderTest } from '../support/mcp-clients.js';
+import { MCP_CLIENTS, connectMcpClient, listWriteRead, mcpClientSlug, type ConnectV1 } from '../support/mcp-clients.js';
 import { TEST_OPERATOR_SECRET, TEST_SECRET, makeToken, operatorHeaders } from '../support/tokens.js';
 
 /** Sandboxes leased on a replica (/stats/pool; an operator token where the replica has AUTH_SECRET). */
@@ -19,16 +18,6 @@ async function activeSandboxes(url: string): Promise<number> {
   const { active } = (await res.json()) as { active: unknown };
   assert.equal(typeof active, 'number');
   return active as number;
-}
-
-/** POST /mcp served so far by protocol era, over these replicas (sandpool_mcp_requests_total). */
-async function eraCounts(urls: readonly string[]): Promise<{ legacy: number; modern: number }> {
-  const counts = { legacy: 0, modern: 0 };
-  for (const url of urls) {
-    const metrics = await (await fetch(`${url}/metrics`, { headers: await operatorHeaders() })).text();
-    for (const era of ['legacy', 'modern'] as const) counts[era] += Number(new RegExp(`^sandpool_mcp_requests_total\\{[^}]*era="${era}"[^}]*\\} (\\d+)`, 'm').exec(metrics)?.[1] ?? 0);
-  }
-  return counts;
 }
 
 const ISSUER = 'https://id.example';
@@ -74,35 +63,6 @@ const text = (r: unknown): string => textOf(r as CallToolResult);
 /** Sends a message, approves its tool calls; resolves with the tool results' contents. */
 const chat = async (socket: ClientSocket, text: string): Promise<string[]> => (await converse(socket, text, 60_000)).contents;
 
-const slug = (kind: McpClientKind): string => kind.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
-
-/**
- * One client of each kind completes list -> write -> read of its user's
- * workspace, and was served in the era it should have negotiated: what it
- * says it negotiated, and what the replicas counted (the Inspector's CLI says
- * nothing).
- */
-async function listWriteRead(kind: McpClientKind, base: string, token: string, replicas: () => readonly string[]): Promise<void> {
-  const before = await eraCounts(replicas());
-  const client: McpClientUnderTest = await connectMcpClient(kind, base, token, { v1: connectV1 });
-  try {
-    if (client.negotiated !== undefined) assert.equal(client.negotiated, EXPECTED_ERA[kind] === 'modern' ? '2026-07-28' : '2025-11-25');
-    const names = (await client.listTools()).map((t) => t.name);
-    assert.ok(names.includes('read_text_file') && names.includes('write_file'), names.join(', '));
-    const file = `/workspace/${slug(kind)}.txt`;
-    const wrote = await client.callTool('write_file', { path: file, content: `written by ${kind}` });
-    assert.notEqual(wrote.isError, true, text(wrote));
-    assert.equal(text(await client.callTool('read_text_file', { path: file })), `written by ${kind}`);
-  } finally {
-    await client.close();
-  }
-  const after = await eraCounts(replicas());
-  const era = EXPECTED_ERA[kind];
-  const other = era === 'modern' ? 'legacy' : 'modern';
-  assert.ok(after[era] >= before[era] + 3, `${kind}: ${era} requests served ${before[era]} -> ${after[era]}`);
-  assert.equal(after[other], before[other], `${kind}: no ${other} request`);
-}
-
 describe('MCP gateway on one replica (the replica in its own process, the SDK clients and the Inspector)', () => {
   let replica: StartedProcess;
   let url: string;
@@ -143,7 +103,7 @@ describe('MCP gateway on one replica (the replica in its own process, the SDK cl
 
   for (const kind of MCP_CLIENTS) {
     it(`${kind}: list -> write -> read of the user's workspace, in the era it negotiated`, async () => {
-      await listWriteRead(kind, url, await token(`lwr-${slug(kind)}`), () => [url]);
+      await listWriteRead(kind, url, await token(`lwr-${mcpClientSlug(kind)}`), () => [url], connectV1, await operatorHeaders());
     });
   }
 
@@ -296,81 +256,5 @@ describe('MCP gateway on one replica (the replica in its own process, the SDK cl
     await gina.transport.terminateSession();
     await gina.client.close();
     await waitFor('gina\'s sandbox released', async () => (await active()) === held - 1, 10_000, 200);
-  });
-});
-
-describe('MCP gateway through nginx on a 2-replica cluster', () => {
-  let cluster: RunningCluster;
-  const sockets: ClientSocket[] = [];
-  const clients: Array<{ close(): Promise<void> }> = [];
-  const replicaUrls = (): string[] => cluster.state.replicas.map((r) => r.url);
-
-  before(async () => {
-    cluster = await startCluster(2, { POOL_MIN_SIZE: '1', HEARTBEAT_INTERVAL_MS: '1000' });
-  });
-  after(async () => {
-    for (const s of sockets) s.close();
-    for (const c of clients) await c.close().catch(() => undefined);
-    await cluster.stop();
-  });
-
-  for (const kind of MCP_CLIENTS) {
-    it(`${kind} through nginx: list -> write -> read of the user's workspace, in the era it negotiated`, async () => {
-      // The development identity (the cluster has no AUTH_SECRET): the bearer token is the user id.
-      await listWriteRead(kind, cluster.state.url, `nginx-${slug(kind)}`, replicaUrls);
-    });
-  }
-
-  it('reaches the user\'s one workspace through nginx, and from whichever replica a session lands on', async () => {
-    const { client } = await mcpClient(cluster.state.url, 'hank');
-    clients.push(client);
-    await client.callTool({ name: 'write_file', arguments: { path: '/workspace/h.txt', content: 'via nginx' } });
-    assert.equal(text(await client.callTool({ name: 'read_text_file', arguments: { path: '/workspace/h.txt' } })), 'via nginx');
-
-    // The user's chat holds the sandbox on the replica its uid hashes to; an MCP session on the other one is routed there.
-    const socket = await connectUser(cluster.state.url, { userId: 'iris' }, { uid: 'iris' });
-    sockets.push(socket);
-    const home = (await nextEvent<{ replica: string }>(socket, 'session')).replica;
-    await chat(socket, 'write "one workspace" to /workspace/i.txt');
-    const other = cluster.state.replicas.find((r) => r.id !== home);
-    assert.ok(other);
-    const activeOnOther = (): Promise<number> => activeSandboxes(other.url);
-    const before = await activeOnOther();
-    const elsewhere = await mcpClient(other.url, 'iris');
-    clients.push(elsewhere.client);
-    assert.equal(text(await elsewhere.client.callTool({ name: 'read_text_file', arguments: { path: '/workspace/i.txt' } })), 'one workspace');
-    assert.equal(await activeOnOther(), before, 'no second sandbox for iris on the other replica');
-    // 2026-07-28 from the other replica too: routed to the one sandbox.
-    const modern = await connectMcpClient('v2 client offering 2026-07-28 first', other.url, 'iris', { v1: connectV1 });
-    clients.push(modern);
-    assert.equal(text(await modern.callTool('read_text_file', { path: '/workspace/i.txt' })), 'one workspace');
-    assert.equal(await activeOnOther(), before, 'still no second sandbox');
-  });
-
-  it('a file written over 2026-07-28 MCP through nginx is read back in the same user\'s chat, and back', async () => {
-    const socket = await connectUser(cluster.state.url, { userId: 'june' }, { uid: 'june' });
-    sockets.push(socket);
-    const modern = await connectMcpClient('v2 client offering 2026-07-28 first', cluster.state.url, 'june', { v1: connectV1 });
-    clients.push(modern);
-    assert.equal(modern.negotiated, '2026-07-28');
-    await modern.callTool('write_file', { path: '/workspace/j.txt', content: 'from MCP 2026-07-28 via nginx' });
-    assert.deepEqual(await chat(socket, 'read /workspace/j.txt'), ['from MCP 2026-07-28 via nginx']);
-    await chat(socket, 'write "from chat via nginx" to /workspace/k.txt');
-    assert.equal(text(await modern.callTool('read_text_file', { path: '/workspace/k.txt' })), 'from chat via nginx');
-  });
-
-  it('passes the 2026-07-28 headers on: a replica behind nginx refuses a mismatch (400, -32020)', async () => {
-    const res = await fetch(`${cluster.state.url}/mcp`, {
-      method: 'POST',
-      headers: { authorization: 'Bearer kim', 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'write_file' },
-      body: JSON.stringify({
-        jsonrpc: '2.0',
-        id: 1,
-        method: 'tools/call',
-        params: { name: 'read_text_file', arguments: { path: '/workspace/x' }, _meta: { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' }, 'io.modelcontextprotocol/clientCapabilities': {} } },
-      }),
-    });
-    assert.equal(res.status, 400);
-    assert.equal(((await res.json()) as { error: { code: number } }).error.code, -32020);
   });
 });

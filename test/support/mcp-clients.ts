@@ -7,6 +7,7 @@
  * from the test that uses it (`v1`): nothing of sandpool's own, its test
  * support included, imports the v1 SDK.
  */
+import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -84,4 +85,45 @@ export async function connectMcpClient(kind: McpClientKind, base: string, token:
       };
     }
   }
+}
+
+/** A file name from a client kind. */
+export const mcpClientSlug = (kind: McpClientKind): string => kind.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
+
+/** POST /mcp served so far by protocol era, over these replicas (sandpool_mcp_requests_total; operator headers where the replicas need them). */
+export async function eraCounts(urls: readonly string[], headers: Record<string, string> = {}): Promise<{ legacy: number; modern: number }> {
+  const counts = { legacy: 0, modern: 0 };
+  for (const url of urls) {
+    const metrics = await (await fetch(`${url}/metrics`, { headers })).text();
+    for (const era of ['legacy', 'modern'] as const) counts[era] += Number(new RegExp(`^sandpool_mcp_requests_total\\{[^}]*era="${era}"[^}]*\\} (\\d+)`, 'm').exec(metrics)?.[1] ?? 0);
+  }
+  return counts;
+}
+
+/**
+ * One client of that kind completes list -> write -> read of its user's
+ * workspace, and was served in the era it should have negotiated: what it
+ * says it negotiated, and what the replicas counted (the Inspector's CLI
+ * says nothing). Nothing else may use /mcp of these replicas meanwhile.
+ */
+export async function listWriteRead(kind: McpClientKind, base: string, token: string, replicas: () => readonly string[], v1: ConnectV1, metricsHeaders?: Record<string, string>): Promise<void> {
+  const before = await eraCounts(replicas(), metricsHeaders);
+  const client = await connectMcpClient(kind, base, token, { v1 });
+  const textOf = (r: CallToolResult): string => r.content.map((c) => (c.type === 'text' ? c.text : '')).join('');
+  try {
+    if (client.negotiated !== undefined) assert.equal(client.negotiated, EXPECTED_ERA[kind] === 'modern' ? '2026-07-28' : '2025-11-25');
+    const names = (await client.listTools()).map((t) => t.name);
+    assert.ok(names.includes('read_text_file') && names.includes('write_file'), names.join(', '));
+    const file = `/workspace/${mcpClientSlug(kind)}.txt`;
+    const wrote = await client.callTool('write_file', { path: file, content: `written by ${kind}` });
+    assert.notEqual(wrote.isError, true, textOf(wrote));
+    assert.equal(textOf(await client.callTool('read_text_file', { path: file })), `written by ${kind}`);
+  } finally {
+    await client.close();
+  }
+  const after = await eraCounts(replicas(), metricsHeaders);
+  const era = EXPECTED_ERA[kind];
+  const other = era === 'modern' ? 'legacy' : 'modern';
+  assert.ok(after[era] >= before[era] + 3, `${kind}: ${era} requests served ${before[era]} -> ${after[era]}`);
+  assert.equal(after[other], before[other], `${kind}: no ${other} request`);
 }
