@@ -155,6 +155,37 @@ describe('notifications of a long tool call (a sandbox server that reports progr
     assert.match(body, /"text":"streamed"/);
   });
 
+  it('keeps a subscriptions/listen stream open through nginx: acknowledged at once, then the replica\'s keep-alive every 15 s passes unbuffered', async () => {
+    const controller = new AbortController();
+    const res = await fetch(`${cluster.state.url}/mcp`, {
+      method: 'POST',
+      signal: controller.signal,
+      headers: { authorization: 'Bearer n-listen', 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'subscriptions/listen' },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 'listen-1',
+        method: 'subscriptions/listen',
+        params: { notifications: { toolsListChanged: true }, _meta: { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' }, 'io.modelcontextprotocol/clientCapabilities': {} } },
+      }),
+    });
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /^text\/event-stream/);
+    const reader = res.body?.getReader() ?? assert.fail('no body');
+    let received = '';
+    const until = async (what: RegExp): Promise<void> => {
+      while (!what.test(received)) {
+        const { value, done } = await reader.read();
+        assert.equal(done, false, `the stream ended before ${String(what)}: ${received}`);
+        received += new TextDecoder().decode(value);
+      }
+    };
+    await until(/notifications\/subscriptions\/acknowledged/);
+    // Nothing to say for 15 s: the keep-alive comment is what keeps proxies from calling the stream idle.
+    await until(/^: keepalive$/m);
+    controller.abort();
+    await reader.cancel().catch(() => undefined);
+  });
+
   it('reaches an MCP client of the replica that does not hold the sandbox: the call and its notifications are routed', async () => {
     // The chat's socket holds the user's sandbox on the replica its uid hashes to (through nginx).
     const socket = await connectUser(cluster.state.url, { userId: 'n-routed' }, { uid: 'n-routed' });
