@@ -107,7 +107,9 @@ describe('/mcp for both protocol eras (the routes, the SDK clients, no network)'
     assert.equal(client.getNegotiatedProtocolVersion(), '2026-07-28');
     assert.equal(client.getProtocolEra(), 'modern');
     assert.deepEqual((await client.listTools()).tools.map((t) => t.name), TOOLS.map((t) => t.name));
+    const before = serversMade;
     assert.equal(textOf(await client.callTool({ name: 'read_text_file', arguments: { path: '/workspace/a' } })), 'alice ran read_text_file');
+    assert.equal(serversMade, before, 'the v2 client\'s tools/call takes the held call\'s fast path');
     const pinned = await v2Client(app, 'bob', { mode: { pin: '2026-07-28' } });
     assert.equal(textOf(await pinned.callTool({ name: 'read_text_file', arguments: {} })), 'bob ran read_text_file');
     await client.close();
