@@ -250,10 +250,15 @@ try {
   await waitForQuietPool(replicaUrl, (pool) => pool.idle >= Math.min(pool.spareTarget, pool.maxPoolSize - pool.active));
 
   const ms: Record<Way, number[]> = { direct: [], replica: [], nginx: [] };
-  const cpu: Record<Way, { ms: number; systemMs: number; calls: number }> = { direct: { ms: 0, systemMs: 0, calls: 0 }, replica: { ms: 0, systemMs: 0, calls: 0 }, nginx: { ms: 0, systemMs: 0, calls: 0 } };
+  const cpu: Record<Way, { ms: number; systemMs: number; clientMs: number; calls: number }> = {
+    direct: { ms: 0, systemMs: 0, clientMs: 0, calls: 0 },
+    replica: { ms: 0, systemMs: 0, clientMs: 0, calls: 0 },
+    nginx: { ms: 0, systemMs: 0, clientMs: 0, calls: 0 },
+  };
   const gatewayWindows: Array<[number, number]> = [];
   const runWay = async (way: Way): Promise<void> => {
     const before = await ask<'cpu'>({ op: 'cpu' });
+    const clientBefore = process.cpuUsage();
     let samples: number[][];
     if (way === 'direct') {
       const reply = await ask<'direct'>({ op: 'direct', users: held.map((h) => h.user), calls: callsPerRound, tool: TOOL, args: ARGS });
@@ -262,7 +267,9 @@ try {
     } else {
       samples = await Promise.all(held.map((h) => timedCalls(way === 'replica' ? h.atReplica : h.atNginx, callsPerRound)));
     }
+    const client = process.cpuUsage(clientBefore);
     const after = await ask<'cpu'>({ op: 'cpu' });
+    cpu[way].clientMs += (client.user + client.system) / 1000;
     if (way !== 'direct') gatewayWindows.push([before.monotonicUs, after.monotonicUs]);
     ms[way].push(...samples.flat());
     cpu[way].ms += (after.userUs + after.systemUs - before.userUs - before.systemUs) / 1000;
@@ -284,9 +291,11 @@ try {
         cpuMsPerCall: cpu[way].calls ? Math.round((cpu[way].ms / cpu[way].calls) * 1000) / 1000 : null,
         // The kernel's part of it (syscalls: sockets, pipes, epoll).
         cpuSystemMsPerCall: cpu[way].calls ? Math.round((cpu[way].systemMs / cpu[way].calls) * 1000) / 1000 : null,
+        // The bench's own process: the MCP client (b, c); next to nothing for (a), run in the replica.
+        clientCpuMsPerCall: cpu[way].calls ? Math.round((cpu[way].clientMs / cpu[way].calls) * 1000) / 1000 : null,
       },
     ]),
-  ) as Record<Way, (Percentiles & { n: number; cpuMsPerCall: number | null; cpuSystemMsPerCall: number | null }) | { cpuMsPerCall: null; cpuSystemMsPerCall: null }>;
+  ) as Record<Way, (Percentiles & { n: number; cpuMsPerCall: number | null; cpuSystemMsPerCall: number | null; clientCpuMsPerCall: number | null }) | { cpuMsPerCall: null; cpuSystemMsPerCall: null; clientCpuMsPerCall: null }>;
   const p = (way: Way, q: 'p50' | 'p95' | 'p99'): number | null => ('p50' in stats[way] ? (stats[way] as Percentiles)[q] : null);
   const first = summary(firstCallMs);
   const share = (part: number): number => Math.round((part / Math.max(1, ticksAfter.all - ticksBefore.all)) * 1000) / 1000;
@@ -353,13 +362,13 @@ try {
   else {
     const row = (name: string, way: Way): string => {
       const s = stats[way];
-      return 'p50' in s ? `| ${name} | ${s.p50} | ${s.p95} | ${s.p99} | ${s.n} | ${s.cpuMsPerCall ?? '–'} (${s.cpuSystemMsPerCall ?? '–'}) |` : `| ${name} | – | – | – | 0 | – |`;
+      return 'p50' in s ? `| ${name} | ${s.p50} | ${s.p95} | ${s.p99} | ${s.n} | ${s.cpuMsPerCall ?? '–'} (${s.cpuSystemMsPerCall ?? '–'}) | ${way === 'direct' ? '–' : (s.clientCpuMsPerCall ?? '–')} |` : `| ${name} | – | – | – | 0 | – | – |`;
     };
     const lines = [
       `MCP gateway overhead (${TOOL}, ${protocol}, ${users} user(s), ${os.cpus().length} cores)`,
       '',
-      '| way | p50 ms | p95 ms | p99 ms | n | replica CPU ms/call (of which kernel) |',
-      '|---|---|---|---|---|---|',
+      '| way | p50 ms | p95 ms | p99 ms | n | replica CPU ms/call (of which kernel) | client CPU ms/call |',
+      '|---|---|---|---|---|---|---|',
       row('(a) direct, in the replica', 'direct'),
       row('(b) /mcp on the replica', 'replica'),
       row('(c) /mcp through nginx', 'nginx'),
