@@ -78,16 +78,26 @@ export function createMcpTools(deps: McpToolsDeps): McpTools {
  * made the call, on the call's own stream: progress only when the client
  * asked for it (a progress token), log messages as the SDK's level rules
  * allow (the session's logging/setLevel in 2025-11-25; in 2026-07-28 only
- * when the request names a log level in its `_meta`).
+ * when the request names a log level in its `_meta`). `sent()` resolves once
+ * every notification passed on so far is on the stream: the result must not
+ * overtake them (it ends the stream).
  */
-function relayTo(ctx: ServerContext, log: Logger): (notice: ToolNotice) => void {
+function relayTo(ctx: ServerContext, log: Logger): { onNotice: (notice: ToolNotice) => void; sent(): Promise<void> } {
   const token = ctx.mcpReq._meta?.progressToken;
-  const sent = (work: Promise<void>): void => void work.catch((err: unknown) => log.debug({ err: String(err) }, 'could not pass a notification on (the client went away)'));
-  return (notice) => {
-    if (notice.kind === 'log') return sent(ctx.mcpReq.log(notice.level, notice.data, notice.logger));
-    if (token === undefined) return;
-    const { kind: _kind, ...progress } = notice;
-    sent(ctx.mcpReq.notify({ method: 'notifications/progress', params: { progressToken: token, ...progress } }));
+  const sending = new Set<Promise<void>>();
+  const send = (work: Promise<void>): void => {
+    const sent = work.catch((err: unknown) => log.debug({ err: String(err) }, 'could not pass a notification on (the client went away)'));
+    sending.add(sent);
+    void sent.finally(() => sending.delete(sent));
+  };
+  return {
+    onNotice(notice) {
+      if (notice.kind === 'log') return send(ctx.mcpReq.log(notice.level, notice.data, notice.logger));
+      if (token === undefined) return;
+      const { kind: _kind, ...progress } = notice;
+      send(ctx.mcpReq.notify({ method: 'notifications/progress', params: { progressToken: token, ...progress } }));
+    },
+    sent: async () => void (await Promise.all(sending)),
   };
 }
 
@@ -119,6 +129,13 @@ export function createUserMcpServer(
     requestState: { verify: deps.verifyRequestState },
   });
   server.setRequestHandler('tools/list', async () => ({ tools: await deps.tools.list() }));
-  server.setRequestHandler('tools/call', async (request, ctx) => deps.tools.call(userId, request.params.name, request.params.arguments ?? {}, relayTo(ctx, deps.logger)));
+  server.setRequestHandler('tools/call', async (request, ctx) => {
+    const relay = relayTo(ctx, deps.logger);
+    try {
+      return await deps.tools.call(userId, request.params.name, request.params.arguments ?? {}, relay.onNotice);
+    } finally {
+      await relay.sent();
+    }
+  });
   return server;
 }

@@ -155,11 +155,9 @@ describe('notifications of a long tool call (a sandbox server that reports progr
     assert.match(body, /"text":"streamed"/);
   });
 
-  it('keeps a subscriptions/listen stream open through nginx: acknowledged at once, then the replica\'s keep-alive every 15 s passes unbuffered', async () => {
-    const controller = new AbortController();
+  it('answers subscriptions/listen through nginx as the spec says for a server whose tool list never changes: acknowledged with nothing to send, then completed', async () => {
     const res = await fetch(`${cluster.state.url}/mcp`, {
       method: 'POST',
-      signal: controller.signal,
       headers: { authorization: 'Bearer n-listen', 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'subscriptions/listen' },
       body: JSON.stringify({
         jsonrpc: '2.0',
@@ -170,20 +168,33 @@ describe('notifications of a long tool call (a sandbox server that reports progr
     });
     assert.equal(res.status, 200);
     assert.match(res.headers.get('content-type') ?? '', /^text\/event-stream/);
-    const reader = res.body?.getReader() ?? assert.fail('no body');
+    const events = (await res.text()).split('\n').filter((l) => l.startsWith('data: ')).map((l) => JSON.parse(l.slice(6)) as { method?: string; id?: string; params?: unknown; result?: unknown });
+    assert.deepEqual(events[0]?.method, 'notifications/subscriptions/acknowledged');
+    assert.deepEqual((events[0]?.params as { notifications: unknown }).notifications, {}, 'the tools capability has no listChanged: nothing is honoured');
+    assert.equal(events[1]?.id, 'listen-1', 'the listen request completes');
+  });
+
+  it('keeps a quiet 2025-11-25 session stream open through nginx: its GET stream hears the replica\'s keep-alive every 15 s, unbuffered', async () => {
+    const headers = { authorization: 'Bearer n-get', 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+    const init = await fetch(`${cluster.state.url}/mcp`, { method: 'POST', headers, body: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } }) });
+    assert.equal(init.status, 200);
+    await init.text();
+    const session = { ...headers, 'mcp-session-id': init.headers.get('mcp-session-id') ?? assert.fail('no session id'), 'mcp-protocol-version': '2025-11-25' };
+    assert.equal((await fetch(`${cluster.state.url}/mcp`, { method: 'POST', headers: session, body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }) })).status, 202);
+    const controller = new AbortController();
+    const stream = await fetch(`${cluster.state.url}/mcp`, { method: 'GET', headers: { ...session, accept: 'text/event-stream' }, signal: controller.signal });
+    assert.equal(stream.status, 200);
+    const reader = stream.body?.getReader() ?? assert.fail('no body');
     let received = '';
-    const until = async (what: RegExp): Promise<void> => {
-      while (!what.test(received)) {
-        const { value, done } = await reader.read();
-        assert.equal(done, false, `the stream ended before ${String(what)}: ${received}`);
-        received += new TextDecoder().decode(value);
-      }
-    };
-    await until(/notifications\/subscriptions\/acknowledged/);
-    // Nothing to say for 15 s: the keep-alive comment is what keeps proxies from calling the stream idle.
-    await until(/^: keepalive$/m);
+    // Nothing to say for 15 s: the keep-alive comment is what keeps a proxy from calling the stream idle.
+    while (!/^: keepalive$/m.test(received)) {
+      const { value, done } = await reader.read();
+      assert.equal(done, false, `the stream ended before a keep-alive: ${received}`);
+      received += new TextDecoder().decode(value);
+    }
     controller.abort();
     await reader.cancel().catch(() => undefined);
+    assert.equal((await fetch(`${cluster.state.url}/mcp`, { method: 'DELETE', headers: session })).status, 200);
   });
 
   it('reaches an MCP client of the replica that does not hold the sandbox: the call and its notifications are routed', async () => {
@@ -212,7 +223,13 @@ describe('notifications of a long tool call (a sandbox server that reports progr
     const request = await nextEvent<{ requestId: string; callId: string; tool: string }>(socket, 'tool:request', mine);
     assert.equal((await emitAck(socket, 'tool:approval', { callId: request.callId, approved: true })).ok, true);
     const about = { requestId: ack.requestId, callId: request.callId, tool: 'read_text_file' };
-    assert.deepEqual(await nextEvent(socket, 'tool:progress', mine, 60_000), { ...about, ...READING(file) });
+    // Whatever comes first: the progress while the call is held, or (a failure) how the request ended.
+    const first = await Promise.race([
+      nextEvent(socket, 'tool:progress', mine, 60_000),
+      nextEvent<{ requestId: string; content: string }>(socket, 'tool:result', mine, 60_000).then((r) => assert.fail(`the call ended before any progress: ${r.content}`)),
+      nextEvent<{ requestId: string; error: unknown }>(socket, 'request:error', mine, 60_000).then((e) => assert.fail(`the request failed: ${JSON.stringify(e.error)}`)),
+    ]);
+    assert.deepEqual(first, { ...about, ...READING(file) });
     assert.deepEqual(await nextEvent(socket, 'tool:log', mine, 60_000), { ...about, level: 'info', logger: 'progress-fixture', data: `reading ${file}` });
     await mcp.write(`${file}.hold`, 'go');
     assert.deepEqual(await nextEvent(socket, 'tool:progress', (p: { requestId: string; progress: number }) => mine(p) && p.progress === 2, 60_000), { ...about, ...DONE });
