@@ -1,6 +1,6 @@
 /**
  * npm run bench:mcp [-- --users N] [--calls C] [--rounds R] [--waves W] [--protocol 2026-07-28|2025-11-25]
- *                      [--workspace-store fs|none] [--cpu-prof] [--json] [--out FILE]
+ *                      [--client sdk|raw] [--workspace-store fs|none] [--cpu-prof] [--json] [--out FILE]
  *
  * The gateway's overhead as a ratio: in one run, the same tool call
  * (`list_directory /workspace`, read-only, in a sandbox the user holds) made
@@ -22,6 +22,10 @@
  * against the held call, and the goals (at one user: b/a p50 <= 1.3, replica
  * CPU <= 1.0 ms per held call, first-call p95 <= 3x held p95). --waves W
  * repeats the first calls with W groups of N new users for more samples.
+ * --client raw (2026-07-28 only) replaces the SDK client in (b) and (c) with
+ * a minimal one (node:http, keep-alive, the same request bytes): what is
+ * left is the gateway's own overhead, without the SDK client's (which the
+ * JSON reports as the bench process's CPU per call).
  * --cpu-prof runs the replica under `node --cpu-prof` and summarizes the
  * profile over the held calls through the gateway (b and c): the top
  * functions by self time and the CPU by where the code lives.
@@ -29,6 +33,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -50,6 +55,7 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '4' },
     waves: { type: 'string', default: '20' },
     protocol: { type: 'string', default: '2026-07-28' },
+    client: { type: 'string', default: 'sdk' },
     'workspace-store': { type: 'string', default: 'fs' },
     'cpu-prof': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
@@ -62,8 +68,9 @@ const callsPerRound = Math.ceil(Number(values.calls) / rounds);
 const waves = Number(values.waves);
 const { protocol } = values;
 const workspaceStore = values['workspace-store'];
-if (![users, rounds, callsPerRound, waves].every((n) => Number.isInteger(n) && n >= 1) || !['fs', 'none'].includes(workspaceStore) || !['2026-07-28', '2025-11-25'].includes(protocol)) {
-  process.stderr.write('bench:mcp: --users, --calls, --rounds and --waves take whole numbers >= 1, --workspace-store fs or none, --protocol 2026-07-28 or 2025-11-25\n');
+const clientKind = values.client;
+if (![users, rounds, callsPerRound, waves].every((n) => Number.isInteger(n) && n >= 1) || !['fs', 'none'].includes(workspaceStore) || !['2026-07-28', '2025-11-25'].includes(protocol) || !['sdk', 'raw'].includes(clientKind) || (clientKind === 'raw' && protocol !== '2026-07-28')) {
+  process.stderr.write('bench:mcp: --users, --calls, --rounds and --waves take whole numbers >= 1, --workspace-store fs or none, --protocol 2026-07-28 or 2025-11-25, --client sdk or raw (raw: 2026-07-28 only)\n');
   process.exit(2);
 }
 const say = (line: string): void => void process.stderr.write(`bench:mcp: ${line}\n`);
@@ -157,14 +164,61 @@ async function stopReplica(): Promise<void> {
 const offer = protocol === '2026-07-28' ? { versionNegotiation: { mode: { pin: '2026-07-28' } } } : {};
 const userId = (n: number): string => `bench-mcp-${process.pid}-${n}`;
 
-async function connect(base: string, user: string): Promise<Client> {
-  const client = new Client({ name: 'bench-mcp', version: '1.0.0' }, offer);
-  await client.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${await tokenOf(user)}` } } }));
-  if (client.getNegotiatedProtocolVersion() !== protocol) throw new Error(`negotiated ${client.getNegotiatedProtocolVersion()}, not ${protocol}`);
-  return client;
+/** What the bench needs of an MCP client. */
+interface BenchClient {
+  callTool(params: { name: string; arguments: Record<string, unknown> }): Promise<{ isError?: boolean; content?: unknown }>;
+  /** Ends it (a 2025-11-25 session with a DELETE: it holds the user's sandbox until it ends). */
+  end(): Promise<void>;
 }
 
-async function timedCalls(client: Client, n: number): Promise<number[]> {
+async function connect(base: string, user: string): Promise<BenchClient> {
+  const token = await tokenOf(user);
+  if (clientKind === 'raw') return rawClient(base, token);
+  const client = new Client({ name: 'bench-mcp', version: '1.0.0' }, offer);
+  const transport = new StreamableHTTPClientTransport(new URL(`${base}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${token}` } } });
+  await client.connect(transport);
+  if (client.getNegotiatedProtocolVersion() !== protocol) throw new Error(`negotiated ${client.getNegotiatedProtocolVersion()}, not ${protocol}`);
+  return {
+    callTool: (params) => client.callTool(params),
+    end: async () => {
+      if (transport.sessionId) await transport.terminateSession();
+      await client.close();
+    },
+  };
+}
+
+/** A 2026-07-28 client of the fewest moving parts: one keep-alive connection, the request the SDK client sends, its JSON answer parsed. */
+function rawClient(base: string, token: string): BenchClient {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const url = new URL(`${base}/mcp`);
+  const meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientInfo': { name: 'bench-mcp-raw', version: '1.0.0' }, 'io.modelcontextprotocol/clientCapabilities': {} };
+  let id = 0;
+  return {
+    callTool: ({ name, arguments: args }) =>
+      new Promise((resolve, reject) => {
+        const body = JSON.stringify({ jsonrpc: '2.0', id: ++id, method: 'tools/call', params: { name, arguments: args, _meta: meta } });
+        const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': name };
+        const req = http.request(url, { method: 'POST', agent, headers }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (chunk: Buffer) => chunks.push(chunk));
+          res.on('end', () => {
+            try {
+              const answer = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { result?: { isError?: boolean }; error?: { message: string } };
+              if (answer.error || !answer.result) reject(new Error(`${name}: ${answer.error?.message ?? `HTTP ${res.statusCode}`}`));
+              else resolve(answer.result);
+            } catch (err) {
+              reject(err instanceof Error ? err : new Error(String(err)));
+            }
+          });
+        });
+        req.on('error', reject);
+        req.end(body);
+      }),
+    end: async () => agent.destroy(),
+  };
+}
+
+async function timedCalls(client: BenchClient, n: number): Promise<number[]> {
   const ms: number[] = [];
   for (let i = 0; i < n; i++) {
     const started = performance.now();
@@ -217,7 +271,7 @@ try {
   // First calls of new users: W waves of N, each once the pool holds a spare per user again and is quiet.
   const firstCallMs: number[] = [];
   const errors: string[] = [];
-  let held: Array<{ user: string; atReplica: Client; atNginx: Client }> = [];
+  let held: Array<{ user: string; atReplica: BenchClient; atNginx: BenchClient }> = [];
   for (let wave = 0; wave < waves; wave++) {
     await waitForQuietPool(replicaUrl, (pool) => pool.active === 0 && pool.idle >= users);
     const group = await Promise.all(
@@ -232,8 +286,7 @@ try {
     );
     // The last wave's users stay for the held calls; the others leave (their sandboxes go).
     if (wave < waves - 1) {
-      // A 2025-11-25 session holds the user's sandbox until it ends (DELETE).
-      await Promise.all(group.map(async (g) => (await (g.atReplica.transport as StreamableHTTPClientTransport | undefined)?.terminateSession(), await g.atReplica.close())));
+      await Promise.all(group.map((g) => g.atReplica.end()));
       // Gone at once, as after an idle timeout: the next wave finds the pool as this one did.
       await ask<'release'>({ op: 'release', users: group.map((g) => g.user) });
       continue;
@@ -281,7 +334,7 @@ try {
     for (let k = 0; k < order.length; k++) await runWay(order[(k + r) % order.length] as Way);
   }
   const ticksAfter = machineTicks();
-  await Promise.all(held.flatMap((h) => [h.atReplica.close(), h.atNginx.close()]));
+  await Promise.all(held.flatMap((h) => [h.atReplica.end(), h.atNginx.end()]));
 
   const stats = Object.fromEntries(
     (Object.keys(ms) as Way[]).map((way) => [
@@ -328,6 +381,7 @@ try {
   const result = {
     tool: `${TOOL} ${ARGS.path} (read-only: no snapshot after it)`,
     protocol,
+    client: clientKind === 'raw' ? 'raw (node:http, keep-alive, the request bytes of the SDK client)' : 'the v2 SDK client (@modelcontextprotocol/client)',
     users,
     callsPerUserEachWay: callsPerRound * rounds,
     rounds,
@@ -335,8 +389,8 @@ try {
     workspaceStore,
     ways: {
       direct: 'a: in the replica process, its stdio MCP client of the user\'s sandbox',
-      replica: 'b: MCP client (v2 SDK) -> the replica\'s /mcp',
-      nginx: 'c: MCP client (v2 SDK) -> nginx -> the replica\'s /mcp',
+      replica: 'b: MCP client -> the replica\'s /mcp',
+      nginx: 'c: MCP client -> nginx -> the replica\'s /mcp',
     },
     direct: stats.direct,
     replica: stats.replica,
@@ -365,7 +419,7 @@ try {
       return 'p50' in s ? `| ${name} | ${s.p50} | ${s.p95} | ${s.p99} | ${s.n} | ${s.cpuMsPerCall ?? '–'} (${s.cpuSystemMsPerCall ?? '–'}) | ${way === 'direct' ? '–' : (s.clientCpuMsPerCall ?? '–')} |` : `| ${name} | – | – | – | 0 | – | – |`;
     };
     const lines = [
-      `MCP gateway overhead (${TOOL}, ${protocol}, ${users} user(s), ${os.cpus().length} cores)`,
+      `MCP gateway overhead (${TOOL}, ${protocol}, ${clientKind} client, ${users} user(s), ${os.cpus().length} cores)`,
       '',
       '| way | p50 ms | p95 ms | p99 ms | n | replica CPU ms/call (of which kernel) | client CPU ms/call |',
       '|---|---|---|---|---|---|---|',
