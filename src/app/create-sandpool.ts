@@ -282,6 +282,8 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   io.attach(server);
   const replicaNumbers = (): Record<string, unknown> => ({
     ...pool.stats(),
+    // Which machine: a replica leases from its own node's engine, so a node's sandboxes are its replicas'.
+    node: config.server.nodeName,
     connections: io.engine.clientsCount,
     sessions: sessions.count(),
     // With sessions, what other replicas read to pass new users on to one with room.
