@@ -145,6 +145,9 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   const reaper = createDeadReplicaReaper({
     registry: state.replicas,
     self: replicaId,
+    node: serverConfig.nodeName,
+    // By then an unclaimed container of it counts as an orphan by age on its own node anyway.
+    forgetOtherNodeAfterMs: config.orphans.graceMs,
     intervalMs: config.cluster.heartbeatIntervalMs,
     peers: liveness.peers,
     // Counted in orphansRemoved by the sweeper's onRemoved hook.
