@@ -11,7 +11,7 @@
  * registry; the images are tagged with that address, pushed, and untagged.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { sleep } from '../../src/util/async.js';
@@ -58,7 +58,8 @@ export async function startRegistry(say: (line: string) => void): Promise<void> 
       '',
     ].join('\n'),
   );
-  const child = spawn('setsid', ['docker-registry', 'serve', config], { detached: true, stdio: ['ignore', 'ignore', 'ignore'] });
+  // detached: a session of its own, so the caller's terminal and exit do not reach it.
+  const child = spawn('docker-registry', ['serve', config], { detached: true, stdio: ['ignore', 'ignore', 'ignore'] });
   child.unref();
   if (child.pid) writeFileSync(PID_FILE, String(child.pid));
   for (let i = 0; i < 50; i++) {
@@ -68,23 +69,36 @@ export async function startRegistry(say: (line: string) => void): Promise<void> 
   throw new Error(`the lab registry does not answer on ${REGISTRY} (docker-registry serve ${config})`);
 }
 
-export async function stopRegistry(): Promise<void> {
-  const pid = existsSync(PID_FILE) ? Number(readFileSync(PID_FILE, 'utf8')) : 0;
-  if (!(pid > 0)) return;
-  try {
-    process.kill(pid, 'SIGTERM');
-  } catch {
-    return;
-  }
-  for (let i = 0; i < 50; i++) {
+/** The registry's processes: by pid file, and by its configuration's path on the command line (a pid file can be lost). */
+function registryPids(): number[] {
+  const pids = new Set<number>();
+  const fromFile = existsSync(PID_FILE) ? Number(readFileSync(PID_FILE, 'utf8')) : 0;
+  if (fromFile > 0) pids.add(fromFile);
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
     try {
-      process.kill(pid, 0);
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(path.join(RUN, 'config.yml'))) pids.add(Number(entry));
     } catch {
-      return;
+      // gone meanwhile
     }
-    await sleep(100);
   }
-  process.kill(pid, 'SIGKILL');
+  return [...pids];
+}
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+export async function stopRegistry(): Promise<void> {
+  const pids = registryPids().filter(alive);
+  for (const pid of pids) process.kill(pid, 'SIGTERM');
+  for (let i = 0; i < 50 && pids.some(alive); i++) await sleep(100);
+  for (const pid of pids.filter(alive)) process.kill(pid, 'SIGKILL');
 }
 
 /** A loopback port that forwards to the registry, while `work` runs. */
