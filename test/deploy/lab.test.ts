@@ -105,7 +105,12 @@ describe('the lab: stack sandpool on a three-node Docker Swarm on this machine (
         'exec', appContainer(replicaOn(node)), 'node', '-e',
         'require("http").get({socketPath:"/run/sandpool/docker.sock",path:"/containers/json?all=1"},(r)=>{let b="";r.on("data",(c)=>b+=c);r.on("end",()=>process.stdout.write(JSON.parse(b).map((c)=>c.Id).sort().join("\\n")))})',
       ]);
-      assert.deepEqual(seen.split('\n').filter(Boolean), (await sandboxIds(node)).sort(), `the proxy on ${node.name} shows that node's sandboxes and no other's`);
+      const through = new Set(seen.split('\n').filter(Boolean));
+      const own = (await nodeDocker(node, ['ps', '-a', '-q', '--no-trunc'])).split('\n').filter(Boolean);
+      assert.deepEqual([...through].sort(), own.sort(), `the proxy on ${node.name} answers for that node's engine`);
+      for (const other of NODES.filter((n) => n !== node)) {
+        for (const id of await sandboxIds(other)) assert.ok(!through.has(id), `${node.name}'s proxy sees ${other.name}'s sandbox ${id}`);
+      }
     }
   });
 
