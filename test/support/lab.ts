@@ -53,6 +53,9 @@ export interface LabUser {
 export async function labUser(url: string, secret: string, uid: string): Promise<LabUser> {
   const token = await makeToken({ sub: uid, exp: Math.floor(Date.now() / 1000) + 3600 }, { secret });
   const socket = await connectUser(url, { token }, { uid, reconnection: true });
+  // connectUser closes the socket on a connect_error (right for the first connect); from now on a failed
+  // attempt (nginx finding no replica for a moment: a node lost, a drain) must leave the client retrying.
+  socket.removeAllListeners('connect_error');
   const user: LabUser = { uid, socket, sessions: [await nextEvent<{ sessionId: string; replica: string }>(socket, 'session')] };
   socket.on('session', (s: { sessionId: string; replica: string }) => void user.sessions.push(s));
   return user;
