@@ -11,23 +11,28 @@
  *            --duration s against nginx on the manager's netns address; a rate
  *            is held with < 1% failed users and Artillery's ensure passing;
  *   nodeLoss (--node-loss, N >= 2) one idle user on the last node's replica;
- *            that node is killed (every process SIGKILLed); the time until the
- *            user is served again by a survivor with their file, until swarm
- *            marks the node Down, and until the replicas are all ready again.
+ *            that node is killed (every process SIGKILLed: the node's kernel,
+ *            this machine's, still resets their connections); the time until
+ *            the user is served again by a survivor with their file, until
+ *            swarm marks the node Down, and until the replicas are all ready
+ *            again; then the node is started again;
+ *   silentLoss (--silent-loss) the same with the node's link cut instead
+ *            (a machine that vanishes: nothing resets the user's connection,
+ *            the client notices by Socket.IO's ping timeout); healed after.
  * Brings the lab up first (lab:up --nodes N --replicas R) and down at the end.
  * Run it under the machine lock: flock /tmp/sandpool-heavy.lock node dist/scripts/bench-lab.js ...
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseArgs, parseEnv } from 'node:util';
 import { sleep } from '../src/util/async.js';
 import { converse } from '../test/support/conversation.js';
 import { waitFor } from '../test/support/helpers.js';
 import { clusterView, homeOf, labUser, lastReplica, readLabEnv } from '../test/support/lab.js';
 import { ROOT, run } from './lib/docker-cli.js';
 import { labNode, labNodes } from './lib/lab-layout.js';
-import { killNode, nodeMemory, nodeStatuses } from './lib/lab-node.js';
+import { cutLink, healLink, killNode, nodeMemory, nodeStatuses, startEngine } from './lib/lab-node.js';
 import { runArtillery } from './load/artillery.js';
 
 const { values } = parseArgs({
@@ -37,6 +42,7 @@ const { values } = parseArgs({
     rates: { type: 'string', default: '2,4,6' },
     duration: { type: 'string', default: '60' },
     'node-loss': { type: 'boolean', default: false },
+    'silent-loss': { type: 'boolean', default: false },
     out: { type: 'string' },
   },
 });
@@ -105,7 +111,7 @@ async function settle(url: string): Promise<void> {
   }, 180_000, 2_000);
 }
 
-async function nodeLoss(url: string, secret: string): Promise<Record<string, unknown>> {
+async function nodeLoss(url: string, secret: string, how: 'kill' | 'cut'): Promise<Record<string, unknown>> {
   const lost = labNode(nodes);
   const view = await clusterView(url);
   const target = view.find((r) => r.node === lost.name)?.replica;
@@ -115,7 +121,8 @@ async function nodeLoss(url: string, secret: string): Promise<Record<string, unk
   const user = await labUser(url, secret, uid);
   await converse(user.socket, `write "kept" to /workspace/${uid}.txt`, 60_000);
   const killedAt = Date.now();
-  await killNode(lost);
+  if (how === 'kill') await killNode(lost);
+  else await cutLink(lost);
   await waitFor('served again', () => (lastReplica(user) !== target && user.socket.connected) || undefined, 180_000, 100);
   const read = (await converse(user.socket, `read /workspace/${uid}.txt`, 60_000)).contents[0];
   const servedAgainS = (Date.now() - killedAt) / 1000;
@@ -127,7 +134,19 @@ async function nodeLoss(url: string, secret: string): Promise<Record<string, unk
   }, 300_000, 500);
   const rescheduledReadyS = (Date.now() - killedAt) / 1000;
   user.socket.close();
-  return { lostNode: lost.name, servedAgainS, fileIntact: read === 'kept', nodeDownS, rescheduledReadyS, client: 'idle Socket.IO client, default reconnection (notices by ping timeout: pingInterval 25 s + pingTimeout 20 s)' };
+  // Back for the next measurement: swarm does not move the replicas back by itself.
+  if (how === 'kill') await startEngine(lost);
+  else await healLink(lost);
+  await waitFor('node Ready', async () => (await nodeStatuses(labNode(1))).get(lost.name) === 'Ready' || undefined, 120_000, 1_000);
+  return {
+    how: how === 'kill' ? 'every process of the node SIGKILLed' : 'the node\'s link cut',
+    lostNode: lost.name,
+    servedAgainS,
+    fileIntact: read?.endsWith('kept') === true,
+    nodeDownS,
+    rescheduledReadyS,
+    client: 'idle Socket.IO client, default reconnection (Socket.IO pingInterval 25 s + pingTimeout 20 s)',
+  };
 }
 
 const started = Date.now();
@@ -135,7 +154,8 @@ try {
   await labUp();
   const env = readLabEnv();
   const url = env.LAB_URL ?? '';
-  const secret = (await import('../test/support/stack.js').then((m) => m.buildImages())).AUTH_SECRET ?? '';
+  // lab:up deployed with .env's AUTH_SECRET (npm run images wrote it).
+  const secret = parseEnv(readFileSync(path.join(ROOT, '.env'), 'utf8')).AUTH_SECRET ?? '';
   process.env.LOAD_AUTH_SECRET = secret;
   await settle(url);
   await sleep(10_000);
@@ -150,11 +170,14 @@ try {
     await settle(url).catch((err: unknown) => say(`did not settle: ${String(err)}`));
     if (!r.held) break;
   }
-  const loss = values['node-loss'] && nodes >= 2 ? await nodeLoss(url, secret) : undefined;
+  const loss = values['node-loss'] && nodes >= 2 ? await nodeLoss(url, secret, 'kill') : undefined;
   if (loss) say(`node loss: ${JSON.stringify(loss)}`);
+  if (values['silent-loss'] && nodes >= 2) await run('docker', ['service', 'update', '--force', 'sandpool_app'], { env: { ...process.env, DOCKER_HOST: labNode(1).dockerHost }, timeoutMs: 600_000 });
+  const silent = values['silent-loss'] && nodes >= 2 ? await nodeLoss(url, secret, 'cut') : undefined;
+  if (silent) say(`silent node loss: ${JSON.stringify(silent)}`);
   const result = {
     what: 'the lab (npm run lab:up): stack sandpool on a Docker Swarm of network-namespace nodes on one machine',
-    command: `flock /tmp/sandpool-heavy.lock node dist/scripts/bench-lab.js --nodes ${nodes} --replicas ${replicas} --rates ${values.rates} --duration ${durationS}${values['node-loss'] ? ' --node-loss' : ''}`,
+    command: `flock /tmp/sandpool-heavy.lock node dist/scripts/bench-lab.js --nodes ${nodes} --replicas ${replicas} --rates ${values.rates} --duration ${durationS}${values['node-loss'] ? ' --node-loss' : ''}${values['silent-loss'] ? ' --silent-loss' : ''}`,
     date: new Date(started).toISOString(),
     machine: { cpus: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
     nodes,
@@ -163,6 +186,7 @@ try {
     idleMemoryMiB: memory,
     seedFlow: { scenario: 'load-tests/phase2.yml', durationS, steps: rateResults, highestHeldRate: Math.max(0, ...rateResults.filter((r) => r.held).map((r) => r.rate)) },
     ...(loss ? { nodeLoss: loss } : {}),
+    ...(silent ? { silentNodeLoss: silent } : {}),
   };
   mkdirSync(path.dirname(outFile), { recursive: true });
   writeFileSync(outFile, `${JSON.stringify(result, null, 2)}\n`);
