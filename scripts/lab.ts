@@ -229,14 +229,15 @@ async function down(timeoutMs: number): Promise<void> {
       }
     }
   }
+  // Everything of a node goes with it (its data root is deleted next): a short grace, then SIGKILL.
   for (const node of [...nodes].reverse()) {
-    await stopNode(node);
+    await stopNode(node, 2_000);
     await removeNetns(node.name);
   }
   // Nodes whose netns went earlier, but whose daemons did not.
   for (let i = 1; i <= MAX_NODES; i++) {
     const node = labNode(i);
-    if (existsSync(node.cgroup) || existsSync(node.runDir)) await stopNode(node);
+    if (existsSync(node.cgroup) || existsSync(node.runDir)) await stopNode(node, 2_000);
   }
   await stopRegistry();
   await removeBridge();
