@@ -107,6 +107,12 @@ export const schema = {
       pattern: [/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 letters, digits, _ . -'],
       doc: 'Name of this replica, stamped on its containers (label sandpool.replica). Give each replica its own.',
     }),
+    nodeName: str('NODE_NAME', {
+      default: () => os.hostname(),
+      defaultDoc: 'the hostname',
+      minLength: 1,
+      doc: 'The machine (node) this replica runs on, published with its heartbeat: the cluster view (/stats/pool?scope=cluster) shows each replica with its node. A swarm stack sets it to the node\'s hostname ({{.Node.Hostname}}).',
+    }),
     logLevel: oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info', doc: 'Log level (pino).' }),
     shutdownTimeoutMs: int('SHUTDOWN_TIMEOUT_MS', { default: 15_000, min: 100, doc: 'Upper bound on graceful shutdown: finish requests, drain the pool, remove containers (ms).' }),
   },
