@@ -137,7 +137,7 @@ export const schema = {
       default: 20,
       min: 1,
       max: 10_000,
-      doc: 'Events one socket may send per second (burst: twice that); floods are refused with TOO_MANY_REQUESTS.',
+      doc: 'Events one user may send per second, across all of their sockets and replicas (burst: twice that); floods are refused with TOO_MANY_REQUESTS.',
     }),
   },
   auth: {
