@@ -1,6 +1,6 @@
 /**
  * node dist/scripts/bench-lab.js --nodes N [--replicas 3] [--rates 2,4,6] [--duration 60] [--node-loss]
- *   [--out bench/results/lab-<N>nodes.json]
+ *   [--save | --out FILE]   (default results/bench/lab-<N>nodes.json, git-ignored; --save: bench/results/)
  *
  * Measures the lab (npm run lab:up) with N nodes and the same number of app
  * replicas whatever N (same total CPU: this measures the cost of spreading,
@@ -26,6 +26,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, parseEnv } from 'node:util';
+import { benchResultFileOrExit } from './lib/results-path.js';
 import { sleep } from '../src/util/async.js';
 import { converse } from '../test/support/conversation.js';
 import { waitFor } from '../test/support/helpers.js';
@@ -44,13 +45,15 @@ const { values } = parseArgs({
     'node-loss': { type: 'boolean', default: false },
     'silent-loss': { type: 'boolean', default: false },
     out: { type: 'string' },
+    save: { type: 'boolean', default: false },
   },
 });
 const nodes = Number(values.nodes);
 const replicas = Number(values.replicas);
 const rates = values.rates.split(',').map(Number).filter((r) => r > 0);
 const durationS = Number(values.duration);
-const outFile = path.resolve(values.out ?? path.join(ROOT, 'bench/results', `lab-${nodes}node${nodes === 1 ? '' : 's'}.json`));
+// results/bench/ (git-ignored) unless --save (the tracked bench/results/ the docs link to) or --out.
+const outFile = benchResultFileOrExit('bench-lab', `lab-${nodes}node${nodes === 1 ? '' : 's'}.json`, { out: values.out, save: values.save });
 const say = (line: string): void => void process.stderr.write(`[bench-lab] ${line}\n`);
 const POOL_ENV = { POOL_MIN_SIZE: '10', POOL_MAX_SIZE: '100' };
 
