@@ -157,8 +157,8 @@ try {
   await labUp();
   const env = readLabEnv();
   const url = env.LAB_URL ?? '';
-  // lab:up deployed with .env's AUTH_SECRET (npm run images wrote it).
-  const secret = parseEnv(readFileSync(path.join(ROOT, '.env'), 'utf8')).AUTH_SECRET ?? '';
+  // lab:up deployed the stack with .secrets/auth_secret (npm run images wrote it) as its Docker secret.
+  const secret = readFileSync(path.join(ROOT, '.secrets', 'auth_secret'), 'utf8');
   process.env.LOAD_AUTH_SECRET = secret;
   await settle(url);
   await sleep(10_000);
