@@ -25,7 +25,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs, parseEnv } from 'node:util';
+import { parseArgs } from 'node:util';
 import { benchResultFileOrExit } from './lib/results-path.js';
 import { sleep } from '../src/util/async.js';
 import { converse } from '../test/support/conversation.js';
