@@ -64,10 +64,16 @@ export function createRedisEventBudget(options: { redis: Redis; prefix: string; 
   const { redis } = options;
   const rate = options.eventsPerSecond;
   const fallback = createMemoryEventBudget({ eventsPerSecond: rate });
+  // Only a connection that was up and dropped is an outage; before the first
+  // connect (start-up) a command waits in ioredis's queue like every other.
+  let wasReady = redis.status === 'ready';
+  redis.on('ready', () => {
+    wasReady = true;
+  });
   return {
     async take(userId) {
-      // Not connected: no command queued behind reconnect attempts (each event would wait for them).
-      if (redis.status !== 'ready') return fallback.take(userId);
+      // Lost the connection: no command queued behind reconnect attempts (each event would wait for them).
+      if (redis.status !== 'ready' && wasReady) return fallback.take(userId);
       try {
         return Number(await redis.eval(TAKE, 1, `${options.prefix}events:${userId}`, rate, rate * 2)) === 1;
       } catch {
