@@ -5,7 +5,8 @@
 import Docker from 'dockerode';
 import type { Config } from '../../src/config/config.js';
 import type { Logger } from '../../src/logger.js';
-import { createContainerPool, type ContainerPool, type Lease } from '../../src/pool/container-pool.js';
+import { createContainerPool, type ContainerPool } from '../../src/pool/container-pool.js';
+import type { Lease } from '../../src/pool/types.js';
 import { createDockerRuntime } from '../../src/runtime/docker-runtime.js';
 import type { ContainerRuntime } from '../../src/runtime/types.js';
 import { startEngineCallCounter, type EngineCallKind } from './engine-call-counter.js';

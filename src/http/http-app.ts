@@ -8,7 +8,7 @@ import { SandpoolError, errorMessage, toClientError, type ErrorCode } from '../e
 import type { OperatorGuard } from '../auth/operator-guard.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics/metrics.js';
-import type { PoolStats } from '../pool/container-pool.js';
+import type { PoolStats } from '../pool/pool-stats.js';
 import { toPublicStatus } from './public-status.js';
 import type { NotReadyReason } from './readiness.js';
 

@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ChatObserver } from '../chat/chat-service.js';
-import type { PoolObserver, PoolStats } from '../pool/container-pool.js';
+import type { PoolStats } from '../pool/pool-stats.js';
+import type { PoolObserver } from '../pool/types.js';
 import type { WorkspacesObserver } from '../workspace/workspaces.js';
 
 /** One prom-client registry per app instance (no global default registry). */
