@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { CancelledError } from '../errors.js';
+import { cancellationOf } from '../errors.js';
 import type { ApprovalVerdict, MessageText, ToolRequest, ToolResult, ToolRun } from '../protocol/events.js';
 
 export type { ToolRun };
@@ -98,7 +98,7 @@ function noticesFor(run: ToolRun, usedToolsBefore: boolean): string[] {
 }
 
 function throwIfCancelled(signal: AbortSignal): void {
-  if (signal.aborted) throw signal.reason instanceof CancelledError ? signal.reason : new CancelledError('user-left');
+  if (signal.aborted) throw cancellationOf(signal);
 }
 
 /**

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import { CancelledError, SandpoolError, errorMessage, toClientError, toSandpoolError } from '../errors.js';
+import { CancelledError, SandpoolError, cancellationOf, errorMessage, toClientError, toSandpoolError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { runAgent, type Approver } from '../agent/agent-loop.js';
 import type { LlmProvider } from '../agent/types.js';
@@ -192,7 +192,7 @@ export function createChatService(options: ChatServiceOptions): ChatService {
       observer.requestFinished(performance.now() - started, 'done');
     } catch (err) {
       // Whatever failed last, a cancelled request is reported as its cancellation (providers see only an abort).
-      const cause = signal.aborted && signal.reason instanceof CancelledError ? signal.reason : err;
+      const cause = signal.aborted ? cancellationOf(signal) : err;
       if (cause instanceof CancelledError) log.info({ requestId, user: session.userId, reason: cause.reason }, 'request cancelled');
       emit(session.userId, 'request:error', { requestId, error: toClientError(cause, log.child({ requestId })) });
       observer.requestFinished(performance.now() - started, cause instanceof CancelledError ? 'cancelled' : 'error');

@@ -1,5 +1,5 @@
 import type { ChatSettings } from './settings.js';
-import { CancelledError, SandpoolError, errorMessage, type CancelReason } from '../errors.js';
+import { CancelledError, SandpoolError, cancellationOf, errorMessage, type CancelReason } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { WorkspaceChannel } from '../mcp/workspace-channel.js';
@@ -255,7 +255,7 @@ export function createSessionManager(options: SessionManagerOptions): SessionMan
       if (sessions.get(session.userId) !== session) {
         await lease.release();
         await owners.release(session.userId, replicaId).catch(() => undefined);
-        throw session.abort.signal.reason instanceof CancelledError ? session.abort.signal.reason : new CancelledError('user-left');
+        throw cancellationOf(session.abort.signal);
       }
       leases.set(session, lease);
       return { lease, startedFresh, restore };

@@ -1,7 +1,7 @@
 import { SandpoolError, errorMessage, toClientError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ErrorBody } from '../protocol/errors.js';
-import type { AckResponse, MessageAccepted, SessionInfo } from '../protocol/events.js';
+import { CLIENT_EVENTS, type AckResponse, type MessageAccepted, type SessionInfo } from '../protocol/events.js';
 import type { Authenticate } from '../auth/authenticator.js';
 import type { OriginPolicy } from '../auth/origins.js';
 import type { EventBudget } from '../state/event-budget.js';
@@ -35,7 +35,8 @@ export interface GatewayOptions {
   onRejected(code: string): void;
 }
 
-const KNOWN_EVENTS = new Set(['message', 'tool:approval', 'workspace:wipe']);
+/** The contract's client events (from its typed map): anything else is refused with BAD_REQUEST. */
+const KNOWN_EVENTS: ReadonlySet<string> = new Set(CLIENT_EVENTS);
 
 /**
  * Answers an event's ack from the work's outcome: the second of the two places
