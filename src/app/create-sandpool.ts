@@ -20,6 +20,7 @@ import { createSessionManager } from '../chat/sessions.js';
 import { createToolCatalog } from '../chat/tool-catalog.js';
 import { createHeartbeat, heartbeatTtlMs } from '../cluster/heartbeat.js';
 import { createLiveness } from '../cluster/liveness.js';
+import type { ReplicaNumbers } from '../cluster/replica-record.js';
 import { connectRedis, connectRedisCommand, evictionPolicyOf, redactUrl } from '../cluster/redis-clients.js';
 import { createSingleReplicaBus, type ReplicaBus } from '../cluster/replica-bus.js';
 import { createAdminRoutes } from '../http/admin-routes.js';
@@ -122,6 +123,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
           eventsPerSecond: config.chat.socketEventsPerSecond,
           prefix: config.cluster.redisKeyPrefix,
           slotTtlMs: config.cluster.requestSlotTtlMs,
+          logger,
         })
       : createMemoryState({ maxRequestsPerUser: config.chat.maxRequestsPerUser, maxSocketsPerUser: config.auth.maxSocketsPerUser, eventsPerSecond: config.chat.socketEventsPerSecond }));
   logger.info(
@@ -265,7 +267,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     clusterStats: async () => {
       const live = await liveness.live();
       // This replica's own numbers fresh, the others' as of their last beat.
-      return [{ ...replicaNumbers(), replica: replicaId }, ...live.filter((r) => r.replica !== replicaId)];
+      return [heartbeat.record(), ...live.filter((r) => r.replica !== replicaId)];
     },
     notReadyReasons,
     isDraining: () => draining,
@@ -286,7 +288,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   });
   const server = createAdaptorServer({ fetch: http.fetch }) as HttpServer;
   io.attach(server);
-  const replicaNumbers = (): Record<string, unknown> => ({
+  const replicaNumbers = (): ReplicaNumbers => ({
     ...pool.stats(),
     connections: io.engine.clientsCount,
     sessions: sessions.count(),

@@ -1,4 +1,5 @@
-import type { ReplicaRecord, ReplicaRegistry } from '../state/types.js';
+import type { ReplicaRegistry } from '../state/types.js';
+import type { ReplicaRecord } from './replica-record.js';
 
 /**
  * Which replicas are alive: the one view that the heartbeat keeps current and

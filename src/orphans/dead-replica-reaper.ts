@@ -1,6 +1,7 @@
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { DeadReplica, ReplicaRecord, ReplicaRegistry } from '../state/types.js';
+import type { ReplicaRecord } from '../cluster/replica-record.js';
+import type { DeadReplica, ReplicaRegistry } from '../state/types.js';
 
 /**
  * Cleans up after replicas whose heartbeat expired: their containers go on

@@ -1,4 +1,4 @@
-import type { ReplicaRecord } from '../state/types.js';
+import type { ReplicaRecord } from '../cluster/replica-record.js';
 
 /** Options of createOverflow. */
 export interface OverflowOptions {
@@ -20,10 +20,9 @@ export interface Overflow {
   passOn(uid: string | undefined): boolean;
 }
 
-/** A peer that published its sessions and has room for one more. */
+/** A peer with room for one more user, that is not shutting down. */
 function hasRoom(record: ReplicaRecord): boolean {
-  const { sessions, maxSessions } = record;
-  return typeof sessions === 'number' && typeof maxSessions === 'number' && sessions < maxSessions && record.draining !== true;
+  return record.sessions < record.maxSessions && !record.draining;
 }
 
 export function createOverflow(options: OverflowOptions): Overflow {

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { trimHistory, type ChatMessage } from '../model/conversation.js';
 import { createMemoryEventBudget } from './event-budget.js';
 import { createMemorySlotLimiter } from './slot-limiter.js';
-import type { PendingCall, ReplicaRecord, SharedState } from './types.js';
+import type { ReplicaRecord } from '../cluster/replica-record.js';
+import type { PendingCall, SharedState } from './types.js';
 
 /** Options of createMemoryState. */
 export interface MemoryStateOptions {

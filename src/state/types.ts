@@ -1,3 +1,4 @@
+import type { ReplicaRecord } from '../cluster/replica-record.js';
 import type { ChatMessage } from '../model/conversation.js';
 import type { PendingToolCall } from '../protocol/events.js';
 import type { EventBudget } from './event-budget.js';
@@ -44,13 +45,6 @@ export interface OwnershipStore {
   renew(userIds: readonly string[], replicaId: string, ttlMs: number): Promise<string[]>;
 }
 
-export interface ReplicaRecord {
-  replica: string;
-  pid: number;
-  startedAtMs: number;
-  seenAtMs: number;
-  [key: string]: unknown;
-}
 
 export interface DeadReplica {
   replica: string;
@@ -61,7 +55,7 @@ export interface DeadReplica {
 /** Replica liveness and published stats (heartbeats with expiry). */
 export interface ReplicaRegistry {
   heartbeat(record: ReplicaRecord, ttlMs: number): Promise<void>;
-  /** Replicas whose heartbeat has not expired. */
+  /** Replicas whose heartbeat has not expired, with their records; a record that is not of the declared shape is skipped (and logged). */
   live(): Promise<ReplicaRecord[]>;
   /** Whether that replica's heartbeat is current, read now (not from a cached view). */
   isLive(replicaId: string): Promise<boolean>;

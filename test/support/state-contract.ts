@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { ChatMessage } from '../../src/model/conversation.js';
 import type { SharedState } from '../../src/state/types.js';
+import { replicaRecord } from './replica-record.js';
 
 /**
  * One contract, two implementations: whatever passes here for memory must
@@ -160,7 +161,7 @@ export function sharedStateContract(name: string, make: (opts: { maxRequestsPerU
 
     it('tracks replicas by heartbeat; an expired one is dead until buried', async () => {
       const id = `rep-${randomBytes(3).toString('hex')}`;
-      await state.replicas.heartbeat({ replica: id, pid: 1, startedAtMs: Date.now(), seenAtMs: Date.now(), idle: 2 }, 300);
+      await state.replicas.heartbeat(replicaRecord(id, { startedAtMs: Date.now(), idle: 2 }), 300);
       const live = await state.replicas.live();
       assert.equal(live.find((r) => r.replica === id)?.idle, 2);
       assert.equal(await state.replicas.isLive(id), true);
