@@ -16,7 +16,9 @@ import { createApprovalRegistry } from '../chat/approvals.js';
 import { createChatService, type ChatService } from '../chat/chat-service.js';
 import { createDirectToolCalls } from '../chat/direct-tool-calls.js';
 import { createSandboxTools } from '../chat/sandbox-tools.js';
-import { createSessionManager } from '../chat/sessions.js';
+import { createOwnership } from '../chat/ownership.js';
+import { createPresences } from '../chat/presence.js';
+import { createSandboxLeases } from '../chat/sandbox-leases.js';
 import { createToolCatalog } from '../chat/tool-catalog.js';
 import { createHeartbeat, heartbeatTtlMs } from '../cluster/heartbeat.js';
 import { createLiveness } from '../cluster/liveness.js';
@@ -187,18 +189,10 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     ownerTtlMs,
     logger,
   });
-  const sessions = createSessionManager({
-    chat: config.chat,
-    pool,
-    owners: state.owners,
-    replicaId,
-    ownerTtlMs,
-    isReplicaLive: liveness.isLive,
-    ensureCurrent: heartbeat.ensureCurrent,
-    workspaces,
-    logger,
-  });
-  heartbeat.track(sessions);
+  const ownership = createOwnership({ owners: state.owners, replicaId, ownerTtlMs, isReplicaLive: liveness.isLive, logger });
+  const leases = createSandboxLeases({ pool, ownership, ensureCurrent: heartbeat.ensureCurrent, workspaces, logger });
+  const presences = createPresences({ settings: config.chat, sandbox: leases });
+  heartbeat.track(leases);
 
   const authenticate = createAuthenticator(config.auth);
   const origins = createOriginPolicy(config.auth);
@@ -214,9 +208,9 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   const { io, emitToUser } = createSocketServer({ adapter, maxMessageBytes: config.chat.maxMessageBytes, allowedOrigins: config.auth.allowedOrigins });
   const bus: ReplicaBus = redis ? createSocketIoReplicaBus({ io, replicaId, logger, toolCallSlackMs: config.pool.acquireTimeoutMs + 5_000 }) : createSingleReplicaBus();
   // A tool the image marks read-only leaves the files as they were: no snapshot after it.
-  const sandboxTools = createSandboxTools({ sessions, bus, workspaces, isReadOnly: toolCatalog.isReadOnly });
+  const sandboxTools = createSandboxTools({ presences, leases, bus, workspaces, isReadOnly: toolCatalog.isReadOnly });
   const directCalls = createDirectToolCalls({
-    sessions,
+    presences,
     sandboxTools,
     limiter: state.limiter,
     maxRequestsPerUser: config.chat.maxRequestsPerUser,
@@ -230,7 +224,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     serverFor: mcpServerFor,
     idleTimeoutMs: config.chat.sessionIdleTimeoutMs,
     maxBodyBytes: config.mcp.maxBodyBytes,
-    ...createMcpSessionHooks({ sockets: state.sockets, maxSocketsPerUser: config.auth.maxSocketsPerUser, sessions, owners: state.owners, bus, replicaId }),
+    ...createMcpSessionHooks({ sockets: state.sockets, maxSocketsPerUser: config.auth.maxSocketsPerUser, presences, owners: state.owners, bus, replicaId }),
     logger,
   });
   metrics.watchMcpSessions(mcpSessions.count);
@@ -242,11 +236,12 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     provider,
     tools: toolCatalog,
     sandboxTools,
-    sessions,
+    presences,
+    leases,
+    ownership,
     approvals,
     state,
     bus,
-    isReplicaLive: liveness.isLive,
     emit: emitToUser,
     logger,
     observer: metrics.chatObserver,
@@ -291,7 +286,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   const replicaNumbers = (): ReplicaNumbers => ({
     ...pool.stats(),
     connections: io.engine.clientsCount,
-    sessions: sessions.count(),
+    sessions: presences.count(),
     // With sessions, what other replicas read to pass new users on to one with room.
     maxSessions: config.chat.maxSessions,
     draining,
@@ -302,12 +297,13 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     message: (userId, payload) => chat.handleMessage(userId, payload, { routed: true }),
     approval: (userId, approval) => chat.handleApproval(userId, approval, { routed: true }),
     tool: (userId, call) => sandboxTools.runRouted(userId, call),
-    release: (userId) => sessions.releaseIfUnheld(userId),
-    wipe: (userId) => sessions.wipe(userId),
+    release: (userId) => presences.releaseIfUnheld(userId),
+    wipe: (userId) => leases.wipe(userId),
   });
   registerGateway({
     io,
     chat,
+    presences,
     authenticate,
     origins,
     sockets: state.sockets,
@@ -319,11 +315,11 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   });
   metrics.watchChat({
     connections: () => io.engine.clientsCount,
-    sessions: sessions.count,
+    sessions: presences.count,
     inFlight: chat.inFlight,
     pendingApprovals: approvals.pendingCount,
   });
-  const overflow = createOverflow({ hasRoomFor: chat.hasRoomFor, peers: liveness.peers });
+  const overflow = createOverflow({ hasRoomFor: presences.hasRoomFor, peers: liveness.peers });
   installHandshakeGate(
     server,
     {

@@ -19,7 +19,7 @@ export interface HeartbeatOptions {
   now?: () => number;
 }
 
-/** Whose sandboxes this replica holds; registered by the session manager once it exists. */
+/** Whose sandboxes this replica holds; registered by the sandbox leases (chat/sandbox-leases.ts) once they exist. */
 export interface OwnershipHolder {
   /** Users whose sandbox this replica holds: their ownership is renewed with each beat. */
   leasedUsers(): string[];

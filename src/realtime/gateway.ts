@@ -4,14 +4,13 @@ import type { ErrorBody } from '../protocol/errors.js';
 import { CLIENT_EVENTS, type AckResponse, type MessageAccepted, type SessionInfo } from '../protocol/events.js';
 import type { Authenticate } from '../auth/authenticator.js';
 import type { OriginPolicy } from '../auth/origins.js';
+import type { Presences } from '../chat/presence.js';
 import type { EventBudget } from '../state/event-budget.js';
 import type { SlotLimiter } from '../state/slot-limiter.js';
 import { userRoom, type SandpoolIo } from './socket-server.js';
 
 /** What the gateway needs from the chat layer. Payloads arrive unvalidated. */
 export interface GatewayChat {
-  /** Throws TOO_MANY_REQUESTS when this user would need a session beyond MAX_SESSIONS. */
-  checkCapacity(userId: string): void;
   connect(userId: string): Promise<SessionInfo>;
   disconnect(userId: string): void;
   handleMessage(userId: string, payload: unknown): Promise<MessageAccepted>;
@@ -22,6 +21,8 @@ export interface GatewayChat {
 export interface GatewayOptions {
   io: SandpoolIo;
   chat: GatewayChat;
+  /** Who is here: a handshake that would need a presence beyond MAX_SESSIONS is refused. */
+  presences: Pick<Presences, 'checkRoomFor'>;
   authenticate: Authenticate;
   origins: OriginPolicy;
   /** Sockets per user, all replicas (state.sockets). */
@@ -73,7 +74,7 @@ export function registerGateway(options: GatewayOptions): void {
     }
     const auth = (typeof socket.handshake.auth === 'object' && socket.handshake.auth !== null ? socket.handshake.auth : {}) as Record<string, unknown>;
     const identity = await options.authenticate({ token: auth.token, userId: auth.userId });
-    chat.checkCapacity(identity.userId);
+    options.presences.checkRoomFor(identity.userId);
     let admitted: boolean;
     try {
       admitted = await options.sockets.tryAcquire(identity.userId, socket.id);

@@ -5,7 +5,7 @@
  */
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
 import { SandboxGoneError, SandpoolError } from '../../src/errors.js';
-import type { SandboxSource, UserLease } from '../../src/chat/sessions.js';
+import type { SandboxSource, UserLease } from '../../src/chat/sandbox-leases.js';
 import { WorkspaceRestoreError, type WorkspaceChannel } from '../../src/mcp/workspace-channel.js';
 
 const TOOL_NAMES = ['list_directory', 'read_text_file', 'write_file', 'search_files', 'directory_tree', 'create_directory'] as const;
