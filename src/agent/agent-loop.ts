@@ -36,7 +36,7 @@ export type Approver = (call: { callId: string; tool: string; arguments: Record<
 export interface AgentRequest {
   requestId: string;
   text: string;
-  /** The session's completed history (not modified here). */
+  /** The conversation's completed history (not modified here). */
   history: readonly ChatMessage[];
   provider: LlmProvider;
   /** The sandbox image's tools. */
@@ -53,7 +53,7 @@ export interface AgentRequest {
 
 export interface AgentOutcome {
   text: string;
-  /** The exchange to append to the session history. */
+  /** The exchange to append to the conversation's history. */
   messages: ChatMessage[];
   toolCalls: number;
 }
@@ -105,7 +105,7 @@ function throwIfCancelled(signal: AbortSignal): void {
  * Runs one request: model turn, approved tool calls in the user's sandbox,
  * results back to the model, until it answers (or maxSteps).
  */
-export async function runAgent(req: AgentRequest): Promise<AgentOutcome> {
+export async function runAgentLoop(req: AgentRequest): Promise<AgentOutcome> {
   const own: ChatMessage[] = [{ role: 'user', text: req.text }];
   // Earlier tool results in the history refer to files of a sandbox that may be gone by now.
   const usedToolsBefore = req.history.some((m) => m.role === 'tool');

@@ -315,7 +315,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   });
   metrics.watchChat({
     connections: () => io.engine.clientsCount,
-    sessions: presences.count,
+    presences: presences.count,
     inFlight: chat.inFlight,
     pendingApprovals: approvals.pendingCount,
   });

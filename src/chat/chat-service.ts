@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { CancelledError, SandpoolError, cancellationOf, errorMessage, toClientError, toSandpoolError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { runAgent, type Approver } from '../agent/agent-loop.js';
+import { runAgentLoop, type Approver } from '../agent/agent-loop.js';
 import type { LlmProvider } from '../agent/types.js';
 import type { ReplicaBus } from '../cluster/replica-bus.js';
 import type { ApprovalVerdict, MessageAccepted, ServerToClientEvents, SessionInfo } from '../protocol/events.js';
@@ -48,7 +48,7 @@ export interface ChatService {
   /** Deletes the user's files: their snapshot and their sandbox, wherever it lives. */
   wipeWorkspace(userId: string): Promise<void>;
   inFlight(): number;
-  /** Refuse new requests, give running ones `graceMs` to finish, cancel the rest, end sessions. */
+  /** Refuse new requests, give running ones `graceMs` to finish, cancel the rest, end every presence. */
   shutdown(graceMs: number): Promise<void>;
 }
 
@@ -105,7 +105,7 @@ export function createChatService(options: ChatServiceOptions): ChatService {
     return {
       inFlight: await limiter.count(userId),
       pending: shared.map(({ requestId, callId, tool, arguments: args, expiresAtMs }) => ({ requestId, callId, tool, arguments: args, expiresAtMs })),
-      sessionId: await conversations.sessionId(userId),
+      sessionId: await conversations.conversationId(userId),
       userId,
       replica: options.replicaId,
       provider: provider.name,
@@ -165,7 +165,7 @@ export function createChatService(options: ChatServiceOptions): ChatService {
     const done = presence.begin();
     try {
       const history = await conversations.history(userId);
-      const outcome = await runAgent({
+      const outcome = await runAgentLoop({
         requestId,
         text,
         history,
@@ -229,7 +229,7 @@ export function createChatService(options: ChatServiceOptions): ChatService {
       }
       const presence = presences.open(userId);
       // Before the slot: a request must never run after its sender was told it was refused.
-      const sessionId = await stateCall(() => conversations.sessionId(userId));
+      const conversationId = await stateCall(() => conversations.conversationId(userId));
       const requestId = randomUUID();
       if (!(await stateCall(() => limiter.tryAcquire(userId, requestId)))) {
         reject(
@@ -254,7 +254,7 @@ export function createChatService(options: ChatServiceOptions): ChatService {
             .catch((err: unknown) => log.warn({ requestId, err: errorMessage(err) }, 'could not free a request slot; it expires by itself'));
         });
       running.set(requestId, done);
-      return { requestId, sessionId };
+      return { requestId, sessionId: conversationId };
     },
     async handleApproval(userId, payload, handleOptions) {
       const parsed = approvalSchema.safeParse(payload);

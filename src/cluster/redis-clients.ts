@@ -91,7 +91,7 @@ export function connectRedisCommand(options: RedisConnectOptions): Promise<Redis
 }
 
 /**
- * The eviction policy of the Redis that keeps limits, owners and sessions,
+ * The eviction policy of the Redis that keeps limits, owners and conversations,
  * or undefined where CONFIG is not allowed (managed Redis). Anything but
  * noeviction may drop those keys under memory pressure: they all expire, so
  * even volatile-* policies pick them, and a dropped slot silently lifts a limit.

@@ -117,7 +117,7 @@ export const schema = {
       max: 1000,
       doc: 'Requests in flight per user (from accepted until message:done / request:error, approval waits included); more are refused with TOO_MANY_REQUESTS.',
     }),
-    sessionIdleTimeoutMs: int('SESSION_IDLE_TIMEOUT_MS', { default: 600_000, min: 1000, doc: 'A session\'s sandbox is destroyed after this long without activity (ms).' }),
+    sessionIdleTimeoutMs: int('SESSION_IDLE_TIMEOUT_MS', { default: 600_000, min: 1000, doc: 'A user\'s sandbox is destroyed after this long without activity (ms).' }),
     disconnectGraceMs: int('SESSION_DISCONNECT_GRACE_MS', {
       default: 30_000,
       min: 0,
@@ -130,7 +130,7 @@ export const schema = {
       default: () => maxSessionsFor(replicaLimits()),
       defaultDoc: "half the replica's memory (V8 heap limit, cgroup limit or host memory, whichever is least) at 64 KiB per session, and at most the open-file limit minus 1024; computed where it runs",
       min: 1,
-      doc: "Users (sessions) per replica. When this replica is full a new user's handshake gets HTTP 503 so nginx tries the next replica; only when no live replica has room is it refused with TOO_MANY_REQUESTS.",
+      doc: "Users present at once per replica. When this replica is full a new user's handshake gets HTTP 503 so nginx tries the next replica; only when no live replica has room is it refused with TOO_MANY_REQUESTS.",
     }),
     maxAgentSteps: int('AGENT_MAX_STEPS', { default: 8, min: 1, max: 100, doc: 'Model turns per request before the agent stops.' }),
     socketEventsPerSecond: int('SOCKET_EVENTS_PER_SECOND', {
@@ -223,7 +223,7 @@ export const schema = {
     redisUrl: optionalUrl('WORKSPACE_REDIS_URL', {
       protocols: ['redis:', 'rediss:'],
       defaultDoc: 'REDIS_URL',
-      doc: 'The Redis that keeps snapshots (WORKSPACE_STORE=redis). Give snapshots their own Redis with an evicting policy (allkeys-lru): memory pressure then drops old snapshots, never the limits, owners and sessions in REDIS_URL\'s Redis (which wants noeviction).',
+      doc: 'The Redis that keeps snapshots (WORKSPACE_STORE=redis). Give snapshots their own Redis with an evicting policy (allkeys-lru): memory pressure then drops old snapshots, never the limits, owners and conversations in REDIS_URL\'s Redis (which wants noeviction).',
     }),
     dir: str('WORKSPACE_DIR', { default: 'data/workspaces', minLength: 1, doc: 'Directory of the fs store (created; one file per user, named by a hash of the user id).' }),
     maxBytes: int('WORKSPACE_MAX_BYTES', {
@@ -237,7 +237,7 @@ export const schema = {
   cluster: {
     redisUrl: optionalUrl('REDIS_URL', {
       protocols: ['redis:', 'rediss:'],
-      doc: 'Several replicas share sessions, history, backpressure and pending approvals through Redis (and the Socket.IO Redis adapter), e.g. redis://127.0.0.1:6379. Unset: one replica, in memory.',
+      doc: 'Several replicas share conversations, sandbox ownership, backpressure and pending approvals through Redis (and the Socket.IO Redis adapter), e.g. redis://127.0.0.1:6379. Unset: one replica, in memory.',
     }),
     redisPassword: optionalStr('REDIS_PASSWORD', {
       secret: true,

@@ -124,7 +124,7 @@ export function registerGateway(options: GatewayOptions): void {
       },
     );
 
-    // Refusals within the current 10 s window: an occasional burst over a long session is not a flood.
+    // Refusals within the current 10 s window: an occasional burst over a long-lived socket is not a flood.
     let strikes = 0;
     let strikeWindowAtMs = Date.now();
     socket.use(([event, ...args], next) => {

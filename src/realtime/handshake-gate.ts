@@ -4,7 +4,7 @@ import type { HostGuard } from '../auth/host-guard.js';
 import type { Logger } from '../logger.js';
 import type { ErrorBody } from '../protocol/errors.js';
 
-/** A Socket.IO request that would open a new session (no engine.io `sid` yet). */
+/** A Socket.IO request that would open a new connection (no engine.io `sid` yet). */
 export function isNewHandshake(req: IncomingMessage): boolean {
   const url = req.url ?? '';
   return url.startsWith('/socket.io/') && !/[?&]sid=/.test(url);

@@ -2,8 +2,8 @@ import type { ReplicaRecord } from '../cluster/replica-record.js';
 
 /** Options of createOverflow. */
 export interface OverflowOptions {
-  /** Whether this replica can take this user: they have a session here, or it is below MAX_SESSIONS. */
-  hasRoomFor(uid: string | undefined): boolean;
+  /** Whether this replica can take this user: they are present here, or it is below MAX_SESSIONS. */
+  hasRoomFor(userId: string | undefined): boolean;
   /** The other live replicas as of the last heartbeat, with what they published (sessions, maxSessions). */
   peers(): readonly ReplicaRecord[];
 }
@@ -17,7 +17,7 @@ export interface OverflowOptions {
  */
 export interface Overflow {
   /** Whether a new handshake with this routing hint should go to another replica. */
-  passOn(uid: string | undefined): boolean;
+  passOn(routingHint: string | undefined): boolean;
 }
 
 /** A peer with room for one more user, that is not shutting down. */
@@ -27,8 +27,9 @@ function hasRoom(record: ReplicaRecord): boolean {
 
 export function createOverflow(options: OverflowOptions): Overflow {
   return {
-    passOn(uid) {
-      if (options.hasRoomFor(uid)) return false;
+    passOn(routingHint) {
+      // The hint names the user nginx routed by: enough to tell a returning user (never an identity).
+      if (options.hasRoomFor(routingHint)) return false;
       return options.peers().some(hasRoom);
     },
   };

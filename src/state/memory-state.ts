@@ -11,7 +11,7 @@ export interface MemoryStateOptions {
   maxSocketsPerUser: number;
   /** SOCKET_EVENTS_PER_SECOND. Default 20. */
   eventsPerSecond?: number;
-  /** Session ids and conversations are forgotten this long after their last use, as in Redis. Default 24 h. */
+  /** Conversation ids and histories are forgotten this long after their last use, as in Redis. Default 24 h. */
   historyTtlMs?: number;
 }
 
@@ -19,12 +19,12 @@ export interface MemoryStateOptions {
 export function createMemoryState(options: MemoryStateOptions): SharedState {
   const historyTtlMs = options.historyTtlMs ?? 86_400_000;
   // Insertion order = last use (entries are re-inserted on use), so expiry scans stop at the first live one.
-  const sessions = new Map<string, { id: string; expiresAt: number }>();
+  const conversationIds = new Map<string, { id: string; expiresAt: number }>();
   const histories = new Map<string, { messages: ChatMessage[]; expiresAt: number }>();
   /** Drops expired entries: without it, every user id ever seen (any id, without AUTH_SECRET) would stay in memory. */
   const expire = (): void => {
     const now = Date.now();
-    for (const map of [sessions, histories] as Array<Map<string, { expiresAt: number }>>) {
+    for (const map of [conversationIds, histories] as Array<Map<string, { expiresAt: number }>>) {
       for (const [userId, entry] of map) {
         if (entry.expiresAt > now) break;
         map.delete(userId);
@@ -64,9 +64,9 @@ export function createMemoryState(options: MemoryStateOptions): SharedState {
     sockets: createMemorySlotLimiter(options.maxSocketsPerUser),
     events: createMemoryEventBudget({ eventsPerSecond: options.eventsPerSecond ?? 20 }),
     conversations: {
-      async sessionId(userId) {
-        const entry = fresh(sessions, userId) ?? { id: randomBytes(16).toString('base64url'), expiresAt: 0 };
-        keep(sessions, userId, entry);
+      async conversationId(userId) {
+        const entry = fresh(conversationIds, userId) ?? { id: randomBytes(16).toString('base64url'), expiresAt: 0 };
+        keep(conversationIds, userId, entry);
         return entry.id;
       },
       async history(userId) {

@@ -105,7 +105,8 @@ export function createRedisState(options: RedisStateOptions): SharedState {
   const k = {
     inflight: (u: string) => `${p}inflight:${u}`,
     sockets: (u: string) => `${p}sockets:${u}`,
-    session: (u: string) => `${p}session:${u}`,
+    // The key keeps its first name ("session"): conversations already stored stay found.
+    conversation: (u: string) => `${p}session:${u}`,
     history: (u: string) => `${p}history:${u}`,
     owner: (u: string) => `${p}owner:${u}`,
     pending: (u: string) => `${p}pending:${u}`,
@@ -138,11 +139,11 @@ export function createRedisState(options: RedisStateOptions): SharedState {
     sockets,
     events: createRedisEventBudget({ redis, prefix: p, eventsPerSecond: options.eventsPerSecond ?? 20 }),
     conversations: {
-      async sessionId(userId) {
+      async conversationId(userId) {
         const fresh = randomBytes(16).toString('base64url');
-        await redis.set(k.session(userId), fresh, 'PX', historyTtlMs, 'NX');
-        const id = await redis.get(k.session(userId));
-        await redis.pexpire(k.session(userId), historyTtlMs);
+        await redis.set(k.conversation(userId), fresh, 'PX', historyTtlMs, 'NX');
+        const id = await redis.get(k.conversation(userId));
+        await redis.pexpire(k.conversation(userId), historyTtlMs);
         return id ?? fresh;
       },
       async history(userId) {

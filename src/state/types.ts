@@ -8,8 +8,8 @@ export type { EventBudget, SlotLimiter };
 
 /** A user's conversation, shared by every replica. */
 export interface ConversationStore {
-  /** The user's session id, created (unpredictable) on first use. */
-  sessionId(userId: string): Promise<string>;
+  /** The id of the user's conversation (the wire's `sessionId`), created (unpredictable) on first use. */
+  conversationId(userId: string): Promise<string>;
   history(userId: string): Promise<ChatMessage[]>;
   /** Appends a finished exchange; keeps at most `maxMessages`, cut at a user turn. */
   append(userId: string, messages: readonly ChatMessage[], maxMessages: number): Promise<void>;
@@ -30,7 +30,7 @@ export interface PendingStore {
   get(userId: string, callId: string): Promise<PendingCall | undefined>;
 }
 
-/** Which replica holds a user's sandbox: one workspace per session while that replica lives. */
+/** Which replica holds a user's sandbox: one workspace per user while that replica lives. */
 export interface OwnershipStore {
   /** Sets the owner unless another replica holds it; returns the owner after the call. */
   claim(userId: string, replicaId: string, ttlMs: number): Promise<string>;

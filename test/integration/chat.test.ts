@@ -414,12 +414,12 @@ describe('approval race', () => {
 describe('shared state failures', () => {
   it('never runs a request whose sender was refused, and survives a slot that cannot be freed', async () => {
     const state = createMemoryState({ maxRequestsPerUser: 5, maxSocketsPerUser: 10 });
-    let failSessionId = false;
+    let failConversationId = false;
     let failRelease = false;
-    const sessionId = state.conversations.sessionId.bind(state.conversations);
-    state.conversations.sessionId = async (userId) => {
-      if (failSessionId) throw new Error('Connection is closed.');
-      return sessionId(userId);
+    const conversationId = state.conversations.conversationId.bind(state.conversations);
+    state.conversations.conversationId = async (userId) => {
+      if (failConversationId) throw new Error('Connection is closed.');
+      return conversationId(userId);
     };
     const release = state.limiter.release.bind(state.limiter);
     state.limiter.release = async (userId, requestId) => {
@@ -432,7 +432,7 @@ describe('shared state failures', () => {
       await nextEvent(s, 'session');
       const seen: string[] = [];
       s.onAny((event: string) => seen.push(event));
-      failSessionId = true;
+      failConversationId = true;
       const refused = await emitAck(s, 'message', 'list files in /workspace');
       assert.equal(refused.ok, false);
       assert.equal(refused.error?.code, 'INTERNAL');
@@ -440,7 +440,7 @@ describe('shared state failures', () => {
       await new Promise((r) => setTimeout(r, 500));
       assert.deepEqual(seen, [], 'a refused message produces no request events');
       assert.equal(app.chat.inFlight(), 0);
-      failSessionId = false;
+      failConversationId = false;
       // A slot that cannot be freed (Redis down at that moment) is logged, not an unhandled rejection.
       failRelease = true;
       assert.match((await converse(s, 'help')).done.text, /list files in/);

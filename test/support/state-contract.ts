@@ -78,12 +78,12 @@ export function sharedStateContract(name: string, make: (opts: { maxRequestsPerU
       await state.limiter.release(u, 'long');
     });
 
-    it('keeps one session id per user and appends history, trimmed at a user turn', async () => {
+    it('keeps one conversation id per user and appends history, trimmed at a user turn', async () => {
       const u = user();
-      const id = await state.conversations.sessionId(u);
+      const id = await state.conversations.conversationId(u);
       assert.match(id, /^[A-Za-z0-9_-]{20,}$/);
-      assert.equal(await state.conversations.sessionId(u), id);
-      assert.notEqual(await state.conversations.sessionId(user()), id);
+      assert.equal(await state.conversations.conversationId(u), id);
+      assert.notEqual(await state.conversations.conversationId(user()), id);
       const exchange = (n: number): ChatMessage[] => [
         { role: 'user', text: `q${n}` },
         { role: 'assistant', text: '', toolCalls: [{ id: `c${n}`, name: 'list_directory', arguments: { path: '/workspace' } }] },
@@ -99,14 +99,14 @@ export function sharedStateContract(name: string, make: (opts: { maxRequestsPerU
       assert.deepEqual(h, exchange(2));
     });
 
-    it('forgets an unused session id and conversation after the history TTL', async () => {
+    it('forgets an unused conversation id and history after the history TTL', async () => {
       const u = user();
-      const id = await state.conversations.sessionId(u);
+      const id = await state.conversations.conversationId(u);
       await state.conversations.append(u, [{ role: 'user', text: 'hello' }, { role: 'assistant', text: 'hi', toolCalls: [] }], 10);
       assert.equal((await state.conversations.history(u)).length, 2);
       await new Promise((r) => setTimeout(r, 1800));
       assert.deepEqual(await state.conversations.history(u), []);
-      assert.notEqual(await state.conversations.sessionId(u), id, 'a forgotten user gets a new session id');
+      assert.notEqual(await state.conversations.conversationId(u), id, 'a forgotten user gets a new conversation id');
     });
 
     it('lets exactly one of two replicas win a simultaneous ownership claim', async () => {
