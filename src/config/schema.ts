@@ -109,6 +109,21 @@ export const schema = {
     }),
     logLevel: oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info', doc: 'Log level (pino).' }),
     shutdownTimeoutMs: int('SHUTDOWN_TIMEOUT_MS', { default: 15_000, min: 100, doc: 'Upper bound on graceful shutdown: finish requests, drain the pool, remove containers (ms).' }),
+    shutdownRequestGraceMs: int('SHUTDOWN_REQUEST_GRACE_MS', {
+      default: 5_000,
+      min: 0,
+      doc: 'At shutdown, requests in flight get this long to finish, never more than a third of SHUTDOWN_TIMEOUT_MS; the rest fail with SHUTTING_DOWN (ms).',
+    }),
+    shutdownHttpGraceMs: int('SHUTDOWN_HTTP_GRACE_MS', {
+      default: 5_000,
+      min: 0,
+      doc: 'At shutdown, busy HTTP connections (an MCP stream, a long poll) get this long before they are cut; idle ones close at once (ms).',
+    }),
+    shutdownStepTimeoutMs: int('SHUTDOWN_STEP_TIMEOUT_MS', {
+      default: 2_000,
+      min: 100,
+      doc: 'At shutdown, bound on each closing step: MCP sessions, leaving the cluster, shared state, the workspace store, each Redis connection\'s QUIT. Closing the sockets and quitting Redis get a second more (ms).',
+    }),
   },
   chat: {
     maxRequestsPerUser: int('MAX_REQUESTS_PER_USER', {
@@ -254,6 +269,22 @@ export const schema = {
       default: 30_000,
       min: 1000,
       doc: 'A request slot or socket count of a replica that died frees itself after this long (ms).',
+    }),
+    replicaRequestTimeoutMs: int('REPLICA_REQUEST_TIMEOUT_MS', {
+      default: 5_000,
+      min: 100,
+      max: 300_000,
+      doc: 'A message, approval or wipe routed to another replica gets its answer within this long, or fails (the Socket.IO Redis adapter\'s requestsTimeout). A routed tool call waits its own timeout plus POOL_ACQUIRE_TIMEOUT_MS plus this (ms).',
+    }),
+    redisConnectTimeoutMs: int('REDIS_CONNECT_TIMEOUT_MS', {
+      default: 10_000,
+      min: 100,
+      doc: 'Start-up fails when REDIS_URL\'s or WORKSPACE_REDIS_URL\'s Redis does not answer within this long (ms).',
+    }),
+    redisCommandTimeoutMs: int('REDIS_COMMAND_TIMEOUT_MS', {
+      default: 10_000,
+      min: 100,
+      doc: 'A Redis command whose reply does not come within this long fails instead of waiting forever (a Redis stalled or restarted mid-command). The largest command, a 16 MiB snapshot, takes far less on a healthy Redis (ms).',
     }),
   },
   pool: {

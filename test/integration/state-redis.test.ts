@@ -154,7 +154,7 @@ describe('Redis connections of a replica', () => {
   it('fail a command whose reply never comes (a stalled Redis) instead of leaving it pending, and work again after', { timeout: 20_000 }, async () => {
     const server = await startRedisServer(await freePort());
     const pid = server.process.pid ?? 0;
-    const redis = await connectRedis({ url: server.url, password: undefined, logger: testLogger(), commandTimeoutMs: 300 });
+    const redis = await connectRedis({ url: server.url, password: undefined, logger: testLogger(), connectTimeoutMs: 10_000, commandTimeoutMs: 300 });
     try {
       assert.equal(await redis.command.ping(), 'PONG');
       process.kill(pid, 'SIGSTOP');
@@ -163,7 +163,7 @@ describe('Redis connections of a replica', () => {
       assert.equal(await redis.command.ping(), 'PONG');
     } finally {
       process.kill(pid, 'SIGCONT');
-      await redis.quit();
+      await redis.quit(2_000);
       await server.process.stop('SIGKILL', 5_000);
     }
   });
