@@ -33,6 +33,12 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
 const SUMMED_FIELDS = ['idle', 'active', 'total', 'pending', 'creating', 'spareTarget', 'arrivalRate', 'removing', 'maxPoolSize', 'minPoolSize', 'connections', 'sessions'] as const;
 type SummedField = (typeof SUMMED_FIELDS)[number];
 
+/** GET /stats/pool?scope=cluster: every live replica's record (this one first, fresh) and the sums over them. */
+export interface ClusterStats {
+  replicas: ReplicaRecord[];
+  totals: { replicas: number } & Record<SummedField, number>;
+}
+
 /** What the HTTP layer needs from the rest of the replica. */
 export interface HttpDeps {
   /** Directory of the chat page (index.html, style.css, js/*.js): every file in it is public. */
@@ -131,7 +137,9 @@ export function createHttpApp(deps: HttpDeps): Hono {
         throw new SandpoolError('INTERNAL', 'cluster stats are unavailable right now (shared state unreachable); try again shortly', { cause: err, detail: errorMessage(err) });
       });
       const sum = (field: SummedField): number => replicas.reduce((n, r) => n + r[field], 0);
-      return c.json({ replicas, totals: { replicas: replicas.length, ...Object.fromEntries(SUMMED_FIELDS.map((f) => [f, sum(f)])) } });
+      const totals = Object.fromEntries(SUMMED_FIELDS.map((f) => [f, sum(f)])) as Record<SummedField, number>;
+      const body: ClusterStats = { replicas, totals: { replicas: replicas.length, ...totals } };
+      return c.json(body);
     }
     throw new SandpoolError('BAD_REQUEST', `scope must be "replica" or "cluster" (got ${JSON.stringify(scope)})`);
   });

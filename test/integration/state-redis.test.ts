@@ -13,6 +13,7 @@ import { replicaRecord } from '../support/replica-record.js';
 import { sharedStateContract } from '../support/state-contract.js';
 import { snapshot, workspaceStoreContract } from '../support/workspace-store-contract.js';
 import { createRedisWorkspaceStore } from '../../src/workspace/redis-store.js';
+import { sleep } from '../../src/util/async.js';
 
 let redisServer: RedisServer | undefined;
 const clients: Redis[] = [];
@@ -67,7 +68,7 @@ describe('Redis state: a dead replica\'s slots', () => {
     // Replica A dies: no more renewals.
     await replicaA.close();
     a.disconnect();
-    await new Promise((r) => setTimeout(r, 700));
+    await sleep(700);
     assert.equal(await replicaB.limiter.tryAcquire('u', 'b1'), true);
     await replicaB.close();
   });
@@ -86,11 +87,11 @@ describe('Redis state: a Redis restart without persistence', () => {
     // What a restarted Redis without persistence looks like: the key is simply gone.
     await admin.del(`${prefix}inflight:u`);
     assert.equal(await replica.limiter.count('u'), 0);
-    await new Promise((r) => setTimeout(r, 500));
+    await sleep(500);
     assert.equal(await replica.limiter.count('u'), 2, 'the renewal put both slots back');
     assert.equal(await replica.limiter.tryAcquire('u', 'a3'), false);
     await replica.limiter.release('u', 'a1');
-    await new Promise((r) => setTimeout(r, 500));
+    await sleep(500);
     assert.equal(await replica.limiter.count('u'), 1, 'a released slot is not put back');
     await replica.close();
   });

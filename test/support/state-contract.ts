@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import type { ChatMessage } from '../../src/model/conversation.js';
 import type { SharedState } from '../../src/state/types.js';
 import { replicaRecord } from './replica-record.js';
+import { sleep } from '../../src/util/async.js';
 
 /**
  * One contract, two implementations: whatever passes here for memory must
@@ -23,7 +24,7 @@ export function sharedStateContract(name: string, make: (opts: { maxRequestsPerU
       const takes = await Promise.all(Array.from({ length: 14 }, () => state.events.take(u)));
       assert.equal(takes.filter(Boolean).length, 10, 'a burst of 2 x 5');
       assert.equal(await state.events.take(user()), true, 'another user has their own budget');
-      await new Promise((r) => setTimeout(r, 450));
+      await sleep(450);
       const refilled = await Promise.all(Array.from({ length: 5 }, () => state.events.take(u)));
       // 0.45 s at 5/s is two events (a slow machine may add a third, never the full burst).
       assert.ok(refilled.filter(Boolean).length >= 2 && refilled.filter(Boolean).length <= 4, `refilled ${refilled.filter(Boolean).length}`);
@@ -73,7 +74,7 @@ export function sharedStateContract(name: string, make: (opts: { maxRequestsPerU
     it('keeps a held slot alive past its TTL (the holder renews it)', async () => {
       const u = user();
       assert.equal(await state.limiter.tryAcquire(u, 'long'), true);
-      await new Promise((r) => setTimeout(r, 1500));
+      await sleep(1500);
       assert.equal(await state.limiter.count(u), 1);
       await state.limiter.release(u, 'long');
     });
@@ -104,7 +105,7 @@ export function sharedStateContract(name: string, make: (opts: { maxRequestsPerU
       const id = await state.conversations.conversationId(u);
       await state.conversations.append(u, [{ role: 'user', text: 'hello' }, { role: 'assistant', text: 'hi', toolCalls: [] }], 10);
       assert.equal((await state.conversations.history(u)).length, 2);
-      await new Promise((r) => setTimeout(r, 1800));
+      await sleep(1800);
       assert.deepEqual(await state.conversations.history(u), []);
       assert.notEqual(await state.conversations.conversationId(u), id, 'a forgotten user gets a new conversation id');
     });
@@ -129,7 +130,7 @@ export function sharedStateContract(name: string, make: (opts: { maxRequestsPerU
       assert.equal(await state.owners.owner(u), undefined);
       assert.equal(await state.owners.claim(u, 'B', 300), 'B');
       await state.owners.renew([u], 'B', 300);
-      await new Promise((r) => setTimeout(r, 450));
+      await sleep(450);
       assert.equal(await state.owners.owner(u), undefined, 'an owner that stops renewing expires');
     });
 
@@ -153,7 +154,7 @@ export function sharedStateContract(name: string, make: (opts: { maxRequestsPerU
       assert.deepEqual((await state.pending.list(u)).map((c) => c.callId).sort(), ['c1', 'c2']);
       assert.equal((await state.pending.get(u, 'c1'))?.replica, 'A');
       assert.equal(await state.pending.get(user(), 'c1'), undefined, 'another user cannot see it');
-      await new Promise((r) => setTimeout(r, 300));
+      await sleep(300);
       assert.deepEqual((await state.pending.list(u)).map((c) => c.callId), ['c1']);
       await state.pending.remove(u, 'c1');
       assert.deepEqual(await state.pending.list(u), []);
@@ -167,7 +168,7 @@ export function sharedStateContract(name: string, make: (opts: { maxRequestsPerU
       assert.equal(await state.replicas.isLive(id), true);
       assert.equal(await state.replicas.isLive(`${id}-never`), false);
       assert.equal((await state.replicas.dead()).some((d) => d.replica === id), false);
-      await new Promise((r) => setTimeout(r, 450));
+      await sleep(450);
       assert.equal((await state.replicas.live()).some((r) => r.replica === id), false);
       assert.equal(await state.replicas.isLive(id), false);
       assert.equal((await state.replicas.dead()).some((d) => d.replica === id), true);

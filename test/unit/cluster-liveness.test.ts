@@ -5,10 +5,9 @@ import { createLiveness } from '../../src/cluster/liveness.js';
 import { createDeadReplicaReaper } from '../../src/orphans/dead-replica-reaper.js';
 import { createMemoryState } from '../../src/state/memory-state.js';
 import type { ReplicaRecord } from '../../src/cluster/replica-record.js';
+import { sleep } from '../../src/util/async.js';
 import { testLogger } from '../support/helpers.js';
 import { replicaNumbers, replicaRecord } from '../support/replica-record.js';
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Replica a's reaper, over that state, removing containers as the test says. */
 function reaperOf(

@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { createLogger } from '../../src/logger.js';
 import { createHostGuard } from '../../src/auth/host-guard.js';
 import { installHandshakeGate, refuseNewHandshakes, routingHintOf, type HandshakeRefusal } from '../../src/realtime/handshake-gate.js';
+import type { ErrorBody } from '../../src/protocol/errors.js';
 
 /** A server whose own listeners answer 200 "passed" and upgrade with 101, behind the gate. */
 let server: Server;
@@ -83,7 +84,7 @@ describe('handshake gate (503 so nginx tries the next replica)', () => {
       req.end();
     });
     assert.equal(res.status, 403);
-    assert.equal((JSON.parse(res.body) as { error: { code: string } }).error.code, 'FORBIDDEN');
+    assert.equal((JSON.parse(res.body) as { error: ErrorBody }).error.code, 'FORBIDDEN');
     assert.equal(await upgrade('/socket.io/?EIO=4&transport=websocket&uid=frank', 'rebound.evil.example'), '403');
     assert.equal(seen.length, before);
     assert.equal(await upgrade('/socket.io/?EIO=4&transport=websocket&uid=frank', 'localhost:3000'), '101');
