@@ -198,6 +198,16 @@ describe('Docker socket proxy (compose: the app never sees the raw socket)', () 
     }
   });
 
+  it('its healthcheck (check.js) exits 0 when the engine answers through the proxy, 1 when no proxy listens', async () => {
+    const check = (socket: string): Promise<number> =>
+      execFileAsync(process.execPath, ['dist/src/socket-proxy/check.js', socket]).then(
+        () => 0,
+        (err: { code?: number }) => err.code ?? -1,
+      );
+    assert.equal(await check(proxy.socketPath), 0);
+    assert.equal(await check(`${proxy.socketPath}.none`), 1);
+  });
+
   it('does not start when none of POOL_IMAGE is on the engine', async () => {
     const result = await execFileAsync(process.execPath, ['dist/src/socket-proxy/main.js', '--listen', `/tmp/sandpool-proxy-never-${process.pid}.sock`, '--log-level', 'silent'], {
       env: { ...process.env, POOL_IMAGE: 'sandpool-no-such-image:1,sandpool-no-such-image:2' },
