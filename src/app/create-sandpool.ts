@@ -20,7 +20,7 @@ import { createPresences, type Presences } from '../chat/presence.js';
 import { createSandboxLeases, type SandboxLeases } from '../chat/sandbox-leases.js';
 import { createSandboxTools, type SandboxTools } from '../chat/sandbox-tools.js';
 import { createToolCatalog } from '../chat/tool-catalog.js';
-import { createHeartbeat, heartbeatTtlMs, type Heartbeat } from '../cluster/heartbeat.js';
+import { createHeartbeat, ownershipTtlMs, type Heartbeat } from '../cluster/heartbeat.js';
 import { createLiveness, type Liveness } from '../cluster/liveness.js';
 import { connectRedis, connectRedisCommand, redactUrl, warnIfEvicting, type RedisClient, type RedisClients } from '../cluster/redis-clients.js';
 import { createSingleReplicaBus, type ReplicaBus } from '../cluster/replica-bus.js';
@@ -185,9 +185,7 @@ function wireUsers(
   deps: { state: SharedState; liveness: Liveness; pool: ContainerPool; workspaces: Workspaces; startedAtMs: number },
 ): { heartbeat: Heartbeat; presences: Presences; leases: SandboxLeases; ownership: ReturnType<typeof createOwnership> } {
   const { state, liveness } = deps;
-  // Outlives its replica on purpose: liveness comes from heartbeats, and a
-  // survivor that finds a dead owner can tell the user their sandbox is gone.
-  const ownerTtlMs = config.chat.sessionIdleTimeoutMs + heartbeatTtlMs(config.cluster.heartbeatIntervalMs);
+  const ownerTtlMs = ownershipTtlMs(config.chat.sessionIdleTimeoutMs, config.cluster.heartbeatIntervalMs);
   const heartbeat = createHeartbeat({ state, liveness, startedAtMs: deps.startedAtMs, intervalMs: config.cluster.heartbeatIntervalMs, ownerTtlMs, logger });
   const ownership = createOwnership({ owners: state.owners, replicaId, ownerTtlMs, isReplicaLive: liveness.isLive, logger });
   const leases = createSandboxLeases({ pool: deps.pool, ownership, ensureCurrent: heartbeat.ensureCurrent, workspaces: deps.workspaces, logger });

@@ -53,6 +53,16 @@ export function heartbeatTtlMs(intervalMs: number): number {
 }
 
 /**
+ * How long an ownership record lives after its last renewal: an idle user's
+ * sandbox time plus a dead replica's heartbeat TTL. It outlives its replica
+ * on purpose: liveness comes from heartbeats, and a survivor that finds a
+ * dead owner can tell the user their sandbox is gone.
+ */
+export function ownershipTtlMs(sessionIdleTimeoutMs: number, heartbeatIntervalMs: number): number {
+  return sessionIdleTimeoutMs + heartbeatTtlMs(heartbeatIntervalMs);
+}
+
+/**
  * Publishes this replica's liveness and stats, renews its ownership records,
  * and keeps the liveness view current. It does nothing about dead replicas:
  * that is the reaper's job, on its own timer, so slow cleanup can never make
