@@ -155,6 +155,9 @@ function wirePool(
   const reaper = createDeadReplicaReaper({
     registry: state.replicas,
     self: replicaId,
+    node: config.server.nodeName,
+    // By then an unclaimed container of it counts as an orphan by age on its own node anyway.
+    forgetOtherNodeAfterMs: config.orphans.graceMs,
     intervalMs: config.cluster.heartbeatIntervalMs,
     peers: liveness.peers,
     // Counted in orphansRemoved by the sweeper's onRemoved hook.
@@ -341,6 +344,8 @@ function wireRealtime(
   const { chat, sandboxTools, approvals } = deps.chatLayer;
   users.heartbeat.publish(() => ({
     ...deps.pool.stats(),
+    // Which machine: a replica leases from its own node's engine, so a node's sandboxes are its replicas'.
+    node: config.server.nodeName,
     connections: io.engine.clientsCount,
     sessions: users.presences.count(),
     // With sessions, what other replicas read to pass new users on to one with room.

@@ -20,6 +20,8 @@ export const replicaNumbersSchema = poolStatsSchema.extend({
   maxSessions: z.number(),
   /** The replica is shutting down (its pool's own `draining` comes later): it takes nobody new. */
   draining: z.boolean(),
+  /** The machine it runs on (NODE_NAME): a node's sandboxes are its replicas'. Optional: replicas of earlier versions publish none. */
+  node: z.string().min(1).optional(),
 });
 
 /** A replica's published record: who it is and when it beat, with its numbers. */
@@ -29,8 +31,6 @@ export const replicaRecordSchema = replicaNumbersSchema.extend({
   startedAtMs: z.number(),
   /** When this record was written (the beat's time). */
   seenAtMs: z.number(),
-  /** The Docker node the replica runs on, where a swarm spans several (optional: replicas that do not know publish none). */
-  node: z.string().min(1).optional(),
 });
 
 export type ReplicaNumbers = z.infer<typeof replicaNumbersSchema>;

@@ -13,7 +13,8 @@ import type { PoolStats } from '../pool/pool-stats.js';
 import { toPublicStatus } from './public-status.js';
 import type { NotReadyReason } from './readiness.js';
 
-const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
+/** The HTTP status of each error code (docs/protocol.md's error table is generated from it). */
+export const HTTP_STATUS: Readonly<Record<ErrorCode, ContentfulStatusCode>> = {
   UNAUTHORIZED: 401,
   BAD_REQUEST: 400,
   PAYLOAD_TOO_LARGE: 413,
@@ -176,7 +177,7 @@ export function createHttpApp(deps: HttpDeps): Hono {
   // One of the two places errors become responses (the other: Socket.IO acks).
   app.onError((err, c) => {
     const body = toClientError(err, deps.logger.child({ path: c.req.path }));
-    return c.json({ error: body }, STATUS[body.code]);
+    return c.json({ error: body }, HTTP_STATUS[body.code]);
   });
 
   return app;
