@@ -98,7 +98,7 @@ export interface AgentStreams {
 }
 
 /** Wires the streams: sandpool's requests handled here, the rest to and from the server. */
-export function runSandboxAgent(s: AgentStreams): void {
+export function runAgent(s: AgentStreams): void {
   const initializeIds = new Set<unknown>();
   const send = (message: Json): void => void s.output.write(`${JSON.stringify(message)}\n`);
   // A snapshot too big for one message is read in chunks; a restore arrives in
@@ -239,6 +239,6 @@ export async function startAgent(startServer: () => Promise<unknown>): Promise<v
     process.stderr.write('sandpool agent: could not take the server\'s stdio; refusing to start\n');
     process.exit(70);
   }
-  runSandboxAgent({ input, output, serverIn, serverOut, root: process.argv[2] ?? '/workspace' });
+  runAgent({ input, output, serverIn, serverOut, root: process.argv[2] ?? '/workspace' });
   await startServer();
 }
