@@ -22,10 +22,30 @@ formats=$(export -p | while IFS= read -r line; do
     'export SANDPOOL_'*=*) assignment=${line#export }; printf '${%s} ' "${assignment%%=*}" ;;
   esac
 done)
-envsubst "$formats" <"$here/sandpool.conf.template" >/etc/nginx/conf.d/default.conf
 
 addresses() {
   getent ahosts "$name" 2>/dev/null | while read -r address _; do echo "$address"; done | sort -u
+}
+
+# One `server` line per address, not one for the name: nginx's consistent hash
+# places a server by the name written in its `server` line, so the addresses
+# behind `server app:3000` would all share the same points and nginx would
+# pick among them round-robin: users would not stick to a replica (seen on the
+# swarm lab: the same ?uid= went to a different replica on each request).
+# SANDPOOL_UPSTREAMS naming the service ("server app:3000 ...;") is repeated
+# for each address; one that names no such server is used as it is.
+template_upstreams=${SANDPOOL_UPSTREAMS:-}
+render() {
+  case $template_upstreams in
+    *"server $name:"*)
+      SANDPOOL_UPSTREAMS=$(for address in $(addresses); do
+        case $address in *:*) address="[$address]" ;; esac
+        # No sed in the image assembled from Debian's packages: the shell's own pattern removal.
+        printf '%sserver %s:%s\n    ' "${template_upstreams%%"server $name:"*}" "$address" "${template_upstreams#*"server $name:"}"
+      done)
+      export SANDPOOL_UPSTREAMS ;;
+  esac
+  envsubst "$formats" <"$here/sandpool.conf.template" >/etc/nginx/conf.d/default.conf
 }
 
 # nginx refuses to start while an upstream name does not resolve (no replica yet).
@@ -33,6 +53,7 @@ until [ -n "$(addresses)" ]; do
   echo "sandpool: waiting for $name to resolve" >&2
   sleep 1
 done
+render
 nginx -c "$here/nginx.conf" -g 'daemon off;' &
 nginx_pid=$!
 # Running, and not a zombie this shell has yet to reap (kill -0 would say yes to one).
@@ -51,6 +72,7 @@ while running; do
   now=$(addresses)
   if [ -n "$now" ] && [ "$now" != "$known" ]; then
     echo "sandpool: $name now at" $now "- reloading nginx" >&2
+    render
     nginx -c "$here/nginx.conf" -s reload || true
     known=$now
   fi

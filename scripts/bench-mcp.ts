@@ -1,6 +1,6 @@
 /**
  * npm run bench:mcp [-- --users N] [--calls C] [--rounds R] [--waves W] [--protocol 2026-07-28|2025-11-25]
- *                      [--client sdk|raw] [--workspace-store fs|none] [--cpu-prof] [--json] [--out FILE]
+ *                      [--client sdk|raw] [--workspace-store fs|none] [--cpu-prof] [--json] [--save | --out FILE]
  *
  * The gateway's overhead as a ratio: in one run, the same tool call
  * (`list_directory /workspace`, read-only, in a sandbox the user holds) made
@@ -29,6 +29,9 @@
  * --cpu-prof runs the replica under `node --cpu-prof` and summarizes the
  * profile over the held calls through the gateway (b and c): the top
  * functions by self time and the CPU by where the code lives.
+ * Writes the JSON to results/bench/mcp.json (git-ignored), with --save to
+ * the tracked bench/results/mcp.json, or to --out FILE (a --cpu-prof
+ * profile goes next to it, as .cpuprofile).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -46,6 +49,7 @@ import type { BenchReply, BenchRequest } from './lib/bench-mcp-replica.js';
 import { summarizeCpuProfile, type CpuProfileSummary } from './lib/cpu-profile.js';
 import { writeNginxConf } from './lib/nginx-conf.js';
 import { machineTicks } from './lib/proc-stat.js';
+import { benchResultFileOrExit, shownPath } from './lib/results-path.js';
 import { httpOk, spawnProcess, type StartedProcess } from './lib/start-process.js';
 
 const { values } = parseArgs({
@@ -59,7 +63,8 @@ const { values } = parseArgs({
     'workspace-store': { type: 'string', default: 'fs' },
     'cpu-prof': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
-    out: { type: 'string', default: 'bench/results/mcp.json' },
+    save: { type: 'boolean', default: false },
+    out: { type: 'string' },
   },
 });
 const users = Number(values.users);
@@ -73,6 +78,7 @@ if (![users, rounds, callsPerRound, waves].every((n) => Number.isInteger(n) && n
   process.stderr.write('bench:mcp: --users, --calls, --rounds and --waves take whole numbers >= 1, --workspace-store fs or none, --protocol 2026-07-28 or 2025-11-25, --client sdk or raw (raw: 2026-07-28 only)\n');
   process.exit(2);
 }
+const outFile = benchResultFileOrExit('bench:mcp', 'mcp.json', values);
 const say = (line: string): void => void process.stderr.write(`bench:mcp: ${line}\n`);
 const TOOL = 'list_directory';
 const ARGS = { path: '/workspace' };
@@ -371,9 +377,10 @@ try {
     const file = readdirSync(profileDir).find((f) => f.endsWith('.cpuprofile'));
     if (file) {
       // The whole profile, next to the JSON (git-ignored): for a flame graph in Chrome's DevTools.
-      const kept = values.out.replace(/\.json$/, '') + '.cpuprofile';
+      const kept = outFile.replace(/\.json$/, '') + '.cpuprofile';
+      mkdirSync(path.dirname(kept), { recursive: true });
       copyFileSync(path.join(profileDir, file), kept);
-      cpuProfile = { window: 'the held calls through the gateway (ways b and c)', file: kept, ...summarizeCpuProfile(kept, { windows: gatewayWindows, top: 20 }) };
+      cpuProfile = { window: 'the held calls through the gateway (ways b and c)', file: shownPath(kept), ...summarizeCpuProfile(kept, { windows: gatewayWindows, top: 20 }) };
     }
     else say('no CPU profile was written');
   }
@@ -410,10 +417,13 @@ try {
       machineStealShare: share(ticksAfter.steal - ticksBefore.steal),
     },
   };
-  mkdirSync(path.dirname(values.out), { recursive: true });
-  writeFileSync(values.out, `${JSON.stringify(result, null, 2)}\n`);
-  if (values.json) process.stdout.write(`${JSON.stringify(result)}\n`);
-  else {
+  mkdirSync(path.dirname(outFile), { recursive: true });
+  writeFileSync(outFile, `${JSON.stringify(result, null, 2)}\n`);
+  if (values.json) {
+    // stdout stays one JSON object; where it went is said on stderr.
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+    say(`JSON written to ${shownPath(outFile)}`);
+  } else {
     const row = (name: string, way: Way): string => {
       const s = stats[way];
       return 'p50' in s ? `| ${name} | ${s.p50} | ${s.p95} | ${s.p99} | ${s.n} | ${s.cpuMsPerCall ?? '–'} (${s.cpuSystemMsPerCall ?? '–'}) | ${way === 'direct' ? '–' : (s.clientCpuMsPerCall ?? '–')} |` : `| ${name} | – | – | – | 0 | – | – |`;
@@ -433,7 +443,7 @@ try {
       ...(cpuProfile ? ['', `CPU profile of the replica over ${cpuProfile.window}: ${cpuProfile.busyMs} ms busy`, ...cpuProfile.byOrigin.slice(0, 10).map((o) => `  ${(o.share * 100).toFixed(1)}%  ${o.name}`), '  top functions (self time):', ...cpuProfile.topFunctions.slice(0, 15).map((f) => `  ${(f.share * 100).toFixed(1)}%  ${f.name}`)] : []),
       '',
       `errors: ${result.errors}; machine busy ${(result.environment.machineBusyShare * 100).toFixed(1)}%, of which stolen by the hypervisor ${(result.environment.machineStealShare * 100).toFixed(1)}%`,
-      `JSON written to ${values.out}`,
+      `JSON written to ${shownPath(outFile)}`,
       '',
     ];
     process.stdout.write(lines.join('\n'));

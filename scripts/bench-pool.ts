@@ -1,5 +1,5 @@
 /**
- * npm run bench:pool [-- --json] [--samples N] [--replenish K] [--out FILE] [--baseline IMAGE]
+ * npm run bench:pool [-- --json] [--samples N] [--replenish K] [--save | --out FILE] [--baseline IMAGE]
  *
  * Measures, in one run against the real engine, for POOL_IMAGE (and, with
  * --baseline, for another image the same way, interleaved sample by sample
@@ -15,8 +15,9 @@
  * - engineCalls: Docker API calls per start, per warm hand-out and per removal,
  *   counted on a pass-through socket,
  * - idleSandboxMemoryMiB: warm sandboxes' memory (cgroup usage minus page cache).
- * Prints a table (or only JSON with --json) and writes the JSON to --out
- * (default bench/results/pool.json).
+ * Prints a table (or only JSON with --json) and writes the JSON to
+ * results/bench/pool.json (git-ignored), with --save to the tracked
+ * bench/results/pool.json that SCALABILITY.md links to, or to --out FILE.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -27,6 +28,7 @@ import { createLogger } from '../src/logger.js';
 import type { ContainerPool } from '../src/pool/container-pool.js';
 import { selectRuntime } from '../src/runtime/select-runtime.js';
 import { percentile } from '../src/util/async.js';
+import { startedPools } from './lib/started-pools.js';
 import {
   coldAcquire,
   engineCalls,
@@ -39,13 +41,15 @@ import {
   type RemovalsResult,
   type ReplenishResult,
 } from './lib/pool-phases.js';
+import { benchResultFileOrExit, shownPath } from './lib/results-path.js';
 
 const { values } = parseArgs({
   options: {
     json: { type: 'boolean', default: false },
     samples: { type: 'string', default: '50' },
     replenish: { type: 'string', default: '10' },
-    out: { type: 'string', default: 'bench/results/pool.json' },
+    save: { type: 'boolean', default: false },
+    out: { type: 'string' },
     baseline: { type: 'string' },
   },
 });
@@ -55,6 +59,7 @@ if (!Number.isInteger(samples) || samples < 1 || !Number.isInteger(replenishTarg
   process.stderr.write('bench:pool: --samples and --replenish take whole numbers >= 1\n');
   process.exit(2);
 }
+const outFile = benchResultFileOrExit('bench:pool', 'pool.json', values);
 const say = (line: string): void => {
   process.stderr.write(`${line}\n`);
 };
@@ -62,7 +67,7 @@ const say = (line: string): void => {
 const base = loadConfig({ ...process.env, LOG_LEVEL: 'warn', REPLICA_ID: `bench-${process.pid}`, POOL_MAX_SIZE: String(Math.max(20, replenishTarget * 2)) });
 const logger = createLogger({ level: 'warn' });
 const runtime = await selectRuntime({ mode: base.pool.runtime, production: false, dockerSocket: base.docker.socketPath, customSpec: [], logger });
-const ctx: PhaseContext = { base, runtime, logger, pools: [] };
+const ctx: PhaseContext = { base, runtime, logger, pools: startedPools() };
 const images = [base.pool.image, ...(values.baseline ? [values.baseline] : [])];
 
 type Summary = { p50: number; p95: number; p99: number; mean: number; min: number; max: number };
@@ -73,7 +78,7 @@ function summary(xs: number[]): Summary {
 }
 
 const cleanup = async (): Promise<void> => {
-  await Promise.allSettled(ctx.pools.map((p) => p.drain(30_000)));
+  await ctx.pools.drainAll(30_000);
 };
 process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
 
@@ -163,12 +168,14 @@ try {
     },
   };
 
-  mkdirSync(path.dirname(values.out), { recursive: true });
-  writeFileSync(values.out, `${JSON.stringify(result, null, 2)}\n`);
+  mkdirSync(path.dirname(outFile), { recursive: true });
+  writeFileSync(outFile, `${JSON.stringify(result, null, 2)}\n`);
   if (values.json) {
+    // stdout stays one JSON object; where it went is said on stderr.
     process.stdout.write(`${JSON.stringify(result)}\n`);
+    say(`JSON written to ${shownPath(outFile)}`);
   } else {
-    process.stdout.write(`${table(images.map((image) => ({ image, r: resultOf(image) })))}\nJSON written to ${values.out}\n`);
+    process.stdout.write(`${table(images.map((image) => ({ image, r: resultOf(image) })))}\nJSON written to ${shownPath(outFile)}\n`);
   }
 } finally {
   await cleanup();

@@ -48,12 +48,12 @@ process.on('disconnect', () => stop('the bench went away'));
 
 /** `calls` calls, one after another, in the sandbox the user holds here (they made an MCP call before). */
 async function direct(user: string, calls: number, tool: string, args: Record<string, unknown>): Promise<number[]> {
-  const session = app.sessions.get(user);
-  if (!session) throw new Error(`user ${user} holds no session on this replica (make an MCP call first)`);
+  const presence = app.presences.get(user);
+  if (!presence) throw new Error(`user ${user} is not present on this replica (make an MCP call first)`);
   // Busy, as the gateway's own calls make it: the idle release waits.
-  session.running++;
+  const done = presence.begin();
   try {
-    const { lease } = await app.sessions.lease(session);
+    const { lease } = await app.leases.lease(presence);
     // The process runtime roots a sandbox elsewhere than /workspace.
     const inSandbox = Object.fromEntries(Object.entries(args).map(([k, v]) => [k, typeof v === 'string' && v.startsWith('/workspace') ? lease.sandbox.workspaceDir + v.slice('/workspace'.length) : v]));
     const ms: number[] = [];
@@ -65,8 +65,7 @@ async function direct(user: string, calls: number, tool: string, args: Record<st
     }
     return ms;
   } finally {
-    session.running--;
-    app.sessions.touch(session);
+    done();
   }
 }
 
@@ -77,7 +76,7 @@ process.on('message', (request: BenchRequest) => {
     return;
   }
   if (request.op === 'release') {
-    void Promise.all(request.users.map((u) => app.sessions.releaseIfUnheld(u))).then(
+    void Promise.all(request.users.map((u) => app.presences.releaseIfUnheld(u))).then(
       () => send({ id: request.id, op: 'release' }),
       (err: unknown) => send({ id: request.id, op: 'error', message: errorMessage(err) }),
     );

@@ -1,15 +1,17 @@
-import type { CallToolResult } from '../mcp/mcp-types.js';
+import type { CallToolResult } from '../protocol/mcp-types.js';
 import { SandboxGoneError, SandpoolError, errorMessage } from '../errors.js';
 import type { ToolRunner } from '../agent/agent-loop.js';
 import type { ReplicaBus } from '../cluster/replica-bus.js';
 import type { RemoteToolCall, ToolNotice, ToolRun } from '../protocol/events.js';
 import { saveNotice, type Workspaces } from '../workspace/workspaces.js';
-import { OwnedElsewhereError, type Session, type SessionManager } from './sessions.js';
+import { OwnedElsewhereError } from './ownership.js';
+import type { Presence, Presences } from './presence.js';
+import type { SandboxLeases } from './sandbox-leases.js';
 
 /** The user's sandbox as a place to run tools: here, or on the replica that holds it. */
 export interface SandboxTools {
-  /** The runner for one request of a session on this replica. */
-  runnerFor(session: Session): ToolRunner;
+  /** The runner for the requests of a user present on this replica. */
+  runnerFor(presence: Presence): ToolRunner;
   /** Runs a call another replica routed here (this replica holds the user's sandbox). */
   runRouted(userId: string, call: RemoteToolCall, onNotice?: (notice: ToolNotice) => void): Promise<ToolRun>;
 }
@@ -34,17 +36,18 @@ function mapPaths(workspaceDir: string): { args(a: Record<string, unknown>): Rec
 }
 
 export function createSandboxTools(options: {
-  sessions: SessionManager;
+  presences: Pick<Presences, 'open'>;
+  leases: Pick<SandboxLeases, 'lease'>;
   bus: ReplicaBus;
   workspaces: Workspaces;
   /** Whether a tool leaves the files as they were (the image's readOnlyHint): no snapshot after it. */
   isReadOnly(tool: string): boolean;
 }): SandboxTools {
-  const { sessions, bus, workspaces } = options;
+  const { presences, leases, bus, workspaces } = options;
 
   /** In the user's sandbox on this replica. A failure inside the sandbox is a result; a dead sandbox is not. */
-  async function runHere(session: Session, call: RemoteToolCall, onNotice: ((notice: ToolNotice) => void) | undefined): Promise<ToolRun> {
-    const { lease, startedFresh, restore } = await sessions.lease(session);
+  async function runHere(presence: Presence, call: RemoteToolCall, onNotice: ((notice: ToolNotice) => void) | undefined): Promise<ToolRun> {
+    const { lease, startedFresh, restore } = await leases.lease(presence);
     const paths = mapPaths(lease.sandbox.workspaceDir);
     const restoredNotice = restore?.kind === 'failed' ? `(Your saved files could not be restored (${restore.reason}), so this ran in a fresh, empty workspace.)` : undefined;
     const base = { startedFresh, ...(restore?.kind === 'restored' ? { restored: true } : {}) };
@@ -59,41 +62,40 @@ export function createSandboxTools(options: {
     let saveNote: string | undefined;
     if (!options.isReadOnly(call.name)) {
       workspaces.markChanged(lease.sandbox);
-      saveNote = saveNotice(await workspaces.save(session.userId, lease.sandbox));
+      saveNote = saveNotice(await workspaces.save(presence.userId, lease.sandbox));
     }
     const notice = [restoredNotice, saveNote].filter(Boolean).join('\n');
     return { result, ...base, ...(notice ? { notice } : {}) };
   }
 
   return {
-    runnerFor(session) {
+    runnerFor(presence) {
       return {
         async run(name, args, { timeoutMs, onNotice }) {
           const call = { name, arguments: args, timeoutMs };
           try {
-            return await runHere(session, call, onNotice);
+            return await runHere(presence, call, onNotice);
           } catch (err) {
             // One workspace per user: another live replica holds the sandbox, so the call runs there.
-            if (err instanceof OwnedElsewhereError) return bus.runTool(err.owner, session.userId, call, onNotice);
+            if (err instanceof OwnedElsewhereError) return bus.runTool(err.owner, presence.userId, call, onNotice);
             throw err;
           }
         },
       };
     },
     async runRouted(userId, call, onNotice) {
-      const session = sessions.get(userId) ?? sessions.open(userId);
-      // A routed call keeps the session busy, so the idle release waits for it.
-      session.running++;
+      const presence = presences.open(userId);
+      // A routed call keeps the presence busy, so the idle release waits for it.
+      const done = presence.begin();
       try {
-        return await runHere(session, call, onNotice);
+        return await runHere(presence, call, onNotice);
       } catch (err) {
         if (err instanceof OwnedElsewhereError) {
           throw new SandpoolError('SANDBOX_FAILED', 'your sandbox moved to another replica while this call was routed; send it again');
         }
         throw err;
       } finally {
-        session.running--;
-        sessions.touch(session);
+        done();
       }
     },
   };

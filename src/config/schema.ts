@@ -107,8 +107,29 @@ export const schema = {
       pattern: [/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 letters, digits, _ . -'],
       doc: 'Name of this replica, stamped on its containers (label sandpool.replica). Give each replica its own.',
     }),
+    nodeName: str('NODE_NAME', {
+      default: () => os.hostname(),
+      defaultDoc: 'the hostname',
+      minLength: 1,
+      doc: 'The machine (node) this replica runs on, published with its heartbeat: the cluster view (/stats/pool?scope=cluster) shows each replica with its node. A swarm stack sets it to the node\'s hostname ({{.Node.Hostname}}).',
+    }),
     logLevel: oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info', doc: 'Log level (pino).' }),
     shutdownTimeoutMs: int('SHUTDOWN_TIMEOUT_MS', { default: 15_000, min: 100, doc: 'Upper bound on graceful shutdown: finish requests, drain the pool, remove containers (ms).' }),
+    shutdownRequestGraceMs: int('SHUTDOWN_REQUEST_GRACE_MS', {
+      default: 5_000,
+      min: 0,
+      doc: 'At shutdown, requests in flight get this long to finish, never more than a third of SHUTDOWN_TIMEOUT_MS; the rest fail with SHUTTING_DOWN (ms).',
+    }),
+    shutdownHttpGraceMs: int('SHUTDOWN_HTTP_GRACE_MS', {
+      default: 5_000,
+      min: 0,
+      doc: 'At shutdown, busy HTTP connections (an MCP stream, a long poll) get this long before they are cut; idle ones close at once (ms).',
+    }),
+    shutdownStepTimeoutMs: int('SHUTDOWN_STEP_TIMEOUT_MS', {
+      default: 2_000,
+      min: 100,
+      doc: 'At shutdown, bound on each closing step: MCP sessions, leaving the cluster, shared state, the workspace store, each Redis connection\'s QUIT. Closing the sockets and quitting Redis get a second more (ms).',
+    }),
   },
   chat: {
     maxRequestsPerUser: int('MAX_REQUESTS_PER_USER', {
@@ -117,7 +138,7 @@ export const schema = {
       max: 1000,
       doc: 'Requests in flight per user (from accepted until message:done / request:error, approval waits included); more are refused with TOO_MANY_REQUESTS.',
     }),
-    sessionIdleTimeoutMs: int('SESSION_IDLE_TIMEOUT_MS', { default: 600_000, min: 1000, doc: 'A session\'s sandbox is destroyed after this long without activity (ms).' }),
+    sessionIdleTimeoutMs: int('SESSION_IDLE_TIMEOUT_MS', { default: 600_000, min: 1000, doc: 'A user\'s sandbox is destroyed after this long without activity (ms).' }),
     disconnectGraceMs: int('SESSION_DISCONNECT_GRACE_MS', {
       default: 30_000,
       min: 0,
@@ -130,21 +151,21 @@ export const schema = {
       default: () => maxSessionsFor(replicaLimits()),
       defaultDoc: "half the replica's memory (V8 heap limit, cgroup limit or host memory, whichever is least) at 64 KiB per session, and at most the open-file limit minus 1024; computed where it runs",
       min: 1,
-      doc: "Users (sessions) per replica. When this replica is full a new user's handshake gets HTTP 503 so nginx tries the next replica; only when no live replica has room is it refused with TOO_MANY_REQUESTS.",
+      doc: "Users present at once per replica. When this replica is full a new user's handshake gets HTTP 503 so nginx tries the next replica; only when no live replica has room is it refused with TOO_MANY_REQUESTS.",
     }),
     maxAgentSteps: int('AGENT_MAX_STEPS', { default: 8, min: 1, max: 100, doc: 'Model turns per request before the agent stops.' }),
     socketEventsPerSecond: int('SOCKET_EVENTS_PER_SECOND', {
       default: 20,
       min: 1,
       max: 10_000,
-      doc: 'Events one socket may send per second (burst: twice that); floods are refused with TOO_MANY_REQUESTS.',
+      doc: 'Events one user may send per second, across all of their sockets and replicas (burst: twice that); floods are refused with TOO_MANY_REQUESTS.',
     }),
   },
   auth: {
     secret: optionalStr('AUTH_SECRET', {
       secret: true,
       minLength: 16,
-      doc: 'HS256 secret for JWTs (Socket.IO auth.token, MCP Bearer; user = sub; sub and exp required), at least 16 characters, at least 32 bytes in production. Unset (development): clients connect with auth.userId and the server listens on loopback.',
+      doc: 'HS256 secret for JWTs (Socket.IO auth.token, MCP Bearer; user = sub; sub, iat and exp required), at least 16 characters, at least 32 bytes in production. Unset (development): clients connect with auth.userId and the server listens on loopback.',
     }),
     issuer: optionalStr('AUTH_ISSUER', { doc: 'When set, tokens must carry this iss.' }),
     audience: optionalStr('AUTH_AUDIENCE', { doc: 'When set, tokens must carry this aud.' }),
@@ -169,7 +190,7 @@ export const schema = {
     publicUrl: custom<string | undefined>('PUBLIC_URL', {
       default: undefined,
       parse: parsePublicUrl,
-      defaultDoc: 'unset: http://localhost:<the port it listens on>',
+      defaultDoc: 'unset: http://<HOST>:<the port it listens on>, with 127.0.0.1 for HOST=0.0.0.0',
       doc: 'The public origin clients use (scheme://host[:port], e.g. https://sandpool.example). URLs the server hands out (the MCP resource metadata) come from it, never from request headers; its host is allowed (ALLOWED_HOSTS) and its origin is allowed (ALLOWED_ORIGINS).',
     }),
     allowedHosts: custom<string[]>('ALLOWED_HOSTS', {
@@ -223,7 +244,7 @@ export const schema = {
     redisUrl: optionalUrl('WORKSPACE_REDIS_URL', {
       protocols: ['redis:', 'rediss:'],
       defaultDoc: 'REDIS_URL',
-      doc: 'The Redis that keeps snapshots (WORKSPACE_STORE=redis). Give snapshots their own Redis with an evicting policy (allkeys-lru): memory pressure then drops old snapshots, never the limits, owners and sessions in REDIS_URL\'s Redis (which wants noeviction).',
+      doc: 'The Redis that keeps snapshots (WORKSPACE_STORE=redis). Give snapshots their own Redis with an evicting policy (allkeys-lru): memory pressure then drops old snapshots, never the limits, owners and conversations in REDIS_URL\'s Redis (which wants noeviction).',
     }),
     dir: str('WORKSPACE_DIR', { default: 'data/workspaces', minLength: 1, doc: 'Directory of the fs store (created; one file per user, named by a hash of the user id).' }),
     maxBytes: int('WORKSPACE_MAX_BYTES', {
@@ -237,7 +258,7 @@ export const schema = {
   cluster: {
     redisUrl: optionalUrl('REDIS_URL', {
       protocols: ['redis:', 'rediss:'],
-      doc: 'Several replicas share sessions, history, backpressure and pending approvals through Redis (and the Socket.IO Redis adapter), e.g. redis://127.0.0.1:6379. Unset: one replica, in memory.',
+      doc: 'Several replicas share conversations, sandbox ownership, backpressure and pending approvals through Redis (and the Socket.IO Redis adapter), e.g. redis://127.0.0.1:6379. Unset: one replica, in memory.',
     }),
     redisPassword: optionalStr('REDIS_PASSWORD', {
       secret: true,
@@ -254,6 +275,22 @@ export const schema = {
       default: 30_000,
       min: 1000,
       doc: 'A request slot or socket count of a replica that died frees itself after this long (ms).',
+    }),
+    replicaRequestTimeoutMs: int('REPLICA_REQUEST_TIMEOUT_MS', {
+      default: 5_000,
+      min: 100,
+      max: 300_000,
+      doc: 'A message, approval or wipe routed to another replica gets its answer within this long, or fails (the Socket.IO Redis adapter\'s requestsTimeout). A routed tool call waits its own timeout plus POOL_ACQUIRE_TIMEOUT_MS plus this (ms).',
+    }),
+    redisConnectTimeoutMs: int('REDIS_CONNECT_TIMEOUT_MS', {
+      default: 10_000,
+      min: 100,
+      doc: 'Start-up fails when REDIS_URL\'s or WORKSPACE_REDIS_URL\'s Redis does not answer within this long (ms).',
+    }),
+    redisCommandTimeoutMs: int('REDIS_COMMAND_TIMEOUT_MS', {
+      default: 10_000,
+      min: 100,
+      doc: 'A Redis command whose reply does not come within this long fails instead of waiting forever (a Redis stalled or restarted mid-command). The largest command, a 16 MiB snapshot, takes far less on a healthy Redis (ms).',
     }),
   },
   pool: {

@@ -1,6 +1,6 @@
 import { ClientCapabilitiesSchema, ImplementationSchema } from '@modelcontextprotocol/core';
 import { CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, PROTOCOL_VERSION_META_KEY, SERVER_INFO_META_KEY, isJsonContentType } from '@modelcontextprotocol/server';
-import type { CallToolResult } from '../mcp/mcp-types.js';
+import type { CallToolResult } from '../protocol/mcp-types.js';
 import { GATEWAY_INFO } from './user-mcp-server.js';
 
 /**

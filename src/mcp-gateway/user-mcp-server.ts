@@ -2,7 +2,7 @@ import { ProtocolErrorCode, Server, type ServerContext } from '@modelcontextprot
 import type { DirectToolCalls } from '../chat/direct-tool-calls.js';
 import { toClientError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { CallToolResult, Tool } from '../mcp/mcp-types.js';
+import type { CallToolResult, Tool } from '../protocol/mcp-types.js';
 import type { ToolNotice } from '../protocol/events.js';
 import type { ToolPolicy } from './tool-policy.js';
 

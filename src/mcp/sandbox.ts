@@ -3,7 +3,7 @@ import { Client, SdkError, SdkErrorCode } from '@modelcontextprotocol/client';
 import { SandboxGoneError, SandpoolError, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ToolNotice } from '../protocol/events.js';
-import type { CallToolResult, Tool } from './mcp-types.js';
+import type { CallToolResult, Tool } from '../protocol/mcp-types.js';
 import type { ContainerRuntime, SandboxProcess, SandboxSpec } from '../runtime/types.js';
 import { StreamTransport } from './stream-transport.js';
 import { workspaceChannelOf, type WorkspaceChannel } from './workspace-channel.js';

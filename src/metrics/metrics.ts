@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ChatObserver } from '../chat/chat-service.js';
-import type { PoolObserver, PoolStats } from '../pool/container-pool.js';
+import type { PoolStats } from '../pool/pool-stats.js';
+import type { PoolObserver } from '../pool/types.js';
 import type { WorkspacesObserver } from '../workspace/workspaces.js';
 
 /** One prom-client registry per app instance (no global default registry). */
@@ -26,7 +27,7 @@ export interface Metrics {
 /** Live numbers of the realtime layer. */
 export interface ChatGauges {
   connections(): number;
-  sessions(): number;
+  presences(): number;
   inFlight(): number;
   pendingApprovals(): number;
 }
@@ -180,7 +181,7 @@ export function createMetrics(options: { replicaId: string }): Metrics {
     },
     watchChat(g) {
       liveGauge('sandpool_socket_connections', 'Connected Socket.IO sockets', g.connections);
-      liveGauge('sandpool_sessions', 'User sessions on this replica', g.sessions);
+      liveGauge('sandpool_sessions', 'Users present on this replica (MAX_SESSIONS caps them)', g.presences);
       liveGauge('sandpool_requests_in_flight', 'Chat requests accepted and not yet done or failed', g.inFlight);
       liveGauge('sandpool_approvals_pending', "Tool calls waiting for the user's approval", g.pendingApprovals);
     },

@@ -1,11 +1,11 @@
-import type { Tool } from '../mcp/mcp-types.js';
+import type { Tool } from '../protocol/mcp-types.js';
 import { SandpoolError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { startSandbox, type Sandbox } from '../mcp/sandbox.js';
 import type { ContainerRuntime, SandboxSpec } from '../runtime/types.js';
 import { LatencyWindow, sleep, withTimeout } from '../util/async.js';
 import { Backoff, Capacity } from './capacity.js';
-import type { PoolObserver } from './container-pool.js';
+import type { PoolObserver } from './types.js';
 
 /**
  * Told when a start fails or the pool shuts down while its acquire waits.

@@ -3,7 +3,7 @@
  * by both ends: the gateway types its server with these maps, the tests and
  * scripts type their socket.io-client sockets with them.
  */
-import type { CallToolResult, LoggingLevel } from '../mcp/mcp-types.js';
+import type { CallToolResult, LoggingLevel } from './mcp-types.js';
 import type { ErrorBody } from './errors.js';
 
 /** An ack: `{ ok: true, ...fields }` or `{ ok: false, error }`. Never silence. */
@@ -118,6 +118,14 @@ export interface ClientToServerEvents {
   /** Extension: deletes the user's files: their saved snapshot and their sandbox (the next call starts empty). */
   'workspace:wipe': (payload: Record<string, never>, ack?: (response: AckResponse) => void) => void;
 }
+
+/**
+ * Every client event name at run time (the gateway refuses any other), kept
+ * from the map itself: a key missing here, or one the map does not have,
+ * fails to compile.
+ */
+const CLIENT_EVENT_NAMES: Readonly<Record<keyof ClientToServerEvents, true>> = { message: true, 'tool:approval': true, 'workspace:wipe': true };
+export const CLIENT_EVENTS = Object.keys(CLIENT_EVENT_NAMES) as ReadonlyArray<keyof ClientToServerEvents>;
 
 /** Server -> client: sent to every socket of the user, on any replica. */
 export interface ServerToClientEvents {

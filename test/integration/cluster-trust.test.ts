@@ -7,25 +7,15 @@ import { Redis } from 'ioredis';
 import { LABELS } from '../../src/runtime/types.js';
 import { converse } from '../support/conversation.js';
 import { startCluster, type ClusterState, type RunningCluster } from '../support/cluster.js';
-import { connectUser, dockerPs, nextEvent, waitFor, type ClientSocket } from '../support/helpers.js';
+import { connectUser, dockerPs, emitAck, sleep, userSockets, waitFor, type ClientSocket, type UserSockets } from '../support/helpers.js';
 
-interface SessionInfo {
-  sessionId: string;
-  replica: string;
-}
-
-const sockets: ClientSocket[] = [];
-async function connect(url: string, userId: string): Promise<{ socket: ClientSocket; session: SessionInfo }> {
-  const socket = await connectUser(url, { userId });
-  sockets.push(socket);
-  return { socket, session: await nextEvent<SessionInfo>(socket, 'session') };
-}
+const users = userSockets();
+const connect = (url: string, userId: string): ReturnType<UserSockets['connect']> => users.connect(url, userId);
 
 /** Sends a message, approves its tool calls; resolves with the tool results' contents. */
 const run = async (socket: ClientSocket, text: string): Promise<string[]> => (await converse(socket, text, 30_000)).contents;
 
 const execFileAsync = promisify(execFile);
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('trust across replicas: socket caps, a stalled replica, a killed one, Redis restarts', () => {
   let cluster: RunningCluster;
@@ -48,7 +38,7 @@ describe('trust across replicas: socket caps, a stalled replica, a killed one, R
   });
 
   after(async () => {
-    for (const s of sockets) s.close();
+    users.closeAll();
     admin.disconnect();
     for (const r of state.replicas) {
       try {
@@ -86,9 +76,24 @@ describe('trust across replicas: socket caps, a stalled replica, a killed one, R
     first.socket.close();
     await waitFor('the slot to be freed', async () => {
       const s = await connectUser(b.url, { userId: 'capped' }).catch(() => undefined);
-      if (s) sockets.push(s);
+      if (s) users.track(s);
       return s !== undefined;
     }, 10_000, 200);
+  });
+
+  it('shares one event budget per user across replicas: sockets on both replicas (?uid= picks one) buy no more events', async () => {
+    const [a, b] = state.replicas;
+    assert.ok(a && b);
+    const onA = await connect(a.url, 'spread-events');
+    const onB = await connect(b.url, 'spread-events');
+    assert.notEqual(onA.session.replica, onB.session.replica, 'both sockets on one replica');
+    // 20 events/s, burst 40, per user: 80 events at once, half on each replica.
+    const acks = await Promise.all(Array.from({ length: 80 }, (_, i) => emitAck(i % 2 ? onA.socket : onB.socket, 'tool:approval', { callId: `x${i}`, approved: true })));
+    const refused = acks.filter((r) => r.error?.code === 'TOO_MANY_REQUESTS').length;
+    // Per replica, each would have had its own 40: nothing refused. Shared, about 40 are.
+    assert.ok(refused >= 30 && refused <= 45, `expected about 40 of 80 refused for the user, got ${refused}`);
+    onA.socket.close();
+    onB.socket.close();
   });
 
   it('SIGSTOP longer than the heartbeat TTL, then SIGCONT: nothing of the stalled replica is removed and the user\'s file is still there', async () => {
@@ -164,7 +169,7 @@ describe('trust across replicas: socket caps, a stalled replica, a killed one, R
     await admin.flushall();
     const killedAt = Date.now();
     process.kill(victim.pid, 'SIGKILL');
-    // TTL 3 s + reaper 1 s + removal (the bound README states); the wait allows a loaded machine.
+    // TTL 3 s + reaper 1 s + removal (the bound docs/architecture.md states); the wait allows a loaded machine.
     await waitFor('the dead replica\'s containers to go', async () => (await dockerPs({ [LABELS.replica]: victim.id })).length === 0, 45_000, 250).catch(async (err: unknown) => {
       // What is left, and why it might be kept: state, creation time and owner label of each.
       const { stdout } = await execFileAsync('docker', ['ps', '-a', '--filter', `label=${LABELS.replica}=${victim.id}`, '--format', `{{.ID}} {{.Status}} {{.CreatedAt}} {{.Label "${LABELS.owner}"}}`]);

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Client as V1Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import type { CallToolResult, Tool } from '../../src/mcp/mcp-types.js';
+import type { CallToolResult, Tool } from '../../src/protocol/mcp-types.js';
 import { converse } from '../support/conversation.js';
 import { startCluster, type RunningCluster } from '../support/cluster.js';
 import { connectUser, nextEvent, textOf, type ClientSocket } from '../support/helpers.js';
@@ -79,7 +79,7 @@ describe('MCP gateway through nginx on a 2-replica cluster', () => {
     // The user's chat holds the sandbox on the replica its uid hashes to; an MCP session on the other one is routed there.
     const socket = await connectUser(cluster.state.url, { userId: 'iris' }, { uid: 'iris' });
     sockets.push(socket);
-    const home = (await nextEvent<{ replica: string }>(socket, 'session')).replica;
+    const home = (await nextEvent(socket, 'session')).replica;
     await chat(socket, 'write "one workspace" to /workspace/i.txt');
     const other = cluster.state.replicas.find((r) => r.id !== home);
     assert.ok(other);

@@ -4,7 +4,7 @@ import { Client as V1Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { StartedProcess } from '../../scripts/lib/start-process.js';
-import type { CallToolResult, Tool } from '../../src/mcp/mcp-types.js';
+import type { CallToolResult, Tool } from '../../src/protocol/mcp-types.js';
 import { LABELS } from '../../src/runtime/types.js';
 import { converse } from '../support/conversation.js';
 import { connectUser, dockerPs, emitAck, nextEvent, startReplica, textOf, uniqueReplica, waitFor, type ClientSocket } from '../support/helpers.js';
@@ -88,6 +88,7 @@ describe('MCP gateway on one replica (the replica in its own process, the SDK cl
     assert.deepEqual(await dockerPs({ [LABELS.replica]: replicaId }), [], 'containers left behind');
   });
 
+  // Twin in the fast tier: mcp-gateway "challenges a request without a usable token". Here: the official SDK client against a listening replica.
   it('answers without a token, or with a bad one, 401 with the resource metadata to find the authorization server', async () => {
     const bare = await fetch(`${url}/mcp`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
     assert.equal(bare.status, 401);
@@ -202,7 +203,7 @@ describe('MCP gateway on one replica (the replica in its own process, the SDK cl
     for (let i = 0; i < 3; i++) {
       const ack = await emitAck(socket, 'message', `write "x${i}" to /workspace/wait${i}.txt`);
       assert.equal(ack.ok, true);
-      pending.push(await nextEvent<{ callId: string; requestId: string }>(socket, 'tool:request', (p) => p.requestId === ack.requestId));
+      pending.push(await nextEvent(socket, 'tool:request', (p) => p.requestId === ack.requestId));
     }
     const dave = await mcpClient(url, await token('dave'));
     clients.push(dave.client);
@@ -219,6 +220,7 @@ describe('MCP gateway on one replica (the replica in its own process, the SDK cl
     await waitFor('a slot to free', async () => (await dave.client.callTool({ name: 'list_directory', arguments: { path: '/workspace' } }).then(() => true, () => false)), 10_000, 200);
   });
 
+  // Twin in the fast tier: mcp-gateway "answers malformed JSON ...". Here: through the HTTP server and body limit of a running replica.
   it('answers bad input clearly: malformed JSON (400, parse error), an oversized body (413), an unknown tool (JSON-RPC error)', async () => {
     const headers = { authorization: `Bearer ${await token('erin')}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
     const malformed = await fetch(`${url}/mcp`, { method: 'POST', headers, body: '{"jsonrpc": "2.0", "id": 1, "method": ' });

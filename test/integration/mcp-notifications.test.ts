@@ -18,7 +18,7 @@ import { StreamableHTTPClientTransport as V1Transport } from '@modelcontextproto
 import { LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { startCluster, type RunningCluster } from '../support/cluster.js';
 import { connectUser, emitAck, execFileAsync, nextEvent, testConfig, textOf, type ClientSocket } from '../support/helpers.js';
-import type { CallToolResult } from '../../src/mcp/mcp-types.js';
+import type { CallToolResult } from '../../src/protocol/mcp-types.js';
 
 // Per run: concurrent test runs (other checkouts on one engine) must not build over or remove each other's tag.
 const FIXTURE_IMAGE = `sandpool-test-progress-mcp:run-${process.pid}`;
@@ -201,7 +201,7 @@ describe('notifications of a long tool call (a sandbox server that reports progr
     // The chat's socket holds the user's sandbox on the replica its uid hashes to (through nginx).
     const socket = await connectUser(cluster.state.url, { userId: 'n-routed' }, { uid: 'n-routed' });
     sockets.push(socket);
-    const home = (await nextEvent<{ replica: string }>(socket, 'session')).replica;
+    const home = (await nextEvent(socket, 'session')).replica;
     const homeUrl = cluster.state.replicas.find((r) => r.id === home)?.url ?? assert.fail(`no replica ${home}`);
     const otherUrl = cluster.state.replicas.find((r) => r.id !== home)?.url ?? assert.fail('no other replica');
     const atHome = await keep(modernCaller(homeUrl, 'n-routed'));
@@ -219,21 +219,21 @@ describe('notifications of a long tool call (a sandbox server that reports progr
     await mcp.write(file, 'read in chat');
     const ack = await emitAck(socket, 'message', `read ${file}`);
     assert.equal(ack.ok, true, JSON.stringify(ack));
-    const mine = (p: { requestId: string }): boolean => p.requestId === ack.requestId;
-    const request = await nextEvent<{ requestId: string; callId: string; tool: string }>(socket, 'tool:request', mine);
+    const mine = (p: { requestId: string | null }): boolean => p.requestId === ack.requestId;
+    const request = await nextEvent(socket, 'tool:request', mine);
     assert.equal((await emitAck(socket, 'tool:approval', { callId: request.callId, approved: true })).ok, true);
     const about = { requestId: ack.requestId, callId: request.callId, tool: 'read_text_file' };
     // Whatever comes first: the progress while the call is held, or (a failure) how the request ended.
     const first = await Promise.race([
       nextEvent(socket, 'tool:progress', mine, 60_000),
-      nextEvent<{ requestId: string; content: string }>(socket, 'tool:result', mine, 60_000).then((r) => assert.fail(`the call ended before any progress: ${r.content}`)),
-      nextEvent<{ requestId: string; error: unknown }>(socket, 'request:error', mine, 60_000).then((e) => assert.fail(`the request failed: ${JSON.stringify(e.error)}`)),
+      nextEvent(socket, 'tool:result', mine, 60_000).then((r) => assert.fail(`the call ended before any progress: ${r.content}`)),
+      nextEvent(socket, 'request:error', mine, 60_000).then((e) => assert.fail(`the request failed: ${JSON.stringify(e.error)}`)),
     ]);
     assert.deepEqual(first, { ...about, ...READING(file) });
     assert.deepEqual(await nextEvent(socket, 'tool:log', mine, 60_000), { ...about, level: 'info', logger: 'progress-fixture', data: `reading ${file}` });
     await mcp.write(`${file}.hold`, 'go');
-    assert.deepEqual(await nextEvent(socket, 'tool:progress', (p: { requestId: string; progress: number }) => mine(p) && p.progress === 2, 60_000), { ...about, ...DONE });
-    const result = await nextEvent<{ requestId: string; callId: string; content: string; ok: boolean }>(socket, 'tool:result', mine, 60_000);
+    assert.deepEqual(await nextEvent(socket, 'tool:progress', (p) => mine(p) && p.progress === 2, 60_000), { ...about, ...DONE });
+    const result = await nextEvent(socket, 'tool:result', mine, 60_000);
     assert.equal(result.ok, true);
     assert.equal(result.content, 'read in chat');
     await nextEvent(socket, 'message:done', mine, 60_000);

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { Client, SUPPORTED_PROTOCOL_VERSIONS, StreamableHTTPClientTransport, type FetchLike } from '@modelcontextprotocol/client';
 import { pinnedNodeBinary } from '../../scripts/lib/node-binary.js';
-import type { CallToolResult, Tool } from '../../src/mcp/mcp-types.js';
+import type { CallToolResult, Tool } from '../../src/protocol/mcp-types.js';
 
 const run = promisify(execFile);
 

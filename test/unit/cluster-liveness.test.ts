@@ -4,18 +4,19 @@ import { createHeartbeat } from '../../src/cluster/heartbeat.js';
 import { createLiveness } from '../../src/cluster/liveness.js';
 import { createDeadReplicaReaper } from '../../src/orphans/dead-replica-reaper.js';
 import { createMemoryState } from '../../src/state/memory-state.js';
-import type { ReplicaRecord } from '../../src/state/types.js';
+import type { ReplicaRecord } from '../../src/cluster/replica-record.js';
+import { sleep } from '../../src/util/async.js';
 import { testLogger } from '../support/helpers.js';
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+import { replicaNumbers, replicaRecord } from '../support/replica-record.js';
 
 /** Replica a's reaper, over that state, removing containers as the test says. */
 function reaperOf(
   state: ReturnType<typeof createMemoryState>,
   removeReplica: Parameters<typeof createDeadReplicaReaper>[0]['removeReplica'],
   peers: () => readonly ReplicaRecord[] = () => [],
+  forgetOtherNodeAfterMs = 60_000,
 ): ReturnType<typeof createDeadReplicaReaper> {
-  return createDeadReplicaReaper({ registry: state.replicas, self: 'a', intervalMs: 20, peers, removeReplica, logger: testLogger() });
+  return createDeadReplicaReaper({ registry: state.replicas, self: 'a', node: 'node-a', forgetOtherNodeAfterMs, intervalMs: 20, peers, removeReplica, logger: testLogger() });
 }
 
 describe('liveness, heartbeat and the dead-replica reaper (memory state)', () => {
@@ -26,7 +27,7 @@ describe('liveness, heartbeat and the dead-replica reaper (memory state)', () =>
     const beat = createHeartbeat({ state, liveness, startedAtMs: Date.now(), intervalMs: 50, ownerTtlMs: 100, logger: testLogger() });
     const givenUp: string[] = [];
     beat.track({ leasedUsers: () => ['alice', 'bob'], giveUp: (users) => void givenUp.push(...users) });
-    beat.publish(() => ({ idle: 3 }));
+    beat.publish(() => replicaNumbers({ idle: 3 }));
     await state.owners.claim('bob', 'b', 60_000);
     await beat.start();
     assert.deepEqual(givenUp, ['bob'], 'a record another replica holds is given up');
@@ -45,6 +46,7 @@ describe('liveness, heartbeat and the dead-replica reaper (memory state)', () =>
     const counting = { ...state, replicas: { ...state.replicas, heartbeat: (...args: Parameters<typeof state.replicas.heartbeat>) => (beats++, state.replicas.heartbeat(...args)) } };
     const liveness = createLiveness({ registry: state.replicas, self: 'a' });
     const beat = createHeartbeat({ state: counting, liveness, startedAtMs: clock, intervalMs: 60_000, ownerTtlMs: 600_000, logger: testLogger(), now: () => clock });
+    beat.publish(() => replicaNumbers());
     const givenUp: string[] = [];
     beat.track({ leasedUsers: () => ['alice'], giveUp: (users) => void givenUp.push(...users) });
     await beat.start();
@@ -63,8 +65,8 @@ describe('liveness, heartbeat and the dead-replica reaper (memory state)', () =>
 
   it('the reaper remembers replicas it saw alive: one that shared state forgot (a Redis flush) and then died is still cleaned up', async () => {
     const state = createMemoryState({ maxRequestsPerUser: 5, maxSocketsPerUser: 10 });
-    await state.replicas.heartbeat({ replica: 'a', pid: 1, startedAtMs: 0, seenAtMs: Date.now() }, 60_000);
-    await state.replicas.heartbeat({ replica: 'b', pid: 2, startedAtMs: 0, seenAtMs: Date.now() }, 60_000);
+    await state.replicas.heartbeat(replicaRecord('a', { pid: 1, seenAtMs: Date.now() }), 60_000);
+    await state.replicas.heartbeat(replicaRecord('b', { pid: 2, seenAtMs: Date.now() }), 60_000);
     const asked: string[] = [];
     let bContainers = ['b-1'];
     // What a's heartbeat last read (Liveness.peers).
@@ -104,6 +106,7 @@ describe('liveness, heartbeat and the dead-replica reaper (memory state)', () =>
     };
     const liveness = createLiveness({ registry: state.replicas, self: 'a' });
     const beat = createHeartbeat({ state: hanging, liveness, startedAtMs: Date.now(), intervalMs: 50, ownerTtlMs: 1000, logger: testLogger() });
+    beat.publish(() => replicaNumbers());
     await beat.start();
     assert.equal(await liveness.isLive('a'), true);
     assert.equal((await state.replicas.live()).length, 0, 'the first beat hangs');
@@ -119,10 +122,10 @@ describe('liveness, heartbeat and the dead-replica reaper (memory state)', () =>
     const liveness = createLiveness({ registry: state.replicas, self: 'a' });
     assert.equal(await liveness.isLive('a'), true);
     assert.equal(await liveness.isLive('b'), false);
-    await state.replicas.heartbeat({ replica: 'b', pid: 2, startedAtMs: 0, seenAtMs: Date.now() }, 1000);
+    await state.replicas.heartbeat(replicaRecord('b', { pid: 2, seenAtMs: Date.now() }), 1000);
     assert.equal(await liveness.isLive('b'), true, 'started after the last beat: alive');
     // In the view of the last beat, but its heartbeat expired since: dead now, not at the next beat.
-    await state.replicas.heartbeat({ replica: 'c', pid: 3, startedAtMs: 0, seenAtMs: Date.now() }, 30);
+    await state.replicas.heartbeat(replicaRecord('c', { pid: 3, seenAtMs: Date.now() }), 30);
     liveness.observe(await state.replicas.live());
     assert.ok(liveness.peers().some((r) => r.replica === 'c'));
     await sleep(60);
@@ -132,13 +135,46 @@ describe('liveness, heartbeat and the dead-replica reaper (memory state)', () =>
     await state.close();
   });
 
+  it('the reaper leaves a dead replica of another node to that node\'s replicas (its containers are on that engine), and forgets it only after forgetOtherNodeAfterMs', async () => {
+    const state = createMemoryState({ maxRequestsPerUser: 5, maxSocketsPerUser: 10 });
+    const beatAt = Date.now();
+    await state.replicas.heartbeat(replicaRecord('a', { pid: 1, seenAtMs: beatAt, node: 'node-a' }), 60_000);
+    await state.replicas.heartbeat(replicaRecord('b', { pid: 2, seenAtMs: beatAt, node: 'node-b' }), 30);
+    await state.replicas.heartbeat(replicaRecord('c', { pid: 3, seenAtMs: beatAt, node: 'node-a' }), 30);
+    const asked: string[] = [];
+    // Found nothing here: on node-b's engine, b's sandboxes are still there.
+    const nothingHere = async (dead: { replica: string }): Promise<{ removed: string[]; kept: number; failed: number }> => (asked.push(dead.replica), { removed: [], kept: 0, failed: 0 });
+    await sleep(60);
+    const reaper = reaperOf(state, nothingHere);
+    await reaper.reap();
+    await reaper.reap();
+    assert.deepEqual(asked, ['c'], 'c (this node) is cleaned up here; b (another node) is not even looked for');
+    assert.deepEqual((await state.replicas.dead()).map((d) => [d.replica, d.node]), [['b', 'node-b']], 'b is kept for node-b\'s replicas, with its node; c was forgotten');
+    await reaper.stop();
+    // A replica on node-b (after node-b came back) cleans b up.
+    const onB = createDeadReplicaReaper({ registry: state.replicas, self: 'b2', node: 'node-b', forgetOtherNodeAfterMs: 60_000, intervalMs: 20, peers: () => [], removeReplica: nothingHere, logger: testLogger() });
+    await onB.reap();
+    assert.deepEqual(asked, ['c', 'b'], 'node-b\'s replica looks for b\'s containers');
+    assert.deepEqual(await state.replicas.dead(), [], 'and forgets b after a pass that found nothing');
+    await onB.stop();
+    // Lost for good (its node never came back): forgotten elsewhere after forgetOtherNodeAfterMs.
+    await state.replicas.heartbeat(replicaRecord('d', { pid: 4, seenAtMs: Date.now(), node: 'node-d' }), 30);
+    await sleep(60);
+    const patient = reaperOf(state, nothingHere, () => [], 40);
+    await patient.reap();
+    assert.deepEqual(await state.replicas.dead(), [], 'd forgotten after its lapse passed forgetOtherNodeAfterMs');
+    assert.deepEqual(asked, ['c', 'b'], 'd was never looked for on node-a\'s engine');
+    await patient.stop();
+    await state.close();
+  });
+
   it('the reaper cleans up a dead replica outside any beat, never itself, and forgets it only after a pass that found nothing of it', async () => {
     const state = createMemoryState({ maxRequestsPerUser: 5, maxSocketsPerUser: 10 });
     const beatAt = Date.now();
-    await state.replicas.heartbeat({ replica: 'b', pid: 2, startedAtMs: 0, seenAtMs: beatAt }, 30);
-    await state.replicas.heartbeat({ replica: 'c', pid: 3, startedAtMs: 0, seenAtMs: beatAt }, 30);
-    await state.replicas.heartbeat({ replica: 'a', pid: 1, startedAtMs: 0, seenAtMs: beatAt }, 30);
-    await state.replicas.heartbeat({ replica: 'd', pid: 4, startedAtMs: 0, seenAtMs: beatAt }, 30);
+    await state.replicas.heartbeat(replicaRecord('b', { pid: 2, seenAtMs: beatAt }), 30);
+    await state.replicas.heartbeat(replicaRecord('c', { pid: 3, seenAtMs: beatAt }), 30);
+    await state.replicas.heartbeat(replicaRecord('a', { pid: 1, seenAtMs: beatAt }), 30);
+    await state.replicas.heartbeat(replicaRecord('d', { pid: 4, seenAtMs: beatAt }), 30);
     // d's engine fails: first its listing, then one removal; it is forgotten only after a clean pass.
     const dPasses: Array<'list fails' | { removed: string[]; kept: number; failed: number }> = ['list fails', { removed: [], kept: 0, failed: 1 }, { removed: [], kept: 0, failed: 0 }];
     const asked: Array<[string, number]> = [];

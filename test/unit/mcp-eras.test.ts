@@ -14,7 +14,7 @@ import { createMcpSessionRegistry } from '../../src/mcp-gateway/mcp-sessions.js'
 import { createRequestStateCheck } from '../../src/mcp-gateway/request-state.js';
 import { createToolPolicy } from '../../src/mcp-gateway/tool-policy.js';
 import { createMcpTools, createUserMcpServer } from '../../src/mcp-gateway/user-mcp-server.js';
-import type { Tool } from '../../src/mcp/mcp-types.js';
+import type { Tool } from '../../src/protocol/mcp-types.js';
 import { testLogger } from '../support/helpers.js';
 import { TEST_SECRET, makeToken } from '../support/tokens.js';
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
-import type { CallToolResult, Tool } from '../../src/mcp/mcp-types.js';
+import type { CallToolResult, Tool } from '../../src/protocol/mcp-types.js';
 import { createAuthenticator } from '../../src/auth/authenticator.js';
 import { createOriginPolicy } from '../../src/auth/origins.js';
 import { SandpoolError } from '../../src/errors.js';
