@@ -224,11 +224,13 @@ describe('notifications of a long tool call (a sandbox server that reports progr
     assert.equal((await emitAck(socket, 'tool:approval', { callId: request.callId, approved: true })).ok, true);
     const about = { requestId: ack.requestId, callId: request.callId, tool: 'read_text_file' };
     // Whatever comes first: the progress while the call is held, or (a failure) how the request ended.
+    // The losers stop waiting once it is decided: a waiting one would take the tool:result awaited below.
+    const decided = new AbortController();
     const first = await Promise.race([
-      nextEvent(socket, 'tool:progress', mine, 60_000),
-      nextEvent(socket, 'tool:result', mine, 60_000).then((r) => assert.fail(`the call ended before any progress: ${r.content}`)),
-      nextEvent(socket, 'request:error', mine, 60_000).then((e) => assert.fail(`the request failed: ${JSON.stringify(e.error)}`)),
-    ]);
+      nextEvent(socket, 'tool:progress', mine, 60_000, decided.signal),
+      nextEvent(socket, 'tool:result', mine, 60_000, decided.signal).then((r) => assert.fail(`the call ended before any progress: ${r.content}`)),
+      nextEvent(socket, 'request:error', mine, 60_000, decided.signal).then((e) => assert.fail(`the request failed: ${JSON.stringify(e.error)}`)),
+    ]).finally(() => decided.abort());
     assert.deepEqual(first, { ...about, ...READING(file) });
     assert.deepEqual(await nextEvent(socket, 'tool:log', mine, 60_000), { ...about, level: 'info', logger: 'progress-fixture', data: `reading ${file}` });
     await mcp.write(`${file}.hold`, 'go');
