@@ -81,8 +81,15 @@ export function createMcpTools(deps: McpToolsDeps): McpTools {
  * when the request names a log level in its `_meta`). `sent()` resolves once
  * every notification passed on so far is on the stream: the result must not
  * overtake them (it ends the stream).
+ *
+ * A stdio log message is not tied to a request: the sandbox hands it to every
+ * call in flight there. `loggedAlready` is this server's record of the
+ * messages it passed on: a 2025-11-25 session's server serves all the
+ * session's calls, and one message must reach its client once, not once per
+ * call in flight (seen: a held read and the write that released it each
+ * passed on the read's log message).
  */
-function relayTo(ctx: ServerContext, log: Logger): { onNotice: (notice: ToolNotice) => void; sent(): Promise<void> } {
+function relayTo(ctx: ServerContext, log: Logger, loggedAlready: WeakSet<ToolNotice>): { onNotice: (notice: ToolNotice) => void; sent(): Promise<void> } {
   const token = ctx.mcpReq._meta?.progressToken;
   const sending = new Set<Promise<void>>();
   const send = (work: Promise<void>): void => {
@@ -92,7 +99,11 @@ function relayTo(ctx: ServerContext, log: Logger): { onNotice: (notice: ToolNoti
   };
   return {
     onNotice(notice) {
-      if (notice.kind === 'log') return send(ctx.mcpReq.log(notice.level, notice.data, notice.logger));
+      if (notice.kind === 'log') {
+        if (loggedAlready.has(notice)) return;
+        loggedAlready.add(notice);
+        return send(ctx.mcpReq.log(notice.level, notice.data, notice.logger));
+      }
       if (token === undefined) return;
       const { kind: _kind, ...progress } = notice;
       send(ctx.mcpReq.notify({ method: 'notifications/progress', params: { progressToken: token, ...progress } }));
@@ -129,8 +140,10 @@ export function createUserMcpServer(
     requestState: { verify: deps.verifyRequestState },
   });
   server.setRequestHandler('tools/list', async () => ({ tools: await deps.tools.list() }));
+  /** The sandbox's log messages this server passed on (see relayTo). */
+  const loggedAlready = new WeakSet<ToolNotice>();
   server.setRequestHandler('tools/call', async (request, ctx) => {
-    const relay = relayTo(ctx, deps.logger);
+    const relay = relayTo(ctx, deps.logger, loggedAlready);
     try {
       return await deps.tools.call(userId, request.params.name, request.params.arguments ?? {}, relay.onNotice);
     } finally {

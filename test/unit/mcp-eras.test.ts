@@ -14,6 +14,7 @@ import { createMcpSessionRegistry } from '../../src/mcp-gateway/mcp-sessions.js'
 import { createRequestStateCheck } from '../../src/mcp-gateway/request-state.js';
 import { createToolPolicy } from '../../src/mcp-gateway/tool-policy.js';
 import { createMcpTools, createUserMcpServer } from '../../src/mcp-gateway/user-mcp-server.js';
+import type { ToolNotice } from '../../src/protocol/events.js';
 import type { Tool } from '../../src/protocol/mcp-types.js';
 import { testLogger } from '../support/helpers.js';
 import { TEST_SECRET, makeToken } from '../support/tokens.js';
@@ -23,7 +24,13 @@ const TOOLS: Tool[] = [
   { name: 'slow', inputSchema: { type: 'object' } },
   { name: 'flagged', inputSchema: { type: 'object' } },
   { name: 'busy', inputSchema: { type: 'object' } },
+  { name: 'hold', inputSchema: { type: 'object' } },
+  { name: 'say', inputSchema: { type: 'object' } },
 ];
+
+/** The `hold` calls in flight (their listeners), and what lets them end. */
+const holding = new Set<(notice: ToolNotice) => void>();
+let releaseHolds: () => void = () => undefined;
 
 /**
  * Calls that answer with the user's id; `slow` says two progress steps and a
@@ -32,6 +39,19 @@ const TOOLS: Tool[] = [
 const calls: DirectToolCalls = {
   async call(userId, name, _args, options) {
     if (name === 'flagged') return { content: [{ type: 'text', text: 'no such file' }], isError: true, structuredContent: { content: 'no such file' }, _meta: { 'sandbox/note': 'kept' } };
+    if (name === 'hold') {
+      // Listens until a `say` ends it, as a long call in the same sandbox does.
+      if (options?.onNotice) holding.add(options.onNotice);
+      await new Promise<void>((resolve) => (releaseHolds = resolve));
+      if (options?.onNotice) holding.delete(options.onNotice);
+    }
+    if (name === 'say') {
+      // One stdio log message, handed (as the sandbox hands it) to every call in flight: the hold and this one.
+      const notice: ToolNotice = { kind: 'log', level: 'info', logger: 'fixture', data: `said for ${userId}` };
+      for (const listener of holding) listener(notice);
+      options?.onNotice?.(notice);
+      releaseHolds();
+    }
     if (name === 'busy') throw new SandpoolError('TOO_MANY_REQUESTS', `you already have 5 requests in flight (${userId})`);
     if (name === 'slow') {
       options?.onNotice?.({ kind: 'progress', progress: 1, total: 2, message: 'half way' });
@@ -154,6 +174,20 @@ describe('/mcp for both protocol eras (the routes, the SDK clients, no network)'
     assert.deepEqual(oldLogs, [{ level: 'info', logger: 'fixture', data: 'working for frank' }]);
     await v1.close();
     await modern.close();
+  });
+
+  it('passes a sandbox log message to a 2025-11-25 session once, however many of its calls are in flight', async () => {
+    const app = routes();
+    const v1 = new V1Client({ name: 'v1', version: '1' });
+    await v1.connect(new V1Transport(URL_, { fetch: fetchVia(app), requestInit: { headers: await bearer('gus') } }));
+    const logs: unknown[] = [];
+    v1.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void logs.push(n.params));
+    const held = v1.callTool({ name: 'hold', arguments: {} });
+    while (holding.size === 0) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(textOf(await v1.callTool({ name: 'say', arguments: {} })), 'gus ran say');
+    assert.equal(textOf(await held), 'gus ran hold');
+    assert.deepEqual(logs, [{ level: 'info', logger: 'fixture', data: 'said for gus' }]);
+    await v1.close();
   });
 
   it('answers server/discover with both versions\' server and its tools capability', async () => {
