@@ -33,6 +33,36 @@ function first<T>(): { promise: Promise<T>; listen: (value: T) => void } {
   return { promise, listen };
 }
 
+/**
+ * The SDK clients (v1 1.32.2 and v2 2.4.0 alike) dispatch a notification a
+ * microtask later than a response read in the same chunk, and the response
+ * drops its call's progress handler: a call's last progress, sent before its
+ * result, then reaches onerror as "unknown token" instead of onprogress (a
+ * client race servers cannot avoid: modelcontextprotocol/typescript-sdk#2580).
+ * It did arrive, before the result: `during` hands it to the read in flight.
+ */
+function lateProgress(): { onerror: (err: Error) => void; during<T>(onProgress: (p: Progress) => void, call: () => Promise<T>): Promise<T> } {
+  let reading: ((p: Progress) => void) | undefined;
+  return {
+    onerror: (err) => {
+      const late = /^Received a progress notification for an unknown token: (.*)$/s.exec(err.message)?.[1];
+      if (late === undefined || !reading) return;
+      const { progressToken: _token, ...p } = (JSON.parse(late) as { params: Progress & { progressToken: unknown } }).params;
+      reading(p);
+    },
+    async during(onProgress, call) {
+      reading = onProgress;
+      try {
+        return await call();
+      } finally {
+        // Once the result is handled, a late notification of this call has been dispatched (or never came).
+        await new Promise((r) => setImmediate(r));
+        reading = undefined;
+      }
+    },
+  };
+}
+
 interface Caller {
   /** Starts a read of `file` that asks for progress; resolves with the read's result. */
   read(file: string, onProgress: (p: Progress) => void): Promise<CallToolResult>;
@@ -47,10 +77,13 @@ async function modernCaller(base: string, user: string): Promise<Caller> {
   assert.equal(client.getNegotiatedProtocolVersion(), '2026-07-28');
   const logs: LoggingMessageNotification['params'][] = [];
   client.setNotificationHandler('notifications/message', (n) => void logs.push(n.params));
+  const late = lateProgress();
+  client.onerror = late.onerror;
   return {
     logs,
     // In 2026-07-28 a request names the log level it wants messages at, in its _meta.
-    read: async (file, onProgress) => (await client.callTool({ name: 'read_text_file', arguments: { path: file }, _meta: { [LOG_LEVEL_META_KEY]: 'info' } }, { onprogress: onProgress, timeout: 90_000 })) as CallToolResult,
+    read: (file, onProgress) =>
+      late.during(onProgress, async () => (await client.callTool({ name: 'read_text_file', arguments: { path: file }, _meta: { [LOG_LEVEL_META_KEY]: 'info' } }, { onprogress: onProgress, timeout: 90_000 })) as CallToolResult),
     write: async (file, content) => void (await client.callTool({ name: 'write_file', arguments: { path: file, content } })),
     close: () => client.close(),
   };
@@ -63,31 +96,12 @@ async function legacyCaller(base: string, user: string): Promise<Caller> {
   assert.equal(transport.protocolVersion, '2025-11-25');
   const logs: unknown[] = [];
   client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void logs.push(n.params));
-  // The v1 client dispatches a notification a microtask later than a response
-  // that came in the same read, and the response drops its call's progress
-  // handler: a call's last progress, sent before its result, then reaches
-  // onerror as "unknown token" instead of onprogress (a client race servers
-  // cannot avoid: modelcontextprotocol/typescript-sdk#2580). It did arrive,
-  // before the result: it is counted as the call's.
-  let reading: ((p: Progress) => void) | undefined;
-  client.onerror = (err) => {
-    const late = /^Received a progress notification for an unknown token: (.*)$/s.exec(err.message)?.[1];
-    if (late === undefined || !reading) return;
-    const { progressToken: _token, ...p } = (JSON.parse(late) as { params: Progress & { progressToken: unknown } }).params;
-    reading(p);
-  };
+  const late = lateProgress();
+  client.onerror = late.onerror;
   return {
     logs,
-    read: async (file, onProgress) => {
-      reading = onProgress;
-      try {
-        return (await client.callTool({ name: 'read_text_file', arguments: { path: file } }, undefined, { onprogress: onProgress, timeout: 90_000 })) as CallToolResult;
-      } finally {
-        // Once the result is handled, a late notification of this call has been dispatched (or never came).
-        await new Promise((r) => setImmediate(r));
-        reading = undefined;
-      }
-    },
+    read: (file, onProgress) =>
+      late.during(onProgress, async () => (await client.callTool({ name: 'read_text_file', arguments: { path: file } }, undefined, { onprogress: onProgress, timeout: 90_000 })) as CallToolResult),
     write: async (file, content) => void (await client.callTool({ name: 'write_file', arguments: { path: file, content } })),
     close: async () => {
       await transport.terminateSession().catch(() => undefined);
