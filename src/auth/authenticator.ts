@@ -1,5 +1,6 @@
 import { errors as joseErrors, jwtVerify } from 'jose';
 import { SandpoolError } from '../errors.js';
+import { DEFAULT_PLANS } from '../plans/plans.js';
 
 const USER_ID = /^[A-Za-z0-9_.@:+-]{1,128}$/;
 
@@ -9,12 +10,16 @@ export interface Identity {
   expiresAtMs: number | undefined;
   /** The token's `scope` (space-separated, OAuth style); the development identity has none. */
   scopes: readonly string[];
+  /** The user's plan: the token's `plan` claim, else DEFAULT_PLAN; always one this deployment has. */
+  plan: string;
 }
 
 /** What a client presents: a token (JWT), or, without AUTH_SECRET, a user id. */
 export interface Credentials {
   token?: unknown;
   userId?: unknown;
+  /** Development identity only (no AUTH_SECRET): the plan to act under; a token's comes from its claim. */
+  plan?: unknown;
 }
 
 export type Authenticate = (credentials: Credentials) => Promise<Identity>;
@@ -24,6 +29,13 @@ export interface AuthSettings {
   issuer: string | undefined;
   audience: string | undefined;
   clockToleranceMs: number;
+}
+
+/** Which plans exist, to check a token's `plan` claim against (the plan catalogue). */
+export interface KnownPlans {
+  readonly names: readonly string[];
+  readonly defaultPlan: { readonly name: string };
+  get(name: string): unknown;
 }
 
 /** Says what is wrong with a token in words a client can act on, without echoing it. */
@@ -44,12 +56,25 @@ function tokenProblem(err: unknown): string {
  * AUTH_AUDIENCE when those are set. Without (development): the user id is
  * taken as is; the server then listens on loopback only (see config).
  */
-export function createAuthenticator(settings: AuthSettings): Authenticate {
+/** The built-in plans (PLANS_FILE unset), default free: for callers that configure none. */
+const BUILT_IN_PLANS: KnownPlans = { names: Object.keys(DEFAULT_PLANS), defaultPlan: { name: 'free' }, get: (name) => (Object.hasOwn(DEFAULT_PLANS, name) ? DEFAULT_PLANS[name] : undefined) };
+
+export function createAuthenticator(settings: AuthSettings, plans: KnownPlans = BUILT_IN_PLANS): Authenticate {
   const key = settings.secret === undefined ? undefined : new TextEncoder().encode(settings.secret);
-  return async ({ token, userId }) => {
+  /**
+   * A plan this deployment does not have is refused as UNAUTHORIZED, not
+   * served under another plan: the token is not valid here (its issuer and
+   * this PLANS_FILE disagree), and the client cannot fix the request itself.
+   */
+  const planOf = (claim: unknown, source: string): string => {
+    if (claim === undefined) return plans.defaultPlan.name;
+    if (typeof claim === 'string' && plans.get(claim) !== undefined) return claim;
+    throw new SandpoolError('UNAUTHORIZED', `${source} ${JSON.stringify(typeof claim === 'string' ? claim.slice(0, 64) : claim)} is not a plan of this server (${plans.names.join(', ')})`);
+  };
+  return async ({ token, userId, plan }) => {
     if (key) {
       if (typeof token !== 'string' || token === '') throw new SandpoolError('UNAUTHORIZED', 'a token (JWT) is required');
-      let payload: { sub?: unknown; exp?: unknown; scope?: unknown };
+      let payload: { sub?: unknown; exp?: unknown; scope?: unknown; plan?: unknown };
       try {
         ({ payload } = await jwtVerify(token, key, {
           algorithms: ['HS256'],
@@ -65,11 +90,12 @@ export function createAuthenticator(settings: AuthSettings): Authenticate {
         throw new SandpoolError('UNAUTHORIZED', 'invalid token: its "sub" claim is not a usable user id (1-128 letters, digits or _ . @ : + -)');
       }
       const scopes = typeof payload.scope === 'string' ? payload.scope.split(' ').filter(Boolean) : [];
-      return { userId: payload.sub, expiresAtMs: typeof payload.exp === 'number' ? payload.exp * 1000 : undefined, scopes };
+      const tokenPlan = planOf(payload.plan, 'invalid token: its "plan" claim');
+      return { userId: payload.sub, expiresAtMs: typeof payload.exp === 'number' ? payload.exp * 1000 : undefined, scopes, plan: tokenPlan };
     }
     if (typeof userId !== 'string' || !USER_ID.test(userId)) {
       throw new SandpoolError('UNAUTHORIZED', 'a userId is required (1-128 letters, digits or _ . @ : + -); this server has no AUTH_SECRET');
     }
-    return { userId, expiresAtMs: undefined, scopes: [] };
+    return { userId, expiresAtMs: undefined, scopes: [], plan: planOf(plan, 'plan') };
   };
 }

@@ -56,6 +56,13 @@ const CROSS_FIELD_RULES: readonly CrossFieldRule[] = [
         : undefined,
   },
   {
+    reads: ['PLANS_FILE', 'DEFAULT_PLAN'],
+    check: (c) =>
+      Object.hasOwn(c.plans.specs, c.plans.defaultPlan)
+        ? undefined
+        : `DEFAULT_PLAN: ${JSON.stringify(c.plans.defaultPlan)} is not one of the plans (${Object.keys(c.plans.specs).join(', ')})`,
+  },
+  {
     reads: ['WORKSPACE_STORE', 'REDIS_URL'],
     check: (c) => (c.workspace.store === 'redis' && c.cluster.redisUrl === undefined ? 'WORKSPACE_STORE: redis needs REDIS_URL' : undefined),
   },

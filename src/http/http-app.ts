@@ -15,6 +15,7 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   BAD_REQUEST: 400,
   PAYLOAD_TOO_LARGE: 413,
   TOO_MANY_REQUESTS: 429,
+  QUOTA_EXCEEDED: 429,
   UNKNOWN_CALL: 404,
   POOL_EXHAUSTED: 503,
   SANDBOX_FAILED: 502,
@@ -155,6 +156,8 @@ export function createHttpApp(deps: HttpDeps): Hono {
   // One of the two places errors become responses (the other: Socket.IO acks).
   app.onError((err, c) => {
     const body = toClientError(err, deps.logger.child({ path: c.req.path }));
+    // RFC 9110 Retry-After beside the body's retryAfterSeconds, for clients that read only headers.
+    if (body.retryAfterSeconds !== undefined) c.header('retry-after', String(body.retryAfterSeconds));
     return c.json({ error: body }, STATUS[body.code]);
   });
 
