@@ -23,6 +23,7 @@ import { createSingleReplicaBus, type ReplicaBus } from '../cluster/replica-bus.
 import { createAdminRoutes } from '../http/admin-routes.js';
 import { REDIS_UNREACHABLE } from '../http/healthcheck.js';
 import { createHttpApp } from '../http/http-app.js';
+import { createMeRoutes } from '../http/me-routes.js';
 import { createMcpRoutes } from '../mcp-gateway/mcp-routes.js';
 import { createMcpSessionHooks } from '../mcp-gateway/mcp-session-hooks.js';
 import { createMcpSessionRegistry } from '../mcp-gateway/mcp-sessions.js';
@@ -33,6 +34,11 @@ import { createMetrics } from '../metrics/metrics.js';
 import { createDeadReplicaReaper } from '../orphans/dead-replica-reaper.js';
 import { createOrphanSweeper } from '../orphans/orphan-sweeper.js';
 import { createContainerPool, ownerLabel, type ContainerPool } from '../pool/container-pool.js';
+import { createPlanCatalog } from '../plans/plans.js';
+import { createMemoryQuotaStore } from '../quota/memory-quota-store.js';
+import { createQuota } from '../quota/quota.js';
+import type { QuotaStore } from '../quota/quota-store.js';
+import { createRedisQuotaStore } from '../quota/redis-quota-store.js';
 import { installHandshakeGate, uidOf } from '../realtime/handshake-gate.js';
 import { createOverflow } from '../realtime/overflow.js';
 import { createEventBudget } from '../realtime/event-budget.js';
@@ -75,6 +81,8 @@ export interface SandpoolOptions {
    * REDIS_URL is set, else memory). The replica closes it on stop.
    */
   state?: SharedState;
+  /** Where tool calls are counted, instead of the one the config selects (Redis when REDIS_URL is set, else memory). Closed on stop. */
+  quotaStore?: QuotaStore;
 }
 
 /** The web page's files: <repo>/web, from src/ (tsx) or dist/src/ alike. */
@@ -122,7 +130,20 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     options.state ? 'shared state supplied by the caller' : redis ? `shared state in Redis at ${redactUrl(config.cluster.redisUrl ?? '')}` : 'single replica: state in memory',
   );
 
-  const metrics = createMetrics({ replicaId });
+  // Plans were read and checked by loadConfig; here their unset fields get the deployment's defaults.
+  const plans = createPlanCatalog({
+    plans: config.plans.specs,
+    defaultPlan: config.plans.defaultPlan,
+    maxInFlight: config.chat.maxRequestsPerUser,
+    workspaceMaxBytes: config.workspace.maxBytes,
+  });
+  const metrics = createMetrics({ replicaId, plans: plans.names });
+  const quotaStore = options.quotaStore ?? (redis ? createRedisQuotaStore({ redis: redis.command, prefix: config.cluster.redisKeyPrefix }) : createMemoryQuotaStore());
+  const quota = createQuota({ store: quotaStore, failMode: config.plans.quotaFailMode, logger, observer: metrics.quotaObserver });
+  logger.info(
+    { plans: plans.names, defaultPlan: plans.defaultPlan.name, quotaStore: quotaStore.kind, quotaFailMode: config.plans.quotaFailMode },
+    `plans: ${plans.names.join(', ')} (default ${plans.defaultPlan.name}); tool calls counted in ${quotaStore.kind}`,
+  );
   const pool = createContainerPool({ runtime, pool: config.pool, sandbox: config.sandbox, replicaId, logger, observer: metrics.poolObserver });
   metrics.watchPool(() => pool.stats());
   if (config.pool.enabled) logger.info('[Phase 2] Container pooling enabled');
@@ -192,7 +213,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   });
   heartbeat.track(sessions);
 
-  const authenticate = createAuthenticator(config.auth);
+  const authenticate = createAuthenticator(config.auth, plans);
   const origins = createOriginPolicy(config.auth.allowedOrigins);
   const provider = createProvider(config.llm);
   logger.info({ provider: provider.name, model: provider.model }, 'agent provider');
@@ -203,14 +224,15 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   const { io, emitToUser } = createSocketServer({ adapter, maxMessageBytes: config.chat.maxMessageBytes, allowedOrigins: config.auth.allowedOrigins });
   const bus: ReplicaBus = redis ? createSocketIoReplicaBus({ io, replicaId, logger, toolCallSlackMs: config.pool.acquireTimeoutMs + 5_000 }) : createSingleReplicaBus();
   // A tool the image marks read-only leaves the files as they were: no snapshot after it.
-  const sandboxTools = createSandboxTools({ sessions, bus, workspaces, isReadOnly: toolCatalog.isReadOnly });
+  const sandboxTools = createSandboxTools({ sessions, bus, workspaces, quota, plans, isReadOnly: toolCatalog.isReadOnly });
   const directCalls = createDirectToolCalls({
     sessions,
     sandboxTools,
     limiter: state.limiter,
-    maxRequestsPerUser: config.chat.maxRequestsPerUser,
+    plans,
     toolCallTimeoutMs: config.chat.toolCallTimeoutMs,
     logger,
+    onRefused: (code, plan) => metrics.chatObserver.rejected(code, plan),
   });
   const toolPolicy = createToolPolicy(config.mcp.tools);
   const mcpServerFor = (userId: string): ReturnType<typeof createUserMcpServer> =>
@@ -239,6 +261,8 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     emit: emitToUser,
     logger,
     observer: metrics.chatObserver,
+    plans,
+    quota,
   });
 
   // HTTP (not listening yet), with Socket.IO attached to the same server.
@@ -275,8 +299,15 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
       serverFor: mcpServerFor,
       maxBodyBytes: config.mcp.maxBodyBytes,
       logger,
+      onAuthFailed: () => metrics.authFailed('mcp'),
     }),
-    admin: createAdminRoutes({ authenticate, secured: config.auth.secret !== undefined, wipeWorkspace: (userId) => chat.wipeWorkspace(userId) }),
+    admin: createAdminRoutes({
+      authenticate,
+      secured: config.auth.secret !== undefined,
+      wipeWorkspace: (userId) => chat.wipeWorkspace(userId),
+      onAuthFailed: () => metrics.authFailed('http'),
+    }),
+    me: createMeRoutes({ authenticate, tokensAreJwts: config.auth.secret !== undefined, plans, quota, onAuthFailed: () => metrics.authFailed('http') }),
   });
   const server = createAdaptorServer({ fetch: http.fetch }) as HttpServer;
   io.attach(server);
@@ -291,7 +322,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   heartbeat.publish(replicaNumbers);
 
   bus.serve({
-    message: (userId, payload) => chat.handleMessage(userId, payload, { routed: true }),
+    message: (userId, payload, plan) => chat.handleMessage(userId, payload, { routed: true, ...(plan !== undefined ? { plan } : {}) }),
     approval: (userId, approval) => chat.handleApproval(userId, approval, { routed: true }),
     tool: (userId, call) => sandboxTools.runRouted(userId, call),
     release: (userId) => sessions.releaseIfUnheld(userId),
@@ -307,7 +338,8 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     budget: createEventBudget({ eventsPerSecond: config.chat.socketEventsPerSecond }),
     eventsPerSecond: config.chat.socketEventsPerSecond,
     logger,
-    onRejected: (code) => metrics.chatObserver.rejected(code),
+    onRejected: (code, plan) => metrics.chatObserver.rejected(code, plan),
+    onAuthFailed: () => metrics.authFailed('socket'),
   });
   metrics.watchChat({
     connections: () => io.engine.clientsCount,
@@ -378,6 +410,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
         { name: 'remove our containers', run: () => sweeper.removeOwn() },
         { name: 'leave the cluster', maxMs: 2_000, run: () => heartbeat.stop() },
         { name: 'close shared state', maxMs: 2_000, run: () => state.close() },
+        { name: 'close the quota store', maxMs: 2_000, run: () => quotaStore.close() },
         { name: 'close the workspace store', maxMs: 2_000, run: () => workspaceStore.close() },
         { name: 'quit Redis', maxMs: 3_000, run: () => redis?.quit() },
       ],

@@ -2,14 +2,21 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { SandboxGoneError, SandpoolError, errorMessage } from '../errors.js';
 import type { ToolRunner } from '../agent/agent-loop.js';
 import type { ReplicaBus } from '../cluster/replica-bus.js';
+import type { Plan, PlanCatalog } from '../plans/plans.js';
+import type { Quota } from '../quota/quota.js';
 import type { RemoteToolCall, ToolRun } from '../protocol/events.js';
 import { saveNotice, type Workspaces } from '../workspace/workspaces.js';
 import { OwnedElsewhereError, type Session, type SessionManager } from './sessions.js';
 
 /** The user's sandbox as a place to run tools: here, or on the replica that holds it. */
 export interface SandboxTools {
-  /** The runner for one request of a session on this replica. */
-  runnerFor(session: Session): ToolRunner;
+  /**
+   * The runner for one request (or one MCP call) of a session on this
+   * replica. Every call it runs counts once against the plan's quota, here:
+   * chat and MCP calls both come through it, and a call it routes to the
+   * replica holding the sandbox is not counted again there (runRouted).
+   */
+  runnerFor(session: Session, plan: Plan): ToolRunner;
   /** Runs a call another replica routed here (this replica holds the user's sandbox). */
   runRouted(userId: string, call: RemoteToolCall): Promise<ToolRun>;
 }
@@ -37,6 +44,9 @@ export function createSandboxTools(options: {
   sessions: SessionManager;
   bus: ReplicaBus;
   workspaces: Workspaces;
+  quota: Quota;
+  /** To read a routed call's plan (its snapshot size). */
+  plans: PlanCatalog;
   /** Whether a tool leaves the files as they were (the image's readOnlyHint): no snapshot after it. */
   isReadOnly(tool: string): boolean;
 }): SandboxTools {
@@ -59,22 +69,31 @@ export function createSandboxTools(options: {
     let saveNote: string | undefined;
     if (!options.isReadOnly(call.name)) {
       workspaces.markChanged(lease.sandbox);
-      saveNote = saveNotice(await workspaces.save(session.userId, lease.sandbox));
+      saveNote = saveNotice(await workspaces.save(session.userId, lease.sandbox, session.workspaceMaxBytes));
     }
     const notice = [restoredNotice, saveNote].filter(Boolean).join('\n');
     return { result, ...base, ...(notice ? { notice } : {}) };
   }
 
   return {
-    runnerFor(session) {
+    runnerFor(session, plan) {
       return {
         async run(name, args, { timeoutMs }) {
-          const call = { name, arguments: args, timeoutMs };
+          // Refused here (QUOTA_EXCEEDED) before the sandbox is touched.
+          const counted = await options.quota.countCall(session.userId, plan);
+          session.workspaceMaxBytes = plan.workspaceMaxBytes;
+          const call = { name, arguments: args, timeoutMs, plan: plan.name };
           try {
-            return await runHere(session, call);
+            try {
+              return await runHere(session, call);
+            } catch (err) {
+              // One workspace per user: another live replica holds the sandbox, so the call runs there.
+              if (err instanceof OwnedElsewhereError) return await bus.runTool(err.owner, session.userId, call);
+              throw err;
+            }
           } catch (err) {
-            // One workspace per user: another live replica holds the sandbox, so the call runs there.
-            if (err instanceof OwnedElsewhereError) return bus.runTool(err.owner, session.userId, call);
+            // The call did not run (no sandbox to be had, the sandbox or its replica gone): it is given back.
+            await counted.refund();
             throw err;
           }
         },
@@ -82,6 +101,7 @@ export function createSandboxTools(options: {
     },
     async runRouted(userId, call) {
       const session = sessions.get(userId) ?? sessions.open(userId);
+      session.workspaceMaxBytes = options.plans.resolve(call.plan).workspaceMaxBytes;
       // A routed call keeps the session busy, so the idle release waits for it.
       session.running++;
       try {

@@ -20,6 +20,8 @@ export interface Session {
   running: number;
   /** Aborted (with a CancelledError) when the session ends: cancels the user's requests running here. */
   readonly abort: AbortController;
+  /** The largest snapshot of the user's files: their plan's workspaceMaxBytes, as of their latest call here (WORKSPACE_MAX_BYTES before any). */
+  workspaceMaxBytes?: number;
 }
 
 
@@ -120,7 +122,7 @@ export function createSessionManager(options: SessionManagerOptions): SessionMan
     if (!lease) return;
     log.info({ user: session.userId, sandbox: lease.sandbox.id.slice(0, 12), why }, 'releasing sandbox');
     // A change not saved yet (its save failed) gets one more try before the files go.
-    if (lease.sandbox.isUsable()) await workspaces.save(session.userId, lease.sandbox);
+    if (lease.sandbox.isUsable()) await workspaces.save(session.userId, lease.sandbox, session.workspaceMaxBytes);
     workspaces.forget(lease.sandbox);
     await lease.release().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'release failed'));
     await owners.release(session.userId, replicaId).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'could not drop sandbox ownership'));

@@ -10,15 +10,19 @@ export const ADMIN_SCOPE = 'sandpool:admin';
  * whose `scope` includes `sandpool:admin`; without it (development, loopback
  * only) they are open. nginx keeps /admin/ to internal addresses as well.
  */
-export function createAdminRoutes(options: { authenticate: Authenticate; secured: boolean; wipeWorkspace(userId: string): Promise<void> }): Hono {
+export function createAdminRoutes(options: { authenticate: Authenticate; secured: boolean; wipeWorkspace(userId: string): Promise<void>; onAuthFailed?(): void }): Hono {
   const app = new Hono();
 
   app.use('/admin/*', async (c, next) => {
     if (!options.secured) return next();
+    const refuse = (err: unknown): never => {
+      options.onAuthFailed?.();
+      throw err;
+    };
     const token = /^Bearer\s+(\S+)$/i.exec(c.req.header('authorization') ?? '')?.[1];
-    if (!token) throw new SandpoolError('UNAUTHORIZED', `an Authorization: Bearer token with scope ${ADMIN_SCOPE} is required`);
-    const identity = await options.authenticate({ token });
-    if (!identity.scopes.includes(ADMIN_SCOPE)) throw new SandpoolError('UNAUTHORIZED', `this token has no ${ADMIN_SCOPE} scope`);
+    if (!token) refuse(new SandpoolError('UNAUTHORIZED', `an Authorization: Bearer token with scope ${ADMIN_SCOPE} is required`));
+    const identity = await options.authenticate({ token }).catch(refuse);
+    if (!identity.scopes.includes(ADMIN_SCOPE)) refuse(new SandpoolError('UNAUTHORIZED', `this token has no ${ADMIN_SCOPE} scope`));
     return next();
   });
 

@@ -1,6 +1,7 @@
 import { serveStatic } from '@hono/node-server/serve-static';
 import { Hono } from 'hono';
 import { cors } from 'hono/cors';
+import { routePath } from 'hono/route';
 import { etag } from 'hono/etag';
 import { secureHeaders } from 'hono/secure-headers';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
@@ -47,10 +48,19 @@ export interface HttpDeps {
   mcp: Hono;
   /** Operators' routes (/admin/...). */
   admin: Hono;
+  /** A user's own routes (/me/usage). */
+  me: Hono;
 }
 
 export function createHttpApp(deps: HttpDeps): Hono {
   const app = new Hono();
+
+  // Latency and status of every request, by the route that answered (a registered path, never the URL: bounded labels).
+  app.use('*', async (c, next) => {
+    const started = performance.now();
+    await next();
+    deps.metrics.httpRequest(c.req.method, routePath(c), c.res.status, performance.now() - started);
+  });
 
   // Security headers on every response (pages and API alike). The page's CSP:
   // same-origin files only (ES modules included), no inline scripts or styles.
@@ -137,6 +147,7 @@ export function createHttpApp(deps: HttpDeps): Hono {
 
   app.route('/', deps.mcp);
   app.route('/', deps.admin);
+  app.route('/', deps.me);
 
   // The chat page, last: only what no route above answered is looked up in webRoot.
   // Revalidated on every load (no-cache), cheaply: an unchanged file is a 304.

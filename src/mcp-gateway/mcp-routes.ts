@@ -21,6 +21,8 @@ export interface McpRoutesOptions {
   serverFor(userId: string): Server;
   maxBodyBytes: number;
   logger: Logger;
+  /** A request whose token was refused (metrics). */
+  onAuthFailed?(): void;
 }
 
 const METADATA_PATH = '/.well-known/oauth-protected-resource';
@@ -86,12 +88,14 @@ export function createMcpRoutes(options: McpRoutesOptions): Hono {
     const header = c.req.header('authorization') ?? '';
     const match = /^Bearer\s+(\S+)$/i.exec(header);
     if (!match?.[1]) {
+      // Not counted as a failure: a client's first request without a token is how it discovers the metadata.
       c.header('www-authenticate', challenge());
       return c.json({ error: { code: 'UNAUTHORIZED', message: 'an Authorization: Bearer token is required' } }, 401);
     }
     try {
       return await options.authenticate(options.tokensAreJwts ? { token: match[1] } : { userId: match[1] });
     } catch (err) {
+      options.onAuthFailed?.();
       const message = err instanceof SandpoolError ? err.message : 'the token was not accepted';
       c.header('www-authenticate', challenge(`, error="invalid_token", error_description="${message.replace(/"/g, "'")}"`));
       return c.json({ error: { code: 'UNAUTHORIZED', message } }, 401);
@@ -107,7 +111,8 @@ export function createMcpRoutes(options: McpRoutesOptions): Hono {
     const identity = await identify(c);
     if (identity instanceof Response) return identity;
     const { userId } = identity;
-    const authInfo = { token: '', clientId: userId, scopes: [], ...(identity.expiresAtMs ? { expiresAt: Math.floor(identity.expiresAtMs / 1000) } : {}) };
+    // The plan rides with each request (a session outlives the token that opened it): tools/call reads it from here.
+    const authInfo = { token: '', clientId: userId, scopes: [], extra: { plan: identity.plan }, ...(identity.expiresAtMs ? { expiresAt: Math.floor(identity.expiresAtMs / 1000) } : {}) };
 
     const sessionId = c.req.header('mcp-session-id');
     const session = sessionId === undefined ? undefined : options.sessions.get(sessionId, userId);

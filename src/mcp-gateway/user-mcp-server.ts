@@ -48,7 +48,7 @@ export function createUserMcpServer(userId: string, deps: UserMcpServerDeps): Se
 
   server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: await allowed() }));
 
-  server.setRequestHandler(CallToolRequestSchema, async (request) => {
+  server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
     const { name } = request.params;
     const started = performance.now();
     const all = await deps.tools();
@@ -60,12 +60,13 @@ export function createUserMcpServer(userId: string, deps: UserMcpServerDeps): Se
       throw new JsonRpcError(ErrorCode.InvalidParams, `${why}; the tools are: ${listed}`, { code: tool ? 'UNAUTHORIZED' : 'BAD_REQUEST' });
     }
     try {
-      const result = await deps.calls.call(userId, name, request.params.arguments ?? {});
+      const plan = extra.authInfo?.extra?.plan;
+      const result = await deps.calls.call(userId, name, request.params.arguments ?? {}, typeof plan === 'string' ? plan : undefined);
       deps.observe(name, performance.now() - started, result.isError ? 'tool-error' : 'ok');
       return result;
     } catch (err) {
       const body = toClientError(err, log);
-      deps.observe(name, performance.now() - started, body.code === 'TOO_MANY_REQUESTS' ? 'refused' : 'failed');
+      deps.observe(name, performance.now() - started, body.code === 'TOO_MANY_REQUESTS' || body.code === 'QUOTA_EXCEEDED' ? 'refused' : 'failed');
       throw new JsonRpcError(SANDPOOL_JSONRPC_ERROR, body.message, body);
     }
   });

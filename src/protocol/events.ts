@@ -15,6 +15,8 @@ export type MessagePayload = string | { text: string; sessionId?: string };
 export interface MessageAccepted {
   requestId: string;
   sessionId: string;
+  /** Extension: the tool calls the user's plan has left per sliding window when the message was accepted (null = unlimited); absent when usage cannot be read (QUOTA_FAIL_MODE=open). */
+  quota?: { plan: string; remaining: { hour: number | null; day: number | null; month: number | null } };
 }
 
 export interface ToolApproval {
@@ -74,6 +76,8 @@ export interface SessionInfo {
   model: string;
   tools: string[];
   limits: { maxRequestsPerUser: number; maxMessageBytes: number; toolApprovalTimeoutMs: number };
+  /** The user's plan (the token's claim, or DEFAULT_PLAN); limits.maxRequestsPerUser is its maxInFlight. */
+  plan: string;
   /** This user's requests in flight right now (all tabs). */
   inFlight: number;
   /** Tool calls waiting for this user's decision, so a tab that connects late can show them. */
@@ -112,6 +116,8 @@ export interface RemoteToolCall {
   name: string;
   arguments: Record<string, unknown>;
   timeoutMs: number;
+  /** The caller's plan (its workspaceMaxBytes bounds the snapshot after the call). Counted against the quota already, where the call came in. */
+  plan?: string;
 }
 
 /**
@@ -139,7 +145,7 @@ export interface ToolRun {
  * request timeout should be, so it is a request and a reply event.
  */
 export interface InterServerEvents {
-  'sandpool:message': (msg: { target: string; userId: string; payload: unknown }, ack: (res: ForwardedMessageAck) => void) => void;
+  'sandpool:message': (msg: { target: string; userId: string; payload: unknown; plan?: string }, ack: (res: ForwardedMessageAck) => void) => void;
   'sandpool:approval': (msg: { userId: string } & ToolApproval, ack: (decided: boolean) => void) => void;
   'sandpool:tool': (msg: { target: string; origin: string; id: string; userId: string; call: RemoteToolCall }) => void;
   'sandpool:tool-reply': (msg: { origin: string; id: string; outcome: ({ ok: true } & ToolRun) | { ok: false; error: ErrorBody; gone: boolean } }) => void;
@@ -152,6 +158,8 @@ export interface InterServerEvents {
 /** What a connected socket carries (set by the authentication middleware). */
 export interface SocketData {
   userId: string;
+  /** The user's plan, from the token that opened the socket. */
+  plan: string;
   /** When its token expires (undefined for the development identity). */
   expiresAtMs: number | undefined;
 }
