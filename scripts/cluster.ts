@@ -101,6 +101,8 @@ function renderNginx(): string {
     SANDPOOL_API_RATE: values['api-rate'],
     SANDPOOL_CONN_PER_IP: values['conn-per-ip'],
     SANDPOOL_INTERNAL_ALLOW: '',
+    // nginx's stub_status on a socket in the cluster's own directory: nothing outside this machine's users reaches it.
+    SANDPOOL_STATUS_LISTEN: `unix:${path.join(started.dir, 'nginx-status.sock')}`,
   };
   const server = template.replace(/\$\{(SANDPOOL_[A-Z_]+)\}/g, (m, key: string) => vars[key] ?? m);
   const tmp = path.join(started.dir, 'tmp');
