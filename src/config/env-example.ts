@@ -1,3 +1,4 @@
+import { SECRET_VARIABLES } from './config.js';
 import { variablesOf } from './env-var.js';
 import { SECTIONS, schema } from './schema.js';
 
@@ -27,6 +28,7 @@ export function renderEnvExample(): string {
     '# Copy to .env (read by `npm start`) or set them in the environment. A bad',
     '# value stops start-up with one message listing every bad variable.',
     '# Generated from src/config/schema.ts by `npm run env:example`; do not edit.',
+    ...comment(`Secrets (${SECRET_VARIABLES.join(', ')}) may instead be given as NAME_FILE: the path of a file holding the value (Docker secrets).`),
   ];
   for (const [section, title] of Object.entries(SECTIONS)) {
     out.push('', ...comment(`--- ${title} ---`, 80));

@@ -48,6 +48,24 @@ function parsePlansFile(raw: string): PlanSpecs {
   }
 }
 
+/** PUBLIC_URL: an origin, exactly scheme://host[:port]. */
+function parsePublicUrl(raw: string): string {
+  const origins = parseOrigins(raw);
+  if (origins.length !== 1 || origins[0] === undefined) throw new EnvVarError('must be one origin (scheme://host[:port])');
+  return origins[0];
+}
+
+/** ALLOWED_HOSTS: comma-separated host names or IP literals (IPv6 in brackets), without a port. */
+function parseHosts(raw: string): string[] {
+  const hosts = raw.split(',').map((h) => h.trim().toLowerCase()).filter(Boolean);
+  for (const host of hosts) {
+    if (!/^(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9_-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9_-]*[a-z0-9])?)*)$/.test(host)) {
+      throw new EnvVarError(`${JSON.stringify(host)} is not a host name (no scheme, port or path; IPv6 in brackets)`);
+    }
+  }
+  return hosts;
+}
+
 /** MCP_TOOLS: every tool, the read-only ones, or these names. */
 export type McpToolPolicySetting = 'all' | 'read-only' | readonly string[];
 
@@ -149,6 +167,29 @@ export const schema = {
       defaultDoc: "none: only the server's own origin",
       doc: 'Browser origins (scheme://host[:port], comma-separated) allowed besides the server\'s own, for Socket.IO handshakes and the HTTP API (CORS). Clients that send no Origin header (non-browser clients) are not affected.',
     }),
+    maxLifetimeS: int('AUTH_MAX_TOKEN_LIFETIME_S', {
+      default: 86_400,
+      min: 60,
+      max: 31_536_000,
+      doc: 'Longest token lifetime accepted (exp - iat, seconds), for user and operator tokens alike; iat is required. A leaked token is worth at most this long.',
+    }),
+    operatorSecret: optionalStr('OPERATOR_SECRET', {
+      secret: true,
+      minLength: 16,
+      doc: 'HS256 secret of operator tokens (scope sandpool:operator), separate from AUTH_SECRET: whoever issues user tokens cannot mint these. With AUTH_SECRET set, /stats/*, /metrics and /admin/* need one (401 otherwise, from any address); unset then means they are closed. `npm run images` generates one; `npm run operator-token` mints tokens.',
+    }),
+    publicUrl: custom<string | undefined>('PUBLIC_URL', {
+      default: undefined,
+      parse: parsePublicUrl,
+      defaultDoc: 'unset: http://localhost:<the port it listens on>',
+      doc: 'The public origin clients use (scheme://host[:port], e.g. https://sandpool.example). URLs the server hands out (the MCP resource metadata) come from it, never from request headers; its host is allowed (ALLOWED_HOSTS) and its origin is allowed (ALLOWED_ORIGINS).',
+    }),
+    allowedHosts: custom<string[]>('ALLOWED_HOSTS', {
+      default: [],
+      parse: parseHosts,
+      defaultDoc: 'none besides localhost, 127.0.0.1, [::1], the host of PUBLIC_URL and this replica\'s own addresses',
+      doc: 'Host names (comma-separated, no port) requests may be addressed to, besides the defaults. Any other Host header gets 403 on HTTP, Socket.IO and /mcp: a DNS-rebinding page cannot reach the server under its own name.',
+    }),
     maxSocketsPerUser: int('MAX_SOCKETS_PER_USER', {
       default: 10,
       min: 1,
@@ -204,9 +245,14 @@ export const schema = {
   },
   workspace: {
     store: oneOf('WORKSPACE_STORE', ['none', 'fs', 'redis'], {
-      default: (env) => (env.REDIS_URL === undefined ? 'fs' : 'redis'),
-      defaultDoc: 'redis when REDIS_URL is set (replicas share it), else fs',
+      default: (env) => (env.REDIS_URL === undefined && env.WORKSPACE_REDIS_URL === undefined ? 'fs' : 'redis'),
+      defaultDoc: 'redis when REDIS_URL or WORKSPACE_REDIS_URL is set (replicas share it), else fs',
       doc: 'Where snapshots of users\' /workspace are kept, so a returning user finds their files: fs (WORKSPACE_DIR, one replica), redis, or none (off: a new sandbox starts empty).',
+    }),
+    redisUrl: optionalUrl('WORKSPACE_REDIS_URL', {
+      protocols: ['redis:', 'rediss:'],
+      defaultDoc: 'REDIS_URL',
+      doc: 'The Redis that keeps snapshots (WORKSPACE_STORE=redis). Give snapshots their own Redis with an evicting policy (allkeys-lru): memory pressure then drops old snapshots, never the limits, owners and sessions in REDIS_URL\'s Redis (which wants noeviction).',
     }),
     dir: str('WORKSPACE_DIR', { default: 'data/workspaces', minLength: 1, doc: 'Directory of the fs store (created; one file per user, named by a hash of the user id).' }),
     maxBytes: int('WORKSPACE_MAX_BYTES', {
@@ -221,6 +267,10 @@ export const schema = {
     redisUrl: optionalUrl('REDIS_URL', {
       protocols: ['redis:', 'rediss:'],
       doc: 'Several replicas share sessions, history, backpressure and pending approvals through Redis (and the Socket.IO Redis adapter), e.g. redis://127.0.0.1:6379. Unset: one replica, in memory.',
+    }),
+    redisPassword: optionalStr('REDIS_PASSWORD', {
+      secret: true,
+      doc: 'Password for REDIS_URL and WORKSPACE_REDIS_URL when the URL carries none (the stacks generate one and pass it as a Docker secret: REDIS_PASSWORD_FILE).',
     }),
     redisKeyPrefix: str('REDIS_KEY_PREFIX', { default: 'sandpool:', minLength: 1, doc: 'Key prefix in Redis, so several deployments can share one.' }),
     heartbeatIntervalMs: int('HEARTBEAT_INTERVAL_MS', {

@@ -9,16 +9,15 @@
  * would not bring Redis back but would destroy every user's sandbox.
  */
 import { pathToFileURL } from 'node:url';
+import type { NotReadyCode } from './readiness.js';
 
-/** The /ready reason a Redis outage gives (create-sandpool.ts). */
-export const REDIS_UNREACHABLE = 'Redis is unreachable';
-
-/** Healthy from /ready's answer: 200, or a 503 whose only reason is Redis. */
+/** Healthy from /ready's answer: 200, or a 503 whose only reason is Redis (by code, never by wording). */
 export function isHealthy(status: number, body: unknown): boolean {
   if (status === 200) return true;
   if (status !== 503 || typeof body !== 'object' || body === null) return false;
   const reasons = (body as { reasons?: unknown }).reasons;
-  return Array.isArray(reasons) && reasons.length > 0 && reasons.every((r) => r === REDIS_UNREACHABLE);
+  const REDIS_UNREACHABLE: NotReadyCode = 'REDIS_UNREACHABLE';
+  return Array.isArray(reasons) && reasons.length > 0 && reasons.every((r: unknown) => typeof r === 'object' && r !== null && (r as { code?: unknown }).code === REDIS_UNREACHABLE);
 }
 
 async function probe(url: string): Promise<boolean> {

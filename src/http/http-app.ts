@@ -6,10 +6,12 @@ import { etag } from 'hono/etag';
 import { secureHeaders } from 'hono/secure-headers';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { SandpoolError, errorMessage, toClientError, type ErrorCode } from '../errors.js';
+import type { OperatorGuard } from '../auth/operator-guard.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { PoolStats } from '../pool/container-pool.js';
 import { toPublicStatus } from './public-status.js';
+import type { NotReadyReason } from './readiness.js';
 
 const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   UNAUTHORIZED: 401,
@@ -24,6 +26,7 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   NOT_FOUND: 404,
   SHUTTING_DOWN: 503,
   CANCELLED: 409,
+  FORBIDDEN: 403,
   INTERNAL: 500,
 };
 
@@ -39,7 +42,7 @@ export interface HttpDeps {
   /** Every live replica's published stats (this one first, fresh). */
   clusterStats: () => Promise<Array<Record<string, unknown> & { replica: string }>>;
   /** Reasons this replica cannot serve; empty when ready. */
-  notReadyReasons: () => string[];
+  notReadyReasons: () => NotReadyReason[];
   /** True once this replica is shutting down (before its pool starts draining). */
   isDraining: () => boolean;
   /** Browser origins besides the server's own allowed to call the API (ALLOWED_ORIGINS); the same list Socket.IO handshakes are checked against. */
@@ -50,6 +53,8 @@ export interface HttpDeps {
   admin: Hono;
   /** A user's own routes (/me/usage). */
   me: Hono;
+  /** Who may call /stats/*, /metrics and /admin/*: operator tokens, never addresses. */
+  operators: OperatorGuard;
 }
 
 export function createHttpApp(deps: HttpDeps): Hono {
@@ -103,17 +108,31 @@ export function createHttpApp(deps: HttpDeps): Hono {
       status: 'ok',
       replica: deps.replicaId,
       uptimeSeconds: Math.round((Date.now() - deps.startedAtMs) / 1000),
-      pid: process.pid,
       runtime: deps.poolStats().runtime,
     }),
   );
 
+  // Public: generic reasons only (readiness.ts); the details are in the log and in /stats/pool (operators).
   app.get('/ready', (c) => {
     const reasons = deps.notReadyReasons();
     return reasons.length === 0
       ? c.json({ ready: true, replica: deps.replicaId })
       : c.json({ ready: false, replica: deps.replicaId, reasons }, 503);
   });
+
+  // Operator endpoints: an operator token whenever AUTH_SECRET is set, from any address.
+  const operatorsOnly = async (c: { req: { header(name: string): string | undefined } }, next: () => Promise<void>): Promise<void> => {
+    try {
+      await deps.operators.check(c.req.header('authorization'));
+    } catch (err) {
+      deps.metrics.authFailed('http');
+      throw err;
+    }
+    await next();
+  };
+  app.use('/stats/*', operatorsOnly);
+  app.use('/metrics', operatorsOnly);
+  app.use('/admin/*', operatorsOnly);
 
   app.get('/stats/pool', async (c) => {
     const scope = c.req.query('scope') ?? 'replica';

@@ -1,4 +1,5 @@
 import type { PoolStats } from '../pool/container-pool.js';
+import type { NotReadyReason } from './readiness.js';
 
 /**
  * What `GET /status` tells anyone, signed in or not: whether this replica can
@@ -30,7 +31,7 @@ export interface PublicStatus {
 }
 
 /** Coarse view of this replica: its pool's stats, why it is not ready (as `/ready` says), and whether it is shutting down. */
-export function toPublicStatus(pool: PoolStats, notReadyReasons: readonly string[], shuttingDown: boolean): PublicStatus {
+export function toPublicStatus(pool: PoolStats, notReadyReasons: readonly NotReadyReason[], shuttingDown: boolean): PublicStatus {
   const free = Math.max(0, pool.maxPoolSize - pool.active - pool.idle - pool.creating);
   const [inUse = 0, warm = 0, starting = 0, freeShare = 0] = tenths([pool.active, pool.idle, pool.creating, free]).map((t) => t * 10);
   const ready = notReadyReasons.length === 0 && !shuttingDown;
@@ -39,7 +40,7 @@ export function toPublicStatus(pool: PoolStats, notReadyReasons: readonly string
   if (shuttingDown || pool.draining) status = 'draining';
   else if (ready) status = pool.pending > 0 || full ? 'busy' : 'ready';
   // Warming is the only thing in the way: the pool has not reached its minimum yet and nothing failed.
-  else if (!pool.ready && pool.lastError === null && notReadyReasons.length === 1) status = 'warming';
+  else if (notReadyReasons.length === 1 && notReadyReasons[0]?.code === 'POOL_WARMING') status = 'warming';
   else status = 'unavailable';
   return {
     status,

@@ -3,7 +3,7 @@ import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import type { HttpBindings } from '@hono/node-server';
 import { Hono, type Context } from 'hono';
 import type { Authenticate, Identity } from '../auth/authenticator.js';
-import { requestOrigin, type OriginPolicy } from '../auth/origins.js';
+import type { OriginPolicy } from '../auth/origins.js';
 import { SandpoolError, errorMessage, toClientError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { McpSessionRegistry } from './mcp-sessions.js';
@@ -16,6 +16,8 @@ export interface McpRoutesOptions {
   /** AUTH_ISSUER: named as the authorization server in the resource metadata. */
   issuer: string | undefined;
   origins: OriginPolicy;
+  /** PUBLIC_URL (or this replica's own URL): where the resource metadata says /mcp is. Never taken from request headers. */
+  publicUrl(): string;
   sessions: McpSessionRegistry;
   /** A user's MCP server, for a stateless request (no session). */
   serverFor(userId: string): Server;
@@ -70,21 +72,20 @@ function isInitialize(body: unknown): boolean {
 export function createMcpRoutes(options: McpRoutesOptions): Hono {
   const app = new Hono();
   const log = options.logger.child({ component: 'McpGateway' });
-  const origin = (c: Context): string => requestOrigin(c.req.raw.headers, new URL(c.req.url).protocol === 'https:');
 
   app.get(METADATA_PATH, (c) =>
     c.json({
-      resource: `${origin(c)}/mcp`,
+      resource: `${options.publicUrl()}/mcp`,
       ...(options.issuer ? { authorization_servers: [options.issuer] } : {}),
       bearer_methods_supported: ['header'],
       resource_name: 'sandpool: your own sandbox\'s tools over MCP',
-      resource_documentation: `${origin(c)}/`,
+      resource_documentation: `${options.publicUrl()}/`,
     }),
   );
 
   /** Who is asking, or the 401 that says how to ask. */
   async function identify(c: Context): Promise<Identity | Response> {
-    const challenge = (extra = ''): string => `Bearer resource_metadata="${origin(c)}${METADATA_PATH}"${extra}`;
+    const challenge = (extra = ''): string => `Bearer resource_metadata="${options.publicUrl()}${METADATA_PATH}"${extra}`;
     const header = c.req.header('authorization') ?? '';
     const match = /^Bearer\s+(\S+)$/i.exec(header);
     if (!match?.[1]) {
@@ -104,8 +105,7 @@ export function createMcpRoutes(options: McpRoutesOptions): Hono {
 
   app.all('/mcp', async (c) => {
     // A browser's request from a foreign page (DNS rebinding, CSRF) goes no further.
-    const requestHeaders = Object.fromEntries(c.req.raw.headers.entries());
-    if (!options.origins.allows(c.req.header('origin'), requestHeaders, new URL(c.req.url).protocol === 'https:')) {
+    if (!options.origins.allows(c.req.header('origin'))) {
       return jsonRpcError(c, 403, SANDPOOL_JSONRPC_ERROR, 'this Origin may not use /mcp (ALLOWED_ORIGINS)', { code: 'UNAUTHORIZED' });
     }
     const identity = await identify(c);
@@ -117,7 +117,7 @@ export function createMcpRoutes(options: McpRoutesOptions): Hono {
     const sessionId = c.req.header('mcp-session-id');
     const session = sessionId === undefined ? undefined : options.sessions.get(sessionId, userId);
     if (sessionId !== undefined && !session) return jsonRpcError(c, 404, -32001, 'Session not found: it ended, or it is not yours; initialize a new one', { code: 'NOT_FOUND' });
-    if (session) options.sessions.touch(session);
+    if (session) options.sessions.touch(session, identity.expiresAtMs);
     if (c.req.method === 'GET' || c.req.method === 'DELETE') {
       // The server's stream and the end of a session: no body, and only within a session.
       if (!session) return jsonRpcError(c, 400, -32000, 'Bad Request: an Mcp-Session-Id header is required (initialize first)', { code: 'BAD_REQUEST' });
@@ -143,7 +143,7 @@ export function createMcpRoutes(options: McpRoutesOptions): Hono {
     if (isInitialize(body)) {
       let transport: WebStandardStreamableHTTPServerTransport;
       try {
-        transport = await options.sessions.open(userId);
+        transport = await options.sessions.open(userId, identity.expiresAtMs);
       } catch (err) {
         const e = toClientError(err, log);
         return jsonRpcError(c, e.code === 'TOO_MANY_REQUESTS' ? 429 : 503, SANDPOOL_JSONRPC_ERROR, e.message, e);

@@ -17,15 +17,22 @@ export interface McpSessionRegistry {
    * handleRequest answers the initialize with the session id. The session is
    * registered once the SDK has initialized it.
    */
-  open(userId: string): Promise<WebStandardStreamableHTTPServerTransport>;
+  open(userId: string, expiresAtMs: number | undefined): Promise<WebStandardStreamableHTTPServerTransport>;
   /** The user's session with that id; undefined for an unknown id or another user's (both answer 404). */
   get(id: string, userId: string): McpSession | undefined;
-  /** A request arrived on the session: it is not idle. */
-  touch(session: McpSession): void;
+  /**
+   * A request arrived on the session: it is not idle, and it lives until the
+   * latest expiry of the tokens presented in it (a client that refreshes its
+   * token keeps its session; one that stops ends with its last token).
+   */
+  touch(session: McpSession, expiresAtMs: number | undefined): void;
   count(): number;
   /** Closes every session (shutdown). */
   closeAll(): Promise<void>;
 }
+
+/** Why a session ended: DELETE, idle, its tokens expired, or shutdown. */
+export type CloseReason = 'deleted' | 'idle' | 'expired' | 'shutdown';
 
 export interface McpSessionRegistryOptions {
   /** A user's MCP server (fresh per session). */
@@ -38,7 +45,7 @@ export interface McpSessionRegistryOptions {
   maxBodyBytes: number;
   /** A session began / ended (DELETE, idle, shutdown): the user's sandbox is held / let go. */
   onOpen(session: McpSession): void;
-  onClose(session: McpSession, why: 'deleted' | 'idle' | 'shutdown'): void;
+  onClose(session: McpSession, why: CloseReason): void;
   logger: Logger;
 }
 
@@ -49,28 +56,39 @@ export interface McpSessionRegistryOptions {
  */
 export function createMcpSessionRegistry(options: McpSessionRegistryOptions): McpSessionRegistry {
   const log = options.logger.child({ component: 'McpSessions' });
-  const sessions = new Map<string, McpSession & { idle: NodeJS.Timeout | undefined; closing: boolean }>();
+  type Entry = McpSession & { idle: NodeJS.Timeout | undefined; expiry: NodeJS.Timeout | undefined; expiresAtMs: number | undefined; closing: boolean };
+  const sessions = new Map<string, Entry>();
 
-  function close(id: string, why: 'deleted' | 'idle' | 'shutdown'): void {
+  function close(id: string, why: CloseReason): void {
     const s = sessions.get(id);
     if (!s || s.closing) return;
     s.closing = true;
     sessions.delete(id);
     clearTimeout(s.idle);
+    clearTimeout(s.expiry);
     options.onClose(s, why);
     log.info({ session: id, user: s.userId, why }, 'MCP session ended');
     // DELETE has closed the transport already; idle and shutdown close it here.
     if (why !== 'deleted') void s.transport.close().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'could not close an MCP transport'));
   }
 
-  function armIdle(s: McpSession & { idle: NodeJS.Timeout | undefined }): void {
+  function armIdle(s: Entry): void {
     clearTimeout(s.idle);
     s.idle = setTimeout(() => close(s.id, 'idle'), options.idleTimeoutMs);
     s.idle.unref();
   }
 
+  /** Closes the session, its open streams with it, when its latest token expires. */
+  function armExpiry(s: Entry, expiresAtMs: number | undefined): void {
+    if (expiresAtMs === undefined || (s.expiresAtMs !== undefined && expiresAtMs <= s.expiresAtMs)) return;
+    s.expiresAtMs = expiresAtMs;
+    clearTimeout(s.expiry);
+    s.expiry = setTimeout(() => close(s.id, 'expired'), Math.min(Math.max(0, expiresAtMs - Date.now()), 2 ** 31 - 1));
+    s.expiry.unref();
+  }
+
   return {
-    async open(userId) {
+    async open(userId, expiresAtMs) {
       const sessionId = randomUUID();
       await options.admit(userId, sessionId);
       const server = options.serverFor(userId);
@@ -79,9 +97,10 @@ export function createMcpSessionRegistry(options: McpSessionRegistryOptions): Mc
         enableJsonResponse: true,
         maxRequestBodySize: options.maxBodyBytes,
         onsessioninitialized: (id) => {
-          const s = { id, userId, transport, idle: undefined, closing: false };
+          const s: Entry = { id, userId, transport, idle: undefined, expiry: undefined, expiresAtMs: undefined, closing: false };
           sessions.set(id, s);
           armIdle(s);
+          armExpiry(s, expiresAtMs);
           options.onOpen(s);
           log.info({ session: id, user: userId }, 'MCP session opened');
         },
@@ -94,9 +113,11 @@ export function createMcpSessionRegistry(options: McpSessionRegistryOptions): Mc
       const s = sessions.get(id);
       return s && s.userId === userId ? s : undefined;
     },
-    touch(session) {
+    touch(session, expiresAtMs) {
       const s = sessions.get(session.id);
-      if (s) armIdle(s);
+      if (!s) return;
+      armIdle(s);
+      armExpiry(s, expiresAtMs);
     },
     count: () => sessions.size,
     async closeAll() {

@@ -106,6 +106,8 @@ export async function startSandbox(runtime: ContainerRuntime, spec: SandboxSpec,
   }
 
   let destroyed = false;
+  /** Set when sandpool removed it for what it did (it overran the snapshot bounds). */
+  let removedReason: string | undefined;
   const sandbox: Sandbox = {
     id: proc.id,
     workspaceDir: proc.workspaceDir,
@@ -113,8 +115,13 @@ export async function startSandbox(runtime: ContainerRuntime, spec: SandboxSpec,
     client,
     process: proc,
     isUsable: () => !destroyed && closedReason === undefined && !proc.hasExited(),
-    failureReason: () => (destroyed ? 'the sandbox was released' : closedReason),
-    workspace: workspaceChannelOf(client, transport),
+    failureReason: () => removedReason ?? (destroyed ? 'the sandbox was released' : closedReason),
+    // A sandbox that floods the snapshot channel is broken or hostile: it goes at once.
+    workspace: workspaceChannelOf(client, transport, (detail) => {
+      removedReason ??= `removed: ${detail}`;
+      log.warn({ detail }, 'sandbox sent more than a snapshot may hold: removing it');
+      void sandbox.destroy().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'could not remove a sandbox that overran its snapshot bounds'));
+    }),
     async callTool(name, args, callOptions) {
       if (!sandbox.isUsable()) {
         throw new SandboxGoneError(GONE, { detail: `sandbox ${shortId} is gone: ${sandbox.failureReason() ?? 'unknown reason'}` });

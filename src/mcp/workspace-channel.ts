@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { z } from 'zod';
+import { SandboxGoneError } from '../errors.js';
 import type { StreamTransport } from './stream-transport.js';
 
 /**
@@ -17,6 +18,30 @@ export interface WorkspaceChannel {
   snapshot(maxBytes: number, timeoutMs: number): Promise<{ archive: Buffer; files: number; sizeBytes: number } | { tooLarge: { sizeBytes: number; maxBytes: number } }>;
   /** Unpacks a snapshot's archive into the (fresh) workspace. Rejects with WorkspaceRestoreError for an archive it refuses. */
   restore(archive: Buffer, maxBytes: number, timeoutMs: number): Promise<{ files: number; sizeBytes: number }>;
+}
+
+/**
+ * The sandbox sent more than a snapshot of the allowed size can be: a
+ * compromised or broken server. It is removed (the channel's onViolation) and
+ * treated as gone; the user's last good snapshot stays.
+ */
+export class SandboxLimitError extends SandboxGoneError {
+  constructor(detail: string) {
+    super('your sandbox sent more data than a snapshot may hold, so it was removed; your last saved files come back in a fresh sandbox with your next call', { detail });
+    this.name = 'SandboxLimitError';
+  }
+}
+
+/**
+ * The most a snapshot of `maxBytes` of files may take on the wire: a tar's
+ * headers and padding plus an incompressible archive's overhead stay well
+ * within twice the content and a MiB. Anything beyond is refused, whatever
+ * the sandbox claims.
+ */
+export function snapshotWireLimits(maxBytes: number): { archiveBytes: number; chars: number; chunks: number } {
+  const archiveBytes = maxBytes * 2 + 1_048_576;
+  const chars = Math.ceil(archiveBytes / 3) * 4;
+  return { archiveBytes, chars, chunks: Math.ceil(chars / CHUNK_CHARS) };
 }
 
 /** The sandbox refused an archive (damaged, or unsafe). */
@@ -40,8 +65,12 @@ function codeOf(err: unknown): number | undefined {
   return typeof (err as { code?: unknown })?.code === 'number' ? (err as { code: number }).code : undefined;
 }
 
-/** The channel, when the sandbox's server offers it (version 1). */
-export function workspaceChannelOf(client: Client, transport: Pick<StreamTransport, 'attachPayload'>): WorkspaceChannel | undefined {
+/**
+ * The channel, when the sandbox's server offers it (version 1). `onViolation`
+ * is called (with what the sandbox did) when it sends more than a snapshot may
+ * hold: the caller removes the sandbox.
+ */
+export function workspaceChannelOf(client: Client, transport: Pick<StreamTransport, 'attachPayload'>, onViolation: (detail: string) => void): WorkspaceChannel | undefined {
   const offered = client.getServerCapabilities()?.experimental?.[WORKSPACE_CAPABILITY] as { version?: unknown; raw?: unknown } | undefined;
   if (offered?.version !== 1) return undefined;
   const raw = offered.raw === true;
@@ -76,11 +105,27 @@ export function workspaceChannelOf(client: Client, transport: Pick<StreamTranspo
         if (codeOf(err) === TOO_LARGE && typeof data?.sizeBytes === 'number') return { tooLarge: { sizeBytes: data.sizeBytes, maxBytes } };
         throw err;
       }
+      const limits = snapshotWireLimits(maxBytes);
+      const violation = (what: string): never => {
+        const detail = `the sandbox's snapshot ${what} (a snapshot of at most ${maxBytes} bytes of files takes at most ${limits.archiveBytes} bytes, ${limits.chunks} chunks of ${CHUNK_CHARS} characters)`;
+        onViolation(detail);
+        throw new SandboxLimitError(detail);
+      };
+      if (!Number.isSafeInteger(first.chunks) || first.chunks < 1 || first.chunks > limits.chunks) violation(`claimed ${first.chunks} chunks`);
+      if (!Number.isSafeInteger(first.archiveBytes) || first.archiveBytes < 0 || first.archiveBytes > limits.archiveBytes) violation(`claimed ${first.archiveBytes} bytes`);
       const parts = [first.data];
+      let chars = first.data.length;
       for (let index = 1; index < first.chunks; index++) {
-        parts.push((await client.request({ method: 'sandpool/workspace/snapshot-chunk', params: { token: first.token, index } }, Chunk, { timeout: timeoutMs })).data);
+        if (chars > limits.chars) break;
+        const { data } = await client.request({ method: 'sandpool/workspace/snapshot-chunk', params: { token: first.token, index } }, Chunk, { timeout: timeoutMs });
+        if (data.length > CHUNK_CHARS) violation(`sent a chunk of ${data.length} characters`);
+        parts.push(data);
+        chars += data.length;
       }
-      return { archive: Buffer.from(parts.join(''), 'base64'), files: first.files, sizeBytes: first.sizeBytes };
+      if (first.data.length > CHUNK_CHARS || chars > limits.chars) violation(`sent ${chars} characters`);
+      const archive = Buffer.from(parts.join(''), 'base64');
+      if (archive.length !== first.archiveBytes) violation(`sent ${archive.length} bytes where it announced ${first.archiveBytes}`);
+      return { archive, files: first.files, sizeBytes: first.sizeBytes };
     },
     async restore(archive, maxBytes, timeoutMs) {
       try {

@@ -1,7 +1,8 @@
 /**
  * Error codes on the wire (../shared/protocol.md), plus sandpool's extensions:
  * NOT_FOUND (HTTP), SHUTTING_DOWN (the replica is stopping: send again) and
- * CANCELLED (a request ended because its user left: every tab disconnected).
+ * CANCELLED (a request ended because its user left: every tab disconnected),
+ * FORBIDDEN (HTTP 403: a request addressed to a host not in ALLOWED_HOSTS).
  */
 export const ERROR_CODES = [
   'UNAUTHORIZED',
@@ -16,6 +17,7 @@ export const ERROR_CODES = [
   'NOT_FOUND',
   'SHUTTING_DOWN',
   'CANCELLED',
+  'FORBIDDEN',
   'INTERNAL',
 ] as const;
 

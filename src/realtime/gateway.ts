@@ -4,8 +4,8 @@ import type { ErrorBody } from '../protocol/errors.js';
 import type { AckResponse, MessageAccepted, SessionInfo } from '../protocol/events.js';
 import type { Authenticate } from '../auth/authenticator.js';
 import type { OriginPolicy } from '../auth/origins.js';
+import type { EventBudget } from '../state/event-budget.js';
 import type { SlotLimiter } from '../state/slot-limiter.js';
-import type { EventBudget } from './event-budget.js';
 import { userRoom, type SandpoolIo } from './socket-server.js';
 
 /** What the gateway needs from the chat layer. Payloads arrive unvalidated. */
@@ -27,6 +27,7 @@ export interface GatewayOptions {
   /** Sockets per user, all replicas (state.sockets). */
   sockets: SlotLimiter;
   maxSocketsPerUser: number;
+  /** Events per user per second, across replicas (state.events). */
   budget: EventBudget;
   eventsPerSecond: number;
   logger: Logger;
@@ -68,7 +69,7 @@ export function registerGateway(options: GatewayOptions): void {
   async function admit(socket: Parameters<Parameters<SandpoolIo['use']>[0]>[0]): Promise<void> {
     const { headers } = socket.handshake;
     const origin = typeof headers.origin === 'string' ? headers.origin : undefined;
-    if (!options.origins.allows(origin, headers, socket.handshake.secure)) {
+    if (!options.origins.allows(origin)) {
       throw new SandpoolError('UNAUTHORIZED', `origin ${JSON.stringify(origin)} is not allowed to connect here (ALLOWED_ORIGINS)`);
     }
     const auth = (typeof socket.handshake.auth === 'object' && socket.handshake.auth !== null ? socket.handshake.auth : {}) as Record<string, unknown>;
@@ -107,7 +108,6 @@ export function registerGateway(options: GatewayOptions): void {
 
   io.on('connection', (socket) => {
     const { userId, plan } = socket.data;
-    budget.attach(userId);
     // A token's lifetime is the socket's: at expiry the client is told, then cut off, and reconnects with a fresh token.
     const expiresAtMs = socket.data.expiresAtMs;
     const expired = (): boolean => expiresAtMs !== undefined && Date.now() >= expiresAtMs;
@@ -143,24 +143,26 @@ export function registerGateway(options: GatewayOptions): void {
         void answer(ack, () => Promise.reject(new SandpoolError('UNAUTHORIZED', 'your token has expired; reconnect with a fresh one')), log);
         return;
       }
-      if (!budget.take(userId)) {
-        options.onRejected('TOO_MANY_REQUESTS', plan);
-        void answer(ack, () => Promise.reject(new SandpoolError('TOO_MANY_REQUESTS', `more than ${options.eventsPerSecond} events per second from this user`)), log);
-        // A client that keeps flooding after being told is cut off.
-        const now = Date.now();
-        if (now - strikeWindowAtMs > 10_000) {
-          strikes = 0;
-          strikeWindowAtMs = now;
+      void budget.take(userId).then((allowed) => {
+        if (!allowed) {
+          options.onRejected('TOO_MANY_REQUESTS', plan);
+          void answer(ack, () => Promise.reject(new SandpoolError('TOO_MANY_REQUESTS', `more than ${options.eventsPerSecond} events per second from this user`)), log);
+          // A client that keeps flooding after being told is cut off.
+          const now = Date.now();
+          if (now - strikeWindowAtMs > 10_000) {
+            strikes = 0;
+            strikeWindowAtMs = now;
+          }
+          if (++strikes > options.eventsPerSecond * 10) socket.disconnect(true);
+          return;
         }
-        if (++strikes > options.eventsPerSecond * 10) socket.disconnect(true);
-        return;
-      }
-      if (!KNOWN_EVENTS.has(event)) {
-        options.onRejected('BAD_REQUEST', plan);
-        void answer(ack, () => Promise.reject(new SandpoolError('BAD_REQUEST', `unknown event ${JSON.stringify(String(event).slice(0, 64))}`)), log);
-        return;
-      }
-      next();
+        if (!KNOWN_EVENTS.has(event)) {
+          options.onRejected('BAD_REQUEST', plan);
+          void answer(ack, () => Promise.reject(new SandpoolError('BAD_REQUEST', `unknown event ${JSON.stringify(String(event).slice(0, 64))}`)), log);
+          return;
+        }
+        next();
+      });
     });
 
     socket.on('message', (payload, ack) => {
@@ -194,7 +196,6 @@ export function registerGateway(options: GatewayOptions): void {
 
     socket.on('disconnect', () => {
       clearTimeout(expiry);
-      budget.detach(userId);
       // Shared state may be down right now: the slot then expires on its own (REQUEST_SLOT_TTL_MS).
       options.sockets.release(userId, socket.id).catch((err: unknown) => log.warn({ user: userId, err: errorMessage(err) }, 'could not free a socket slot; it expires by itself'));
       chat.disconnect(userId);

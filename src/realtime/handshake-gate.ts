@@ -1,5 +1,6 @@
 import type { Server as HttpServer, IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { HostGuard } from '../auth/host-guard.js';
 import type { Logger } from '../logger.js';
 import type { ErrorBody } from '../protocol/errors.js';
 
@@ -10,7 +11,7 @@ export function isNewHandshake(req: IncomingMessage): boolean {
 }
 
 /** The routing hint `?uid=` of a request (never an identity: nginx hashes on it). */
-export function uidOf(req: IncomingMessage): string | undefined {
+export function routingHintOf(req: IncomingMessage): string | undefined {
   const url = new URL(req.url ?? '/', 'http://sandpool');
   return url.searchParams.get('uid') ?? undefined;
 }
@@ -18,29 +19,61 @@ export function uidOf(req: IncomingMessage): string | undefined {
 /** Why a new handshake goes to another replica, as the 503's body says it. */
 export type HandshakeRefusal = ErrorBody;
 
+interface Refusal {
+  status: 403 | 503;
+  error: ErrorBody;
+}
+
+const HOST_REFUSAL: Refusal = {
+  status: 403,
+  error: { code: 'FORBIDDEN', message: 'this server does not answer to that host name (ALLOWED_HOSTS, PUBLIC_URL): use its public address' },
+};
+
+const STATUS_TEXT = { 403: 'Forbidden', 503: 'Service Unavailable' } as const;
+
 /**
- * New Socket.IO handshakes that `refuse` turns away get HTTP 503, which nginx
- * retries on the next replica (`proxy_next_upstream ... http_503`), so a new
- * user is served by another replica from the first request: while this one
- * drains, or while it is full and another has room. Connected sockets stay.
+ * Every request, before Hono, Socket.IO or /mcp see it:
+ * - one addressed to a Host the guard does not allow gets 403 (DNS rebinding);
+ * - a new Socket.IO handshake that `refuse` turns away gets HTTP 503, which
+ *   nginx retries on the next replica (`proxy_next_upstream ... http_503`),
+ *   so a new user is served by another replica from the first request: while
+ *   this one drains, or while it is full and another has room. Connected
+ *   sockets stay.
  *
  * This reaches past Socket.IO: engine.io's `allowRequest` can only answer 403,
- * and nginx must not retry on a 403. So the HTTP server's `request` and
+ * and nginx must not retry on a 403; and the Host check must cover WebSocket
+ * upgrades as well as plain requests. So the HTTP server's `request` and
  * `upgrade` listeners (Socket.IO's and Hono's) are wrapped here, the one place
  * that does it; it must run after both attached theirs.
  */
-export function installHandshakeGate(server: HttpServer, refuse: (req: IncomingMessage) => HandshakeRefusal | undefined, logger: Logger): void {
+export function installHandshakeGate(
+  server: HttpServer,
+  options: { hosts: HostGuard; refuse: (req: IncomingMessage) => HandshakeRefusal | undefined },
+  logger: Logger,
+): void {
   const onRequest = server.listeners('request') as Array<(req: IncomingMessage, res: ServerResponse) => void>;
   const onUpgrade = server.listeners('upgrade') as Array<(req: IncomingMessage, socket: Duplex, head: Buffer) => void>;
   if (onRequest.length === 0 || onUpgrade.length === 0) {
     throw new Error('handshake gate: install it after Socket.IO and the HTTP app are attached to the server');
   }
-  const refusalOf = (req: IncomingMessage): HandshakeRefusal | undefined => (isNewHandshake(req) ? refuse(req) : undefined);
+  const refusalOf = (req: IncomingMessage): Refusal | undefined => {
+    if (!options.hosts.allows(req.headers.host)) {
+      logger.warn({ host: String(req.headers.host ?? '').slice(0, 128), path: (req.url ?? '').slice(0, 64) }, 'refused a request addressed to a host not allowed');
+      return HOST_REFUSAL;
+    }
+    const refused = isNewHandshake(req) ? options.refuse(req) : undefined;
+    return refused ? { status: 503, error: refused } : undefined;
+  };
+  const headersOf = (r: Refusal): Record<string, string> => ({
+    'content-type': 'application/json',
+    ...(r.status === 503 ? { 'retry-after': '1' } : {}),
+    connection: 'close',
+  });
   server.removeAllListeners('request');
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const refusal = refusalOf(req);
     if (refusal) {
-      res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1', connection: 'close' }).end(JSON.stringify({ error: refusal }));
+      res.writeHead(refusal.status, headersOf(refusal)).end(JSON.stringify({ error: refusal.error }));
       return;
     }
     for (const listener of onRequest) listener.call(server, req, res);
@@ -49,9 +82,12 @@ export function installHandshakeGate(server: HttpServer, refuse: (req: IncomingM
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const refusal = refusalOf(req);
     if (refusal) {
-      logger.debug({ code: refusal.code }, 'passed a WebSocket handshake on to another replica');
-      const body = JSON.stringify({ error: refusal });
-      socket.end(`HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      logger.debug({ code: refusal.error.code }, 'refused a WebSocket handshake');
+      const body = JSON.stringify({ error: refusal.error });
+      const headers = Object.entries({ ...headersOf(refusal), 'content-length': String(Buffer.byteLength(body)) })
+        .map(([k, v]) => `${k}: ${v}`)
+        .join('\r\n');
+      socket.end(`HTTP/1.1 ${refusal.status} ${STATUS_TEXT[refusal.status]}\r\n${headers}\r\n\r\n${body}`);
       return;
     }
     for (const listener of onUpgrade) listener.call(server, req, socket, head);

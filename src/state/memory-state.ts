@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { trimHistory, type ChatMessage } from '../model/conversation.js';
+import { createMemoryEventBudget } from './event-budget.js';
 import { createMemorySlotLimiter } from './slot-limiter.js';
 import type { PendingCall, ReplicaRecord, SharedState } from './types.js';
 
@@ -7,6 +8,8 @@ import type { PendingCall, ReplicaRecord, SharedState } from './types.js';
 export interface MemoryStateOptions {
   maxRequestsPerUser: number;
   maxSocketsPerUser: number;
+  /** SOCKET_EVENTS_PER_SECOND. Default 20. */
+  eventsPerSecond?: number;
   /** Session ids and conversations are forgotten this long after their last use, as in Redis. Default 24 h. */
   historyTtlMs?: number;
 }
@@ -58,6 +61,7 @@ export function createMemoryState(options: MemoryStateOptions): SharedState {
     kind: 'memory',
     limiter: createMemorySlotLimiter(options.maxRequestsPerUser),
     sockets: createMemorySlotLimiter(options.maxSocketsPerUser),
+    events: createMemoryEventBudget({ eventsPerSecond: options.eventsPerSecond ?? 20 }),
     conversations: {
       async sessionId(userId) {
         const entry = fresh(sessions, userId) ?? { id: randomBytes(16).toString('base64url'), expiresAt: 0 };

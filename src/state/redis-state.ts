@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { trimHistory, type ChatMessage } from '../model/conversation.js';
+import { createRedisEventBudget } from './event-budget.js';
 import type { SlotLimiter } from './slot-limiter.js';
 import type { PendingCall, ReplicaRecord, SharedState } from './types.js';
 
@@ -9,6 +10,8 @@ export interface RedisStateOptions {
   redis: Redis;
   maxRequestsPerUser: number;
   maxSocketsPerUser: number;
+  /** SOCKET_EVENTS_PER_SECOND. Default 20. */
+  eventsPerSecond?: number;
   /** Key prefix, so several deployments (or tests) can share one Redis. Default "sandpool:". */
   prefix?: string;
   /** A slot (request in flight, socket) expires this long after its last renewal (a dead replica's slots free themselves). Default 30000. */
@@ -114,6 +117,7 @@ export function createRedisState(options: RedisStateOptions): SharedState {
     kind: 'redis',
     limiter,
     sockets,
+    events: createRedisEventBudget({ redis, prefix: p, eventsPerSecond: options.eventsPerSecond ?? 20 }),
     conversations: {
       async sessionId(userId) {
         const fresh = randomBytes(16).toString('base64url');

@@ -1,8 +1,9 @@
 import type { ChatMessage } from '../model/conversation.js';
 import type { PendingToolCall } from '../protocol/events.js';
+import type { EventBudget } from './event-budget.js';
 import type { SlotLimiter } from './slot-limiter.js';
 
-export type { SlotLimiter };
+export type { EventBudget, SlotLimiter };
 
 /** A user's conversation, shared by every replica. */
 export interface ConversationStore {
@@ -78,6 +79,8 @@ export interface SharedState {
   readonly limiter: SlotLimiter;
   /** Sockets connected per user, all replicas (MAX_SOCKETS_PER_USER). */
   readonly sockets: SlotLimiter;
+  /** Socket events per user per second, all replicas (SOCKET_EVENTS_PER_SECOND). */
+  readonly events: EventBudget;
   readonly conversations: ConversationStore;
   readonly owners: OwnershipStore;
   readonly pending: PendingStore;

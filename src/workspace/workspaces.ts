@@ -1,6 +1,6 @@
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { WorkspaceRestoreError, type WorkspaceChannel } from '../mcp/workspace-channel.js';
+import { SandboxLimitError, WorkspaceRestoreError, type WorkspaceChannel } from '../mcp/workspace-channel.js';
 import { WorkspaceCorruptError, createVersionClock, type WorkspaceStore } from './workspace-store.js';
 
 /** What a sandbox offers for its workspace (sandpool's image: the channel; other images: none). */
@@ -21,6 +21,8 @@ export type SaveOutcome =
   | { kind: 'unchanged' }
   | { kind: 'unsupported' }
   | { kind: 'too-large'; sizeBytes: number; maxBytes: number }
+  /** The sandbox overran the channel's bounds and was removed; the last good snapshot stays. */
+  | { kind: 'rejected'; reason: string }
   | { kind: 'failed'; reason: string };
 
 /** Users' files kept across sandboxes: a snapshot after each change, restored into the next sandbox. */
@@ -92,9 +94,14 @@ export function createWorkspaces(options: {
         outcome = stored === 'stored' ? { kind: 'saved', files: packed.files, sizeBytes: packed.sizeBytes, archiveBytes } : { kind: 'unchanged' };
       }
     } catch (err) {
-      changed.add(sandbox.id);
-      log.warn({ user: userId, sandbox: sandbox.id.slice(0, 12), err: errorMessage(err) }, 'could not save a workspace snapshot');
-      outcome = { kind: 'failed', reason: 'the snapshot could not be stored right now' };
+      if (err instanceof SandboxLimitError) {
+        log.warn({ user: userId, sandbox: sandbox.id.slice(0, 12), detail: err.detail }, 'a sandbox overran the snapshot bounds');
+        outcome = { kind: 'rejected', reason: err.message };
+      } else {
+        changed.add(sandbox.id);
+        log.warn({ user: userId, sandbox: sandbox.id.slice(0, 12), err: errorMessage(err) }, 'could not save a workspace snapshot');
+        outcome = { kind: 'failed', reason: 'the snapshot could not be stored right now' };
+      }
     }
     if (outcome.kind === 'too-large') changed.add(sandbox.id);
     observer.saved(performance.now() - started, archiveBytes, outcome.kind);
@@ -159,6 +166,7 @@ export function saveNotice(outcome: SaveOutcome): string | undefined {
   if (outcome.kind === 'too-large') {
     return `(Your workspace holds ${mib(outcome.sizeBytes)} of files, more than the ${mib(outcome.maxBytes)} a snapshot may keep: this change was not saved, and your last saved files stay as they were. Delete some files to be saved again.)`;
   }
+  if (outcome.kind === 'rejected') return `(This change was not saved: ${outcome.reason}.)`;
   if (outcome.kind === 'failed') return `(Your files could not be saved just now (${outcome.reason}); they are still in this sandbox and will be saved with your next change.)`;
   return undefined;
 }

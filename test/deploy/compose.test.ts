@@ -16,6 +16,7 @@ import { converse } from '../support/conversation.js';
 import { connectUser, dockerPs, freePort, nextEvent, waitFor, type ClientSocket } from '../support/helpers.js';
 import { httpOk } from '../../scripts/lib/start-process.js';
 import { TEST_PROJECT_PREFIX, buildImages, containerHosts, containerIp, containerOfReplica, docker, run, sandboxesOwnedBy, sweepLeftoverProjects } from '../support/stack.js';
+import { signOperatorToken } from '../../src/auth/operator-token.js';
 import { makeToken, unsignedToken } from '../support/tokens.js';
 
 interface Session {
@@ -60,10 +61,32 @@ async function connectWithToken(url: string, user: string, secret: string, recon
   return { socket, session: await nextEvent<Session>(socket, 'session') };
 }
 
-async function clusterView(url: string): Promise<ClusterView> {
-  const res = await fetch(`${url}/stats/pool?scope=cluster`, { signal: AbortSignal.timeout(5_000) });
+/** Authorization for the operator endpoints, with the stack's OPERATOR_SECRET (.secrets/operator_secret). */
+async function operator(env: Record<string, string>): Promise<Record<string, string>> {
+  return { authorization: `Bearer ${await signOperatorToken({ secret: env.OPERATOR_SECRET ?? '' })}` };
+}
+
+async function clusterView(url: string, env: Record<string, string>): Promise<ClusterView> {
+  const res = await fetch(`${url}/stats/pool?scope=cluster`, { headers: await operator(env), signal: AbortSignal.timeout(5_000) });
   assert.equal(res.status, 200, await res.clone().text());
   return (await res.json()) as ClusterView;
+}
+
+/** /stats/pool, /metrics and /admin/...: 401 bare, 401 with a user's token, 200 with an operator's. */
+async function assertOperatorEndpoints(url: string, env: Record<string, string>): Promise<void> {
+  const user = { authorization: `Bearer ${await makeToken({ sub: 'not-an-operator', scope: 'sandpool:operator' }, { secret: env.AUTH_SECRET ?? '' })}` };
+  const ops = await operator(env);
+  const calls: Array<[string, string]> = [['GET', '/stats/pool'], ['GET', '/stats/pool?scope=cluster'], ['GET', '/metrics'], ['DELETE', '/admin/workspaces/nobody-at-all']];
+  for (const [method, path] of calls) {
+    const call = (headers: Record<string, string>): Promise<Response> => fetch(`${url}${path}`, { method, headers, signal: AbortSignal.timeout(10_000) });
+    const bare = await call({});
+    assert.equal(bare.status, 401, `${method} ${path} without a token`);
+    assert.equal(((await bare.json()) as { error: { code: string } }).error.code, 'UNAUTHORIZED');
+    assert.equal((await call(user)).status, 401, `${method} ${path} with a user token (signed with AUTH_SECRET)`);
+    assert.equal((await call(ops)).status, 200, `${method} ${path} with an operator token`);
+  }
+  const status = await fetch(`${url}/status`, { signal: AbortSignal.timeout(10_000) });
+  assert.equal(status.status, 200, '/status stays public');
 }
 
 before(async () => {
@@ -83,7 +106,7 @@ describe('docker-compose.scale.yml end to end: Redis, 4 replicas, nginx', () => 
   before(async () => {
     ({ env, url, stack } = await startStack('docker-compose.scale.yml'));
     await waitFor('4 ready replicas behind nginx', async () => {
-      const view = await clusterView(url);
+      const view = await clusterView(url, env);
       return view.replicas.length === 4 && view.replicas.every((r) => r.ready);
     }, 180_000, 1_000);
     for (const h of await stack.hosts('app')) appHosts.add(h);
@@ -96,8 +119,27 @@ describe('docker-compose.scale.yml end to end: Redis, 4 replicas, nginx', () => 
   });
 
   it('lists the 4 replicas in the cluster view, through nginx', { timeout: 30_000 }, async () => {
-    const view = await clusterView(url);
+    const view = await clusterView(url, env);
     assert.deepEqual(view.replicas.map((r) => containerOfReplica(r.replica)).sort(), [...appHosts].sort());
+  });
+
+  it('operator endpoints through the published port: 401 without an operator token (a user token is not one), 200 with one', { timeout: 60_000 }, async () => {
+    await assertOperatorEndpoints(url, env);
+  });
+
+  it('Redis: a password from a Docker secret, protected mode on; limits under noeviction, snapshots in their own Redis that evicts', { timeout: 60_000 }, async () => {
+    const [state] = await stack.hosts('redis');
+    const [snapshots] = await stack.hosts('redis-snapshots');
+    assert.ok(state && snapshots);
+    assert.match(await docker(['exec', state, 'redis-cli', 'get', 'anything']), /NOAUTH/, 'no password, no data');
+    const cli = (host: string, ...args: string[]): Promise<string> => docker(['exec', '-e', `REDISCLI_AUTH=${env.REDIS_PASSWORD ?? ''}`, host, 'redis-cli', ...args]);
+    assert.match(await cli(state, 'config', 'get', 'maxmemory-policy'), /noeviction/);
+    assert.match(await cli(state, 'config', 'get', 'protected-mode'), /yes/);
+    assert.match(await cli(snapshots, 'config', 'get', 'maxmemory-policy'), /allkeys-lru/);
+    const inspect = JSON.parse(await docker(['inspect', ...(await stack.hosts('app'))])) as Array<{ Config: { Env: string[] } }>;
+    for (const c of inspect) {
+      assert.equal(c.Config.Env.some((e) => /^(AUTH_SECRET|OPERATOR_SECRET|REDIS_PASSWORD)=/.test(e)), false, 'a secret in a replica\'s environment');
+    }
   });
 
   it('runs the seed flow with JWTs through nginx, and refuses an unsigned token', { timeout: 90_000 }, async () => {
@@ -134,7 +176,7 @@ describe('docker-compose.scale.yml end to end: Redis, 4 replicas, nginx', () => 
     assert.notEqual(freshIp, oldIp, 'the new replica has the old address: nothing to follow');
 
     await waitFor('the new replica in the cluster view, with 4 live replicas', async () => {
-      const view = await clusterView(url);
+      const view = await clusterView(url, env);
       return view.replicas.length === 4 && view.replicas.some((r) => containerOfReplica(r.replica) === fresh && r.ready);
     }, 120_000, 1_000);
     // nginx reaches it: some user hashes to it (nginx resolved `app` again).
@@ -197,6 +239,10 @@ describe('docker-compose.yml end to end: one replica', () => {
   after(async () => {
     for (const s of sockets) s.close();
     if (!down) await stack.down();
+  });
+
+  it('operator endpoints: 401 without an operator token from any address, 200 with one', { timeout: 60_000 }, async () => {
+    await assertOperatorEndpoints(url, env);
   });
 
   it('runs the seed flow with a JWT, then down leaves no sandbox behind', { timeout: 180_000 }, async () => {

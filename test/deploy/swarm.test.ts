@@ -16,6 +16,7 @@ import { after, before, describe, it } from 'node:test';
 import { LABELS } from '../../src/runtime/types.js';
 import { dockerPs, waitFor } from '../support/helpers.js';
 import { ROOT, buildImages, containerHosts, containerOfReplica, docker, run, sandboxesOwnedBy } from '../support/stack.js';
+import { signOperatorToken } from '../../src/auth/operator-token.js';
 import { makeToken } from '../support/tokens.js';
 
 const STACK = 'sandpool';
@@ -82,7 +83,7 @@ describe('the scale stack on Docker Swarm (npm run swarm:up / swarm:down)', () =
   /** The stack's volumes (its deploy created them), once no container uses them. */
   async function removeVolumes(): Promise<void> {
     await waitFor('the stack\'s volumes to be removable', async () => {
-      await docker(['volume', 'rm', '-f', `${STACK}_redis-data`, `${STACK}_docker-proxy`]);
+      await docker(['volume', 'rm', '-f', `${STACK}_redis-data`, `${STACK}_redis-snapshots`, `${STACK}_docker-proxy`]);
       return true;
     }, 30_000, 1_000).catch((err: unknown) => console.error(String(err)));
   }
@@ -109,7 +110,8 @@ describe('the scale stack on Docker Swarm (npm run swarm:up / swarm:down)', () =
       assert.ok(!stacks.split('\n').includes(STACK), `a stack named ${STACK} already runs here: this test will not touch it`);
     }
     deployed = true;
-    await run('npm', ['run', 'swarm:up'], { env: { ...process.env, POOL_MIN_SIZE: '1' }, timeoutMs: 660_000 });
+    // The client reaches nginx as tasks.nginx: a name the replicas must answer to (ALLOWED_HOSTS).
+    await run('npm', ['run', 'swarm:up'], { env: { ...process.env, POOL_MIN_SIZE: '1', ALLOWED_HOSTS: 'tasks.nginx' }, timeoutMs: 660_000 });
     await remember();
   });
 
@@ -131,6 +133,7 @@ describe('the scale stack on Docker Swarm (npm run swarm:up / swarm:down)', () =
       '--network', `${STACK}_default`, '--restart-condition', 'none', '--no-healthcheck',
       '--mount', `type=bind,source=${ROOT},target=/repo,readonly`,
       '--env', 'STACK_URL=http://tasks.nginx:80', '--env', `TOKEN=${token}`, '--env', 'USER_ID=swarm-user',
+      '--env', `OPERATOR_TOKEN=${await signOperatorToken({ secret: env.OPERATOR_SECRET ?? '', ttlS: 3_600 })}`,
       env.APP_IMAGE ?? '', 'node', '/repo/dist/test/support/stack-client.js',
     ]);
 

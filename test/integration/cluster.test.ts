@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -51,6 +52,25 @@ describe('replicas behind nginx with Redis (npm run cluster)', () => {
     await cluster.stop();
     await replacementRedis?.stop();
     for (const r of state.replicas) assert.deepEqual(await dockerPs({ [LABELS.replica]: r.id }), [], `containers of ${r.id} left behind`);
+  });
+
+  it('nginx keys its rate limit on the real client: a flood from 127.0.0.2 leaves 127.0.0.3\'s bucket untouched', async () => {
+    const { port } = new URL(state.url);
+    // fetch cannot pick a source address; node:http can.
+    const from = (localAddress: string): Promise<number> =>
+      new Promise((resolve, reject) => {
+        const req = httpRequest({ host: '127.0.0.1', port, path: '/status', localAddress, agent: false }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    // 30 r/s with a burst of 40 (the template's API zone) per address.
+    const [flood, other] = await Promise.all([Promise.all(Array.from({ length: 150 }, () => from('127.0.0.2'))), Promise.all(Array.from({ length: 20 }, () => from('127.0.0.3')))]);
+    const refused = flood.filter((s) => s === 429).length;
+    assert.ok(refused >= 50, `the flooding address was refused ${refused} of 150 times`);
+    assert.deepEqual(other.filter((s) => s !== 200), [], 'the other address shared the flooder\'s bucket');
   });
 
   it('spreads 20 users over the replicas; all sockets of one user reach the same replica', async () => {

@@ -139,13 +139,15 @@ describe('HTTP endpoints of a real replica', () => {
 });
 
 describe('a replica whose sandbox image is broken', () => {
-  it('stays alive (/health 200) but not ready (/ready 503 with the reason)', async () => {
+  it('stays alive (/health 200) but not ready (/ready 503 with a coded, generic reason; the engine\'s error only in /stats/pool)', async () => {
     const app = await createSandpool(testConfig({ POOL_IMAGE: 'sandpool-missing-image:none', POOL_MIN_SIZE: '1' }));
     try {
       await waitFor('a failed start', () => app.pool.stats().failed > 0);
       const ready = await getJson(`${app.url}/ready`);
       assert.equal(ready.status, 503);
-      assert.match(JSON.stringify(ready.body.reasons), /sandpool-missing-image/);
+      assert.deepEqual(ready.body.reasons, [{ code: 'POOL_FAILING', message: 'sandbox pool cannot start sandboxes right now' }]);
+      assert.doesNotMatch(JSON.stringify(ready.body), /sandpool-missing-image/, 'internals in a public answer');
+      assert.match(String((await getJson(`${app.url}/stats/pool`)).body.lastError), /sandpool-missing-image/, 'operators still see why');
       assert.equal((await getJson(`${app.url}/health`)).status, 200);
     } finally {
       await app.stop();
@@ -161,7 +163,7 @@ describe('shutdown', () => {
     assert.deepEqual(app.notReadyReasons(), []);
     const stopping = app.stop('test');
     // Readiness flips before anything else happens, so a balancer stops sending users here.
-    assert.deepEqual(app.notReadyReasons(), ['shutting down']);
+    assert.deepEqual(app.notReadyReasons().map((r) => r.code), ['SHUTTING_DOWN']);
     await stopping;
     assert.deepEqual(await dockerPs({ [LABELS.replica]: app.config.server.replicaId }), []);
     assert.equal(app.pool.stats().ready, false);

@@ -14,7 +14,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { spawnProcess } from '../../scripts/lib/start-process.js';
 import { createSandpool, type Sandpool } from '../../src/app/create-sandpool.js';
-import { connectRedis, type RedisClients } from '../../src/cluster/redis-clients.js';
+import { connectRedisCommand, type RedisClient } from '../../src/cluster/redis-clients.js';
 import { createRedisQuotaStore } from '../../src/quota/redis-quota-store.js';
 import { LABELS } from '../../src/runtime/types.js';
 import { converse } from '../support/conversation.js';
@@ -270,7 +270,7 @@ describe('a malformed plans file stops start-up', () => {
 describe('the limiter with its Redis down (QUOTA_FAIL_MODE)', () => {
   let redis: RedisServer;
   const apps: Sandpool[] = [];
-  const connections: RedisClients[] = [];
+  const connections: RedisClient[] = [];
   before(async () => {
     redis = await startRedis();
   });
@@ -282,7 +282,7 @@ describe('the limiter with its Redis down (QUOTA_FAIL_MODE)', () => {
 
   /** A replica counting tool calls in `redis` (its other state in memory): only the limiter loses Redis. */
   async function replica(mode: 'closed' | 'open'): Promise<Sandpool> {
-    const clients = await connectRedis(redis.url, testLogger(), 5_000, 1_000);
+    const clients = await connectRedisCommand({ url: redis.url, password: undefined, logger: testLogger(), connectTimeoutMs: 5_000, commandTimeoutMs: 1_000 });
     connections.push(clients);
     const app = await createSandpool(testConfig({ QUOTA_FAIL_MODE: mode }), {
       warmTimeoutMs: 60_000,

@@ -20,6 +20,35 @@ sharedStateContract('redis', async (o) => {
   return createRedisState({ redis, ...o, prefix: `t${randomBytes(3).toString('hex')}:` });
 });
 
+describe('Redis state: the event budget across replicas', () => {
+  it('is one budget per user whichever replica the sockets reach (?uid= picks the replica, not the budget)', async () => {
+    redisServer ??= await startRedis();
+    const a = new Redis(redisServer.url);
+    const b = new Redis(redisServer.url);
+    clients.push(a, b);
+    const prefix = `e${randomBytes(3).toString('hex')}:`;
+    const replicaA = createRedisState({ redis: a, maxRequestsPerUser: 5, maxSocketsPerUser: 10, eventsPerSecond: 5, prefix });
+    const replicaB = createRedisState({ redis: b, maxRequestsPerUser: 5, maxSocketsPerUser: 10, eventsPerSecond: 5, prefix });
+    const takes = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? replicaA : replicaB).events.take('spreader')));
+    assert.equal(takes.filter(Boolean).length, 10, 'the burst, taken half on each replica');
+    assert.equal(await replicaA.events.take('spreader'), false);
+    assert.equal(await replicaB.events.take('spreader'), false, 'the second replica does not start a fresh budget');
+    assert.ok((await a.pttl(`${prefix}events:spreader`)) > 0, 'the bucket expires by itself');
+    await replicaA.close();
+    await replicaB.close();
+  });
+
+  it('stands in with this replica\'s own buckets while Redis does not answer', async () => {
+    const port = await freePort();
+    const gone = new Redis({ port, lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false });
+    clients.push(gone);
+    const state = createRedisState({ redis: gone, maxRequestsPerUser: 5, maxSocketsPerUser: 10, eventsPerSecond: 5, prefix: 'x:' });
+    const takes = await Promise.all(Array.from({ length: 12 }, () => state.events.take('u')));
+    assert.equal(takes.filter(Boolean).length, 10, 'still bounded: the local burst');
+    await state.close();
+  });
+});
+
 describe('Redis state: a dead replica\'s slots', () => {
   it('expire on their own when nobody renews them', async () => {
     redisServer ??= await startRedis();
@@ -98,7 +127,7 @@ describe('Redis connections of a replica', () => {
   it('fail a command whose reply never comes (a stalled Redis) instead of leaving it pending, and work again after', { timeout: 20_000 }, async () => {
     const server = await startRedisServer(await freePort());
     const pid = server.process.pid ?? 0;
-    const redis = await connectRedis(server.url, testLogger(), 10_000, 300);
+    const redis = await connectRedis({ url: server.url, password: undefined, logger: testLogger(), commandTimeoutMs: 300 });
     try {
       assert.equal(await redis.command.ping(), 'PONG');
       process.kill(pid, 'SIGSTOP');

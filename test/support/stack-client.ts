@@ -4,7 +4,7 @@
  * or virtual IPs). Runs as a one-shot service with the repository mounted at
  * /repo:
  *   docker service create --network sandpool_default --restart-condition none \
- *     --mount type=bind,source=$PWD,target=/repo,readonly -e STACK_URL=... -e TOKEN=... -e USER_ID=... \
+ *     --mount type=bind,source=$PWD,target=/repo,readonly -e STACK_URL=... -e TOKEN=... -e OPERATOR_TOKEN=... -e USER_ID=... \
  *     <app image> node /repo/dist/test/support/stack-client.js
  * and prints one JSON line per step, which the test reads with `docker service logs`:
  *   cluster           the cluster view through nginx once every replica is ready
@@ -26,12 +26,14 @@ interface ClusterView {
 
 const url = process.env.STACK_URL ?? 'http://tasks.nginx:80';
 const token = process.env.TOKEN ?? '';
+/** For the cluster view (/stats/ needs an operator token). */
+const operatorToken = process.env.OPERATOR_TOKEN ?? '';
 const user = process.env.USER_ID ?? 'swarm-user';
 const replicas = Number(process.env.REPLICAS ?? '4');
 const say = (step: string, data: Record<string, unknown> = {}): void => void process.stdout.write(`${JSON.stringify({ step, ...data })}\n`);
 
 async function clusterView(): Promise<ClusterView> {
-  const res = await fetch(`${url}/stats/pool?scope=cluster`, { signal: AbortSignal.timeout(5_000) });
+  const res = await fetch(`${url}/stats/pool?scope=cluster`, { headers: { authorization: `Bearer ${operatorToken}` }, signal: AbortSignal.timeout(5_000) });
   if (!res.ok) throw new Error(`cluster view: HTTP ${res.status}`);
   return (await res.json()) as ClusterView;
 }

@@ -9,15 +9,26 @@ import { ROOT, containerHosts, docker, run, sandboxesOwnedBy } from '../../scrip
 
 export { containerHosts, docker, run, sandboxesOwnedBy, ROOT } from '../../scripts/lib/docker-cli.js';
 
-/** `npm run images` (cached: seconds; cold: minutes), then the .env it wrote. */
+/** The secrets `npm run images` wrote to .secrets/, by the variable they stand for. */
+export function stackSecrets(): { AUTH_SECRET: string; OPERATOR_SECRET: string; REDIS_PASSWORD: string } {
+  const read = (file: string): string => {
+    const value = readFileSync(path.join(ROOT, '.secrets', file), 'utf8');
+    if (!value) throw new Error(`npm run images wrote an empty .secrets/${file}`);
+    return value;
+  };
+  return { AUTH_SECRET: read('auth_secret'), OPERATOR_SECRET: read('operator_secret'), REDIS_PASSWORD: read('redis_password') };
+}
+
+/** `npm run images` (cached: seconds; cold: minutes), then the .env it wrote, with the stack's secrets (.secrets/) as AUTH_SECRET, OPERATOR_SECRET, REDIS_PASSWORD. */
 export async function buildImages(): Promise<Record<string, string>> {
   await run('bash', ['scripts/images.sh'], { timeoutMs: 20 * 60_000 });
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(parseEnv(readFileSync(path.join(ROOT, '.env'), 'utf8')))) if (v !== undefined) out[k] = v;
-  for (const key of ['APP_IMAGE', 'SANDBOX_IMAGE', 'REDIS_IMAGE', 'NGINX_IMAGE', 'DOCKER_GID', 'AUTH_SECRET']) {
+  for (const key of ['APP_IMAGE', 'SANDBOX_IMAGE', 'REDIS_IMAGE', 'NGINX_IMAGE', 'DOCKER_GID']) {
     if (!out[key]) throw new Error(`npm run images wrote no ${key} to .env`);
   }
-  return out;
+  if ('AUTH_SECRET' in out) throw new Error('npm run images left AUTH_SECRET in .env: secrets belong in .secrets/');
+  return { ...out, ...stackSecrets() };
 }
 
 /** A container's address on its (one) network. */

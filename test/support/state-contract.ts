@@ -8,14 +8,25 @@ import type { SharedState } from '../../src/state/types.js';
  * One contract, two implementations: whatever passes here for memory must
  * pass for Redis (like socket.io's redis-adapter suite).
  */
-export function sharedStateContract(name: string, make: (opts: { maxRequestsPerUser: number; maxSocketsPerUser: number; slotTtlMs: number; historyTtlMs: number }) => Promise<SharedState>): void {
+export function sharedStateContract(name: string, make: (opts: { maxRequestsPerUser: number; maxSocketsPerUser: number; slotTtlMs: number; historyTtlMs: number; eventsPerSecond: number }) => Promise<SharedState>): void {
   describe(`SharedState contract: ${name}`, () => {
     let state: SharedState;
     const user = (): string => `u-${randomBytes(4).toString('hex')}`;
     before(async () => {
-      state = await make({ maxRequestsPerUser: 3, maxSocketsPerUser: 2, slotTtlMs: 600, historyTtlMs: 1500 });
+      state = await make({ maxRequestsPerUser: 3, maxSocketsPerUser: 2, slotTtlMs: 600, historyTtlMs: 1500, eventsPerSecond: 5 });
     });
     after(() => state.close());
+
+    it('gives each user a burst of twice the events per second, then refills at the rate; other users are unaffected', async () => {
+      const u = user();
+      const takes = await Promise.all(Array.from({ length: 14 }, () => state.events.take(u)));
+      assert.equal(takes.filter(Boolean).length, 10, 'a burst of 2 x 5');
+      assert.equal(await state.events.take(user()), true, 'another user has their own budget');
+      await new Promise((r) => setTimeout(r, 450));
+      const refilled = await Promise.all(Array.from({ length: 5 }, () => state.events.take(u)));
+      // 0.45 s at 5/s is two events (a slow machine may add a third, never the full burst).
+      assert.ok(refilled.filter(Boolean).length >= 2 && refilled.filter(Boolean).length <= 4, `refilled ${refilled.filter(Boolean).length}`);
+    });
 
     it('limits requests in flight per user, by request id, releasing exactly once', async () => {
       const u = user();

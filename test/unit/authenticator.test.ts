@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createAuthenticator, type AuthSettings } from '../../src/auth/authenticator.js';
+import { createHostGuard, hostName } from '../../src/auth/host-guard.js';
 import { createOriginPolicy } from '../../src/auth/origins.js';
 import { SandpoolError } from '../../src/errors.js';
 import { createPlanCatalog } from '../../src/plans/plans.js';
 import { TEST_SECRET, makeToken, unsignedToken } from '../support/tokens.js';
 
-const settings = (over: Partial<AuthSettings> = {}): AuthSettings => ({ secret: TEST_SECRET, issuer: undefined, audience: undefined, clockToleranceMs: 5_000, ...over });
+const settings = (over: Partial<AuthSettings> = {}): AuthSettings => ({ secret: TEST_SECRET, issuer: undefined, audience: undefined, clockToleranceMs: 5_000, maxLifetimeS: 86_400, ...over });
 
 async function refused(work: Promise<unknown>): Promise<string> {
   try {
@@ -26,10 +27,20 @@ describe('token rules (AUTH_SECRET set)', () => {
     assert.deepEqual(identity, { userId: 'alice', expiresAtMs: exp * 1000, scopes: [], plan: 'free' });
   });
 
-  it('reads the token\'s space-separated scope (the operators\' sandpool:admin)', async () => {
+  it('reads the token\'s space-separated scope', async () => {
     const exp = Math.floor(Date.now() / 1000) + 60;
-    const identity = await createAuthenticator(settings())({ token: await makeToken({ sub: 'ops', exp, scope: 'read sandpool:admin' }) });
-    assert.deepEqual(identity.scopes, ['read', 'sandpool:admin']);
+    const identity = await createAuthenticator(settings())({ token: await makeToken({ sub: 'ops', exp, scope: 'read write' }) });
+    assert.deepEqual(identity.scopes, ['read', 'write']);
+  });
+
+  it('requires iat, refuses one in the future, and bounds the lifetime exp - iat (AUTH_MAX_TOKEN_LIFETIME_S)', async () => {
+    const auth = createAuthenticator(settings({ maxLifetimeS: 3_600 }));
+    const nowS = Math.floor(Date.now() / 1000);
+    assert.match(await refused(auth({ token: await makeToken({ iat: undefined }) })), /no "iat" claim/);
+    assert.match(await refused(auth({ token: await makeToken({ iat: nowS + 120, exp: nowS + 600 }) })), /issued in the future/);
+    assert.match(await refused(auth({ token: await makeToken({ iat: nowS, exp: nowS + 3_601 }) })), /lives 3601 s .* longer than the 3600 s allowed \(AUTH_MAX_TOKEN_LIFETIME_S\)/);
+    assert.equal((await auth({ token: await makeToken({ iat: nowS, exp: nowS + 3_600 }) })).userId, 'alice', 'exactly the bound');
+    assert.equal((await auth({ token: await makeToken({ iat: nowS - 3_000, exp: nowS + 600 }) })).userId, 'alice', 'an old token within its bounded life');
   });
 
   it('refuses a token without exp or without sub', async () => {
@@ -66,7 +77,7 @@ describe('token rules (AUTH_SECRET set)', () => {
     const auth = createAuthenticator(settings());
     assert.match(await refused(auth({})), /token \(JWT\) is required/);
     assert.match(await refused(auth({ userId: 'alice' })), /token \(JWT\) is required/);
-    assert.match(await refused(auth({ token: await makeToken({ sub: 'has spaces/and slashes' }) })), /usable user id/);
+    assert.match(await refused(auth({ token: await makeToken({ sub: 'has spaces/and slashes' }) })), /usable id/);
   });
 
   it('never echoes the token in its answer', async () => {
@@ -114,15 +125,39 @@ describe('development identity (no AUTH_SECRET)', () => {
 });
 
 describe('origin policy', () => {
-  const h = (host: string, extra: Record<string, string> = {}) => ({ host, ...extra });
-  it('allows no Origin, the server\'s own (as nginx forwards Host and scheme), and ALLOWED_ORIGINS only', () => {
-    const policy = createOriginPolicy(['https://app.example']);
-    assert.equal(policy.allows(undefined, h('sandpool.local:3000'), false), true, 'non-browser client');
-    assert.equal(policy.allows('http://sandpool.local:3000', h('sandpool.local:3000'), false), true);
-    assert.equal(policy.allows('https://sandpool.example', h('sandpool.example', { 'x-forwarded-proto': 'https' }), false), true);
-    assert.equal(policy.allows('https://app.example', h('sandpool.local:3000'), false), true);
-    assert.equal(policy.allows('https://evil.example', h('sandpool.local:3000'), false), false);
-    assert.equal(policy.allows('http://sandpool.local', h('sandpool.local:3000'), false), false, 'another port is another origin');
-    assert.equal(policy.allows('https://sandpool.local:3000', h('sandpool.local:3000'), false), false, 'another scheme is another origin');
+  it('allows no Origin, ALLOWED_ORIGINS, PUBLIC_URL\'s origin and loopback pages; never compares with the request\'s Host', () => {
+    const policy = createOriginPolicy({ allowedOrigins: ['https://app.example'], publicUrl: 'https://sandpool.example' });
+    assert.equal(policy.allows(undefined), true, 'non-browser client');
+    assert.equal(policy.allows('https://app.example'), true);
+    assert.equal(policy.allows('https://sandpool.example'), true);
+    assert.equal(policy.allows('http://127.0.0.1:3000'), true, 'a page served from loopback');
+    assert.equal(policy.allows('http://localhost:8080'), true);
+    assert.equal(policy.allows('http://[::1]:3000'), true);
+    assert.equal(policy.allows('https://evil.example'), false);
+    assert.equal(policy.allows('http://sandpool.example'), false, 'another scheme is another origin');
+    assert.equal(policy.allows('https://sandpool.example:8443'), false, 'another port is another origin');
+    assert.equal(policy.allows('http://127.0.0.1.evil.example'), false);
+    assert.equal(policy.allows('null'), false);
+    assert.equal(policy.allows('http://127.0.0.1:3000/path'), false, 'not an origin');
+    assert.deepEqual(policy.allowed, ['https://app.example', 'https://sandpool.example']);
+  });
+});
+
+describe('host guard (DNS rebinding)', () => {
+  it('allows the loopback names, PUBLIC_URL\'s host, ALLOWED_HOSTS and this machine\'s addresses, with any port; nothing else', () => {
+    const guard = createHostGuard({ allowedHosts: ['tasks.nginx'], publicUrl: 'https://sandpool.example', ownAddresses: ['10.1.2.3', '[fd00::1]'] });
+    for (const host of ['localhost', 'localhost:3000', '127.0.0.1:41000', '[::1]:3000', 'sandpool.example', 'SANDPOOL.example:443', 'sandpool.example.', 'tasks.nginx:80', '10.1.2.3:3000', '[fd00::1]:3000']) {
+      assert.equal(guard.allows(host), true, host);
+    }
+    for (const host of [undefined, '', 'evil.example', 'sandpool.example.evil.example', '127.0.0.2:3000', '10.1.2.4', 'localhost.evil.example', '[::2]:3000']) {
+      assert.equal(guard.allows(host), false, String(host));
+    }
+    assert.deepEqual(guard.names, ['localhost', '127.0.0.1', '[::1]', 'sandpool.example', 'tasks.nginx']);
+  });
+
+  it('hostName strips the port, case and a trailing dot, and keeps IPv6 brackets', () => {
+    assert.equal(hostName('Example.COM:8080'), 'example.com');
+    assert.equal(hostName('[::1]:3000'), '[::1]');
+    assert.equal(hostName('example.com.'), 'example.com');
   });
 });

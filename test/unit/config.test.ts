@@ -153,7 +153,28 @@ describe('config: trust', () => {
     assert.deepEqual(configWarnings(loadConfig({})), []);
     const exposed = loadConfig({ HOST: '0.0.0.0' });
     assert.match(configWarnings(exposed)[0] ?? '', /HOST=0\.0\.0\.0 without AUTH_SECRET: anyone who can reach this port can act as any user/);
-    assert.deepEqual(configWarnings(loadConfig({ HOST: '0.0.0.0', AUTH_SECRET: 'x'.repeat(32) })), []);
+    assert.deepEqual(configWarnings(loadConfig({ HOST: '0.0.0.0', AUTH_SECRET: 'x'.repeat(32), OPERATOR_SECRET: 'o'.repeat(32) })), []);
+    assert.match(configWarnings(loadConfig({ AUTH_SECRET: 'x'.repeat(32) }))[0] ?? '', /AUTH_SECRET without OPERATOR_SECRET: \/stats\/\*, \/metrics and \/admin\/\* answer 401 to everyone/);
+  });
+
+  it('keeps OPERATOR_SECRET apart from AUTH_SECRET, 32 bytes in production', () => {
+    assert.deepEqual(problemsOf({ AUTH_SECRET: 'x'.repeat(32), OPERATOR_SECRET: 'x'.repeat(32) }), [
+      'OPERATOR_SECRET: must differ from AUTH_SECRET (whoever issues user tokens must not be able to mint operator tokens)',
+    ]);
+    assert.deepEqual(problemsOf({ NODE_ENV: 'production', AUTH_SECRET: 'x'.repeat(32), OPERATOR_SECRET: 'o'.repeat(20) }), ['OPERATOR_SECRET: must be at least 32 bytes when NODE_ENV=production (got 20)']);
+    assert.equal(loadConfig({ AUTH_SECRET: 'x'.repeat(32), OPERATOR_SECRET: 'o'.repeat(32) }).auth.operatorSecret, 'o'.repeat(32));
+  });
+
+  it('takes PUBLIC_URL as one origin, ALLOWED_HOSTS as host names, and AUTH_MAX_TOKEN_LIFETIME_S (default one day)', () => {
+    const c = loadConfig({ PUBLIC_URL: 'https://sandpool.example', ALLOWED_HOSTS: 'tasks.nginx, Sandpool.Internal ,[fd00::1]' });
+    assert.equal(c.auth.publicUrl, 'https://sandpool.example');
+    assert.deepEqual(c.auth.allowedHosts, ['tasks.nginx', 'sandpool.internal', '[fd00::1]']);
+    assert.equal(loadConfig({}).auth.publicUrl, undefined);
+    assert.equal(loadConfig({}).auth.maxLifetimeS, 86_400);
+    assert.match(problemsOf({ PUBLIC_URL: 'https://sandpool.example/app' })[0] ?? '', /PUBLIC_URL: .* is not an origin/);
+    assert.match(problemsOf({ ALLOWED_HOSTS: 'https://a.example' })[0] ?? '', /ALLOWED_HOSTS: "https:\/\/a\.example" is not a host name/);
+    assert.match(problemsOf({ ALLOWED_HOSTS: 'a.example:80' })[0] ?? '', /ALLOWED_HOSTS: "a\.example:80" is not a host name/);
+    assert.match(problemsOf({ AUTH_MAX_TOKEN_LIFETIME_S: '10' })[0] ?? '', /AUTH_MAX_TOKEN_LIFETIME_S: must be >= 60/);
   });
 
   it('needs a secret of 32 bytes in production, and accepts a shorter one in development', () => {

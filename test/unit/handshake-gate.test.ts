@@ -3,7 +3,8 @@ import { createServer, request, type IncomingMessage, type Server } from 'node:h
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { createLogger } from '../../src/logger.js';
-import { installHandshakeGate, uidOf, type HandshakeRefusal } from '../../src/realtime/handshake-gate.js';
+import { createHostGuard } from '../../src/auth/host-guard.js';
+import { installHandshakeGate, routingHintOf, type HandshakeRefusal } from '../../src/realtime/handshake-gate.js';
 
 /** A server whose own listeners answer 200 "passed" and upgrade with 101, behind the gate. */
 let server: Server;
@@ -16,9 +17,12 @@ before(async () => {
   server.on('upgrade', (_req, socket) => socket.end('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n'));
   installHandshakeGate(
     server,
-    (req: IncomingMessage) => {
-      seen.push(uidOf(req) ?? '-');
-      return refusal;
+    {
+      hosts: createHostGuard({ allowedHosts: [], publicUrl: undefined, ownAddresses: [] }),
+      refuse: (req: IncomingMessage) => {
+        seen.push(routingHintOf(req) ?? '-');
+        return refusal;
+      },
     },
     createLogger({ level: 'silent' }),
   );
@@ -28,9 +32,9 @@ before(async () => {
 after(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
 /** A WebSocket upgrade request; resolves with the status line the server answered. */
-function upgrade(path: string): Promise<string> {
+function upgrade(path: string, host?: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const req = request(`${base}${path}`, { headers: { Connection: 'Upgrade', Upgrade: 'websocket' } });
+    const req = request(`${base}${path}`, { headers: { Connection: 'Upgrade', Upgrade: 'websocket', ...(host ? { Host: host } : {}) } });
     req.on('upgrade', (res) => resolve(`${res.statusCode}`));
     req.on('response', (res) => {
       res.resume();
@@ -64,5 +68,24 @@ describe('handshake gate (503 so nginx tries the next replica)', () => {
     refusal = undefined;
     assert.equal(await (await fetch(`${base}/socket.io/?EIO=4&transport=polling&uid=frank`)).text(), 'passed');
     assert.equal(await upgrade('/socket.io/?EIO=4&transport=websocket&uid=frank'), '101');
+  });
+
+  it('refuses every request addressed to a host it does not allow with a coded 403, upgrades included, before any refusal is asked', async () => {
+    refusal = undefined;
+    const before = seen.length;
+    const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request(`${base}/status`, { headers: { Host: 'rebound.evil.example:3000' } }, (r) => {
+        let body = '';
+        r.on('data', (c: Buffer) => (body += c.toString()));
+        r.on('end', () => resolve({ status: r.statusCode ?? 0, body }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(res.status, 403);
+    assert.equal((JSON.parse(res.body) as { error: { code: string } }).error.code, 'FORBIDDEN');
+    assert.equal(await upgrade('/socket.io/?EIO=4&transport=websocket&uid=frank', 'rebound.evil.example'), '403');
+    assert.equal(seen.length, before);
+    assert.equal(await upgrade('/socket.io/?EIO=4&transport=websocket&uid=frank', 'localhost:3000'), '101');
   });
 });

@@ -104,10 +104,11 @@ describe('/mcp routes (Hono, no network)', () => {
     const serverFor = (userId: string) => server(userId);
     const sessions = createMcpSessionRegistry({ serverFor, admit: async () => undefined, idleTimeoutMs: 60_000, maxBodyBytes: 1024, onOpen: () => undefined, onClose: () => undefined, logger: testLogger() });
     return createMcpRoutes({
-      authenticate: createAuthenticator({ secret, issuer: undefined, audience: undefined, clockToleranceMs: 0 }),
+      authenticate: createAuthenticator({ secret, issuer: undefined, audience: undefined, clockToleranceMs: 0, maxLifetimeS: 86_400 }),
       tokensAreJwts: secret !== undefined,
       issuer: 'https://id.example',
-      origins: createOriginPolicy([]),
+      origins: createOriginPolicy({ allowedOrigins: [], publicUrl: 'https://sandpool.test' }),
+      publicUrl: () => 'https://sandpool.test',
       sessions,
       serverFor,
       maxBodyBytes: 1024,
@@ -121,10 +122,11 @@ describe('/mcp routes (Hono, no network)', () => {
     const routes = app();
     const bare = await routes.request('/mcp', post('{}'));
     assert.equal(bare.status, 401);
-    assert.equal(bare.headers.get('www-authenticate'), 'Bearer resource_metadata="http://sandpool.test/.well-known/oauth-protected-resource"');
+    assert.equal(bare.headers.get('www-authenticate'), 'Bearer resource_metadata="https://sandpool.test/.well-known/oauth-protected-resource"');
     const expired = await routes.request('/mcp', post('{}', { authorization: `Bearer ${await makeToken({ exp: Math.floor(Date.now() / 1000) - 60 })}` }));
     assert.match(expired.headers.get('www-authenticate') ?? '', /error="invalid_token", error_description="invalid token: the token has expired; get a fresh one and reconnect"/);
-    const meta = (await (await routes.request('/.well-known/oauth-protected-resource', { headers: { host: 'sandpool.test', 'x-forwarded-proto': 'https' } })).json()) as Record<string, unknown>;
+    // From PUBLIC_URL, whatever the request's headers say.
+    const meta = (await (await routes.request('/.well-known/oauth-protected-resource', { headers: { host: 'sandpool.test', 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'http' } })).json()) as Record<string, unknown>;
     assert.deepEqual(meta, {
       resource: 'https://sandpool.test/mcp',
       authorization_servers: ['https://id.example'],

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { tenths, toPublicStatus } from '../../src/http/public-status.js';
+import type { NotReadyCode, NotReadyReason } from '../../src/http/readiness.js';
 import type { PoolStats } from '../../src/pool/container-pool.js';
 
 function pool(overrides: Partial<PoolStats> = {}): PoolStats {
@@ -13,6 +14,9 @@ function pool(overrides: Partial<PoolStats> = {}): PoolStats {
     ...overrides,
   };
 }
+
+const reason = (code: NotReadyCode): NotReadyReason => ({ code, message: code });
+const [W, F, R, S] = [reason('POOL_WARMING'), reason('POOL_FAILING'), reason('REDIS_UNREACHABLE'), reason('SHUTTING_DOWN')];
 
 describe('public status (GET /status)', () => {
   it('splits capacity into tenths that add up to 10; a share above zero gets at least one', () => {
@@ -51,14 +55,14 @@ describe('public status (GET /status)', () => {
   });
 
   it('warming, unavailable and draining, and never ready then', () => {
-    const warming = toPublicStatus(pool({ ready: false, idle: 2, creating: 3 }), ['sandbox pool warming up'], false);
+    const warming = toPublicStatus(pool({ ready: false, idle: 2, creating: 3 }), [W], false);
     assert.equal(warming.status, 'warming');
     assert.equal(warming.ready, false);
-    assert.equal(toPublicStatus(pool({ ready: false, idle: 0, lastError: 'No such image: x' }), ['sandbox pool not ready: No such image: x'], false).status, 'unavailable');
-    assert.equal(toPublicStatus(pool({ ready: false }), ['sandbox pool warming up', 'Redis is unreachable'], false).status, 'unavailable');
-    assert.equal(toPublicStatus(pool(), ['Redis is unreachable'], false).status, 'unavailable');
-    const stopping = toPublicStatus(pool(), ['shutting down'], true);
+    assert.equal(toPublicStatus(pool({ ready: false, idle: 0, lastError: 'No such image: x' }), [F], false).status, 'unavailable');
+    assert.equal(toPublicStatus(pool({ ready: false }), [W, R], false).status, 'unavailable');
+    assert.equal(toPublicStatus(pool(), [R], false).status, 'unavailable');
+    const stopping = toPublicStatus(pool(), [S], true);
     assert.deepEqual([stopping.status, stopping.ready], ['draining', false]);
-    assert.equal(toPublicStatus(pool({ draining: true, ready: false }), ['sandbox pool warming up'], false).status, 'draining');
+    assert.equal(toPublicStatus(pool({ draining: true, ready: false }), [W], false).status, 'draining');
   });
 });

@@ -56,7 +56,7 @@ async function agentAsReplica(offer: { raw: boolean } = { raw: true }): Promise<
   const client = new Client({ name: 'sandpool', version: '1' });
   await client.connect(transport);
   clients.push(client);
-  const channel = workspaceChannelOf(offer.raw ? client : withoutRawRestore(client), transport);
+  const channel = workspaceChannelOf(offer.raw ? client : withoutRawRestore(client), transport, (detail) => assert.fail(`the real agent overran the snapshot bounds: ${detail}`));
   assert.ok(channel, 'the agent offers the workspace channel');
   client.onclose = () => child.kill();
   return { client, root, channel };

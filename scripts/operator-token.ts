@@ -1,0 +1,66 @@
+/**
+ * npm run operator-token -- [--sub NAME] [--ttl-s S] [--out FILE [--every-s N]]
+ *
+ * Prints an operator token (HS256 JWT, scope sandpool:operator) signed with
+ * OPERATOR_SECRET (the environment, else .env), for /stats/*, /metrics and
+ * /admin/*:  curl -H "Authorization: Bearer $(npm run -s operator-token)" ...
+ * With --out it writes the token to FILE (mode 0600, replaced atomically),
+ * and with --every-s it keeps doing so (a token refresher for Prometheus's
+ * credentials_file) until SIGTERM.
+ */
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs, parseEnv } from 'node:util';
+import { signOperatorToken } from '../src/auth/operator-token.js';
+import { sleep } from '../src/util/async.js';
+
+const { values } = parseArgs({
+  options: {
+    sub: { type: 'string', default: 'operator' },
+    'ttl-s': { type: 'string', default: '3600' },
+    out: { type: 'string' },
+    'every-s': { type: 'string' },
+  },
+});
+
+function fail(message: string): never {
+  process.stderr.write(`operator-token: ${message}\n`);
+  process.exit(2);
+}
+
+const envFile = path.resolve('.env');
+const fromFile = existsSync(envFile) ? parseEnv(readFileSync(envFile, 'utf8')) : {};
+const secretFile = process.env.OPERATOR_SECRET_FILE;
+const secret = secretFile ? readFileSync(secretFile, 'utf8').replace(/\r?\n$/, '') : (process.env.OPERATOR_SECRET ?? fromFile.OPERATOR_SECRET);
+if (!secret) fail('no OPERATOR_SECRET (environment, OPERATOR_SECRET_FILE or .env); `npm run images` generates one');
+const ttlS = Number(values['ttl-s']);
+if (!Number.isInteger(ttlS) || ttlS < 60) fail('--ttl-s takes whole seconds, at least 60');
+const everyS = values['every-s'] === undefined ? undefined : Number(values['every-s']);
+if (everyS !== undefined && (!Number.isInteger(everyS) || everyS < 1 || everyS >= ttlS)) fail('--every-s takes whole seconds, at least 1 and below --ttl-s');
+if (everyS !== undefined && !values.out) fail('--every-s needs --out FILE');
+
+async function writeOnce(out: string): Promise<void> {
+  const token = await signOperatorToken({ secret: secret ?? '', subject: values.sub, ttlS });
+  // Readers never see a half-written file.
+  const tmp = `${out}.tmp-${process.pid}`;
+  writeFileSync(tmp, token, { mode: 0o600 });
+  renameSync(tmp, out);
+}
+
+if (!values.out) {
+  process.stdout.write(`${await signOperatorToken({ secret, subject: values.sub, ttlS })}\n`);
+} else if (everyS === undefined) {
+  await writeOnce(values.out);
+} else {
+  let running = true;
+  const stop = (): void => {
+    running = false;
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  while (running) {
+    await writeOnce(values.out);
+    // Short naps, so a stop is taken within a second.
+    for (let waited = 0; running && waited < everyS; waited++) await sleep(1_000);
+  }
+}
