@@ -135,7 +135,8 @@ describe('the monitoring compose file', () => {
     for (const service of ['prometheus:', 'alertmanager:', 'alert-webhook:', 'operator-token:', 'nginx-exporter:', 'redis-exporter:', 'app:', 'nginx:']) {
       assert.match(stdout, new RegExp(`^  ${service}$`, 'm'), `no ${service}`);
     }
-    assert.match(stdout, /SANDPOOL_STATUS_LISTEN: '8080'/);
+    assert.match(stdout, /SANDPOOL_STATUS_LISTEN: .8080./);
+    assert.match(stdout, /PLANS_FILE: \/run\/secrets\/plans/);
     assert.match(stdout, /127\.0\.0\.1:9090/, 'Prometheus on loopback unless told otherwise');
     assert.match(stdout, /-nginx\.scrape-uri=http:\/\/nginx:8080\/stub_status/);
   });
