@@ -13,6 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { spawnProcess } from '../../scripts/lib/start-process.js';
+import { signOperatorToken } from '../../src/auth/operator-token.js';
 import { createSandpool, type Sandpool } from '../../src/app/create-sandpool.js';
 import { connectRedisCommand, type RedisClient } from '../../src/cluster/redis-clients.js';
 import { createRedisQuotaStore } from '../../src/quota/redis-quota-store.js';
@@ -21,6 +22,8 @@ import { converse } from '../support/conversation.js';
 import { startCluster, type RunningCluster } from '../support/cluster.js';
 import { connectUser, dockerPs, emitAck, nextEvent, startRedis, testConfig, testLogger, waitFor, type ClientSocket, type RedisServer } from '../support/helpers.js';
 import { TEST_SECRET, makeToken } from '../support/tokens.js';
+
+const OPERATOR_SECRET = 'an-operator-secret-of-at-least-32-bytes';
 
 const PLANS = {
   free: { callsPerHour: 100, callsPerDay: 1000, callsPerMonth: 10000 },
@@ -103,7 +106,7 @@ describe('plans and quotas across replicas (2 replicas, Redis, nginx; tokens wit
   };
 
   before(async () => {
-    cluster = await startCluster(2, { AUTH_SECRET: TEST_SECRET, PLANS_FILE: writePlans(JSON.stringify(PLANS)), POOL_MIN_SIZE: '1', WORKSPACE_STORE: 'none' });
+    cluster = await startCluster(2, { AUTH_SECRET: TEST_SECRET, OPERATOR_SECRET, PLANS_FILE: writePlans(JSON.stringify(PLANS)), POOL_MIN_SIZE: '1', WORKSPACE_STORE: 'none' });
   });
   after(async () => {
     for (const s of sockets) s.close();
@@ -215,7 +218,8 @@ describe('plans and quotas across replicas (2 replicas, Redis, nginx; tokens wit
   });
 
   it('counts refusals, calls and auth failures by plan in /metrics (no user label)', async () => {
-    const texts = await Promise.all(cluster.state.replicas.map(async (r) => (await fetch(`${r.url}/metrics`)).text()));
+    const headers = { authorization: `Bearer ${await signOperatorToken({ secret: OPERATOR_SECRET })}` };
+    const texts = await Promise.all(cluster.state.replicas.map(async (r) => (await fetch(`${r.url}/metrics`, { headers })).text()));
     for (const text of texts) assert.doesNotMatch(text, /tina|mallory|newbie/, 'no user id in any label');
     const sum = (name: string, labels: Record<string, string>): number => texts.reduce((n, text) => n + sumSeries(text, name, labels), 0);
     const count = (name: string, labels: Record<string, string>): number => texts.reduce((n, text) => n + seriesOf(text, name).filter((s) => matches(s.labels, labels)).length, 0);
