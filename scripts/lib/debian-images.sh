@@ -45,6 +45,8 @@ case "$kind" in
   alertmanager)
     packages=(prometheus-alertmanager)
     binaries=(/usr/bin/prometheus-alertmanager /usr/bin/amtool)
+    # Its notification templates (default.tmpl: it refuses a configuration without them) and web UI.
+    dirs=(/usr/share/prometheus/alertmanager)
     ;;
   nginx-exporter)
     packages=(prometheus-nginx-exporter)
