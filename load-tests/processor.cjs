@@ -194,9 +194,15 @@ async function spend(context, events) {
       if (i >= planLimit) wrong('accepted_over_limit');
       if (!ack.quota || ack.quota.plan !== plan || ack.quota.remaining.hour !== planLimit - i) wrong('ack_quota');
       const mine = (p) => p && p.requestId === ack.requestId;
-      const req = await nextEvent(context, 'tool:request', mine);
+      // A request that fails instead (request:error) is named, not left to time out.
+      const failed = nextEvent(context, 'request:error', mine).then((e) => {
+        events.emit('counter', `sandpool.quota.request_error.${e.error.code}`, 1);
+        throw new Error(`request:error ${e.error.code}`);
+      });
+      failed.catch(() => undefined);
+      const req = await Promise.race([nextEvent(context, 'tool:request', mine), failed]);
       await emitAck(context.sandpool.socket, 'tool:approval', { callId: req.callId, approved: true });
-      await nextEvent(context, 'message:done', mine);
+      await Promise.race([nextEvent(context, 'message:done', mine), failed]);
       continue;
     }
     const error = (ack && ack.error) || {};
