@@ -2,7 +2,8 @@
  * npm run operator-token -- [--sub NAME] [--ttl-s S] [--out FILE [--every-s N] [--owner UID:GID]]
  *
  * Prints an operator token (HS256 JWT, scope sandpool:operator) signed with
- * OPERATOR_SECRET (the environment, else .env), for /stats/*, /metrics and
+ * OPERATOR_SECRET (the environment, OPERATOR_SECRET_FILE, .secrets/operator_secret
+ * as `npm run images` writes it for the stacks, or .env), for /stats/*, /metrics and
  * /admin/*:  curl -H "Authorization: Bearer $(npm run -s operator-token)" ...
  * With --out it writes the token to FILE (mode 0600, replaced atomically),
  * and with --every-s it keeps doing so (a token refresher for Prometheus's
@@ -30,11 +31,15 @@ function fail(message: string): never {
   process.exit(2);
 }
 
-const envFile = path.resolve('.env');
-const fromFile = existsSync(envFile) ? parseEnv(readFileSync(envFile, 'utf8')) : {};
-const secretFile = process.env.OPERATOR_SECRET_FILE;
-const secret = secretFile ? readFileSync(secretFile, 'utf8').replace(/\r?\n$/, '') : (process.env.OPERATOR_SECRET ?? fromFile.OPERATOR_SECRET);
-if (!secret) fail('no OPERATOR_SECRET (environment, OPERATOR_SECRET_FILE or .env); `npm run images` generates one');
+function findSecret(): string | undefined {
+  if (process.env.OPERATOR_SECRET) return process.env.OPERATOR_SECRET;
+  const file = process.env.OPERATOR_SECRET_FILE ?? (existsSync('.secrets/operator_secret') ? '.secrets/operator_secret' : undefined);
+  if (file) return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+  const envFile = path.resolve('.env');
+  return existsSync(envFile) ? parseEnv(readFileSync(envFile, 'utf8')).OPERATOR_SECRET : undefined;
+}
+const secret = findSecret();
+if (!secret) fail('no OPERATOR_SECRET (environment, OPERATOR_SECRET_FILE, .secrets/operator_secret or .env); `npm run images` generates one');
 const ttlS = Number(values['ttl-s']);
 if (!Number.isInteger(ttlS) || ttlS < 60) fail('--ttl-s takes whole seconds, at least 60');
 const everyS = values['every-s'] === undefined ? undefined : Number(values['every-s']);

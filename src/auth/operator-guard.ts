@@ -16,7 +16,7 @@ export interface OperatorGuard {
   readonly mode: 'open' | 'token' | 'closed';
 }
 
-export interface OperatorGuardSettings extends Omit<TokenRules, 'secret'> {
+export interface OperatorGuardSettings extends Omit<TokenRules, 'secret' | 'issuer' | 'audience'> {
   /** AUTH_SECRET: without it (development, loopback only) the endpoints are open. */
   authSecret: string | undefined;
   /** OPERATOR_SECRET: the key of operator tokens, never AUTH_SECRET. */
@@ -33,8 +33,16 @@ export function createOperatorGuard(settings: OperatorGuardSettings): OperatorGu
       check: () => Promise.reject(new SandpoolError('UNAUTHORIZED', 'operator endpoints are closed on this server: it has no OPERATOR_SECRET to check operator tokens with')),
     };
   }
-  // Whoever issues user tokens (AUTH_SECRET) cannot mint these.
-  const verify = createTokenVerifier({ ...settings, secret: settings.operatorSecret });
+  // Whoever issues user tokens (AUTH_SECRET) cannot mint these. Operators mint
+  // them with OPERATOR_SECRET (npm run operator-token), not the users' identity
+  // provider: AUTH_ISSUER / AUTH_AUDIENCE do not apply.
+  const verify = createTokenVerifier({
+    secret: settings.operatorSecret,
+    issuer: undefined,
+    audience: undefined,
+    clockToleranceMs: settings.clockToleranceMs,
+    maxLifetimeS: settings.maxLifetimeS,
+  });
   return {
     mode: 'token',
     async check(authorization) {

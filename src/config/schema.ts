@@ -349,7 +349,7 @@ export const schema = {
     command: custom<string[] | undefined>('POOL_COMMAND', {
       default: undefined,
       parse: parseCommand,
-      doc: 'Command override for images whose entrypoint is not the MCP server: a JSON array (["node","/srv/server.js","/workspace"]) or space-separated words.',
+      doc: 'Command override for images whose entrypoint is not the MCP server: a JSON array (["node","/srv/server.js","/workspace"]) or space-separated words. Only with the engine\'s socket itself: the socket proxy of the compose files refuses it (docs/socket-proxy.md).',
       defaultDoc: "the image's entrypoint and command",
     }),
   },

@@ -4,6 +4,7 @@ import { errorMessage } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
 import { withTimeout } from '../util/async.js';
 import { createExitFeed, type EngineExit } from './exit-feed.js';
+import { SANDBOX_CONFIG, SANDBOX_HOST_CONFIG, sandboxTmpfsOptions } from './sandbox-hardening.js';
 import { APP_LABEL_VALUE, LABELS, type ContainerRuntime, type ContainerSummary, type ExitInfo, type SandboxProcess, type SandboxSpec } from './types.js';
 
 /** Options of the dockerode runtime. */
@@ -70,40 +71,7 @@ export function createDockerRuntime(options: DockerRuntimeOptions = {}): Contain
   }
 
   async function start(spec: SandboxSpec): Promise<SandboxProcess> {
-    const container = await docker.createContainer({
-      name: spec.name,
-      Image: spec.image,
-      ...(spec.command ? { Entrypoint: [spec.command[0] ?? ''], Cmd: spec.command.slice(1) } : {}),
-      Labels: spec.labels,
-      User: spec.user,
-      WorkingDir: '/workspace',
-      AttachStdin: true,
-      AttachStdout: true,
-      AttachStderr: true,
-      OpenStdin: true,
-      StdinOnce: false,
-      Tty: false,
-      NetworkDisabled: true,
-      HostConfig: {
-        NetworkMode: 'none',
-        CapDrop: ['ALL'],
-        SecurityOpt: ['no-new-privileges'],
-        ReadonlyRootfs: true,
-        Tmpfs: {
-          // noexec: the workspace holds the user's files, never programs to run.
-          '/workspace': `rw,nosuid,nodev,noexec,size=${spec.workspaceBytes},uid=${uidOf(spec.user)},gid=${gidOf(spec.user)},mode=0700`,
-          '/tmp': `rw,nosuid,nodev,noexec,size=${spec.tmpBytes},uid=${uidOf(spec.user)},gid=${gidOf(spec.user)},mode=1777`,
-        },
-        Memory: spec.memoryBytes,
-        MemorySwap: spec.memoryBytes,
-        NanoCpus: spec.nanoCpus,
-        PidsLimit: spec.pidsLimit,
-        ShmSize: spec.shmBytes,
-        Ulimits: [{ Name: 'nofile', Soft: spec.nofile, Hard: spec.nofile }],
-        AutoRemove: false,
-        LogConfig: { Type: 'none', Config: {} },
-      },
-    });
+    const container = await docker.createContainer(sandboxCreateOptions(spec));
     try {
       // Attach before start so not a byte of the server's output is lost.
       const stream = (await container.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true })) as Duplex;
@@ -218,6 +186,46 @@ export function createDockerRuntime(options: DockerRuntimeOptions = {}): Contain
     },
     remove: removeById,
     isRunning: inspectRunning,
+  };
+}
+
+/**
+ * The container-create options of a sandbox: exactly the body the socket
+ * proxy accepts (src/socket-proxy/create-schema.ts; a unit test checks it),
+ * except a command override: the proxy refuses Entrypoint/Cmd, so POOL_COMMAND
+ * works only with the engine's socket itself.
+ */
+export function sandboxCreateOptions(spec: SandboxSpec): Docker.ContainerCreateOptions {
+  const uid = uidOf(spec.user);
+  const gid = gidOf(spec.user);
+  return {
+    name: spec.name,
+    Image: spec.image,
+    ...(spec.command ? { Entrypoint: [spec.command[0] ?? ''], Cmd: spec.command.slice(1) } : {}),
+    Labels: spec.labels,
+    User: spec.user,
+    ...SANDBOX_CONFIG,
+    AttachStdin: true,
+    AttachStdout: true,
+    AttachStderr: true,
+    OpenStdin: true,
+    StdinOnce: false,
+    Tty: false,
+    HostConfig: {
+      ...SANDBOX_HOST_CONFIG,
+      CapDrop: [...SANDBOX_HOST_CONFIG.CapDrop],
+      SecurityOpt: [...SANDBOX_HOST_CONFIG.SecurityOpt],
+      Tmpfs: {
+        '/workspace': sandboxTmpfsOptions('/workspace', spec.workspaceBytes, uid, gid),
+        '/tmp': sandboxTmpfsOptions('/tmp', spec.tmpBytes, uid, gid),
+      },
+      Memory: spec.memoryBytes,
+      MemorySwap: spec.memoryBytes,
+      NanoCpus: spec.nanoCpus,
+      PidsLimit: spec.pidsLimit,
+      ShmSize: spec.shmBytes,
+      Ulimits: [{ Name: 'nofile', Soft: spec.nofile, Hard: spec.nofile }],
+    },
   };
 }
 

@@ -1,44 +1,50 @@
 /**
  * The Docker socket proxy as a program (the compose files and the swarm stack run it beside the app):
- *   node dist/src/socket-proxy/main.js --listen /run/sandpool/docker.sock [--upstream /var/run/docker.sock]
+ *   POOL_IMAGE=<image>[,<image>...] node dist/src/socket-proxy/main.js --listen /run/sandpool/docker.sock [--upstream /var/run/docker.sock]
  * The app points DOCKER_SOCKET at --listen; only this process sees the engine's socket.
- *   node dist/src/socket-proxy/main.js --check /run/sandpool/docker.sock
- * is its container healthcheck: exit 0 when the engine answers a ping through the proxy.
+ * Its variables (POOL_IMAGE, PROXY_MAX_*) are in proxy-config.ts and docs/socket-proxy.md;
+ * it does not start when none of POOL_IMAGE's images is on the engine.
+ * Its container healthcheck is check.ts (a module of its own, quick to start).
  */
 import { chmodSync, rmSync } from 'node:fs';
-import { request } from 'node:http';
 import { parseArgs } from 'node:util';
+import { errorMessage } from '../errors.js';
 import { createLogger } from '../logger.js';
+import { createEngineClient } from './engine-client.js';
+import { createImageAllowList } from './image-allow-list.js';
+import { createLimitsOf, loadProxySettings, type ProxySettings } from './proxy-config.js';
 import { createSocketProxy } from './socket-proxy.js';
 
 const { values } = parseArgs({
   options: {
     listen: { type: 'string' },
-    check: { type: 'string' },
     upstream: { type: 'string', default: '/var/run/docker.sock' },
     'log-level': { type: 'string', default: process.env.LOG_LEVEL ?? 'info' },
   },
 });
-if (values.check) {
-  const socketPath = values.check;
-  const answered = await new Promise<boolean>((resolve) => {
-    const req = request({ socketPath, path: '/_ping', timeout: 2_500 }, (res) => {
-      res.resume();
-      resolve(res.statusCode === 200);
-    });
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(false));
-    req.end();
-  });
-  process.exit(answered ? 0 : 1);
-}
 if (!values.listen) {
-  process.stderr.write('socket-proxy: --listen <socket path> (or --check <socket path>) is required\n');
+  process.stderr.write('socket-proxy: --listen <socket path> is required (the healthcheck is check.js <socket path>)\n');
   process.exit(2);
 }
 const listen = values.listen;
 const logger = createLogger({ level: values['log-level'] });
-const server = createSocketProxy({ upstreamSocket: values.upstream, logger });
+let settings: ProxySettings;
+try {
+  settings = loadProxySettings(process.env);
+} catch (err) {
+  process.stderr.write(`socket-proxy: ${errorMessage(err)}\n`);
+  process.exit(2);
+}
+const limits = createLimitsOf(settings);
+const images = createImageAllowList({ names: settings.images, engine: createEngineClient({ socketPath: values.upstream }), logger });
+try {
+  const resolved = await images.load();
+  logger.info({ images: Object.fromEntries(resolved), limits }, 'sandbox images and limits');
+} catch (err) {
+  process.stderr.write(`socket-proxy: ${errorMessage(err)}\n`);
+  process.exit(1);
+}
+const server = createSocketProxy({ upstreamSocket: values.upstream, logger, images, limits });
 // A socket file left by a killed predecessor would make listen fail.
 rmSync(listen, { force: true });
 server.listen(listen, () => {

@@ -1,23 +1,33 @@
-import { request, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { SANDBOX_LABEL, judgeCall } from './policy.js';
+import { checkSandboxCreate, serializeSandboxCreate, type CreateLimits } from './create-schema.js';
+import { createEngineClient, type EngineClient } from './engine-client.js';
+import type { ImageAllowList } from './image-allow-list.js';
+import { createName, isSandboxInfo, redactInspect, routeOf, upstreamPath, upstreamQuery, type Route } from './policy.js';
+import { PolicyRefusal } from './refusal.js';
+import { StrictJsonError, parseStrictJson } from './strict-json.js';
 
 export interface SocketProxyOptions {
   /** The Docker engine's socket. */
   upstreamSocket: string;
   logger: Logger;
-  /** Largest request body checked and forwarded (container create). Default 1 MiB. */
+  /** The images sandboxes may be created from (loaded before the proxy starts). */
+  images: ImageAllowList;
+  /** Bounds on a sandbox's resources. */
+  limits: CreateLimits;
+  /** Largest container-create body read. Default 64 KiB (sandpool's is under 2 KiB). */
   maxBodyBytes?: number;
+  /** Bound on the proxy's own engine calls (lookups, inspect, create). Default 10000. */
+  callTimeoutMs?: number;
 }
 
-/**
- * Reads and drops `length` bytes of a request body from a hijacked socket
- * (what came with the headers first); resolves with what followed it, or
- * undefined when the client went away first.
- */
+/** Container ids known to be sandboxes (created through this proxy, or looked up). */
+const KNOWN_LIMIT = 10_000;
+
+/** Reads and drops `length` bytes of a request body from a hijacked socket; resolves with what followed it, or undefined when the client went away first. */
 function skipBytes(socket: Duplex, head: Buffer, length: number): Promise<Buffer | undefined> {
   if (!Number.isFinite(length) || length <= 0) return Promise.resolve(head);
   if (head.length >= length) return Promise.resolve(head.subarray(length));
@@ -52,19 +62,45 @@ function drainBody(req: IncomingMessage): Promise<number> {
   });
 }
 
-/** Container ids known to be sandboxes (created through this proxy, or checked). */
-const KNOWN_LIMIT = 10_000;
+/** A request body up to `max` bytes, as UTF-8 text (invalid UTF-8 is refused: the engine would read it otherwise). */
+async function readBody(req: IncomingMessage, max: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > max) throw new PolicyRefusal(`the request body is larger than ${max} bytes`, 413);
+    chunks.push(chunk);
+  }
+  try {
+    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(Buffer.concat(chunks));
+  } catch {
+    throw new PolicyRefusal('the request body is not UTF-8', 400);
+  }
+}
+
+function jsonAnswer(res: ServerResponse, status: number, value: unknown): void {
+  const body = JSON.stringify(value);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
+}
 
 /**
- * A Docker API proxy in front of the engine's socket that allows only the
- * calls sandpool makes (ping, create, start, attach, inspect, list, remove,
- * events), creates only of hardened sandboxes, and start/attach/remove only
- * of containers labelled as sandboxes. Attach is an HTTP upgrade (the engine
- * hijacks the connection for the raw stdio stream): it is piped byte for byte.
+ * A Docker API proxy in front of the engine's socket that passes on only the
+ * calls sandpool makes (ping, version, create, start, attach, pause, unpause,
+ * inspect, list, remove, events), each rebuilt from its checked parts:
+ * - create: the body is read strictly and checked against the sandbox schema
+ *   (create-schema.ts), and the proxy sends a body it serialized itself, with
+ *   the image as one of the allowed image ids;
+ * - start, attach, pause, unpause, remove: only of sandboxes (label
+ *   sandpool.app=sandpool), addressed by their full id;
+ * - list, events: the sandbox label filter is added to the client's;
+ * - inspect: sandboxes only, without their environment (policy.ts redactInspect).
+ * Attach is an HTTP upgrade (the engine hijacks the connection for the raw
+ * stdio stream): piped byte for byte once the request line is rebuilt.
  */
 export function createSocketProxy(options: SocketProxyOptions): Server {
   const log = options.logger.child({ component: 'SocketProxy' });
-  const maxBodyBytes = options.maxBodyBytes ?? 1_048_576;
+  const maxBodyBytes = options.maxBodyBytes ?? 64 * 1024;
+  const engine: EngineClient = createEngineClient({ socketPath: options.upstreamSocket, callTimeoutMs: options.callTimeoutMs });
   const sandboxes = new Set<string>();
 
   const remember = (id: string): void => {
@@ -72,128 +108,133 @@ export function createSocketProxy(options: SocketProxyOptions): Server {
     sandboxes.add(id);
   };
 
-  /** Asks the engine whether a container is a sandbox (by id or name). */
-  function isSandbox(id: string): Promise<boolean> {
-    if (sandboxes.has(id)) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const req = request({ socketPath: options.upstreamSocket, method: 'GET', path: `/containers/${encodeURIComponent(id)}/json` }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          try {
-            const info = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { Id?: string; Config?: { Labels?: Record<string, string> } };
-            const yes = info.Config?.Labels?.[SANDBOX_LABEL.key] === SANDBOX_LABEL.value;
-            if (yes && info.Id) remember(info.Id);
-            resolve(yes);
-          } catch {
-            resolve(false);
-          }
-        });
-      });
-      req.on('error', () => resolve(false));
-      req.end();
+  const notFound = (id: string): PolicyRefusal => new PolicyRefusal(`No such container: ${id} (or it is not a sandpool sandbox)`, 404);
+
+  /** The full id of the sandbox `id` names (an id, id prefix or name); a 404 refusal for anything else, so nothing else is seen to exist. */
+  async function sandboxId(id: string): Promise<string> {
+    if (sandboxes.has(id)) return id;
+    const answer = await engine.call('GET', upstreamPath({ kind: 'inspect', id }, ''));
+    if (answer.status === 404) throw notFound(id);
+    if (answer.status !== 200) throw new Error(`the engine answered ${answer.status} to an inspect`);
+    const info = JSON.parse(answer.body.toString('utf8')) as { Id?: unknown };
+    if (!isSandboxInfo(info) || typeof info.Id !== 'string') throw notFound(id);
+    remember(info.Id);
+    return info.Id;
+  }
+
+  /** Sends the engine's answer on as it comes (list, events, start, remove...). */
+  function forward(req: IncomingMessage, res: ServerResponse, method: string, path: string): void {
+    const upstream = request({ socketPath: options.upstreamSocket, method, path }, (up) => {
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      up.pipe(res);
     });
+    upstream.on('error', (err) => {
+      log.warn({ err: errorMessage(err) }, 'Docker engine unreachable');
+      if (!res.headersSent) jsonAnswer(res, 502, { message: 'sandpool socket proxy: the Docker engine did not answer' });
+      else res.destroy();
+    });
+    // The client going away (an events stream closed) ends the upstream call too.
+    res.on('close', () => upstream.destroy());
+    req.on('error', () => upstream.destroy());
+    upstream.end();
   }
 
-  function refuse(res: ServerResponse | Duplex, status: number, message: string): void {
-    const body = JSON.stringify({ message: `sandpool socket proxy: ${message}` });
-    if ('writeHead' in res) {
-      res.writeHead(status, { 'content-type': 'application/json' }).end(body);
-    } else {
-      res.end(`HTTP/1.1 ${status} Forbidden\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
-    }
-  }
-
-  /** Judges a call; resolves with its body (read when it must be checked) or refuses it. */
-  async function admit(req: IncomingMessage, res: ServerResponse | Duplex): Promise<{ body: Buffer | undefined } | undefined> {
-    const url = new URL(req.url ?? '/', 'http://docker');
-    const verdict = judgeCall(req.method ?? 'GET', url.pathname);
-    if (!verdict.rule) {
-      log.warn({ method: req.method, path: url.pathname }, 'refused a Docker API call');
-      refuse(res, 403, verdict.why);
-      return undefined;
-    }
-    if (verdict.containerId !== undefined && !(await isSandbox(verdict.containerId))) {
-      log.warn({ method: req.method, path: url.pathname }, 'refused a call on a container that is not a sandbox');
-      refuse(res, 403, `container ${verdict.containerId} is not a sandpool sandbox`);
-      return undefined;
-    }
-    if (!verdict.rule.body) return { body: undefined };
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of req as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > maxBodyBytes) {
-        refuse(res, 413, 'request body too large');
-        return undefined;
-      }
-      chunks.push(chunk);
-    }
-    const body = Buffer.concat(chunks);
-    let parsed: unknown;
+  async function create(req: IncomingMessage, res: ServerResponse, params: URLSearchParams): Promise<void> {
+    const text = await readBody(req, maxBodyBytes);
+    let body;
     try {
-      parsed = JSON.parse(body.toString('utf8'));
-    } catch {
-      refuse(res, 400, 'the request body is not JSON');
-      return undefined;
+      body = parseStrictJson(text);
+    } catch (err) {
+      if (err instanceof StrictJsonError) throw new PolicyRefusal(`the body is not JSON the proxy accepts: ${err.message}`, 400);
+      throw err;
     }
-    const problem = verdict.rule.body(parsed);
-    if (problem) {
-      log.warn({ method: req.method, path: url.pathname, problem }, 'refused a container create');
-      refuse(res, 403, problem);
-      return undefined;
+    const accepted = checkSandboxCreate(body, options.limits);
+    const queryName = createName(params);
+    if (accepted.name !== undefined && queryName !== undefined && accepted.name !== queryName) {
+      throw new PolicyRefusal(`name: the body names ${JSON.stringify(accepted.name)}, the query ${JSON.stringify(queryName)}`, 400);
     }
-    return { body };
+    const imageId = await options.images.match(accepted.image);
+    if (imageId === undefined) {
+      throw new PolicyRefusal(`Image ${JSON.stringify(accepted.image)} is not one of the proxy's sandbox images (POOL_IMAGE)`, 403);
+    }
+    const name = queryName ?? accepted.name;
+    const route: Route = { kind: 'create' };
+    const path = upstreamPath(route, name === undefined ? '' : new URLSearchParams({ name }).toString());
+    const answer = await engine.call('POST', path, { contentType: 'application/json', text: serializeSandboxCreate(accepted, imageId) });
+    if (answer.status === 201) {
+      try {
+        const id = (JSON.parse(answer.body.toString('utf8')) as { Id?: unknown }).Id;
+        if (typeof id === 'string') remember(id);
+      } catch {
+        /* the client sees the answer as it is */
+      }
+    }
+    res.writeHead(answer.status, { 'content-type': answer.headers['content-type'] ?? 'application/json', 'content-length': answer.body.length }).end(answer.body);
+  }
+
+  async function inspect(res: ServerResponse, id: string): Promise<void> {
+    const answer = await engine.call('GET', upstreamPath({ kind: 'inspect', id }, ''));
+    if (answer.status === 404) throw notFound(id);
+    if (answer.status !== 200) {
+      res.writeHead(answer.status, { 'content-type': answer.headers['content-type'] ?? 'application/json', 'content-length': answer.body.length }).end(answer.body);
+      return;
+    }
+    const shown = redactInspect(JSON.parse(answer.body.toString('utf8')) as unknown);
+    if (!shown) throw notFound(id);
+    if (isSandboxInfo(shown) && typeof shown.Id === 'string') remember(shown.Id);
+    jsonAnswer(res, 200, shown);
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://docker');
+    const route = routeOf(req.method ?? 'GET', url.pathname);
+    if (route.kind === 'create') return create(req, res, url.searchParams);
+    // No other call has a body the engine should read (below API 1.24 a start's body was a HostConfig).
+    req.resume();
+    const query = upstreamQuery(route, url.searchParams);
+    switch (route.kind) {
+      case 'inspect':
+        return inspect(res, route.id);
+      case 'sandbox':
+        return forward(req, res, route.action === 'remove' ? 'DELETE' : 'POST', upstreamPath(route, query, await sandboxId(route.id)));
+      case 'ping':
+        return forward(req, res, route.method, upstreamPath(route, query));
+      default:
+        return forward(req, res, 'GET', upstreamPath(route, query));
+    }
+  }
+
+  function answerRefusal(req: IncomingMessage, res: ServerResponse, err: unknown): void {
+    if (err instanceof PolicyRefusal) {
+      if (err.status !== 404) log.warn({ method: req.method, url: req.url, why: err.message }, 'refused a Docker API call');
+      if (!res.headersSent) jsonAnswer(res, err.status, { message: `sandpool socket proxy: ${err.message}` });
+      return;
+    }
+    log.warn({ method: req.method, url: req.url, err: errorMessage(err) }, 'proxy failure');
+    if (!res.headersSent) jsonAnswer(res, 502, { message: 'sandpool socket proxy: the Docker engine did not answer as expected' });
+    else res.destroy();
   }
 
   const server = createServer((req, res) => {
-    void admit(req, res).then(
-      (admitted) => {
-        if (!admitted) return;
-        const headers = { ...req.headers };
-        if (admitted.body) headers['content-length'] = String(admitted.body.length);
-        const upstream = request({ socketPath: options.upstreamSocket, method: req.method, path: req.url, headers }, (up) => {
-          if (req.method === 'POST' && /\/containers\/create$/.test(new URL(req.url ?? '/', 'http://docker').pathname) && up.statusCode === 201) {
-            // Learn the new sandbox's id from the answer, so its start and attach need no lookup.
-            const chunks: Buffer[] = [];
-            up.on('data', (c: Buffer) => chunks.push(c));
-            up.on('end', () => {
-              const body = Buffer.concat(chunks);
-              try {
-                const id = (JSON.parse(body.toString('utf8')) as { Id?: string }).Id;
-                if (id) remember(id);
-              } catch {
-                /* the client sees the body as it is */
-              }
-              res.writeHead(up.statusCode ?? 502, up.headers).end(body);
-            });
-            return;
-          }
-          res.writeHead(up.statusCode ?? 502, up.headers);
-          up.pipe(res);
-        });
-        upstream.on('error', (err) => {
-          log.warn({ err: errorMessage(err) }, 'Docker engine unreachable');
-          if (!res.headersSent) refuse(res, 502, 'the Docker engine did not answer');
-          else res.destroy();
-        });
-        // The client going away (an events stream closed) ends the upstream call too.
-        res.on('close', () => upstream.destroy());
-        if (admitted.body) upstream.end(admitted.body);
-        else req.pipe(upstream);
-      },
-      (err: unknown) => {
-        log.warn({ err: errorMessage(err) }, 'proxy failure');
-        if (!res.headersSent) refuse(res, 502, 'proxy failure');
-      },
-    );
+    void handle(req, res).catch((err: unknown) => answerRefusal(req, res, err));
   });
+
+  /** Refuses an upgrade on the raw socket. */
+  function refuseRaw(client: Duplex, err: unknown): void {
+    const refusal = err instanceof PolicyRefusal ? err : new PolicyRefusal('the Docker engine did not answer as expected', 403);
+    if (!(err instanceof PolicyRefusal)) log.warn({ err: errorMessage(err) }, 'proxy failure on an attach');
+    const body = JSON.stringify({ message: `sandpool socket proxy: ${refusal.message}` });
+    client.end(`HTTP/1.1 ${refusal.status} Refused\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  }
 
   // Attach: the engine upgrades the connection and streams raw stdio both ways.
   server.on('upgrade', (req: IncomingMessage, client: Duplex, head: Buffer) => {
     client.on('error', () => undefined);
-    void admit(req, client).then(async (admitted) => {
-      if (!admitted) return;
+    void (async () => {
+      const url = new URL(req.url ?? '/', 'http://docker');
+      const route = routeOf(req.method ?? 'GET', url.pathname);
+      if (route.kind !== 'sandbox' || route.action !== 'attach') throw new PolicyRefusal(`${req.method} ${url.pathname} is not a call sandpool makes as an upgrade`, 403);
+      const path = upstreamPath(route, upstreamQuery(route, url.searchParams), await sandboxId(route.id));
       // dockerode repeats the attach options as a JSON body; the engine takes
       // them from the query string, and hijacks the connection right after the
       // headers, so body bytes that arrive apart from them would reach the
@@ -208,18 +249,13 @@ export function createSocketProxy(options: SocketProxyOptions): Server {
       client.on('close', () => upstream.destroy());
       upstream.on('close', () => client.destroy());
       upstream.once('connect', () => {
-        const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
-        for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
-          const name = req.rawHeaders[i] ?? '';
-          if (name.toLowerCase() !== 'content-length') lines.push(`${name}: ${req.rawHeaders[i + 1]}`);
-        }
-        lines.push('Content-Length: 0');
-        upstream.write(`${lines.join('\r\n')}\r\n\r\n`);
+        // The request line and headers are the proxy's own: nothing of the client's headers reaches the engine.
+        upstream.write(`POST ${path} HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n`);
         if (rest.length > 0) upstream.write(rest);
         upstream.pipe(client);
         client.pipe(upstream);
       });
-    });
+    })().catch((err: unknown) => refuseRaw(client, err));
   });
   return server;
 }

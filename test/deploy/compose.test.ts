@@ -10,12 +10,14 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { LABELS } from '../../src/runtime/types.js';
 import { converse } from '../support/conversation.js';
 import { connectUser, dockerPs, freePort, nextEvent, waitFor, type ClientSocket } from '../support/helpers.js';
 import { httpOk } from '../../scripts/lib/start-process.js';
-import { TEST_PROJECT_PREFIX, buildImages, containerHosts, containerIp, containerOfReplica, docker, run, sandboxesOwnedBy, sweepLeftoverProjects } from '../support/stack.js';
+import { ROOT, TEST_PROJECT_PREFIX, buildImages, containerHosts, containerIp, containerOfReplica, docker, run, sandboxesOwnedBy, sweepLeftoverProjects } from '../support/stack.js';
 import { signOperatorToken } from '../../src/auth/operator-token.js';
 import { makeToken, unsignedToken } from '../support/tokens.js';
 
@@ -125,6 +127,12 @@ describe('docker-compose.scale.yml end to end: Redis, 4 replicas, nginx', () => 
 
   it('operator endpoints through the published port: 401 without an operator token (a user token is not one), 200 with one', { timeout: 60_000 }, async () => {
     await assertOperatorEndpoints(url, env);
+  });
+
+  it('npm run images keeps secrets at rest: .env 0600 holds no secret, .secrets/ is 0700', () => {
+    assert.equal(statSync(path.join(ROOT, '.env')).mode & 0o777, 0o600);
+    assert.equal(statSync(path.join(ROOT, '.secrets')).mode & 0o777, 0o700);
+    assert.doesNotMatch(readFileSync(path.join(ROOT, '.env'), 'utf8'), /^(AUTH_SECRET|OPERATOR_SECRET|REDIS_PASSWORD)=/m);
   });
 
   it('Redis: a password from a Docker secret, protected mode on; limits under noeviction, snapshots in their own Redis that evicts', { timeout: 60_000 }, async () => {

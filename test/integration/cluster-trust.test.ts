@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 import { LABELS } from '../../src/runtime/types.js';
 import { converse } from '../support/conversation.js';
 import { startCluster, type ClusterState, type RunningCluster } from '../support/cluster.js';
-import { connectUser, dockerPs, nextEvent, waitFor, type ClientSocket } from '../support/helpers.js';
+import { connectUser, dockerPs, emitAck, nextEvent, waitFor, type ClientSocket } from '../support/helpers.js';
 
 interface SessionInfo {
   sessionId: string;
@@ -89,6 +89,21 @@ describe('trust across replicas: socket caps, a stalled replica, a killed one, R
       if (s) sockets.push(s);
       return s !== undefined;
     }, 10_000, 200);
+  });
+
+  it('shares one event budget per user across replicas: sockets on both replicas (?uid= picks one) buy no more events', async () => {
+    const [a, b] = state.replicas;
+    assert.ok(a && b);
+    const onA = await connect(a.url, 'spread-events');
+    const onB = await connect(b.url, 'spread-events');
+    assert.notEqual(onA.session.replica, onB.session.replica, 'both sockets on one replica');
+    // 20 events/s, burst 40, per user: 80 events at once, half on each replica.
+    const acks = await Promise.all(Array.from({ length: 80 }, (_, i) => emitAck(i % 2 ? onA.socket : onB.socket, 'tool:approval', { callId: `x${i}`, approved: true })));
+    const refused = acks.filter((r) => r.error?.code === 'TOO_MANY_REQUESTS').length;
+    // Per replica, each would have had its own 40: nothing refused. Shared, about 40 are.
+    assert.ok(refused >= 30 && refused <= 45, `expected about 40 of 80 refused for the user, got ${refused}`);
+    onA.socket.close();
+    onB.socket.close();
   });
 
   it('SIGSTOP longer than the heartbeat TTL, then SIGCONT: nothing of the stalled replica is removed and the user\'s file is still there', async () => {

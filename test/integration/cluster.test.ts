@@ -280,23 +280,29 @@ describe('replicas behind nginx with Redis (npm run cluster)', () => {
 });
 
 describe('compose files', () => {
-  it('docker-compose config accepts both compose files', async () => {
-    const env = { ...process.env, AUTH_SECRET: 'compose-config-check-secret' };
-    // Not the checkout's .env (`npm run images` writes one, with a secret): only this environment.
+  it('docker-compose config accepts both compose files; secrets are Docker secrets, Redis is locked down', async () => {
+    // Not the checkout's .env (`npm run images` writes one): only this environment.
     const noEnvFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'sandpool-compose-')), 'empty.env');
     writeFileSync(noEnvFile, '');
-    const compose = (file: string, withEnv: NodeJS.ProcessEnv): Promise<{ stdout: string }> => execFileAsync('docker-compose', ['--env-file', noEnvFile, '-f', file, 'config'], { env: withEnv });
+    const compose = async (file: string): Promise<string> => (await execFileAsync('docker-compose', ['--env-file', noEnvFile, '-f', file, 'config'], { env: process.env })).stdout;
     for (const file of ['docker-compose.yml', 'docker-compose.scale.yml']) {
-      const { stdout } = await compose(file, env);
+      const stdout = await compose(file);
       assert.match(stdout, /services:/);
+      // The app reads its secrets from files; none is an environment variable of a service.
+      assert.match(stdout, /AUTH_SECRET_FILE: \/run\/secrets\/auth_secret/);
+      assert.match(stdout, /OPERATOR_SECRET_FILE: \/run\/secrets\/operator_secret/);
+      assert.doesNotMatch(stdout, /^\s+(AUTH_SECRET|OPERATOR_SECRET|REDIS_PASSWORD):/m, `${file} puts a secret in an environment`);
+      assert.match(stdout, /file: .*\.secrets\/auth_secret/);
     }
-    // Production compose refuses to run without a secret.
-    const { AUTH_SECRET: _omit, ...withoutSecret } = env;
-    void _omit;
-    await assert.rejects(compose('docker-compose.scale.yml', withoutSecret), /AUTH_SECRET/);
-    const { stdout } = await compose('docker-compose.scale.yml', env);
-    for (const needle of ['redis', 'nginx', 'replicas: 4', '/var/run/docker.sock', 'ENABLE_CONTAINER_POOL', 'POOL_MIN_SIZE', 'POOL_MAX_SIZE', 'POOL_IDLE_TIMEOUT_MS', 'REDIS_URL']) {
+    const stdout = await compose('docker-compose.scale.yml');
+    for (const needle of ['redis', 'redis-snapshots', 'nginx', 'replicas: 4', '/var/run/docker.sock', 'ENABLE_CONTAINER_POOL', 'POOL_MIN_SIZE', 'POOL_MAX_SIZE', 'POOL_IDLE_TIMEOUT_MS', 'REDIS_URL', 'WORKSPACE_REDIS_URL', 'REDIS_PASSWORD_FILE']) {
       assert.ok(stdout.includes(needle), `docker-compose.scale.yml lacks ${needle}`);
     }
+    // Both Redis: a password (redis.conf, a secret), protected mode; the state never evicted, the snapshots evicted.
+    assert.equal(stdout.match(/- \/run\/secrets\/redis_conf\n\s+- --protected-mode\n\s+- "yes"/g)?.length, 2, stdout);
+    assert.match(stdout, /- --maxmemory-policy\n\s+- noeviction/);
+    assert.match(stdout, /- --maxmemory-policy\n\s+- allkeys-lru/);
+    assert.doesNotMatch(stdout, /--protected-mode\n\s+- "?no"?\n/);
+    assert.doesNotMatch(stdout, /SANDPOOL_INTERNAL_ALLOW/);
   });
 });

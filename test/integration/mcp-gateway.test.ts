@@ -13,7 +13,16 @@ import { LABELS } from '../../src/runtime/types.js';
 import { converse } from '../support/conversation.js';
 import { startCluster, type RunningCluster } from '../support/cluster.js';
 import { connectUser, dockerPs, emitAck, nextEvent, startReplica, textOf, uniqueReplica, waitFor, type ClientSocket } from '../support/helpers.js';
-import { TEST_SECRET, makeToken } from '../support/tokens.js';
+import { TEST_OPERATOR_SECRET, TEST_SECRET, makeToken, operatorHeaders } from '../support/tokens.js';
+
+/** Sandboxes leased on a replica (/stats/pool; an operator token where the replica has AUTH_SECRET). */
+async function activeSandboxes(url: string): Promise<number> {
+  const res = await fetch(`${url}/stats/pool`, { headers: await operatorHeaders() });
+  assert.equal(res.status, 200, await res.clone().text());
+  const { active } = (await res.json()) as { active: unknown };
+  assert.equal(typeof active, 'number');
+  return active as number;
+}
 
 const run = promisify(execFile);
 const ISSUER = 'https://id.example';
@@ -53,7 +62,7 @@ describe('MCP gateway on one replica (the official SDK client, the replica in it
   before(async () => {
     replicaId = uniqueReplica('mcp');
     replica = await startReplica(
-      { REPLICA_ID: replicaId, POOL_MIN_SIZE: '2', AUTH_SECRET: TEST_SECRET, AUTH_ISSUER: ISSUER, MCP_MAX_BODY_BYTES: '65536', MAX_REQUESTS_PER_USER: '3', HOST: '127.0.0.1' },
+      { REPLICA_ID: replicaId, POOL_MIN_SIZE: '2', AUTH_SECRET: TEST_SECRET, OPERATOR_SECRET: TEST_OPERATOR_SECRET, AUTH_ISSUER: ISSUER, MCP_MAX_BODY_BYTES: '65536', MAX_REQUESTS_PER_USER: '3', HOST: '127.0.0.1' },
       /Initialized with 2 idle containers/,
       60_000,
     );
@@ -80,7 +89,7 @@ describe('MCP gateway on one replica (the official SDK client, the replica in it
   });
 
   it('lists the sandbox image\'s tools unchanged, without taking a sandbox', async () => {
-    const before = ((await (await fetch(`${url}/stats/pool`)).json()) as { active: number }).active;
+    const before = await activeSandboxes(url);
     const { client } = await mcpClient(url, await token('lister'));
     clients.push(client);
     const listed = (await client.listTools()).tools;
@@ -91,7 +100,7 @@ describe('MCP gateway on one replica (the official SDK client, the replica in it
     await direct.close();
     const shape = (tools: Tool[]): unknown => tools.map((t) => ({ name: t.name, inputSchema: t.inputSchema, annotations: t.annotations }));
     assert.deepEqual(shape(listed), shape(fromImage));
-    assert.equal(((await (await fetch(`${url}/stats/pool`)).json()) as { active: number }).active, before, 'no sandbox taken by initialize or tools/list');
+    assert.equal(await activeSandboxes(url), before, 'no sandbox taken by initialize or tools/list');
   });
 
   it('writes then reads in the user\'s own sandbox; another user cannot read it, nor use the session', async () => {
@@ -172,9 +181,9 @@ describe('MCP gateway on one replica (the official SDK client, the replica in it
   it('DELETE ends the session and releases the sandbox when no chat session holds it; /metrics counts sessions and calls by tool', async () => {
     const gina = await mcpClient(url, await token('gina'));
     await gina.client.callTool({ name: 'write_file', arguments: { path: '/workspace/g.txt', content: 'g' } });
-    const active = async (): Promise<number> => ((await (await fetch(`${url}/stats/pool`)).json()) as { active: number }).active;
+    const active = (): Promise<number> => activeSandboxes(url);
     const held = await active();
-    const metrics = await (await fetch(`${url}/metrics`)).text();
+    const metrics = await (await fetch(`${url}/metrics`, { headers: await operatorHeaders() })).text();
     assert.match(metrics, /sandpool_mcp_sessions\{[^}]*\} [1-9]/);
     assert.match(metrics, /sandpool_mcp_calls_total\{[^}]*tool="write_file"[^}]*outcome="ok"[^}]*\} [1-9]/);
     assert.match(metrics, /sandpool_mcp_call_seconds_count\{[^}]*tool="read_text_file"/);
@@ -222,7 +231,7 @@ describe('MCP gateway through nginx on a 2-replica cluster', () => {
     await chat(socket, 'write "one workspace" to /workspace/i.txt');
     const other = cluster.state.replicas.find((r) => r.id !== home);
     assert.ok(other);
-    const activeOnOther = async (): Promise<number> => ((await (await fetch(`${other.url}/stats/pool`)).json()) as { active: number }).active;
+    const activeOnOther = (): Promise<number> => activeSandboxes(other.url);
     const before = await activeOnOther();
     const elsewhere = await mcpClient(other.url, 'iris');
     clients.push(elsewhere.client);

@@ -1,5 +1,6 @@
 /** JWTs for tests: HS256 by default, every claim overridable (or dropped with undefined). */
 import { SignJWT, type JWTPayload } from 'jose';
+import { signOperatorToken } from '../../src/auth/operator-token.js';
 
 export const TEST_SECRET = 'a-test-secret-of-at-least-32-bytes!!';
 
@@ -20,4 +21,12 @@ export async function makeToken(
 export function unsignedToken(claims: Record<string, unknown>): string {
   const b64 = (o: unknown): string => Buffer.from(JSON.stringify(o)).toString('base64url');
   return `${b64({ alg: 'none', typ: 'JWT' })}.${b64(claims)}.`;
+}
+
+/** OPERATOR_SECRET of the test replicas that set AUTH_SECRET. */
+export const TEST_OPERATOR_SECRET = 'a-test-operator-secret-of-32-bytes!';
+
+/** Authorization for /stats/*, /metrics and /admin/* of a replica with TEST_OPERATOR_SECRET. */
+export async function operatorHeaders(secret = TEST_OPERATOR_SECRET): Promise<Record<string, string>> {
+  return { authorization: `Bearer ${await signOperatorToken({ secret })}` };
 }
