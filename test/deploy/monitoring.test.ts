@@ -1,7 +1,7 @@
 /**
  * The operations kit on live data: the scale stack with its monitoring
  * profile (docker-compose.scale.yml + docker-compose.monitoring.yml; 2
- * replicas, POOL_MAX_SIZE 2 each), on the images `npm run images` builds
+ * replicas, POOL_MAX_SIZE 3 each), on the images `npm run images` builds
  * (here, without a registry: Prometheus, Alertmanager and the exporters
  * assembled from Debian's packages). Load through nginx (chat, MCP, a plan's
  * quota, too many requests in flight, refused tokens), then: Prometheus
@@ -57,6 +57,15 @@ describe('the monitoring profile on live data (2 replicas, Prometheus, Alertmana
     return body.data?.result ?? [];
   }
 
+  /** Every replica's pool stats (the operator endpoint, through nginx). */
+  async function clusterPools(): Promise<Array<{ idle: number; active: number; total: number; maxPoolSize: number }>> {
+    const res = await fetch(`${url}/stats/pool?scope=cluster`, { headers: await operator(), signal: AbortSignal.timeout(5_000) });
+    return ((await res.json()) as { replicas: Array<{ idle: number; active: number; total: number; maxPoolSize: number }> }).replicas;
+  }
+
+  /** Users who left give their sandbox back after SESSION_DISCONNECT_GRACE_MS (30 s): the next step starts with every sandbox free. */
+  const allReleased = (): Promise<unknown> => waitFor('every leased sandbox given back', async () => (await clusterPools()).every((r) => r.active === 0), 90_000, 2_000);
+
   async function mcp(sub: string, plan?: string): Promise<Client> {
     const transport = new StreamableHTTPClientTransport(new URL(`${url}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${await userToken(sub, plan)}` } } });
     const client = new Client({ name: 'sandpool-monitoring-test', version: '1.0.0' });
@@ -84,7 +93,7 @@ describe('the monitoring profile on live data (2 replicas, Prometheus, Alertmana
       ALERTMANAGER_PUBLISH: `127.0.0.1:${am}`,
       SANDPOOL_PLANS_FILE: plansFile,
       POOL_MIN_SIZE: '1',
-      POOL_MAX_SIZE: '2',
+      POOL_MAX_SIZE: '3',
     };
     await compose(['up', '-d', '--scale', 'app=2']);
     await waitFor('2 ready replicas behind nginx', async () => {
@@ -113,7 +122,7 @@ describe('the monitoring profile on live data (2 replicas, Prometheus, Alertmana
     assert.equal((await query('sandpool_pool_max')).length, 2, 'both replicas report their pool');
   });
 
-  it('drives load through nginx: chat, MCP, a full quota, too many requests in flight, refused tokens', { timeout: 300_000 }, async () => {
+  it('drives load through nginx: chat, MCP, a full quota, too many requests in flight, refused tokens', { timeout: 420_000 }, async () => {
     // Chat, the seed flow, for a few users of two plans.
     for (const [i, plan] of ['free', 'basic', 'free'].entries()) {
       const sub = `mon-chat-${i}`;
@@ -122,9 +131,10 @@ describe('the monitoring profile on live data (2 replicas, Prometheus, Alertmana
       await nextEvent(socket, 'session');
       assert.match((await converse(socket, `write "hello ${i}" to /workspace/hello.txt`, 120_000)).contents[0] ?? '', /Successfully wrote/);
       assert.equal((await converse(socket, 'read /workspace/hello.txt', 120_000)).contents[0], `hello ${i}`);
-      // Gone, the user's sandbox goes after SESSION_DISCONNECT_GRACE_MS: 2 per replica (POOL_MAX_SIZE) are enough for the load.
+      // Gone, the user's sandbox goes after SESSION_DISCONNECT_GRACE_MS.
       socket.close();
     }
+    await allReleased();
     // MCP with the tiny plan: 5 calls, the 6th refused (80 % crossed at the 4th).
     const tiny = await mcp('mon-tiny', 'tiny');
     for (let i = 0; i < 5; i++) {
@@ -138,6 +148,7 @@ describe('the monitoring profile on live data (2 replicas, Prometheus, Alertmana
       return true;
     });
     await tiny.close();
+    await allReleased();
     const usage = await fetch(`${url}/me/usage`, { headers: { authorization: `Bearer ${await userToken('mon-tiny', 'tiny')}` } });
     assert.equal(((await usage.json()) as { windows: { hour: { used: number } } }).windows.hour.used, 5);
     // Six messages at once for a free user (maxInFlight 5): the sixth is refused TOO_MANY_REQUESTS; the five are denied.
@@ -184,9 +195,8 @@ describe('the monitoring profile on live data (2 replicas, Prometheus, Alertmana
   it('forcing pool exhaustion fires SandpoolPoolExhausted, and Alertmanager delivers it to the webhook', { timeout: 420_000 }, async () => {
     // Users with tool calls take sandboxes (kept until SESSION_IDLE_TIMEOUT_MS) until no replica has one to spare.
     const exhausted = async (): Promise<boolean> => {
-      const res = await fetch(`${url}/stats/pool?scope=cluster`, { headers: await operator() });
-      const view = (await res.json()) as { replicas: Array<{ idle: number; total: number; maxPoolSize: number }> };
-      return view.replicas.length === 2 && view.replicas.every((r) => r.idle === 0 && r.total >= r.maxPoolSize);
+      const replicas = await clusterPools();
+      return replicas.length === 2 && replicas.every((r) => r.idle === 0 && r.total >= r.maxPoolSize);
     };
     for (let i = 0; i < 30 && !(await exhausted()); i++) {
       const client = await mcp(`mon-hog-${i}`);
