@@ -57,21 +57,62 @@ describe('the monitoring profile on live data (2 replicas, Prometheus, Alertmana
     return body.data?.result ?? [];
   }
 
-  /** Every replica's pool stats (the operator endpoint, through nginx). */
-  async function clusterPools(): Promise<Array<{ idle: number; active: number; total: number; maxPoolSize: number }>> {
-    const res = await fetch(`${url}/stats/pool?scope=cluster`, { headers: await operator(), signal: AbortSignal.timeout(5_000) });
-    return ((await res.json()) as { replicas: Array<{ idle: number; active: number; total: number; maxPoolSize: number }> }).replicas;
+  interface ReplicaView {
+    replica: string;
+    idle: number;
+    active: number;
+    total: number;
+    maxPoolSize: number;
+    connections?: number;
+    sessions?: number;
   }
 
-  /** Users who left give their sandbox back after SESSION_DISCONNECT_GRACE_MS (30 s): the next step starts with every sandbox free. */
-  const allReleased = (): Promise<unknown> => waitFor('every leased sandbox given back', async () => (await clusterPools()).every((r) => r.active === 0), 90_000, 2_000);
+  /** Every replica's pool stats (the operator endpoint, through nginx). */
+  async function clusterPools(): Promise<ReplicaView[]> {
+    const res = await fetch(`${url}/stats/pool?scope=cluster`, { headers: await operator(), signal: AbortSignal.timeout(5_000) });
+    return ((await res.json()) as { replicas: ReplicaView[] }).replicas;
+  }
+
+  /**
+   * The next step starts with every sandbox free. Chat users who left give
+   * theirs back after SESSION_DISCONNECT_GRACE_MS (30 s); MCP users when
+   * their session ends (`leave` sends the DELETE). When that does not happen,
+   * the failure names what still holds the sandboxes: each replica's pool,
+   * sockets and sessions, and the replicas' session and release log lines.
+   */
+  async function allReleased(): Promise<void> {
+    let last = '';
+    await waitFor('every leased sandbox given back', async () => {
+      const pools = await clusterPools();
+      last = pools.map((r) => `${r.replica}: idle ${r.idle} active ${r.active} total ${r.total} connections ${r.connections ?? '?'} sessions ${r.sessions ?? '?'}`).join('; ');
+      return pools.every((r) => r.active === 0);
+    }, 90_000, 2_000).catch(async (err: unknown) => {
+      const logs = await compose(['logs', '--no-color', '--tail', '400', 'app'], 30_000).catch(() => '');
+      const lines = logs.split('\n').filter((l) => /releasing sandbox|MCP session|"level":(40|50)/.test(l)).slice(-40);
+      throw new Error(`${String(err)}\nreplicas: ${last}\n${lines.join('\n')}`);
+    });
+  }
+
+  const transports = new Map<Client, StreamableHTTPClientTransport>();
 
   async function mcp(sub: string, plan?: string): Promise<Client> {
     const transport = new StreamableHTTPClientTransport(new URL(`${url}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${await userToken(sub, plan)}` } } });
     const client = new Client({ name: 'sandpool-monitoring-test', version: '1.0.0' });
     await client.connect(transport);
     clients.push(client);
+    transports.set(client, transport);
     return client;
+  }
+
+  /**
+   * The MCP user leaves as the protocol says: DELETE ends the session, and
+   * with it the user's hold on their sandbox. (Client.close() only drops the
+   * connection: the session, and the sandbox, would stay until
+   * SESSION_IDLE_TIMEOUT_MS, 10 min.)
+   */
+  async function leave(client: Client): Promise<void> {
+    await transports.get(client)?.terminateSession();
+    await client.close();
   }
 
   before(async () => {
@@ -147,7 +188,7 @@ describe('the monitoring profile on live data (2 replicas, Prometheus, Alertmana
       assert.equal(err.data?.window, 'hour');
       return true;
     });
-    await tiny.close();
+    await leave(tiny);
     await allReleased();
     const usage = await fetch(`${url}/me/usage`, { headers: { authorization: `Bearer ${await userToken('mon-tiny', 'tiny')}` } });
     assert.equal(((await usage.json()) as { windows: { hour: { used: number } } }).windows.hour.used, 5);
