@@ -11,6 +11,18 @@
 const STEP_TIMEOUT_MS = 60_000;
 
 /**
+ * An HS256 JWT for this user (sub, its plan if any, iat, exp in an hour), for a deployment with
+ * AUTH_SECRET (the swarm lab): LOAD_AUTH_SECRET holds the same secret. Without
+ * it, users connect with the development identity (auth.userId).
+ */
+function signToken(sub, secret, plan) {
+  const crypto = require('node:crypto');
+  const part = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const body = `${part({ alg: 'HS256', typ: 'JWT' })}.${part({ sub, ...(plan ? { plan } : {}), iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 3600 })}`;
+  return `${body}.${crypto.createHmac('sha256', secret).update(body).digest('base64url')}`;
+}
+
+/**
  * Makes this virtual user a distinct sandpool user, then records every event.
  *
  * Artillery (2.0.x) templates `config.socketio` once, when the scenario is
@@ -25,8 +37,11 @@ function becomeUser(context, events, done) {
   if (!socket) return done(new Error('no socket for this virtual user'));
   const prefix = context.vars.userPrefix || 'load';
   const uid = `${prefix}-${context.vars.$uuid}`;
-  // The development identity may name its plan (quotas.yml); a token's comes from its claim.
-  socket.auth = context.vars.plan ? { userId: uid, plan: context.vars.plan } : { userId: uid };
+  // The user's plan (quotas.yml): a claim of the signed token, or the development identity's own field.
+  const plan = context.vars.plan;
+  socket.auth = process.env.LOAD_AUTH_SECRET
+    ? { token: signToken(uid, process.env.LOAD_AUTH_SECRET, plan) }
+    : plan ? { userId: uid, plan } : { userId: uid };
   socket.io.opts.query = { uid };
   // The engine's own once('connect_error'/'error') listeners for the bootstrap
   // connect are still attached: a failed reconnect here would call its

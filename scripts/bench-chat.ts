@@ -1,5 +1,5 @@
 /**
- * npm run bench:chat [-- --users N] [--url URL] [--json] [--out FILE]
+ * npm run bench:chat [-- --users N] [--url URL] [--json] [--save | --out FILE]
  *
  * N users (default 50) each run the seed scenario once, all at the same time,
  * against one replica: connect, "List all files in /workspace", approve the
@@ -7,6 +7,8 @@
  * `message` to the first tool:result and to message:done (p50/p95/p99) and
  * the error count. Without --url it starts one replica (`node dist/src/main.js`,
  * POOL_MIN_SIZE from the environment, default 10) and stops it afterwards.
+ * Writes the JSON to results/bench/chat.json (git-ignored), with --save to
+ * the tracked bench/results/chat.json, or to --out FILE.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -15,6 +17,7 @@ import { parseArgs } from 'node:util';
 import { io, type Socket } from 'socket.io-client';
 import { percentilesOf } from '../src/util/async.js';
 import { freePort } from '../src/util/free-port.js';
+import { benchResultFileOrExit, shownPath } from './lib/results-path.js';
 import { httpOk, spawnProcess, type StartedProcess } from './lib/start-process.js';
 
 const { values } = parseArgs({
@@ -22,7 +25,8 @@ const { values } = parseArgs({
     users: { type: 'string', default: '50' },
     url: { type: 'string' },
     json: { type: 'boolean', default: false },
-    out: { type: 'string', default: 'bench/results/chat.json' },
+    save: { type: 'boolean', default: false },
+    out: { type: 'string' },
     'timeout-ms': { type: 'string', default: '60000' },
   },
 });
@@ -32,6 +36,7 @@ if (!Number.isInteger(users) || users < 1) {
   process.stderr.write('bench:chat: --users takes a whole number >= 1\n');
   process.exit(2);
 }
+const outFile = benchResultFileOrExit('bench:chat', 'chat.json', values);
 const say = (line: string): void => void process.stderr.write(`${line}\n`);
 
 let replica: StartedProcess | undefined;
@@ -126,10 +131,13 @@ try {
     poolAcquireMs: pool?.acquireLatencyMs ?? null,
     environment: { date: new Date().toISOString(), cpus: os.cpus().length, node: process.version, poolMinSize: values.url ? null : (process.env.POOL_MIN_SIZE ?? '10') },
   };
-  mkdirSync(path.dirname(values.out), { recursive: true });
-  writeFileSync(values.out, `${JSON.stringify(result, null, 2)}\n`);
-  if (values.json) process.stdout.write(`${JSON.stringify(result)}\n`);
-  else {
+  mkdirSync(path.dirname(outFile), { recursive: true });
+  writeFileSync(outFile, `${JSON.stringify(result, null, 2)}\n`);
+  if (values.json) {
+    // stdout stays one JSON object; where it went is said on stderr.
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+    say(`JSON written to ${shownPath(outFile)}`);
+  } else {
     const row = (name: string, s: { p50: number | null; p95: number | null; p99: number | null }): string =>
       `| ${name.padEnd(18)} | ${String(s.p50).padStart(8)} | ${String(s.p95).padStart(8)} | ${String(s.p99).padStart(8)} |`;
     process.stdout.write(
@@ -143,7 +151,7 @@ try {
         '',
         `completed ${ok.length}/${users}, errors ${errors.length}${errors.length ? ` ${JSON.stringify(errorCodes)}` : ''}, wall ${result.wallSeconds} s`,
         `pool acquire on the replica: ${JSON.stringify(result.poolAcquireMs)}`,
-        `JSON written to ${values.out}`,
+        `JSON written to ${shownPath(outFile)}`,
         '',
       ].join('\n'),
     );

@@ -1,5 +1,5 @@
 /**
- * npm run bench:mcp [-- --users N] [--reads R] [--waves W] [--workspace-store fs|none] [--overlap] [--url URL] [--json] [--out FILE]
+ * npm run bench:mcp [-- --users N] [--reads R] [--waves W] [--workspace-store fs|none] [--overlap] [--url URL] [--json] [--save | --out FILE]
  *
  * N MCP clients (the official SDK, Streamable HTTP; default 20) at the same
  * time against one replica. Each opens a session, makes its first tools/call
@@ -19,6 +19,8 @@
  * start or removal in flight, for more first-call samples "while spares
  * last". --workspace-store (default fs) sets the replica's WORKSPACE_STORE:
  * `none` shows what the snapshot after each write adds to a call.
+ * Writes the JSON to results/bench/mcp.json (git-ignored), with --save to
+ * the tracked bench/results/mcp.json, or to --out FILE.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -29,6 +31,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { percentilesOf, type Percentiles } from '../src/util/async.js';
 import { freePort } from '../src/util/free-port.js';
 import { machineTicks } from './lib/proc-stat.js';
+import { benchResultFileOrExit, shownPath } from './lib/results-path.js';
 import { httpOk, spawnProcess, type StartedProcess } from './lib/start-process.js';
 
 const { values } = parseArgs({
@@ -40,7 +43,8 @@ const { values } = parseArgs({
     overlap: { type: 'boolean', default: false },
     url: { type: 'string' },
     json: { type: 'boolean', default: false },
-    out: { type: 'string', default: 'bench/results/mcp.json' },
+    save: { type: 'boolean', default: false },
+    out: { type: 'string' },
   },
 });
 const users = Number(values.users);
@@ -51,6 +55,7 @@ if (![users, reads, waves].every((n) => Number.isInteger(n) && n >= 1) || !['fs'
   process.stderr.write('bench:mcp: --users, --reads and --waves take whole numbers >= 1, --workspace-store fs or none\n');
   process.exit(2);
 }
+const outFile = benchResultFileOrExit('bench:mcp', 'mcp.json', values);
 const say = (line: string): void => void process.stderr.write(`${line}\n`);
 
 let replica: StartedProcess | undefined;
@@ -196,10 +201,13 @@ try {
       machineStealShare: share(ticksAfter.steal - ticksBefore.steal),
     },
   };
-  mkdirSync(path.dirname(values.out), { recursive: true });
-  writeFileSync(values.out, `${JSON.stringify(result, null, 2)}\n`);
-  if (values.json) process.stdout.write(`${JSON.stringify(result)}\n`);
-  else {
+  mkdirSync(path.dirname(outFile), { recursive: true });
+  writeFileSync(outFile, `${JSON.stringify(result, null, 2)}\n`);
+  if (values.json) {
+    // stdout stays one JSON object; where it went is said on stderr.
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+    say(`JSON written to ${shownPath(outFile)}`);
+  } else {
     const row = (name: string, s: ReturnType<typeof summary>): string => `| ${name} | ${s ? `${s.p50} | ${s.p95} | ${s.p99} | ${s.n}` : '– | – | – | 0'} |`;
     process.stdout.write(
       [
@@ -211,7 +219,7 @@ try {
         row('small-file read, held sandbox', result.heldReadMs),
         '',
         `errors: ${result.errors}; machine busy ${(result.environment.machineBusyShare * 100).toFixed(1)}%, of which stolen by the hypervisor ${(result.environment.machineStealShare * 100).toFixed(1)}%`,
-        `JSON written to ${values.out}`,
+        `JSON written to ${shownPath(outFile)}`,
         '',
       ].join('\n'),
     );

@@ -1,5 +1,5 @@
 /**
- * npm run bench:pool [-- --json] [--samples N] [--replenish K] [--out FILE] [--baseline IMAGE]
+ * npm run bench:pool [-- --json] [--samples N] [--replenish K] [--save | --out FILE] [--baseline IMAGE]
  *
  * Measures, in one run against the real engine, for POOL_IMAGE (and, with
  * --baseline, for another image the same way, interleaved sample by sample
@@ -15,8 +15,9 @@
  * - engineCalls: Docker API calls per start, per warm hand-out and per removal,
  *   counted on a pass-through socket,
  * - idleSandboxMemoryMiB: warm sandboxes' memory (cgroup usage minus page cache).
- * Prints a table (or only JSON with --json) and writes the JSON to --out
- * (default bench/results/pool.json).
+ * Prints a table (or only JSON with --json) and writes the JSON to
+ * results/bench/pool.json (git-ignored), with --save to the tracked
+ * bench/results/pool.json that SCALABILITY.md links to, or to --out FILE.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -39,13 +40,15 @@ import {
   type RemovalsResult,
   type ReplenishResult,
 } from './lib/pool-phases.js';
+import { benchResultFileOrExit, shownPath } from './lib/results-path.js';
 
 const { values } = parseArgs({
   options: {
     json: { type: 'boolean', default: false },
     samples: { type: 'string', default: '50' },
     replenish: { type: 'string', default: '10' },
-    out: { type: 'string', default: 'bench/results/pool.json' },
+    save: { type: 'boolean', default: false },
+    out: { type: 'string' },
     baseline: { type: 'string' },
   },
 });
@@ -55,6 +58,7 @@ if (!Number.isInteger(samples) || samples < 1 || !Number.isInteger(replenishTarg
   process.stderr.write('bench:pool: --samples and --replenish take whole numbers >= 1\n');
   process.exit(2);
 }
+const outFile = benchResultFileOrExit('bench:pool', 'pool.json', values);
 const say = (line: string): void => {
   process.stderr.write(`${line}\n`);
 };
@@ -163,12 +167,14 @@ try {
     },
   };
 
-  mkdirSync(path.dirname(values.out), { recursive: true });
-  writeFileSync(values.out, `${JSON.stringify(result, null, 2)}\n`);
+  mkdirSync(path.dirname(outFile), { recursive: true });
+  writeFileSync(outFile, `${JSON.stringify(result, null, 2)}\n`);
   if (values.json) {
+    // stdout stays one JSON object; where it went is said on stderr.
     process.stdout.write(`${JSON.stringify(result)}\n`);
+    say(`JSON written to ${shownPath(outFile)}`);
   } else {
-    process.stdout.write(`${table(images.map((image) => ({ image, r: resultOf(image) })))}\nJSON written to ${values.out}\n`);
+    process.stdout.write(`${table(images.map((image) => ({ image, r: resultOf(image) })))}\nJSON written to ${shownPath(outFile)}\n`);
   }
 } finally {
   await cleanup();

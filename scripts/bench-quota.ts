@@ -1,5 +1,5 @@
 /**
- * npm run bench:quota [-- --users N] [--calls N] [--concurrency N] [--json] [--out FILE]
+ * npm run bench:quota [-- --users N] [--calls N] [--concurrency N] [--json] [--save | --out FILE]
  *
  * The cost of one quota check, as a replica pays it: the Redis store (the
  * Lua script, EVALSHA over one ioredis connection) on a throwaway
@@ -14,9 +14,12 @@
  *   - Memory per user in Redis: MEMORY USAGE of one user's hash with every
  *     bucket of every window in use (the bound), and the average over N users
  *     that each made a few calls (the common case).
- * Prints one JSON object (--json) or a summary; writes it to --out.
+ * Prints one JSON object (--json) or a summary. Writes the JSON to
+ * results/bench/quota.json (git-ignored), with --save to the tracked
+ * bench/results/quota.json that SCALABILITY.md links to, or to --out FILE.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
@@ -25,6 +28,7 @@ import type { QuotaLimits, QuotaStore } from '../src/quota/quota-store.js';
 import { createRedisQuotaStore } from '../src/quota/redis-quota-store.js';
 import { freePort } from '../src/util/free-port.js';
 import { startRedisServer } from './lib/redis-server.js';
+import { benchResultFileOrExit, shownPath } from './lib/results-path.js';
 
 const { values } = parseArgs({
   options: {
@@ -32,9 +36,11 @@ const { values } = parseArgs({
     calls: { type: 'string', default: '20000' },
     concurrency: { type: 'string', default: '32' },
     json: { type: 'boolean', default: false },
-    out: { type: 'string', default: 'bench/results/quota.json' },
+    save: { type: 'boolean', default: false },
+    out: { type: 'string' },
   },
 });
+const outFile = benchResultFileOrExit('bench:quota', 'quota.json', values);
 const users = Number(values.users);
 const calls = Number(values.calls);
 const concurrency = Number(values.concurrency);
@@ -142,7 +148,7 @@ try {
   await memory.close();
 
   const result = {
-    machine: { node: process.version },
+    machine: { date: new Date().toISOString(), cpus: os.cpus().length, node: process.version },
     users,
     checks: calls,
     redis: {
@@ -157,10 +163,9 @@ try {
     },
     memory: { latencyUs: memorySeq.latencyUs, appCpuUsPerCheck: memorySeq.cpuUsPerCheck },
   };
-  if (values.out) {
-    mkdirSync(path.dirname(values.out), { recursive: true });
-    writeFileSync(values.out, `${JSON.stringify(result, null, 2)}\n`);
-  }
+  mkdirSync(path.dirname(outFile), { recursive: true });
+  writeFileSync(outFile, `${JSON.stringify(result, null, 2)}\n`);
+  say(`JSON written to ${shownPath(outFile)}`);
   if (values.json) process.stdout.write(`${JSON.stringify(result)}\n`);
   else {
     const r = result.redis;

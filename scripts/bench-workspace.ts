@@ -1,5 +1,5 @@
 /**
- * npm run bench:workspace [-- --samples N] [--store fs|redis] [--json] [--out FILE]
+ * npm run bench:workspace [-- --samples N] [--store fs|redis] [--json] [--save | --out FILE]
  *
  * Snapshot and restore of a user's /workspace at 1 MiB and 10 MiB of files,
  * through the same path a replica uses (the sandbox's in-band channel, then
@@ -8,7 +8,9 @@
  * (pack + store), and restored into another warm sandbox (load + unpack),
  * N times each. Reports p50/p95/p99 and the compressed size, i.e. the
  * storage cost per user. The store is fs in a temp dir, or Redis on a
- * throwaway redis-server (--store redis).
+ * throwaway redis-server (--store redis). Writes the JSON to
+ * results/bench/workspace.json (git-ignored), with --save to the tracked
+ * bench/results/workspace.json, or to --out FILE.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -27,13 +29,15 @@ import { createRedisWorkspaceStore } from '../src/workspace/redis-store.js';
 import type { WorkspaceStore } from '../src/workspace/workspace-store.js';
 import { createWorkspaces } from '../src/workspace/workspaces.js';
 import { startRedisServer, type RedisServerProcess } from './lib/redis-server.js';
+import { benchResultFileOrExit, shownPath } from './lib/results-path.js';
 
 const { values } = parseArgs({
   options: {
     samples: { type: 'string', default: '20' },
     store: { type: 'string', default: 'fs' },
     json: { type: 'boolean', default: false },
-    out: { type: 'string', default: 'bench/results/workspace.json' },
+    save: { type: 'boolean', default: false },
+    out: { type: 'string' },
   },
 });
 const samples = Number(values.samples);
@@ -41,6 +45,7 @@ if (!Number.isInteger(samples) || samples < 1 || !['fs', 'redis'].includes(value
   process.stderr.write('bench:workspace: --samples takes a whole number >= 1, --store fs or redis\n');
   process.exit(2);
 }
+const outFile = benchResultFileOrExit('bench:workspace', 'workspace.json', values);
 const say = (line: string): void => void process.stderr.write(`${line}\n`);
 const MIB = 1_048_576;
 
@@ -134,16 +139,19 @@ try {
     results[`${mib} MiB ${content}`] = { snapshotMs: percentilesOf(snapshotMs), restoreMs: percentilesOf(restoreMs), archiveBytes, ratio: Math.round((archiveBytes / (mib * MIB)) * 100) / 100, ...(redisBytes === undefined ? {} : { redisBytes }) };
   }
   const output = { samples, store: store.kind, runtime: runtime.kind, image: config.pool.image, results, environment: { date: new Date().toISOString(), cpus: os.cpus().length, node: process.version } };
-  mkdirSync(path.dirname(values.out), { recursive: true });
-  writeFileSync(values.out, `${JSON.stringify(output, null, 2)}\n`);
-  if (values.json) process.stdout.write(`${JSON.stringify(output)}\n`);
-  else {
+  mkdirSync(path.dirname(outFile), { recursive: true });
+  writeFileSync(outFile, `${JSON.stringify(output, null, 2)}\n`);
+  if (values.json) {
+    // stdout stays one JSON object; where it went is said on stderr.
+    process.stdout.write(`${JSON.stringify(output)}\n`);
+    say(`JSON written to ${shownPath(outFile)}`);
+  } else {
     const lines = ['| workspace | snapshot p50 / p95 / p99 ms | restore p50 / p95 / p99 ms | compressed | in Redis |', '|---|---|---|---|---|'];
     for (const [name, r] of Object.entries(results) as Array<[string, { snapshotMs: Percentiles; restoreMs: Percentiles; archiveBytes: number; redisBytes?: number }]>) {
       const inRedis = r.redisBytes === undefined ? '–' : `${(r.redisBytes / MIB).toFixed(2)} MiB`;
       lines.push(`| ${name} | ${r.snapshotMs.p50} / ${r.snapshotMs.p95} / ${r.snapshotMs.p99} | ${r.restoreMs.p50} / ${r.restoreMs.p95} / ${r.restoreMs.p99} | ${(r.archiveBytes / MIB).toFixed(2)} MiB | ${inRedis} |`);
     }
-    process.stdout.write(`${lines.join('\n')}\n\nJSON written to ${values.out}\n`);
+    process.stdout.write(`${lines.join('\n')}\n\nJSON written to ${shownPath(outFile)}\n`);
   }
 } finally {
   await pool.drain(30_000);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # npm run test:deploy: the deployments end to end (test/deploy): both compose
-# files and the swarm stack, on the images `npm run images` builds. Prepares
+# files, the swarm stack, and the lab (the stack on a three-node swarm of
+# network namespaces, docs/multi-node.md), on the images `npm run images` builds. Prepares
 # the machine like npm test (scripts/setup.sh), compiles, builds the images,
 # then runs the files one after another (each brings a whole stack up).
 set -euo pipefail

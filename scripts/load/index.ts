@@ -1,21 +1,22 @@
 /**
  * npm run load:smoke | load:capacity | load:soak | load:ceiling
- *   (-- --replicas N --out DIR --only RUN[,RUN] --rechart)
+ *   (-- --replicas N [--save | --out DIR] --only RUN[,RUN] --rechart)
  *
  * For each run of the suite: starts a fresh cluster (npm run cluster: Redis,
  * N replicas, nginx), runs one Artillery scenario from load-tests/ against
  * nginx, samples every 2 s (each replica's RSS and CPU, /stats/pool?scope=cluster,
  * Redis INFO memory, sandbox container count), stops the cluster, checks that
  * no container was left, and writes <out>/<run>.json, <run>.md and SVG charts
- * (vega-lite). Exits non-zero when an Artillery `ensure` fails, a check fails,
+ * (vega-lite): <out> is results/load/ (git-ignored) by default, the tracked
+ * load-tests/results/ that SCALABILITY.md links to with --save, or --out DIR.
+ * Exits non-zero when an Artillery `ensure` fails, a check fails,
  * or a container leaked (a ceiling search expects failing steps: it only
  * writes its summary, <out>/ceiling.md). --rechart redraws the charts of
  * stored results without running anything.
  */
 import { mkdirSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { PROJECT_ROOT, ResultsPathError, resultsDir } from '../lib/results-path.js';
 import { drawCharts } from './charts.js';
 import { writeStepSummary } from './report.js';
 import { readResult, writeResult } from './results.js';
@@ -27,6 +28,7 @@ const { values } = parseArgs({
     suite: { type: 'string', default: 'smoke' },
     replicas: { type: 'string', default: '2' },
     out: { type: 'string' },
+    save: { type: 'boolean', default: false },
     only: { type: 'string' }, // comma-separated run names
     rechart: { type: 'boolean', default: false },
   },
@@ -37,9 +39,15 @@ if (!suite) {
   process.stderr.write(`load: --suite must be one of ${Object.keys(SUITES).join(', ')}\n`);
   process.exit(2);
 }
-// dist/scripts/load/index.js: three levels below the project.
-const root = fileURLToPath(new URL('../../..', import.meta.url));
-const outDir = path.resolve(values.out ?? path.join(root, 'load-tests/results'));
+const root = PROJECT_ROOT;
+let outDir: string;
+try {
+  outDir = resultsDir('load', values);
+} catch (err) {
+  if (!(err instanceof ResultsPathError)) throw err;
+  process.stderr.write(`load: ${err.message}\n`);
+  process.exit(2);
+}
 const replicaCount = Number(values.replicas);
 const say = (line: string): void => void process.stderr.write(`[load] ${line}\n`);
 

@@ -173,6 +173,9 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   const reaper = createDeadReplicaReaper({
     registry: state.replicas,
     self: replicaId,
+    node: serverConfig.nodeName,
+    // By then an unclaimed container of it counts as an orphan by age on its own node anyway.
+    forgetOtherNodeAfterMs: config.orphans.graceMs,
     intervalMs: config.cluster.heartbeatIntervalMs,
     peers: liveness.peers,
     // Counted in orphansRemoved by the sweeper's onRemoved hook.
@@ -314,6 +317,8 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   io.attach(server);
   const replicaNumbers = (): Record<string, unknown> => ({
     ...pool.stats(),
+    // Which machine: a replica leases from its own node's engine, so a node's sandboxes are its replicas'.
+    node: config.server.nodeName,
     connections: io.engine.clientsCount,
     sessions: sessions.count(),
     // With sessions, what other replicas read to pass new users on to one with room.

@@ -119,6 +119,12 @@ export const schema = {
       pattern: [/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 letters, digits, _ . -'],
       doc: 'Name of this replica, stamped on its containers (label sandpool.replica). Give each replica its own.',
     }),
+    nodeName: str('NODE_NAME', {
+      default: () => os.hostname(),
+      defaultDoc: 'the hostname',
+      minLength: 1,
+      doc: 'The machine (node) this replica runs on, published with its heartbeat: the cluster view (/stats/pool?scope=cluster) shows each replica with its node. A swarm stack sets it to the node\'s hostname ({{.Node.Hostname}}).',
+    }),
     logLevel: oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info', doc: 'Log level (pino).' }),
     shutdownTimeoutMs: int('SHUTDOWN_TIMEOUT_MS', { default: 15_000, min: 100, doc: 'Upper bound on graceful shutdown: finish requests, drain the pool, remove containers (ms).' }),
   },
@@ -149,14 +155,14 @@ export const schema = {
       default: 20,
       min: 1,
       max: 10_000,
-      doc: 'Events one socket may send per second (burst: twice that); floods are refused with TOO_MANY_REQUESTS.',
+      doc: 'Events one user may send per second, across all of their sockets and replicas (burst: twice that); floods are refused with TOO_MANY_REQUESTS.',
     }),
   },
   auth: {
     secret: optionalStr('AUTH_SECRET', {
       secret: true,
       minLength: 16,
-      doc: 'HS256 secret for JWTs (Socket.IO auth.token, MCP Bearer; user = sub; sub and exp required), at least 16 characters, at least 32 bytes in production. Unset (development): clients connect with auth.userId and the server listens on loopback.',
+      doc: 'HS256 secret for JWTs (Socket.IO auth.token, MCP Bearer; user = sub; sub, iat and exp required), at least 16 characters, at least 32 bytes in production. Unset (development): clients connect with auth.userId and the server listens on loopback.',
     }),
     issuer: optionalStr('AUTH_ISSUER', { doc: 'When set, tokens must carry this iss.' }),
     audience: optionalStr('AUTH_AUDIENCE', { doc: 'When set, tokens must carry this aud.' }),
@@ -181,7 +187,7 @@ export const schema = {
     publicUrl: custom<string | undefined>('PUBLIC_URL', {
       default: undefined,
       parse: parsePublicUrl,
-      defaultDoc: 'unset: http://localhost:<the port it listens on>',
+      defaultDoc: 'unset: http://<HOST>:<the port it listens on>, with 127.0.0.1 for HOST=0.0.0.0',
       doc: 'The public origin clients use (scheme://host[:port], e.g. https://sandpool.example). URLs the server hands out (the MCP resource metadata) come from it, never from request headers; its host is allowed (ALLOWED_HOSTS) and its origin is allowed (ALLOWED_ORIGINS).',
     }),
     allowedHosts: custom<string[]>('ALLOWED_HOSTS', {

@@ -13,7 +13,8 @@ import type { PoolStats } from '../pool/container-pool.js';
 import { toPublicStatus } from './public-status.js';
 import type { NotReadyReason } from './readiness.js';
 
-const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
+/** The HTTP status of each error code (docs/protocol.md's error table is generated from it). */
+export const HTTP_STATUS: Readonly<Record<ErrorCode, ContentfulStatusCode>> = {
   UNAUTHORIZED: 401,
   BAD_REQUEST: 400,
   PAYLOAD_TOO_LARGE: 413,
@@ -188,7 +189,7 @@ export function createHttpApp(deps: HttpDeps): Hono {
     const body = toClientError(err, deps.logger.child({ path: c.req.path }));
     // RFC 9110 Retry-After beside the body's retryAfterSeconds, for clients that read only headers.
     if (body.retryAfterSeconds !== undefined) c.header('retry-after', String(body.retryAfterSeconds));
-    return c.json({ error: body }, STATUS[body.code]);
+    return c.json({ error: body }, HTTP_STATUS[body.code]);
   });
 
   return app;

@@ -19,6 +19,15 @@ export interface DeadReplicaReaper {
 export function createDeadReplicaReaper(options: {
   registry: ReplicaRegistry;
   self: string;
+  /**
+   * The node this replica runs on (NODE_NAME). A dead replica of another node
+   * is not this one's to clean up: its containers are on that node's engine,
+   * which this replica cannot see (a swarm node's replicas reach only their
+   * own engine). It is left to that node's replicas, and forgotten here only
+   * after `forgetOtherNodeAfterMs`.
+   */
+  node: string;
+  forgetOtherNodeAfterMs: number;
   intervalMs: number;
   /** The other live replicas as of this replica's last beat (Liveness.peers: no read of its own). */
   peers(): readonly ReplicaRecord[];
@@ -40,7 +49,9 @@ export function createDeadReplicaReaper(options: {
    * that dies before its next beat would then be listed nowhere, and its
    * containers would wait for the orphan sweep. This replica still remembers it.
    */
-  const remembered = new Map<string, number>();
+  const remembered = new Map<string, { lastSeenAtMs: number; node: string | undefined }>();
+  /** Dead replicas of other nodes (logged once). */
+  const elsewhere = new Set<string>();
 
   async function reapOnce(): Promise<void> {
     let dead: DeadReplica[];
@@ -50,13 +61,27 @@ export function createDeadReplicaReaper(options: {
       return; // shared state unreachable: the heartbeat reports that
     }
     const live = options.peers();
-    for (const r of live) remembered.set(r.replica, r.seenAtMs);
+    for (const r of live) remembered.set(r.replica, { lastSeenAtMs: r.seenAtMs, node: typeof r.node === 'string' ? r.node : undefined });
     const known = new Set([...dead, ...live].map((r) => r.replica));
-    for (const [replica, lastSeenAtMs] of remembered) if (!known.has(replica)) dead.push({ replica, lastSeenAtMs });
+    for (const [replica, { lastSeenAtMs, node }] of remembered) if (!known.has(replica)) dead.push({ replica, lastSeenAtMs, ...(node === undefined ? {} : { node }) });
     // One that came back and dies again is reported again.
     for (const replica of waiting) if (!dead.some((d) => d.replica === replica)) waiting.delete(replica);
     for (const entry of dead) {
       if (entry.replica === options.self) continue;
+      if (entry.node !== undefined && entry.node !== options.node) {
+        // Finding none of its containers on this node's engine says nothing: they are on its own node's.
+        // Forgetting it now would leave them to the 24 h orphan grace when that node comes back.
+        if (Date.now() - entry.lastSeenAtMs > options.forgetOtherNodeAfterMs) {
+          await options.registry.bury(entry.replica).catch(() => undefined);
+          remembered.delete(entry.replica);
+          elsewhere.delete(entry.replica);
+        } else if (!elsewhere.has(entry.replica)) {
+          elsewhere.add(entry.replica);
+          log.info({ deadReplica: entry.replica, node: entry.node }, 'replica of another node is gone: its containers there are left to that node\'s replicas');
+        }
+        continue;
+      }
+      elsewhere.delete(entry.replica);
       try {
         const { removed, kept, failed } = await options.removeReplica(entry);
         // Its owner may only be stalled: keep looking until it beats again or is gone.

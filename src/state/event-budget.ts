@@ -56,15 +56,24 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
 return ok`;
 
 /**
- * The budget in Redis, shared by every replica. While Redis does not answer,
- * this replica's own buckets stand in: a flood is still bounded, per replica.
+ * The budget in Redis, shared by every replica. While Redis is not connected
+ * (or a command fails), this replica's own buckets stand in at once: a flood
+ * is still bounded, per replica, and no event waits for Redis's reconnects.
  */
 export function createRedisEventBudget(options: { redis: Redis; prefix: string; eventsPerSecond: number }): EventBudget {
   const { redis } = options;
   const rate = options.eventsPerSecond;
   const fallback = createMemoryEventBudget({ eventsPerSecond: rate });
+  // Only a connection that was up and dropped is an outage; before the first
+  // connect (start-up) a command waits in ioredis's queue like every other.
+  let wasReady = redis.status === 'ready';
+  redis.on('ready', () => {
+    wasReady = true;
+  });
   return {
     async take(userId) {
+      // Lost the connection: no command queued behind reconnect attempts (each event would wait for them).
+      if (redis.status !== 'ready' && wasReady) return fallback.take(userId);
       try {
         return Number(await redis.eval(TAKE, 1, `${options.prefix}events:${userId}`, rate, rate * 2)) === 1;
       } catch {

@@ -131,7 +131,10 @@ export function createMemoryState(options: MemoryStateOptions): SharedState {
       },
       async dead() {
         const now = Date.now();
-        return [...announced].filter(([id]) => (replicas.get(id)?.expiresAt ?? 0) <= now).map(([replica, lastSeenAtMs]) => ({ replica, lastSeenAtMs }));
+        return [...announced].filter(([id]) => (replicas.get(id)?.expiresAt ?? 0) <= now).map(([replica, lastSeenAtMs]) => {
+          const node = replicas.get(replica)?.record.node;
+          return { replica, lastSeenAtMs, ...(typeof node === 'string' ? { node } : {}) };
+        });
       },
       async bury(replicaId) {
         announced.delete(replicaId);

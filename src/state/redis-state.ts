@@ -93,6 +93,17 @@ function createRedisSlots(redis: Redis, keyOf: (userId: string) => string, max: 
   };
 }
 
+/** A replica's entry in the index: `{"at":ms,"node":...}`, or the bare time an earlier version wrote. */
+function parseSeen(value: string): { lastSeenAtMs: number; node?: string } {
+  if (!value.startsWith('{')) return { lastSeenAtMs: Number(value) };
+  try {
+    const parsed = JSON.parse(value) as { at?: unknown; node?: unknown };
+    return { lastSeenAtMs: Number(parsed.at), ...(typeof parsed.node === 'string' ? { node: parsed.node } : {}) };
+  } catch {
+    return { lastSeenAtMs: Number.NaN };
+  }
+}
+
 export function createRedisState(options: RedisStateOptions): SharedState {
   const { redis } = options;
   const p = options.prefix ?? 'sandpool:';
@@ -198,7 +209,9 @@ export function createRedisState(options: RedisStateOptions): SharedState {
     },
     replicas: {
       async heartbeat(record, ttlMs) {
-        await redis.multi().set(k.replica(record.replica), JSON.stringify(record), 'PX', ttlMs).hset(k.replicas, record.replica, String(Date.now())).exec();
+        // The index keeps the last beat and the node: once the record expires, who may clean up after it depends on where it ran.
+        const seen = JSON.stringify({ at: Date.now(), ...(typeof record.node === 'string' ? { node: record.node } : {}) });
+        await redis.multi().set(k.replica(record.replica), JSON.stringify(record), 'PX', ttlMs).hset(k.replicas, record.replica, seen).exec();
       },
       async live() {
         const ids = await redis.hkeys(k.replicas);
@@ -210,7 +223,7 @@ export function createRedisState(options: RedisStateOptions): SharedState {
         return (await redis.exists(k.replica(replicaId))) === 1;
       },
       async dead() {
-        const seen = Object.entries(await redis.hgetall(k.replicas)).map(([replica, at]) => ({ replica, lastSeenAtMs: Number(at) }));
+        const seen = Object.entries(await redis.hgetall(k.replicas)).map(([replica, value]) => ({ replica, ...parseSeen(value) }));
         if (seen.length === 0) return [];
         const raw = await redis.mget(seen.map((r) => k.replica(r.replica)));
         return seen.filter((_, i) => raw[i] === null);

@@ -56,6 +56,11 @@ export interface DeadReplica {
   replica: string;
   /** When its last heartbeat was written. */
   lastSeenAtMs: number;
+  /**
+   * The node (machine, engine) it ran on, as it published (NODE_NAME): its
+   * containers are on that node's engine, which only that node's replicas reach.
+   */
+  node?: string;
 }
 
 /** Replica liveness and published stats (heartbeats with expiry). */

@@ -179,7 +179,7 @@ describe('trust across replicas: socket caps, a stalled replica, a killed one, R
     await admin.flushall();
     const killedAt = Date.now();
     process.kill(victim.pid, 'SIGKILL');
-    // TTL 3 s + reaper 1 s + removal (the bound README states); the wait allows a loaded machine.
+    // TTL 3 s + reaper 1 s + removal (the bound docs/architecture.md states); the wait allows a loaded machine.
     await waitFor('the dead replica\'s containers to go', async () => (await dockerPs({ [LABELS.replica]: victim.id })).length === 0, 45_000, 250).catch(async (err: unknown) => {
       // What is left, and why it might be kept: state, creation time and owner label of each.
       const { stdout } = await execFileAsync('docker', ['ps', '-a', '--filter', `label=${LABELS.replica}=${victim.id}`, '--format', `{{.ID}} {{.Status}} {{.CreatedAt}} {{.Label "${LABELS.owner}"}}`]);

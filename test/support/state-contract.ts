@@ -185,8 +185,14 @@ export function sharedStateContract(name: string, make: (opts: { maxRequestsPerU
       assert.equal((await state.replicas.dead()).some((d) => d.replica === id), true);
       const dead = (await state.replicas.dead()).find((d) => d.replica === id);
       assert.ok(dead && Math.abs(dead.lastSeenAtMs - Date.now()) < 1500, 'with the time of its last beat');
+      assert.equal(dead?.node, undefined, 'no node published: none');
       await state.replicas.bury(id);
       assert.equal((await state.replicas.dead()).some((d) => d.replica === id), false);
+      // With a node published, the dead replica carries it: only that node's replicas can clean up after it.
+      await state.replicas.heartbeat({ replica: id, pid: 1, startedAtMs: Date.now(), seenAtMs: Date.now(), node: 'node-b' }, 100);
+      await new Promise((r) => setTimeout(r, 250));
+      assert.equal((await state.replicas.dead()).find((d) => d.replica === id)?.node, 'node-b');
+      await state.replicas.bury(id);
     });
   });
 }

@@ -14,8 +14,9 @@ function reaperOf(
   state: ReturnType<typeof createMemoryState>,
   removeReplica: Parameters<typeof createDeadReplicaReaper>[0]['removeReplica'],
   peers: () => readonly ReplicaRecord[] = () => [],
+  forgetOtherNodeAfterMs = 60_000,
 ): ReturnType<typeof createDeadReplicaReaper> {
-  return createDeadReplicaReaper({ registry: state.replicas, self: 'a', intervalMs: 20, peers, removeReplica, logger: testLogger() });
+  return createDeadReplicaReaper({ registry: state.replicas, self: 'a', node: 'node-a', forgetOtherNodeAfterMs, intervalMs: 20, peers, removeReplica, logger: testLogger() });
 }
 
 describe('liveness, heartbeat and the dead-replica reaper (memory state)', () => {
@@ -129,6 +130,39 @@ describe('liveness, heartbeat and the dead-replica reaper (memory state)', () =>
     assert.equal(await liveness.isLive('c'), false, 'expired since the last beat: dead');
     const broken = createLiveness({ registry: { ...state.replicas, isLive: () => Promise.reject(new Error('Redis down')) }, self: 'a' });
     assert.equal(await broken.isLive('c'), true);
+    await state.close();
+  });
+
+  it('the reaper leaves a dead replica of another node to that node\'s replicas (its containers are on that engine), and forgets it only after forgetOtherNodeAfterMs', async () => {
+    const state = createMemoryState({ maxRequestsPerUser: 5, maxSocketsPerUser: 10 });
+    const beatAt = Date.now();
+    await state.replicas.heartbeat({ replica: 'a', pid: 1, startedAtMs: 0, seenAtMs: beatAt, node: 'node-a' }, 60_000);
+    await state.replicas.heartbeat({ replica: 'b', pid: 2, startedAtMs: 0, seenAtMs: beatAt, node: 'node-b' }, 30);
+    await state.replicas.heartbeat({ replica: 'c', pid: 3, startedAtMs: 0, seenAtMs: beatAt, node: 'node-a' }, 30);
+    const asked: string[] = [];
+    // Found nothing here: on node-b's engine, b's sandboxes are still there.
+    const nothingHere = async (dead: { replica: string }): Promise<{ removed: string[]; kept: number; failed: number }> => (asked.push(dead.replica), { removed: [], kept: 0, failed: 0 });
+    await sleep(60);
+    const reaper = reaperOf(state, nothingHere);
+    await reaper.reap();
+    await reaper.reap();
+    assert.deepEqual(asked, ['c'], 'c (this node) is cleaned up here; b (another node) is not even looked for');
+    assert.deepEqual((await state.replicas.dead()).map((d) => [d.replica, d.node]), [['b', 'node-b']], 'b is kept for node-b\'s replicas, with its node; c was forgotten');
+    await reaper.stop();
+    // A replica on node-b (after node-b came back) cleans b up.
+    const onB = createDeadReplicaReaper({ registry: state.replicas, self: 'b2', node: 'node-b', forgetOtherNodeAfterMs: 60_000, intervalMs: 20, peers: () => [], removeReplica: nothingHere, logger: testLogger() });
+    await onB.reap();
+    assert.deepEqual(asked, ['c', 'b'], 'node-b\'s replica looks for b\'s containers');
+    assert.deepEqual(await state.replicas.dead(), [], 'and forgets b after a pass that found nothing');
+    await onB.stop();
+    // Lost for good (its node never came back): forgotten elsewhere after forgetOtherNodeAfterMs.
+    await state.replicas.heartbeat({ replica: 'd', pid: 4, startedAtMs: 0, seenAtMs: Date.now(), node: 'node-d' }, 30);
+    await sleep(60);
+    const patient = reaperOf(state, nothingHere, () => [], 40);
+    await patient.reap();
+    assert.deepEqual(await state.replicas.dead(), [], 'd forgotten after its lapse passed forgetOtherNodeAfterMs');
+    assert.deepEqual(asked, ['c', 'b'], 'd was never looked for on node-a\'s engine');
+    await patient.stop();
     await state.close();
   });
 

@@ -11,7 +11,7 @@ import { textOf, waitFor as waitUntil } from '../support/helpers.js';
 import { assertAllStartsFailed, assertLeasesIsolated, assertOnlyOldestFailed, expectCode, lowestDuring, told } from '../support/pool-checks.js';
 
 /**
- * The pool's behaviour (README "How the pool behaves") against a fake runtime:
+ * The pool's behaviour (docs/architecture.md, "The pool") against a fake runtime:
  * no Docker, and every timeout small, so the whole file runs in seconds.
  * test/integration/pool.test.ts keeps the same behaviour honest on a real engine.
  */
