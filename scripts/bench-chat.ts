@@ -15,6 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { io, type Socket } from 'socket.io-client';
+import type { ClientToServerEvents, ServerToClientEvents } from '../src/protocol/events.js';
 import { percentilesOf } from '../src/util/async.js';
 import { freePort } from '../src/util/free-port.js';
 import { benchResultFileOrExit, shownPath } from './lib/results-path.js';
@@ -73,7 +74,7 @@ interface Outcome {
 function runUser(url: string, n: number): Promise<Outcome> {
   const userId = `bench-${process.pid}-${n}`;
   return new Promise<Outcome>((resolve) => {
-    const socket: Socket = io(url, { auth: { userId }, query: { uid: userId }, transports: ['websocket'], reconnection: false, forceNew: true });
+    const socket: Socket<ServerToClientEvents, ClientToServerEvents> = io(url, { auth: { userId }, query: { uid: userId }, transports: ['websocket'], reconnection: false, forceNew: true });
     let sentAt = 0;
     let requestId: string | undefined;
     let firstResultMs: number | undefined;
@@ -84,25 +85,25 @@ function runUser(url: string, n: number): Promise<Outcome> {
     };
     const timer = setTimeout(() => finish({ ok: false, error: `TIMEOUT after ${timeoutMs} ms` }), timeoutMs);
     socket.on('connect_error', (err) => finish({ ok: false, error: `connect_error ${err.message}` }));
-    socket.on('tool:request', (p: { requestId: string; callId: string }) => {
+    socket.on('tool:request', (p) => {
       if (p.requestId === requestId || requestId === undefined) socket.emit('tool:approval', { callId: p.callId, approved: true });
     });
-    socket.on('tool:result', (p: { requestId: string; ok: boolean }) => {
+    socket.on('tool:result', (p) => {
       if (p.requestId !== requestId || firstResultMs !== undefined) return;
       firstResultMs = performance.now() - sentAt;
       if (!p.ok) finish({ ok: false, error: 'tool:result not ok' });
     });
-    socket.on('message:done', (p: { requestId: string }) => {
+    socket.on('message:done', (p) => {
       if (p.requestId === requestId) finish({ ok: true, firstResultMs, doneMs: performance.now() - sentAt });
     });
-    socket.on('request:error', (p: { requestId: string | null; error: { code: string } }) => {
+    socket.on('request:error', (p) => {
       if (p.requestId === requestId) finish({ ok: false, error: p.error.code });
     });
     socket.on('connect', () => {
       sentAt = performance.now();
-      socket.emit('message', 'List all files in /workspace', (ack: { ok: boolean; requestId?: string; error?: { code: string } }) => {
+      socket.emit('message', 'List all files in /workspace', (ack) => {
         if (ack.ok) requestId = ack.requestId;
-        else finish({ ok: false, error: ack.error?.code ?? 'refused' });
+        else finish({ ok: false, error: ack.error.code });
       });
     });
   });

@@ -28,7 +28,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { percentilesOf, type Percentiles } from '../src/util/async.js';
+import { type Percentiles, percentilesOf, sleep } from '../src/util/async.js';
 import { freePort } from '../src/util/free-port.js';
 import { machineTicks } from './lib/proc-stat.js';
 import { benchResultFileOrExit, shownPath } from './lib/results-path.js';
@@ -134,7 +134,7 @@ async function waitForQuietPool(url: string, what: string, settled: (pool: PoolV
     const pool = (await (await fetch(`${url}/stats/pool`, { signal: AbortSignal.timeout(5_000) })).json()) as PoolView;
     if (settled(pool) && pool.creating === 0 && pool.removing === 0) return;
     if (Date.now() > deadline) throw new Error(`the pool did not settle (${what}) in 120 s: ${JSON.stringify(pool)}`);
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
   }
 }
 

@@ -28,6 +28,7 @@ import { createLogger } from '../src/logger.js';
 import type { ContainerPool } from '../src/pool/container-pool.js';
 import { selectRuntime } from '../src/runtime/select-runtime.js';
 import { percentile } from '../src/util/async.js';
+import { startedPools } from './lib/started-pools.js';
 import {
   coldAcquire,
   engineCalls,
@@ -66,7 +67,7 @@ const say = (line: string): void => {
 const base = loadConfig({ ...process.env, LOG_LEVEL: 'warn', REPLICA_ID: `bench-${process.pid}`, POOL_MAX_SIZE: String(Math.max(20, replenishTarget * 2)) });
 const logger = createLogger({ level: 'warn' });
 const runtime = await selectRuntime({ mode: base.pool.runtime, production: false, dockerSocket: base.docker.socketPath, customSpec: [], logger });
-const ctx: PhaseContext = { base, runtime, logger, pools: [] };
+const ctx: PhaseContext = { base, runtime, logger, pools: startedPools() };
 const images = [base.pool.image, ...(values.baseline ? [values.baseline] : [])];
 
 type Summary = { p50: number; p95: number; p99: number; mean: number; min: number; max: number };
@@ -77,7 +78,7 @@ function summary(xs: number[]): Summary {
 }
 
 const cleanup = async (): Promise<void> => {
-  await Promise.allSettled(ctx.pools.map((p) => p.drain(30_000)));
+  await ctx.pools.drainAll(30_000);
 };
 process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
 

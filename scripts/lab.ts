@@ -66,6 +66,7 @@ import {
   stopNode,
 } from './lib/lab-node.js';
 import { pushImages, startRegistry, stopRegistry } from './lib/lab-registry.js';
+import type { ClusterStats } from '../src/http/http-app.js';
 
 const say = (line: string): void => void process.stderr.write(`[lab] ${line}\n`);
 const IMAGE_VARS = ['APP_IMAGE', 'SANDBOX_IMAGE', 'REDIS_IMAGE', 'NGINX_IMAGE'] as const;
@@ -120,13 +121,9 @@ async function stackImages(): Promise<Record<(typeof IMAGE_VARS)[number], string
   return Object.fromEntries(IMAGE_VARS.map((v) => [v, env[v] ?? ''])) as Record<(typeof IMAGE_VARS)[number], string>;
 }
 
-interface ClusterView {
-  replicas: Array<{ replica: string; ready: boolean; node?: string; draining?: boolean }>;
-}
-
-async function clusterView(): Promise<ClusterView | undefined> {
+async function clusterView(): Promise<ClusterStats | undefined> {
   // nginx on the manager's netns address (mode host).
-  return fetch(`${labUrl()}/stats/pool?scope=cluster`, { signal: AbortSignal.timeout(3_000) }).then((r) => (r.ok ? (r.json() as Promise<ClusterView>) : undefined), () => undefined);
+  return fetch(`${labUrl()}/stats/pool?scope=cluster`, { signal: AbortSignal.timeout(3_000) }).then((r) => (r.ok ? (r.json() as Promise<ClusterStats>) : undefined), () => undefined);
 }
 
 function writeLabEnv(nodes: readonly LabNode[], replicas: number): void {

@@ -73,6 +73,15 @@ export class CancelledError extends Error {
   }
 }
 
+/**
+ * Why an aborted signal ended its work, as the CancelledError to throw: the
+ * signal's own reason (sandpool aborts only with a CancelledError), or
+ * `user-left` for a signal someone else aborted. The one place that decides it.
+ */
+export function cancellationOf(signal: AbortSignal): CancelledError {
+  return signal.reason instanceof CancelledError ? signal.reason : new CancelledError('user-left');
+}
+
 /** Wraps anything thrown into a SandpoolError; unknown faults become INTERNAL, their text kept for the log only. */
 export function toSandpoolError(err: unknown): SandpoolError {
   if (err instanceof SandpoolError) return err;

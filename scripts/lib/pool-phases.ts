@@ -5,32 +5,32 @@
 import Docker from 'dockerode';
 import type { Config } from '../../src/config/config.js';
 import type { Logger } from '../../src/logger.js';
-import { createContainerPool, type ContainerPool, type Lease } from '../../src/pool/container-pool.js';
+import type { ContainerPool } from '../../src/pool/container-pool.js';
+import type { Lease } from '../../src/pool/types.js';
 import { createDockerRuntime } from '../../src/runtime/docker-runtime.js';
 import type { ContainerRuntime } from '../../src/runtime/types.js';
+import { sleep } from '../../src/util/async.js';
 import { startEngineCallCounter, type EngineCallKind } from './engine-call-counter.js';
 import { clockTicksPerSecond, machineTicks } from './proc-stat.js';
 import { beginStartCpu, type StartCpu } from './start-cpu.js';
+import type { StartedPools } from './started-pools.js';
 
 export interface PhaseContext {
   base: Config;
   runtime: ContainerRuntime;
   logger: Logger;
   /** Every pool made, for the clean-up on an interrupt. */
-  pools: ContainerPool[];
+  pools: StartedPools;
 }
 
 export function makePool(ctx: PhaseContext, image: string, settings: { enabled: boolean; minSize: number; maxSize?: number }, runtime: ContainerRuntime = ctx.runtime): ContainerPool {
-  const pool = createContainerPool({
+  return ctx.pools.start({
     runtime,
     pool: { ...ctx.base.pool, image, enabled: settings.enabled, minSize: settings.minSize, maxSize: settings.maxSize ?? ctx.base.pool.maxSize, demandHeadroom: 0 },
     sandbox: ctx.base.sandbox,
     replicaId: ctx.base.server.replicaId,
     logger: ctx.logger,
   });
-  ctx.pools.push(pool);
-  pool.start();
-  return pool;
 }
 
 /** One on-demand acquire (the ENABLE_CONTAINER_POOL=false path: create + start + MCP initialize + tools/list), in ms. */
@@ -75,7 +75,7 @@ export async function replenish(ctx: PhaseContext, image: string, k: number): Pr
   const ids = [...pool.ownedIds()];
   const attributed = cpu.finish(ids);
   const per = (x: number): number => Math.round((x / Math.max(1, started)) * 1000) / 1000;
-  await new Promise((r) => setTimeout(r, 2000));
+  await sleep(2000);
   const idleMemoryMiB = ctx.runtime.kind === 'docker' ? await idleMemory(ctx.base.docker.socketPath, ids) : [];
   await pool.drain(60_000);
   return {

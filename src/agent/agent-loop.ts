@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { CancelledError } from '../errors.js';
+import { cancellationOf } from '../errors.js';
 import type { ApprovalVerdict, MessageText, ToolRequest, ToolResult, ToolRun } from '../protocol/events.js';
 
 export type { ToolRun };
@@ -36,7 +36,7 @@ export type Approver = (call: { callId: string; tool: string; arguments: Record<
 export interface AgentRequest {
   requestId: string;
   text: string;
-  /** The session's completed history (not modified here). */
+  /** The conversation's completed history (not modified here). */
   history: readonly ChatMessage[];
   provider: LlmProvider;
   /** The sandbox image's tools. */
@@ -53,7 +53,7 @@ export interface AgentRequest {
 
 export interface AgentOutcome {
   text: string;
-  /** The exchange to append to the session history. */
+  /** The exchange to append to the conversation's history. */
   messages: ChatMessage[];
   toolCalls: number;
 }
@@ -98,14 +98,14 @@ function noticesFor(run: ToolRun, usedToolsBefore: boolean): string[] {
 }
 
 function throwIfCancelled(signal: AbortSignal): void {
-  if (signal.aborted) throw signal.reason instanceof CancelledError ? signal.reason : new CancelledError('user-left');
+  if (signal.aborted) throw cancellationOf(signal);
 }
 
 /**
  * Runs one request: model turn, approved tool calls in the user's sandbox,
  * results back to the model, until it answers (or maxSteps).
  */
-export async function runAgent(req: AgentRequest): Promise<AgentOutcome> {
+export async function runAgentLoop(req: AgentRequest): Promise<AgentOutcome> {
   const own: ChatMessage[] = [{ role: 'user', text: req.text }];
   // Earlier tool results in the history refer to files of a sandbox that may be gone by now.
   const usedToolsBefore = req.history.some((m) => m.role === 'tool');

@@ -8,19 +8,21 @@ import { createAdapter } from '@socket.io/redis-adapter';
 import { configWarnings, type Config } from '../config/config.js';
 import { DEFAULT_POOL_IMAGE } from '../config/schema.js';
 import { createProvider } from '../agent/providers/index.js';
-import { createAuthenticator } from '../auth/authenticator.js';
-import { createHostGuard } from '../auth/host-guard.js';
-import { createOperatorGuard } from '../auth/operator-guard.js';
-import { createOriginPolicy } from '../auth/origins.js';
-import { createApprovalRegistry } from '../chat/approvals.js';
+import { createAuthenticator, type Authenticate } from '../auth/authenticator.js';
+import { createHostGuard, type HostGuard } from '../auth/host-guard.js';
+import { createOperatorGuard, type OperatorGuard } from '../auth/operator-guard.js';
+import { createOriginPolicy, type OriginPolicy } from '../auth/origins.js';
+import { createApprovalRegistry, type ApprovalRegistry } from '../chat/approvals.js';
 import { createChatService, type ChatService } from '../chat/chat-service.js';
 import { createDirectToolCalls } from '../chat/direct-tool-calls.js';
-import { createSandboxTools } from '../chat/sandbox-tools.js';
-import { createSessionManager } from '../chat/sessions.js';
+import { createOwnership } from '../chat/ownership.js';
+import { createPresences, type Presences } from '../chat/presence.js';
+import { createSandboxLeases, type SandboxLeases } from '../chat/sandbox-leases.js';
+import { createSandboxTools, type SandboxTools } from '../chat/sandbox-tools.js';
 import { createToolCatalog } from '../chat/tool-catalog.js';
-import { createHeartbeat, heartbeatTtlMs } from '../cluster/heartbeat.js';
-import { createLiveness } from '../cluster/liveness.js';
-import { connectRedis, connectRedisCommand, evictionPolicyOf, redactUrl } from '../cluster/redis-clients.js';
+import { createHeartbeat, ownershipTtlMs, type Heartbeat } from '../cluster/heartbeat.js';
+import { createLiveness, type Liveness } from '../cluster/liveness.js';
+import { connectRedis, connectRedisCommand, redactUrl, warnIfEvicting, type RedisClient, type RedisClients } from '../cluster/redis-clients.js';
 import { createSingleReplicaBus, type ReplicaBus } from '../cluster/replica-bus.js';
 import { createAdminRoutes } from '../http/admin-routes.js';
 import { createHttpApp } from '../http/http-app.js';
@@ -28,32 +30,32 @@ import { createMeRoutes } from '../http/me-routes.js';
 import { notReadyReasons as readinessOf, type NotReadyReason } from '../http/readiness.js';
 import { createMcpRoutes } from '../mcp-gateway/mcp-routes.js';
 import { createMcpSessionHooks } from '../mcp-gateway/mcp-session-hooks.js';
-import { createMcpSessionRegistry } from '../mcp-gateway/mcp-sessions.js';
+import { createMcpSessionRegistry, type McpSessionRegistry } from '../mcp-gateway/mcp-sessions.js';
 import { createToolPolicy } from '../mcp-gateway/tool-policy.js';
 import { createUserMcpServer } from '../mcp-gateway/user-mcp-server.js';
 import { createLogger, type Logger } from '../logger.js';
-import { createMetrics } from '../metrics/metrics.js';
-import { createDeadReplicaReaper } from '../orphans/dead-replica-reaper.js';
-import { createOrphanSweeper } from '../orphans/orphan-sweeper.js';
+import { createMetrics, type Metrics } from '../metrics/metrics.js';
+import { createDeadReplicaReaper, type DeadReplicaReaper } from '../orphans/dead-replica-reaper.js';
+import { createOrphanSweeper, type OrphanSweeper } from '../orphans/orphan-sweeper.js';
 import { createContainerPool, ownerLabel, type ContainerPool } from '../pool/container-pool.js';
-import { createPlanCatalog } from '../plans/plans.js';
+import { createPlanCatalog, type PlanCatalog } from '../plans/plans.js';
 import { createMemoryQuotaStore } from '../quota/memory-quota-store.js';
-import { createQuota } from '../quota/quota.js';
+import { createQuota, type Quota } from '../quota/quota.js';
 import type { QuotaStore } from '../quota/quota-store.js';
 import { createRedisQuotaStore } from '../quota/redis-quota-store.js';
-import { installHandshakeGate, routingHintOf } from '../realtime/handshake-gate.js';
+import { installHandshakeGate, refuseNewHandshakes } from '../realtime/handshake-gate.js';
 import { createOverflow } from '../realtime/overflow.js';
 import { closeSockets, registerGateway } from '../realtime/gateway.js';
 import { createSocketIoReplicaBus } from '../realtime/socket-io-replica-bus.js';
-import { createSocketServer } from '../realtime/socket-server.js';
+import { createSocketServer, type EmitToUser, type SandpoolIo } from '../realtime/socket-server.js';
 import { containerOnlySettings, selectRuntime } from '../runtime/select-runtime.js';
 import type { ContainerRuntime } from '../runtime/types.js';
-import { createMemoryState } from '../state/memory-state.js';
-import { createRedisState } from '../state/redis-state.js';
-import { createWorkspaceStore } from '../workspace/select-store.js';
-import { createWorkspaces } from '../workspace/workspaces.js';
+import { createSharedState } from '../state/select-state.js';
 import type { SharedState } from '../state/types.js';
-import { runShutdown } from './shutdown.js';
+import { createWorkspaceStore, snapshotRedisOf } from '../workspace/select-store.js';
+import type { WorkspaceStore } from '../workspace/workspace-store.js';
+import { createWorkspaces, type Workspaces } from '../workspace/workspaces.js';
+import { runShutdown, shutdownPlan } from './shutdown.js';
 
 /** A running replica: the one object the composition root hands out. */
 export interface Sandpool {
@@ -91,66 +93,78 @@ function webRoot(): string {
   return existsSync(fromDist) ? fromDist : path.resolve(here, '../../web');
 }
 
-/**
- * The composition root: wires config, runtime, shared state, pool, sweeper,
- * heartbeat, chat, HTTP and Socket.IO, and starts listening. It only wires:
- * every decision lives in the module it belongs to.
- */
-export async function createSandpool(config: Config, options: SandpoolOptions = {}): Promise<Sandpool> {
-  const startedAtMs = Date.now();
-  const { server: serverConfig } = config;
-  const replicaId = serverConfig.replicaId;
-  const logger = options.logger ?? createLogger({ level: serverConfig.logLevel, replicaId });
-  for (const warning of configWarnings(config)) logger.warn(`WARNING: ${warning}`);
-  const runtime = await selectRuntime({
-    mode: config.pool.runtime,
-    production: serverConfig.nodeEnv === 'production',
-    dockerSocket: config.docker.socketPath,
-    // The process runtime has no image to run: an operator who chose one must hear that it is ignored.
-    customSpec: containerOnlySettings(config.pool, DEFAULT_POOL_IMAGE),
-    logger,
-  });
+/** Whether this replica is shutting down: set once by stop(), read by readiness, the handshake gate and the heartbeat. */
+interface Lifecycle {
+  draining: boolean;
+}
 
-  // Shared state: Redis for several replicas, memory for one.
-  const redisPassword = config.cluster.redisPassword;
-  const redis = config.cluster.redisUrl ? await connectRedis({ url: config.cluster.redisUrl, password: redisPassword, logger }) : undefined;
-  if (redis) {
-    const policy = await evictionPolicyOf(redis.command);
-    if (policy !== undefined && policy !== 'noeviction') {
-      logger.warn(`WARNING: REDIS_URL's Redis evicts keys under memory pressure (maxmemory-policy ${policy}): a request slot or owner record it drops lifts a limit silently. Run it with noeviction, and snapshots in their own Redis (WORKSPACE_REDIS_URL).`);
-    }
-  }
-  const state: SharedState =
-    options.state ??
-    (redis
-      ? createRedisState({
-          redis: redis.command,
-          maxRequestsPerUser: config.chat.maxRequestsPerUser,
-          maxSocketsPerUser: config.auth.maxSocketsPerUser,
-          eventsPerSecond: config.chat.socketEventsPerSecond,
-          prefix: config.cluster.redisKeyPrefix,
-          slotTtlMs: config.cluster.requestSlotTtlMs,
-        })
-      : createMemoryState({ maxRequestsPerUser: config.chat.maxRequestsPerUser, maxSocketsPerUser: config.auth.maxSocketsPerUser, eventsPerSecond: config.chat.socketEventsPerSecond }));
-  logger.info(
-    { state: state.kind },
-    options.state ? 'shared state supplied by the caller' : redis ? `shared state in Redis at ${redactUrl(config.cluster.redisUrl ?? '')}` : 'single replica: state in memory',
-  );
+/** What every wiring function gets. */
+interface Basics {
+  config: Config;
+  replicaId: string;
+  logger: Logger;
+}
 
-  // Plans were read and checked by loadConfig; here their unset fields get the deployment's defaults.
+/** Who may do what: tokens, browser origins, Host names, operators. */
+interface Guards {
+  authenticate: Authenticate;
+  origins: OriginPolicy;
+  hosts: HostGuard;
+  operators: OperatorGuard;
+}
+
+function wireGuards({ config, logger }: Basics, plans: PlanCatalog): Guards {
+  const hosts = createHostGuard(config.auth);
+  const operators = createOperatorGuard({ ...config.auth, authSecret: config.auth.secret });
+  logger.info({ hosts: hosts.names, operatorEndpoints: operators.mode }, 'request guards');
+  // A token's `plan` claim names one of the plans (DEFAULT_PLAN without it).
+  return { authenticate: createAuthenticator(config.auth, plans), origins: createOriginPolicy(config.auth), hosts, operators };
+}
+
+/** Shared state: Redis for several replicas (with the Socket.IO adapter's connections), memory for one. */
+async function wireState(
+  { config, logger }: Basics,
+  supplied: SharedState | undefined,
+): Promise<{ state: SharedState; redis: RedisClients | undefined }> {
+  const { redisUrl, redisPassword, redisConnectTimeoutMs, redisCommandTimeoutMs } = config.cluster;
+  const redis = redisUrl
+    ? await connectRedis({ url: redisUrl, password: redisPassword, logger, connectTimeoutMs: redisConnectTimeoutMs, commandTimeoutMs: redisCommandTimeoutMs })
+    : undefined;
+  if (redis) await warnIfEvicting(redis.command, logger);
+  const state = supplied ?? createSharedState(config, { redis: redis?.command, logger });
+  logger.info({ state: state.kind }, supplied ? 'shared state supplied by the caller' : redis ? `shared state in Redis at ${redactUrl(redisUrl ?? '')}` : 'single replica: state in memory');
+  return { state, redis };
+}
+
+/** Plans (PLANS_FILE, read and checked by loadConfig) and where each user's tool calls are counted against them. */
+function wirePlans(
+  { config, logger }: Basics,
+  deps: { redis: RedisClients | undefined; supplied: QuotaStore | undefined; metrics: (plans: readonly string[]) => Metrics },
+): { plans: PlanCatalog; quota: Quota; quotaStore: QuotaStore; metrics: Metrics } {
+  // Unset fields of a plan get the deployment's defaults.
   const plans = createPlanCatalog({
     plans: config.plans.specs,
     defaultPlan: config.plans.defaultPlan,
     maxInFlight: config.chat.maxRequestsPerUser,
     workspaceMaxBytes: config.workspace.maxBytes,
   });
-  const metrics = createMetrics({ replicaId, plans: plans.names });
-  const quotaStore = options.quotaStore ?? (redis ? createRedisQuotaStore({ redis: redis.command, prefix: config.cluster.redisKeyPrefix }) : createMemoryQuotaStore());
+  // Metrics are labelled by plan: their label values are the plans' names, known here.
+  const metrics = deps.metrics(plans.names);
+  const quotaStore = deps.supplied ?? (deps.redis ? createRedisQuotaStore({ redis: deps.redis.command, prefix: config.cluster.redisKeyPrefix }) : createMemoryQuotaStore());
   const quota = createQuota({ store: quotaStore, failMode: config.plans.quotaFailMode, logger, observer: metrics.quotaObserver });
   logger.info(
     { plans: plans.names, defaultPlan: plans.defaultPlan.name, quotaStore: quotaStore.kind, quotaFailMode: config.plans.quotaFailMode },
     `plans: ${plans.names.join(', ')} (default ${plans.defaultPlan.name}); tool calls counted in ${quotaStore.kind}`,
   );
+  return { plans, quota, quotaStore, metrics };
+}
+
+/** The warm pool, which replicas are alive, and the sweeps that remove what nobody owns. */
+function wirePool(
+  { config, replicaId, logger }: Basics,
+  deps: { runtime: ContainerRuntime; state: SharedState; metrics: Metrics },
+): { pool: ContainerPool; liveness: Liveness; sweeper: OrphanSweeper; reaper: DeadReplicaReaper } {
+  const { runtime, state, metrics } = deps;
   const pool = createContainerPool({ runtime, pool: config.pool, sandbox: config.sandbox, replicaId, logger, observer: metrics.poolObserver });
   metrics.watchPool(() => pool.stats());
   if (config.pool.enabled) logger.info('[Phase 2] Container pooling enabled');
@@ -173,7 +187,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   const reaper = createDeadReplicaReaper({
     registry: state.replicas,
     self: replicaId,
-    node: serverConfig.nodeName,
+    node: config.server.nodeName,
     // By then an unclaimed container of it counts as an orphan by age on its own node anyway.
     forgetOtherNodeAfterMs: config.orphans.graceMs,
     intervalMs: config.cluster.heartbeatIntervalMs,
@@ -182,63 +196,74 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     removeReplica: (dead) => sweeper.removeDeadReplica(dead.replica, dead.lastSeenAtMs),
     logger,
   });
+  return { pool, liveness, sweeper, reaper };
+}
 
-  // Users' files across sandboxes: snapshots in Redis (shared) or on this replica's disk.
+/** Users' files across sandboxes: snapshots in Redis (shared) or on this replica's disk. */
+async function wireWorkspaces(
+  { config, logger }: Basics,
+  deps: { redis: RedisClients | undefined; metrics: Metrics },
+): Promise<{ workspaces: Workspaces; store: WorkspaceStore; snapshotRedis: RedisClient | undefined }> {
+  const where = snapshotRedisOf(config);
+  const { redisPassword: password, redisConnectTimeoutMs: connectTimeoutMs, redisCommandTimeoutMs: commandTimeoutMs } = config.cluster;
   const snapshotRedis =
-    config.workspace.store === 'redis' && config.workspace.redisUrl !== undefined && config.workspace.redisUrl !== config.cluster.redisUrl
-      ? await connectRedisCommand({ url: config.workspace.redisUrl, password: redisPassword, logger })
-      : redis;
-  const workspaceStore = createWorkspaceStore(config.workspace, { redis: snapshotRedis?.command, prefix: config.cluster.redisKeyPrefix });
-  const workspaces = createWorkspaces({
-    store: workspaceStore,
-    maxBytes: config.workspace.maxBytes,
-    timeoutMs: config.chat.toolCallTimeoutMs,
-    logger,
-    observer: metrics.workspaceObserver,
-  });
-  logger.info({ store: workspaceStore.kind }, workspaceStore.kind === 'none' ? 'workspace snapshots off' : `workspace snapshots in ${workspaceStore.kind}`);
+    where.kind === 'own' ? await connectRedisCommand({ url: where.url, password, logger, connectTimeoutMs, commandTimeoutMs }) : where.kind === 'shared' ? deps.redis : undefined;
+  const store = createWorkspaceStore(config.workspace, { redis: snapshotRedis?.command, prefix: config.cluster.redisKeyPrefix });
+  const workspaces = createWorkspaces({ store, maxBytes: config.workspace.maxBytes, timeoutMs: config.chat.toolCallTimeoutMs, logger, observer: deps.metrics.workspaceObserver });
+  logger.info({ store: store.kind }, store.kind === 'none' ? 'workspace snapshots off' : `workspace snapshots in ${store.kind}`);
+  return { workspaces, store, snapshotRedis };
+}
 
-  // Outlives its replica on purpose: liveness comes from heartbeats, and a
-  // survivor that finds a dead owner can tell the user their sandbox is gone.
-  const ownerTtlMs = config.chat.sessionIdleTimeoutMs + heartbeatTtlMs(config.cluster.heartbeatIntervalMs);
-  const heartbeat = createHeartbeat({
-    state,
-    liveness,
-    startedAtMs,
-    intervalMs: config.cluster.heartbeatIntervalMs,
-    ownerTtlMs,
-    logger,
-  });
-  const sessions = createSessionManager({
-    chat: config.chat,
-    pool,
-    owners: state.owners,
-    replicaId,
-    ownerTtlMs,
-    isReplicaLive: liveness.isLive,
-    ensureCurrent: heartbeat.ensureCurrent,
-    workspaces,
-    logger,
-  });
-  heartbeat.track(sessions);
+/** Who is here, their sandboxes and who owns them, kept current by this replica's heartbeat. */
+function wireUsers(
+  { config, replicaId, logger }: Basics,
+  deps: { state: SharedState; liveness: Liveness; pool: ContainerPool; workspaces: Workspaces; startedAtMs: number },
+): { heartbeat: Heartbeat; presences: Presences; leases: SandboxLeases; ownership: ReturnType<typeof createOwnership> } {
+  const { state, liveness } = deps;
+  const ownerTtlMs = ownershipTtlMs(config.chat.sessionIdleTimeoutMs, config.cluster.heartbeatIntervalMs);
+  const heartbeat = createHeartbeat({ state, liveness, startedAtMs: deps.startedAtMs, intervalMs: config.cluster.heartbeatIntervalMs, ownerTtlMs, logger });
+  const ownership = createOwnership({ owners: state.owners, replicaId, ownerTtlMs, isReplicaLive: liveness.isLive, logger });
+  const leases = createSandboxLeases({ pool: deps.pool, ownership, ensureCurrent: heartbeat.ensureCurrent, workspaces: deps.workspaces, logger });
+  const presences = createPresences({ settings: config.chat, sandbox: leases });
+  heartbeat.track(leases);
+  return { heartbeat, presences, leases, ownership };
+}
 
-  const authenticate = createAuthenticator(config.auth, plans);
-  const origins = createOriginPolicy(config.auth);
-  const hosts = createHostGuard(config.auth);
-  const operators = createOperatorGuard({ ...config.auth, authSecret: config.auth.secret });
-  logger.info({ hosts: hosts.names, operatorEndpoints: operators.mode }, 'request guards');
+/** The Socket.IO server and the replica bus over it, before the HTTP server it is attached to: replicas route to each other over it. */
+function wireSockets({ config, replicaId, logger }: Basics, redis: RedisClients | undefined): { io: SandpoolIo; emitToUser: EmitToUser; bus: ReplicaBus } {
+  const { redisKeyPrefix, replicaRequestTimeoutMs } = config.cluster;
+  const adapter = redis ? createAdapter(redis.pub, redis.sub, { key: `${redisKeyPrefix}socket.io`, requestsTimeout: replicaRequestTimeoutMs }) : undefined;
+  const { io, emitToUser } = createSocketServer({ adapter, maxMessageBytes: config.chat.maxMessageBytes, allowedOrigins: config.auth.allowedOrigins });
+  // A routed tool call may wait for a sandbox on the other replica, then for the hop back.
+  const toolCallSlackMs = config.pool.acquireTimeoutMs + replicaRequestTimeoutMs;
+  const bus = redis ? createSocketIoReplicaBus({ io, replicaId, logger, toolCallSlackMs }) : createSingleReplicaBus();
+  return { io, emitToUser, bus };
+}
+
+/** The chat service and what MCP clients call directly, over the user's sandbox here or on its owner. */
+function wireChat(
+  { config, replicaId, logger }: Basics,
+  deps: {
+    state: SharedState;
+    pool: ContainerPool;
+    users: ReturnType<typeof wireUsers>;
+    workspaces: Workspaces;
+    sockets: ReturnType<typeof wireSockets>;
+    metrics: Metrics;
+    plans: PlanCatalog;
+    quota: Quota;
+  },
+): { chat: ChatService; approvals: ApprovalRegistry; sandboxTools: SandboxTools; mcpSessions: McpSessionRegistry; mcpServerFor: (userId: string) => ReturnType<typeof createUserMcpServer> } {
+  const { state, users, sockets, metrics, plans, quota } = deps;
+  const { presences, leases, ownership } = users;
+  const { bus } = sockets;
   const provider = createProvider(config.llm);
   logger.info({ provider: provider.name, model: provider.model }, 'agent provider');
-  const toolCatalog = createToolCatalog(pool);
-
-  // Socket.IO first (attached to the HTTP server below): replicas route to each other over it.
-  const adapter = redis ? createAdapter(redis.pub, redis.sub, { key: `${config.cluster.redisKeyPrefix}socket.io`, requestsTimeout: 5_000 }) : undefined;
-  const { io, emitToUser } = createSocketServer({ adapter, maxMessageBytes: config.chat.maxMessageBytes, allowedOrigins: config.auth.allowedOrigins });
-  const bus: ReplicaBus = redis ? createSocketIoReplicaBus({ io, replicaId, logger, toolCallSlackMs: config.pool.acquireTimeoutMs + 5_000 }) : createSingleReplicaBus();
+  const toolCatalog = createToolCatalog(deps.pool);
   // A tool the image marks read-only leaves the files as they were: no snapshot after it.
-  const sandboxTools = createSandboxTools({ sessions, bus, workspaces, quota, plans, isReadOnly: toolCatalog.isReadOnly });
-  const directCalls = createDirectToolCalls({
-    sessions,
+  const sandboxTools = createSandboxTools({ presences, leases, bus, workspaces: deps.workspaces, quota, plans, isReadOnly: toolCatalog.isReadOnly });
+  const calls = createDirectToolCalls({
+    presences,
     sandboxTools,
     limiter: state.limiter,
     plans,
@@ -246,18 +271,17 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     logger,
     onRefused: (code, plan) => metrics.chatObserver.rejected(code, plan),
   });
-  const toolPolicy = createToolPolicy(config.mcp.tools);
+  const policy = createToolPolicy(config.mcp.tools);
   const mcpServerFor = (userId: string): ReturnType<typeof createUserMcpServer> =>
-    createUserMcpServer(userId, { tools: toolCatalog.raw, policy: toolPolicy, calls: directCalls, logger, observe: metrics.mcpCall });
+    createUserMcpServer(userId, { tools: toolCatalog.raw, policy, calls, logger, observe: metrics.mcpCall });
   const mcpSessions = createMcpSessionRegistry({
     serverFor: mcpServerFor,
     idleTimeoutMs: config.chat.sessionIdleTimeoutMs,
     maxBodyBytes: config.mcp.maxBodyBytes,
-    ...createMcpSessionHooks({ sockets: state.sockets, maxSocketsPerUser: config.auth.maxSocketsPerUser, sessions, owners: state.owners, bus, replicaId }),
+    ...createMcpSessionHooks({ sockets: state.sockets, maxSocketsPerUser: config.auth.maxSocketsPerUser, presences, owners: state.owners, bus, replicaId }),
     logger,
   });
   metrics.watchMcpSessions(mcpSessions.count);
-
   const approvals = createApprovalRegistry();
   const chat = createChatService({
     settings: config.chat,
@@ -265,80 +289,129 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     provider,
     tools: toolCatalog,
     sandboxTools,
-    sessions,
+    presences,
+    leases,
+    ownership,
     approvals,
     state,
     bus,
-    isReplicaLive: liveness.isLive,
-    emit: emitToUser,
+    emit: sockets.emitToUser,
     logger,
     observer: metrics.chatObserver,
     plans,
     quota,
   });
+  return { chat, approvals, sandboxTools, mcpSessions, mcpServerFor };
+}
 
-  // HTTP (not listening yet), with Socket.IO attached to the same server.
-  let draining = false;
-  const notReadyReasons = (): NotReadyReason[] => readinessOf({ draining, pool: pool.stats(), stateHealthy: state.healthy() });
-  // Known once listening (PORT=0 picks one).
-  let url = '';
+/** The HTTP app (not listening yet) on a server the Socket.IO server is attached to. */
+function wireHttp(
+  { config, replicaId, logger }: Basics,
+  deps: {
+    startedAtMs: number;
+    metrics: Metrics;
+    pool: ContainerPool;
+    liveness: Liveness;
+    heartbeat: Heartbeat;
+    chatLayer: ReturnType<typeof wireChat>;
+    io: SandpoolIo;
+    guards: Guards;
+    plans: PlanCatalog;
+    quota: Quota;
+    notReadyReasons: () => NotReadyReason[];
+    lifecycle: Lifecycle;
+    /** Known once listening (PORT=0 picks one). */
+    url: () => string;
+  },
+): HttpServer {
+  const { pool, liveness, chatLayer, guards } = deps;
   const http = createHttpApp({
     webRoot: webRoot(),
     replicaId,
-    startedAtMs,
+    startedAtMs: deps.startedAtMs,
     logger,
-    metrics,
+    metrics: deps.metrics,
     poolStats: () => pool.stats(),
     clusterStats: async () => {
       const live = await liveness.live();
       // This replica's own numbers fresh, the others' as of their last beat.
-      return [{ ...replicaNumbers(), replica: replicaId }, ...live.filter((r) => r.replica !== replicaId)];
+      return [deps.heartbeat.record(), ...live.filter((r) => r.replica !== replicaId)];
     },
-    notReadyReasons,
-    isDraining: () => draining,
+    notReadyReasons: deps.notReadyReasons,
+    isDraining: () => deps.lifecycle.draining,
     allowedOrigins: config.auth.allowedOrigins,
     mcp: createMcpRoutes({
-      authenticate,
+      authenticate: guards.authenticate,
       tokensAreJwts: config.auth.secret !== undefined,
       issuer: config.auth.issuer,
-      origins,
-      publicUrl: () => config.auth.publicUrl ?? url,
-      sessions: mcpSessions,
-      serverFor: mcpServerFor,
+      origins: guards.origins,
+      publicUrl: () => config.auth.publicUrl ?? deps.url(),
+      sessions: chatLayer.mcpSessions,
+      serverFor: chatLayer.mcpServerFor,
       maxBodyBytes: config.mcp.maxBodyBytes,
       logger,
-      onAuthFailed: () => metrics.authFailed('mcp'),
+      onAuthFailed: () => deps.metrics.authFailed('mcp'),
     }),
-    admin: createAdminRoutes({ wipeWorkspace: (userId) => chat.wipeWorkspace(userId) }),
-    operators,
-    me: createMeRoutes({ authenticate, tokensAreJwts: config.auth.secret !== undefined, plans, quota, onAuthFailed: () => metrics.authFailed('http') }),
+    admin: createAdminRoutes({ wipeWorkspace: (userId) => chatLayer.chat.wipeWorkspace(userId) }),
+    operators: guards.operators,
+    me: createMeRoutes({
+      authenticate: guards.authenticate,
+      tokensAreJwts: config.auth.secret !== undefined,
+      plans: deps.plans,
+      quota: deps.quota,
+      onAuthFailed: () => deps.metrics.authFailed('http'),
+    }),
   });
   const server = createAdaptorServer({ fetch: http.fetch }) as HttpServer;
-  io.attach(server);
-  const replicaNumbers = (): Record<string, unknown> => ({
-    ...pool.stats(),
+  deps.io.attach(server);
+  return server;
+}
+
+/**
+ * What other replicas see and send here, the Socket.IO gateway, and the gate
+ * in front of new handshakes (draining, or full while a peer has room).
+ */
+function wireRealtime(
+  { config, logger }: Basics,
+  deps: {
+    server: HttpServer;
+    io: SandpoolIo;
+    bus: ReplicaBus;
+    state: SharedState;
+    pool: ContainerPool;
+    liveness: Liveness;
+    users: ReturnType<typeof wireUsers>;
+    chatLayer: ReturnType<typeof wireChat>;
+    metrics: Metrics;
+    guards: Guards;
+    lifecycle: Lifecycle;
+  },
+): void {
+  const { io, state, users, metrics } = deps;
+  const { chat, sandboxTools, approvals } = deps.chatLayer;
+  users.heartbeat.publish(() => ({
+    ...deps.pool.stats(),
     // Which machine: a replica leases from its own node's engine, so a node's sandboxes are its replicas'.
     node: config.server.nodeName,
     connections: io.engine.clientsCount,
-    sessions: sessions.count(),
+    sessions: users.presences.count(),
     // With sessions, what other replicas read to pass new users on to one with room.
     maxSessions: config.chat.maxSessions,
-    draining,
-  });
-  heartbeat.publish(replicaNumbers);
-
-  bus.serve({
+    draining: deps.lifecycle.draining,
+  }));
+  deps.bus.serve({
     message: (userId, payload, plan) => chat.handleMessage(userId, payload, { routed: true, ...(plan !== undefined ? { plan } : {}) }),
     approval: (userId, approval) => chat.handleApproval(userId, approval, { routed: true }),
     tool: (userId, call) => sandboxTools.runRouted(userId, call),
-    release: (userId) => sessions.releaseIfUnheld(userId),
-    wipe: (userId) => sessions.wipe(userId),
+    release: (userId) => users.presences.releaseIfUnheld(userId),
+    wipe: (userId) => users.leases.wipe(userId),
   });
   registerGateway({
     io,
     chat,
-    authenticate,
-    origins,
+    presences: users.presences,
+    authenticate: deps.guards.authenticate,
+    origins: deps.guards.origins,
     sockets: state.sockets,
     maxSocketsPerUser: config.auth.maxSocketsPerUser,
     budget: state.events,
@@ -347,86 +420,131 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     onRejected: (code, plan) => metrics.chatObserver.rejected(code, plan),
     onAuthFailed: () => metrics.authFailed('socket'),
   });
-  metrics.watchChat({
-    connections: () => io.engine.clientsCount,
-    sessions: sessions.count,
-    inFlight: chat.inFlight,
-    pendingApprovals: approvals.pendingCount,
-  });
-  const overflow = createOverflow({ hasRoomFor: chat.hasRoomFor, peers: liveness.peers });
-  installHandshakeGate(
-    server,
+  metrics.watchChat({ connections: () => io.engine.clientsCount, presences: users.presences.count, inFlight: chat.inFlight, pendingApprovals: approvals.pendingCount });
+  const overflow = createOverflow({ hasRoomFor: users.presences.hasRoomFor, peers: deps.liveness.peers });
+  installHandshakeGate(deps.server, { hosts: deps.guards.hosts, refuse: refuseNewHandshakes({ isDraining: () => deps.lifecycle.draining, overflow }) }, logger);
+}
+
+/** The ordered, bounded stop (app/shutdown.ts) of what was wired; called once, later calls share it. */
+function wireShutdown(
+  { config, logger }: Basics,
+  deps: {
+    lifecycle: Lifecycle;
+    server: HttpServer;
+    io: SandpoolIo;
+    pool: ContainerPool;
+    sweeper: OrphanSweeper;
+    reaper: DeadReplicaReaper;
+    users: ReturnType<typeof wireUsers>;
+    chatLayer: ReturnType<typeof wireChat>;
+    state: SharedState;
+    quotaStore: QuotaStore;
+    store: WorkspaceStore;
+    redis: RedisClients | undefined;
+    snapshotRedis: RedisClient | undefined;
+  },
+): (reason: string) => Promise<void> {
+  const { server, pool, sweeper, reaper, redis, snapshotRedis } = deps;
+  const settings = {
+    budgetMs: config.server.shutdownTimeoutMs,
+    requestGraceMs: config.server.shutdownRequestGraceMs,
+    httpGraceMs: config.server.shutdownHttpGraceMs,
+    stepTimeoutMs: config.server.shutdownStepTimeoutMs,
+  };
+  const steps = shutdownPlan(
     {
-      hosts,
-      refuse: (req) => {
-        if (draining) return { code: 'SHUTTING_DOWN', message: 'this replica is shutting down; connect again (another replica will answer)' };
-        if (overflow.passOn(routingHintOf(req))) return { code: 'TOO_MANY_REQUESTS', message: 'this replica is full; connect again (another replica has room)' };
-        return undefined;
+      stopSweeps: () => (sweeper.stop(), reaper.stop()),
+      finishRequests: (graceMs) => deps.chatLayer.chat.shutdown(graceMs),
+      closeSockets: () => closeSockets(deps.io),
+      closeMcpSessions: () => deps.chatLayer.mcpSessions.closeAll(),
+      closeHttp: () => {
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        return closed;
       },
+      cutHttp: () => server.closeAllConnections(),
+      drainPool: (ms) => pool.drain(ms),
+      removeOwnContainers: () => sweeper.removeOwn(),
+      leaveCluster: () => deps.users.heartbeat.stop(),
+      closeSharedState: () => deps.state.close(),
+      closeQuotaStore: () => deps.quotaStore.close(),
+      closeWorkspaceStore: () => deps.store.close(),
+      quitRedis: (ms) => Promise.all([redis?.quit(ms), snapshotRedis !== redis ? snapshotRedis?.quit(ms) : undefined]),
     },
-    logger,
+    settings,
   );
+  async function stop(reason: string): Promise<void> {
+    // Readiness first: /ready answers 503 and new handshakes go to another replica.
+    deps.lifecycle.draining = true;
+    logger.info({ reason, budgetMs: settings.budgetMs }, 'shutting down');
+    await runShutdown(steps, { budgetMs: settings.budgetMs, logger });
+    logger.info({ destroyed: pool.stats().destroyed }, 'shutdown complete');
+  }
+  let stopped: Promise<void> | undefined;
+  return (reason) => (stopped ??= stop(reason));
+}
+
+/** Listens on HOST:PORT; resolves with the port (PORT=0 picks one). */
+async function listen(server: HttpServer, host: string, port: number): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return (server.address() as AddressInfo).port;
+}
+
+/**
+ * The composition root: wires config, runtime, shared state, pool, sweeper,
+ * heartbeat, chat, HTTP and Socket.IO, and starts listening. It only wires:
+ * every decision lives in the module it belongs to.
+ */
+export async function createSandpool(config: Config, options: SandpoolOptions = {}): Promise<Sandpool> {
+  const startedAtMs = Date.now();
+  const { server: serverConfig } = config;
+  const replicaId = serverConfig.replicaId;
+  const logger = options.logger ?? createLogger({ level: serverConfig.logLevel, replicaId });
+  const basics: Basics = { config, replicaId, logger };
+  for (const warning of configWarnings(config)) logger.warn(`WARNING: ${warning}`);
+  const runtime = await selectRuntime({
+    mode: config.pool.runtime,
+    production: serverConfig.nodeEnv === 'production',
+    dockerSocket: config.docker.socketPath,
+    // The process runtime has no image to run: an operator who chose one must hear that it is ignored.
+    customSpec: containerOnlySettings(config.pool, DEFAULT_POOL_IMAGE),
+    logger,
+  });
+  const { state, redis } = await wireState(basics, options.state);
+  const { plans, quota, quotaStore, metrics } = wirePlans(basics, { redis, supplied: options.quotaStore, metrics: (names) => createMetrics({ replicaId, plans: names }) });
+  const { pool, liveness, sweeper, reaper } = wirePool(basics, { runtime, state, metrics });
+  const { workspaces, store, snapshotRedis } = await wireWorkspaces(basics, { redis, metrics });
+  const users = wireUsers(basics, { state, liveness, pool, workspaces, startedAtMs });
+  const sockets = wireSockets(basics, redis);
+  const chatLayer = wireChat(basics, { state, pool, users, workspaces, sockets, metrics, plans, quota });
+
+  const lifecycle: Lifecycle = { draining: false };
+  const notReadyReasons = (): NotReadyReason[] => readinessOf({ draining: lifecycle.draining, pool: pool.stats(), stateHealthy: state.healthy() });
+  const guards = wireGuards(basics, plans);
+  let url = '';
+  const server = wireHttp(basics, { startedAtMs, metrics, pool, liveness, heartbeat: users.heartbeat, chatLayer, io: sockets.io, guards, plans, quota, notReadyReasons, lifecycle, url: () => url });
+  wireRealtime(basics, { server, io: sockets.io, bus: sockets.bus, state, pool, liveness, users, chatLayer, metrics, guards, lifecycle });
 
   // First beat before anything else: other replicas must see this one alive
   // before it owns containers, and it must know who else is alive before sweeping.
-  await heartbeat.start();
+  await users.heartbeat.start();
   // Sweep before warming: an earlier crash's containers count against nobody.
   await sweeper.sweep();
   sweeper.start();
   reaper.start();
   pool.start();
-
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(serverConfig.port, serverConfig.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
+  const port = await listen(server, serverConfig.host, serverConfig.port);
   url = `http://${serverConfig.host === '0.0.0.0' ? '127.0.0.1' : serverConfig.host}:${port}`;
   logger.info({ url, replica: replicaId, runtime: runtime.kind }, 'sandpool listening');
-
   if (options.warmTimeoutMs) await pool.whenWarm(options.warmTimeoutMs);
 
-  const budgetMs = serverConfig.shutdownTimeoutMs;
-  let stopped: Promise<void> | undefined;
-  async function stop(reason: string): Promise<void> {
-    // Readiness first: /ready answers 503 and new handshakes go to another replica.
-    draining = true;
-    logger.info({ reason, budgetMs }, 'shutting down');
-    await runShutdown(
-      [
-        { name: 'stop background sweeps', run: () => (sweeper.stop(), reaper.stop()) },
-        // Requests in flight get a share of the budget to finish; the rest fail with SHUTTING_DOWN.
-        { name: 'finish requests in flight', maxMs: Math.min(5_000, budgetMs / 3) + 1_000, run: () => chat.shutdown(Math.min(5_000, budgetMs / 3)) },
-        // Sockets are closed at the transport level: clients reconnect (through nginx) to a survivor.
-        { name: 'close sockets', maxMs: 3_000, run: () => closeSockets(io) },
-        { name: 'close MCP sessions', maxMs: 2_000, run: () => mcpSessions.closeAll() },
-        {
-          name: 'stop accepting HTTP',
-          maxMs: 5_000,
-          // Idle keep-alive sockets go now, busy ones get a bounded grace.
-          run: () => {
-            const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-            server.closeIdleConnections();
-            return closed;
-          },
-          onTimeout: () => server.closeAllConnections(),
-        },
-        { name: 'drain the pool', run: (ms) => pool.drain(ms) },
-        // Belt and braces: whatever still carries our owner label goes, however young.
-        { name: 'remove our containers', run: () => sweeper.removeOwn() },
-        { name: 'leave the cluster', maxMs: 2_000, run: () => heartbeat.stop() },
-        { name: 'close shared state', maxMs: 2_000, run: () => state.close() },
-        { name: 'close the quota store', maxMs: 2_000, run: () => quotaStore.close() },
-        { name: 'close the workspace store', maxMs: 2_000, run: () => workspaceStore.close() },
-        { name: 'quit Redis', maxMs: 3_000, run: () => Promise.all([redis?.quit(), snapshotRedis !== redis ? snapshotRedis?.quit() : undefined]) },
-      ],
-      { budgetMs, logger },
-    );
-    logger.info({ destroyed: pool.stats().destroyed }, 'shutdown complete');
-  }
+  const stop = wireShutdown(basics, { lifecycle, server, io: sockets.io, pool, sweeper, reaper, users, chatLayer, state, quotaStore, store, redis, snapshotRedis });
 
   return {
     config,
@@ -434,9 +552,9 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     url,
     pool,
     runtime,
-    chat,
+    chat: chatLayer.chat,
     logger,
     notReadyReasons,
-    stop: (reason = 'stop requested') => (stopped ??= stop(reason)),
+    stop: (reason = 'stop requested') => stop(reason),
   };
 }

@@ -1,4 +1,4 @@
-import { CancelledError, SandpoolError } from '../errors.js';
+import { SandpoolError, cancellationOf } from '../errors.js';
 import type { ApprovalVerdict, PendingToolCall, ToolRequest } from '../protocol/events.js';
 
 interface Pending extends PendingToolCall {
@@ -29,7 +29,7 @@ export function createApprovalRegistry(): ApprovalRegistry {
         const onAbort = (): void => {
           if (!pending.delete(callId)) return;
           clearTimeout(timer);
-          reject(signal.reason instanceof CancelledError ? signal.reason : new CancelledError('user-left'));
+          reject(cancellationOf(signal));
         };
         function settle(verdict: ApprovalVerdict): void {
           if (!pending.delete(callId)) return;

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import { CancelledError, SandpoolError, errorMessage, toClientError, toSandpoolError } from '../errors.js';
+import { CancelledError, SandpoolError, cancellationOf, errorMessage, toClientError, toSandpoolError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { runAgent, type Approver } from '../agent/agent-loop.js';
+import { runAgentLoop, type Approver } from '../agent/agent-loop.js';
 import type { LlmProvider } from '../agent/types.js';
 import type { ReplicaBus } from '../cluster/replica-bus.js';
 import type { Plan, PlanCatalog } from '../plans/plans.js';
@@ -10,8 +10,10 @@ import type { Quota } from '../quota/quota.js';
 import type { ApprovalVerdict, MessageAccepted, ServerToClientEvents, SessionInfo } from '../protocol/events.js';
 import type { SharedState } from '../state/types.js';
 import type { ApprovalRegistry } from './approvals.js';
+import type { Ownership } from './ownership.js';
+import type { Presence, Presences } from './presence.js';
+import type { SandboxLeases } from './sandbox-leases.js';
 import type { SandboxTools } from './sandbox-tools.js';
-import type { Session, SessionManager } from './sessions.js';
 import type { ChatSettings } from './settings.js';
 import type { ToolCatalog } from './tool-catalog.js';
 
@@ -37,11 +39,7 @@ export const UNOBSERVED_CHAT: ChatObserver = {
 };
 
 export interface ChatService {
-  /** Whether this replica can take the user (a session here already, or room below MAX_SESSIONS); an unknown user counts as new. */
-  hasRoomFor(userId: string | undefined): boolean;
-  /** Throws TOO_MANY_REQUESTS when this user would need a session beyond MAX_SESSIONS. */
-  checkCapacity(userId: string): void;
-  /** A socket of this user connected; refuses at session capacity. */
+  /** A socket of this user connected (`plan`: its token's; DEFAULT_PLAN otherwise); refuses beyond MAX_SESSIONS. */
   connect(userId: string, options?: { plan?: string }): Promise<SessionInfo>;
   disconnect(userId: string): void;
   /**
@@ -54,7 +52,7 @@ export interface ChatService {
   /** Deletes the user's files: their snapshot and their sandbox, wherever it lives. */
   wipeWorkspace(userId: string): Promise<void>;
   inFlight(): number;
-  /** Refuse new requests, give running ones `graceMs` to finish, cancel the rest, end sessions. */
+  /** Refuse new requests, give running ones `graceMs` to finish, cancel the rest, end every presence. */
   shutdown(graceMs: number): Promise<void>;
 }
 
@@ -64,12 +62,13 @@ export interface ChatServiceOptions {
   provider: LlmProvider;
   tools: ToolCatalog;
   sandboxTools: SandboxTools;
-  sessions: SessionManager;
+  presences: Presences;
+  leases: Pick<SandboxLeases, 'wipe'>;
+  /** Where the user's sandbox lives: their work runs there. */
+  ownership: Pick<Ownership, 'liveOwnerElsewhere'>;
   approvals: ApprovalRegistry;
-  state: Pick<SharedState, 'limiter' | 'conversations' | 'owners' | 'pending'>;
+  state: Pick<SharedState, 'limiter' | 'conversations' | 'pending'>;
   bus: ReplicaBus;
-  /** Whether a replica's heartbeat is current, checked now. */
-  isReplicaLive: (replicaId: string) => Promise<boolean>;
   emit: ChatEmitter;
   logger: Logger;
   observer: ChatObserver;
@@ -99,20 +98,21 @@ function badRequest(error: z.ZodError, what: string): SandpoolError {
 const MAX_HISTORY_MESSAGES = 60;
 
 export function createChatService(options: ChatServiceOptions): ChatService {
-  const { settings, provider, sessions, approvals, emit, observer, bus, tools } = options;
-  const { limiter, conversations, owners, pending } = options.state;
+  const { settings, provider, presences, approvals, emit, observer, bus, tools } = options;
+  const { limiter, conversations, pending } = options.state;
   const log = options.logger.child({ component: 'Chat' });
   const running = new Map<string, Promise<void>>();
   const stopping = new AbortController();
   let accepting = true;
 
-  async function info(session: Session, plan: Plan): Promise<SessionInfo> {
-    const shared = await pending.list(session.userId).catch(() => approvals.pendingFor(session.userId));
+  async function info(presence: Presence, plan: Plan): Promise<SessionInfo> {
+    const { userId } = presence;
+    const shared = await pending.list(userId).catch(() => approvals.pendingFor(userId));
     return {
-      inFlight: await limiter.count(session.userId),
+      inFlight: await limiter.count(userId),
       pending: shared.map(({ requestId, callId, tool, arguments: args, expiresAtMs }) => ({ requestId, callId, tool, arguments: args, expiresAtMs })),
-      sessionId: await conversations.sessionId(session.userId),
-      userId: session.userId,
+      sessionId: await conversations.conversationId(userId),
+      userId,
       replica: options.replicaId,
       provider: provider.name,
       model: provider.model,
@@ -137,15 +137,19 @@ export function createChatService(options: ChatServiceOptions): ChatService {
     }
   }
 
-  function approverFor(session: Session, requestId: string, signal: AbortSignal): Approver {
+  /** The live replica other than this one holding the user's sandbox, if any; INTERNAL while shared state is unreachable. */
+  const ownerElsewhere = (userId: string): Promise<string | undefined> => stateCall(() => options.ownership.liveOwnerElsewhere(userId));
+
+  function approverFor(presence: Presence, requestId: string, signal: AbortSignal): Approver {
+    const { userId } = presence;
     return async ({ callId, tool, arguments: args }, announce) => {
       const waitStarted = performance.now();
       const expiresAtMs = Date.now() + settings.toolApprovalTimeoutMs;
       // Registered here before anything is announced, so an instant answer finds the call.
-      const waiting = approvals.wait({ userId: session.userId, requestId, callId, tool, arguments: args, timeoutMs: settings.toolApprovalTimeoutMs, signal });
+      const waiting = approvals.wait({ userId, requestId, callId, tool, arguments: args, timeoutMs: settings.toolApprovalTimeoutMs, signal });
       // Shared, so a tab on any replica sees the call and its decision is routed here.
       await pending
-        .add(session.userId, { requestId, callId, tool, arguments: args, expiresAtMs, replica: options.replicaId })
+        .add(userId, { requestId, callId, tool, arguments: args, expiresAtMs, replica: options.replicaId })
         .catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'could not share a pending call'));
       announce();
       try {
@@ -153,38 +157,39 @@ export function createChatService(options: ChatServiceOptions): ChatService {
         observer.approvalWaited(performance.now() - waitStarted, verdict);
         return verdict;
       } finally {
-        void pending.remove(session.userId, callId).catch(() => undefined);
-        sessions.touch(session);
+        void pending.remove(userId, callId).catch(() => undefined);
+        presence.touch();
       }
     };
   }
 
-  async function run(session: Session, requestId: string, text: string, plan: Plan): Promise<void> {
+  async function run(presence: Presence, requestId: string, text: string, plan: Plan): Promise<void> {
+    const { userId } = presence;
     const started = performance.now();
     let firstResultSeen = false;
-    const signal = AbortSignal.any([session.abort.signal, stopping.signal]);
-    // A session with a request running is not idle, however long a tool call or approval takes.
-    session.running++;
+    const signal = AbortSignal.any([presence.signal, stopping.signal]);
+    // A presence with a request running is not idle, however long a tool call or approval takes.
+    const done = presence.begin();
     try {
-      const history = await conversations.history(session.userId);
-      const outcome = await runAgent({
+      const history = await conversations.history(userId);
+      const outcome = await runAgentLoop({
         requestId,
         text,
         history,
         provider,
         tools: await tools.get(),
-        runner: options.sandboxTools.runnerFor(session, plan),
-        approve: approverFor(session, requestId, signal),
+        runner: options.sandboxTools.runnerFor(presence, plan),
+        approve: approverFor(presence, requestId, signal),
         events: {
-          toolRequest: (p) => emit(session.userId, 'tool:request', p),
+          toolRequest: (p) => emit(userId, 'tool:request', p),
           toolResult: (p) => {
             if (!firstResultSeen) {
               firstResultSeen = true;
               observer.firstToolResult(performance.now() - started);
             }
-            emit(session.userId, 'tool:result', p);
+            emit(userId, 'tool:result', p);
           },
-          delta: (p) => emit(session.userId, 'message:delta', p),
+          delta: (p) => emit(userId, 'message:delta', p),
         },
         maxSteps: settings.maxAgentSteps,
         toolCallTimeoutMs: settings.toolCallTimeoutMs,
@@ -193,39 +198,30 @@ export function createChatService(options: ChatServiceOptions): ChatService {
       });
       // The answer exists: a history that cannot be saved right now (Redis down) must not swallow it.
       await conversations
-        .append(session.userId, outcome.messages, MAX_HISTORY_MESSAGES)
+        .append(userId, outcome.messages, MAX_HISTORY_MESSAGES)
         .catch((err: unknown) => log.warn({ requestId, err: errorMessage(err) }, 'could not save this exchange to the history'));
-      emit(session.userId, 'message:done', { requestId, text: outcome.text });
+      emit(userId, 'message:done', { requestId, text: outcome.text });
       observer.requestFinished(performance.now() - started, 'done');
     } catch (err) {
       // Whatever failed last, a cancelled request is reported as its cancellation (providers see only an abort).
-      const cause = signal.aborted && signal.reason instanceof CancelledError ? signal.reason : err;
-      if (cause instanceof CancelledError) log.info({ requestId, user: session.userId, reason: cause.reason }, 'request cancelled');
+      const cause = signal.aborted ? cancellationOf(signal) : err;
+      if (cause instanceof CancelledError) log.info({ requestId, user: userId, reason: cause.reason }, 'request cancelled');
       const error = toClientError(cause, log.child({ requestId }));
-      emit(session.userId, 'request:error', { requestId, error });
+      emit(userId, 'request:error', { requestId, error });
       if (error.code === 'QUOTA_EXCEEDED') observer.rejected(error.code, plan.name);
       observer.requestFinished(performance.now() - started, cause instanceof CancelledError ? 'cancelled' : error.code === 'QUOTA_EXCEEDED' ? 'refused' : 'error');
     } finally {
-      session.running--;
-      sessions.touch(session);
+      done();
     }
   }
 
   return {
     // Connection refusals are counted where they become connect_error (the gateway), not here.
-    hasRoomFor(userId) {
-      return (userId !== undefined && sessions.get(userId) !== undefined) || sessions.count() < settings.maxSessions;
-    },
-    checkCapacity(userId) {
-      if (!sessions.get(userId) && sessions.count() >= settings.maxSessions) {
-        throw new SandpoolError('TOO_MANY_REQUESTS', `this replica serves its maximum of ${settings.maxSessions} sessions; try again later`);
-      }
-    },
     async connect(userId, connectOptions) {
-      return info(sessions.attach(userId), options.plans.resolve(connectOptions?.plan));
+      return info(presences.attach(userId), options.plans.resolve(connectOptions?.plan));
     },
     disconnect(userId) {
-      sessions.detach(userId);
+      presences.detach(userId);
     },
     async handleMessage(userId, payload, handleOptions) {
       const plan = options.plans.resolve(handleOptions?.plan);
@@ -241,12 +237,12 @@ export function createChatService(options: ChatServiceOptions): ChatService {
       if (text.trim() === '') reject(new SandpoolError('BAD_REQUEST', 'message is empty'), plan);
       // One workspace per user: run where the user's sandbox lives while that replica lives.
       if (!handleOptions?.routed) {
-        const owner = await stateCall(() => owners.owner(userId));
-        if (owner && owner !== options.replicaId && (await options.isReplicaLive(owner))) return bus.forwardMessage(owner, userId, payload, plan.name);
+        const owner = await ownerElsewhere(userId);
+        if (owner) return bus.forwardMessage(owner, userId, payload, plan.name);
       }
-      const session = sessions.get(userId) ?? sessions.open(userId);
+      const presence = presences.open(userId);
       // Before the slot: a request must never run after its sender was told it was refused.
-      const sessionId = await stateCall(() => conversations.sessionId(userId));
+      const conversationId = await stateCall(() => conversations.conversationId(userId));
       // A full window refuses the message itself: it could run no tool.
       let quota: MessageAccepted['quota'];
       try {
@@ -264,12 +260,12 @@ export function createChatService(options: ChatServiceOptions): ChatService {
           plan,
         );
       }
-      sessions.touch(session);
+      presence.touch();
       // Start after the ack is on the wire, so the client sees it before any event of the request.
       const done = new Promise<void>((resolve) => setImmediate(resolve))
         .then(() => {
           emit(userId, 'message:accepted', { requestId, text });
-          return run(session, requestId, text.trim(), plan);
+          return run(presence, requestId, text.trim(), plan);
         })
         .finally(() => {
           running.delete(requestId);
@@ -279,7 +275,7 @@ export function createChatService(options: ChatServiceOptions): ChatService {
             .catch((err: unknown) => log.warn({ requestId, err: errorMessage(err) }, 'could not free a request slot; it expires by itself'));
         });
       running.set(requestId, done);
-      return { requestId, sessionId, ...(quota ? { quota } : {}) };
+      return { requestId, sessionId: conversationId, ...(quota ? { quota } : {}) };
     },
     async handleApproval(userId, payload, handleOptions) {
       const parsed = approvalSchema.safeParse(payload);
@@ -299,10 +295,10 @@ export function createChatService(options: ChatServiceOptions): ChatService {
       }
     },
     async wipeWorkspace(userId) {
-      const owner = await stateCall(() => owners.owner(userId));
+      const owner = await ownerElsewhere(userId);
       // The replica holding the sandbox drops it first, so no save of it lands after the wipe.
-      if (owner && owner !== options.replicaId && (await options.isReplicaLive(owner))) await bus.wipe(owner, userId);
-      await sessions.wipe(userId);
+      if (owner) await bus.wipe(owner, userId);
+      await options.leases.wipe(userId);
       log.info({ user: userId }, 'workspace wiped');
     },
     inFlight: () => running.size,
@@ -317,7 +313,7 @@ export function createChatService(options: ChatServiceOptions): ChatService {
       }
       stopping.abort(new CancelledError('shutdown'));
       await Promise.allSettled([...running.values()]);
-      await sessions.closeAll();
+      await presences.closeAll();
     },
   };
 }

@@ -6,7 +6,7 @@ import type { PlanCatalog } from '../plans/plans.js';
 import type { ToolRun } from '../protocol/events.js';
 import type { SlotLimiter } from '../state/slot-limiter.js';
 import type { SandboxTools } from './sandbox-tools.js';
-import type { SessionManager } from './sessions.js';
+import type { Presences } from './presence.js';
 
 /**
  * Tool calls a client makes itself (an MCP client), without the agent and its
@@ -21,7 +21,7 @@ export interface DirectToolCalls {
 const LOST_NOTICE = '(Your previous sandbox stopped — its replica or container went away — so this ran in a fresh one; earlier files are gone.)';
 
 export function createDirectToolCalls(options: {
-  sessions: SessionManager;
+  presences: Pick<Presences, 'open'>;
   sandboxTools: SandboxTools;
   limiter: SlotLimiter;
   plans: PlanCatalog;
@@ -30,7 +30,7 @@ export function createDirectToolCalls(options: {
   /** A refusal the client gets (TOO_MANY_REQUESTS, QUOTA_EXCEEDED), with the user's plan (metrics). */
   onRefused?(code: string, plan: string): void;
 }): DirectToolCalls {
-  const { sessions, limiter } = options;
+  const { presences, limiter } = options;
   const log = options.logger.child({ component: 'DirectToolCalls' });
   return {
     async call(userId, name, args, planName) {
@@ -46,13 +46,13 @@ export function createDirectToolCalls(options: {
         options.onRefused?.('TOO_MANY_REQUESTS', plan.name);
         throw new SandpoolError('TOO_MANY_REQUESTS', `you already have ${plan.maxInFlight} requests in flight (chat and MCP together; your ${plan.name} plan's limit); wait for one to finish`);
       }
-      const session = sessions.get(userId) ?? sessions.open(userId);
-      // Running calls keep the session (and its sandbox) from the idle release.
-      session.running++;
+      const presence = presences.open(userId);
+      // Running calls keep the presence (and its sandbox) from the idle release.
+      const done = presence.begin();
       try {
         let run: ToolRun;
         try {
-          run = await options.sandboxTools.runnerFor(session, plan).run(name, args, { timeoutMs: options.toolCallTimeoutMs });
+          run = await options.sandboxTools.runnerFor(presence, plan).run(name, args, { timeoutMs: options.toolCallTimeoutMs });
         } catch (err) {
           if (err instanceof SandpoolError && err.code === 'QUOTA_EXCEEDED') options.onRefused?.(err.code, plan.name);
           throw err;
@@ -62,8 +62,7 @@ export function createDirectToolCalls(options: {
         // After the tool's own content, so a client that reads the first item gets the tool's answer.
         return { ...run.result, content: [...run.result.content, ...notes.map((text) => ({ type: 'text' as const, text }))] };
       } finally {
-        session.running--;
-        sessions.touch(session);
+        done();
         // Shared state may be down right now: the slot then expires on its own.
         limiter.release(userId, slot).catch((err: unknown) => log.warn({ user: userId, err: errorMessage(err) }, 'could not free a request slot; it expires by itself'));
       }

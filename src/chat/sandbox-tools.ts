@@ -6,17 +6,19 @@ import type { Plan, PlanCatalog } from '../plans/plans.js';
 import type { Quota } from '../quota/quota.js';
 import type { RemoteToolCall, ToolRun } from '../protocol/events.js';
 import { saveNotice, type Workspaces } from '../workspace/workspaces.js';
-import { OwnedElsewhereError, type Session, type SessionManager } from './sessions.js';
+import { OwnedElsewhereError } from './ownership.js';
+import type { Presence, Presences } from './presence.js';
+import type { SandboxLeases } from './sandbox-leases.js';
 
 /** The user's sandbox as a place to run tools: here, or on the replica that holds it. */
 export interface SandboxTools {
   /**
-   * The runner for one request (or one MCP call) of a session on this
+   * The runner for one request (or one MCP call) of a user present on this
    * replica. Every call it runs counts once against the plan's quota, here:
    * chat and MCP calls both come through it, and a call it routes to the
    * replica holding the sandbox is not counted again there (runRouted).
    */
-  runnerFor(session: Session, plan: Plan): ToolRunner;
+  runnerFor(presence: Presence, plan: Plan): ToolRunner;
   /** Runs a call another replica routed here (this replica holds the user's sandbox). */
   runRouted(userId: string, call: RemoteToolCall): Promise<ToolRun>;
 }
@@ -41,7 +43,8 @@ function mapPaths(workspaceDir: string): { args(a: Record<string, unknown>): Rec
 }
 
 export function createSandboxTools(options: {
-  sessions: SessionManager;
+  presences: Pick<Presences, 'open'>;
+  leases: Pick<SandboxLeases, 'lease'>;
   bus: ReplicaBus;
   workspaces: Workspaces;
   quota: Quota;
@@ -50,11 +53,13 @@ export function createSandboxTools(options: {
   /** Whether a tool leaves the files as they were (the image's readOnlyHint): no snapshot after it. */
   isReadOnly(tool: string): boolean;
 }): SandboxTools {
-  const { sessions, bus, workspaces } = options;
+  const { presences, leases, bus, workspaces } = options;
 
   /** In the user's sandbox on this replica. A failure inside the sandbox is a result; a dead sandbox is not. */
-  async function runHere(session: Session, call: RemoteToolCall): Promise<ToolRun> {
-    const { lease, startedFresh, restore } = await sessions.lease(session);
+  async function runHere(presence: Presence, call: RemoteToolCall): Promise<ToolRun> {
+    // The caller's plan bounds the user's snapshots, after this call and when the sandbox goes.
+    const workspaceMaxBytes = options.plans.resolve(call.plan).workspaceMaxBytes;
+    const { lease, startedFresh, restore } = await leases.lease(presence, { workspaceMaxBytes });
     const paths = mapPaths(lease.sandbox.workspaceDir);
     const restoredNotice = restore?.kind === 'failed' ? `(Your saved files could not be restored (${restore.reason}), so this ran in a fresh, empty workspace.)` : undefined;
     const base = { startedFresh, ...(restore?.kind === 'restored' ? { restored: true } : {}) };
@@ -69,26 +74,25 @@ export function createSandboxTools(options: {
     let saveNote: string | undefined;
     if (!options.isReadOnly(call.name)) {
       workspaces.markChanged(lease.sandbox);
-      saveNote = saveNotice(await workspaces.save(session.userId, lease.sandbox, session.workspaceMaxBytes));
+      saveNote = saveNotice(await workspaces.save(presence.userId, lease.sandbox, workspaceMaxBytes));
     }
     const notice = [restoredNotice, saveNote].filter(Boolean).join('\n');
     return { result, ...base, ...(notice ? { notice } : {}) };
   }
 
   return {
-    runnerFor(session, plan) {
+    runnerFor(presence, plan) {
       return {
         async run(name, args, { timeoutMs }) {
           // Refused here (QUOTA_EXCEEDED) before the sandbox is touched.
-          const counted = await options.quota.countCall(session.userId, plan);
-          session.workspaceMaxBytes = plan.workspaceMaxBytes;
+          const counted = await options.quota.countCall(presence.userId, plan);
           const call = { name, arguments: args, timeoutMs, plan: plan.name };
           try {
             try {
-              return await runHere(session, call);
+              return await runHere(presence, call);
             } catch (err) {
               // One workspace per user: another live replica holds the sandbox, so the call runs there.
-              if (err instanceof OwnedElsewhereError) return await bus.runTool(err.owner, session.userId, call);
+              if (err instanceof OwnedElsewhereError) return await bus.runTool(err.owner, presence.userId, call);
               throw err;
             }
           } catch (err) {
@@ -100,20 +104,18 @@ export function createSandboxTools(options: {
       };
     },
     async runRouted(userId, call) {
-      const session = sessions.get(userId) ?? sessions.open(userId);
-      session.workspaceMaxBytes = options.plans.resolve(call.plan).workspaceMaxBytes;
-      // A routed call keeps the session busy, so the idle release waits for it.
-      session.running++;
+      const presence = presences.open(userId);
+      // A routed call keeps the presence busy, so the idle release waits for it.
+      const done = presence.begin();
       try {
-        return await runHere(session, call);
+        return await runHere(presence, call);
       } catch (err) {
         if (err instanceof OwnedElsewhereError) {
           throw new SandpoolError('SANDBOX_FAILED', 'your sandbox moved to another replica while this call was routed; send it again');
         }
         throw err;
       } finally {
-        session.running--;
-        sessions.touch(session);
+        done();
       }
     },
   };

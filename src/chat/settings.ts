@@ -2,7 +2,7 @@
 export interface ChatSettings {
   /** Requests in flight per user (accepted, not yet done or failed). */
   maxRequestsPerUser: number;
-  /** A session's sandbox is released after this long without activity. */
+  /** A user's sandbox is released after this long without activity (SESSION_IDLE_TIMEOUT_MS). */
   sessionIdleTimeoutMs: number;
   /** After a user's last socket disconnects: cancel their requests and release the sandbox after this long. */
   disconnectGraceMs: number;
@@ -12,7 +12,7 @@ export interface ChatSettings {
   toolCallTimeoutMs: number;
   /** Largest accepted message text, in UTF-8 bytes. */
   maxMessageBytes: number;
-  /** Sessions (users) per replica; more are refused at connect. */
+  /** Users present at once per replica (MAX_SESSIONS); more are refused at connect. */
   maxSessions: number;
   /** Model turns per request before the agent gives up. */
   maxAgentSteps: number;

@@ -1,6 +1,6 @@
 import type { Tool } from '@modelcontextprotocol/sdk/types.js';
 import type { ToolSpec } from '../model/conversation.js';
-import type { SandboxSource } from './sessions.js';
+import type { SandboxSource } from './sandbox-leases.js';
 
 /** The sandbox image's tools. */
 export interface ToolCatalog {

@@ -1,8 +1,9 @@
 import { errorMessage } from '../errors.js';
 import { withTimeout } from '../util/async.js';
 import type { Logger } from '../logger.js';
-import type { ReplicaRecord, SharedState } from '../state/types.js';
+import type { SharedState } from '../state/types.js';
 import type { Liveness } from './liveness.js';
+import type { ReplicaNumbers, ReplicaRecord } from './replica-record.js';
 
 /** Options of createHeartbeat. */
 export interface HeartbeatOptions {
@@ -18,7 +19,7 @@ export interface HeartbeatOptions {
   now?: () => number;
 }
 
-/** Whose sandboxes this replica holds; registered by the session manager once it exists. */
+/** Whose sandboxes this replica holds; registered by the sandbox leases (chat/sandbox-leases.ts) once they exist. */
 export interface OwnershipHolder {
   /** Users whose sandbox this replica holds: their ownership is renewed with each beat. */
   leasedUsers(): string[];
@@ -33,8 +34,10 @@ export interface Heartbeat {
   stop(): Promise<void>;
   /** The ownership records to renew each beat (registered before start). */
   track(holder: OwnershipHolder): void;
-  /** What this replica publishes with each beat: pool stats, connections, ... (registered before start). */
-  publish(snapshot: () => Record<string, unknown>): void;
+  /** What this replica publishes with each beat: its pool's numbers and its users (registered before start). */
+  publish(numbers: () => ReplicaNumbers): void;
+  /** This replica's record as the next beat will publish it, fresh (after publish). */
+  record(): ReplicaRecord;
   /**
    * Resolves once this replica's own heartbeat is current. After a lapse (the
    * process was stalled, Redis unreachable) it beats first, which re-validates
@@ -47,6 +50,16 @@ export interface Heartbeat {
 /** How long after its last beat a replica counts as dead. */
 export function heartbeatTtlMs(intervalMs: number): number {
   return intervalMs * 3;
+}
+
+/**
+ * How long an ownership record lives after its last renewal: an idle user's
+ * sandbox time plus a dead replica's heartbeat TTL. It outlives its replica
+ * on purpose: liveness comes from heartbeats, and a survivor that finds a
+ * dead owner can tell the user their sandbox is gone.
+ */
+export function ownershipTtlMs(sessionIdleTimeoutMs: number, heartbeatIntervalMs: number): number {
+  return sessionIdleTimeoutMs + heartbeatTtlMs(heartbeatIntervalMs);
 }
 
 /**
@@ -65,15 +78,13 @@ export function createHeartbeat(options: HeartbeatOptions): Heartbeat {
   let failing = false;
   let lastOkAtMs = 0;
   let holder: OwnershipHolder = { leasedUsers: () => [], giveUp: () => undefined };
-  let snapshot = (): Record<string, unknown> => ({});
+  let numbers: (() => ReplicaNumbers) | undefined;
 
-  const record = (): ReplicaRecord => ({
-    ...snapshot(),
-    replica: liveness.self,
-    pid: process.pid,
-    startedAtMs: options.startedAtMs,
-    seenAtMs: now(),
-  });
+  const NOT_PUBLISHED = 'heartbeat: publish() what this replica publishes before it starts beating';
+  const record = (): ReplicaRecord => {
+    if (!numbers) throw new Error(NOT_PUBLISHED);
+    return { ...numbers(), replica: liveness.self, pid: process.pid, startedAtMs: options.startedAtMs, seenAtMs: now() };
+  };
 
   async function beat(): Promise<void> {
     const startedAtMs = now();
@@ -114,14 +125,16 @@ export function createHeartbeat(options: HeartbeatOptions): Heartbeat {
     track(h) {
       holder = h;
     },
-    publish(s) {
-      snapshot = s;
+    publish(n) {
+      numbers = n;
     },
+    record,
     async ensureCurrent() {
       if (now() - lastOkAtMs <= ttlMs) return;
       await beatOnce();
     },
     async start() {
+      if (!numbers) throw new Error(NOT_PUBLISHED);
       await beatOnce();
       timer = setInterval(() => void beatOnce(), options.intervalMs);
       timer.unref();

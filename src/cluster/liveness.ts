@@ -1,8 +1,9 @@
-import type { ReplicaRecord, ReplicaRegistry } from '../state/types.js';
+import type { ReplicaRegistry } from '../state/types.js';
+import type { ReplicaRecord } from './replica-record.js';
 
 /**
  * Which replicas are alive: the one view that the heartbeat keeps current and
- * that sessions (taking over a dead owner's user), the chat service (routing
+ * that ownership (taking over a dead owner's user), the chat service (routing
  * to an owner) and the orphan sweeper (never removing a live replica's
  * containers) read.
  */
@@ -10,7 +11,7 @@ export interface Liveness {
   readonly self: string;
   /**
    * Looked up now, not from the last beat's view: a replica that started
-   * after that beat is alive (taking over its sessions would give a user a
+   * after that beat is alive (taking over its users' sandboxes would give a user a
    * second workspace), and one whose heartbeat expired since is dead (waiting
    * for the next beat would send its users' messages to a replica that can no
    * longer answer). Alive when shared state cannot answer.

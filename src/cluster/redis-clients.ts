@@ -8,13 +8,15 @@ export interface RedisClients {
   command: Redis;
   pub: Redis;
   sub: Redis;
-  quit(): Promise<void>;
+  /** QUIT on every connection, each bounded by `timeoutMs` (then cut). */
+  quit(timeoutMs: number): Promise<void>;
 }
 
 /** One connection (the snapshot store's own Redis). */
 export interface RedisClient {
   command: Redis;
-  quit(): Promise<void>;
+  /** QUIT, bounded by `timeoutMs` (then cut). */
+  quit(timeoutMs: number): Promise<void>;
 }
 
 export interface RedisConnectOptions {
@@ -22,19 +24,18 @@ export interface RedisConnectOptions {
   /** Used when the URL carries no password (REDIS_PASSWORD). */
   password: string | undefined;
   logger: Logger;
-  connectTimeoutMs?: number;
-  commandTimeoutMs?: number;
+  /** REDIS_CONNECT_TIMEOUT_MS: start-up fails when Redis does not answer within it. */
+  connectTimeoutMs: number;
+  /** REDIS_COMMAND_TIMEOUT_MS: a command on the command connection without a reply fails after it. */
+  commandTimeoutMs: number;
 }
-
-/** No command sandpool sends (the largest: a 16 MiB workspace snapshot) takes this long on a healthy Redis. */
-const COMMAND_TIMEOUT_MS = 10_000;
 
 /** A Redis URL without its password, for logs and errors. */
 export function redactUrl(url: string): string {
   return url.replace(/\/\/([^@/]*)@/, '//***@');
 }
 
-async function connectAll<R extends string>(roles: readonly R[], options: RedisConnectOptions): Promise<Record<R, Redis> & { quit(): Promise<void> }> {
+async function connectAll<R extends string>(roles: readonly R[], options: RedisConnectOptions): Promise<Record<R, Redis> & { quit(timeoutMs: number): Promise<void> }> {
   const { url, logger } = options;
   const make = (role: string): Redis => {
     const client = new Redis(url, {
@@ -45,7 +46,7 @@ async function connectAll<R extends string>(roles: readonly R[], options: RedisC
       // where a command in flight stayed pending and took a periodic loop (the
       // heartbeat, the dead-replica reaper) with it. Not on the adapter's
       // pub/sub connections, whose subscriptions are long-lived.
-      ...(role === 'command' ? { commandTimeout: options.commandTimeoutMs ?? COMMAND_TIMEOUT_MS } : {}),
+      ...(role === 'command' ? { commandTimeout: options.commandTimeoutMs } : {}),
       retryStrategy: (times) => Math.min(times * 200, 2_000),
       lazyConnect: true,
     });
@@ -63,15 +64,15 @@ async function connectAll<R extends string>(roles: readonly R[], options: RedisC
   const clients = Object.fromEntries(roles.map((role) => [role, make(role)])) as Record<R, Redis>;
   const all: Redis[] = Object.values(clients);
   try {
-    await withTimeout(Promise.all(all.map((c) => c.connect())), options.connectTimeoutMs ?? 10_000, `connecting to Redis at ${redactUrl(url)}`);
+    await withTimeout(Promise.all(all.map((c) => c.connect())), options.connectTimeoutMs, `connecting to Redis at ${redactUrl(url)}`);
   } catch (err) {
     for (const c of all) c.disconnect();
     throw new Error(`Redis at ${redactUrl(url)} did not answer: ${errorMessage(err)}`);
   }
   return {
     ...clients,
-    async quit() {
-      await Promise.allSettled(all.map((c) => withTimeout(c.quit(), 2_000, 'redis quit').catch(() => c.disconnect())));
+    async quit(timeoutMs) {
+      await Promise.allSettled(all.map((c) => withTimeout(c.quit(), timeoutMs, 'redis quit').catch(() => c.disconnect())));
     },
   };
 }
@@ -91,7 +92,19 @@ export function connectRedisCommand(options: RedisConnectOptions): Promise<Redis
 }
 
 /**
- * The eviction policy of the Redis that keeps limits, owners and sessions,
+ * Warns when REDIS_URL's Redis may evict keys: a request slot or owner record
+ * it drops lifts a limit silently.
+ */
+export async function warnIfEvicting(redis: Redis, logger: Logger): Promise<void> {
+  const policy = await evictionPolicyOf(redis);
+  if (policy === undefined || policy === 'noeviction') return;
+  logger.warn(
+    `WARNING: REDIS_URL's Redis evicts keys under memory pressure (maxmemory-policy ${policy}): a request slot or owner record it drops lifts a limit silently. Run it with noeviction, and snapshots in their own Redis (WORKSPACE_REDIS_URL).`,
+  );
+}
+
+/**
+ * The eviction policy of the Redis that keeps limits, owners and conversations,
  * or undefined where CONFIG is not allowed (managed Redis). Anything but
  * noeviction may drop those keys under memory pressure: they all expire, so
  * even volatile-* policies pick them, and a dropped slot silently lifts a limit.

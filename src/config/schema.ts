@@ -127,6 +127,21 @@ export const schema = {
     }),
     logLevel: oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info', doc: 'Log level (pino).' }),
     shutdownTimeoutMs: int('SHUTDOWN_TIMEOUT_MS', { default: 15_000, min: 100, doc: 'Upper bound on graceful shutdown: finish requests, drain the pool, remove containers (ms).' }),
+    shutdownRequestGraceMs: int('SHUTDOWN_REQUEST_GRACE_MS', {
+      default: 5_000,
+      min: 0,
+      doc: 'At shutdown, requests in flight get this long to finish, never more than a third of SHUTDOWN_TIMEOUT_MS; the rest fail with SHUTTING_DOWN (ms).',
+    }),
+    shutdownHttpGraceMs: int('SHUTDOWN_HTTP_GRACE_MS', {
+      default: 5_000,
+      min: 0,
+      doc: 'At shutdown, busy HTTP connections (an MCP stream, a long poll) get this long before they are cut; idle ones close at once (ms).',
+    }),
+    shutdownStepTimeoutMs: int('SHUTDOWN_STEP_TIMEOUT_MS', {
+      default: 2_000,
+      min: 100,
+      doc: 'At shutdown, bound on each closing step: MCP sessions, leaving the cluster, shared state, the workspace store, each Redis connection\'s QUIT. Closing the sockets and quitting Redis get a second more (ms).',
+    }),
   },
   chat: {
     maxRequestsPerUser: int('MAX_REQUESTS_PER_USER', {
@@ -135,7 +150,7 @@ export const schema = {
       max: 1000,
       doc: 'Requests in flight per user (from accepted until message:done / request:error, approval waits included); more are refused with TOO_MANY_REQUESTS.',
     }),
-    sessionIdleTimeoutMs: int('SESSION_IDLE_TIMEOUT_MS', { default: 600_000, min: 1000, doc: 'A session\'s sandbox is destroyed after this long without activity (ms).' }),
+    sessionIdleTimeoutMs: int('SESSION_IDLE_TIMEOUT_MS', { default: 600_000, min: 1000, doc: 'A user\'s sandbox is destroyed after this long without activity (ms).' }),
     disconnectGraceMs: int('SESSION_DISCONNECT_GRACE_MS', {
       default: 30_000,
       min: 0,
@@ -148,7 +163,7 @@ export const schema = {
       default: () => maxSessionsFor(replicaLimits()),
       defaultDoc: "half the replica's memory (V8 heap limit, cgroup limit or host memory, whichever is least) at 64 KiB per session, and at most the open-file limit minus 1024; computed where it runs",
       min: 1,
-      doc: "Users (sessions) per replica. When this replica is full a new user's handshake gets HTTP 503 so nginx tries the next replica; only when no live replica has room is it refused with TOO_MANY_REQUESTS.",
+      doc: "Users present at once per replica. When this replica is full a new user's handshake gets HTTP 503 so nginx tries the next replica; only when no live replica has room is it refused with TOO_MANY_REQUESTS.",
     }),
     maxAgentSteps: int('AGENT_MAX_STEPS', { default: 8, min: 1, max: 100, doc: 'Model turns per request before the agent stops.' }),
     socketEventsPerSecond: int('SOCKET_EVENTS_PER_SECOND', {
@@ -258,7 +273,7 @@ export const schema = {
     redisUrl: optionalUrl('WORKSPACE_REDIS_URL', {
       protocols: ['redis:', 'rediss:'],
       defaultDoc: 'REDIS_URL',
-      doc: 'The Redis that keeps snapshots (WORKSPACE_STORE=redis). Give snapshots their own Redis with an evicting policy (allkeys-lru): memory pressure then drops old snapshots, never the limits, owners and sessions in REDIS_URL\'s Redis (which wants noeviction).',
+      doc: 'The Redis that keeps snapshots (WORKSPACE_STORE=redis). Give snapshots their own Redis with an evicting policy (allkeys-lru): memory pressure then drops old snapshots, never the limits, owners and conversations in REDIS_URL\'s Redis (which wants noeviction).',
     }),
     dir: str('WORKSPACE_DIR', { default: 'data/workspaces', minLength: 1, doc: 'Directory of the fs store (created; one file per user, named by a hash of the user id).' }),
     maxBytes: int('WORKSPACE_MAX_BYTES', {
@@ -272,7 +287,7 @@ export const schema = {
   cluster: {
     redisUrl: optionalUrl('REDIS_URL', {
       protocols: ['redis:', 'rediss:'],
-      doc: 'Several replicas share sessions, history, backpressure and pending approvals through Redis (and the Socket.IO Redis adapter), e.g. redis://127.0.0.1:6379. Unset: one replica, in memory.',
+      doc: 'Several replicas share conversations, sandbox ownership, backpressure and pending approvals through Redis (and the Socket.IO Redis adapter), e.g. redis://127.0.0.1:6379. Unset: one replica, in memory.',
     }),
     redisPassword: optionalStr('REDIS_PASSWORD', {
       secret: true,
@@ -289,6 +304,22 @@ export const schema = {
       default: 30_000,
       min: 1000,
       doc: 'A request slot or socket count of a replica that died frees itself after this long (ms).',
+    }),
+    replicaRequestTimeoutMs: int('REPLICA_REQUEST_TIMEOUT_MS', {
+      default: 5_000,
+      min: 100,
+      max: 300_000,
+      doc: 'A message, approval or wipe routed to another replica gets its answer within this long, or fails (the Socket.IO Redis adapter\'s requestsTimeout). A routed tool call waits its own timeout plus POOL_ACQUIRE_TIMEOUT_MS plus this (ms).',
+    }),
+    redisConnectTimeoutMs: int('REDIS_CONNECT_TIMEOUT_MS', {
+      default: 10_000,
+      min: 100,
+      doc: 'Start-up fails when REDIS_URL\'s or WORKSPACE_REDIS_URL\'s Redis does not answer within this long (ms).',
+    }),
+    redisCommandTimeoutMs: int('REDIS_COMMAND_TIMEOUT_MS', {
+      default: 10_000,
+      min: 100,
+      doc: 'A Redis command whose reply does not come within this long fails instead of waiting forever (a Redis stalled or restarted mid-command). The largest command, a 16 MiB snapshot, takes far less on a healthy Redis (ms).',
     }),
   },
   pool: {

@@ -7,9 +7,10 @@ import { secureHeaders } from 'hono/secure-headers';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { SandpoolError, errorMessage, toClientError, type ErrorCode } from '../errors.js';
 import type { OperatorGuard } from '../auth/operator-guard.js';
+import type { ReplicaRecord } from '../cluster/replica-record.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics/metrics.js';
-import type { PoolStats } from '../pool/container-pool.js';
+import type { PoolStats } from '../pool/pool-stats.js';
 import { toPublicStatus } from './public-status.js';
 import type { NotReadyReason } from './readiness.js';
 
@@ -31,6 +32,16 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, ContentfulStatusCode>> = {
   INTERNAL: 500,
 };
 
+/** The fields of the replicas' records that /stats/pool?scope=cluster adds up. */
+const SUMMED_FIELDS = ['idle', 'active', 'total', 'pending', 'creating', 'spareTarget', 'arrivalRate', 'removing', 'maxPoolSize', 'minPoolSize', 'connections', 'sessions'] as const;
+type SummedField = (typeof SUMMED_FIELDS)[number];
+
+/** GET /stats/pool?scope=cluster: every live replica's record (this one first, fresh) and the sums over them. */
+export interface ClusterStats {
+  replicas: ReplicaRecord[];
+  totals: { replicas: number } & Record<SummedField, number>;
+}
+
 /** What the HTTP layer needs from the rest of the replica. */
 export interface HttpDeps {
   /** Directory of the chat page (index.html, style.css, js/*.js): every file in it is public. */
@@ -40,8 +51,8 @@ export interface HttpDeps {
   logger: Logger;
   metrics: Metrics;
   poolStats: () => PoolStats;
-  /** Every live replica's published stats (this one first, fresh). */
-  clusterStats: () => Promise<Array<Record<string, unknown> & { replica: string }>>;
+  /** Every live replica's published record (this one first, fresh). */
+  clusterStats: () => Promise<ReplicaRecord[]>;
   /** Reasons this replica cannot serve; empty when ready. */
   notReadyReasons: () => NotReadyReason[];
   /** True once this replica is shutting down (before its pool starts draining). */
@@ -142,14 +153,10 @@ export function createHttpApp(deps: HttpDeps): Hono {
       const replicas = await deps.clusterStats().catch((err: unknown) => {
         throw new SandpoolError('INTERNAL', 'cluster stats are unavailable right now (shared state unreachable); try again shortly', { cause: err, detail: errorMessage(err) });
       });
-      const sum = (field: string): number => replicas.reduce((n, r) => n + (typeof r[field] === 'number' ? (r[field] as number) : 0), 0);
-      return c.json({
-        replicas,
-        totals: {
-          replicas: replicas.length,
-          ...Object.fromEntries(['idle', 'active', 'total', 'pending', 'creating', 'spareTarget', 'arrivalRate', 'removing', 'maxPoolSize', 'minPoolSize', 'connections', 'sessions'].map((f) => [f, sum(f)])),
-        },
-      });
+      const sum = (field: SummedField): number => replicas.reduce((n, r) => n + r[field], 0);
+      const totals = Object.fromEntries(SUMMED_FIELDS.map((f) => [f, sum(f)])) as Record<SummedField, number>;
+      const body: ClusterStats = { replicas, totals: { replicas: replicas.length, ...totals } };
+      return c.json(body);
     }
     throw new SandpoolError('BAD_REQUEST', `scope must be "replica" or "cluster" (got ${JSON.stringify(scope)})`);
   });

@@ -1,4 +1,4 @@
-import type { PoolStats } from '../pool/container-pool.js';
+import type { PoolStats } from '../pool/pool-stats.js';
 import type { NotReadyReason } from './readiness.js';
 
 /**

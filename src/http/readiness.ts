@@ -1,4 +1,4 @@
-import type { PoolStats } from '../pool/container-pool.js';
+import type { PoolStats } from '../pool/pool-stats.js';
 
 /** Why a replica cannot serve, as a code health checks decide on. */
 export type NotReadyCode = 'SHUTTING_DOWN' | 'POOL_WARMING' | 'POOL_FAILING' | 'REDIS_UNREACHABLE';

@@ -1,4 +1,4 @@
-import type { SessionManager } from '../chat/sessions.js';
+import type { Presences } from '../chat/presence.js';
 import type { ReplicaBus } from '../cluster/replica-bus.js';
 import { SandpoolError } from '../errors.js';
 import type { OwnershipStore } from '../state/types.js';
@@ -8,14 +8,14 @@ import type { McpSessionRegistryOptions } from './mcp-sessions.js';
 /**
  * What an MCP session means for the rest of sandpool: it counts against the
  * user's connection cap (MAX_SOCKETS_PER_USER, with their sockets, across
- * replicas) and holds the user's sandbox session like a socket does; when it
+ * replicas) and holds the user's presence like a socket does; when it
  * ends, the sandbox is let go unless a chat socket or another session still
  * holds it, here or on the replica that owns it.
  */
 export function createMcpSessionHooks(options: {
   sockets: SlotLimiter;
   maxSocketsPerUser: number;
-  sessions: Pick<SessionManager, 'attach' | 'detach'>;
+  presences: Pick<Presences, 'attach' | 'detach'>;
   owners: Pick<OwnershipStore, 'owner'>;
   bus: Pick<ReplicaBus, 'release'>;
   replicaId: string;
@@ -27,10 +27,10 @@ export function createMcpSessionHooks(options: {
         throw new SandpoolError('TOO_MANY_REQUESTS', `you already have ${options.maxSocketsPerUser} connections open (sockets and MCP sessions, MAX_SOCKETS_PER_USER); end one first`);
       }
     },
-    onOpen: (s) => void options.sessions.attach(s.userId),
+    onOpen: (s) => void options.presences.attach(s.userId),
     onClose(s, why) {
       // Held here only by MCP sessions: let go at once (no reconnect grace for a DELETE).
-      options.sessions.detach(s.userId, 0);
+      options.presences.detach(s.userId, 0);
       void options.sockets.release(s.userId, slotOf(s.id)).catch(() => undefined);
       if (why === 'shutdown') return;
       // The sandbox may live on another replica: it releases it there if nothing holds it.

@@ -3,7 +3,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { ChatObserver } from '../chat/chat-service.js';
 import { QUOTA_WINDOWS } from '../protocol/errors.js';
 import type { QuotaObserver } from '../quota/quota.js';
-import type { PoolObserver, PoolStats } from '../pool/container-pool.js';
+import type { PoolStats } from '../pool/pool-stats.js';
+import type { PoolObserver } from '../pool/types.js';
 import type { WorkspacesObserver } from '../workspace/workspaces.js';
 
 /** One prom-client registry per app instance (no global default registry). */
@@ -39,7 +40,7 @@ const HTTP_METHODS = new Set(['GET', 'POST', 'DELETE', 'PUT', 'PATCH', 'HEAD', '
 /** Live numbers of the realtime layer. */
 export interface ChatGauges {
   connections(): number;
-  sessions(): number;
+  presences(): number;
   inFlight(): number;
   pendingApprovals(): number;
 }
@@ -237,7 +238,7 @@ export function createMetrics(options: { replicaId: string; plans?: readonly str
     },
     watchChat(g) {
       liveGauge('sandpool_socket_connections', 'Connected Socket.IO sockets', g.connections);
-      liveGauge('sandpool_sessions', 'User sessions on this replica', g.sessions);
+      liveGauge('sandpool_sessions', 'Users present on this replica (MAX_SESSIONS caps them)', g.presences);
       liveGauge('sandpool_requests_in_flight', 'Chat requests accepted and not yet done or failed', g.inFlight);
       liveGauge('sandpool_approvals_pending', "Tool calls waiting for the user's approval", g.pendingApprovals);
     },

@@ -1,6 +1,7 @@
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { DeadReplica, ReplicaRecord, ReplicaRegistry } from '../state/types.js';
+import type { ReplicaRecord } from '../cluster/replica-record.js';
+import type { DeadReplica, ReplicaRegistry } from '../state/types.js';
 
 /**
  * Cleans up after replicas whose heartbeat expired: their containers go on
@@ -61,7 +62,7 @@ export function createDeadReplicaReaper(options: {
       return; // shared state unreachable: the heartbeat reports that
     }
     const live = options.peers();
-    for (const r of live) remembered.set(r.replica, { lastSeenAtMs: r.seenAtMs, node: typeof r.node === 'string' ? r.node : undefined });
+    for (const r of live) remembered.set(r.replica, { lastSeenAtMs: r.seenAtMs, node: r.node });
     const known = new Set([...dead, ...live].map((r) => r.replica));
     for (const [replica, { lastSeenAtMs, node }] of remembered) if (!known.has(replica)) dead.push({ replica, lastSeenAtMs, ...(node === undefined ? {} : { node }) });
     // One that came back and dies again is reported again.

@@ -1,74 +1,20 @@
-import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
+import type { Tool } from '@modelcontextprotocol/sdk/types.js';
 import { SandpoolError, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Sandbox } from '../mcp/sandbox.js';
 import type { ContainerRuntime } from '../runtime/types.js';
 import { withTimeout } from '../util/async.js';
 import { createLeaseBook } from './lease-book.js';
+import type { PoolStats } from './pool-stats.js';
 import { createRemovalQueue } from './removal-queue.js';
 import { createSpecMaker } from './sandbox-spec.js';
 import type { PoolSettings, SandboxLimits } from './settings.js';
 import { createSparePool } from './spare-pool.js';
 import { createSpareTarget } from './spare-target.js';
 import { createStartScheduler } from './start-scheduler.js';
+import type { Lease, PoolObserver } from './types.js';
 
 export { ownerLabel } from './sandbox-spec.js';
-
-/** One user's exclusive hold on a sandbox. Released = the sandbox is destroyed. */
-export interface Lease {
-  readonly id: string;
-  /** The lease's sandbox: another one after a sandbox found dead on first use was replaced. */
-  readonly sandbox: Sandbox;
-  /** How long acquire() took, in ms. */
-  readonly acquireMs: number;
-  /** Rejects with SandboxGoneError once the sandbox is gone (it died, or the lease was released). */
-  callTool(name: string, args: Record<string, unknown>, options?: { timeoutMs?: number }): Promise<CallToolResult>;
-  /** Destroys the sandbox (a used workspace is never handed to anyone else). Idempotent. */
-  release(): Promise<void>;
-}
-
-/** The seed's stats shape (idle, active, total, maxPoolSize, minPoolSize) plus sandpool's extras. */
-export interface PoolStats {
-  idle: number;
-  active: number;
-  total: number;
-  maxPoolSize: number;
-  minPoolSize: number;
-  /** acquire() calls waiting for a sandbox. */
-  pending: number;
-  /** Sandboxes starting right now. */
-  creating: number;
-  /** Spares (idle or starting) kept right now: minPoolSize, or more for the recent arrival rate. */
-  spareTarget: number;
-  /** Peak acquires per second within POOL_DEMAND_WINDOW_MS (10 s averages), which spareTarget follows. */
-  arrivalRate: number;
-  /** Used sandboxes queued for removal or being removed. */
-  removing: number;
-  /** Leases whose sandbox was found dead on first use and replaced transparently. */
-  replaced: number;
-  enabled: boolean;
-  runtime: 'docker' | 'process';
-  isolated: boolean;
-  ready: boolean;
-  draining: boolean;
-  created: number;
-  destroyed: number;
-  failed: number;
-  acquired: number;
-  consecutiveFailures: number;
-  lastError: string | null;
-  acquireLatencyMs: { p50: number | null; p95: number | null; p99: number | null };
-  createLatencyMs: { p50: number | null; p95: number | null; p99: number | null };
-}
-
-/** Hooks for metrics; all optional. */
-export interface PoolObserver {
-  acquired?(ms: number): void;
-  created?(ms: number): void;
-  createFailed?(err: Error): void;
-  destroyed?(): void;
-  replaced?(): void;
-}
 
 export interface ContainerPool {
   /** Starts warming POOL_MIN_SIZE sandboxes in the background. */

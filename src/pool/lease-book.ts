@@ -4,7 +4,7 @@ import type { Logger } from '../logger.js';
 import type { Sandbox } from '../mcp/sandbox.js';
 import { LatencyWindow, withTimeout } from '../util/async.js';
 import { Capacity } from './capacity.js';
-import type { Lease, PoolObserver } from './container-pool.js';
+import type { Lease, PoolObserver } from './types.js';
 import type { RemovalQueue } from './removal-queue.js';
 
 /** Bound on destroying one sandbox outside of drain (drain uses what is left of its deadline). */

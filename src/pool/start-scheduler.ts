@@ -5,7 +5,7 @@ import { startSandbox, type Sandbox } from '../mcp/sandbox.js';
 import type { ContainerRuntime, SandboxSpec } from '../runtime/types.js';
 import { LatencyWindow, sleep, withTimeout } from '../util/async.js';
 import { Backoff, Capacity } from './capacity.js';
-import type { PoolObserver } from './container-pool.js';
+import type { PoolObserver } from './types.js';
 
 /**
  * Told when a start fails or the pool shuts down while its acquire waits.

@@ -92,6 +92,14 @@ export interface ClientToServerEvents {
   'workspace:wipe': (payload: Record<string, never>, ack?: (response: AckResponse) => void) => void;
 }
 
+/**
+ * Every client event name at run time (the gateway refuses any other), kept
+ * from the map itself: a key missing here, or one the map does not have,
+ * fails to compile.
+ */
+const CLIENT_EVENT_NAMES: Readonly<Record<keyof ClientToServerEvents, true>> = { message: true, 'tool:approval': true, 'workspace:wipe': true };
+export const CLIENT_EVENTS = Object.keys(CLIENT_EVENT_NAMES) as ReadonlyArray<keyof ClientToServerEvents>;
+
 /** Server -> client: sent to every socket of the user, on any replica. */
 export interface ServerToClientEvents {
   session: (info: SessionInfo) => void;

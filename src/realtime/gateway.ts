@@ -1,17 +1,16 @@
 import { SandpoolError, errorMessage, toClientError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ErrorBody } from '../protocol/errors.js';
-import type { AckResponse, MessageAccepted, SessionInfo } from '../protocol/events.js';
+import { CLIENT_EVENTS, type AckResponse, type MessageAccepted, type SessionInfo } from '../protocol/events.js';
 import type { Authenticate } from '../auth/authenticator.js';
 import type { OriginPolicy } from '../auth/origins.js';
+import type { Presences } from '../chat/presence.js';
 import type { EventBudget } from '../state/event-budget.js';
 import type { SlotLimiter } from '../state/slot-limiter.js';
 import { userRoom, type SandpoolIo } from './socket-server.js';
 
 /** What the gateway needs from the chat layer. Payloads arrive unvalidated. */
 export interface GatewayChat {
-  /** Throws TOO_MANY_REQUESTS when this user would need a session beyond MAX_SESSIONS. */
-  checkCapacity(userId: string): void;
   connect(userId: string, options: { plan: string }): Promise<SessionInfo>;
   disconnect(userId: string): void;
   handleMessage(userId: string, payload: unknown, options: { plan: string }): Promise<MessageAccepted>;
@@ -22,6 +21,8 @@ export interface GatewayChat {
 export interface GatewayOptions {
   io: SandpoolIo;
   chat: GatewayChat;
+  /** Who is here: a handshake that would need a presence beyond MAX_SESSIONS is refused. */
+  presences: Pick<Presences, 'checkRoomFor'>;
   authenticate: Authenticate;
   origins: OriginPolicy;
   /** Sockets per user, all replicas (state.sockets). */
@@ -37,7 +38,8 @@ export interface GatewayOptions {
   onAuthFailed?(): void;
 }
 
-const KNOWN_EVENTS = new Set(['message', 'tool:approval', 'workspace:wipe']);
+/** The contract's client events (from its typed map): anything else is refused with BAD_REQUEST. */
+const KNOWN_EVENTS: ReadonlySet<string> = new Set(CLIENT_EVENTS);
 
 /**
  * Answers an event's ack from the work's outcome: the second of the two places
@@ -81,7 +83,7 @@ export function registerGateway(options: GatewayOptions): void {
       throw err;
     }
     socket.data.plan = identity.plan;
-    chat.checkCapacity(identity.userId);
+    options.presences.checkRoomFor(identity.userId);
     let admitted: boolean;
     try {
       admitted = await options.sockets.tryAcquire(identity.userId, socket.id);
@@ -131,7 +133,7 @@ export function registerGateway(options: GatewayOptions): void {
       },
     );
 
-    // Refusals within the current 10 s window: an occasional burst over a long session is not a flood.
+    // Refusals within the current 10 s window: an occasional burst over a long-lived socket is not a flood.
     let strikes = 0;
     let strikeWindowAtMs = Date.now();
     socket.use(([event, ...args], next) => {

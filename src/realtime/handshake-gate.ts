@@ -3,8 +3,9 @@ import type { Duplex } from 'node:stream';
 import type { HostGuard } from '../auth/host-guard.js';
 import type { Logger } from '../logger.js';
 import type { ErrorBody } from '../protocol/errors.js';
+import type { Overflow } from './overflow.js';
 
-/** A Socket.IO request that would open a new session (no engine.io `sid` yet). */
+/** A Socket.IO request that would open a new connection (no engine.io `sid` yet). */
 export function isNewHandshake(req: IncomingMessage): boolean {
   const url = req.url ?? '';
   return url.startsWith('/socket.io/') && !/[?&]sid=/.test(url);
@@ -30,6 +31,22 @@ const HOST_REFUSAL: Refusal = {
 };
 
 const STATUS_TEXT = { 403: 'Forbidden', 503: 'Service Unavailable' } as const;
+
+const DRAINING: HandshakeRefusal = { code: 'SHUTTING_DOWN', message: 'this replica is shutting down; connect again (another replica will answer)' };
+const FULL: HandshakeRefusal = { code: 'TOO_MANY_REQUESTS', message: 'this replica is full; connect again (another replica has room)' };
+
+/**
+ * Which new handshakes go to another replica, and what the 503 says: all of
+ * them while this replica drains, and a new user's while it is full and a
+ * peer has room (overflow.ts).
+ */
+export function refuseNewHandshakes(options: { isDraining(): boolean; overflow: Overflow }): (req: IncomingMessage) => HandshakeRefusal | undefined {
+  return (req) => {
+    if (options.isDraining()) return DRAINING;
+    if (options.overflow.passOn(routingHintOf(req))) return FULL;
+    return undefined;
+  };
+}
 
 /**
  * Every request, before Hono, Socket.IO or /mcp see it:

@@ -1,9 +1,9 @@
-import type { ReplicaRecord } from '../state/types.js';
+import type { ReplicaRecord } from '../cluster/replica-record.js';
 
 /** Options of createOverflow. */
 export interface OverflowOptions {
-  /** Whether this replica can take this user: they have a session here, or it is below MAX_SESSIONS. */
-  hasRoomFor(uid: string | undefined): boolean;
+  /** Whether this replica can take this user: they are present here, or it is below MAX_SESSIONS. */
+  hasRoomFor(userId: string | undefined): boolean;
   /** The other live replicas as of the last heartbeat, with what they published (sessions, maxSessions). */
   peers(): readonly ReplicaRecord[];
 }
@@ -17,19 +17,19 @@ export interface OverflowOptions {
  */
 export interface Overflow {
   /** Whether a new handshake with this routing hint should go to another replica. */
-  passOn(uid: string | undefined): boolean;
+  passOn(routingHint: string | undefined): boolean;
 }
 
-/** A peer that published its sessions and has room for one more. */
+/** A peer with room for one more user, that is not shutting down. */
 function hasRoom(record: ReplicaRecord): boolean {
-  const { sessions, maxSessions } = record;
-  return typeof sessions === 'number' && typeof maxSessions === 'number' && sessions < maxSessions && record.draining !== true;
+  return record.sessions < record.maxSessions && !record.draining;
 }
 
 export function createOverflow(options: OverflowOptions): Overflow {
   return {
-    passOn(uid) {
-      if (options.hasRoomFor(uid)) return false;
+    passOn(routingHint) {
+      // The hint names the user nginx routed by: enough to tell a returning user (never an identity).
+      if (options.hasRoomFor(routingHint)) return false;
       return options.peers().some(hasRoom);
     },
   };

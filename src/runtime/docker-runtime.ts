@@ -196,8 +196,8 @@ export function createDockerRuntime(options: DockerRuntimeOptions = {}): Contain
  * works only with the engine's socket itself.
  */
 export function sandboxCreateOptions(spec: SandboxSpec): Docker.ContainerCreateOptions {
-  const uid = uidOf(spec.user);
-  const gid = gidOf(spec.user);
+  const uid = unixUidOf(spec.user);
+  const gid = unixGidOf(spec.user);
   return {
     name: spec.name,
     Image: spec.image,
@@ -229,10 +229,12 @@ export function sandboxCreateOptions(spec: SandboxSpec): Docker.ContainerCreateO
   };
 }
 
-function uidOf(user: string): string {
+/** The Unix uid of SANDBOX_USER (`uid[:gid]`). */
+function unixUidOf(user: string): string {
   return user.split(':')[0] ?? '0';
 }
 
-function gidOf(user: string): string {
-  return user.split(':')[1] ?? uidOf(user);
+/** The Unix gid of SANDBOX_USER: its own, or the uid's. */
+function unixGidOf(user: string): string {
+  return user.split(':')[1] ?? unixUidOf(user);
 }

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { trimHistory, type ChatMessage } from '../model/conversation.js';
 import { createMemoryEventBudget } from './event-budget.js';
 import { createMemorySlotLimiter } from './slot-limiter.js';
-import type { PendingCall, ReplicaRecord, SharedState } from './types.js';
+import type { ReplicaRecord } from '../cluster/replica-record.js';
+import type { PendingCall, SharedState } from './types.js';
 
 /** Options of createMemoryState. */
 export interface MemoryStateOptions {
@@ -10,7 +11,7 @@ export interface MemoryStateOptions {
   maxSocketsPerUser: number;
   /** SOCKET_EVENTS_PER_SECOND. Default 20. */
   eventsPerSecond?: number;
-  /** Session ids and conversations are forgotten this long after their last use, as in Redis. Default 24 h. */
+  /** Conversation ids and histories are forgotten this long after their last use, as in Redis. Default 24 h. */
   historyTtlMs?: number;
 }
 
@@ -18,12 +19,12 @@ export interface MemoryStateOptions {
 export function createMemoryState(options: MemoryStateOptions): SharedState {
   const historyTtlMs = options.historyTtlMs ?? 86_400_000;
   // Insertion order = last use (entries are re-inserted on use), so expiry scans stop at the first live one.
-  const sessions = new Map<string, { id: string; expiresAt: number }>();
+  const conversationIds = new Map<string, { id: string; expiresAt: number }>();
   const histories = new Map<string, { messages: ChatMessage[]; expiresAt: number }>();
   /** Drops expired entries: without it, every user id ever seen (any id, without AUTH_SECRET) would stay in memory. */
   const expire = (): void => {
     const now = Date.now();
-    for (const map of [sessions, histories] as Array<Map<string, { expiresAt: number }>>) {
+    for (const map of [conversationIds, histories] as Array<Map<string, { expiresAt: number }>>) {
       for (const [userId, entry] of map) {
         if (entry.expiresAt > now) break;
         map.delete(userId);
@@ -63,9 +64,9 @@ export function createMemoryState(options: MemoryStateOptions): SharedState {
     sockets: createMemorySlotLimiter(options.maxSocketsPerUser),
     events: createMemoryEventBudget({ eventsPerSecond: options.eventsPerSecond ?? 20 }),
     conversations: {
-      async sessionId(userId) {
-        const entry = fresh(sessions, userId) ?? { id: randomBytes(16).toString('base64url'), expiresAt: 0 };
-        keep(sessions, userId, entry);
+      async conversationId(userId) {
+        const entry = fresh(conversationIds, userId) ?? { id: randomBytes(16).toString('base64url'), expiresAt: 0 };
+        keep(conversationIds, userId, entry);
         return entry.id;
       },
       async history(userId) {
@@ -133,7 +134,7 @@ export function createMemoryState(options: MemoryStateOptions): SharedState {
         const now = Date.now();
         return [...announced].filter(([id]) => (replicas.get(id)?.expiresAt ?? 0) <= now).map(([replica, lastSeenAtMs]) => {
           const node = replicas.get(replica)?.record.node;
-          return { replica, lastSeenAtMs, ...(typeof node === 'string' ? { node } : {}) };
+          return { replica, lastSeenAtMs, ...(node === undefined ? {} : { node }) };
         });
       },
       async bury(replicaId) {

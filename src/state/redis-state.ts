@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { parseReplicaRecord, type ReplicaRecord } from '../cluster/replica-record.js';
+import type { Logger } from '../logger.js';
 import { trimHistory, type ChatMessage } from '../model/conversation.js';
 import { createRedisEventBudget } from './event-budget.js';
 import type { SlotLimiter } from './slot-limiter.js';
-import type { PendingCall, ReplicaRecord, SharedState } from './types.js';
+import type { PendingCall, SharedState } from './types.js';
 
 /** Options of createRedisState. */
 export interface RedisStateOptions {
@@ -18,6 +20,8 @@ export interface RedisStateOptions {
   slotTtlMs?: number;
   /** Conversations are forgotten this long after their last message. Default 24 h. */
   historyTtlMs?: number;
+  /** Where records other replicas published in a shape this one does not accept are reported. */
+  logger: Logger;
 }
 
 // Takes a slot unless the user already holds `max` live ones. Expired slots
@@ -112,13 +116,29 @@ export function createRedisState(options: RedisStateOptions): SharedState {
   const k = {
     inflight: (u: string) => `${p}inflight:${u}`,
     sockets: (u: string) => `${p}sockets:${u}`,
-    session: (u: string) => `${p}session:${u}`,
+    // The key keeps its first name ("session"): conversations already stored stay found.
+    conversation: (u: string) => `${p}session:${u}`,
     history: (u: string) => `${p}history:${u}`,
     owner: (u: string) => `${p}owner:${u}`,
     pending: (u: string) => `${p}pending:${u}`,
     replica: (id: string) => `${p}replica:${id}`,
     /** Hash: replica id -> its last beat (ms), until buried. */
     replicas: `${p}replicas-seen`,
+  };
+
+  // Another replica's malformed record is reported once per problem, not on every read (each heartbeat).
+  const reported = new Map<string, string>();
+  const trusted = (id: string, text: string): ReplicaRecord[] => {
+    const read = parseReplicaRecord(text, id);
+    if ('record' in read) {
+      reported.delete(id);
+      return [read.record];
+    }
+    if (reported.get(id) !== read.problem) {
+      reported.set(id, read.problem);
+      options.logger.warn({ replica: id.slice(0, 64), problem: read.problem.slice(0, 512) }, 'skipped a replica record of an unexpected shape (another version, or not a replica)');
+    }
+    return [];
   };
 
   const limiter = createRedisSlots(redis, k.inflight, options.maxRequestsPerUser, slotTtlMs);
@@ -130,11 +150,11 @@ export function createRedisState(options: RedisStateOptions): SharedState {
     sockets,
     events: createRedisEventBudget({ redis, prefix: p, eventsPerSecond: options.eventsPerSecond ?? 20 }),
     conversations: {
-      async sessionId(userId) {
+      async conversationId(userId) {
         const fresh = randomBytes(16).toString('base64url');
-        await redis.set(k.session(userId), fresh, 'PX', historyTtlMs, 'NX');
-        const id = await redis.get(k.session(userId));
-        await redis.pexpire(k.session(userId), historyTtlMs);
+        await redis.set(k.conversation(userId), fresh, 'PX', historyTtlMs, 'NX');
+        const id = await redis.get(k.conversation(userId));
+        await redis.pexpire(k.conversation(userId), historyTtlMs);
         return id ?? fresh;
       },
       async history(userId) {
@@ -210,14 +230,14 @@ export function createRedisState(options: RedisStateOptions): SharedState {
     replicas: {
       async heartbeat(record, ttlMs) {
         // The index keeps the last beat and the node: once the record expires, who may clean up after it depends on where it ran.
-        const seen = JSON.stringify({ at: Date.now(), ...(typeof record.node === 'string' ? { node: record.node } : {}) });
+        const seen = JSON.stringify({ at: Date.now(), ...(record.node === undefined ? {} : { node: record.node }) });
         await redis.multi().set(k.replica(record.replica), JSON.stringify(record), 'PX', ttlMs).hset(k.replicas, record.replica, seen).exec();
       },
       async live() {
         const ids = await redis.hkeys(k.replicas);
         if (ids.length === 0) return [];
         const raw = await redis.mget(ids.map(k.replica));
-        return raw.flatMap((r) => (r ? [JSON.parse(r) as ReplicaRecord] : []));
+        return raw.flatMap((text, i) => (text === null ? [] : trusted(ids[i] ?? '', text)));
       },
       async isLive(replicaId) {
         return (await redis.exists(k.replica(replicaId))) === 1;

@@ -1,3 +1,4 @@
+import type { ReplicaRecord } from '../cluster/replica-record.js';
 import type { ChatMessage } from '../model/conversation.js';
 import type { PendingToolCall } from '../protocol/events.js';
 import type { EventBudget } from './event-budget.js';
@@ -7,8 +8,8 @@ export type { EventBudget, SlotLimiter };
 
 /** A user's conversation, shared by every replica. */
 export interface ConversationStore {
-  /** The user's session id, created (unpredictable) on first use. */
-  sessionId(userId: string): Promise<string>;
+  /** The id of the user's conversation (the wire's `sessionId`), created (unpredictable) on first use. */
+  conversationId(userId: string): Promise<string>;
   history(userId: string): Promise<ChatMessage[]>;
   /** Appends a finished exchange; keeps at most `maxMessages`, cut at a user turn. */
   append(userId: string, messages: readonly ChatMessage[], maxMessages: number): Promise<void>;
@@ -29,7 +30,7 @@ export interface PendingStore {
   get(userId: string, callId: string): Promise<PendingCall | undefined>;
 }
 
-/** Which replica holds a user's sandbox: one workspace per session while that replica lives. */
+/** Which replica holds a user's sandbox: one workspace per user while that replica lives. */
 export interface OwnershipStore {
   /** Sets the owner unless another replica holds it; returns the owner after the call. */
   claim(userId: string, replicaId: string, ttlMs: number): Promise<string>;
@@ -44,13 +45,6 @@ export interface OwnershipStore {
   renew(userIds: readonly string[], replicaId: string, ttlMs: number): Promise<string[]>;
 }
 
-export interface ReplicaRecord {
-  replica: string;
-  pid: number;
-  startedAtMs: number;
-  seenAtMs: number;
-  [key: string]: unknown;
-}
 
 export interface DeadReplica {
   replica: string;
@@ -66,7 +60,7 @@ export interface DeadReplica {
 /** Replica liveness and published stats (heartbeats with expiry). */
 export interface ReplicaRegistry {
   heartbeat(record: ReplicaRecord, ttlMs: number): Promise<void>;
-  /** Replicas whose heartbeat has not expired. */
+  /** Replicas whose heartbeat has not expired, with their records; a record that is not of the declared shape is skipped (and logged). */
   live(): Promise<ReplicaRecord[]>;
   /** Whether that replica's heartbeat is current, read now (not from a cached view). */
   isLive(replicaId: string): Promise<boolean>;

@@ -20,14 +20,9 @@ import { httpOk } from '../../scripts/lib/start-process.js';
 import { ROOT, TEST_PROJECT_PREFIX, buildImages, containerHosts, containerIp, containerOfReplica, docker, run, sandboxesOwnedBy, sweepLeftoverProjects } from '../support/stack.js';
 import { signOperatorToken } from '../../src/auth/operator-token.js';
 import { makeToken, unsignedToken } from '../support/tokens.js';
-
-interface Session {
-  sessionId: string;
-  replica: string;
-}
-interface ClusterView {
-  replicas: Array<{ replica: string; ready: boolean }>;
-}
+import type { ClusterStats } from '../../src/http/http-app.js';
+import type { SessionInfo } from '../../src/protocol/events.js';
+import type { ErrorBody } from '../../src/protocol/errors.js';
 
 /** One compose project: up, the compose CLI, and down with everything it made. */
 function composeProject(file: string, overrides: Record<string, string>) {
@@ -57,10 +52,10 @@ async function startStack(file: string): Promise<{ env: Record<string, string>; 
 }
 
 const sockets: ClientSocket[] = [];
-async function connectWithToken(url: string, user: string, secret: string, reconnection = false): Promise<{ socket: ClientSocket; session: Session }> {
+async function connectWithToken(url: string, user: string, secret: string, reconnection = false): Promise<{ socket: ClientSocket; session: SessionInfo }> {
   const socket = await connectUser(url, { token: await makeToken({ sub: user }, { secret }) }, { uid: user, reconnection });
   sockets.push(socket);
-  return { socket, session: await nextEvent<Session>(socket, 'session') };
+  return { socket, session: await nextEvent(socket, 'session') };
 }
 
 /** Authorization for the operator endpoints, with the stack's OPERATOR_SECRET (.secrets/operator_secret). */
@@ -68,10 +63,10 @@ async function operator(env: Record<string, string>): Promise<Record<string, str
   return { authorization: `Bearer ${await signOperatorToken({ secret: env.OPERATOR_SECRET ?? '' })}` };
 }
 
-async function clusterView(url: string, env: Record<string, string>): Promise<ClusterView> {
+async function clusterView(url: string, env: Record<string, string>): Promise<ClusterStats> {
   const res = await fetch(`${url}/stats/pool?scope=cluster`, { headers: await operator(env), signal: AbortSignal.timeout(5_000) });
   assert.equal(res.status, 200, await res.clone().text());
-  return (await res.json()) as ClusterView;
+  return (await res.json()) as ClusterStats;
 }
 
 /** /stats/pool, /metrics and /admin/...: 401 bare, 401 with a user's token, 200 with an operator's. */
@@ -83,7 +78,7 @@ async function assertOperatorEndpoints(url: string, env: Record<string, string>)
     const call = (headers: Record<string, string>): Promise<Response> => fetch(`${url}${path}`, { method, headers, signal: AbortSignal.timeout(10_000) });
     const bare = await call({});
     assert.equal(bare.status, 401, `${method} ${path} without a token`);
-    assert.equal(((await bare.json()) as { error: { code: string } }).error.code, 'UNAUTHORIZED');
+    assert.equal(((await bare.json()) as { error: ErrorBody }).error.code, 'UNAUTHORIZED');
     assert.equal((await call(user)).status, 401, `${method} ${path} with a user token (signed with AUTH_SECRET)`);
     assert.equal((await call(ops)).status, 200, `${method} ${path} with an operator token`);
   }
@@ -167,7 +162,7 @@ describe('docker-compose.scale.yml end to end: Redis, 4 replicas, nginx', () => 
     const oldIp = await containerIp(old);
 
     await docker(['stop', '-t', '30', old], { timeoutMs: 60_000 });
-    const back = await nextEvent<Session>(socket, 'session', () => true, 60_000);
+    const back = await nextEvent(socket, 'session', () => true, 60_000);
     assert.notEqual(back.replica, session.replica, 'reconnected through nginx to a survivor');
     assert.equal(back.sessionId, session.sessionId, 'same session');
     await docker(['rm', old]);
@@ -218,7 +213,7 @@ describe('docker-compose.scale.yml end to end: Redis, 4 replicas, nginx', () => 
     await waitFor('the killed replica\'s sandboxes to be removed', async () => (await dockerPs({ [LABELS.replica]: session.replica })).length === 0, 60_000, 500);
     const tookS = (Date.now() - killedAt) / 1000;
     assert.ok(tookS < 30, `took ${tookS} s`);
-    const back = await nextEvent<Session>(socket, 'session', () => true, 60_000);
+    const back = await nextEvent(socket, 'session', () => true, 60_000);
     assert.notEqual(back.replica, session.replica);
     assert.match((await converse(socket, 'list files in /workspace')).done, /list_directory/);
   });

@@ -201,7 +201,7 @@ describe('the monitoring profile on live data (2 replicas, Prometheus, Alertmana
     assert.equal(acks[5]?.ok, false);
     assert.equal(acks[5]?.error?.code, 'TOO_MANY_REQUESTS');
     for (const ack of acks.slice(0, 5)) {
-      const request = await nextEvent<{ requestId: string; callId: string }>(busy, 'tool:request', (p) => p.requestId === ack.requestId, 60_000);
+      const request = await nextEvent(busy, 'tool:request', (p) => p.requestId === ack.requestId, 60_000);
       await emitAck(busy, 'tool:approval', { callId: request.callId, approved: false });
     }
     // Refused credentials at the socket and at /mcp.

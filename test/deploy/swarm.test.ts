@@ -18,6 +18,7 @@ import { dockerPs, waitFor } from '../support/helpers.js';
 import { ROOT, buildImages, containerHosts, containerOfReplica, docker, run, sandboxesOwnedBy } from '../support/stack.js';
 import { signOperatorToken } from '../../src/auth/operator-token.js';
 import { makeToken } from '../support/tokens.js';
+import type { SessionInfo } from '../../src/protocol/events.js';
 
 const STACK = 'sandpool';
 /**
@@ -161,7 +162,7 @@ describe('the scale stack on Docker Swarm (npm run swarm:up / swarm:down)', () =
     assert.ok(fewest >= 4, `only ${fewest} app tasks ran at one point of the update`);
 
     const done = await waitForStep(client, 'done', 300_000);
-    const sessions = done.sessions as Array<{ sessionId: string; replica: string }>;
+    const sessions = done.sessions as SessionInfo[];
     assert.ok(Number(done.disconnects) >= 1, 'the user was never disconnected: its replica was not replaced');
     assert.ok(sessions.length >= 2, 'the user did not reconnect');
     assert.ok(sessions.every((s) => s.sessionId === sessions[0]?.sessionId), 'the session changed');

@@ -50,15 +50,15 @@ describe('agent loop with a remote provider (OpenAI wire format on loopback)', (
     assert.equal(ack.ok, true);
     const mine = (p: { requestId: string }): boolean => p.requestId === ack.requestId;
     for (const tool of ['write_file', 'read_text_file']) {
-      const req = await nextEvent<{ requestId: string; callId: string; tool: string }>(socket, 'tool:request', mine);
+      const req = await nextEvent(socket, 'tool:request', mine);
       assert.equal(req.tool, tool);
       await emitAck(socket, 'tool:approval', { callId: req.callId, approved: true });
-      assert.equal((await nextEvent<{ ok: boolean; callId: string }>(socket, 'tool:result', (r) => r.callId === req.callId)).ok, true);
+      assert.equal((await nextEvent(socket, 'tool:result', (r) => r.callId === req.callId)).ok, true);
     }
     const deltas: string[] = [];
-    const done = await nextEvent<{ requestId: string; text: string }>(socket, 'message:done', mine);
+    const done = await nextEvent(socket, 'message:done', mine);
     for (;;) {
-      const d = await nextEvent<{ requestId: string; text: string }>(socket, 'message:delta', mine, 50).catch(() => undefined);
+      const d = await nextEvent(socket, 'message:delta', mine, 50).catch(() => undefined);
       if (!d) break;
       deltas.push(d.text);
     }
@@ -88,15 +88,15 @@ describe('agent loop with a remote provider (OpenAI wire format on loopback)', (
     const afterDenial = fake.next(textTurn('Understood, I did not write it.'));
     const ack = await emitAck(socket, 'message', 'write nope.txt');
     const mine = (p: { requestId: string }): boolean => p.requestId === ack.requestId;
-    const req = await nextEvent<{ requestId: string; callId: string }>(socket, 'tool:request', mine);
+    const req = await nextEvent(socket, 'tool:request', mine);
     await emitAck(socket, 'tool:approval', { callId: req.callId, approved: false });
-    await nextEvent<{ requestId: string }>(socket, 'message:done', mine);
+    await nextEvent(socket, 'message:done', mine);
     const refusal = (afterDenial().body as { messages: OpenAiMessage[] }).messages.find((m) => m.tool_call_id === 'call_x');
     assert.match(String(refusal?.content), /denied/);
 
     const followUp = fake.next(textTurn('Still here.'));
     const ack2 = await emitAck(socket, 'message', 'are you there?');
-    await nextEvent<{ requestId: string }>(socket, 'message:done', (p) => p.requestId === ack2.requestId);
+    await nextEvent(socket, 'message:done', (p) => p.requestId === ack2.requestId);
     const history = (followUp().body as { messages: OpenAiMessage[] }).messages;
     // Both earlier exchanges, in order, then the new question.
     assert.equal(history.filter((m) => m.role === 'user').length, 3);
@@ -109,14 +109,14 @@ describe('agent loop with a remote provider (OpenAI wire format on loopback)', (
     fake.next((res) => sendJson(res, 500, { error: { message: 'upstream exploded', type: 'server_error' } }));
     fake.next((res) => sendJson(res, 500, { error: { message: 'upstream exploded', type: 'server_error' } }));
     const ack = await emitAck(socket, 'message', 'hello');
-    const err = await nextEvent<{ requestId: string; error: { code: string; message: string } }>(socket, 'request:error', (p) => p.requestId === ack.requestId);
+    const err = await nextEvent(socket, 'request:error', (p) => p.requestId === ack.requestId);
     assert.equal(err.error.code, 'LLM_FAILED');
     assert.match(err.error.message, /500|upstream exploded/);
     assert.doesNotMatch(err.error.message, /sk-test/);
     // The failed request's slot is free: a new tab of the user sees nothing in flight.
     const tab = await connectUser(app.url, { userId: 'remote-user' });
     try {
-      assert.equal((await nextEvent<{ inFlight: number }>(tab, 'session')).inFlight, 0);
+      assert.equal((await nextEvent(tab, 'session')).inFlight, 0);
     } finally {
       tab.close();
     }
@@ -124,6 +124,7 @@ describe('agent loop with a remote provider (OpenAI wire format on loopback)', (
 });
 
 describe('replica limits', () => {
+  // Twin in the fast tier: presence "refuses presences beyond MAX_SESSIONS" and chat-service "refuses a user beyond MAX_SESSIONS". Here: the handshake's connect_error a client sees.
   it('refuses a connection beyond MAX_SESSIONS with connect_error TOO_MANY_REQUESTS', async () => {
     const app = await createSandpool(testConfig({ POOL_MIN_SIZE: '0', MAX_SESSIONS: '2' }));
     const open: ClientSocket[] = [];

@@ -4,28 +4,9 @@ import { SignJWT } from 'jose';
 import { createSandpool, type Sandpool } from '../../src/app/create-sandpool.js';
 import { LABELS } from '../../src/runtime/types.js';
 import { createMemoryState } from '../../src/state/memory-state.js';
-import { connectUser, dockerPs, emitAck, nextEvent, testConfig, waitFor, type ClientSocket } from '../support/helpers.js';
-
-interface ToolRequest {
-  requestId: string;
-  callId: string;
-  tool: string;
-  arguments: Record<string, unknown>;
-}
-interface ToolResult extends ToolRequest {
-  ok: boolean;
-  content: string;
-  durationMs: number;
-  approval: string;
-}
-interface Done {
-  requestId: string;
-  text: string;
-}
-interface RequestError {
-  requestId: string | null;
-  error: { code: string; message: string };
-}
+import type { MessageText, ToolRequest, ToolResult } from '../../src/protocol/events.js';
+import { sleep } from '../../src/util/async.js';
+import { connectUser, dockerPs, emitAck, emitUnchecked, nextEvent, sendUnchecked, testConfig, waitFor, type ClientSocket } from '../support/helpers.js';
 
 const sockets: ClientSocket[] = [];
 async function user(app: Sandpool, userId: string, transports?: Array<'websocket' | 'polling'>): Promise<ClientSocket> {
@@ -35,14 +16,14 @@ async function user(app: Sandpool, userId: string, transports?: Array<'websocket
 }
 
 /** Sends a message, approves (or denies) every tool call of it, resolves with its results and final answer. */
-async function converse(socket: ClientSocket, text: string, approved = true): Promise<{ requestId: string; results: ToolResult[]; done: Done }> {
+async function converse(socket: ClientSocket, text: string, approved = true): Promise<{ requestId: string; results: ToolResult[]; done: MessageText }> {
   const ack = await emitAck(socket, 'message', text);
   assert.equal(ack.ok, true, JSON.stringify(ack));
   const requestId = ack.requestId ?? '';
   const results: ToolResult[] = [];
   const mine = (p: { requestId: string | null }): boolean => p.requestId === requestId;
-  const done = nextEvent<Done>(socket, 'message:done', mine);
-  const failed = nextEvent<RequestError>(socket, 'request:error', mine).then((e) => {
+  const done = nextEvent(socket, 'message:done', mine);
+  const failed = nextEvent(socket, 'request:error', mine).then((e) => {
     throw new Error(`${e.error.code}: ${e.error.message}`);
   });
   failed.catch(() => undefined);
@@ -50,10 +31,10 @@ async function converse(socket: ClientSocket, text: string, approved = true): Pr
   void done.then(() => (finished = true), () => undefined);
   // Approve each tool call as it comes, until the answer arrives.
   for (;;) {
-    const next = await Promise.race([done.then(() => null), failed, nextEvent<ToolRequest>(socket, 'tool:request', mine).catch(() => null)]);
+    const next = await Promise.race([done.then(() => null), failed, nextEvent(socket, 'tool:request', mine).catch(() => null)]);
     if (next === null || finished) break;
     await emitAck(socket, 'tool:approval', { callId: next.callId, approved });
-    results.push(await nextEvent<ToolResult>(socket, 'tool:result', (r) => r.callId === next.callId));
+    results.push(await nextEvent(socket, 'tool:result', (r) => r.callId === next.callId));
   }
   return { requestId, results, done: await done };
 }
@@ -62,6 +43,13 @@ async function stats(app: Sandpool): Promise<{ idle: number; active: number; tot
   return (await (await fetch(`${app.url}/stats/pool`)).json()) as { idle: number; active: number; total: number };
 }
 
+/*
+ * The chat over the wire: a real replica, socket.io-client and Docker
+ * sandboxes. test/unit/chat-service.test.ts runs the same rules on fakes in
+ * milliseconds; a test here that has a twin there says so, and stays for
+ * what only the wire and the engine show (acks and events as a client gets
+ * them, a container per user, the gateway's admission and budget).
+ */
 describe('chat gateway (real server, socket.io-client, Docker pool)', () => {
   let app: Sandpool;
   before(async () => {
@@ -75,6 +63,7 @@ describe('chat gateway (real server, socket.io-client, Docker pool)', () => {
     await app.stop();
   });
 
+  // Twin in the fast tier: chat-service "runs the seed flow". Here: the order as socket.io-client receives it, over Docker.
   it('runs the seed scenario: message -> tool:request -> approve -> tool:result -> message:done', async () => {
     const s = await user(app, 'seed-user');
     const order: string[] = [];
@@ -83,15 +72,15 @@ describe('chat gateway (real server, socket.io-client, Docker pool)', () => {
     const ack = await emitAck(s, 'message', 'List all files in /workspace');
     assert.equal(ack.ok, true);
     assert.match(ack.requestId ?? '', /^[0-9a-f-]{36}$/);
-    const req = await nextEvent<ToolRequest>(s, 'tool:request', (r) => r.requestId === ack.requestId);
+    const req = await nextEvent(s, 'tool:request', (r) => r.requestId === ack.requestId);
     assert.equal(req.tool, 'list_directory');
     assert.deepEqual(req.arguments, { path: '/workspace' });
     assert.deepEqual(await emitAck(s, 'tool:approval', { callId: req.callId, approved: true }), { ok: true });
-    const result = await nextEvent<ToolResult>(s, 'tool:result', (r) => r.callId === req.callId);
+    const result = await nextEvent(s, 'tool:result', (r) => r.callId === req.callId);
     assert.equal(result.ok, true);
     assert.equal(result.tool, 'list_directory');
     assert.equal(typeof result.durationMs, 'number');
-    const done = await nextEvent<Done>(s, 'message:done', (d) => d.requestId === ack.requestId);
+    const done = await nextEvent(s, 'message:done', (d) => d.requestId === ack.requestId);
     assert.match(done.text, /list_directory/);
     assert.deepEqual(
       order.filter((e) => e !== 'message:delta' && e !== 'session'),
@@ -99,6 +88,7 @@ describe('chat gateway (real server, socket.io-client, Docker pool)', () => {
     );
   });
 
+  // Twin in the fast tier: chat-service "keeps one sandbox per user". Here: the file lives in one container across messages.
   it('keeps one sandbox per session: a file written in one message is read in the next', async () => {
     const s = await user(app, 'writer');
     const wrote = await converse(s, 'write "persisted across messages" to /workspace/keep.txt');
@@ -110,6 +100,7 @@ describe('chat gateway (real server, socket.io-client, Docker pool)', () => {
     assert.match(listed.results[0]?.content ?? '', /keep\.txt/);
   });
 
+  // Twin in the fast tier: chat-service "never shows one user another user's files". Here: separate containers, and UNKNOWN_CALL in an ack.
   it('isolates users: B never sees A\'s files and cannot decide A\'s call', async () => {
     const a = await user(app, 'iso-a');
     const b = await user(app, 'iso-b');
@@ -121,18 +112,19 @@ describe('chat gateway (real server, socket.io-client, Docker pool)', () => {
 
     // A's pending call: B's approval is refused and changes nothing.
     const ack = await emitAck(a, 'message', 'read /workspace/a-only.txt');
-    const req = await nextEvent<ToolRequest>(a, 'tool:request', (r) => r.requestId === ack.requestId);
+    const req = await nextEvent(a, 'tool:request', (r) => r.requestId === ack.requestId);
     const bApproval = await emitAck(b, 'tool:approval', { callId: req.callId, approved: true });
     assert.equal(bApproval.ok, false);
     assert.equal(bApproval.error?.code, 'UNKNOWN_CALL');
     const unknown = await emitAck(a, 'tool:approval', { callId: 'no-such-call', approved: true });
     assert.equal(unknown.error?.code, 'UNKNOWN_CALL');
     // Still pending for A, who can decide it.
-    const resultP = nextEvent<ToolResult>(a, 'tool:result', (r) => r.callId === req.callId);
+    const resultP = nextEvent(a, 'tool:result', (r) => r.callId === req.callId);
     assert.deepEqual(await emitAck(a, 'tool:approval', { callId: req.callId, approved: true }), { ok: true });
     assert.equal((await resultP).content, 'a secret');
   });
 
+  // Twin in the fast tier: chat-service "holds MAX_REQUESTS_PER_USER in flight". Here: across two tabs, with acks on the wire.
   it('holds 5 requests in flight per user, refuses the 6th with TOO_MANY_REQUESTS, and frees slots as they finish', async () => {
     const s = await user(app, 'busy');
     const other = await user(app, 'bystander');
@@ -140,7 +132,7 @@ describe('chat gateway (real server, socket.io-client, Docker pool)', () => {
     for (let i = 0; i < 5; i++) acks.push(await emitAck(s, 'message', `read /workspace/file-${i}.txt`));
     assert.ok(acks.every((a) => a.ok), JSON.stringify(acks));
     const pending: ToolRequest[] = [];
-    for (const a of acks) pending.push(await nextEvent<ToolRequest>(s, 'tool:request', (r) => r.requestId === a.requestId));
+    for (const a of acks) pending.push(await nextEvent(s, 'tool:request', (r) => r.requestId === a.requestId));
     const sixth = await emitAck(s, 'message', 'list files in /workspace');
     assert.equal(sixth.ok, false);
     assert.equal(sixth.error?.code, 'TOO_MANY_REQUESTS');
@@ -150,8 +142,8 @@ describe('chat gateway (real server, socket.io-client, Docker pool)', () => {
     // Other users are unaffected.
     assert.match((await converse(other, 'help')).done.text, /local planner/);
     // Deny one: its slot frees and the next message is accepted.
-    const doneP = nextEvent<Done>(s, 'message:done', (d) => d.requestId === pending[0]?.requestId);
-    await emitAck(s, 'tool:approval', { callId: pending[0]?.callId, approved: false });
+    const doneP = nextEvent(s, 'message:done', (d) => d.requestId === pending[0]?.requestId);
+    await emitAck(s, 'tool:approval', { callId: pending[0]?.callId ?? '', approved: false });
     await doneP;
     const seventh = await emitAck(s, 'message', 'help');
     assert.equal(seventh.ok, true);
@@ -159,6 +151,7 @@ describe('chat gateway (real server, socket.io-client, Docker pool)', () => {
     for (const r of pending.slice(1)) await emitAck(s, 'tool:approval', { callId: r.callId, approved: false });
   });
 
+  // Twin in the fast tier: chat-service "reports a denial and a timeout". Here: nothing ran in the container.
   it('reports a denial to the model and the user, without running the tool', async () => {
     const s = await user(app, 'denier');
     const before = (await stats(app)).active;
@@ -175,16 +168,16 @@ describe('chat gateway (real server, socket.io-client, Docker pool)', () => {
     const tab1 = await user(app, 'two-tabs');
     const tab2 = await user(app, 'two-tabs', ['polling']);
     const ack = await emitAck(tab1, 'message', 'write "from tab 1" to /workspace/tabs.txt');
-    const accepted = await nextEvent<{ requestId: string; text: string }>(tab2, 'message:accepted', (m) => m.requestId === ack.requestId);
+    const accepted = await nextEvent(tab2, 'message:accepted', (m) => m.requestId === ack.requestId);
     assert.equal(accepted.text, 'write "from tab 1" to /workspace/tabs.txt');
-    const seen2 = await nextEvent<ToolRequest>(tab2, 'tool:request', (r) => r.requestId === ack.requestId);
+    const seen2 = await nextEvent(tab2, 'tool:request', (r) => r.requestId === ack.requestId);
     // A third tab connecting now is told about the waiting call in its session event.
     const tab3 = await user(app, 'two-tabs');
-    const info = await nextEvent<{ pending: ToolRequest[]; inFlight: number }>(tab3, 'session');
+    const info = await nextEvent(tab3, 'session');
     assert.deepEqual(info.pending.map((p) => p.callId), [seen2.callId]);
     assert.equal(info.inFlight, 1);
     // Approve from the other tab (over long-polling).
-    const resultOn1 = nextEvent<ToolResult>(tab1, 'tool:result', (r) => r.callId === seen2.callId);
+    const resultOn1 = nextEvent(tab1, 'tool:result', (r) => r.callId === seen2.callId);
     assert.deepEqual(await emitAck(tab2, 'tool:approval', { callId: seen2.callId, approved: true }), { ok: true });
     assert.deepEqual(await nextEvent(tab1, 'tool:decided', (d: { callId: string }) => d.callId === seen2.callId), {
       requestId: ack.requestId,
@@ -222,6 +215,7 @@ describe('chat gateway (real server, socket.io-client, Docker pool)', () => {
     assert.equal(read.results[0]?.ok, false);
   });
 
+  // Twin in the fast tier: chat-service "answers bad input with coded refusals". Here: what Socket.IO delivers (non-JSON payloads, unknown events, no ack).
   it('answers bad input with coded errors and keeps serving', async () => {
     const s = await user(app, 'fuzzer');
     const cases: Array<[unknown, string]> = [
@@ -235,20 +229,20 @@ describe('chat gateway (real server, socket.io-client, Docker pool)', () => {
       ['é'.repeat(app.config.chat.maxMessageBytes / 2 + 1), 'PAYLOAD_TOO_LARGE'],
     ];
     for (const [payload, code] of cases) {
-      const ack = await emitAck(s, 'message', payload);
+      const ack = await emitUnchecked(s, 'message', payload);
       assert.equal(ack.ok, false, `accepted ${JSON.stringify(payload).slice(0, 40)}`);
       assert.equal(ack.error?.code, code, `${JSON.stringify(payload).slice(0, 40)}: ${ack.error?.message}`);
       assert.ok((ack.error?.message ?? '').length > 5);
     }
     for (const approval of [{}, { callId: 5, approved: true }, { callId: 'x', approved: 'yes' }, 'approve', null]) {
-      const ack = await emitAck(s, 'tool:approval', approval);
+      const ack = await emitUnchecked(s, 'tool:approval', approval);
       assert.equal(ack.error?.code, 'BAD_REQUEST', JSON.stringify(approval));
     }
-    const unknown = await emitAck(s, 'rm -rf', '/');
+    const unknown = await emitUnchecked(s, 'rm -rf', '/');
     assert.equal(unknown.error?.code, 'BAD_REQUEST');
     // Without an ack the refusal still arrives, as request:error.
-    const errP = nextEvent<RequestError>(s, 'request:error', (e) => e.requestId === null);
-    s.emit('message', 12345);
+    const errP = nextEvent(s, 'request:error', (e) => e.requestId === null);
+    sendUnchecked(s, 'message', 12345);
     assert.equal((await errP).error.code, 'BAD_REQUEST');
     // An approval without ack for nobody's call: ignored, no crash.
     s.emit('tool:approval', { callId: 'ghost', approved: true });
@@ -299,21 +293,22 @@ describe('chat gateway (real server, socket.io-client, Docker pool)', () => {
 });
 
 describe('approval timeout, idle release and shutdown', () => {
+  // Twin in the fast tier: chat-service "reports a denial and a timeout". Here: the timeout while the user's container waits.
   it('refuses a tool call nobody approves within TOOL_APPROVAL_TIMEOUT_MS', async () => {
     const app = await createSandpool(testConfig({ POOL_MIN_SIZE: '0', TOOL_APPROVAL_TIMEOUT_MS: '600' }));
     try {
       const s = await user(app, 'sleepy');
       const ack = await emitAck(s, 'message', 'list files in /workspace');
-      const result = await nextEvent<ToolResult>(s, 'tool:result', (r) => r.requestId === ack.requestId);
+      const result = await nextEvent(s, 'tool:result', (r) => r.requestId === ack.requestId);
       assert.equal(result.ok, false);
       assert.equal(result.approval, 'timeout');
       assert.match(result.content, /did not approve/);
-      const done = await nextEvent<Done>(s, 'message:done', (d) => d.requestId === ack.requestId);
+      const done = await nextEvent(s, 'message:done', (d) => d.requestId === ack.requestId);
       assert.match(done.text, /did not approve/);
       // A late approval finds nothing to decide, and the timed-out request holds no slot.
       assert.equal((await emitAck(s, 'tool:approval', { callId: result.callId, approved: true })).error?.code, 'UNKNOWN_CALL');
       const tab = await user(app, 'sleepy');
-      assert.equal((await nextEvent<{ inFlight: number; pending: unknown[] }>(tab, 'session')).inFlight, 0);
+      assert.equal((await nextEvent(tab, 'session')).inFlight, 0);
     } finally {
       await app.stop();
     }
@@ -337,15 +332,15 @@ describe('approval timeout, idle release and shutdown', () => {
       const s = await user(app, 'slow-decider');
       assert.equal((await converse(s, 'write "kept" to /workspace/kept.txt')).results[0]?.ok, true);
       const ack = await emitAck(s, 'message', 'read /workspace/kept.txt');
-      const asked = await nextEvent<ToolRequest>(s, 'tool:request', (r) => r.requestId === ack.requestId);
+      const asked = await nextEvent(s, 'tool:request', (r) => r.requestId === ack.requestId);
       // Twice the idle timeout while the request waits for its approval: busy, not idle.
-      await new Promise((r) => setTimeout(r, 2_200));
+      await sleep(2_200);
       assert.equal((await stats(app)).active, 1, 'the sandbox is kept while a request runs');
       await emitAck(s, 'tool:approval', { callId: asked.callId, approved: true });
-      const result = await nextEvent<ToolResult>(s, 'tool:result', (r) => r.callId === asked.callId);
+      const result = await nextEvent(s, 'tool:result', (r) => r.callId === asked.callId);
       assert.equal(result.ok, true, result.content);
       assert.match(result.content, /kept/);
-      await nextEvent<Done>(s, 'message:done', (d) => d.requestId === ack.requestId);
+      await nextEvent(s, 'message:done', (d) => d.requestId === ack.requestId);
       // Idle for real now: released; the next tool call says its files are gone.
       await waitFor('idle sandbox released', async () => (await stats(app)).active === 0, 10_000);
       const later = await converse(s, 'read /workspace/kept.txt');
@@ -370,13 +365,14 @@ describe('approval timeout, idle release and shutdown', () => {
     }
   });
 
+  // Twin in the fast tier: chat-service "cancels the requests ... of a stopping replica as SHUTTING_DOWN". Here: stop() of a whole replica, and no container left.
   it('on stop, fails a request still waiting with SHUTTING_DOWN and leaves no container', async () => {
     const app = await createSandpool(testConfig({ POOL_MIN_SIZE: '1', SHUTDOWN_TIMEOUT_MS: '3000' }), { warmTimeoutMs: 30_000 });
     const s = await user(app, 'in-flight-at-stop');
     await converse(s, 'write "x" to /workspace/x.txt');
     const ack = await emitAck(s, 'message', 'read /workspace/x.txt');
     await nextEvent(s, 'tool:request', (r: ToolRequest) => r.requestId === ack.requestId);
-    const errP = nextEvent<RequestError>(s, 'request:error', (e) => e.requestId === ack.requestId);
+    const errP = nextEvent(s, 'request:error', (e) => e.requestId === ack.requestId);
     const reason = new Promise<string>((resolve) => s.once('disconnect', resolve));
     await app.stop();
     assert.equal((await errP).error.code, 'SHUTTING_DOWN');
@@ -392,7 +388,7 @@ describe('approval race', () => {
     const state = createMemoryState({ maxRequestsPerUser: 5, maxSocketsPerUser: 10 });
     const add = state.pending.add.bind(state.pending);
     state.pending.add = async (userId, call) => {
-      await new Promise((r) => setTimeout(r, 150));
+      await sleep(150);
       return add(userId, call);
     };
     const app = await createSandpool(testConfig({ POOL_MIN_SIZE: '1' }), { warmTimeoutMs: 30_000, state });
@@ -401,7 +397,7 @@ describe('approval race', () => {
       const decisions: Array<Promise<{ ok: boolean; error?: { code: string } }>> = [];
       s.on('tool:request', (r: ToolRequest) => decisions.push(emitAck(s, 'tool:approval', { callId: r.callId, approved: true })));
       const ack = await emitAck(s, 'message', 'write "fast" to /workspace/fast.txt');
-      const result = await nextEvent<ToolResult>(s, 'tool:result', (r) => r.requestId === ack.requestId, 10_000);
+      const result = await nextEvent(s, 'tool:result', (r) => r.requestId === ack.requestId, 10_000);
       assert.deepEqual(await Promise.all(decisions), [{ ok: true }]);
       assert.equal(result.ok, true, result.content);
       assert.equal(result.approval, 'approved');
@@ -414,12 +410,12 @@ describe('approval race', () => {
 describe('shared state failures', () => {
   it('never runs a request whose sender was refused, and survives a slot that cannot be freed', async () => {
     const state = createMemoryState({ maxRequestsPerUser: 5, maxSocketsPerUser: 10 });
-    let failSessionId = false;
+    let failConversationId = false;
     let failRelease = false;
-    const sessionId = state.conversations.sessionId.bind(state.conversations);
-    state.conversations.sessionId = async (userId) => {
-      if (failSessionId) throw new Error('Connection is closed.');
-      return sessionId(userId);
+    const conversationId = state.conversations.conversationId.bind(state.conversations);
+    state.conversations.conversationId = async (userId) => {
+      if (failConversationId) throw new Error('Connection is closed.');
+      return conversationId(userId);
     };
     const release = state.limiter.release.bind(state.limiter);
     state.limiter.release = async (userId, requestId) => {
@@ -432,15 +428,15 @@ describe('shared state failures', () => {
       await nextEvent(s, 'session');
       const seen: string[] = [];
       s.onAny((event: string) => seen.push(event));
-      failSessionId = true;
+      failConversationId = true;
       const refused = await emitAck(s, 'message', 'list files in /workspace');
       assert.equal(refused.ok, false);
       assert.equal(refused.error?.code, 'INTERNAL');
       assert.match(refused.error?.message ?? '', /shared state/);
-      await new Promise((r) => setTimeout(r, 500));
+      await sleep(500);
       assert.deepEqual(seen, [], 'a refused message produces no request events');
       assert.equal(app.chat.inFlight(), 0);
-      failSessionId = false;
+      failConversationId = false;
       // A slot that cannot be freed (Redis down at that moment) is logged, not an unhandled rejection.
       failRelease = true;
       assert.match((await converse(s, 'help')).done.text, /list files in/);
@@ -480,7 +476,7 @@ describe('identity', () => {
   it('accepts a valid HS256 token; the user is its sub, whatever uid says', async () => {
     const s = await connectUser(app.url, { token: await token({ sub: 'jwt-user' }) }, { uid: 'someone-else' });
     sockets.push(s);
-    const info = await nextEvent<{ userId: string }>(s, 'session');
+    const info = await nextEvent(s, 'session');
     assert.equal(info.userId, 'jwt-user');
     assert.equal((await emitAck(s, 'message', 'help')).ok, true);
   });

@@ -7,25 +7,15 @@ import { Redis } from 'ioredis';
 import { LABELS } from '../../src/runtime/types.js';
 import { converse } from '../support/conversation.js';
 import { startCluster, type ClusterState, type RunningCluster } from '../support/cluster.js';
-import { connectUser, dockerPs, emitAck, nextEvent, waitFor, type ClientSocket } from '../support/helpers.js';
+import { connectUser, dockerPs, emitAck, sleep, userSockets, waitFor, type ClientSocket, type UserSockets } from '../support/helpers.js';
 
-interface SessionInfo {
-  sessionId: string;
-  replica: string;
-}
-
-const sockets: ClientSocket[] = [];
-async function connect(url: string, userId: string): Promise<{ socket: ClientSocket; session: SessionInfo }> {
-  const socket = await connectUser(url, { userId });
-  sockets.push(socket);
-  return { socket, session: await nextEvent<SessionInfo>(socket, 'session') };
-}
+const users = userSockets();
+const connect = (url: string, userId: string): ReturnType<UserSockets['connect']> => users.connect(url, userId);
 
 /** Sends a message, approves its tool calls; resolves with the tool results' contents. */
 const run = async (socket: ClientSocket, text: string): Promise<string[]> => (await converse(socket, text, 30_000)).contents;
 
 const execFileAsync = promisify(execFile);
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('trust across replicas: socket caps, a stalled replica, a killed one, Redis restarts', () => {
   let cluster: RunningCluster;
@@ -48,7 +38,7 @@ describe('trust across replicas: socket caps, a stalled replica, a killed one, R
   });
 
   after(async () => {
-    for (const s of sockets) s.close();
+    users.closeAll();
     admin.disconnect();
     for (const r of state.replicas) {
       try {
@@ -86,7 +76,7 @@ describe('trust across replicas: socket caps, a stalled replica, a killed one, R
     first.socket.close();
     await waitFor('the slot to be freed', async () => {
       const s = await connectUser(b.url, { userId: 'capped' }).catch(() => undefined);
-      if (s) sockets.push(s);
+      if (s) users.track(s);
       return s !== undefined;
     }, 10_000, 200);
   });

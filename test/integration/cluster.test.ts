@@ -7,27 +7,12 @@ import { after, before, describe, it } from 'node:test';
 import { LABELS } from '../../src/runtime/types.js';
 import { converse } from '../support/conversation.js';
 import { startCluster, type ClusterState, type RunningCluster } from '../support/cluster.js';
-import { connectUser, dockerPs, emitAck, execFileAsync, nextEvent, startRedis, waitFor, type ClientSocket, type RedisServer } from '../support/helpers.js';
+import { dockerPs, emitAck, execFileAsync, nextEvent, startRedis, userSockets, waitFor, type RedisServer, type UserSockets } from '../support/helpers.js';
+import { sleep } from '../../src/util/async.js';
 
-interface SessionInfo {
-  sessionId: string;
-  replica: string;
-  inFlight: number;
-}
-interface ToolRequest {
-  requestId: string;
-  callId: string;
-  tool: string;
-}
-
-const sockets: ClientSocket[] = [];
+const users = userSockets();
+const connect = (url: string, userId: string, reconnection = false): ReturnType<UserSockets['connect']> => users.connect(url, userId, { reconnection });
 const killed = new Set<string>();
-async function connect(url: string, userId: string, reconnection = false): Promise<{ socket: ClientSocket; session: SessionInfo }> {
-  const socket = await connectUser(url, { userId }, { reconnection });
-  sockets.push(socket);
-  return { socket, session: await nextEvent<SessionInfo>(socket, 'session') };
-}
-
 
 describe('replicas behind nginx with Redis (npm run cluster)', () => {
   let cluster: RunningCluster;
@@ -48,7 +33,7 @@ describe('replicas behind nginx with Redis (npm run cluster)', () => {
   });
 
   after(async () => {
-    for (const s of sockets) s.close();
+    users.closeAll();
     await cluster.stop();
     await replacementRedis?.stop();
     for (const r of state.replicas) assert.deepEqual(await dockerPs({ [LABELS.replica]: r.id }), [], `containers of ${r.id} left behind`);
@@ -87,6 +72,7 @@ describe('replicas behind nginx with Redis (npm run cluster)', () => {
     for (const n of placements.values()) assert.ok(n >= 2, `lopsided spread: ${JSON.stringify([...placements])}`);
   });
 
+  // Twin in the fast tier: chat-service "routes an approval to the replica running that request" (a recording bus). Here: the Redis adapter between two replicas.
   it('resolves an approval sent on the other replica', async () => {
     const { socket, session } = await connect(state.url, 'cross-approver');
     const other = state.replicas.find((r) => r.id !== session.replica);
@@ -99,10 +85,10 @@ describe('replicas behind nginx with Redis (npm run cluster)', () => {
 
     // A tab that connects to the other replica while a call waits is told about it (shared pending store).
     const ack = await emitAck(socket, 'message', 'tree /workspace');
-    const req = await nextEvent<ToolRequest>(socket, 'tool:request', (r) => r.requestId === ack.requestId);
+    const req = await nextEvent(socket, 'tool:request', (r) => r.requestId === ack.requestId);
     const late = await connect(other.url, 'cross-approver');
     assert.deepEqual(
-      (late.session as SessionInfo & { pending: ToolRequest[] }).pending.map((p) => p.callId),
+      late.session.pending.map((p) => p.callId),
       [req.callId],
     );
     assert.equal((await emitAck(late.socket, 'tool:approval', { callId: req.callId, approved: false })).ok, true);
@@ -111,6 +97,7 @@ describe('replicas behind nginx with Redis (npm run cluster)', () => {
     assert.equal((await emitAck(stranger.socket, 'tool:approval', { callId: req.callId, approved: true })).error?.code, 'UNKNOWN_CALL');
   });
 
+  // Twin in the fast tier: chat-service "routes a message to the live replica that holds the user's sandbox". Here: the Redis adapter and shared ownership.
   it('runs a message sent on replica B where the user\'s sandbox lives (replica A): one workspace', async () => {
     const a = state.replicas[0]!;
     const b = state.replicas[1]!;
@@ -135,7 +122,7 @@ describe('replicas behind nginx with Redis (npm run cluster)', () => {
     assert.equal(sixth.error?.code, 'TOO_MANY_REQUESTS');
     // Deny them all (from B: cross-replica) so the user ends clean.
     for (const ack of acks) {
-      const req = await nextEvent<ToolRequest>(b.socket, 'tool:request', (r) => r.requestId === ack.requestId);
+      const req = await nextEvent(b.socket, 'tool:request', (r) => r.requestId === ack.requestId);
       assert.equal((await emitAck(b.socket, 'tool:approval', { callId: req.callId, approved: false })).ok, true);
     }
     await waitFor('slots freed', async () => (await emitAck(b.socket, 'message', 'help')).ok);
@@ -185,10 +172,10 @@ describe('replicas behind nginx with Redis (npm run cluster)', () => {
     await converse(during.socket, 'write "x" to /workspace/x.txt');
     const ack = await emitAck(during.socket, 'message', 'read /workspace/x.txt');
     assert.equal(ack.ok, true);
-    const asked = await nextEvent<ToolRequest>(during.socket, 'tool:request', (r) => r.requestId === ack.requestId);
+    const asked = await nextEvent(during.socket, 'tool:request', (r) => r.requestId === ack.requestId);
     const ended = Promise.race([
-      nextEvent<{ requestId: string; text: string }>(during.socket, 'message:done', (d) => d.requestId === ack.requestId, 30_000).then((d) => `done: ${d.text}`),
-      nextEvent<{ requestId: string; error: { code: string } }>(during.socket, 'request:error', (e) => e.requestId === ack.requestId, 30_000).then((e) => `error: ${e.error.code}`),
+      nextEvent(during.socket, 'message:done', (d) => d.requestId === ack.requestId, 30_000).then((d) => `done: ${d.text}`),
+      nextEvent(during.socket, 'request:error', (e) => e.requestId === ack.requestId, 30_000).then((e) => `error: ${e.error.code}`),
     ]);
     process.kill(state.redisPid, 'SIGKILL');
     const home = state.replicas.find((r) => r.id === during.session.replica)!;
@@ -200,7 +187,7 @@ describe('replicas behind nginx with Redis (npm run cluster)', () => {
     assert.equal(refused.error?.code, 'INTERNAL', JSON.stringify(refused));
     assert.match(refused.error?.message ?? '', /shared state \(Redis\) is unavailable/);
     // Long enough for every Redis command of that request to exhaust its retries.
-    await new Promise((r) => setTimeout(r, 3_000));
+    await sleep(3_000);
     for (const r of state.replicas) {
       if (!killed.has(r.id)) assert.doesNotThrow(() => process.kill(r.pid, 0), `replica ${r.id} died during the Redis outage`);
     }
@@ -223,7 +210,7 @@ describe('replicas behind nginx with Redis (npm run cluster)', () => {
     for (let i = 0; i < 5; i++) assert.equal((await emitAck(socket, 'message', 'read /workspace/crash.txt')).ok, true);
 
     process.kill(victim.pid, 'SIGKILL');
-    const back = await nextEvent<SessionInfo>(socket, 'session', () => true, 30_000);
+    const back = await nextEvent(socket, 'session', () => true, 30_000);
     assert.notEqual(back.replica, victim.id, 'reconnected through nginx to a survivor');
     killed.add(victim.id);
     assert.equal(back.sessionId, session.sessionId, 'same session');
@@ -257,8 +244,8 @@ describe('replicas behind nginx with Redis (npm run cluster)', () => {
     assert.ok(newcomer, 'no user id hashed to the leaving replica');
     await converse(socket, 'write "x" to /workspace/x.txt');
     const ack = await emitAck(socket, 'message', 'read /workspace/x.txt');
-    await nextEvent<ToolRequest>(socket, 'tool:request', (r) => r.requestId === ack.requestId);
-    const failed = nextEvent<{ requestId: string; error: { code: string } }>(socket, 'request:error', (e) => e.requestId === ack.requestId, 30_000);
+    await nextEvent(socket, 'tool:request', (r) => r.requestId === ack.requestId);
+    const failed = nextEvent(socket, 'request:error', (e) => e.requestId === ack.requestId, 30_000);
 
     process.kill(leaving.pid, 'SIGTERM');
     // Draining (the request in flight holds it open for a few seconds): not ready, and a
@@ -268,7 +255,7 @@ describe('replicas behind nginx with Redis (npm run cluster)', () => {
     assert.notEqual(arriving.session.replica, leaving.id, 'a new user was accepted by a draining replica');
     assert.doesNotThrow(() => process.kill(leaving.pid, 0), 'the replica was still draining');
     assert.equal((await failed).error.code, 'SHUTTING_DOWN');
-    const back = await nextEvent<SessionInfo>(socket, 'session', () => true, 30_000);
+    const back = await nextEvent(socket, 'session', () => true, 30_000);
     assert.notEqual(back.replica, leaving.id);
     assert.equal(back.sessionId, session.sessionId);
     await waitFor('the leaving replica\'s containers to be gone', async () => (await dockerPs({ [LABELS.replica]: leaving.id })).length === 0, 20_000);

@@ -13,10 +13,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { SandpoolError } from '../../src/errors.js';
-import { createContainerPool, type ContainerPool, type Lease } from '../../src/pool/container-pool.js';
+import { createContainerPool, type ContainerPool } from '../../src/pool/container-pool.js';
+import type { Lease } from '../../src/pool/types.js';
 import { createDockerRuntime } from '../../src/runtime/docker-runtime.js';
 import { spawnProcess, type StartedProcess } from '../../scripts/lib/start-process.js';
 import { execFileAsync, testConfig, testLogger, waitFor } from '../support/helpers.js';
+import { sleep } from '../../src/util/async.js';
 
 const RUN_DIR = '/run/sandpool-test-dockerd';
 const DATA_ROOT = '/var/lib/sandpool-test-dockerd';
@@ -158,7 +160,7 @@ describe('a Docker engine that stops and comes back', () => {
     const failedBefore = pool.stats().failed;
     const cpuBefore = process.cpuUsage();
     const wallBefore = Date.now();
-    await new Promise((r) => setTimeout(r, 3000));
+    await sleep(3000);
     const cpu = process.cpuUsage(cpuBefore);
     const cpuShare = (cpu.user + cpu.system) / 1000 / (Date.now() - wallBefore);
     assert.ok(cpuShare <= 0.1, `process used ${(cpuShare * 100).toFixed(1)}% of a core while the engine was down`);

@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createSandpool, type Sandpool } from '../../src/app/create-sandpool.js';
 import { LABELS } from '../../src/runtime/types.js';
 import { spawnProcess } from '../../scripts/lib/start-process.js';
+import { copyCheckout } from '../support/checkout-copy.js';
 import { dockerPs, startReplica, testConfig, uniqueReplica, waitFor } from '../support/helpers.js';
 
 async function getJson(url: string): Promise<{ status: number; body: Record<string, unknown> }> {
@@ -184,11 +188,14 @@ describe('shutdown', () => {
 
   it('Ctrl-C (SIGINT) to `npm start` stops it cleanly: no container of it is left', async () => {
     const replica = uniqueReplica('npm-start');
+    const work = mkdtempSync(path.join(os.tmpdir(), 'sandpool-npm-start-'));
+    copyCheckout(work);
     // Its own process group, like a terminal's foreground job: Ctrl-C signals the whole group
     // (npm does not pass a signal it gets on to the server below its shell).
     const npm = spawnProcess({
       command: 'npm',
       args: ['start'],
+      cwd: work,
       env: { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', REPLICA_ID: replica, POOL_MIN_SIZE: '2' },
       signalGroup: true,
     });
@@ -207,6 +214,7 @@ describe('shutdown', () => {
       assert.deepEqual(await dockerPs({ [LABELS.app]: 'sandpool', [LABELS.replica]: replica }), []);
     } finally {
       await npm.stop('SIGKILL', 5_000);
+      rmSync(work, { recursive: true, force: true });
     }
   });
 });

@@ -1,20 +1,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { startedPools } from '../../scripts/lib/started-pools.js';
 import type { Config } from '../../src/config/config.js';
-import { createContainerPool, type ContainerPool } from '../../src/pool/container-pool.js';
+import type { ContainerPool } from '../../src/pool/container-pool.js';
 import { createDockerRuntime } from '../../src/runtime/docker-runtime.js';
 import { execFileAsync, testConfig, testLogger, textOf } from '../support/helpers.js';
 
 // Per run: concurrent test runs (other checkouts on one engine) must not build over or remove each other's tag.
 const ECHO_IMAGE = `sandpool-test-echo-mcp:run-${process.pid}`;
-const pools: ContainerPool[] = [];
-
-function makePool(cfg: Config): ContainerPool {
-  const pool = createContainerPool({ runtime: createDockerRuntime(), pool: cfg.pool, sandbox: cfg.sandbox, replicaId: cfg.server.replicaId, logger: testLogger() });
-  pools.push(pool);
-  pool.start();
-  return pool;
-}
+const pools = startedPools();
+const makePool = (cfg: Config): ContainerPool => pools.fromConfig(cfg, createDockerRuntime(), testLogger());
 
 describe('other MCP images', () => {
   before(async () => {
@@ -22,7 +17,7 @@ describe('other MCP images', () => {
     await execFileAsync('docker', ['build', '-q', '--build-arg', `BASE_IMAGE=${testConfig().pool.image}`, '-t', ECHO_IMAGE, 'test/fixtures/echo-mcp']);
   });
   after(async () => {
-    await Promise.all(pools.map((p) => p.drain(20_000)));
+    await pools.drainAll(20_000);
     await execFileAsync('docker', ['rmi', '-f', ECHO_IMAGE]).catch(() => undefined);
   });
 

@@ -75,6 +75,7 @@ describe('MCP gateway on one replica (the official SDK client, the replica in it
     assert.deepEqual(await dockerPs({ [LABELS.replica]: replicaId }), [], 'containers left behind');
   });
 
+  // Twin in the fast tier: mcp-gateway "challenges a request without a usable token". Here: the official SDK client against a listening replica.
   it('answers without a token, or with a bad one, 401 with the resource metadata to find the authorization server', async () => {
     const bare = await fetch(`${url}/mcp`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
     assert.equal(bare.status, 401);
@@ -143,7 +144,7 @@ describe('MCP gateway on one replica (the official SDK client, the replica in it
     for (let i = 0; i < 3; i++) {
       const ack = await emitAck(socket, 'message', `write "x${i}" to /workspace/wait${i}.txt`);
       assert.equal(ack.ok, true);
-      pending.push(await nextEvent<{ callId: string; requestId: string }>(socket, 'tool:request', (p) => p.requestId === ack.requestId));
+      pending.push(await nextEvent(socket, 'tool:request', (p) => p.requestId === ack.requestId));
     }
     const dave = await mcpClient(url, await token('dave'));
     clients.push(dave.client);
@@ -155,6 +156,7 @@ describe('MCP gateway on one replica (the official SDK client, the replica in it
     await waitFor('a slot to free', async () => (await dave.client.callTool({ name: 'list_directory', arguments: { path: '/workspace' } }).then(() => true, () => false)), 10_000, 200);
   });
 
+  // Twin in the fast tier: mcp-gateway "answers malformed JSON ...". Here: through the HTTP server and body limit of a running replica.
   it('answers bad input clearly: malformed JSON (400, parse error), an oversized body (413), an unknown tool (JSON-RPC error)', async () => {
     const headers = { authorization: `Bearer ${await token('erin')}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
     const malformed = await fetch(`${url}/mcp`, { method: 'POST', headers, body: '{"jsonrpc": "2.0", "id": 1, "method": ' });
@@ -227,7 +229,7 @@ describe('MCP gateway through nginx on a 2-replica cluster', () => {
     // The user's chat holds the sandbox on the replica its uid hashes to; an MCP session on the other one is routed there.
     const socket = await connectUser(cluster.state.url, { userId: 'iris' }, { uid: 'iris' });
     sockets.push(socket);
-    const home = (await nextEvent<{ replica: string }>(socket, 'session')).replica;
+    const home = (await nextEvent(socket, 'session')).replica;
     await chat(socket, 'write "one workspace" to /workspace/i.txt');
     const other = cluster.state.replicas.find((r) => r.id !== home);
     assert.ok(other);

@@ -1,18 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startCluster, type ClusterState, type RunningCluster } from '../support/cluster.js';
-import { connectUser, nextEvent, type ClientSocket } from '../support/helpers.js';
+import { sleep, userSockets } from '../support/helpers.js';
 
-const sockets: ClientSocket[] = [];
+const users = userSockets();
 /** Connects through nginx; every user sends the same routing hint, so nginx's hash sends all of them to one replica first. */
-async function connect(url: string, userId: string): Promise<{ socket: ClientSocket; replica: string }> {
-  const socket = await connectUser(url, { userId }, { uid: 'one-hash-for-all' });
-  sockets.push(socket);
-  const session = await nextEvent<{ replica: string }>(socket, 'session');
-  return { socket, replica: session.replica };
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const connect = async (url: string, userId: string): Promise<{ replica: string }> => (await users.connect(url, userId, { uid: 'one-hash-for-all' })).session;
 
 describe('a full replica passes new users on; only a full cluster refuses (2 replicas through nginx, MAX_SESSIONS=2)', () => {
   let cluster: RunningCluster;
@@ -25,7 +18,7 @@ describe('a full replica passes new users on; only a full cluster refuses (2 rep
     await sleep(1_000);
   });
   after(async () => {
-    for (const s of sockets) s.close();
+    users.closeAll();
     await cluster?.stop();
   });
 

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import type { Config } from '../../src/config/config.js';
-import { createContainerPool, type ContainerPool } from '../../src/pool/container-pool.js';
+import { startedPools } from '../../scripts/lib/started-pools.js';
+import type { ContainerPool, ContainerPoolOptions } from '../../src/pool/container-pool.js';
 import { createDockerRuntime } from '../../src/runtime/docker-runtime.js';
 import { LABELS, type ContainerRuntime, type SandboxProcess, type SandboxSpec } from '../../src/runtime/types.js';
 import { sleep } from '../../src/util/async.js';
@@ -9,22 +10,11 @@ import { dockerInspect, dockerPs, execFileAsync, testConfig, testLogger, textOf,
 import { assertAllStartsFailed, assertLeasesIsolated, assertOnlyOldestFailed, expectCode, lowestDuring, told } from '../support/pool-checks.js';
 
 const runtime = createDockerRuntime();
-const pools: ContainerPool[] = [];
+const pools = startedPools();
 
-interface PoolExtras {
-  backoffBaseMs?: number;
-  backoffMaxMs?: number;
-  evictionIntervalMs?: number;
-  /** A wrapper around the real Docker runtime (never a fake of it). */
-  runtime?: ContainerRuntime;
-}
-
-function makePool(cfg: Config, extra: PoolExtras = {}): ContainerPool {
-  const pool = createContainerPool({ runtime, pool: cfg.pool, sandbox: cfg.sandbox, replicaId: cfg.server.replicaId, logger: testLogger(), ...extra });
-  pools.push(pool);
-  pool.start();
-  return pool;
-}
+/** A replica's pool on the real engine; `extra.runtime` may wrap the real Docker runtime (never a fake of it). */
+const makePool = (cfg: Config, extra: Pick<Partial<ContainerPoolOptions>, 'backoffBaseMs' | 'backoffMaxMs' | 'evictionIntervalMs' | 'runtime'> = {}): ContainerPool =>
+  pools.fromConfig(cfg, runtime, testLogger(), extra);
 
 /** The real Docker runtime with `start` wrapped: the engine still does every start. */
 function wrapStart(wrap: (spec: SandboxSpec, realStart: (spec: SandboxSpec) => Promise<SandboxProcess>) => Promise<SandboxProcess>): ContainerRuntime {
@@ -42,9 +32,15 @@ async function cpuShareDuring(work: () => Promise<unknown>): Promise<number> {
 }
 
 after(async () => {
-  await Promise.all(pools.map((p) => p.drain(20_000)));
+  await pools.drainAll(20_000);
 });
 
+/*
+ * The twin of test/unit/pool.test.ts, on purpose: the unit file runs the
+ * pool's rules on a fake runtime in seconds; this one keeps them honest on a
+ * real engine (real start times and failures, kills, image errors, labels
+ * and hardening), for the behaviours a fake could get wrong.
+ */
 describe('ContainerPool on a real Docker engine', () => {
   it('pre-warms min sandboxes; a lease lists /workspace and writes then reads a file', async () => {
     const cfg = testConfig({ POOL_MIN_SIZE: '2' });
@@ -426,7 +422,7 @@ describe('ContainerPool on a real Docker engine', () => {
     assert.equal((await lease.callTool('list_directory', { path: '/workspace' })).isError, undefined);
     assert.equal(pool.stats().active, 1);
     await lease.release();
-    await new Promise((r) => setTimeout(r, 300));
+    await sleep(300);
     assert.equal(pool.stats().idle, 0);
     assert.equal((await dockerPs({ [LABELS.replica]: cfg.server.replicaId })).length, 0);
   });
@@ -450,9 +446,7 @@ describe('ContainerPool on a real Docker engine', () => {
       },
     };
     const cfg = testConfig({ POOL_MIN_SIZE: '0', POOL_MAX_SIZE: '6', POOL_CREATE_CONCURRENCY: '2' });
-    const pool = createContainerPool({ runtime: counting, pool: cfg.pool, sandbox: cfg.sandbox, replicaId: cfg.server.replicaId, logger: testLogger() });
-    pools.push(pool);
-    pool.start();
+    const pool = makePool(cfg, { runtime: counting });
     const leases = await Promise.all(Array.from({ length: 6 }, () => pool.acquire()));
     assert.equal(new Set(leases.map((l) => l.sandbox.id)).size, 6);
     assert.ok(peak <= 2, `${peak} sandbox starts ran at once`);

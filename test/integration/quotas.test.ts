@@ -127,8 +127,8 @@ describe('plans and quotas across replicas (2 replicas, Redis, nginx; tokens wit
     // Call 1, chat, on the replica holding the sandbox.
     const ack = await emitAck(socket, 'message', 'write "one" to /workspace/one.txt');
     assert.deepEqual((ack as unknown as { quota: unknown }).quota, { plan: 'tiny', remaining: { hour: 3, day: 100, month: null } });
-    const done = nextEvent<{ requestId: string }>(socket, 'message:done', (p) => p.requestId === ack.requestId, 60_000);
-    const request = await nextEvent<{ requestId: string; callId: string }>(socket, 'tool:request', (p) => p.requestId === ack.requestId, 60_000);
+    const done = nextEvent(socket, 'message:done', (p) => p.requestId === ack.requestId, 60_000);
+    const request = await nextEvent(socket, 'tool:request', (p) => p.requestId === ack.requestId, 60_000);
     await emitAck(socket, 'tool:approval', { callId: request.callId, approved: true });
     await done;
     // Call 2, MCP on the other replica: routed to the sandbox's replica, counted once (where it came in).
@@ -165,27 +165,27 @@ describe('plans and quotas across replicas (2 replicas, Redis, nginx; tokens wit
     const [a, b] = [await emitAck(socket, 'message', 'list files in /workspace'), await emitAck(socket, 'message', 'list files in /workspace')];
     for (const ack of [a, b]) {
       assert.equal(ack.ok, true);
-      const request = await nextEvent<{ requestId: string; callId: string }>(socket, 'tool:request', (p) => p.requestId === ack.requestId, 60_000);
+      const request = await nextEvent(socket, 'tool:request', (p) => p.requestId === ack.requestId, 60_000);
       await emitAck(socket, 'tool:approval', { callId: request.callId, approved: true });
-      await nextEvent(socket, 'message:done', (p: { requestId: string }) => p.requestId === ack.requestId, 60_000);
+      await nextEvent(socket, 'message:done', (p) => p.requestId === ack.requestId, 60_000);
     }
     const c = await emitAck(socket, 'message', 'list files in /workspace');
     const d = await emitAck(socket, 'message', 'list files in /workspace');
     assert.equal(c.ok && d.ok, true, 'both accepted: one call remains');
     for (const ack of [c, d]) {
-      const request = await nextEvent<{ requestId: string; callId: string }>(socket, 'tool:request', (p) => p.requestId === ack.requestId, 60_000);
+      const request = await nextEvent(socket, 'tool:request', (p) => p.requestId === ack.requestId, 60_000);
       await emitAck(socket, 'tool:approval', { callId: request.callId, approved: true });
     }
     const ends = await Promise.all(
       [c, d].map((ack) =>
         Promise.race([
-          nextEvent<{ requestId: string }>(socket, 'message:done', (p) => p.requestId === ack.requestId, 60_000).then(() => 'done' as const),
-          nextEvent<{ requestId: string; error: QuotaError }>(socket, 'request:error', (p) => p.requestId === ack.requestId, 60_000),
+          nextEvent(socket, 'message:done', (p) => p.requestId === ack.requestId, 60_000).then(() => 'done' as const),
+          nextEvent(socket, 'request:error', (p) => p.requestId === ack.requestId, 60_000),
         ]),
       ),
     );
     assert.equal(ends.filter((e) => e === 'done').length, 1, JSON.stringify(ends));
-    const failed = ends.find((e): e is { requestId: string; error: QuotaError } => typeof e !== 'string');
+    const failed = ends.find((e) => typeof e !== 'string');
     assert.ok(failed);
     assertQuotaShape(failed.error, 'tiny', 3);
   });
@@ -280,7 +280,7 @@ describe('the limiter with its Redis down (QUOTA_FAIL_MODE)', () => {
   });
   after(async () => {
     for (const app of apps) await app.stop();
-    for (const c of connections) await c.quit();
+    for (const c of connections) await c.quit(2_000);
     await redis.stop();
   });
 

@@ -51,7 +51,7 @@ async function fillWithSnapshots(redis: Redis): Promise<{ saved: number; failed:
 
 /** A user at MAX_REQUESTS_PER_USER (3) in flight, the slots taken before the snapshots arrive. */
 async function userAtTheLimit(redis: Redis): Promise<ReturnType<typeof createRedisState>> {
-  const state = createRedisState({ redis, maxRequestsPerUser: 3, maxSocketsPerUser: 10, prefix: 'sandpool:', slotTtlMs: 600_000 });
+  const state = createRedisState({ redis, maxRequestsPerUser: 3, maxSocketsPerUser: 10, prefix: 'sandpool:', slotTtlMs: 600_000, logger: testLogger() });
   for (const r of ['r1', 'r2', 'r3']) assert.equal(await state.limiter.tryAcquire('limited', r), true);
   assert.equal(await state.limiter.tryAcquire('limited', 'r4'), false);
   return state;

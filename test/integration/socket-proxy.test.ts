@@ -10,6 +10,7 @@ import { LABELS } from '../../src/runtime/types.js';
 import { assertHardened, engineGet, hardenedExpectations, type HardenedExpectations } from '../support/hardened.js';
 import { dockerPs, execFileAsync, testConfig, testLogger, uniqueReplica, waitFor } from '../support/helpers.js';
 import { rawCall, startSocketProxy, type RunningProxy } from '../support/socket-proxy.js';
+import { sleep } from '../../src/util/async.js';
 
 const IMAGE = process.env.POOL_IMAGE ?? DEFAULT_POOL_IMAGE;
 const MARK = 'sandpool.proxy-test';
@@ -101,7 +102,7 @@ describe('Docker socket proxy (compose: the app never sees the raw socket)', () 
         setTimeout(() => reject(new Error('no die event through the proxy within 10 s')), 10_000).unref();
       });
       // Give the stream a moment to be open before the kills; the outsider's death must not show.
-      await new Promise((r) => setTimeout(r, 300));
+      await sleep(300);
       await execFileAsync('docker', ['start', outsider]);
       await execFileAsync('docker', ['kill', outsider]).catch(() => undefined);
       await execFileAsync('docker', ['kill', id]);

@@ -9,14 +9,14 @@
  * engine itself (npm start leaves it running, on purpose) and removes its state.
  */
 import assert from 'node:assert/strict';
-import { chownSync, cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { LABELS } from '../../src/runtime/types.js';
 import { spawnProcess, type StartedProcess } from '../../scripts/lib/start-process.js';
 import { execFileAsync, uniqueReplica, waitFor } from '../support/helpers.js';
-import { ROOT } from '../support/stack.js';
+import { copyCheckout } from '../support/checkout-copy.js';
 
 /** The server's URL, from its "sandpool listening" log line. */
 function listeningUrl(output: string): string | undefined {
@@ -38,8 +38,10 @@ describe('npm start provisions the Docker engine', () => {
   const dir = `/var/lib/sandpool-test-start-${process.pid}`;
   const socket = `${dir}/docker.sock`;
   const docker = (args: string[]): Promise<{ stdout: string }> => execFileAsync('docker', ['-H', `unix://${socket}`, ...args], { timeout: 30_000 });
+  const work = mkdtempSync(path.join(os.tmpdir(), 'sandpool-start-root-'));
 
   after(async () => {
+    rmSync(work, { recursive: true, force: true });
     // The engine npm start left running (its own session): this test's to end.
     const pidFile = `${dir}/docker.pid`;
     if (existsSync(pidFile)) {
@@ -55,10 +57,11 @@ describe('npm start provisions the Docker engine', () => {
   it('starts an engine where none answers, builds the sandbox image in it, serves isolated sandboxes; Ctrl-C stops the server, not the engine', { timeout: 600_000 }, async () => {
     assert.equal(process.getuid?.(), 0, 'starting an engine needs root (or password-less sudo); run the tests as root');
     const replica = uniqueReplica('start');
+    copyCheckout(work);
     const npm = spawnProcess({
       command: 'npm',
       args: ['start'],
-      cwd: ROOT,
+      cwd: work,
       env: { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', REPLICA_ID: replica, POOL_MIN_SIZE: '1', DOCKER_SOCKET: socket },
       signalGroup: true,
     });
@@ -94,10 +97,7 @@ describe('npm start without an engine, root or sudo', () => {
   after(() => rmSync(work, { recursive: true, force: true }));
 
   it('says loudly that sandboxes are not isolated, serves them as child processes, and stops on Ctrl-C', { timeout: 180_000 }, async () => {
-    for (const entry of ['package.json', 'package-lock.json', 'tsconfig.json', 'src', 'scripts', 'test', 'web', 'pool']) {
-      cpSync(path.join(ROOT, entry), path.join(work, entry), { recursive: true, filter: (src) => !src.includes(`${path.sep}node_modules`) });
-    }
-    symlinkSync(path.join(ROOT, 'node_modules'), path.join(work, 'node_modules'));
+    copyCheckout(work);
     await execFileAsync('chown', ['-R', `${NOBODY}:${NOBODY}`, work]);
     chownSync(work, NOBODY, NOBODY);
     const npm = spawnProcess({

@@ -8,18 +8,20 @@ import { createSandpool, type Sandpool } from '../../src/app/create-sandpool.js'
 import { signOperatorToken } from '../../src/auth/operator-token.js';
 import { connectUser, emitAck, nextEvent, startReplica, testConfig, type ClientSocket } from '../support/helpers.js';
 import { TEST_SECRET, makeToken, unsignedToken } from '../support/tokens.js';
+import { sleep } from '../../src/util/async.js';
+import type { ErrorBody } from '../../src/protocol/errors.js';
 
 const run = promisify(execFile);
 
 /** A raw handshake with headers of our choosing; resolves with the connect_error's code, or 'connected'. */
 function handshake(url: string, auth: Record<string, unknown>, headers: Record<string, string> = {}): Promise<string> {
   return new Promise((resolve) => {
-    const socket = connectIo(url, { auth, transports: ['websocket'], reconnection: false, forceNew: true, extraHeaders: headers });
+    const socket: ClientSocket = connectIo(url, { auth, transports: ['websocket'], reconnection: false, forceNew: true, extraHeaders: headers });
     socket.once('connect', () => {
       socket.close();
       resolve('connected');
     });
-    socket.once('connect_error', (err: Error & { data?: { code?: string; message?: string } }) => {
+    socket.once('connect_error', (err: Error & { data?: ErrorBody }) => {
       socket.close();
       resolve(`${err.message}: ${err.data?.message ?? ''}`);
     });
@@ -102,7 +104,7 @@ describe('trust at the Socket.IO edge (AUTH_SECRET, AUTH_ISSUER, AUTH_AUDIENCE, 
     const refused = acks.filter((r) => r.error?.code === 'TOO_MANY_REQUESTS').length;
     assert.ok(refused >= 15 && refused <= 25, `expected about 20 of 60 refused for the user, got ${refused}`);
     a.close();
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
     assert.equal(await handshake(app.url, { token }), 'connected');
   });
 });
@@ -144,7 +146,7 @@ describe('the deploy boundary of a replica (OPERATOR_SECRET, ALLOWED_HOSTS, PUBL
       assert.equal(await call(bearer(tooLong)), 401, `${path} with an operator token living longer than AUTH_MAX_TOKEN_LIFETIME_S`);
       assert.equal(await call(bearer(operator)), 200, `${path} with an operator token`);
     }
-    const refused = (await (await fetch(`${app.url}/metrics`, { headers: bearer(userWithScope) })).json()) as { error: { code: string; message: string } };
+    const refused = (await (await fetch(`${app.url}/metrics`, { headers: bearer(userWithScope) })).json()) as { error: ErrorBody };
     assert.equal(refused.error.code, 'UNAUTHORIZED');
     assert.match(refused.error.message, /not an operator token/);
     assert.equal((await fetch(`${app.url}/status`)).status, 200, '/status stays public');
@@ -161,7 +163,7 @@ describe('the deploy boundary of a replica (OPERATOR_SECRET, ALLOWED_HOSTS, PUBL
     const foreign = { Host: 'rebound.evil.example', Origin: 'http://rebound.evil.example' };
     const page = await rawRequest(`${app.url}/`, { headers: foreign });
     assert.equal(page.status, 403);
-    assert.equal((JSON.parse(page.body) as { error: { code: string } }).error.code, 'FORBIDDEN');
+    assert.equal((JSON.parse(page.body) as { error: ErrorBody }).error.code, 'FORBIDDEN');
     const polling = await rawRequest(`${app.url}/socket.io/?EIO=4&transport=polling`, { headers: foreign });
     assert.equal(polling.status, 403);
     assert.match(await handshake(app.url, { token: await makeToken({ sub: 'rebound' }) }, foreign), /403|xhr poll error|websocket error/);

@@ -10,6 +10,7 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { Redis } from 'ioredis';
 import { createSandpool, type Sandpool } from '../../src/app/create-sandpool.js';
 import { LABELS } from '../../src/runtime/types.js';
+import { sleep } from '../../src/util/async.js';
 import { converse } from '../support/conversation.js';
 import { startCluster, type RunningCluster } from '../support/cluster.js';
 import { connectUser, dockerPs, emitAck, nextEvent, startReplica, testConfig, textOf, uniqueReplica, waitFor, type ClientSocket } from '../support/helpers.js';
@@ -17,9 +18,13 @@ import { connectUser, dockerPs, emitAck, nextEvent, startReplica, testConfig, te
 /** Sends a message, approves its tool calls; resolves with the tool results' contents. */
 const chat = async (socket: ClientSocket, text: string): Promise<string[]> => (await converse(socket, text, 60_000)).contents;
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const active = async (url: string): Promise<number> => ((await (await fetch(`${url}/stats/pool`)).json()) as { active: number }).active;
 
+/*
+ * test/unit/workspaces.test.ts runs the same rules on fake sandboxes; here the
+ * snapshots go through the sandbox image's own agent (pool/agent) in real
+ * containers, and through real stores across restarts and kill -9.
+ */
 describe('workspaces on one replica (Docker sandboxes, fs store)', () => {
   let app: Sandpool;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'sandpool-ws-it-'));
@@ -45,6 +50,7 @@ describe('workspaces on one replica (Docker sandboxes, fs store)', () => {
     assert.deepEqual(await dockerPs({ [LABELS.replica]: app.config.server.replicaId }), []);
   });
 
+  // Twin in the fast tier: workspaces "saves after a call that writes ... and restores". Here: the image's snapshot channel.
   it('gives a returning user their files after an idle release, in a fresh sandbox, with no "files are gone"', async () => {
     const s = await user('ws-alice');
     await chat(s, 'write "still mine" to /workspace/notes.txt');
@@ -65,6 +71,7 @@ describe('workspaces on one replica (Docker sandboxes, fs store)', () => {
     assert.deepEqual(await chat(s, 'read /workspace/m.txt'), ['over MCP'], 'released on DELETE, restored for the chat');
   });
 
+  // Twin in the fast tier: workspaces "never restores one user's files into another user's sandbox". Here: real containers and the fs store.
   it('never restores one user\'s files into another user\'s sandbox', async () => {
     const s = await user('ws-bob');
     const [content] = await chat(s, 'read /workspace/notes.txt');
@@ -72,6 +79,7 @@ describe('workspaces on one replica (Docker sandboxes, fs store)', () => {
     assert.match(content ?? '', /ENOENT|no such file/i);
   });
 
+  // Twin in the fast tier: workspaces "over WORKSPACE_MAX_BYTES". Here: the limit measured on a real /workspace.
   it('over WORKSPACE_MAX_BYTES tells the user and keeps the last good snapshot', async () => {
     const s = await user('ws-big');
     await chat(s, 'write "small" to /workspace/a.txt');
@@ -81,6 +89,7 @@ describe('workspaces on one replica (Docker sandboxes, fs store)', () => {
     assert.deepEqual(await chat(s, 'read /workspace/a.txt'), ['small'], 'the last good snapshot');
   });
 
+  // Twin in the fast tier: workspaces "says a damaged snapshot could not be restored". Here: a damaged file on disk, restored by the image.
   it('a damaged snapshot: a clear message, a fresh workspace, and the replica keeps serving', async () => {
     const s = await user('ws-corrupt');
     await chat(s, 'write "x" to /workspace/c.txt');
@@ -94,6 +103,7 @@ describe('workspaces on one replica (Docker sandboxes, fs store)', () => {
     assert.equal((await fetch(`${app.url}/health`)).status, 200);
   });
 
+  // Twin in the fast tier: workspaces "wipes a user's files". Here: the workspace:wipe event and the container going.
   it('wipes a user\'s files on request: the snapshot and the sandbox', async () => {
     const s = await user('ws-wipe');
     await chat(s, 'write "forget me" to /workspace/w.txt');
@@ -143,7 +153,7 @@ describe('workspaces after kill -9 of the replica holding the sandbox (Redis sto
 
   it('the survivor restores the user\'s files from Redis into a fresh sandbox and says so', async () => {
     const socket = await connectUser(cluster.state.url, { userId: 'ws-killed' }, { reconnection: true });
-    const home = (await nextEvent<{ replica: string }>(socket, 'session')).replica;
+    const home = (await nextEvent(socket, 'session')).replica;
     await chat(socket, 'write "outlives its replica" to /workspace/k.txt');
     const redis = new Redis(cluster.state.redisUrl);
     assert.equal(await redis.exists('sandpool:workspace:ws-killed'), 1, 'saved in Redis before message:done');
@@ -151,7 +161,7 @@ describe('workspaces after kill -9 of the replica holding the sandbox (Redis sto
     const victim = cluster.state.replicas.find((r) => r.id === home);
     assert.ok(victim);
     process.kill(victim.pid, 'SIGKILL');
-    const survivor = await nextEvent<{ replica: string }>(socket, 'session', (p) => p.replica !== home, 30_000);
+    const survivor = await nextEvent(socket, 'session', (p) => p.replica !== home, 30_000);
     assert.notEqual(survivor.replica, home);
     // The dead replica's heartbeat has to lapse before its ownership is taken over.
     await sleep(2_000);

@@ -8,7 +8,9 @@ import type { LlmProvider } from '../../src/agent/types.js';
 import { createApprovalRegistry, type ApprovalRegistry } from '../../src/chat/approvals.js';
 import { UNOBSERVED_CHAT, createChatService, type ChatService } from '../../src/chat/chat-service.js';
 import { createSandboxTools } from '../../src/chat/sandbox-tools.js';
-import { createSessionManager, type SessionManager } from '../../src/chat/sessions.js';
+import { createOwnership } from '../../src/chat/ownership.js';
+import { createPresences, type Presences } from '../../src/chat/presence.js';
+import { createSandboxLeases, type SandboxLeases } from '../../src/chat/sandbox-leases.js';
 import type { ChatSettings } from '../../src/chat/settings.js';
 import { createToolCatalog } from '../../src/chat/tool-catalog.js';
 import { createSingleReplicaBus, type ReplicaBus } from '../../src/cluster/replica-bus.js';
@@ -43,7 +45,8 @@ export const TEST_CHAT_SETTINGS: ChatSettings = {
 
 export interface ChatHarness {
   chat: ChatService;
-  sessions: SessionManager;
+  presences: Presences;
+  leases: SandboxLeases;
   approvals: ApprovalRegistry;
   pool: FakePool;
   state: SharedState;
@@ -81,7 +84,9 @@ export function createChatHarness(
   const isReplicaLive = options.isReplicaLive ?? (async (id: string) => id === replicaId);
   const logger = testLogger();
   const workspaces = options.workspaces ?? createWorkspaces({ store: createNoWorkspaceStore(), maxBytes: 0, timeoutMs: 1000, logger, observer: { saved: () => undefined, restored: () => undefined } });
-  const sessions = createSessionManager({ chat: settings, pool, owners: state.owners, replicaId, ownerTtlMs: 60_000, isReplicaLive, ensureCurrent: async () => undefined, workspaces, logger });
+  const ownership = createOwnership({ owners: state.owners, replicaId, ownerTtlMs: 60_000, isReplicaLive, logger });
+  const leases = createSandboxLeases({ pool, ownership, ensureCurrent: async () => undefined, workspaces, logger });
+  const presences = createPresences({ settings, sandbox: leases });
   const approvals = createApprovalRegistry();
   const plans =
     options.plans ??
@@ -101,12 +106,13 @@ export function createChatHarness(
     replicaId,
     provider: options.provider ?? createLocalPlanner(),
     tools: createToolCatalog(pool),
-    sandboxTools: createSandboxTools({ sessions, bus, workspaces, quota, plans, isReadOnly: (tool) => ['read_text_file', 'list_directory', 'search_files', 'directory_tree'].includes(tool) }),
-    sessions,
+    sandboxTools: createSandboxTools({ presences, leases, bus, workspaces, quota, plans, isReadOnly: (tool) => ['read_text_file', 'list_directory', 'search_files', 'directory_tree'].includes(tool) }),
+    presences,
+    leases,
+    ownership,
     approvals,
     state,
     bus,
-    isReplicaLive,
     emit: (userId, event, ...payload) => {
       events.push({ userId, event, payload: payload[0] as unknown as Record<string, unknown> });
       for (const w of [...waiters]) w();
@@ -138,7 +144,8 @@ export function createChatHarness(
 
   return {
     chat,
-    sessions,
+    presences,
+    leases,
     approvals,
     pool,
     state,

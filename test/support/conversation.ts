@@ -10,9 +10,9 @@ import { emitAck, nextEvent, type ClientSocket } from './helpers.js';
 export async function converse(socket: ClientSocket, text: string, timeoutMs = 30_000, approver: ClientSocket = socket): Promise<{ contents: string[]; done: string }> {
   const ack = await emitAck(socket, 'message', text);
   assert.equal(ack.ok, true, `"${text}" refused: ${JSON.stringify(ack)}`);
-  const mine = (p: { requestId: string }): boolean => p.requestId === ack.requestId;
-  const done = nextEvent<{ requestId: string; text: string }>(socket, 'message:done', mine, timeoutMs);
-  const failed = nextEvent<{ requestId: string; error: { code: string; message: string } }>(socket, 'request:error', mine, timeoutMs).then((e) => {
+  const mine = (p: { requestId: string | null }): boolean => p.requestId === ack.requestId;
+  const done = nextEvent(socket, 'message:done', mine, timeoutMs);
+  const failed = nextEvent(socket, 'request:error', mine, timeoutMs).then((e) => {
     throw new Error(`"${text}" failed: ${e.error.code}: ${e.error.message}`);
   });
   // Whichever of the two does not happen times out later: nobody waits for it.
@@ -20,10 +20,10 @@ export async function converse(socket: ClientSocket, text: string, timeoutMs = 3
   failed.catch(() => undefined);
   const contents: string[] = [];
   for (;;) {
-    const next = await Promise.race([done.then(() => null), failed, nextEvent<{ requestId: string; callId: string }>(approver, 'tool:request', mine, timeoutMs)]);
+    const next = await Promise.race([done.then(() => null), failed, nextEvent(approver, 'tool:request', mine, timeoutMs)]);
     if (next === null) return { contents, done: (await done).text };
     const decided = await emitAck(approver, 'tool:approval', { callId: next.callId, approved: true });
     assert.equal(decided.ok, true, JSON.stringify(decided));
-    contents.push((await nextEvent<{ callId: string; content: string }>(socket, 'tool:result', (r) => r.callId === next.callId, timeoutMs)).content);
+    contents.push((await nextEvent(socket, 'tool:result', (r) => r.callId === next.callId, timeoutMs)).content);
   }
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { sleep } from '../../src/util/async.js';
 
 /**
  * A loopback stand-in for a paid LLM API: records each request and answers
@@ -67,13 +68,12 @@ export function sendSse(events: readonly { event?: string; data: unknown }[]): R
       for (const { event, data } of events) {
         const payload = typeof data === 'string' ? data : JSON.stringify(data);
         res.write(`${event ? `event: ${event}\n` : ''}data: ${payload}\n\n`);
-        await new Promise((resolve) => setTimeout(resolve, 5));
+        await sleep(5);
       }
       res.end();
     })();
   };
 }
-
 
 /** One chunk of an OpenAI chat.completions stream. */
 export function openAiChunk(delta: Record<string, unknown>, finish: string | null = null, model = 'gpt-test'): Record<string, unknown> {

@@ -5,8 +5,9 @@
  */
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
 import { SandboxGoneError, SandpoolError } from '../../src/errors.js';
-import type { SandboxSource, UserLease } from '../../src/chat/sessions.js';
+import type { SandboxSource, UserLease } from '../../src/chat/sandbox-leases.js';
 import { WorkspaceRestoreError, type WorkspaceChannel } from '../../src/mcp/workspace-channel.js';
+import { sleep } from '../../src/util/async.js';
 
 const TOOL_NAMES = ['list_directory', 'read_text_file', 'write_file', 'search_files', 'directory_tree', 'create_directory'] as const;
 
@@ -83,7 +84,7 @@ export function createFakePool(options: { workspaceDir?: string; snapshots?: boo
     },
     live: () => sandboxes.filter((s) => !s.released),
     async acquire(): Promise<UserLease> {
-      if (pool.delayMs > 0) await new Promise((r) => setTimeout(r, pool.delayMs));
+      if (pool.delayMs > 0) await sleep(pool.delayMs);
       const failure = failures.shift();
       if (failure) throw failure;
       pool.catalogKnown = true;

@@ -1,16 +1,18 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
-import { io as connectIo, type Socket as ClientSocket } from 'socket.io-client';
+import { io as connectIo, type Socket } from 'socket.io-client';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { loadConfig, type Config } from '../../src/config/config.js';
 import { createLogger, type Logger } from '../../src/logger.js';
-import { withTimeout } from '../../src/util/async.js';
+import type { ErrorBody } from '../../src/protocol/errors.js';
+import type { ClientToServerEvents, ServerToClientEvents, SessionInfo } from '../../src/protocol/events.js';
+import { sleep, withTimeout } from '../../src/util/async.js';
 import { freePort } from '../../src/util/free-port.js';
 import { startRedisServer } from '../../scripts/lib/redis-server.js';
 import { startProcess, type StartedProcess } from '../../scripts/lib/start-process.js';
 
-export { freePort };
+export { freePort, sleep };
 
 export const execFileAsync = promisify(execFile);
 
@@ -88,7 +90,7 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
       last = err;
     }
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, everyMs));
+    await sleep(everyMs);
   }
 }
 
@@ -116,15 +118,21 @@ export function startReplica(env: Record<string, string>, ready: RegExp, readyTi
 
 // --- Socket.IO client helpers ---------------------------------------------------
 
+/** A test's or script's socket, typed with the wire contract (src/protocol/events.ts) like the server's. */
+export type ClientSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 
-export type { ClientSocket };
+/** What a server event carries. */
+export type EventPayload<E extends keyof ServerToClientEvents> = Parameters<ServerToClientEvents[E]>[0];
 
-export interface AckResponse {
-  ok: boolean;
-  requestId?: string;
-  sessionId?: string;
-  error?: { code: string; message: string };
-}
+/** What a client event's ack answers (`AckResponse<...>` of the contract). */
+type AckOf<E extends keyof ClientToServerEvents> = Parameters<NonNullable<Parameters<ClientToServerEvents[E]>[1]>>[0];
+
+/**
+ * An ack as tests read it: the contract's either-or, with both sides' fields
+ * optional, so a test can assert on `ok`, `error?.code` or `requestId`
+ * without narrowing first.
+ */
+export type AckView<R> = { ok: boolean; error?: ErrorBody } & Partial<Omit<Extract<R, { ok: true }>, 'ok'>>;
 
 /** Every event a test socket received, in order, from the moment it was created. */
 const received = new WeakMap<ClientSocket, Array<{ event: string; payload: unknown; taken: boolean }>>();
@@ -136,7 +144,7 @@ export function connectUser(
   auth: Record<string, unknown>,
   options: { uid?: string; transports?: Array<'websocket' | 'polling'>; reconnection?: boolean } = {},
 ): Promise<ClientSocket> {
-  const socket = connectIo(url, {
+  const socket: ClientSocket = connectIo(url, {
     auth,
     query: { uid: options.uid ?? String(auth.userId ?? 'x') },
     transports: options.transports ?? ['websocket'],
@@ -164,15 +172,32 @@ export function connectUser(
   });
 }
 
-export function emitAck(socket: ClientSocket, event: string, ...args: unknown[]): Promise<AckResponse> {
-  return socket.timeout(10_000).emitWithAck(event, ...args) as Promise<AckResponse>;
+/** Sends a client event the contract allows and resolves with its ack. */
+export function emitAck<E extends keyof ClientToServerEvents>(socket: ClientSocket, event: E, payload: Parameters<ClientToServerEvents[E]>[0]): Promise<AckView<AckOf<E>>> {
+  return emitUnchecked(socket, event, payload) as Promise<AckView<AckOf<E>>>;
+}
+
+/** Sends what the contract does not allow (an unknown event, a payload of the wrong shape), as a misbehaving client would; resolves with its ack. */
+export function emitUnchecked(socket: ClientSocket, event: string, ...args: unknown[]): Promise<AckView<AckOf<'message'>>> {
+  return (socket as unknown as Socket).timeout(10_000).emitWithAck(event, ...args) as Promise<AckView<AckOf<'message'>>>;
+}
+
+/** Sends without an ack what the contract does not allow (a refusal must still not be silent). */
+export function sendUnchecked(socket: ClientSocket, event: string, ...args: unknown[]): void {
+  (socket as unknown as Socket).emit(event, ...args);
 }
 
 /**
  * The first not-yet-taken `event` matching `match`, already received or still
  * to come; taking it means a later call will not return it again.
  */
-export function nextEvent<T = Record<string, unknown>>(socket: ClientSocket, event: string, match: (p: T) => boolean = () => true, timeoutMs = 20_000): Promise<T> {
+export function nextEvent<E extends keyof ServerToClientEvents>(
+  socket: ClientSocket,
+  event: E,
+  match: (p: EventPayload<E>) => boolean = () => true,
+  timeoutMs = 20_000,
+): Promise<EventPayload<E>> {
+  type T = EventPayload<E>;
   const log = received.get(socket);
   const waiters = arrivals.get(socket);
   if (!log || !waiters) return Promise.reject(new Error('socket was not made by connectUser'));
@@ -195,9 +220,41 @@ export function nextEvent<T = Record<string, unknown>>(socket: ClientSocket, eve
   });
 }
 
+/** Connects a user (auth, uid routing hint) and waits for the `session` event that greets every new socket. */
+export async function connectWithSession(
+  url: string,
+  auth: Record<string, unknown>,
+  options: Parameters<typeof connectUser>[2] & { sessionTimeoutMs?: number } = {},
+): Promise<{ socket: ClientSocket; session: SessionInfo }> {
+  const socket = await connectUser(url, auth, options);
+  return { socket, session: await nextEvent(socket, 'session', () => true, options.sessionTimeoutMs) };
+}
+
+/** The sockets a test file opens, closed together in its `after` hook. */
+export interface UserSockets {
+  /** Connects `userId` (development identity) and waits for its `session` event. */
+  connect(url: string, userId: string, options?: Parameters<typeof connectWithSession>[2]): Promise<{ socket: ClientSocket; session: SessionInfo }>;
+  /** Closes it with the others (a socket opened some other way). */
+  track(socket: ClientSocket): void;
+  closeAll(): void;
+}
+
+export function userSockets(): UserSockets {
+  const open: ClientSocket[] = [];
+  return {
+    async connect(url, userId, options) {
+      const connected = await connectWithSession(url, { userId }, options);
+      open.push(connected.socket);
+      return connected;
+    },
+    track: (socket) => void open.push(socket),
+    closeAll() {
+      for (const s of open.splice(0)) s.close();
+    },
+  };
+}
+
 // --- Redis for tests: a real redis-server child process on a free loopback port ---
-
-
 
 export interface RedisServer {
   url: string;

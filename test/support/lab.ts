@@ -10,6 +10,7 @@ import { nodeDocker } from '../../scripts/lib/lab-node.js';
 import { APP_LABEL_VALUE, LABELS } from '../../src/runtime/types.js';
 import { connectUser, nextEvent, type ClientSocket } from './helpers.js';
 import { makeToken } from './tokens.js';
+import type { SessionInfo } from '../../src/protocol/events.js';
 
 export function readLabEnv(): Record<string, string> {
   const out: Record<string, string> = {};
@@ -46,7 +47,7 @@ export interface LabUser {
   uid: string;
   socket: ClientSocket;
   /** Every `session` event so far: one per (re)connect, with the replica that served it. */
-  sessions: Array<{ sessionId: string; replica: string }>;
+  sessions: SessionInfo[];
 }
 
 /** A user that reconnects on its own (through nginx) when its connection drops, as the web client does. */
@@ -56,8 +57,8 @@ export async function labUser(url: string, secret: string, uid: string): Promise
   // connectUser closes the socket on a connect_error (right for the first connect); from now on a failed
   // attempt (nginx finding no replica for a moment: a node lost, a drain) must leave the client retrying.
   socket.removeAllListeners('connect_error');
-  const user: LabUser = { uid, socket, sessions: [await nextEvent<{ sessionId: string; replica: string }>(socket, 'session')] };
-  socket.on('session', (s: { sessionId: string; replica: string }) => void user.sessions.push(s));
+  const user: LabUser = { uid, socket, sessions: [await nextEvent(socket, 'session')] };
+  socket.on('session', (s) => void user.sessions.push(s));
   return user;
 }
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { SandpoolError } from '../../src/errors.js';
-import type { ContainerPool, Lease } from '../../src/pool/container-pool.js';
+import type { ContainerPool } from '../../src/pool/container-pool.js';
+import type { Lease } from '../../src/pool/types.js';
 import { sleep } from '../../src/util/async.js';
 import { textOf } from './helpers.js';
 

@@ -14,15 +14,9 @@
  *   failed            what went wrong (exit 1)
  */
 import { converse } from './conversation.js';
+import type { ClusterStats } from '../../src/http/http-app.js';
+import type { SessionInfo } from '../../src/protocol/events.js';
 import { connectUser, nextEvent, waitFor } from './helpers.js';
-
-interface Session {
-  sessionId: string;
-  replica: string;
-}
-interface ClusterView {
-  replicas: Array<{ replica: string; ready: boolean }>;
-}
 
 const url = process.env.STACK_URL ?? 'http://tasks.nginx:80';
 const token = process.env.TOKEN ?? '';
@@ -32,10 +26,10 @@ const user = process.env.USER_ID ?? 'swarm-user';
 const replicas = Number(process.env.REPLICAS ?? '4');
 const say = (step: string, data: Record<string, unknown> = {}): void => void process.stdout.write(`${JSON.stringify({ step, ...data })}\n`);
 
-async function clusterView(): Promise<ClusterView> {
+async function clusterView(): Promise<ClusterStats> {
   const res = await fetch(`${url}/stats/pool?scope=cluster`, { headers: { authorization: `Bearer ${operatorToken}` }, signal: AbortSignal.timeout(5_000) });
   if (!res.ok) throw new Error(`cluster view: HTTP ${res.status}`);
-  return (await res.json()) as ClusterView;
+  return (await res.json()) as ClusterStats;
 }
 
 /** The seed flow: write a file, list the workspace, read the file back. */
@@ -55,10 +49,10 @@ try {
   say('cluster', { replicas: [...initial] });
 
   const socket = await connectUser(url, { token }, { uid: user, reconnection: true });
-  const sessions: Session[] = [await nextEvent<Session>(socket, 'session')];
+  const sessions: SessionInfo[] = [await nextEvent(socket, 'session')];
   let disconnects = 0;
   socket.on('disconnect', () => disconnects++);
-  socket.on('session', (s: Session) => sessions.push(s));
+  socket.on('session', (s) => sessions.push(s));
   say('seed', { replica: sessions[0]?.replica, sessionId: sessions[0]?.sessionId, ...(await seedFlow(socket, 'seed.txt', 'seeded in the swarm')) });
 
   say('ready-for-update');

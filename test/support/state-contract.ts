@@ -3,6 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { ChatMessage } from '../../src/model/conversation.js';
 import type { SharedState } from '../../src/state/types.js';
+import { replicaRecord } from './replica-record.js';
+import { sleep } from '../../src/util/async.js';
 
 /**
  * One contract, two implementations: whatever passes here for memory must
@@ -22,7 +24,7 @@ export function sharedStateContract(name: string, make: (opts: { maxRequestsPerU
       const takes = await Promise.all(Array.from({ length: 14 }, () => state.events.take(u)));
       assert.equal(takes.filter(Boolean).length, 10, 'a burst of 2 x 5');
       assert.equal(await state.events.take(user()), true, 'another user has their own budget');
-      await new Promise((r) => setTimeout(r, 450));
+      await sleep(450);
       const refilled = await Promise.all(Array.from({ length: 5 }, () => state.events.take(u)));
       // 0.45 s at 5/s is two events (a slow machine may add a third, never the full burst).
       assert.ok(refilled.filter(Boolean).length >= 2 && refilled.filter(Boolean).length <= 4, `refilled ${refilled.filter(Boolean).length}`);
@@ -85,17 +87,17 @@ export function sharedStateContract(name: string, make: (opts: { maxRequestsPerU
     it('keeps a held slot alive past its TTL (the holder renews it)', async () => {
       const u = user();
       assert.equal(await state.limiter.tryAcquire(u, 'long'), true);
-      await new Promise((r) => setTimeout(r, 1500));
+      await sleep(1500);
       assert.equal(await state.limiter.count(u), 1);
       await state.limiter.release(u, 'long');
     });
 
-    it('keeps one session id per user and appends history, trimmed at a user turn', async () => {
+    it('keeps one conversation id per user and appends history, trimmed at a user turn', async () => {
       const u = user();
-      const id = await state.conversations.sessionId(u);
+      const id = await state.conversations.conversationId(u);
       assert.match(id, /^[A-Za-z0-9_-]{20,}$/);
-      assert.equal(await state.conversations.sessionId(u), id);
-      assert.notEqual(await state.conversations.sessionId(user()), id);
+      assert.equal(await state.conversations.conversationId(u), id);
+      assert.notEqual(await state.conversations.conversationId(user()), id);
       const exchange = (n: number): ChatMessage[] => [
         { role: 'user', text: `q${n}` },
         { role: 'assistant', text: '', toolCalls: [{ id: `c${n}`, name: 'list_directory', arguments: { path: '/workspace' } }] },
@@ -111,14 +113,14 @@ export function sharedStateContract(name: string, make: (opts: { maxRequestsPerU
       assert.deepEqual(h, exchange(2));
     });
 
-    it('forgets an unused session id and conversation after the history TTL', async () => {
+    it('forgets an unused conversation id and history after the history TTL', async () => {
       const u = user();
-      const id = await state.conversations.sessionId(u);
+      const id = await state.conversations.conversationId(u);
       await state.conversations.append(u, [{ role: 'user', text: 'hello' }, { role: 'assistant', text: 'hi', toolCalls: [] }], 10);
       assert.equal((await state.conversations.history(u)).length, 2);
-      await new Promise((r) => setTimeout(r, 1800));
+      await sleep(1800);
       assert.deepEqual(await state.conversations.history(u), []);
-      assert.notEqual(await state.conversations.sessionId(u), id, 'a forgotten user gets a new session id');
+      assert.notEqual(await state.conversations.conversationId(u), id, 'a forgotten user gets a new conversation id');
     });
 
     it('lets exactly one of two replicas win a simultaneous ownership claim', async () => {
@@ -141,7 +143,7 @@ export function sharedStateContract(name: string, make: (opts: { maxRequestsPerU
       assert.equal(await state.owners.owner(u), undefined);
       assert.equal(await state.owners.claim(u, 'B', 300), 'B');
       await state.owners.renew([u], 'B', 300);
-      await new Promise((r) => setTimeout(r, 450));
+      await sleep(450);
       assert.equal(await state.owners.owner(u), undefined, 'an owner that stops renewing expires');
     });
 
@@ -165,7 +167,7 @@ export function sharedStateContract(name: string, make: (opts: { maxRequestsPerU
       assert.deepEqual((await state.pending.list(u)).map((c) => c.callId).sort(), ['c1', 'c2']);
       assert.equal((await state.pending.get(u, 'c1'))?.replica, 'A');
       assert.equal(await state.pending.get(user(), 'c1'), undefined, 'another user cannot see it');
-      await new Promise((r) => setTimeout(r, 300));
+      await sleep(300);
       assert.deepEqual((await state.pending.list(u)).map((c) => c.callId), ['c1']);
       await state.pending.remove(u, 'c1');
       assert.deepEqual(await state.pending.list(u), []);
@@ -173,13 +175,13 @@ export function sharedStateContract(name: string, make: (opts: { maxRequestsPerU
 
     it('tracks replicas by heartbeat; an expired one is dead until buried', async () => {
       const id = `rep-${randomBytes(3).toString('hex')}`;
-      await state.replicas.heartbeat({ replica: id, pid: 1, startedAtMs: Date.now(), seenAtMs: Date.now(), idle: 2 }, 300);
+      await state.replicas.heartbeat(replicaRecord(id, { startedAtMs: Date.now(), idle: 2 }), 300);
       const live = await state.replicas.live();
       assert.equal(live.find((r) => r.replica === id)?.idle, 2);
       assert.equal(await state.replicas.isLive(id), true);
       assert.equal(await state.replicas.isLive(`${id}-never`), false);
       assert.equal((await state.replicas.dead()).some((d) => d.replica === id), false);
-      await new Promise((r) => setTimeout(r, 450));
+      await sleep(450);
       assert.equal((await state.replicas.live()).some((r) => r.replica === id), false);
       assert.equal(await state.replicas.isLive(id), false);
       assert.equal((await state.replicas.dead()).some((d) => d.replica === id), true);
@@ -189,8 +191,8 @@ export function sharedStateContract(name: string, make: (opts: { maxRequestsPerU
       await state.replicas.bury(id);
       assert.equal((await state.replicas.dead()).some((d) => d.replica === id), false);
       // With a node published, the dead replica carries it: only that node's replicas can clean up after it.
-      await state.replicas.heartbeat({ replica: id, pid: 1, startedAtMs: Date.now(), seenAtMs: Date.now(), node: 'node-b' }, 100);
-      await new Promise((r) => setTimeout(r, 250));
+      await state.replicas.heartbeat(replicaRecord(id, { startedAtMs: Date.now(), node: 'node-b' }), 100);
+      await sleep(250);
       assert.equal((await state.replicas.dead()).find((d) => d.replica === id)?.node, 'node-b');
       await state.replicas.bury(id);
     });

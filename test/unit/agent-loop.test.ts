@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { runAgent, type AgentRequest, type ToolRunner } from '../../src/agent/agent-loop.js';
+import { runAgentLoop, type AgentRequest, type ToolRunner } from '../../src/agent/agent-loop.js';
 import type { AssistantTurn, CompletionRequest, LlmProvider } from '../../src/agent/types.js';
 import { CancelledError, SandboxGoneError, SandpoolError } from '../../src/errors.js';
 import type { ApprovalVerdict, StartedFresh } from '../../src/protocol/events.js';
@@ -67,7 +67,7 @@ describe('agent loop', () => {
     ]);
     const ran: string[] = [];
     const req = request({ provider, runner: runner('no', ran) });
-    const outcome = await runAgent(req);
+    const outcome = await runAgentLoop(req);
     assert.equal(outcome.text, 'all read');
     assert.equal(outcome.toolCalls, 2);
     assert.deepEqual(ran, ['list_directory', 'read_text_file']);
@@ -91,7 +91,7 @@ describe('agent loop', () => {
         runner: runner('no', ran),
         approve: async (_c, announce) => (announce(), verdict),
       });
-      const outcome = await runAgent(req);
+      const outcome = await runAgentLoop(req);
       assert.deepEqual(ran, []);
       const result = req.emitted.find(([e]) => e === 'tool:result')?.[1];
       assert.equal(result?.ok, false);
@@ -108,7 +108,7 @@ describe('agent loop', () => {
         runner: runner(startedFresh),
         history: usedToolsBefore ? [{ role: 'tool', callId: 'old', name: 'write_file', ok: true, content: 'written' }] : [],
       });
-      await runAgent(req);
+      await runAgentLoop(req);
       return String(req.emitted.find(([e]) => e === 'tool:result')?.[1].content);
     };
     assert.match(await run('after-loss', false), /previous sandbox stopped.*earlier files are gone/s);
@@ -122,7 +122,7 @@ describe('agent loop', () => {
       provider: scripted([{ text: '', toolCalls: [call('read_text_file')] }, { text: 'no such file', toolCalls: [] }]),
       runner: { run: async () => ({ result: { content: [{ type: 'text', text: 'ENOENT' }], isError: true }, startedFresh: 'no' }) },
     });
-    const outcome = await runAgent(req);
+    const outcome = await runAgentLoop(req);
     assert.equal(req.emitted.find(([e]) => e === 'tool:result')?.[1].ok, false);
     assert.equal(outcome.text, 'no such file');
   });
@@ -133,13 +133,13 @@ describe('agent loop', () => {
         provider: scripted([{ text: '', toolCalls: [call('list_directory')] }]),
         runner: { run: () => Promise.reject(failure) },
       });
-      await assert.rejects(runAgent(req), (err) => err === failure);
+      await assert.rejects(runAgentLoop(req), (err) => err === failure);
     }
   });
 
   it('stops after maxSteps with an answer that says so', async () => {
     const looping: LlmProvider = { name: 'local', model: 'loop', complete: async () => ({ text: '', toolCalls: [call('list_directory')] }) };
-    const outcome = await runAgent(request({ provider: looping, maxSteps: 3 }));
+    const outcome = await runAgentLoop(request({ provider: looping, maxSteps: 3 }));
     assert.equal(outcome.toolCalls, 3);
     assert.match(outcome.text, /stopped after 3 steps/);
   });
@@ -149,7 +149,7 @@ describe('agent loop', () => {
       provider: scripted([{ text: '', toolCalls: [call('read_text_file')] }]),
       runner: { run: async () => ({ result: { content: [{ type: 'text', text: 'x'.repeat(100_000) }] }, startedFresh: 'no' }) },
     });
-    await runAgent(req);
+    await runAgentLoop(req);
     const content = String(req.emitted.find(([e]) => e === 'tool:result')?.[1].content);
     assert.ok(content.length < 33_000);
     assert.match(content, /truncated, 100000 characters in all/);
@@ -158,12 +158,12 @@ describe('agent loop', () => {
   it('stops at once with the cancellation as the reason, and passes a cancelled approval on', async () => {
     const controller = new AbortController();
     controller.abort(new CancelledError('shutdown'));
-    await assert.rejects(runAgent(request({ signal: controller.signal })), (err) => err instanceof CancelledError && err.reason === 'shutdown');
+    await assert.rejects(runAgentLoop(request({ signal: controller.signal })), (err) => err instanceof CancelledError && err.reason === 'shutdown');
     const left = new CancelledError('user-left');
     const req = request({
       provider: scripted([{ text: '', toolCalls: [call('write_file')] }]),
       approve: () => Promise.reject(left),
     });
-    await assert.rejects(runAgent(req), (err) => err === left);
+    await assert.rejects(runAgentLoop(req), (err) => err === left);
   });
 });

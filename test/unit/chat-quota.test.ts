@@ -16,7 +16,9 @@ import { createQuota } from '../../src/quota/quota.js';
 import { createWorkspaces } from '../../src/workspace/workspaces.js';
 import { createNoWorkspaceStore } from '../../src/workspace/workspace-store.js';
 import { TEST_CHAT_SETTINGS, createChatHarness, type ChatHarness } from '../support/chat-harness.js';
-import { createSessionManager } from '../../src/chat/sessions.js';
+import { createOwnership } from '../../src/chat/ownership.js';
+import { createPresences, type Presences } from '../../src/chat/presence.js';
+import { createSandboxLeases } from '../../src/chat/sandbox-leases.js';
 import { testLogger } from '../support/helpers.js';
 
 const plans = createPlanCatalog({
@@ -123,7 +125,10 @@ describe('quotas across the sandbox tools', () => {
   function setup() {
     // Replica unit-a (the harness) sees unit-b alive; unit-b holds the sandboxes of users it claimed.
     const h = harness({ isReplicaLive: async () => true });
-    const b = createSessionManager({ chat: TEST_CHAT_SETTINGS, pool: h.pool, owners: h.state.owners, replicaId: 'unit-b', ownerTtlMs: 60_000, isReplicaLive: async () => true, ensureCurrent: async () => undefined, workspaces: createWorkspaces({ store: createNoWorkspaceStore(), maxBytes: 0, timeoutMs: 1000, logger: testLogger(), observer: { saved: () => undefined, restored: () => undefined } }), logger: testLogger() });
+    const bWorkspaces = createWorkspaces({ store: createNoWorkspaceStore(), maxBytes: 0, timeoutMs: 1000, logger: testLogger(), observer: { saved: () => undefined, restored: () => undefined } });
+    const bOwnership = createOwnership({ owners: h.state.owners, replicaId: 'unit-b', ownerTtlMs: 60_000, isReplicaLive: async () => true, logger: testLogger() });
+    const bLeases = createSandboxLeases({ pool: h.pool, ownership: bOwnership, ensureCurrent: async () => undefined, workspaces: bWorkspaces, logger: testLogger() });
+    const b: Presences = createPresences({ settings: TEST_CHAT_SETTINGS, sandbox: bLeases });
     const quota = createQuota({ store: createMemoryQuotaStore(), failMode: 'closed', logger: testLogger() });
     const workspaces = createWorkspaces({ store: createNoWorkspaceStore(), maxBytes: 0, timeoutMs: 1000, logger: testLogger(), observer: { saved: () => undefined, restored: () => undefined } });
     const routed: string[] = [];
@@ -141,9 +146,9 @@ describe('quotas across the sandbox tools', () => {
       wipe: async () => undefined,
       serve: () => undefined,
     };
-    const tools = createSandboxTools({ sessions: h.sessions, bus, workspaces, quota, plans, isReadOnly: () => true });
-    target = createSandboxTools({ sessions: b, bus, workspaces, quota, plans, isReadOnly: () => true });
-    const direct = createDirectToolCalls({ sessions: h.sessions, sandboxTools: tools, limiter: h.state.limiter, plans, toolCallTimeoutMs: 5_000, logger: testLogger() });
+    const tools = createSandboxTools({ presences: h.presences, leases: h.leases, bus, workspaces, quota, plans, isReadOnly: () => true });
+    target = createSandboxTools({ presences: b, leases: bLeases, bus, workspaces: bWorkspaces, quota, plans, isReadOnly: () => true });
+    const direct = createDirectToolCalls({ presences: h.presences, sandboxTools: tools, limiter: h.state.limiter, plans, toolCallTimeoutMs: 5_000, logger: testLogger() });
     return { quota, direct, routed, tools, h, b };
   }
 

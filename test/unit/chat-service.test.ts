@@ -175,11 +175,11 @@ describe('chat service (fakes: in-memory sandboxes, memory state, local planner)
     assert.equal((await h.chat.connect('alice')).sessionId, info.sessionId, 'one session id per user');
   });
 
-  it('refuses a user beyond MAX_SESSIONS, but never one who already has a session', async () => {
+  it('refuses a user beyond MAX_SESSIONS, but never one who is already present', async () => {
     const h = harness({ settings: { maxSessions: 1 } });
     await h.chat.connect('alice');
-    h.chat.checkCapacity('alice');
-    assert.throws(() => h.chat.checkCapacity('bob'), (err: unknown) => err instanceof SandpoolError && err.code === 'TOO_MANY_REQUESTS');
+    await h.chat.connect('alice');
+    assert.equal((await refusal(h.chat.connect('bob'))).code, 'TOO_MANY_REQUESTS');
   });
 
   it('routes a message to the live replica that holds the user\'s sandbox', async () => {

@@ -4,10 +4,10 @@ import { createHeartbeat } from '../../src/cluster/heartbeat.js';
 import { createLiveness } from '../../src/cluster/liveness.js';
 import { createDeadReplicaReaper } from '../../src/orphans/dead-replica-reaper.js';
 import { createMemoryState } from '../../src/state/memory-state.js';
-import type { ReplicaRecord } from '../../src/state/types.js';
+import type { ReplicaRecord } from '../../src/cluster/replica-record.js';
+import { sleep } from '../../src/util/async.js';
 import { testLogger } from '../support/helpers.js';
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+import { replicaNumbers, replicaRecord } from '../support/replica-record.js';
 
 /** Replica a's reaper, over that state, removing containers as the test says. */
 function reaperOf(
@@ -27,7 +27,7 @@ describe('liveness, heartbeat and the dead-replica reaper (memory state)', () =>
     const beat = createHeartbeat({ state, liveness, startedAtMs: Date.now(), intervalMs: 50, ownerTtlMs: 100, logger: testLogger() });
     const givenUp: string[] = [];
     beat.track({ leasedUsers: () => ['alice', 'bob'], giveUp: (users) => void givenUp.push(...users) });
-    beat.publish(() => ({ idle: 3 }));
+    beat.publish(() => replicaNumbers({ idle: 3 }));
     await state.owners.claim('bob', 'b', 60_000);
     await beat.start();
     assert.deepEqual(givenUp, ['bob'], 'a record another replica holds is given up');
@@ -46,6 +46,7 @@ describe('liveness, heartbeat and the dead-replica reaper (memory state)', () =>
     const counting = { ...state, replicas: { ...state.replicas, heartbeat: (...args: Parameters<typeof state.replicas.heartbeat>) => (beats++, state.replicas.heartbeat(...args)) } };
     const liveness = createLiveness({ registry: state.replicas, self: 'a' });
     const beat = createHeartbeat({ state: counting, liveness, startedAtMs: clock, intervalMs: 60_000, ownerTtlMs: 600_000, logger: testLogger(), now: () => clock });
+    beat.publish(() => replicaNumbers());
     const givenUp: string[] = [];
     beat.track({ leasedUsers: () => ['alice'], giveUp: (users) => void givenUp.push(...users) });
     await beat.start();
@@ -64,8 +65,8 @@ describe('liveness, heartbeat and the dead-replica reaper (memory state)', () =>
 
   it('the reaper remembers replicas it saw alive: one that shared state forgot (a Redis flush) and then died is still cleaned up', async () => {
     const state = createMemoryState({ maxRequestsPerUser: 5, maxSocketsPerUser: 10 });
-    await state.replicas.heartbeat({ replica: 'a', pid: 1, startedAtMs: 0, seenAtMs: Date.now() }, 60_000);
-    await state.replicas.heartbeat({ replica: 'b', pid: 2, startedAtMs: 0, seenAtMs: Date.now() }, 60_000);
+    await state.replicas.heartbeat(replicaRecord('a', { pid: 1, seenAtMs: Date.now() }), 60_000);
+    await state.replicas.heartbeat(replicaRecord('b', { pid: 2, seenAtMs: Date.now() }), 60_000);
     const asked: string[] = [];
     let bContainers = ['b-1'];
     // What a's heartbeat last read (Liveness.peers).
@@ -105,6 +106,7 @@ describe('liveness, heartbeat and the dead-replica reaper (memory state)', () =>
     };
     const liveness = createLiveness({ registry: state.replicas, self: 'a' });
     const beat = createHeartbeat({ state: hanging, liveness, startedAtMs: Date.now(), intervalMs: 50, ownerTtlMs: 1000, logger: testLogger() });
+    beat.publish(() => replicaNumbers());
     await beat.start();
     assert.equal(await liveness.isLive('a'), true);
     assert.equal((await state.replicas.live()).length, 0, 'the first beat hangs');
@@ -120,10 +122,10 @@ describe('liveness, heartbeat and the dead-replica reaper (memory state)', () =>
     const liveness = createLiveness({ registry: state.replicas, self: 'a' });
     assert.equal(await liveness.isLive('a'), true);
     assert.equal(await liveness.isLive('b'), false);
-    await state.replicas.heartbeat({ replica: 'b', pid: 2, startedAtMs: 0, seenAtMs: Date.now() }, 1000);
+    await state.replicas.heartbeat(replicaRecord('b', { pid: 2, seenAtMs: Date.now() }), 1000);
     assert.equal(await liveness.isLive('b'), true, 'started after the last beat: alive');
     // In the view of the last beat, but its heartbeat expired since: dead now, not at the next beat.
-    await state.replicas.heartbeat({ replica: 'c', pid: 3, startedAtMs: 0, seenAtMs: Date.now() }, 30);
+    await state.replicas.heartbeat(replicaRecord('c', { pid: 3, seenAtMs: Date.now() }), 30);
     liveness.observe(await state.replicas.live());
     assert.ok(liveness.peers().some((r) => r.replica === 'c'));
     await sleep(60);
@@ -136,9 +138,9 @@ describe('liveness, heartbeat and the dead-replica reaper (memory state)', () =>
   it('the reaper leaves a dead replica of another node to that node\'s replicas (its containers are on that engine), and forgets it only after forgetOtherNodeAfterMs', async () => {
     const state = createMemoryState({ maxRequestsPerUser: 5, maxSocketsPerUser: 10 });
     const beatAt = Date.now();
-    await state.replicas.heartbeat({ replica: 'a', pid: 1, startedAtMs: 0, seenAtMs: beatAt, node: 'node-a' }, 60_000);
-    await state.replicas.heartbeat({ replica: 'b', pid: 2, startedAtMs: 0, seenAtMs: beatAt, node: 'node-b' }, 30);
-    await state.replicas.heartbeat({ replica: 'c', pid: 3, startedAtMs: 0, seenAtMs: beatAt, node: 'node-a' }, 30);
+    await state.replicas.heartbeat(replicaRecord('a', { pid: 1, seenAtMs: beatAt, node: 'node-a' }), 60_000);
+    await state.replicas.heartbeat(replicaRecord('b', { pid: 2, seenAtMs: beatAt, node: 'node-b' }), 30);
+    await state.replicas.heartbeat(replicaRecord('c', { pid: 3, seenAtMs: beatAt, node: 'node-a' }), 30);
     const asked: string[] = [];
     // Found nothing here: on node-b's engine, b's sandboxes are still there.
     const nothingHere = async (dead: { replica: string }): Promise<{ removed: string[]; kept: number; failed: number }> => (asked.push(dead.replica), { removed: [], kept: 0, failed: 0 });
@@ -156,7 +158,7 @@ describe('liveness, heartbeat and the dead-replica reaper (memory state)', () =>
     assert.deepEqual(await state.replicas.dead(), [], 'and forgets b after a pass that found nothing');
     await onB.stop();
     // Lost for good (its node never came back): forgotten elsewhere after forgetOtherNodeAfterMs.
-    await state.replicas.heartbeat({ replica: 'd', pid: 4, startedAtMs: 0, seenAtMs: Date.now(), node: 'node-d' }, 30);
+    await state.replicas.heartbeat(replicaRecord('d', { pid: 4, seenAtMs: Date.now(), node: 'node-d' }), 30);
     await sleep(60);
     const patient = reaperOf(state, nothingHere, () => [], 40);
     await patient.reap();
@@ -169,10 +171,10 @@ describe('liveness, heartbeat and the dead-replica reaper (memory state)', () =>
   it('the reaper cleans up a dead replica outside any beat, never itself, and forgets it only after a pass that found nothing of it', async () => {
     const state = createMemoryState({ maxRequestsPerUser: 5, maxSocketsPerUser: 10 });
     const beatAt = Date.now();
-    await state.replicas.heartbeat({ replica: 'b', pid: 2, startedAtMs: 0, seenAtMs: beatAt }, 30);
-    await state.replicas.heartbeat({ replica: 'c', pid: 3, startedAtMs: 0, seenAtMs: beatAt }, 30);
-    await state.replicas.heartbeat({ replica: 'a', pid: 1, startedAtMs: 0, seenAtMs: beatAt }, 30);
-    await state.replicas.heartbeat({ replica: 'd', pid: 4, startedAtMs: 0, seenAtMs: beatAt }, 30);
+    await state.replicas.heartbeat(replicaRecord('b', { pid: 2, seenAtMs: beatAt }), 30);
+    await state.replicas.heartbeat(replicaRecord('c', { pid: 3, seenAtMs: beatAt }), 30);
+    await state.replicas.heartbeat(replicaRecord('a', { pid: 1, seenAtMs: beatAt }), 30);
+    await state.replicas.heartbeat(replicaRecord('d', { pid: 4, seenAtMs: beatAt }), 30);
     // d's engine fails: first its listing, then one removal; it is forgotten only after a clean pass.
     const dPasses: Array<'list fails' | { removed: string[]; kept: number; failed: number }> = ['list fails', { removed: [], kept: 0, failed: 1 }, { removed: [], kept: 0, failed: 0 }];
     const asked: Array<[string, number]> = [];

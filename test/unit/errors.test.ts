@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { CancelledError, SandboxGoneError, SandpoolError, toClientError, toErrorBody } from '../../src/errors.js';
+import { CancelledError, SandboxGoneError, SandpoolError, cancellationOf, toClientError, toErrorBody } from '../../src/errors.js';
 import { ERROR_CODES } from '../../src/protocol/errors.js';
 
 describe('errors on the wire', () => {
@@ -12,6 +12,18 @@ describe('errors on the wire', () => {
   it('turns a cancellation into SHUTTING_DOWN or CANCELLED, never INTERNAL', () => {
     assert.equal(toErrorBody(new CancelledError('shutdown')).code, 'SHUTTING_DOWN');
     assert.equal(toErrorBody(new CancelledError('user-left')).code, 'CANCELLED');
+  });
+
+  it('reads a cancellation from an aborted signal: its own CancelledError, or user-left for a foreign abort', () => {
+    const stopping = new AbortController();
+    const reason = new CancelledError('shutdown');
+    stopping.abort(reason);
+    assert.equal(cancellationOf(stopping.signal), reason);
+    const foreign = new AbortController();
+    foreign.abort(new Error('not ours'));
+    const fallback = cancellationOf(foreign.signal);
+    assert.ok(fallback instanceof CancelledError);
+    assert.equal(fallback.reason, 'user-left');
   });
 
   it('makes anything else INTERNAL, and every code is one of the protocol\'s', () => {

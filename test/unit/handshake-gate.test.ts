@@ -4,7 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { createLogger } from '../../src/logger.js';
 import { createHostGuard } from '../../src/auth/host-guard.js';
-import { installHandshakeGate, routingHintOf, type HandshakeRefusal } from '../../src/realtime/handshake-gate.js';
+import { installHandshakeGate, refuseNewHandshakes, routingHintOf, type HandshakeRefusal } from '../../src/realtime/handshake-gate.js';
+import type { ErrorBody } from '../../src/protocol/errors.js';
 
 /** A server whose own listeners answer 200 "passed" and upgrade with 101, behind the gate. */
 let server: Server;
@@ -56,7 +57,7 @@ describe('handshake gate (503 so nginx tries the next replica)', () => {
     assert.equal(await upgrade('/socket.io/?EIO=4&transport=websocket&uid=dave'), '503');
   });
 
-  it('lets through what is not a new handshake: a session\'s requests (sid) and every other path', async () => {
+  it('lets through what is not a new handshake: a connection\'s requests (sid) and every other path', async () => {
     refusal = { code: 'SHUTTING_DOWN', message: 'draining' };
     const before = seen.length;
     assert.equal(await (await fetch(`${base}/socket.io/?EIO=4&transport=polling&sid=abc&uid=erin`)).text(), 'passed');
@@ -83,9 +84,24 @@ describe('handshake gate (503 so nginx tries the next replica)', () => {
       req.end();
     });
     assert.equal(res.status, 403);
-    assert.equal((JSON.parse(res.body) as { error: { code: string } }).error.code, 'FORBIDDEN');
+    assert.equal((JSON.parse(res.body) as { error: ErrorBody }).error.code, 'FORBIDDEN');
     assert.equal(await upgrade('/socket.io/?EIO=4&transport=websocket&uid=frank', 'rebound.evil.example'), '403');
     assert.equal(seen.length, before);
     assert.equal(await upgrade('/socket.io/?EIO=4&transport=websocket&uid=frank', 'localhost:3000'), '101');
+  });
+});
+
+describe('which new handshakes go elsewhere (refuseNewHandshakes)', () => {
+  const handshake = (uid: string): IncomingMessage => ({ url: `/socket.io/?EIO=4&transport=polling&uid=${uid}`, headers: {} }) as IncomingMessage;
+
+  it('all of them while this replica drains; a new user\'s while it is full and a peer has room', () => {
+    let draining = false;
+    const passedOn: Array<string | undefined> = [];
+    const refuse = refuseNewHandshakes({ isDraining: () => draining, overflow: { passOn: (hint) => (passedOn.push(hint), hint === 'new') } });
+    assert.equal(refuse(handshake('known')), undefined);
+    assert.deepEqual(refuse(handshake('new')), { code: 'TOO_MANY_REQUESTS', message: 'this replica is full; connect again (another replica has room)' });
+    assert.deepEqual(passedOn, ['known', 'new'], 'overflow is asked with the routing hint');
+    draining = true;
+    assert.deepEqual(refuse(handshake('known')), { code: 'SHUTTING_DOWN', message: 'this replica is shutting down; connect again (another replica will answer)' });
   });
 });

@@ -12,10 +12,10 @@ function hooks(owner: string | undefined) {
   const h = createMcpSessionHooks({
     sockets,
     maxSocketsPerUser: 2,
-    sessions: {
+    presences: {
       attach: (userId) => {
         calls.push(`attach ${userId}`);
-        return { userId, holders: 1, running: 0, abort: new AbortController() };
+        return { userId, signal: new AbortController().signal, ended: false, begin: () => () => undefined, touch: () => undefined };
       },
       detach: (userId, graceMs) => void calls.push(`detach ${userId} grace=${graceMs}`),
     },

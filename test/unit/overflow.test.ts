@@ -2,11 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { maxSessionsFor, RESERVED_FILES, SESSION_COST_BYTES } from '../../src/config/session-capacity.js';
 import { createOverflow } from '../../src/realtime/overflow.js';
-import type { ReplicaRecord } from '../../src/state/types.js';
+import { parseReplicaRecord, type ReplicaRecord } from '../../src/cluster/replica-record.js';
+import { replicaRecord } from '../support/replica-record.js';
 
-const peer = (replica: string, sessions: number, maxSessions: number, extra: Partial<ReplicaRecord> = {}): ReplicaRecord => ({
-  replica, pid: 1, startedAtMs: 0, seenAtMs: 0, sessions, maxSessions, ...extra,
-});
+const peer = (replica: string, sessions: number, maxSessions: number, extra: Partial<ReplicaRecord> = {}): ReplicaRecord => replicaRecord(replica, { sessions, maxSessions, ...extra });
 
 describe('overflow (a full replica passes new users on)', () => {
   it('keeps a user while this replica has room, or already has their session', () => {
@@ -21,7 +20,23 @@ describe('overflow (a full replica passes new users on)', () => {
     assert.equal(full([peer('b', 10, 10), peer('c', 3, 3)]), false, 'every peer full');
     assert.equal(full([peer('b', 10, 10), peer('c', 2, 3)]), true);
     assert.equal(full([peer('b', 0, 10, { draining: true })]), false, 'a draining peer takes nobody');
-    assert.equal(full([{ replica: 'old', pid: 1, startedAtMs: 0, seenAtMs: 0 }]), false, 'a peer that publishes no session counts');
+  });
+});
+
+describe('replica records (what overflow reads of its peers)', () => {
+  it('are read only in the declared shape, under the replica they name; unknown fields are dropped', () => {
+    const good = replicaRecord('b', { sessions: 2, node: 'node-1' });
+    assert.deepEqual(parseReplicaRecord(JSON.stringify({ ...good, future: 1 }), 'b'), { record: good });
+    const { sessions: _omitted, ...old } = good;
+    const problemOf = (text: string, storedAs = 'b'): string => {
+      const read = parseReplicaRecord(text, storedAs);
+      assert.ok('problem' in read, `expected a problem for ${text.slice(0, 80)}`);
+      return read.problem;
+    };
+    assert.match(problemOf(JSON.stringify(old)), /^sessions: /, 'a peer that publishes no session count is not read');
+    assert.match(problemOf(JSON.stringify({ ...good, maxSessions: '10' })), /^maxSessions: /);
+    assert.match(problemOf(JSON.stringify(good), 'c'), /names replica "b"/);
+    assert.match(problemOf('{"replica":'), /^not JSON/);
   });
 });
 

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { SandboxGoneError } from '../../src/errors.js';
 import { createLogger } from '../../src/logger.js';
-import { createContainerPool, ownerLabel, type ContainerPool, type ContainerPoolOptions } from '../../src/pool/container-pool.js';
+import { startedPools } from '../../scripts/lib/started-pools.js';
+import { ownerLabel, type ContainerPool, type ContainerPoolOptions } from '../../src/pool/container-pool.js';
 import type { PoolSettings } from '../../src/pool/settings.js';
 import { LABELS } from '../../src/runtime/types.js';
 import { sleep } from '../../src/util/async.js';
@@ -16,7 +17,7 @@ import { assertAllStartsFailed, assertLeasesIsolated, assertOnlyOldestFailed, ex
  * test/integration/pool.test.ts keeps the same behaviour honest on a real engine.
  */
 
-const pools: ContainerPool[] = [];
+const pools = startedPools();
 let replicaSeq = 0;
 
 function settings(overrides: Partial<PoolSettings> = {}): PoolSettings {
@@ -44,7 +45,7 @@ function settings(overrides: Partial<PoolSettings> = {}): PoolSettings {
 }
 
 function makePool(runtime: FakeRuntime, pool: Partial<PoolSettings> = {}, extra: Partial<ContainerPoolOptions> = {}): ContainerPool {
-  const p = createContainerPool({
+  return pools.start({
     runtime,
     pool: settings(pool),
     sandbox: { memoryMb: 256, cpus: 1, pidsLimit: 64, workspaceMb: 64, tmpMb: 16, shmMb: 1, nofile: 1024, user: '65532' },
@@ -56,9 +57,6 @@ function makePool(runtime: FakeRuntime, pool: Partial<PoolSettings> = {}, extra:
     removalMaxDeferMs: 50,
     ...extra,
   });
-  pools.push(p);
-  p.start();
-  return p;
 }
 
 /** helpers' waitFor, polling often: here everything happens within milliseconds. */
@@ -77,7 +75,7 @@ async function oneSpare(): Promise<{ rt: FakeRuntime; pool: ContainerPool; spare
 }
 
 after(async () => {
-  await Promise.all(pools.map((p) => p.drain(1_000)));
+  await pools.drainAll(1_000);
 });
 
 describe('ContainerPool (fake runtime, no Docker)', () => {

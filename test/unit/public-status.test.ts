@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { tenths, toPublicStatus } from '../../src/http/public-status.js';
 import type { NotReadyCode, NotReadyReason } from '../../src/http/readiness.js';
-import type { PoolStats } from '../../src/pool/container-pool.js';
+import type { PoolStats } from '../../src/pool/pool-stats.js';
 
 function pool(overrides: Partial<PoolStats> = {}): PoolStats {
   return {

@@ -47,10 +47,11 @@ describe('startProcess', () => {
           pid ??= Number(/^pid (\d+)/.exec(out)?.[1]) || undefined;
           return false;
         },
-        readyTimeoutMs: 500,
+        // Long enough for a child on a busy machine to print its 30 lines (they are what is checked).
+        readyTimeoutMs: 3_000,
       }),
       (err: Error) => {
-        assert.match(err.message, /^slow not ready within 500 ms, still running; last output:/);
+        assert.match(err.message, /^slow not ready within 3000 ms, still running; last output:/);
         // The last 20 lines, not the first ones.
         assert.match(err.message, /line 30$/);
         assert.doesNotMatch(err.message, /line 10\n/);

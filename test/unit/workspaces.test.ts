@@ -3,7 +3,10 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, it } from 'node:test';
+import { loadConfig } from '../../src/config/config.js';
+import { sleep } from '../../src/util/async.js';
 import { createFsWorkspaceStore } from '../../src/workspace/fs-store.js';
+import { createWorkspaceStore, snapshotRedisOf } from '../../src/workspace/select-store.js';
 import type { WorkspaceStore } from '../../src/workspace/workspace-store.js';
 import { createWorkspaces, type Workspaces } from '../../src/workspace/workspaces.js';
 import { createChatHarness, type ChatHarness } from '../support/chat-harness.js';
@@ -37,7 +40,6 @@ function setup(options: { maxBytes?: number; idleMs?: number; store?: WorkspaceS
   return { h, store, workspaces, observed };
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('workspaces: a returning user finds their files', () => {
   it('saves after a call that writes (not after one that reads), and restores into the next sandbox after an idle release', async () => {
@@ -107,5 +109,22 @@ describe('workspaces: a returning user finds their files', () => {
     assert.equal(h.pool.live().length, 0);
     const { results } = await h.converse('alice', 'read /workspace/a.txt');
     assert.equal(results[0]?.ok, false);
+  });
+});
+
+describe('the snapshot store WORKSPACE_STORE selects', () => {
+  it('keeps snapshots in the shared state\'s Redis, or in their own when WORKSPACE_REDIS_URL names another', () => {
+    const of = (env: Record<string, string>): ReturnType<typeof snapshotRedisOf> => snapshotRedisOf(loadConfig(env));
+    assert.deepEqual(of({}), { kind: 'none' }, 'fs by default');
+    assert.deepEqual(of({ WORKSPACE_STORE: 'none', REDIS_URL: 'redis://a:6379' }), { kind: 'none' });
+    assert.deepEqual(of({ REDIS_URL: 'redis://a:6379' }), { kind: 'shared' });
+    assert.deepEqual(of({ REDIS_URL: 'redis://a:6379', WORKSPACE_REDIS_URL: 'redis://a:6379' }), { kind: 'shared' });
+    assert.deepEqual(of({ REDIS_URL: 'redis://a:6379', WORKSPACE_REDIS_URL: 'redis://b:6379' }), { kind: 'own', url: 'redis://b:6379' });
+    assert.deepEqual(of({ WORKSPACE_REDIS_URL: 'redis://b:6379' }), { kind: 'own', url: 'redis://b:6379' });
+  });
+
+  it('fails start-up with a clear error, never falls back, when the redis store has no connection', () => {
+    const settings = loadConfig({ REDIS_URL: 'redis://a:6379' }).workspace;
+    assert.throws(() => createWorkspaceStore(settings, { redis: undefined, prefix: 'x:' }), /WORKSPACE_STORE=redis, but no Redis connection/);
   });
 });

@@ -1,0 +1,30 @@
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { Sandbox } from '../mcp/sandbox.js';
+
+/**
+ * What the pool's parts share, below all of them: the container pool composes
+ * the lease book and the start scheduler, and they report through the
+ * observer, so these types live in neither (no import circle).
+ */
+
+/** One user's exclusive hold on a sandbox. Released = the sandbox is destroyed. */
+export interface Lease {
+  readonly id: string;
+  /** The lease's sandbox: another one after a sandbox found dead on first use was replaced. */
+  readonly sandbox: Sandbox;
+  /** How long acquire() took, in ms. */
+  readonly acquireMs: number;
+  /** Rejects with SandboxGoneError once the sandbox is gone (it died, or the lease was released). */
+  callTool(name: string, args: Record<string, unknown>, options?: { timeoutMs?: number }): Promise<CallToolResult>;
+  /** Destroys the sandbox (a used workspace is never handed to anyone else). Idempotent. */
+  release(): Promise<void>;
+}
+
+/** Hooks for metrics; all optional. */
+export interface PoolObserver {
+  acquired?(ms: number): void;
+  created?(ms: number): void;
+  createFailed?(err: Error): void;
+  destroyed?(): void;
+  replaced?(): void;
+}
