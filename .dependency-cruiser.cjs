@@ -15,12 +15,12 @@
 const LAYERS = [
   // The wire contract as types, the provider-neutral conversation, the error base, helpers: nothing of sandpool's parts.
   { name: 'wire and model', paths: ['^src/protocol/', '^src/model/', '^src/util/', '^src/errors\\.ts$', '^src/logger\\.ts$'] },
-  // One schema of every environment variable.
-  { name: 'settings', paths: ['^src/config/'] },
+  // One schema of every environment variable, and the plans (PLANS_FILE) it reads.
+  { name: 'settings', paths: ['^src/config/', '^src/plans/'] },
   // Containers, MCP over their stdio, the warm pool, the users' files across sandboxes.
   { name: 'sandboxes', paths: ['^src/runtime/', '^src/mcp/', '^src/pool/', '^src/workspace/'] },
-  // What replicas share: slots, conversations, ownership, the replica records, liveness, the heartbeat.
-  { name: 'shared state', paths: ['^src/state/', '^src/cluster/'] },
+  // What replicas share: slots, conversations, ownership, the replica records, liveness, the heartbeat, the quota counters.
+  { name: 'shared state', paths: ['^src/state/', '^src/cluster/', '^src/quota/'] },
   // The agent loop and the model providers; it declares the ToolRunner and Approver it needs.
   { name: 'agent', paths: ['^src/agent/'] },
   // Users, their requests, their presence and their sandbox.

@@ -4,19 +4,21 @@
 //   sandpool.first_tool_result   message -> first tool:result (ms)
 //   sandpool.message_done        message -> message:done (ms)
 //   sandpool.refused.<CODE>      refusals by error code (counters)
+//   sandpool.quota.<plan>.users|accepted|refused   quotas.yml, per plan (counters)
+//   sandpool.quota.wrong.<what>  quotas.yml: a refusal or an ack that breaks the contract
 'use strict';
 
 const STEP_TIMEOUT_MS = 60_000;
 
 /**
- * An HS256 JWT for this user (sub, exp in an hour), for a deployment with
+ * An HS256 JWT for this user (sub, its plan if any, iat, exp in an hour), for a deployment with
  * AUTH_SECRET (the swarm lab): LOAD_AUTH_SECRET holds the same secret. Without
  * it, users connect with the development identity (auth.userId).
  */
-function signToken(sub, secret) {
+function signToken(sub, secret, plan) {
   const crypto = require('node:crypto');
   const part = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
-  const body = `${part({ alg: 'HS256', typ: 'JWT' })}.${part({ sub, exp: Math.floor(Date.now() / 1000) + 3600 })}`;
+  const body = `${part({ alg: 'HS256', typ: 'JWT' })}.${part({ sub, ...(plan ? { plan } : {}), iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 3600 })}`;
   return `${body}.${crypto.createHmac('sha256', secret).update(body).digest('base64url')}`;
 }
 
@@ -35,7 +37,11 @@ function becomeUser(context, events, done) {
   if (!socket) return done(new Error('no socket for this virtual user'));
   const prefix = context.vars.userPrefix || 'load';
   const uid = `${prefix}-${context.vars.$uuid}`;
-  socket.auth = process.env.LOAD_AUTH_SECRET ? { token: signToken(uid, process.env.LOAD_AUTH_SECRET) } : { userId: uid };
+  // The user's plan (quotas.yml): a claim of the signed token, or the development identity's own field.
+  const plan = context.vars.plan;
+  socket.auth = process.env.LOAD_AUTH_SECRET
+    ? { token: signToken(uid, process.env.LOAD_AUTH_SECRET, plan) }
+    : plan ? { userId: uid, plan } : { userId: uid };
   socket.io.opts.query = { uid };
   // The engine's own once('connect_error'/'error') listeners for the bootstrap
   // connect are still attached: a failed reconnect here would call its
@@ -174,4 +180,63 @@ function fireTen(context, events, done) {
     .then(() => done(), (err) => done(err));
 }
 
-module.exports = { becomeUser, trackEvents, markSent, approveAndWait, fireTen };
+/** quotas.yml: this virtual user's plan, the plans taken in turn (by a counter shared by this worker's users). */
+let planTurn = 0;
+function pickPlan(context, events, done) {
+  const plans = String(context.vars.plans || '').split(',').map((p) => p.split(':'));
+  const [name, limit] = plans[planTurn++ % plans.length] || [];
+  if (!name || !Number(limit)) return done(new Error(`bad plans variable: ${context.vars.plans}`));
+  context.vars.plan = name;
+  context.vars.planLimit = Number(limit);
+  events.emit('counter', `sandpool.quota.${name}.users`, 1);
+  return done();
+}
+
+/**
+ * quotas.yml: limit + extraMessages messages one after another, each tool
+ * call approved. The first `limit` must be accepted (quota.remaining.hour
+ * counting down to 1) and run; the rest refused in the ack with the
+ * QUOTA_EXCEEDED fields of this plan.
+ */
+async function spend(context, events) {
+  const { plan, planLimit } = context.vars;
+  const extra = Number(context.vars.extraMessages || 2);
+  const wrong = (what) => events.emit('counter', `sandpool.quota.wrong.${what}`, 1);
+  for (let i = 0; i < planLimit + extra; i++) {
+    const ack = await emitAck(context.sandpool.socket, 'message', 'list files in /workspace');
+    if (ack && ack.ok) {
+      events.emit('counter', `sandpool.quota.${plan}.accepted`, 1);
+      if (i >= planLimit) wrong('accepted_over_limit');
+      if (!ack.quota || ack.quota.plan !== plan || ack.quota.remaining.hour !== planLimit - i) wrong('ack_quota');
+      const mine = (p) => p && p.requestId === ack.requestId;
+      // A request that fails instead (request:error) is named, not left to time out.
+      const failed = nextEvent(context, 'request:error', mine).then((e) => {
+        events.emit('counter', `sandpool.quota.request_error.${e.error.code}`, 1);
+        throw new Error(`request:error ${e.error.code}`);
+      });
+      failed.catch(() => undefined);
+      const req = await Promise.race([nextEvent(context, 'tool:request', mine), failed]);
+      await emitAck(context.sandpool.socket, 'tool:approval', { callId: req.callId, approved: true });
+      await Promise.race([nextEvent(context, 'message:done', mine), failed]);
+      continue;
+    }
+    const error = (ack && ack.error) || {};
+    events.emit('counter', `sandpool.quota.${plan}.refused`, 1);
+    events.emit('counter', `sandpool.refused.${error.code}`, 1);
+    if (i < planLimit) wrong('refused_under_limit');
+    if (error.code !== 'QUOTA_EXCEEDED') wrong(`code_${error.code}`);
+    else if (error.plan !== plan || error.window !== 'hour' || error.limit !== planLimit || !(error.retryAfterSeconds > 0)) wrong('refusal_fields');
+  }
+}
+
+function spendQuota(context, events, done) {
+  spend(context, events).then(
+    () => done(),
+    (err) => {
+      events.emit('counter', `sandpool.errors.${String(err && err.message).replace(/[^A-Za-z0-9:_ -]/g, '').slice(0, 60)}`, 1);
+      done(err);
+    },
+  );
+}
+
+module.exports = { becomeUser, trackEvents, markSent, approveAndWait, fireTen, pickPlan, spendQuota };

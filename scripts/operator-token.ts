@@ -1,5 +1,5 @@
 /**
- * npm run operator-token -- [--sub NAME] [--ttl-s S] [--out FILE [--every-s N]]
+ * npm run operator-token -- [--sub NAME] [--ttl-s S] [--out FILE [--every-s N] [--owner UID:GID]]
  *
  * Prints an operator token (HS256 JWT, scope sandpool:operator) signed with
  * OPERATOR_SECRET (the environment, OPERATOR_SECRET_FILE, .secrets/operator_secret
@@ -7,9 +7,10 @@
  * /admin/*:  curl -H "Authorization: Bearer $(npm run -s operator-token)" ...
  * With --out it writes the token to FILE (mode 0600, replaced atomically),
  * and with --every-s it keeps doing so (a token refresher for Prometheus's
- * credentials_file) until SIGTERM.
+ * credentials_file) until SIGTERM. --owner hands the file to that user (the
+ * monitoring stack's refresher runs as root to give it to Prometheus's user).
  */
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs, parseEnv } from 'node:util';
 import { signOperatorToken } from '../src/auth/operator-token.js';
@@ -21,6 +22,7 @@ const { values } = parseArgs({
     'ttl-s': { type: 'string', default: '3600' },
     out: { type: 'string' },
     'every-s': { type: 'string' },
+    owner: { type: 'string' },
   },
 });
 
@@ -43,12 +45,16 @@ if (!Number.isInteger(ttlS) || ttlS < 60) fail('--ttl-s takes whole seconds, at 
 const everyS = values['every-s'] === undefined ? undefined : Number(values['every-s']);
 if (everyS !== undefined && (!Number.isInteger(everyS) || everyS < 1 || everyS >= ttlS)) fail('--every-s takes whole seconds, at least 1 and below --ttl-s');
 if (everyS !== undefined && !values.out) fail('--every-s needs --out FILE');
+const owner = values.owner === undefined ? undefined : /^(\d+):(\d+)$/.exec(values.owner);
+if (owner === null) fail('--owner takes UID:GID (numbers)');
+if (owner && !values.out) fail('--owner needs --out FILE');
 
 async function writeOnce(out: string): Promise<void> {
   const token = await signOperatorToken({ secret: secret ?? '', subject: values.sub, ttlS });
   // Readers never see a half-written file.
   const tmp = `${out}.tmp-${process.pid}`;
   writeFileSync(tmp, token, { mode: 0o600 });
+  if (owner) chownSync(tmp, Number(owner[1]), Number(owner[2]));
   renameSync(tmp, out);
 }
 

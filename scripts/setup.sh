@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes this machine able to run sandpool's tests, idempotently:
 # installs what is missing (the Docker engine, Redis, nginx, docker-compose,
-# Chromium via apt), starts the engine when it is not running
+# Chromium via apt; promtool and amtool unpacked from Debian's packages), starts the engine when it is not running
 # (scripts/lib/docker-engine.sh), installs npm dependencies, and builds the
 # sandbox image. Safe to run again and again.
 set -euo pipefail
@@ -30,6 +30,9 @@ command -v redis-server >/dev/null 2>&1 || apt_install redis-server
 command -v nginx >/dev/null 2>&1 || apt_install nginx
 # docker-compose (v1): the compose files, checked in a test and run by `npm run test:deploy`.
 command -v docker-compose >/dev/null 2>&1 || apt_install docker-compose
+
+# --- promtool and amtool: the monitoring kit's checks (test/integration/ops-kit.test.ts) ---
+"$root/scripts/lib/prom-tools.sh" >/dev/null
 
 # --- Chromium for the browser test (Debian's package; playwright-core drives it) ---
 command -v chromium >/dev/null 2>&1 || apt_install chromium

@@ -21,7 +21,8 @@ isolated=(dist/test/unit/*.test.js
   dist/test/integration/start.test.js
   dist/test/integration/process-runtime.test.js
   dist/test/integration/state-redis.test.js
-  dist/test/integration/redis-memory.test.js)
+  dist/test/integration/redis-memory.test.js
+  dist/test/integration/quota-redis.test.js)
 shared=()
 for f in dist/test/integration/*.test.js; do
   [[ " ${isolated[*]} " == *" $f "* ]] || shared+=("$f")

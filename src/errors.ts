@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from './logger.js';
-import type { ErrorBody, ErrorCode } from './protocol/errors.js';
+import type { ErrorBody, ErrorCode, ErrorFields, QuotaRefusal } from './protocol/errors.js';
 
-export type { ErrorCode };
+export type { ErrorCode, ErrorFields };
 
 /**
  * The one error base of sandpool. Everything thrown across a module boundary
@@ -18,13 +18,33 @@ export class SandpoolError extends Error {
    * message is what the client reads: what happened and what to do.
    */
   readonly detail: string | undefined;
+  /** What the client gets besides code and message (a quota refusal's plan, window, limit, retryAfterSeconds). */
+  readonly fields: ErrorFields | undefined;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; detail?: string }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; detail?: string; fields?: ErrorFields }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'SandpoolError';
     this.code = code;
     this.detail = options?.detail;
+    this.fields = options?.fields;
   }
+}
+
+/** A full quota window: QUOTA_EXCEEDED with what the client needs to wait and retry. */
+export function quotaExceeded(refusal: QuotaRefusal): SandpoolError {
+  const { plan, window, limit, retryAfterSeconds } = refusal;
+  return new SandpoolError(
+    'QUOTA_EXCEEDED',
+    `your ${plan} plan allows ${limit} tool calls per ${window}, and you have used them; one more is allowed in ${retryAfterSeconds} s`,
+    { fields: { plan, window, limit, retryAfterSeconds } },
+  );
+}
+
+/** An error body received from another replica, back as the SandpoolError it was (fields included). */
+export function fromErrorBody(body: ErrorBody): SandpoolError {
+  const { code, message, logId: _logId, ...fields } = body;
+  void _logId;
+  return new SandpoolError(code, message, Object.keys(fields).length > 0 ? { fields } : undefined);
 }
 
 /**
@@ -75,7 +95,7 @@ export function toSandpoolError(err: unknown): SandpoolError {
  */
 export function toErrorBody(err: unknown): ErrorBody {
   const e = toSandpoolError(err);
-  return { code: e.code, message: e.message };
+  return { code: e.code, message: e.message, ...e.fields };
 }
 
 /**
@@ -86,13 +106,13 @@ export function toErrorBody(err: unknown): ErrorBody {
  */
 export function toClientError(err: unknown, logger: Logger): ErrorBody {
   const e = toSandpoolError(err);
-  if (e.detail === undefined && e.code !== 'INTERNAL') return { code: e.code, message: e.message };
+  if (e.detail === undefined && e.code !== 'INTERNAL') return { code: e.code, message: e.message, ...e.fields };
   const logId = randomBytes(4).toString('hex');
   const cause = e.cause instanceof Error && e.cause !== e ? e.cause : undefined;
   const entry = { logId, code: e.code, err: e.message, detail: e.detail, cause: cause ? errorMessage(cause) : undefined, stack: cause?.stack };
   if (e.code === 'INTERNAL') logger.error(entry, 'request failed');
   else logger.warn(entry, 'request failed');
-  return { code: e.code, message: `${e.message} (log id ${logId})`, logId };
+  return { code: e.code, message: `${e.message} (log id ${logId})`, logId, ...e.fields };
 }
 
 export function errorMessage(err: unknown): string {

@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
-# Assembles the Redis or the nginx image of the compose files and the swarm
-# stack without an image registry, from Debian's packages (`apt-get
+# Assembles the Redis, nginx and monitoring images of the compose files and
+# the swarm stack without an image registry, from Debian's packages (`apt-get
 # download`): the binaries the stack runs, the libraries they link (from the
 # downloaded packages, else the host's, at the same paths), users, and the
 # directories they write, imported with `docker import`. Rebuilt only when
 # this script or a package's version changes (label sandpool.debian-image).
 #
-# Usage: scripts/lib/debian-images.sh redis|nginx IMAGE
-#   redis: redis-server and redis-cli (Debian's Redis 7), as uid 999, data in /data
-#   nginx: nginx with what nginx/entrypoint.sh needs (sh, envsubst, getent, sort, sleep)
+# Usage: scripts/lib/debian-images.sh KIND IMAGE
+#   redis:          redis-server and redis-cli (Debian's Redis 7), as uid 999, data in /data
+#   nginx:          nginx with what nginx/entrypoint.sh needs (sh, envsubst, getent, sort, sleep)
+#   prometheus:     prometheus and promtool (Debian's 2.42), as nobody, data in /prometheus
+#   alertmanager:   prometheus-alertmanager and amtool (0.25), as nobody, data in /alertmanager
+#   nginx-exporter: prometheus-nginx-exporter (0.11), as nobody, on :9113
+#   redis-exporter: prometheus-redis-exporter (1.45), as nobody, on :9121
+# The monitoring binaries are Go programs linking only libc: no shell, no
+# other file (the compose file gives them their configuration by mount).
 set -euo pipefail
 
-kind="${1:?usage: debian-images.sh redis|nginx IMAGE}"
-image="${2:?usage: debian-images.sh redis|nginx IMAGE}"
+usage='usage: debian-images.sh redis|nginx|prometheus|alertmanager|nginx-exporter|redis-exporter IMAGE'
+kind="${1:?$usage}"
+image="${2:?$usage}"
 log() { echo "[debian-images] $*" >&2; }
 path_env='ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 
@@ -29,8 +36,30 @@ case "$kind" in
     binaries=(/usr/sbin/nginx /usr/bin/envsubst /usr/bin/getent /usr/bin/sort /bin/sleep /bin/dash)
     files=(/etc/nginx/mime.types)
     ;;
-  *) log "unknown image kind $kind (redis or nginx)"; exit 2 ;;
+  prometheus)
+    packages=(prometheus)
+    binaries=(/usr/bin/prometheus /usr/bin/promtool)
+    # The classic web UI's templates and assets (Debian serves them from here).
+    dirs=(/usr/share/prometheus/web)
+    ;;
+  alertmanager)
+    packages=(prometheus-alertmanager)
+    binaries=(/usr/bin/prometheus-alertmanager /usr/bin/amtool)
+    # Its notification templates (default.tmpl: it refuses a configuration without them) and web UI.
+    dirs=(/usr/share/prometheus/alertmanager)
+    ;;
+  nginx-exporter)
+    packages=(prometheus-nginx-exporter)
+    binaries=(/usr/bin/prometheus-nginx-exporter)
+    ;;
+  redis-exporter)
+    packages=(prometheus-redis-exporter)
+    binaries=(/usr/bin/prometheus-redis-exporter)
+    ;;
+  *) log "unknown image kind $kind; $usage"; exit 2 ;;
 esac
+files=("${files[@]+"${files[@]}"}")
+dirs=("${dirs[@]+"${dirs[@]}"}")
 
 as_root=()
 [[ "$(id -u)" == "0" ]] || as_root=(sudo -n)
@@ -63,6 +92,7 @@ for deb in "$work"/debs/*.deb; do dpkg-deb -x "$deb" "$work/extracted"; done
 root="$work/root"
 place() { mkdir -p "$root$(dirname "$2")"; cp -L "$1" "$root$2"; }
 for f in "${binaries[@]}" "${files[@]}"; do place "$work/extracted$f" "$f"; done
+for d in "${dirs[@]}"; do mkdir -p "$root$(dirname "$d")"; cp -a "$work/extracted$d" "$root$d"; done
 # Every library the binaries link: the packages' own first, then the host's.
 pkg_libs="$work/extracted/usr/lib/x86_64-linux-gnu:$work/extracted/lib/x86_64-linux-gnu"
 for bin in "${binaries[@]}"; do
@@ -102,6 +132,32 @@ case "$kind" in
     ln -s /dev/stderr "$root/var/log/nginx/error.log"
     ln -s /dev/stdout "$root/var/log/nginx/access.log"
     changes=("$path_env" 'EXPOSE 80' 'CMD ["nginx", "-g", "daemon off;"]')
+    ;;
+  *)
+    # The monitoring programs: nobody (65534), writing only their data directory.
+    printf 'root:x:0:0:root:/root:/nonexistent\nnobody:x:65534:65534:nobody:/nonexistent:/nonexistent\n' >"$root/etc/passwd"
+    printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+    owner=65534
+    case "$kind" in
+      prometheus)
+        mkdir -p "$work/owned/prometheus" "$root/etc/prometheus"
+        owned=(prometheus)
+        changes=("$path_env" 'USER 65534:65534' 'WORKDIR /prometheus' 'EXPOSE 9090' 'ENTRYPOINT ["/usr/bin/prometheus"]'
+          'CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus", "--web.console.templates=/usr/share/prometheus/web/templates"]')
+        ;;
+      alertmanager)
+        mkdir -p "$work/owned/alertmanager" "$root/etc/alertmanager"
+        owned=(alertmanager)
+        changes=("$path_env" 'USER 65534:65534' 'WORKDIR /alertmanager' 'EXPOSE 9093' 'ENTRYPOINT ["/usr/bin/prometheus-alertmanager"]'
+          'CMD ["--config.file=/etc/alertmanager/alertmanager.yml", "--storage.path=/alertmanager", "--cluster.listen-address="]')
+        ;;
+      nginx-exporter)
+        changes=("$path_env" 'USER 65534:65534' 'EXPOSE 9113' 'ENTRYPOINT ["/usr/bin/prometheus-nginx-exporter"]')
+        ;;
+      redis-exporter)
+        changes=("$path_env" 'USER 65534:65534' 'EXPOSE 9121' 'ENTRYPOINT ["/usr/bin/prometheus-redis-exporter"]')
+        ;;
+    esac
     ;;
 esac
 

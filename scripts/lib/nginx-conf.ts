@@ -31,6 +31,8 @@ export function writeNginxConf(options: NginxConfOptions): string {
     SANDPOOL_UPSTREAMS: options.upstreams.map((u) => `server ${u} max_fails=1 fail_timeout=5s;`).join('\n    '),
     SANDPOOL_API_RATE: options.apiRate,
     SANDPOOL_CONN_PER_IP: options.connPerIp,
+    // nginx's stub_status on a socket in the config's own directory: nothing outside this machine's users reaches it.
+    SANDPOOL_STATUS_LISTEN: `unix:${path.join(options.dir, 'nginx-status.sock')}`,
   };
   const server = template.replace(/\$\{(SANDPOOL_[A-Z_]+)\}/g, (m, key: string) => vars[key] ?? m);
   const { dir } = options;

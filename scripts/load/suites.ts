@@ -24,6 +24,26 @@ const exactBackpressure = (c: Record<string, number>): string | undefined => {
   return undefined;
 };
 
+/** quotas.yml: per plan, exactly `limit` accepted and 2 refused per user (QUOTA_EXCEEDED), nothing else refused or wrong. */
+const QUOTA_PLANS: Record<string, number> = { tiny: 3, small: 5, medium: 8 };
+const exactQuotas = (c: Record<string, number>): string | undefined => {
+  const problems: string[] = [];
+  let users = 0;
+  for (const [plan, limit] of Object.entries(QUOTA_PLANS)) {
+    const n = c[`sandpool.quota.${plan}.users`] ?? 0;
+    users += n;
+    const accepted = c[`sandpool.quota.${plan}.accepted`] ?? 0;
+    const refused = c[`sandpool.quota.${plan}.refused`] ?? 0;
+    if (accepted !== n * limit || refused !== n * 2) problems.push(`${plan}: ${n} users, expected ${n * limit} accepted + ${n * 2} refused, got ${accepted} + ${refused}`);
+  }
+  if (users === 0) problems.push('no user ran');
+  const wrong = Object.entries(c).filter(([k, v]) => k.startsWith('sandpool.quota.wrong.') && v > 0);
+  if (wrong.length > 0) problems.push(`contract broken: ${wrong.map(([k, v]) => `${k.slice('sandpool.quota.wrong.'.length)} x${v}`).join(', ')}`);
+  const otherRefusals = Object.entries(c).filter(([k, v]) => k.startsWith('sandpool.refused.') && k !== 'sandpool.refused.QUOTA_EXCEEDED' && v > 0);
+  if (otherRefusals.length > 0) problems.push(`other refusals: ${otherRefusals.map(([k, v]) => `${k} x${v}`).join(', ')}`);
+  return problems.length > 0 ? problems.join('; ') : undefined;
+};
+
 const phases = (duration: number, arrivalRate: number, name: string): Array<Record<string, unknown>> => [{ duration, arrivalRate, name }];
 
 export const SUITES: Record<string, Run[]> = {
@@ -78,6 +98,16 @@ export const SUITES: Record<string, Run[]> = {
         },
       },
       env: { POOL_MIN_SIZE: '2', POOL_MAX_SIZE: '150' },
+    },
+  ],
+  // Mixed plans, each user spending its hourly quota and 2 more: refusals exactly at the limits.
+  quotas: [
+    {
+      name: 'quotas-mixed-plans',
+      scenario: 'quotas.yml',
+      overrides: { config: { phases: phases(30, 2, 'mixed plans') } },
+      env: { PLANS_FILE: 'load-tests/quota-plans.json', DEFAULT_PLAN: 'tiny' },
+      check: exactQuotas,
     },
   ],
   soak: [

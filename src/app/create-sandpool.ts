@@ -26,6 +26,7 @@ import { connectRedis, connectRedisCommand, redactUrl, warnIfEvicting, type Redi
 import { createSingleReplicaBus, type ReplicaBus } from '../cluster/replica-bus.js';
 import { createAdminRoutes } from '../http/admin-routes.js';
 import { createHttpApp } from '../http/http-app.js';
+import { createMeRoutes } from '../http/me-routes.js';
 import { notReadyReasons as readinessOf, type NotReadyReason } from '../http/readiness.js';
 import { createMcpRoutes, type McpGateway } from '../mcp-gateway/mcp-routes.js';
 import { createMcpSessionHooks } from '../mcp-gateway/mcp-session-hooks.js';
@@ -38,6 +39,11 @@ import { createMetrics, type Metrics } from '../metrics/metrics.js';
 import { createDeadReplicaReaper, type DeadReplicaReaper } from '../orphans/dead-replica-reaper.js';
 import { createOrphanSweeper, type OrphanSweeper } from '../orphans/orphan-sweeper.js';
 import { createContainerPool, ownerLabel, type ContainerPool } from '../pool/container-pool.js';
+import { createPlanCatalog, type PlanCatalog } from '../plans/plans.js';
+import { createMemoryQuotaStore } from '../quota/memory-quota-store.js';
+import { createQuota, type Quota } from '../quota/quota.js';
+import type { QuotaStore } from '../quota/quota-store.js';
+import { createRedisQuotaStore } from '../quota/redis-quota-store.js';
 import { installHandshakeGate, refuseNewHandshakes } from '../realtime/handshake-gate.js';
 import { createOverflow } from '../realtime/overflow.js';
 import { closeSockets, registerGateway } from '../realtime/gateway.js';
@@ -80,6 +86,8 @@ export interface SandpoolOptions {
    * REDIS_URL is set, else memory). The replica closes it on stop.
    */
   state?: SharedState;
+  /** Where tool calls are counted, instead of the one the config selects (Redis when REDIS_URL is set, else memory). Closed on stop. */
+  quotaStore?: QuotaStore;
 }
 
 /** The web page's files: <repo>/web, from src/ (tsx) or dist/src/ alike. */
@@ -109,11 +117,12 @@ interface Guards {
   operators: OperatorGuard;
 }
 
-function wireGuards({ config, logger }: Basics): Guards {
+function wireGuards({ config, logger }: Basics, plans: PlanCatalog): Guards {
   const hosts = createHostGuard(config.auth);
   const operators = createOperatorGuard({ ...config.auth, authSecret: config.auth.secret });
   logger.info({ hosts: hosts.names, operatorEndpoints: operators.mode }, 'request guards');
-  return { authenticate: createAuthenticator(config.auth), origins: createOriginPolicy(config.auth), hosts, operators };
+  // A token's `plan` claim names one of the plans (DEFAULT_PLAN without it).
+  return { authenticate: createAuthenticator(config.auth, plans), origins: createOriginPolicy(config.auth), hosts, operators };
 }
 
 /** Shared state: Redis for several replicas (with the Socket.IO adapter's connections), memory for one. */
@@ -129,6 +138,29 @@ async function wireState(
   const state = supplied ?? createSharedState(config, { redis: redis?.command, logger });
   logger.info({ state: state.kind }, supplied ? 'shared state supplied by the caller' : redis ? `shared state in Redis at ${redactUrl(redisUrl ?? '')}` : 'single replica: state in memory');
   return { state, redis };
+}
+
+/** Plans (PLANS_FILE, read and checked by loadConfig) and where each user's tool calls are counted against them. */
+function wirePlans(
+  { config, logger }: Basics,
+  deps: { redis: RedisClients | undefined; supplied: QuotaStore | undefined; metrics: (plans: readonly string[]) => Metrics },
+): { plans: PlanCatalog; quota: Quota; quotaStore: QuotaStore; metrics: Metrics } {
+  // Unset fields of a plan get the deployment's defaults.
+  const plans = createPlanCatalog({
+    plans: config.plans.specs,
+    defaultPlan: config.plans.defaultPlan,
+    maxInFlight: config.chat.maxRequestsPerUser,
+    workspaceMaxBytes: config.workspace.maxBytes,
+  });
+  // Metrics are labelled by plan: their label values are the plans' names, known here.
+  const metrics = deps.metrics(plans.names);
+  const quotaStore = deps.supplied ?? (deps.redis ? createRedisQuotaStore({ redis: deps.redis.command, prefix: config.cluster.redisKeyPrefix }) : createMemoryQuotaStore());
+  const quota = createQuota({ store: quotaStore, failMode: config.plans.quotaFailMode, logger, observer: metrics.quotaObserver });
+  logger.info(
+    { plans: plans.names, defaultPlan: plans.defaultPlan.name, quotaStore: quotaStore.kind, quotaFailMode: config.plans.quotaFailMode },
+    `plans: ${plans.names.join(', ')} (default ${plans.defaultPlan.name}); tool calls counted in ${quotaStore.kind}`,
+  );
+  return { plans, quota, quotaStore, metrics };
 }
 
 /** The warm pool, which replicas are alive, and the sweeps that remove what nobody owns. */
@@ -222,23 +254,26 @@ function wireChat(
     workspaces: Workspaces;
     sockets: ReturnType<typeof wireSockets>;
     metrics: Metrics;
+    plans: PlanCatalog;
+    quota: Quota;
   },
 ): { chat: ChatService; approvals: ApprovalRegistry; sandboxTools: SandboxTools; mcpSessions: McpSessionRegistry; mcpServerFor: (userId: string) => ReturnType<typeof createUserMcpServer>; mcpTools: McpTools } {
-  const { state, users, sockets, metrics } = deps;
+  const { state, users, sockets, metrics, plans, quota } = deps;
   const { presences, leases, ownership } = users;
   const { bus } = sockets;
   const provider = createProvider(config.llm);
   logger.info({ provider: provider.name, model: provider.model }, 'agent provider');
   const toolCatalog = createToolCatalog(deps.pool);
   // A tool the image marks read-only leaves the files as they were: no snapshot after it.
-  const sandboxTools = createSandboxTools({ presences, leases, bus, workspaces: deps.workspaces, isReadOnly: toolCatalog.isReadOnly });
+  const sandboxTools = createSandboxTools({ presences, leases, bus, workspaces: deps.workspaces, quota, plans, isReadOnly: toolCatalog.isReadOnly });
   const calls = createDirectToolCalls({
     presences,
     sandboxTools,
     limiter: state.limiter,
-    maxRequestsPerUser: config.chat.maxRequestsPerUser,
+    plans,
     toolCallTimeoutMs: config.chat.toolCallTimeoutMs,
     logger,
+    onRefused: (code, plan) => metrics.chatObserver.rejected(code, plan),
   });
   const policy = createToolPolicy(config.mcp.tools);
   const verifyRequestState = createRequestStateCheck();
@@ -268,6 +303,8 @@ function wireChat(
     emit: sockets.emitToUser,
     logger,
     observer: metrics.chatObserver,
+    plans,
+    quota,
   });
   return { chat, approvals, sandboxTools, mcpSessions, mcpServerFor, mcpTools };
 }
@@ -284,6 +321,8 @@ function wireHttp(
     chatLayer: ReturnType<typeof wireChat>;
     io: SandpoolIo;
     guards: Guards;
+    plans: PlanCatalog;
+    quota: Quota;
     notReadyReasons: () => NotReadyReason[];
     lifecycle: Lifecycle;
     /** Known once listening (PORT=0 picks one). */
@@ -303,6 +342,7 @@ function wireHttp(
     maxBodyBytes: config.mcp.maxBodyBytes,
     logger,
     observeEra: deps.metrics.mcpRequest,
+    onAuthFailed: () => deps.metrics.authFailed('mcp'),
   });
   const http = createHttpApp({
     webRoot: webRoot(),
@@ -322,6 +362,13 @@ function wireHttp(
     mcp: mcp.routes,
     admin: createAdminRoutes({ wipeWorkspace: (userId) => chatLayer.chat.wipeWorkspace(userId) }),
     operators: guards.operators,
+    me: createMeRoutes({
+      authenticate: guards.authenticate,
+      tokensAreJwts: config.auth.secret !== undefined,
+      plans: deps.plans,
+      quota: deps.quota,
+      onAuthFailed: () => deps.metrics.authFailed('http'),
+    }),
   });
   const server = createAdaptorServer({ fetch: http.fetch }) as HttpServer;
   deps.io.attach(server);
@@ -361,7 +408,7 @@ function wireRealtime(
     draining: deps.lifecycle.draining,
   }));
   deps.bus.serve({
-    message: (userId, payload) => chat.handleMessage(userId, payload, { routed: true }),
+    message: (userId, payload, plan) => chat.handleMessage(userId, payload, { routed: true, ...(plan !== undefined ? { plan } : {}) }),
     approval: (userId, approval) => chat.handleApproval(userId, approval, { routed: true }),
     tool: (userId, call, onNotice) => sandboxTools.runRouted(userId, call, onNotice),
     release: (userId) => users.presences.releaseIfUnheld(userId),
@@ -378,7 +425,8 @@ function wireRealtime(
     budget: state.events,
     eventsPerSecond: config.chat.socketEventsPerSecond,
     logger,
-    onRejected: (code) => metrics.chatObserver.rejected(code),
+    onRejected: (code, plan) => metrics.chatObserver.rejected(code, plan),
+    onAuthFailed: () => metrics.authFailed('socket'),
   });
   metrics.watchChat({ connections: () => io.engine.clientsCount, presences: users.presences.count, inFlight: chat.inFlight, pendingApprovals: approvals.pendingCount });
   const overflow = createOverflow({ hasRoomFor: users.presences.hasRoomFor, peers: deps.liveness.peers });
@@ -399,6 +447,7 @@ function wireShutdown(
     users: ReturnType<typeof wireUsers>;
     chatLayer: ReturnType<typeof wireChat>;
     state: SharedState;
+    quotaStore: QuotaStore;
     store: WorkspaceStore;
     redis: RedisClients | undefined;
     snapshotRedis: RedisClient | undefined;
@@ -428,6 +477,7 @@ function wireShutdown(
       removeOwnContainers: () => sweeper.removeOwn(),
       leaveCluster: () => deps.users.heartbeat.stop(),
       closeSharedState: () => deps.state.close(),
+      closeQuotaStore: () => deps.quotaStore.close(),
       closeWorkspaceStore: () => deps.store.close(),
       quitRedis: (ms) => Promise.all([redis?.quit(ms), snapshotRedis !== redis ? snapshotRedis?.quit(ms) : undefined]),
     },
@@ -477,18 +527,18 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     logger,
   });
   const { state, redis } = await wireState(basics, options.state);
-  const metrics = createMetrics({ replicaId });
+  const { plans, quota, quotaStore, metrics } = wirePlans(basics, { redis, supplied: options.quotaStore, metrics: (names) => createMetrics({ replicaId, plans: names }) });
   const { pool, liveness, sweeper, reaper } = wirePool(basics, { runtime, state, metrics });
   const { workspaces, store, snapshotRedis } = await wireWorkspaces(basics, { redis, metrics });
   const users = wireUsers(basics, { state, liveness, pool, workspaces, startedAtMs });
   const sockets = wireSockets(basics, redis);
-  const chatLayer = wireChat(basics, { state, pool, users, workspaces, sockets, metrics });
+  const chatLayer = wireChat(basics, { state, pool, users, workspaces, sockets, metrics, plans, quota });
 
   const lifecycle: Lifecycle = { draining: false };
   const notReadyReasons = (): NotReadyReason[] => readinessOf({ draining: lifecycle.draining, pool: pool.stats(), stateHealthy: state.healthy() });
-  const guards = wireGuards(basics);
+  const guards = wireGuards(basics, plans);
   let url = '';
-  const { server, mcp } = wireHttp(basics, { startedAtMs, metrics, pool, liveness, heartbeat: users.heartbeat, chatLayer, io: sockets.io, guards, notReadyReasons, lifecycle, url: () => url });
+  const { server, mcp } = wireHttp(basics, { startedAtMs, metrics, pool, liveness, heartbeat: users.heartbeat, chatLayer, io: sockets.io, guards, plans, quota, notReadyReasons, lifecycle, url: () => url });
   wireRealtime(basics, { server, io: sockets.io, bus: sockets.bus, state, pool, liveness, users, chatLayer, metrics, guards, lifecycle });
 
   // First beat before anything else: other replicas must see this one alive
@@ -504,7 +554,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   logger.info({ url, replica: replicaId, runtime: runtime.kind }, 'sandpool listening');
   if (options.warmTimeoutMs) await pool.whenWarm(options.warmTimeoutMs);
 
-  const stop = wireShutdown(basics, { lifecycle, server, mcp, io: sockets.io, pool, sweeper, reaper, users, chatLayer, state, store, redis, snapshotRedis });
+  const stop = wireShutdown(basics, { lifecycle, server, mcp, io: sockets.io, pool, sweeper, reaper, users, chatLayer, state, quotaStore, store, redis, snapshotRedis });
 
   return {
     config,

@@ -52,6 +52,8 @@ export interface ShutdownParts {
   removeOwnContainers(): Promise<unknown>;
   leaveCluster(): Promise<void>;
   closeSharedState(): Promise<void>;
+  /** Where tool calls are counted (quotas): its Redis connection, or nothing in memory. */
+  closeQuotaStore(): Promise<void>;
   closeWorkspaceStore(): Promise<void>;
   /** QUIT on every Redis connection, each bounded by `timeoutMs`. */
   quitRedis(timeoutMs: number): Promise<unknown>;
@@ -95,6 +97,7 @@ export function shutdownPlan(parts: ShutdownParts, settings: ShutdownSettings): 
     { name: 'remove our containers', run: () => parts.removeOwnContainers() },
     { name: 'leave the cluster', maxMs: step, run: () => parts.leaveCluster() },
     { name: 'close shared state', maxMs: step, run: () => parts.closeSharedState() },
+    { name: 'close the quota store', maxMs: step, run: () => parts.closeQuotaStore() },
     { name: 'close the workspace store', maxMs: step, run: () => parts.closeWorkspaceStore() },
     { name: 'quit Redis', maxMs: step + SLACK_MS, run: () => parts.quitRedis(step) },
   ];

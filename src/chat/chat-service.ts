@@ -5,6 +5,8 @@ import type { Logger } from '../logger.js';
 import { runAgentLoop, type Approver } from '../agent/agent-loop.js';
 import type { LlmProvider } from '../agent/types.js';
 import type { ReplicaBus } from '../cluster/replica-bus.js';
+import type { Plan, PlanCatalog } from '../plans/plans.js';
+import type { Quota } from '../quota/quota.js';
 import type { ApprovalVerdict, MessageAccepted, ServerToClientEvents, SessionInfo } from '../protocol/events.js';
 import type { SharedState } from '../state/types.js';
 import type { ApprovalRegistry } from './approvals.js';
@@ -20,10 +22,12 @@ export type ChatEmitter = <E extends keyof ServerToClientEvents>(userId: string,
 
 /** Hooks for metrics. */
 export interface ChatObserver {
-  rejected(code: string): void;
+  /** A refusal (of a message, a connection, an event, an MCP call), with the user's plan when it is known. */
+  rejected(code: string, plan?: string): void;
   approvalWaited(ms: number, verdict: ApprovalVerdict): void;
   firstToolResult(ms: number): void;
-  requestFinished(ms: number, outcome: 'done' | 'error' | 'cancelled'): void;
+  /** `refused`: ended by a limit mid-request (QUOTA_EXCEEDED), the client's to wait for, not a fault. */
+  requestFinished(ms: number, outcome: 'done' | 'error' | 'cancelled' | 'refused'): void;
 }
 
 /** For a chat service nobody measures (tests, embedding). */
@@ -35,14 +39,14 @@ export const UNOBSERVED_CHAT: ChatObserver = {
 };
 
 export interface ChatService {
-  /** A socket of this user connected; refuses beyond MAX_SESSIONS. */
-  connect(userId: string): Promise<SessionInfo>;
+  /** A socket of this user connected (`plan`: its token's; DEFAULT_PLAN otherwise); refuses beyond MAX_SESSIONS. */
+  connect(userId: string, options?: { plan?: string }): Promise<SessionInfo>;
   disconnect(userId: string): void;
   /**
    * Validates and accepts a message; the request then runs in the background,
    * on the replica holding the user's sandbox (routed there if that is another one).
    */
-  handleMessage(userId: string, payload: unknown, options?: { routed?: boolean }): Promise<MessageAccepted>;
+  handleMessage(userId: string, payload: unknown, options?: { routed?: boolean; plan?: string }): Promise<MessageAccepted>;
   /** Decides a pending call here, or on the replica that holds it. Resolves false (routed only) when no such call is here. */
   handleApproval(userId: string, payload: unknown, options?: { routed?: boolean }): Promise<boolean>;
   /** Deletes the user's files: their snapshot and their sandbox, wherever it lives. */
@@ -68,6 +72,8 @@ export interface ChatServiceOptions {
   emit: ChatEmitter;
   logger: Logger;
   observer: ChatObserver;
+  plans: PlanCatalog;
+  quota: Quota;
 }
 
 const messageSchema = z.union([
@@ -99,7 +105,7 @@ export function createChatService(options: ChatServiceOptions): ChatService {
   const stopping = new AbortController();
   let accepting = true;
 
-  async function info(presence: Presence): Promise<SessionInfo> {
+  async function info(presence: Presence, plan: Plan): Promise<SessionInfo> {
     const { userId } = presence;
     const shared = await pending.list(userId).catch(() => approvals.pendingFor(userId));
     return {
@@ -111,12 +117,13 @@ export function createChatService(options: ChatServiceOptions): ChatService {
       provider: provider.name,
       model: provider.model,
       tools: (tools.known() ?? []).map((t) => t.name),
-      limits: { maxRequestsPerUser: settings.maxRequestsPerUser, maxMessageBytes: settings.maxMessageBytes, toolApprovalTimeoutMs: settings.toolApprovalTimeoutMs },
+      limits: { maxRequestsPerUser: plan.maxInFlight, maxMessageBytes: settings.maxMessageBytes, toolApprovalTimeoutMs: settings.toolApprovalTimeoutMs },
+      plan: plan.name,
     };
   }
 
-  function reject(err: SandpoolError): never {
-    observer.rejected(err.code);
+  function reject(err: SandpoolError, plan?: Plan): never {
+    observer.rejected(err.code, plan?.name);
     throw err;
   }
 
@@ -156,7 +163,7 @@ export function createChatService(options: ChatServiceOptions): ChatService {
     };
   }
 
-  async function run(presence: Presence, requestId: string, text: string): Promise<void> {
+  async function run(presence: Presence, requestId: string, text: string, plan: Plan): Promise<void> {
     const { userId } = presence;
     const started = performance.now();
     let firstResultSeen = false;
@@ -171,7 +178,7 @@ export function createChatService(options: ChatServiceOptions): ChatService {
         history,
         provider,
         tools: await tools.get(),
-        runner: options.sandboxTools.runnerFor(presence),
+        runner: options.sandboxTools.runnerFor(presence, plan),
         approve: approverFor(presence, requestId, signal),
         events: {
           toolRequest: (p) => emit(userId, 'tool:request', p),
@@ -201,8 +208,10 @@ export function createChatService(options: ChatServiceOptions): ChatService {
       // Whatever failed last, a cancelled request is reported as its cancellation (providers see only an abort).
       const cause = signal.aborted ? cancellationOf(signal) : err;
       if (cause instanceof CancelledError) log.info({ requestId, user: userId, reason: cause.reason }, 'request cancelled');
-      emit(userId, 'request:error', { requestId, error: toClientError(cause, log.child({ requestId })) });
-      observer.requestFinished(performance.now() - started, cause instanceof CancelledError ? 'cancelled' : 'error');
+      const error = toClientError(cause, log.child({ requestId }));
+      emit(userId, 'request:error', { requestId, error });
+      if (error.code === 'QUOTA_EXCEEDED') observer.rejected(error.code, plan.name);
+      observer.requestFinished(performance.now() - started, cause instanceof CancelledError ? 'cancelled' : error.code === 'QUOTA_EXCEEDED' ? 'refused' : 'error');
     } finally {
       done();
     }
@@ -210,35 +219,47 @@ export function createChatService(options: ChatServiceOptions): ChatService {
 
   return {
     // Connection refusals are counted where they become connect_error (the gateway), not here.
-    async connect(userId) {
-      return info(presences.attach(userId));
+    async connect(userId, connectOptions) {
+      return info(presences.attach(userId), options.plans.resolve(connectOptions?.plan));
     },
     disconnect(userId) {
       presences.detach(userId);
     },
     async handleMessage(userId, payload, handleOptions) {
-      if (!accepting) reject(new SandpoolError('SHUTTING_DOWN', 'this replica is shutting down; reconnect and send again'));
+      const plan = options.plans.resolve(handleOptions?.plan);
+      if (handleOptions?.plan !== undefined && plan.name !== handleOptions.plan) {
+        log.warn({ user: userId, plan: handleOptions.plan, used: plan.name }, 'a routed message names a plan this replica does not have (PLANS_FILE differs between replicas?): DEFAULT_PLAN applies');
+      }
+      if (!accepting) reject(new SandpoolError('SHUTTING_DOWN', 'this replica is shutting down; reconnect and send again'), plan);
       const parsed = messageSchema.safeParse(payload);
-      if (!parsed.success) reject(badRequest(parsed.error, 'message must be a string or { text, sessionId? }'));
+      if (!parsed.success) reject(badRequest(parsed.error, 'message must be a string or { text, sessionId? }'), plan);
       const text = typeof parsed.data === 'string' ? parsed.data : parsed.data.text;
       const bytes = Buffer.byteLength(text, 'utf8');
-      if (bytes > settings.maxMessageBytes) reject(new SandpoolError('PAYLOAD_TOO_LARGE', `message is ${bytes} bytes; the limit is ${settings.maxMessageBytes}`));
-      if (text.trim() === '') reject(new SandpoolError('BAD_REQUEST', 'message is empty'));
+      if (bytes > settings.maxMessageBytes) reject(new SandpoolError('PAYLOAD_TOO_LARGE', `message is ${bytes} bytes; the limit is ${settings.maxMessageBytes}`), plan);
+      if (text.trim() === '') reject(new SandpoolError('BAD_REQUEST', 'message is empty'), plan);
       // One workspace per user: run where the user's sandbox lives while that replica lives.
       if (!handleOptions?.routed) {
         const owner = await ownerElsewhere(userId);
-        if (owner) return bus.forwardMessage(owner, userId, payload);
+        if (owner) return bus.forwardMessage(owner, userId, payload, plan.name);
       }
       const presence = presences.open(userId);
       // Before the slot: a request must never run after its sender was told it was refused.
       const conversationId = await stateCall(() => conversations.conversationId(userId));
+      // A full window refuses the message itself: it could run no tool.
+      let quota: MessageAccepted['quota'];
+      try {
+        quota = await options.quota.admitMessage(userId, plan);
+      } catch (err) {
+        reject(toSandpoolError(err), plan);
+      }
       const requestId = randomUUID();
-      if (!(await stateCall(() => limiter.tryAcquire(userId, requestId)))) {
+      if (!(await stateCall(() => limiter.tryAcquire(userId, requestId, plan.maxInFlight)))) {
         reject(
           new SandpoolError(
             'TOO_MANY_REQUESTS',
-            `you already have ${settings.maxRequestsPerUser} requests in flight; wait for one to finish (approve or deny pending tool calls)`,
+            `you already have ${plan.maxInFlight} requests in flight (your ${plan.name} plan's limit); wait for one to finish (approve or deny pending tool calls)`,
           ),
+          plan,
         );
       }
       presence.touch();
@@ -246,7 +267,7 @@ export function createChatService(options: ChatServiceOptions): ChatService {
       const done = new Promise<void>((resolve) => setImmediate(resolve))
         .then(() => {
           emit(userId, 'message:accepted', { requestId, text });
-          return run(presence, requestId, text.trim());
+          return run(presence, requestId, text.trim(), plan);
         })
         .finally(() => {
           running.delete(requestId);
@@ -256,7 +277,7 @@ export function createChatService(options: ChatServiceOptions): ChatService {
             .catch((err: unknown) => log.warn({ requestId, err: errorMessage(err) }, 'could not free a request slot; it expires by itself'));
         });
       running.set(requestId, done);
-      return { requestId, sessionId: conversationId };
+      return { requestId, sessionId: conversationId, ...(quota ? { quota } : {}) };
     },
     async handleApproval(userId, payload, handleOptions) {
       const parsed = approvalSchema.safeParse(payload);

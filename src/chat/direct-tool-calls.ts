@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { CallToolResult } from '../protocol/mcp-types.js';
 import { SandpoolError, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
+import type { PlanCatalog } from '../plans/plans.js';
+import type { ToolRun } from '../protocol/events.js';
 import type { SlotLimiter } from '../state/slot-limiter.js';
 import type { ToolNotice } from '../protocol/events.js';
 import type { SandboxTools } from './sandbox-tools.js';
@@ -13,7 +15,8 @@ import type { Presences } from './presence.js';
  * holds it), counted against MAX_REQUESTS_PER_USER together with chat.
  */
 export interface DirectToolCalls {
-  call(userId: string, name: string, args: Record<string, unknown>, options?: { onNotice?: (notice: ToolNotice) => void }): Promise<CallToolResult>;
+  /** Runs one call under the user's plan (its maxInFlight and quota; DEFAULT_PLAN when undefined); `onNotice` hears the sandbox's progress and log messages while it runs. */
+  call(userId: string, name: string, args: Record<string, unknown>, options?: { plan?: string; onNotice?: (notice: ToolNotice) => void }): Promise<CallToolResult>;
 }
 
 const LOST_NOTICE = '(Your previous sandbox stopped — its replica or container went away — so this ran in a fresh one; earlier files are gone.)';
@@ -22,29 +25,39 @@ export function createDirectToolCalls(options: {
   presences: Pick<Presences, 'open'>;
   sandboxTools: SandboxTools;
   limiter: SlotLimiter;
-  maxRequestsPerUser: number;
+  plans: PlanCatalog;
   toolCallTimeoutMs: number;
   logger: Logger;
+  /** A refusal the client gets (TOO_MANY_REQUESTS, QUOTA_EXCEEDED), with the user's plan (metrics). */
+  onRefused?(code: string, plan: string): void;
 }): DirectToolCalls {
   const { presences, limiter } = options;
   const log = options.logger.child({ component: 'DirectToolCalls' });
   return {
     async call(userId, name, args, callOptions) {
+      const plan = options.plans.resolve(callOptions?.plan);
       const slot = `tool-${randomUUID()}`;
       let admitted: boolean;
       try {
-        admitted = await limiter.tryAcquire(userId, slot);
+        admitted = await limiter.tryAcquire(userId, slot, plan.maxInFlight);
       } catch (err) {
         throw new SandpoolError('INTERNAL', 'shared state (Redis) is unavailable; try again shortly', { cause: err, detail: errorMessage(err) });
       }
       if (!admitted) {
-        throw new SandpoolError('TOO_MANY_REQUESTS', `you already have ${options.maxRequestsPerUser} requests in flight (chat and MCP together); wait for one to finish`);
+        options.onRefused?.('TOO_MANY_REQUESTS', plan.name);
+        throw new SandpoolError('TOO_MANY_REQUESTS', `you already have ${plan.maxInFlight} requests in flight (chat and MCP together; your ${plan.name} plan's limit); wait for one to finish`);
       }
       const presence = presences.open(userId);
       // Running calls keep the presence (and its sandbox) from the idle release.
       const done = presence.begin();
       try {
-        const run = await options.sandboxTools.runnerFor(presence).run(name, args, { timeoutMs: options.toolCallTimeoutMs, ...(callOptions?.onNotice ? { onNotice: callOptions.onNotice } : {}) });
+        let run: ToolRun;
+        try {
+          run = await options.sandboxTools.runnerFor(presence, plan).run(name, args, { timeoutMs: options.toolCallTimeoutMs, ...(callOptions?.onNotice ? { onNotice: callOptions.onNotice } : {}) });
+        } catch (err) {
+          if (err instanceof SandpoolError && err.code === 'QUOTA_EXCEEDED') options.onRefused?.(err.code, plan.name);
+          throw err;
+        }
         const notes = [run.startedFresh === 'after-loss' && !run.restored ? LOST_NOTICE : undefined, run.notice].filter((n): n is string => n !== undefined);
         if (notes.length === 0) return run.result;
         // After the tool's own content, so a client that reads the first item gets the tool's answer.

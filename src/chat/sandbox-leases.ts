@@ -46,8 +46,14 @@ export interface LeasedSandbox {
  * heartbeat renews the ownership of what is leased here (OwnershipHolder).
  */
 export interface SandboxLeases extends PresenceSandbox, OwnershipHolder {
-  /** The user's sandbox, acquired on first use and kept. Rejects with OwnedElsewhereError when another live replica holds it. */
-  lease(presence: Presence): Promise<LeasedSandbox>;
+  /**
+   * The user's sandbox, acquired on first use and kept. Rejects with
+   * OwnedElsewhereError when another live replica holds it.
+   * `workspaceMaxBytes` (the caller's plan's) bounds the last snapshot taken
+   * when the sandbox goes: the latest call's plan wins (WORKSPACE_MAX_BYTES
+   * before any).
+   */
+  lease(presence: Presence, options?: { workspaceMaxBytes?: number }): Promise<LeasedSandbox>;
   /** The user wiped their workspace: their sandbox here goes without a last snapshot, and their snapshot with it. */
   wipe(userId: string): Promise<void>;
 }
@@ -68,6 +74,8 @@ export function createSandboxLeases(options: SandboxLeasesOptions): SandboxLease
   const log = options.logger.child({ component: 'SandboxLeases' });
   const held = new Map<Presence, UserLease>();
   const acquiring = new Map<Presence, Promise<{ lease: UserLease; restore: RestoreOutcome }>>();
+  /** The largest snapshot of each present user's files, as of their latest call (their plan's workspaceMaxBytes). */
+  const snapshotBounds = new WeakMap<Presence, number>();
 
   /** The user's present (not ended) presence holding a sandbox here. */
   const holderOf = (userId: string): Presence | undefined => [...held.keys()].find((p) => p.userId === userId && !p.ended);
@@ -78,7 +86,7 @@ export function createSandboxLeases(options: SandboxLeasesOptions): SandboxLease
     if (!lease) return;
     log.info({ user: presence.userId, sandbox: lease.sandbox.id.slice(0, 12), why }, 'releasing sandbox');
     // A change not saved yet (its save failed) gets one more try before the files go.
-    if (lease.sandbox.isUsable()) await workspaces.save(presence.userId, lease.sandbox);
+    if (lease.sandbox.isUsable()) await workspaces.save(presence.userId, lease.sandbox, snapshotBounds.get(presence));
     workspaces.forget(lease.sandbox);
     await lease.release().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'release failed'));
     await ownership.release(presence.userId);
@@ -92,7 +100,8 @@ export function createSandboxLeases(options: SandboxLeasesOptions): SandboxLease
       if (pending) await pending.then(() => undefined, () => undefined);
       await release(presence, why);
     },
-    async lease(presence) {
+    async lease(presence, leaseOptions) {
+      if (leaseOptions?.workspaceMaxBytes !== undefined) snapshotBounds.set(presence, leaseOptions.workspaceMaxBytes);
       // After a stall, ownership is re-validated before any sandbox is used again.
       await options.ensureCurrent();
       const current = held.get(presence);

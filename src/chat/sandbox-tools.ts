@@ -2,6 +2,8 @@ import type { CallToolResult } from '../protocol/mcp-types.js';
 import { SandboxGoneError, SandpoolError, errorMessage } from '../errors.js';
 import type { ToolRunner } from '../agent/agent-loop.js';
 import type { ReplicaBus } from '../cluster/replica-bus.js';
+import type { Plan, PlanCatalog } from '../plans/plans.js';
+import type { Quota } from '../quota/quota.js';
 import type { RemoteToolCall, ToolNotice, ToolRun } from '../protocol/events.js';
 import { saveNotice, type Workspaces } from '../workspace/workspaces.js';
 import { OwnedElsewhereError } from './ownership.js';
@@ -10,8 +12,13 @@ import type { SandboxLeases } from './sandbox-leases.js';
 
 /** The user's sandbox as a place to run tools: here, or on the replica that holds it. */
 export interface SandboxTools {
-  /** The runner for the requests of a user present on this replica. */
-  runnerFor(presence: Presence): ToolRunner;
+  /**
+   * The runner for one request (or one MCP call) of a user present on this
+   * replica. Every call it runs counts once against the plan's quota, here:
+   * chat and MCP calls both come through it, and a call it routes to the
+   * replica holding the sandbox is not counted again there (runRouted).
+   */
+  runnerFor(presence: Presence, plan: Plan): ToolRunner;
   /** Runs a call another replica routed here (this replica holds the user's sandbox). */
   runRouted(userId: string, call: RemoteToolCall, onNotice?: (notice: ToolNotice) => void): Promise<ToolRun>;
 }
@@ -40,6 +47,9 @@ export function createSandboxTools(options: {
   leases: Pick<SandboxLeases, 'lease'>;
   bus: ReplicaBus;
   workspaces: Workspaces;
+  quota: Quota;
+  /** To read a routed call's plan (its snapshot size). */
+  plans: PlanCatalog;
   /** Whether a tool leaves the files as they were (the image's readOnlyHint): no snapshot after it. */
   isReadOnly(tool: string): boolean;
 }): SandboxTools {
@@ -47,7 +57,9 @@ export function createSandboxTools(options: {
 
   /** In the user's sandbox on this replica. A failure inside the sandbox is a result; a dead sandbox is not. */
   async function runHere(presence: Presence, call: RemoteToolCall, onNotice: ((notice: ToolNotice) => void) | undefined): Promise<ToolRun> {
-    const { lease, startedFresh, restore } = await leases.lease(presence);
+    // The caller's plan bounds the user's snapshots, after this call and when the sandbox goes.
+    const workspaceMaxBytes = options.plans.resolve(call.plan).workspaceMaxBytes;
+    const { lease, startedFresh, restore } = await leases.lease(presence, { workspaceMaxBytes });
     const paths = mapPaths(lease.sandbox.workspaceDir);
     const restoredNotice = restore?.kind === 'failed' ? `(Your saved files could not be restored (${restore.reason}), so this ran in a fresh, empty workspace.)` : undefined;
     const base = { startedFresh, ...(restore?.kind === 'restored' ? { restored: true } : {}) };
@@ -62,22 +74,30 @@ export function createSandboxTools(options: {
     let saveNote: string | undefined;
     if (!options.isReadOnly(call.name)) {
       workspaces.markChanged(lease.sandbox);
-      saveNote = saveNotice(await workspaces.save(presence.userId, lease.sandbox));
+      saveNote = saveNotice(await workspaces.save(presence.userId, lease.sandbox, workspaceMaxBytes));
     }
     const notice = [restoredNotice, saveNote].filter(Boolean).join('\n');
     return { result, ...base, ...(notice ? { notice } : {}) };
   }
 
   return {
-    runnerFor(presence) {
+    runnerFor(presence, plan) {
       return {
         async run(name, args, { timeoutMs, onNotice }) {
-          const call = { name, arguments: args, timeoutMs };
+          // Refused here (QUOTA_EXCEEDED) before the sandbox is touched.
+          const counted = await options.quota.countCall(presence.userId, plan);
+          const call = { name, arguments: args, timeoutMs, plan: plan.name };
           try {
-            return await runHere(presence, call, onNotice);
+            try {
+              return await runHere(presence, call, onNotice);
+            } catch (err) {
+              // One workspace per user: another live replica holds the sandbox, so the call runs there.
+              if (err instanceof OwnedElsewhereError) return await bus.runTool(err.owner, presence.userId, call, onNotice);
+              throw err;
+            }
           } catch (err) {
-            // One workspace per user: another live replica holds the sandbox, so the call runs there.
-            if (err instanceof OwnedElsewhereError) return bus.runTool(err.owner, presence.userId, call, onNotice);
+            // The call did not run (no sandbox to be had, the sandbox or its replica gone): it is given back.
+            await counted.refund();
             throw err;
           }
         },

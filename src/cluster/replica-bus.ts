@@ -3,8 +3,8 @@ import type { MessageAccepted, RemoteToolCall, ToolApproval, ToolNotice, ToolRun
 
 /** What a replica does with calls other replicas route to it (registered once the chat service exists). */
 export interface ReplicaBusHandlers {
-  /** Accepts (and runs here) a message of a user whose sandbox this replica holds. */
-  message(userId: string, payload: unknown): Promise<MessageAccepted>;
+  /** Accepts (and runs here) a message of a user whose sandbox this replica holds, under the plan the user came with. */
+  message(userId: string, payload: unknown, plan: string | undefined): Promise<MessageAccepted>;
   /** Decides a call pending here; false when this replica holds no such call. */
   approval(userId: string, approval: ToolApproval): Promise<boolean>;
   /** Runs a tool call in the user's sandbox, which this replica holds. */
@@ -21,8 +21,8 @@ export interface ReplicaBusHandlers {
  * tool call: one workspace per user across replicas.
  */
 export interface ReplicaBus {
-  /** Runs the message on `target`; resolves with its ack, rejects with its SandpoolError. */
-  forwardMessage(target: string, userId: string, payload: unknown): Promise<MessageAccepted>;
+  /** Runs the message on `target` under `plan`; resolves with its ack, rejects with its SandpoolError (fields included). */
+  forwardMessage(target: string, userId: string, payload: unknown, plan: string): Promise<MessageAccepted>;
   /** Offers the decision to every other replica; true when one of them held that call for this user. */
   forwardApproval(userId: string, approval: ToolApproval): Promise<boolean>;
   /** Runs a tool call on `target`, which holds the user's sandbox. Rejects with SandboxGoneError or a SandpoolError. */

@@ -57,6 +57,13 @@ const CROSS_FIELD_RULES: readonly CrossFieldRule[] = [
         : undefined,
   },
   {
+    reads: ['PLANS_FILE', 'DEFAULT_PLAN'],
+    check: (c) =>
+      Object.hasOwn(c.plans.specs, c.plans.defaultPlan)
+        ? undefined
+        : `DEFAULT_PLAN: ${JSON.stringify(c.plans.defaultPlan)} is not one of the plans (${Object.keys(c.plans.specs).join(', ')})`,
+  },
+  {
     reads: ['AUTH_SECRET', 'OPERATOR_SECRET'],
     check: (c) =>
       c.auth.operatorSecret !== undefined && c.auth.operatorSecret === c.auth.secret

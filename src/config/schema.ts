@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { EnvVarError, bool, custom, int, num, oneOf, optionalStr, optionalUrl, str, type EnvTree } from './env-var.js';
 import { maxSessionsFor, replicaLimits } from './session-capacity.js';
+import { DEFAULT_PLANS, PLAN_NAME, PlansFileError, readPlansFile, type PlanSpecs } from '../plans/plans.js';
 
 /** The image pool/build.sh builds; POOL_IMAGE's default. */
 export const DEFAULT_POOL_IMAGE = 'sandpool-sandbox:latest';
@@ -35,6 +36,16 @@ function parseOrigins(raw: string): string[] {
     }
   }
   return origins;
+}
+
+/** PLANS_FILE: read and checked once, at start; every problem in the file is listed. */
+function parsePlansFile(raw: string): PlanSpecs {
+  try {
+    return readPlansFile(raw.trim());
+  } catch (err) {
+    if (err instanceof PlansFileError) throw new EnvVarError(err.message);
+    throw err;
+  }
 }
 
 /** PUBLIC_URL: an origin, exactly scheme://host[:port]. */
@@ -73,6 +84,7 @@ export const SECTIONS: Readonly<Record<keyof typeof schema, string>> = {
   server: 'server',
   chat: 'chat',
   auth: 'identity',
+  plans: 'plans and quotas (docs/plans-and-quotas.md)',
   llm: 'agent model',
   mcp: 'MCP gateway (/mcp: any MCP client gets the user\'s own sandbox)',
   workspace: 'workspaces (a user\'s files kept across sandboxes)',
@@ -204,6 +216,23 @@ export const schema = {
       min: 1,
       max: 1000,
       doc: 'Sockets one user may hold at once, across replicas when Redis is used; the next is refused with TOO_MANY_REQUESTS.',
+    }),
+  },
+  plans: {
+    specs: custom<PlanSpecs>('PLANS_FILE', {
+      default: DEFAULT_PLANS,
+      parse: parsePlansFile,
+      defaultDoc: 'built in: free 100/1000/10000 calls per hour/day/month, basic 500/5000/50000, premium 1000/10000/100000, enterprise unlimited',
+      doc: 'A JSON file of plans: { "<plan>": { "callsPerHour", "callsPerDay", "callsPerMonth" (null = unlimited), "maxInFlight"? (default MAX_REQUESTS_PER_USER), "workspaceMaxBytes"? (default WORKSPACE_MAX_BYTES) } }. Read once at start; a malformed file stops start-up with every problem listed.',
+    }),
+    defaultPlan: str('DEFAULT_PLAN', {
+      default: 'free',
+      pattern: [PLAN_NAME, 'must be 1-64 letters, digits, _ . -'],
+      doc: 'The plan of users whose token has no "plan" claim (and of the development identity unless it names one). Must be one of the plans.',
+    }),
+    quotaFailMode: oneOf('QUOTA_FAIL_MODE', ['closed', 'open'], {
+      default: 'closed',
+      doc: 'When the quota store (Redis) cannot be reached: closed refuses tool calls (INTERNAL, try again); open lets them through uncounted, logging an error and counting sandpool_quota_limiter_failures_total.',
     }),
   },
   llm: {

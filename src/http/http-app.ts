@@ -1,6 +1,7 @@
 import { serveStatic } from '@hono/node-server/serve-static';
 import { Hono } from 'hono';
 import { cors } from 'hono/cors';
+import { routePath } from 'hono/route';
 import { etag } from 'hono/etag';
 import { secureHeaders } from 'hono/secure-headers';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
@@ -19,6 +20,7 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, ContentfulStatusCode>> = {
   BAD_REQUEST: 400,
   PAYLOAD_TOO_LARGE: 413,
   TOO_MANY_REQUESTS: 429,
+  QUOTA_EXCEEDED: 429,
   UNKNOWN_CALL: 404,
   POOL_EXHAUSTED: 503,
   SANDBOX_FAILED: 502,
@@ -61,12 +63,21 @@ export interface HttpDeps {
   mcp: Hono;
   /** Operators' routes (/admin/...). */
   admin: Hono;
+  /** A user's own routes (/me/usage). */
+  me: Hono;
   /** Who may call /stats/*, /metrics and /admin/*: operator tokens, never addresses. */
   operators: OperatorGuard;
 }
 
 export function createHttpApp(deps: HttpDeps): Hono {
   const app = new Hono();
+
+  // Latency and status of every request, by the route that answered (a registered path, never the URL: bounded labels).
+  app.use('*', async (c, next) => {
+    const started = performance.now();
+    await next();
+    deps.metrics.httpRequest(c.req.method, routePath(c), c.res.status, performance.now() - started);
+  });
 
   // Security headers on every response (pages and API alike). The page's CSP:
   // same-origin files only (ES modules included), no inline scripts or styles.
@@ -123,7 +134,12 @@ export function createHttpApp(deps: HttpDeps): Hono {
 
   // Operator endpoints: an operator token whenever AUTH_SECRET is set, from any address.
   const operatorsOnly = async (c: { req: { header(name: string): string | undefined } }, next: () => Promise<void>): Promise<void> => {
-    await deps.operators.check(c.req.header('authorization'));
+    try {
+      await deps.operators.check(c.req.header('authorization'));
+    } catch (err) {
+      deps.metrics.authFailed('http');
+      throw err;
+    }
     await next();
   };
   app.use('/stats/*', operatorsOnly);
@@ -158,6 +174,7 @@ export function createHttpApp(deps: HttpDeps): Hono {
 
   app.route('/', deps.mcp);
   app.route('/', deps.admin);
+  app.route('/', deps.me);
 
   // The chat page, last: only what no route above answered is looked up in webRoot.
   // Revalidated on every load (no-cache), cheaply: an unchanged file is a 304.
@@ -177,6 +194,8 @@ export function createHttpApp(deps: HttpDeps): Hono {
   // One of the two places errors become responses (the other: Socket.IO acks).
   app.onError((err, c) => {
     const body = toClientError(err, deps.logger.child({ path: c.req.path }));
+    // RFC 9110 Retry-After beside the body's retryAfterSeconds, for clients that read only headers.
+    if (body.retryAfterSeconds !== undefined) c.header('retry-after', String(body.retryAfterSeconds));
     return c.json({ error: body }, HTTP_STATUS[body.code]);
   });
 

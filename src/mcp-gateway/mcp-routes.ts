@@ -30,6 +30,8 @@ export interface McpRoutesOptions {
   logger: Logger;
   /** Counts a POST /mcp by the protocol era it was served in (metrics). */
   observeEra?(era: 'modern' | 'legacy'): void;
+  /** A request whose token was refused (metrics). */
+  onAuthFailed?(): void;
 }
 
 const METADATA_PATH = '/.well-known/oauth-protected-resource';
@@ -140,12 +142,14 @@ export function createMcpRoutes(options: McpRoutesOptions): McpGateway {
     const header = c.req.header('authorization') ?? '';
     const match = /^Bearer\s+(\S+)$/i.exec(header);
     if (!match?.[1]) {
+      // Not counted as a failure: a client's first request without a token is how it discovers the metadata.
       c.header('www-authenticate', challenge());
       return c.json({ error: { code: 'UNAUTHORIZED', message: 'an Authorization: Bearer token is required' } }, 401);
     }
     try {
       return await (options.tokensAreJwts ? verifyToken(match[1]) : options.authenticate({ userId: match[1] }));
     } catch (err) {
+      options.onAuthFailed?.();
       const message = err instanceof SandpoolError ? err.message : 'the token was not accepted';
       c.header('www-authenticate', challenge(`, error="invalid_token", error_description="${message.replace(/"/g, "'")}"`));
       return c.json({ error: { code: 'UNAUTHORIZED', message } }, 401);
@@ -160,7 +164,8 @@ export function createMcpRoutes(options: McpRoutesOptions): McpGateway {
     const identity = await identify(c);
     if (identity instanceof Response) return identity;
     const { userId } = identity;
-    const authInfo: AuthInfo = { token: '', clientId: userId, scopes: [], ...(identity.expiresAtMs ? { expiresAt: Math.floor(identity.expiresAtMs / 1000) } : {}) };
+    // The plan rides with each request (a session outlives the token that opened it): tools/call reads it from here.
+    const authInfo: AuthInfo = { token: '', clientId: userId, scopes: [], extra: { plan: identity.plan }, ...(identity.expiresAtMs ? { expiresAt: Math.floor(identity.expiresAtMs / 1000) } : {}) };
 
     const sessionId = c.req.header('mcp-session-id');
     const session = sessionId === undefined ? undefined : options.sessions.get(sessionId, userId);
@@ -197,7 +202,7 @@ export function createMcpRoutes(options: McpRoutesOptions): McpGateway {
     if (held) {
       let answer: string;
       try {
-        answer = encodeToolResult(held.id, await options.tools.call(userId, held.name, held.arguments));
+        answer = encodeToolResult(held.id, await options.tools.call(userId, held.name, held.arguments, { plan: identity.plan }));
       } catch (err) {
         const e = err instanceof JsonRpcError ? err : new JsonRpcError(-32603, 'Internal error', undefined);
         if (!(err instanceof JsonRpcError)) log.error({ err: errorMessage(err), user: userId }, 'a held tools/call failed unexpectedly');

@@ -43,7 +43,7 @@ export interface McpTools {
   /** The image's tools the policy lets MCP clients see. */
   list(): Promise<Tool[]>;
   /** Runs the call in the user's own sandbox. Throws a JsonRpcError for a refusal (unknown tool, policy, in-flight limit) or a failure. */
-  call(userId: string, name: string, args: Record<string, unknown>, onNotice?: (notice: ToolNotice) => void): Promise<CallToolResult>;
+  call(userId: string, name: string, args: Record<string, unknown>, options?: { plan?: string; onNotice?: (notice: ToolNotice) => void }): Promise<CallToolResult>;
 }
 
 export function createMcpTools(deps: McpToolsDeps): McpTools {
@@ -51,7 +51,7 @@ export function createMcpTools(deps: McpToolsDeps): McpTools {
   const list = async (): Promise<Tool[]> => (await deps.tools()).filter((t) => deps.policy.allows(t));
   return {
     list,
-    async call(userId, name, args, onNotice) {
+    async call(userId, name, args, options = {}) {
       const started = performance.now();
       const tool = (await deps.tools()).find((t) => t.name === name);
       if (!tool || !deps.policy.allows(tool)) {
@@ -61,12 +61,12 @@ export function createMcpTools(deps: McpToolsDeps): McpTools {
         throw new JsonRpcError(ProtocolErrorCode.InvalidParams, `${why}; the tools are: ${listed}`, { code: tool ? 'UNAUTHORIZED' : 'BAD_REQUEST' });
       }
       try {
-        const result = await deps.calls.call(userId, name, args, onNotice ? { onNotice } : {});
+        const result = await deps.calls.call(userId, name, args, options);
         deps.observe(name, performance.now() - started, result.isError ? 'tool-error' : 'ok');
         return result;
       } catch (err) {
         const body = toClientError(err, log.child({ user: userId }));
-        deps.observe(name, performance.now() - started, body.code === 'TOO_MANY_REQUESTS' ? 'refused' : 'failed');
+        deps.observe(name, performance.now() - started, body.code === 'TOO_MANY_REQUESTS' || body.code === 'QUOTA_EXCEEDED' ? 'refused' : 'failed');
         throw new JsonRpcError(SANDPOOL_JSONRPC_ERROR, body.message, body);
       }
     },
@@ -145,7 +145,9 @@ export function createUserMcpServer(
   server.setRequestHandler('tools/call', async (request, ctx) => {
     const relay = relayTo(ctx, deps.logger, loggedAlready);
     try {
-      return await deps.tools.call(userId, request.params.name, request.params.arguments ?? {}, relay.onNotice);
+      // The plan rides with each request (mcp-routes puts it in authInfo): a session outlives the token that opened it.
+      const plan = ctx.http?.authInfo?.extra?.plan;
+      return await deps.tools.call(userId, request.params.name, request.params.arguments ?? {}, { onNotice: relay.onNotice, ...(typeof plan === 'string' ? { plan } : {}) });
     } finally {
       await relay.sent();
     }

@@ -1,5 +1,8 @@
+import { getHeapStatistics } from 'node:v8';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ChatObserver } from '../chat/chat-service.js';
+import { QUOTA_WINDOWS } from '../protocol/errors.js';
+import type { QuotaObserver } from '../quota/quota.js';
 import type { PoolStats } from '../pool/pool-stats.js';
 import type { PoolObserver } from '../pool/types.js';
 import type { WorkspacesObserver } from '../workspace/workspaces.js';
@@ -22,7 +25,19 @@ export interface Metrics {
   watchMcpSessions(count: () => number): void;
   /** Workspace snapshots and restores: latency, size, outcome. */
   workspaceObserver: WorkspacesObserver;
+  /** Plans' quotas: calls counted, refusals, 80 % crossings, the store's latency and failures (by plan and window, never by user). */
+  quotaObserver: QuotaObserver;
+  /** Credentials refused at an edge: the Socket.IO handshake, /mcp, /me, operator routes. */
+  authFailed(edge: AuthEdge): void;
+  /** One HTTP request answered by the app (Hono): `route` is the registered path, never the URL. */
+  httpRequest(method: string, route: string, status: number, ms: number): void;
 }
+
+export type AuthEdge = 'socket' | 'mcp' | 'http';
+
+/** Codes whose rates by plan the dashboard and alerts read: their series exist (at 0) from the start. */
+const LIMIT_CODES = ['TOO_MANY_REQUESTS', 'QUOTA_EXCEEDED'] as const;
+const HTTP_METHODS = new Set(['GET', 'POST', 'DELETE', 'PUT', 'PATCH', 'HEAD', 'OPTIONS']);
 
 /** Live numbers of the realtime layer. */
 export interface ChatGauges {
@@ -32,10 +47,13 @@ export interface ChatGauges {
   pendingApprovals(): number;
 }
 
-export function createMetrics(options: { replicaId: string }): Metrics {
+export function createMetrics(options: { replicaId: string; plans?: readonly string[] }): Metrics {
   const registry = new Registry();
   registry.setDefaultLabels({ replica: options.replicaId });
   collectDefaultMetrics({ register: registry, prefix: 'sandpool_' });
+  const plans = options.plans ?? [];
+  // Labels are the plans' names (PLANS_FILE: a handful); a refusal before the token is read has plan "none".
+  const planLabel = (plan: string | undefined): string => (plan !== undefined && plans.includes(plan) ? plan : 'none');
 
   /** A gauge read when /metrics is scraped. */
   const liveGauge = (name: string, help: string, read: () => number): void => {
@@ -80,10 +98,60 @@ export function createMetrics(options: { replicaId: string }): Metrics {
 
   const rejections = new Counter({
     name: 'sandpool_rejections_total',
-    help: 'Refused messages, approvals and connections, by error code',
-    labelNames: ['code'],
+    help: 'Refusals clients got (messages, approvals, connections, events, MCP tool calls, tool calls ended by QUOTA_EXCEEDED), by error code and plan ("none" before the token is read)',
+    labelNames: ['code', 'plan'],
     registers: [registry],
   });
+  const quotaCalls = new Counter({ name: 'sandpool_quota_calls_total', help: 'Tool calls counted against plans\' quotas (chat and MCP), by plan', labelNames: ['plan'], registers: [registry] });
+  const quotaRefusals = new Counter({
+    name: 'sandpool_quota_refusals_total',
+    help: 'Messages and tool calls refused with QUOTA_EXCEEDED, by plan and the full window',
+    labelNames: ['plan', 'window'],
+    registers: [registry],
+  });
+  const quotaWarnings = new Counter({
+    name: 'sandpool_quota_warnings_total',
+    help: 'Users approaching their limit: a call that took a window from below 80 % of its limit to 80 % or more, by plan and window',
+    labelNames: ['plan', 'window'],
+    registers: [registry],
+  });
+  const quotaFailures = new Counter({
+    name: 'sandpool_quota_limiter_failures_total',
+    help: 'Quota checks the store (Redis) could not answer, by QUOTA_FAIL_MODE: closed refused the call, open let it through uncounted',
+    labelNames: ['mode'],
+    registers: [registry],
+  });
+  const quotaCheckSeconds = new Histogram({
+    name: 'sandpool_quota_check_seconds',
+    help: 'Latency of one quota check (one Redis round trip with REDIS_URL)',
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+    registers: [registry],
+  });
+  const authFailures = new Counter({
+    name: 'sandpool_auth_failures_total',
+    help: 'Credentials refused (a missing, bad, expired or foreign token; an unknown plan), by edge: socket (Socket.IO handshake), mcp, http (/me, operator routes)',
+    labelNames: ['edge'],
+    registers: [registry],
+  });
+  const httpSeconds = new Histogram({
+    name: 'sandpool_http_request_duration_seconds',
+    help: 'HTTP requests the app answered (not Socket.IO), by method, registered route and status class (2xx, 4xx, 5xx)',
+    labelNames: ['method', 'route', 'status'],
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  // Every series the dashboard and the alerts read exists from the start, at 0: a rate is 0, not "no data".
+  for (const plan of [...plans, 'none']) for (const code of LIMIT_CODES) rejections.inc({ code, plan }, 0);
+  for (const plan of plans) {
+    quotaCalls.inc({ plan }, 0);
+    for (const window of QUOTA_WINDOWS) {
+      quotaRefusals.inc({ plan, window }, 0);
+      quotaWarnings.inc({ plan, window }, 0);
+    }
+  }
+  for (const mode of ['closed', 'open']) quotaFailures.inc({ mode }, 0);
+  for (const edge of ['socket', 'mcp', 'http']) authFailures.inc({ edge }, 0);
+  liveGauge('sandpool_nodejs_heap_limit_bytes', "V8's heap size limit (what the heap may grow to before the process dies)", () => getHeapStatistics().heap_size_limit);
   const approvalWait = new Histogram({
     name: 'sandpool_approval_wait_seconds',
     help: 'Time from tool:request to the user\'s decision (or timeout)',
@@ -185,8 +253,19 @@ export function createMetrics(options: { replicaId: string }): Metrics {
       liveGauge('sandpool_requests_in_flight', 'Chat requests accepted and not yet done or failed', g.inFlight);
       liveGauge('sandpool_approvals_pending', "Tool calls waiting for the user's approval", g.pendingApprovals);
     },
+    quotaObserver: {
+      checked: (ms) => quotaCheckSeconds.observe(ms / 1000),
+      counted: (plan) => quotaCalls.inc({ plan: planLabel(plan) }),
+      refused: (plan, window) => quotaRefusals.inc({ plan: planLabel(plan), window }),
+      crossedWarning: (plan, window) => quotaWarnings.inc({ plan: planLabel(plan), window }),
+      storeFailed: (mode) => quotaFailures.inc({ mode }),
+    },
+    authFailed: (edge) => authFailures.inc({ edge }),
+    httpRequest(method, route, status, ms) {
+      httpSeconds.observe({ method: HTTP_METHODS.has(method) ? method : 'other', route, status: `${Math.floor(status / 100)}xx` }, ms / 1000);
+    },
     chatObserver: {
-      rejected: (code) => rejections.inc({ code }),
+      rejected: (code, plan) => rejections.inc({ code, plan: planLabel(plan) }),
       approvalWaited: (ms, verdict) => approvalWait.observe({ outcome: verdict }, ms / 1000),
       firstToolResult: (ms) => firstToolResult.observe(ms / 1000),
       requestFinished: (ms, outcome) => requestSeconds.observe({ outcome }, ms / 1000),

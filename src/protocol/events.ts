@@ -15,6 +15,8 @@ export type MessagePayload = string | { text: string; sessionId?: string };
 export interface MessageAccepted {
   requestId: string;
   sessionId: string;
+  /** Extension: the tool calls the user's plan has left per sliding window when the message was accepted (null = unlimited); absent when usage cannot be read (QUOTA_FAIL_MODE=open). */
+  quota?: { plan: string; remaining: { hour: number | null; day: number | null; month: number | null } };
 }
 
 export interface ToolApproval {
@@ -105,6 +107,8 @@ export interface SessionInfo {
   model: string;
   tools: string[];
   limits: { maxRequestsPerUser: number; maxMessageBytes: number; toolApprovalTimeoutMs: number };
+  /** The user's plan (the token's claim, or DEFAULT_PLAN); limits.maxRequestsPerUser is its maxInFlight. */
+  plan: string;
   /** This user's requests in flight right now (all tabs). */
   inFlight: number;
   /** Tool calls waiting for this user's decision, so a tab that connects late can show them. */
@@ -155,6 +159,8 @@ export interface RemoteToolCall {
   name: string;
   arguments: Record<string, unknown>;
   timeoutMs: number;
+  /** The caller's plan (its workspaceMaxBytes bounds the snapshot after the call). Counted against the quota already, where the call came in. */
+  plan?: string;
 }
 
 /**
@@ -182,7 +188,7 @@ export interface ToolRun {
  * request timeout should be, so it is a request and a reply event.
  */
 export interface InterServerEvents {
-  'sandpool:message': (msg: { target: string; userId: string; payload: unknown }, ack: (res: ForwardedMessageAck) => void) => void;
+  'sandpool:message': (msg: { target: string; userId: string; payload: unknown; plan?: string }, ack: (res: ForwardedMessageAck) => void) => void;
   'sandpool:approval': (msg: { userId: string } & ToolApproval, ack: (decided: boolean) => void) => void;
   'sandpool:tool': (msg: { target: string; origin: string; id: string; userId: string; call: RemoteToolCall }) => void;
   /** What the sandbox's server said while a routed call ran (its progress and logging), to the replica that routed it. */
@@ -197,6 +203,8 @@ export interface InterServerEvents {
 /** What a connected socket carries (set by the authentication middleware). */
 export interface SocketData {
   userId: string;
+  /** The user's plan, from the token that opened the socket. */
+  plan: string;
   /** When its token expires (undefined for the development identity). */
   expiresAtMs: number | undefined;
 }

@@ -11,9 +11,9 @@ import { userRoom, type SandpoolIo } from './socket-server.js';
 
 /** What the gateway needs from the chat layer. Payloads arrive unvalidated. */
 export interface GatewayChat {
-  connect(userId: string): Promise<SessionInfo>;
+  connect(userId: string, options: { plan: string }): Promise<SessionInfo>;
   disconnect(userId: string): void;
-  handleMessage(userId: string, payload: unknown): Promise<MessageAccepted>;
+  handleMessage(userId: string, payload: unknown, options: { plan: string }): Promise<MessageAccepted>;
   handleApproval(userId: string, payload: unknown): Promise<unknown>;
   wipeWorkspace(userId: string): Promise<void>;
 }
@@ -32,8 +32,10 @@ export interface GatewayOptions {
   budget: EventBudget;
   eventsPerSecond: number;
   logger: Logger;
-  /** Refused connections and events, by code (metrics). */
-  onRejected(code: string): void;
+  /** Refused connections and events, by code and, once the token is read, the user's plan (metrics). */
+  onRejected(code: string, plan?: string): void;
+  /** A handshake whose credentials were refused (metrics). */
+  onAuthFailed?(): void;
 }
 
 /** The contract's client events (from its typed map): anything else is refused with BAD_REQUEST. */
@@ -73,7 +75,14 @@ export function registerGateway(options: GatewayOptions): void {
       throw new SandpoolError('UNAUTHORIZED', `origin ${JSON.stringify(origin)} is not allowed to connect here (ALLOWED_ORIGINS)`);
     }
     const auth = (typeof socket.handshake.auth === 'object' && socket.handshake.auth !== null ? socket.handshake.auth : {}) as Record<string, unknown>;
-    const identity = await options.authenticate({ token: auth.token, userId: auth.userId });
+    let identity: Awaited<ReturnType<Authenticate>>;
+    try {
+      identity = await options.authenticate({ token: auth.token, userId: auth.userId, plan: auth.plan });
+    } catch (err) {
+      options.onAuthFailed?.();
+      throw err;
+    }
+    socket.data.plan = identity.plan;
     options.presences.checkRoomFor(identity.userId);
     let admitted: boolean;
     try {
@@ -93,14 +102,14 @@ export function registerGateway(options: GatewayOptions): void {
       .then(() => next())
       .catch((err: unknown) => {
         const body = toClientError(err, log);
-        options.onRejected(body.code);
+        options.onRejected(body.code, typeof socket.data.plan === 'string' ? socket.data.plan : undefined);
         // The contract: err.message is the code, err.data the whole error.
         next(Object.assign(new Error(body.code), { data: body }));
       });
   });
 
   io.on('connection', (socket) => {
-    const userId = socket.data.userId;
+    const { userId, plan } = socket.data;
     // A token's lifetime is the socket's: at expiry the client is told, then cut off, and reconnects with a fresh token.
     const expiresAtMs = socket.data.expiresAtMs;
     const expired = (): boolean => expiresAtMs !== undefined && Date.now() >= expiresAtMs;
@@ -113,12 +122,12 @@ export function registerGateway(options: GatewayOptions): void {
           }, Math.min(Math.max(0, expiresAtMs - Date.now()), 2 ** 31 - 1));
     // Join first: events of the user's requests reach this socket from now on.
     void socket.join(userRoom(userId));
-    chat.connect(userId).then(
+    chat.connect(userId, { plan }).then(
       (info) => socket.emit('session', info),
       (err: unknown) => {
         // Only a race with MAX_SESSIONS gets here (the middleware checked it).
         const body = toClientError(err, log);
-        options.onRejected(body.code);
+        options.onRejected(body.code, plan);
         socket.emit('request:error', { requestId: null, error: body });
         socket.disconnect(true);
       },
@@ -132,13 +141,13 @@ export function registerGateway(options: GatewayOptions): void {
       const ack = typeof last === 'function' ? (last as (response: AckResponse) => void) : undefined;
       // Between expiry and the timer (or a clock jump): nothing more is accepted on this token.
       if (expired()) {
-        options.onRejected('UNAUTHORIZED');
+        options.onRejected('UNAUTHORIZED', plan);
         void answer(ack, () => Promise.reject(new SandpoolError('UNAUTHORIZED', 'your token has expired; reconnect with a fresh one')), log);
         return;
       }
       void budget.take(userId).then((allowed) => {
         if (!allowed) {
-          options.onRejected('TOO_MANY_REQUESTS');
+          options.onRejected('TOO_MANY_REQUESTS', plan);
           void answer(ack, () => Promise.reject(new SandpoolError('TOO_MANY_REQUESTS', `more than ${options.eventsPerSecond} events per second from this user`)), log);
           // A client that keeps flooding after being told is cut off.
           const now = Date.now();
@@ -150,7 +159,7 @@ export function registerGateway(options: GatewayOptions): void {
           return;
         }
         if (!KNOWN_EVENTS.has(event)) {
-          options.onRejected('BAD_REQUEST');
+          options.onRejected('BAD_REQUEST', plan);
           void answer(ack, () => Promise.reject(new SandpoolError('BAD_REQUEST', `unknown event ${JSON.stringify(String(event).slice(0, 64))}`)), log);
           return;
         }
@@ -159,7 +168,7 @@ export function registerGateway(options: GatewayOptions): void {
     });
 
     socket.on('message', (payload, ack) => {
-      void answer(ack, () => chat.handleMessage(userId, payload), log).then((refused) => {
+      void answer(ack, () => chat.handleMessage(userId, payload, { plan }), log).then((refused) => {
         // No ack to answer: the protocol still never leaves a refusal silent.
         if (refused && typeof ack !== 'function') socket.emit('request:error', { requestId: null, error: refused });
       });

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { SandboxGoneError, SandpoolError, toClientError } from '../errors.js';
+import { SandboxGoneError, SandpoolError, fromErrorBody, toClientError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ForwardedMessageAck, ToolNotice, ToolRun } from '../protocol/events.js';
 import type { ReplicaBus, ReplicaBusHandlers } from '../cluster/replica-bus.js';
@@ -35,22 +35,24 @@ export function createSocketIoReplicaBus(options: SocketIoReplicaBusOptions): Re
     if (!waiter) return;
     waiting.delete(id);
     if (outcome.ok) waiter.resolve({ result: outcome.result, startedFresh: outcome.startedFresh });
-    else waiter.reject(outcome.gone ? new SandboxGoneError(outcome.error.message) : new SandpoolError(outcome.error.code, outcome.error.message));
+    else waiter.reject(outcome.gone ? new SandboxGoneError(outcome.error.message) : fromErrorBody(outcome.error));
   });
 
   return {
-    async forwardMessage(target, userId, payload) {
+    async forwardMessage(target, userId, payload, plan) {
       let responses: ForwardedMessageAck[];
       try {
-        responses = await io.serverSideEmitWithAck('sandpool:message', { target, userId, payload });
+        responses = await io.serverSideEmitWithAck('sandpool:message', { target, userId, payload, plan });
       } catch (err) {
         // A replica that did not answer in time: the target may still have.
         responses = (err as { responses?: ForwardedMessageAck[] }).responses ?? [];
       }
       const answer = responses.find((r): r is NonNullable<ForwardedMessageAck> => r !== null);
       if (!answer) throw new SandpoolError('SANDBOX_FAILED', `replica ${target}, which holds your sandbox, did not answer; try again`);
-      if (!answer.ok) throw new SandpoolError(answer.error.code, answer.error.message);
-      return { requestId: answer.requestId, sessionId: answer.sessionId };
+      if (!answer.ok) throw fromErrorBody(answer.error);
+      const { ok: _ok, ...accepted } = answer;
+      void _ok;
+      return accepted;
     },
 
     async forwardApproval(userId, approval) {
@@ -92,7 +94,7 @@ export function createSocketIoReplicaBus(options: SocketIoReplicaBusOptions): Re
       });
       io.on('sandpool:message', (msg, ack) => {
         if (msg.target !== replicaId) return ack(null);
-        handlers.message(msg.userId, msg.payload).then(
+        handlers.message(msg.userId, msg.payload, msg.plan).then(
           (accepted) => ack({ ok: true, ...accepted }),
           (err: unknown) => ack({ ok: false, error: toClientError(err, log) }),
         );

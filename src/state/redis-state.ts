@@ -73,9 +73,9 @@ function createRedisSlots(redis: Redis, keyOf: (userId: string) => string, max: 
   }, Math.max(200, Math.floor(slotTtlMs / 3)));
   renewTimer.unref();
   return {
-    async tryAcquire(userId, slotId) {
+    async tryAcquire(userId, slotId, cap = max) {
       const now = Date.now();
-      const ok = await redis.eval(ACQUIRE, 1, keyOf(userId), now, max, now + slotTtlMs, slotId, slotTtlMs);
+      const ok = await redis.eval(ACQUIRE, 1, keyOf(userId), now, cap, now + slotTtlMs, slotId, slotTtlMs);
       if (ok !== 1) return false;
       let mine = held.get(userId);
       if (!mine) held.set(userId, (mine = new Set()));

@@ -5,8 +5,11 @@
  * else's slot.
  */
 export interface SlotLimiter {
-  /** Takes a slot; false when the user already holds the maximum. Taking a held slot again succeeds. */
-  tryAcquire(userId: string, slotId: string): Promise<boolean>;
+  /**
+   * Takes a slot; false when the user already holds the maximum (`max`, or the
+   * limiter's own: a plan's maxInFlight). Taking a held slot again succeeds.
+   */
+  tryAcquire(userId: string, slotId: string, max?: number): Promise<boolean>;
   /** Frees the slot; unknown ids are ignored. */
   release(userId: string, slotId: string): Promise<void>;
   /** Slots the user holds (all replicas). */
@@ -16,10 +19,13 @@ export interface SlotLimiter {
 export function createMemorySlotLimiter(max: number): SlotLimiter {
   const slots = new Map<string, Set<string>>();
   return {
-    async tryAcquire(userId, slotId) {
+    async tryAcquire(userId, slotId, cap = max) {
       let mine = slots.get(userId);
       if (!mine) slots.set(userId, (mine = new Set()));
-      if (mine.size >= max && !mine.has(slotId)) return false;
+      if (mine.size >= cap && !mine.has(slotId)) {
+        if (mine.size === 0) slots.delete(userId);
+        return false;
+      }
       mine.add(slotId);
       return true;
     },

@@ -32,8 +32,8 @@ export interface Workspaces {
   restore(userId: string, sandbox: WorkspaceHolder): Promise<RestoreOutcome>;
   /** A call that may have changed files ran in this sandbox. */
   markChanged(sandbox: WorkspaceHolder): void;
-  /** Saves a snapshot of the user's sandbox when it changed since the last save. */
-  save(userId: string, sandbox: WorkspaceHolder): Promise<SaveOutcome>;
+  /** Saves a snapshot of the user's sandbox when it changed since the last save; `maxBytes` (the user's plan's workspaceMaxBytes) bounds it instead of WORKSPACE_MAX_BYTES. */
+  save(userId: string, sandbox: WorkspaceHolder, maxBytes?: number): Promise<SaveOutcome>;
   /**
    * Forgets the user's snapshot. With the sandbox they hold, first waits for
    * its saves in flight and stops tracking it, so no save lands after the wipe.
@@ -75,7 +75,7 @@ export function createWorkspaces(options: {
     };
   }
 
-  async function saveNow(userId: string, sandbox: WorkspaceHolder): Promise<SaveOutcome> {
+  async function saveNow(userId: string, sandbox: WorkspaceHolder, limitBytes: number): Promise<SaveOutcome> {
     const channel = sandbox.workspace;
     if (!channel) return { kind: 'unsupported' };
     if (!changed.has(sandbox.id)) return { kind: 'unchanged' };
@@ -85,7 +85,7 @@ export function createWorkspaces(options: {
     let archiveBytes = 0;
     let outcome: SaveOutcome;
     try {
-      const packed = await channel.snapshot(maxBytes, timeoutMs);
+      const packed = await channel.snapshot(limitBytes, timeoutMs);
       if ('tooLarge' in packed) {
         outcome = { kind: 'too-large', ...packed.tooLarge };
       } else {
@@ -139,8 +139,8 @@ export function createWorkspaces(options: {
     markChanged(sandbox) {
       if (sandbox.workspace) changed.add(sandbox.id);
     },
-    save(userId, sandbox) {
-      const next = (saving.get(sandbox.id) ?? Promise.resolve<SaveOutcome>({ kind: 'unchanged' })).then(() => saveNow(userId, sandbox));
+    save(userId, sandbox, limitBytes = maxBytes) {
+      const next = (saving.get(sandbox.id) ?? Promise.resolve<SaveOutcome>({ kind: 'unchanged' })).then(() => saveNow(userId, sandbox, limitBytes));
       saving.set(sandbox.id, next);
       void next.finally(() => {
         if (saving.get(sandbox.id) === next) saving.delete(sandbox.id);

@@ -19,6 +19,9 @@ import { createMemoryState } from '../../src/state/memory-state.js';
 import { createNoWorkspaceStore } from '../../src/workspace/workspace-store.js';
 import { createWorkspaces, type Workspaces } from '../../src/workspace/workspaces.js';
 import type { SharedState } from '../../src/state/types.js';
+import { createPlanCatalog, type PlanCatalog } from '../../src/plans/plans.js';
+import { createMemoryQuotaStore } from '../../src/quota/memory-quota-store.js';
+import { createQuota, type Quota } from '../../src/quota/quota.js';
 import { createFakePool, type FakePool } from './fake-pool.js';
 import { testLogger } from './helpers.js';
 
@@ -50,8 +53,8 @@ export interface ChatHarness {
   events: Emitted[];
   /** The first event of this kind for this user matching `match` not taken yet (already emitted or still to come). */
   next(userId: string, event: keyof ServerToClientEvents, match?: (p: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
-  /** Sends a message and approves every tool call of it; resolves with the request's last event. */
-  converse(userId: string, text: string, approved?: boolean): Promise<{ requestId: string; results: Array<Record<string, unknown>>; end: Emitted }>;
+  /** Sends a message (under `plan`, else DEFAULT_PLAN) and approves every tool call of it; resolves with the request's last event. */
+  converse(userId: string, text: string, approved?: boolean, plan?: string): Promise<{ requestId: string; results: Array<Record<string, unknown>>; end: Emitted }>;
   close(): Promise<void>;
 }
 
@@ -66,6 +69,11 @@ export function createChatHarness(
     isReplicaLive?: (replicaId: string) => Promise<boolean>;
     /** Users' files across sandboxes (default: off). */
     workspaces?: Workspaces;
+    /** Plans (default: free and enterprise, DEFAULT_PLAN free, maxInFlight from the settings, workspaceMaxBytes 1 MiB or `workspaceMaxBytes`). */
+    plans?: PlanCatalog;
+    workspaceMaxBytes?: number;
+    /** Quotas (default: counted in memory, closed). */
+    quota?: Quota;
   } = {},
 ): ChatHarness {
   const settings = { ...TEST_CHAT_SETTINGS, ...options.settings };
@@ -80,6 +88,16 @@ export function createChatHarness(
   const leases = createSandboxLeases({ pool, ownership, ensureCurrent: async () => undefined, workspaces, logger });
   const presences = createPresences({ settings, sandbox: leases });
   const approvals = createApprovalRegistry();
+  const plans =
+    options.plans ??
+    createPlanCatalog({
+      plans: { free: { callsPerHour: 100, callsPerDay: 1_000, callsPerMonth: 10_000 }, enterprise: { callsPerHour: null, callsPerDay: null, callsPerMonth: null } },
+      defaultPlan: 'free',
+      maxInFlight: settings.maxRequestsPerUser,
+      workspaceMaxBytes: options.workspaceMaxBytes ?? 1_048_576,
+    });
+  const quotaStore = createMemoryQuotaStore();
+  const quota = options.quota ?? createQuota({ store: quotaStore, failMode: 'closed', logger });
   const events: Emitted[] = [];
   const taken = new Set<Emitted>();
   const waiters = new Set<() => void>();
@@ -88,7 +106,7 @@ export function createChatHarness(
     replicaId,
     provider: options.provider ?? createLocalPlanner(),
     tools: createToolCatalog(pool),
-    sandboxTools: createSandboxTools({ presences, leases, bus, workspaces, isReadOnly: (tool) => ['read_text_file', 'list_directory', 'search_files', 'directory_tree'].includes(tool) }),
+    sandboxTools: createSandboxTools({ presences, leases, bus, workspaces, quota, plans, isReadOnly: (tool) => ['read_text_file', 'list_directory', 'search_files', 'directory_tree'].includes(tool) }),
     presences,
     leases,
     ownership,
@@ -101,6 +119,8 @@ export function createChatHarness(
     },
     logger,
     observer: UNOBSERVED_CHAT,
+    plans,
+    quota,
   });
 
   const next: ChatHarness['next'] = (userId, event, match = () => true, timeoutMs = 5_000) =>
@@ -131,8 +151,8 @@ export function createChatHarness(
     state,
     events,
     next,
-    async converse(userId, text, approved = true) {
-      const { requestId } = await chat.handleMessage(userId, text);
+    async converse(userId, text, approved = true, plan) {
+      const { requestId } = await chat.handleMessage(userId, text, plan === undefined ? undefined : { plan });
       const mine = (p: Record<string, unknown>): boolean => p.requestId === requestId;
       const ended = (): Emitted | undefined => events.find((e) => e.userId === userId && (e.event === 'message:done' || e.event === 'request:error') && mine(e.payload));
       /** The next untaken event of this request among `kinds`, or the request's end. */
@@ -160,6 +180,7 @@ export function createChatHarness(
     async close() {
       await chat.shutdown(0);
       await state.close();
+      await quotaStore.close();
     },
   };
 }

@@ -49,6 +49,19 @@ export function sharedStateContract(name: string, make: (opts: { maxRequestsPerU
       assert.equal(await state.limiter.count(u), 0);
     });
 
+    it('takes a cap given with the acquire (a plan\'s maxInFlight) instead of its own', async () => {
+      const u = user();
+      assert.equal(await state.limiter.tryAcquire(u, 'a', 1), true);
+      assert.equal(await state.limiter.tryAcquire(u, 'b', 1), false);
+      assert.equal(await state.limiter.tryAcquire(u, 'b', 5), true, 'above the limiter\'s own 3');
+      assert.equal(await state.limiter.tryAcquire(u, 'c', 5), true);
+      assert.equal(await state.limiter.tryAcquire(u, 'd', 5), true);
+      assert.equal(await state.limiter.tryAcquire(u, 'e', 5), true);
+      assert.equal(await state.limiter.tryAcquire(u, 'f', 5), false);
+      for (const id of ['a', 'b', 'c', 'd', 'e']) await state.limiter.release(u, id);
+      assert.equal(await state.limiter.count(u), 0);
+    });
+
     it('admits exactly the limit when many acquires race', async () => {
       const u = user();
       const results = await Promise.all(Array.from({ length: 20 }, (_, i) => state.limiter.tryAcquire(u, `p${i}`)));

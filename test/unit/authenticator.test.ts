@@ -4,6 +4,7 @@ import { createAuthenticator, type AuthSettings } from '../../src/auth/authentic
 import { createHostGuard, hostName } from '../../src/auth/host-guard.js';
 import { createOriginPolicy } from '../../src/auth/origins.js';
 import { SandpoolError } from '../../src/errors.js';
+import { createPlanCatalog } from '../../src/plans/plans.js';
 import { TEST_SECRET, makeToken, unsignedToken } from '../support/tokens.js';
 
 const settings = (over: Partial<AuthSettings> = {}): AuthSettings => ({ secret: TEST_SECRET, issuer: undefined, audience: undefined, clockToleranceMs: 5_000, maxLifetimeS: 86_400, ...over });
@@ -23,7 +24,7 @@ describe('token rules (AUTH_SECRET set)', () => {
   it('accepts an HS256 token with sub and exp; the user is its sub and it lasts until exp', async () => {
     const exp = Math.floor(Date.now() / 1000) + 60;
     const identity = await createAuthenticator(settings())({ token: await makeToken({ sub: 'alice', exp }) });
-    assert.deepEqual(identity, { userId: 'alice', expiresAtMs: exp * 1000, scopes: [] });
+    assert.deepEqual(identity, { userId: 'alice', expiresAtMs: exp * 1000, scopes: [], plan: 'free' });
   });
 
   it('reads the token\'s space-separated scope', async () => {
@@ -85,10 +86,39 @@ describe('token rules (AUTH_SECRET set)', () => {
   });
 });
 
+describe('the plan claim', () => {
+  const plans = createPlanCatalog({ plans: { gold: { callsPerHour: 5, callsPerDay: null, callsPerMonth: null }, tin: { callsPerHour: 1, callsPerDay: 1, callsPerMonth: 1 } }, defaultPlan: 'tin', maxInFlight: 5, workspaceMaxBytes: 4096 });
+
+  it('names the user\'s plan; a token without one gets DEFAULT_PLAN', async () => {
+    const auth = createAuthenticator(settings(), plans);
+    assert.equal((await auth({ token: await makeToken({ plan: 'gold' }) })).plan, 'gold');
+    assert.equal((await auth({ token: await makeToken({}) })).plan, 'tin');
+  });
+
+  it('refuses a token naming a plan this server does not have (UNAUTHORIZED, listing the plans), or a plan that is not a string', async () => {
+    const auth = createAuthenticator(settings(), plans);
+    assert.match(await refused(auth({ token: await makeToken({ plan: 'platinum' }) })), /"plan" claim "platinum" is not a plan of this server \(gold, tin\)/);
+    assert.match(await refused(auth({ token: await makeToken({ plan: 7 }) })), /"plan" claim 7 is not a plan/);
+  });
+
+  it('lets the development identity name its plan, checked the same way', async () => {
+    const auth = createAuthenticator(settings({ secret: undefined }), plans);
+    assert.equal((await auth({ userId: 'dev', plan: 'gold' })).plan, 'gold');
+    assert.equal((await auth({ userId: 'dev' })).plan, 'tin');
+    assert.match(await refused(auth({ userId: 'dev', plan: 'nope' })), /plan "nope" is not a plan of this server/);
+  });
+
+  it('knows the built-in plans when given none', async () => {
+    const auth = createAuthenticator(settings());
+    assert.equal((await auth({ token: await makeToken({ plan: 'enterprise' }) })).plan, 'enterprise');
+    assert.match(await refused(auth({ token: await makeToken({ plan: 'gold' }) })), /free, basic, premium, enterprise/);
+  });
+});
+
 describe('development identity (no AUTH_SECRET)', () => {
   it('takes a well-formed userId as is, with no expiry, and refuses anything else', async () => {
     const auth = createAuthenticator(settings({ secret: undefined }));
-    assert.deepEqual(await auth({ userId: 'bob@example' }), { userId: 'bob@example', expiresAtMs: undefined, scopes: [] });
+    assert.deepEqual(await auth({ userId: 'bob@example' }), { userId: 'bob@example', expiresAtMs: undefined, scopes: [], plan: 'free' });
     assert.match(await refused(auth({})), /userId is required/);
     assert.match(await refused(auth({ userId: '../etc' })), /userId is required/);
   });

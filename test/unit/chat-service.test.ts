@@ -30,9 +30,9 @@ function recordingBus(answers: Partial<ReplicaBusHandlers> = {}): ReplicaBus & {
   const routed: Array<{ kind: string; target?: string; userId: string; body: unknown }> = [];
   return {
     routed,
-    async forwardMessage(target, userId, payload) {
+    async forwardMessage(target, userId, payload, plan) {
       routed.push({ kind: 'message', target, userId, body: payload });
-      return answers.message ? answers.message(userId, payload) : { requestId: 'remote-r', sessionId: 'remote-s' };
+      return answers.message ? answers.message(userId, payload, plan) : { requestId: 'remote-r', sessionId: 'remote-s' };
     },
     async forwardApproval(userId, approval: ToolApproval) {
       routed.push({ kind: 'approval', userId, body: approval });

@@ -62,8 +62,9 @@ describe('reading the wire types from src/protocol', () => {
     const types = referencedDeclarations(declarationsOf(source), ['RequestError']).map((d) => d.name);
     assert.deepEqual(types, ['RequestError']);
     const withErrors = referencedDeclarations([...declarationsOf(source), ...declarationsOf(readFileSync(path.join(PROJECT_ROOT, 'src/protocol/errors.ts'), 'utf8'))], ['RequestError']);
-    assert.deepEqual(withErrors.map((d) => d.name), ['RequestError', 'ErrorCode', 'ErrorBody']);
-    assert.match(withErrors[2]?.text ?? '', /^\/\*\* An error as clients receive it/);
+    // ErrorBody's quota fields (QUOTA_EXCEEDED) bring their declarations with them, each before its user.
+    assert.deepEqual(withErrors.map((d) => d.name), ['RequestError', 'ErrorCode', 'QuotaWindow', 'QuotaRefusal', 'ErrorFields', 'ErrorBody']);
+    assert.match(withErrors.find((d) => d.name === 'ErrorBody')?.text ?? '', /^\/\*\* An error as clients receive it/);
   });
 
   it('renders every region, and a document without a region\'s markers is an error', () => {

@@ -81,3 +81,19 @@ describe('errors to clients', () => {
     assert.deepEqual(lines(), []);
   });
 });
+
+describe('a quota refusal on the wire', () => {
+  it('carries plan, window, limit and retryAfterSeconds through toErrorBody, toClientError and back from another replica', async () => {
+    const { quotaExceeded, fromErrorBody } = await import('../../src/errors.js');
+    const { createLogger } = await import('../../src/logger.js');
+    const err = quotaExceeded({ plan: 'free', window: 'day', limit: 1000, retryAfterSeconds: 42 });
+    const fields = { plan: 'free', window: 'day', limit: 1000, retryAfterSeconds: 42 };
+    assert.deepEqual(toErrorBody(err), { code: 'QUOTA_EXCEEDED', message: err.message, ...fields });
+    const body = toClientError(err, createLogger({ level: 'silent' }));
+    assert.deepEqual(body, { code: 'QUOTA_EXCEEDED', message: 'your free plan allows 1000 tool calls per day, and you have used them; one more is allowed in 42 s', ...fields });
+    const back = fromErrorBody(body);
+    assert.equal(back.code, 'QUOTA_EXCEEDED');
+    assert.deepEqual(back.fields, fields);
+    assert.equal(fromErrorBody({ code: 'INTERNAL', message: 'x (log id 1234abcd)', logId: '1234abcd' }).fields, undefined);
+  });
+});

@@ -207,7 +207,7 @@ describe('the gateway\'s verified-token cache', () => {
       verified.push(String(token));
       if (String(token).startsWith('bad')) throw new SandpoolError('UNAUTHORIZED', 'invalid token');
       if (String(token) === 'short' && nowMs >= 1_005_000) throw new SandpoolError('UNAUTHORIZED', 'the token has expired');
-      return { userId: `user-of-${String(token)}`, expiresAtMs: String(token) === 'short' ? 1_005_000 : undefined, scopes: [] };
+      return { userId: `user-of-${String(token)}`, expiresAtMs: String(token) === 'short' ? 1_005_000 : undefined, scopes: [], plan: 'free' };
     };
     const cached = createIdentityCache(authenticate, { maxEntries: 2, now: () => nowMs });
     assert.equal((await cached('short')).userId, 'user-of-short');

@@ -54,6 +54,7 @@ describe('the shutdown plan (its steps and their bounds from SHUTDOWN_* settings
         removeOwnContainers: note('remove'),
         leaveCluster: note('leave'),
         closeSharedState: note('state'),
+        closeQuotaStore: note('quota'),
         closeWorkspaceStore: note('store'),
         quitRedis: note('quit'),
       },
@@ -77,12 +78,13 @@ describe('the shutdown plan (its steps and their bounds from SHUTDOWN_* settings
         ['remove our containers', undefined],
         ['leave the cluster', 2_000],
         ['close shared state', 2_000],
+        ['close the quota store', 2_000],
         ['close the workspace store', 2_000],
         ['quit Redis', 3_000],
       ],
     );
     await runShutdown(steps, { budgetMs: settings.budgetMs, logger: testLogger() });
-    assert.deepEqual(ran, ['sweeps', 'requests 5000', 'sockets', 'mcp', 'http', 'drain', 'remove', 'leave', 'state', 'store', 'quit 2000']);
+    assert.deepEqual(ran, ['sweeps', 'requests 5000', 'sockets', 'mcp', 'http', 'drain', 'remove', 'leave', 'state', 'quota', 'store', 'quit 2000']);
   });
 
   it('gives requests at most a third of a short budget, and every bound follows its setting', () => {

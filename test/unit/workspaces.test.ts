@@ -10,6 +10,7 @@ import { createWorkspaceStore, snapshotRedisOf } from '../../src/workspace/selec
 import type { WorkspaceStore } from '../../src/workspace/workspace-store.js';
 import { createWorkspaces, type Workspaces } from '../../src/workspace/workspaces.js';
 import { createChatHarness, type ChatHarness } from '../support/chat-harness.js';
+import { createPlanCatalog, type PlanCatalog } from '../../src/plans/plans.js';
 import { createFakePool } from '../support/fake-pool.js';
 import { testLogger } from '../support/helpers.js';
 
@@ -18,7 +19,7 @@ afterEach(async () => {
   await Promise.all(harnesses.splice(0).map((h) => h.close()));
 });
 
-function setup(options: { maxBytes?: number; idleMs?: number; store?: WorkspaceStore } = {}): { h: ChatHarness; store: WorkspaceStore; workspaces: Workspaces; observed: string[] } {
+function setup(options: { maxBytes?: number; idleMs?: number; store?: WorkspaceStore; plans?: PlanCatalog } = {}): { h: ChatHarness; store: WorkspaceStore; workspaces: Workspaces; observed: string[] } {
   const store = options.store ?? createFsWorkspaceStore({ dir: mkdtempSync(path.join(os.tmpdir(), 'sandpool-wsu-')) });
   const observed: string[] = [];
   const workspaces = createWorkspaces({
@@ -28,7 +29,13 @@ function setup(options: { maxBytes?: number; idleMs?: number; store?: WorkspaceS
     logger: testLogger(),
     observer: { saved: (_ms, _b, kind) => void observed.push(`save:${kind}`), restored: (_ms, _b, kind) => void observed.push(`restore:${kind}`) },
   });
-  const h = createChatHarness({ pool: createFakePool({ snapshots: true }), workspaces, settings: { sessionIdleTimeoutMs: options.idleMs ?? 60_000 } });
+  const h = createChatHarness({
+    pool: createFakePool({ snapshots: true }),
+    workspaces,
+    settings: { sessionIdleTimeoutMs: options.idleMs ?? 60_000 },
+    workspaceMaxBytes: options.maxBytes ?? 1_000_000,
+    ...(options.plans ? { plans: options.plans } : {}),
+  });
   harnesses.push(h);
   return { h, store, workspaces, observed };
 }
@@ -64,6 +71,23 @@ describe('workspaces: a returning user finds their files', () => {
     const { results } = await h.converse('alice', `write "${'x'.repeat(100)}" to /workspace/b.txt`);
     assert.match(String(results[0]?.content), /more than the 40 bytes a snapshot may keep: this change was not saved, and your last saved files stay as they were/);
     assert.equal((await store.load('alice'))?.version, good?.version);
+  });
+
+  it('a plan\'s workspaceMaxBytes caps its users\' snapshots instead of WORKSPACE_MAX_BYTES', async () => {
+    const plans = createPlanCatalog({
+      plans: { free: { callsPerHour: null, callsPerDay: null, callsPerMonth: null }, roomy: { callsPerHour: null, callsPerDay: null, callsPerMonth: null, workspaceMaxBytes: 4096 } },
+      defaultPlan: 'free',
+      maxInFlight: 5,
+      workspaceMaxBytes: 512,
+    });
+    const { h, store } = setup({ maxBytes: 512, plans });
+    const big = `write "${'y'.repeat(900)}" to /workspace/big.txt`;
+    const { results: refused } = await h.converse('small-user', big);
+    assert.match(String(refused[0]?.content), /more than the 512 bytes a snapshot may keep/);
+    assert.equal(await store.load('small-user'), undefined);
+    const { results: kept } = await h.converse('roomy-user', big, true, 'roomy');
+    assert.doesNotMatch(String(kept[0]?.content), /not saved/);
+    assert.equal((await store.load('roomy-user'))?.files, 1);
   });
 
   it('says a damaged snapshot could not be restored, starts an empty workspace, and keeps serving', async () => {

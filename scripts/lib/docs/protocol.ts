@@ -79,6 +79,10 @@ const ERRORS: Readonly<Record<ErrorCode, Described>> = {
     origin: 'contract',
     meaning: 'More than `MAX_REQUESTS_PER_USER` requests in flight, more than `MAX_SOCKETS_PER_USER` sockets, more than `SOCKET_EVENTS_PER_SECOND` events, or every replica full.',
   },
+  QUOTA_EXCEEDED: {
+    origin: 'contract',
+    meaning: 'A window of the user\'s plan is full (a `message` ack, a `request:error` mid-request, an MCP JSON-RPC error, HTTP 429 with `Retry-After`). `error` also carries `plan`, `window`, `limit` and `retryAfterSeconds`.',
+  },
   UNKNOWN_CALL: { origin: 'contract', meaning: 'No such pending call for this user, including a call that belongs to another user.' },
   POOL_EXHAUSTED: { origin: 'contract', meaning: 'No sandbox within `POOL_ACQUIRE_TIMEOUT_MS`, or more than `POOL_MAX_WAITING_CLIENTS` waiting. Send again later.' },
   SANDBOX_FAILED: { origin: 'contract', meaning: 'A sandbox failed to start or stopped working. Send again to continue in a fresh one; quote the log id to an operator.' },
@@ -91,9 +95,7 @@ const ERRORS: Readonly<Record<ErrorCode, Described>> = {
 };
 
 /** Contract codes this version may not send yet, with the contract's meaning. */
-const CONTRACT_ONLY_ERRORS: Readonly<Record<string, string>> = {
-  QUOTA_EXCEEDED: 'A plan\'s window is full; `error` also carries `plan`, `window`, `limit` and `retryAfterSeconds` (see Plans and quotas).',
-};
+const CONTRACT_ONLY_ERRORS: Readonly<Record<string, string>> = {};
 
 /** The contract's error codes, in its order. */
 export const CONTRACT_ERROR_CODES: readonly string[] = [
