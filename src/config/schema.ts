@@ -349,6 +349,18 @@ export const schema = {
       max: 1_048_576,
       doc: "An idle sandbox's memory (MiB), to count spares against POOL_SPARES_MEMORY_MB. 32 fits the default image (bench:pool reports idleSandboxMemoryMiB); measure your own image.",
     }),
+    parkMax: int('PARK_MAX', {
+      default: 10,
+      min: 0,
+      max: 10_000,
+      doc: "Sandboxes kept frozen (docker pause) on this replica for users whose lease ended (idle, disconnect), each for its user alone; their next message or MCP call resumes it. Beyond it the least recently parked is removed (its files are in the snapshot). Parked sandboxes count against POOL_MAX_SIZE and go first when a new user needs room. 0 = parking off: a lease's end removes its sandbox.",
+    }),
+    parkTtlS: int('PARK_TTL_S', { default: 1_800, min: 1, max: 31_536_000, doc: 'A parked sandbox is removed this long (seconds) after it was parked; the user then gets a fresh one with their snapshot restored.' }),
+    resumeTimeoutMs: int('PARK_RESUME_TIMEOUT_MS', {
+      default: 5_000,
+      min: 100,
+      doc: 'Bound on resuming a parked sandbox (unpause + MCP ping, ms); past it the sandbox is removed and the user gets a fresh one with their snapshot restored.',
+    }),
     runtime: oneOf('POOL_RUNTIME', ['docker', 'process', 'auto'], {
       default: 'auto',
       doc: 'docker | process | auto. auto = Docker when the engine answers, else child processes (NOT isolated; refused when NODE_ENV=production).',
