@@ -90,6 +90,8 @@ export function createSandboxLeases(options: SandboxLeasesOptions): SandboxLease
 
   /** The user's present (not ended) presence holding a sandbox here. */
   const holderOf = (userId: string): Presence | undefined => [...held.keys()].find((p) => p.userId === userId && !p.ended);
+  /** Sandboxes of a user being saved and parked or released: the user's next lease waits for it (it may resume what is being parked). */
+  const leaving = new Map<string, Promise<void>>();
   const busyWith = (userId: string): boolean => holderOf(userId) !== undefined || [...acquiring.keys()].some((p) => p.userId === userId);
 
   // A parked sandbox removed behind its user's back (count, ttl, demand, shutdown) takes its claim along:
@@ -99,11 +101,19 @@ export function createSandboxLeases(options: SandboxLeasesOptions): SandboxLease
     void ownership.release(userId);
   });
 
-  async function release(presence: Presence, why: string, park = false): Promise<void> {
+  function release(presence: Presence, why: string, park = false): Promise<void> {
     const lease = held.get(presence);
     held.delete(presence);
-    if (!lease) return;
+    if (!lease) return Promise.resolve();
     const { userId } = presence;
+    const done = letGo(userId, lease, why, park).finally(() => {
+      if (leaving.get(userId) === done) leaving.delete(userId);
+    });
+    leaving.set(userId, done);
+    return done;
+  }
+
+  async function letGo(userId: string, lease: UserLease, why: string, park: boolean): Promise<void> {
     log.info({ user: userId, sandbox: lease.sandbox.id.slice(0, 12), why }, park ? 'parking sandbox' : 'releasing sandbox');
     // A change not saved yet (its save failed) gets one more try: a parked sandbox may be evicted, and a released one goes.
     if (lease.sandbox.isUsable()) await workspaces.save(userId, lease.sandbox);
@@ -146,6 +156,8 @@ export function createSandboxLeases(options: SandboxLeasesOptions): SandboxLease
       if (pending) return { lease: (await pending).lease, startedFresh: 'no' };
       pending = (async () => {
         // The user's previous sandbox lived on a replica that died: its files are gone (unless saved).
+        // Their sandbox here may be on its way to being parked: it is theirs to resume once it is.
+        await leaving.get(presence.userId)?.catch(() => undefined);
         if (await ownership.claim(presence.userId)) startedFresh = 'after-loss';
         // The user's own sandbox, parked here when they left: thawed, with their files and processes.
         const resumed = await pool.resume(presence.userId);

@@ -9,8 +9,12 @@ import type { PoolStats } from '../../src/pool/pool-stats.js';
 import { createOrphanSweeper } from '../../src/orphans/orphan-sweeper.js';
 import { createDockerRuntime } from '../../src/runtime/docker-runtime.js';
 import { LABELS } from '../../src/runtime/types.js';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { converse } from '../support/conversation.js';
-import { dockerInspect, dockerPs, emitAck, execFileAsync, testConfig, testLogger, uniqueReplica, userSockets, waitFor } from '../support/helpers.js';
+import { startCluster, type RunningCluster } from '../support/cluster.js';
+import { dockerInspect, dockerPs, emitAck, execFileAsync, testConfig, testLogger, textOf, uniqueReplica, userSockets, waitFor } from '../support/helpers.js';
 
 /*
  * Parked sandboxes on the real engine (docs/architecture.md, "Parked
@@ -224,5 +228,73 @@ describe('the sweeper and the reaper on paused containers', () => {
     const { removed } = await sweeper(uniqueReplica('pk-me')).removeDeadReplica(dead, Date.now() - 120_000);
     assert.deepEqual(removed, [id]);
     assert.equal(await exists(id), false);
+  });
+});
+
+describe('parked sandboxes across replicas (npm run cluster: Redis, 2 replicas, nginx)', () => {
+  let cluster: RunningCluster;
+  const killed = new Set<string>();
+
+  after(async () => {
+    users.closeAll();
+    await cluster?.stop();
+    for (const r of cluster?.state.replicas ?? []) assert.deepEqual(await dockerPs({ [LABELS.replica]: r.id }), [], `containers of ${r.id} left behind`);
+  });
+
+  const replicaStats = async (url: string): Promise<PoolStats> => (await (await fetch(`${url}/stats/pool`)).json()) as PoolStats;
+  const resumesOn = async (url: string): Promise<number> => Number(/^sandpool_park_resumes_total\{[^}]*\} (\d+)$/m.exec(await (await fetch(`${url}/metrics`)).text())?.[1] ?? 0);
+
+  /** One MCP tools/call as the user, against one replica directly. */
+  async function mcpCall(url: string, userId: string, name: string, args: Record<string, unknown>): Promise<string> {
+    const transport = new StreamableHTTPClientTransport(new URL(`${url}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${userId}` } } });
+    const client = new Client({ name: 'park-test', version: '1' });
+    await client.connect(transport);
+    try {
+      return textOf((await client.callTool({ name, arguments: args })) as CallToolResult);
+    } finally {
+      await transport.terminateSession().catch(() => undefined);
+      await client.close();
+    }
+  }
+
+  it('resumes a user\'s parked sandbox wherever they come back: a message on the other replica, an MCP call on the other replica', async () => {
+    cluster = await startCluster(2, { POOL_MIN_SIZE: '1', PARK_MAX: '4', SESSION_DISCONNECT_GRACE_MS: '200', HEARTBEAT_INTERVAL_MS: '500' });
+    const [a, b] = cluster.state.replicas;
+    assert.ok(a && b);
+
+    // Parked on A; the user returns on B with a chat message: routed to A and resumed there.
+    const onA = await users.connect(a.url, 'pkc-chat');
+    await chat(onA.socket, 'write "parked on A" to /workspace/f.txt');
+    onA.socket.close();
+    await waitFor('parked on A', async () => (await replicaStats(a.url)).parked === 1, 15_000, 100);
+    const bActive = (await replicaStats(b.url)).acquired;
+    const onB = await users.connect(b.url, 'pkc-chat');
+    assert.deepEqual(await chat(onB.socket, 'read /workspace/f.txt'), ['parked on A']);
+    assert.equal(await resumesOn(a.url), 1, 'resumed on A');
+    assert.equal((await replicaStats(a.url)).parked, 0);
+    assert.equal((await replicaStats(b.url)).acquired, bActive, 'B leased no sandbox of its own');
+    onB.socket.close();
+
+    // Parked on B (MCP session ended there); the user's next MCP call arrives on A: routed to B and resumed there.
+    assert.match(await mcpCall(b.url, 'pkc-mcp', 'write_file', { path: '/workspace/m.txt', content: 'parked on B' }), /Successfully wrote/);
+    await waitFor('parked on B', async () => (await replicaStats(b.url)).parked === 1, 15_000, 100);
+    assert.equal(await mcpCall(a.url, 'pkc-mcp', 'read_text_file', { path: '/workspace/m.txt' }), 'parked on B');
+    assert.equal(await resumesOn(b.url), 1, 'resumed on B');
+  });
+
+  it('replica death: a survivor serves the user of a parked sandbox from the snapshot, and removes the frozen container', async () => {
+    const [a, b] = cluster.state.replicas;
+    assert.ok(a && b);
+    const onA = await users.connect(a.url, 'pkc-death');
+    await chat(onA.socket, 'write "in the snapshot" to /workspace/d.txt');
+    onA.socket.close();
+    await waitFor('parked on A', async () => (await replicaStats(a.url)).parked >= 1, 15_000, 100);
+    process.kill(a.pid, 'SIGKILL');
+    killed.add(a.id);
+    await waitFor("the dead replica's containers (the frozen one too) removed by the survivor", async () => (await dockerPs({ [LABELS.replica]: a.id })).length === 0, 30_000, 200);
+    const onB = await users.connect(b.url, 'pkc-death');
+    const [content] = await chat(onB.socket, 'read /workspace/d.txt');
+    assert.match(content ?? '', /in the snapshot/);
+    onB.socket.close();
   });
 });

@@ -47,6 +47,8 @@ export interface FakePool extends SandboxSource {
   snapshots: boolean;
   /** Whether a lease's park keeps its sandbox (PARK_MAX > 0); off by default: park releases. */
   parking: boolean;
+  /** Makes a park take this long (the engine's pause). */
+  parkDelayMs: number;
   /** The next resumes fail (the sandbox is released, as the pool removes it). */
   failResumes: number;
   /** Parked sandboxes by user. */
@@ -86,6 +88,7 @@ export function createFakePool(options: { workspaceDir?: string; snapshots?: boo
   const pool: FakePool = {
     sandboxes,
     parking: false,
+    parkDelayMs: 0,
     failResumes: 0,
     parked,
     evict(userId, reason) {
@@ -180,6 +183,7 @@ export function createFakePool(options: { workspaceDir?: string; snapshots?: boo
           sb.released = true;
         },
         async park(userId) {
+          if (pool.parkDelayMs > 0) await sleep(pool.parkDelayMs);
           if (!pool.parking || sb.dead) {
             sb.released = true;
             return false;

@@ -72,6 +72,21 @@ describe('sandbox leases with parking', () => {
     await presences.closeAll();
   });
 
+  it('a lease that comes while the sandbox is being parked waits for it and resumes it (no second sandbox)', async () => {
+    const { presences, leases, pool } = setup();
+    pool.parkDelayMs = 100;
+    const presence = presences.attach('alice');
+    const id = await write(leases, presences, 'alice', 'a.txt', 'x');
+    const parking = leases.release(presence, 'idle timeout', true);
+    const back = await leases.lease(presence);
+    await parking;
+    assert.equal(back.lease.sandbox.id, id);
+    assert.equal(back.resumed, true);
+    assert.equal(pool.sandboxes.length, 1);
+    assert.equal(pool.parked.size, 0);
+    await presences.closeAll();
+  });
+
   it('an idle timeout parks the sandbox while the socket stays; the next call resumes it', async () => {
     const { presences, leases, pool } = setup({ idleMs: 1_000 });
     presences.attach('alice');
