@@ -1,5 +1,5 @@
 /**
- * npm run bench:resume [-- --users N] [--json] [--save | --out FILE]
+ * npm run bench:resume [-- --users N] [--think-ms MS] [--json] [--save | --out FILE]
  *
  * The same returning users served three ways in one run, on one replica
  * (in this process, Docker sandboxes, an fs snapshot store in a temp dir):
@@ -14,7 +14,9 @@
  *
  * Each user connects over Socket.IO, sends "read /workspace/f.txt", approves
  * the tool call and leaves; the latency is from the message to its first
- * `tool:result`. Users go one at a time, each once the pool has no start or
+ * `tool:result`. The message goes --think-ms after the socket connected
+ * (default 0: at once, the worst case for a resume, which starts when the
+ * user's socket opens and so overlaps the user's typing in real use). Users go one at a time, each once the pool has no start or
  * removal in flight: the latency is the path's own, not a queue's. CPU-s per
  * user: the whole machine's busy time (/proc/stat) over a mode's users, from
  * the first one's arrival until the pool settled after the last one left (a
@@ -45,6 +47,7 @@ const execFileAsync = promisify(execFile);
 const { values } = parseArgs({
   options: {
     users: { type: 'string', default: '20' },
+    'think-ms': { type: 'string', default: '0' },
     json: { type: 'boolean', default: false },
     save: { type: 'boolean', default: false },
     out: { type: 'string' },
@@ -53,6 +56,11 @@ const { values } = parseArgs({
 const users = Number(values.users);
 if (!Number.isInteger(users) || users < 1 || users > 200) {
   process.stderr.write('bench:resume: --users takes a whole number from 1 to 200\n');
+  process.exit(2);
+}
+const thinkMs = Number(values['think-ms']);
+if (!Number.isInteger(thinkMs) || thinkMs < 0 || thinkMs > 60_000) {
+  process.stderr.write('bench:resume: --think-ms takes a whole number of ms from 0 to 60000\n');
   process.exit(2);
 }
 const outFile = benchResultFileOrExit('bench:resume', 'resume.json', values);
@@ -108,6 +116,7 @@ async function visit(app: Sandpool, userId: string, text: string): Promise<{ ms:
       socket.once('connect', () => resolve());
       socket.once('connect_error', reject);
     });
+    if (thinkMs > 0) await sleep(thinkMs);
     return await new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`${userId}: no tool:result within 60 s`)), 60_000);
       let started = 0;
@@ -221,6 +230,7 @@ try {
   const ratio = (a: number | null, b: number | null): number | null => (a === null || b === null || b === 0 ? null : Math.round((a / b) * 100) / 100);
   const result = {
     users,
+    thinkMs,
     resumed: resumed.latencyMs,
     restored: restored.latencyMs,
     newUser: newUser.latencyMs,

@@ -29,6 +29,8 @@ export interface PresenceSandbox {
   release(presence: Presence, why: string, park?: boolean): Promise<void>;
   /** The presence ended: once a lease being acquired for it has settled, its sandbox goes (parked when `park`). */
   releaseEnded(presence: Presence, why: string, park?: boolean): Promise<void>;
+  /** A socket or MCP session of the user opened here: a sandbox parked for them may start thawing before their first call. */
+  returning?(presence: Presence): void;
 }
 
 /** Who is here: users' presences on this replica, held by their sockets and MCP sessions. */
@@ -161,6 +163,7 @@ export function createPresences(options: PresencesOptions): Presences {
       entry.holders++;
       clearTimeout(entry.graceTimer);
       entry.graceTimer = undefined;
+      sandbox.returning?.(entry.presence);
       return entry.presence;
     },
     detach(userId, graceMs = settings.disconnectGraceMs) {

@@ -132,8 +132,13 @@ export function createSandboxLeases(options: SandboxLeasesOptions): SandboxLease
     if (!busyWith(userId)) await ownership.release(userId);
   }
 
-  return {
+  const leases: SandboxLeases = {
     release,
+    returning(presence) {
+      // The unpause (tens of ms on the engine) overlaps the user typing: their first call finds it thawed, or joins this lease.
+      if (held.has(presence) || acquiring.has(presence) || !pool.parkedUsers().includes(presence.userId)) return;
+      void leases.lease(presence).catch((err: unknown) => log.debug({ user: presence.userId, err: errorMessage(err) }, 'no early resume'));
+    },
     async releaseEnded(presence, why, park) {
       // A lease still being acquired is released by its own acquire, which sees the presence ended.
       const pending = acquiring.get(presence);
@@ -212,4 +217,5 @@ export function createSandboxLeases(options: SandboxLeasesOptions): SandboxLease
       }
     },
   };
+  return leases;
 }

@@ -87,6 +87,21 @@ describe('sandbox leases with parking', () => {
     await presences.closeAll();
   });
 
+  it('a socket of the returning user starts the resume before their first call, which then finds it thawed', async () => {
+    const { presences, leases, pool } = setup({ graceMs: 20 });
+    presences.attach('alice');
+    const id = await write(leases, presences, 'alice', 'a.txt', 'x');
+    presences.detach('alice');
+    await waitFor('parked', () => pool.parked.has('alice'), 2_000, 5);
+    const presence = presences.attach('alice');
+    await waitFor('resumed on connect', () => !pool.parked.has('alice') && leases.leasedUsers().includes('alice'), 2_000, 5);
+    const first = await leases.lease(presence);
+    assert.equal(first.lease.sandbox.id, id);
+    assert.equal(first.startedFresh, 'no');
+    assert.equal(pool.sandboxes.length, 1);
+    await presences.closeAll();
+  });
+
   it('an idle timeout parks the sandbox while the socket stays; the next call resumes it', async () => {
     const { presences, leases, pool } = setup({ idleMs: 1_000 });
     presences.attach('alice');
