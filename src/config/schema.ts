@@ -138,11 +138,11 @@ export const schema = {
       max: 1000,
       doc: 'Requests in flight per user (from accepted until message:done / request:error, approval waits included); more are refused with TOO_MANY_REQUESTS.',
     }),
-    sessionIdleTimeoutMs: int('SESSION_IDLE_TIMEOUT_MS', { default: 600_000, min: 1000, doc: 'A user\'s sandbox is destroyed after this long without activity (ms).' }),
+    sessionIdleTimeoutMs: int('SESSION_IDLE_TIMEOUT_MS', { default: 600_000, min: 1000, doc: 'A user\'s sandbox is parked (PARK_MAX) or destroyed after this long without activity (ms).' }),
     disconnectGraceMs: int('SESSION_DISCONNECT_GRACE_MS', {
       default: 30_000,
       min: 0,
-      doc: 'After a user\'s last socket disconnects: cancel their requests and destroy the sandbox after this long (ms). A reconnect within it keeps everything.',
+      doc: 'After a user\'s last socket disconnects: cancel their requests and park (PARK_MAX) or destroy the sandbox after this long (ms). A reconnect within it keeps everything.',
     }),
     toolApprovalTimeoutMs: int('TOOL_APPROVAL_TIMEOUT_MS', { default: 120_000, min: 100, doc: 'A tool call not approved within this long is refused (reported to the model) (ms).' }),
     toolCallTimeoutMs: int('TOOL_CALL_TIMEOUT_MS', { default: 60_000, min: 100, doc: 'Bound on one tool call inside the sandbox (ms).' }),
