@@ -201,18 +201,17 @@ describe('docker-compose.scale.yml end to end: Redis, 4 replicas, nginx', () => 
     assert.equal((await converse(socket, 'read /workspace/after.txt')).contents[0], 'after');
   });
 
-  it('a replica killed with SIGKILL loses its sandboxes to the survivors within seconds (its container, found by hostname through the socket proxy, is not running)', { timeout: 120_000 }, async () => {
+  it('a replica killed with SIGKILL loses its sandboxes to the survivors far sooner than the grace (its container, found by hostname through the socket proxy, is not running)', { timeout: 240_000 }, async () => {
     const { socket, session } = await connectWithToken(url, 'kill-user', env.AUTH_SECRET ?? '', true);
     await converse(socket, 'write "x" to /workspace/x.txt');
     const victim = containerOfReplica(session.replica);
     assert.ok((await dockerPs({ [LABELS.replica]: session.replica })).length >= 1, 'the victim holds no sandbox');
-    const killedAt = Date.now();
     await docker(['kill', '-s', 'KILL', victim]);
-    // Heartbeat TTL (3 x 2 s) + a reaper interval + removal; without the owner
-    // lookup it would take DEAD_REPLICA_GRACE_MS (5 min).
-    await waitFor('the killed replica\'s sandboxes to be removed', async () => (await dockerPs({ [LABELS.replica]: session.replica })).length === 0, 60_000, 500);
-    const tookS = (Date.now() - killedAt) / 1000;
-    assert.ok(tookS < 30, `took ${tookS} s`);
+    // Heartbeat TTL (3 x 2 s) + a reaper interval + removal: seconds. Without
+    // the owner lookup it would wait for DEAD_REPLICA_GRACE_MS (5 min), so a
+    // removal within 2 min shows the lookup worked (the wait is generous for a
+    // busy machine: speed is for benchmarks, not tests).
+    await waitFor('the killed replica\'s sandboxes to be removed (far sooner than the 5 min grace)', async () => (await dockerPs({ [LABELS.replica]: session.replica })).length === 0, 120_000, 500);
     const back = await nextEvent(socket, 'session', () => true, 60_000);
     assert.notEqual(back.replica, session.replica);
     assert.match((await converse(socket, 'list files in /workspace')).done, /list_directory/);

@@ -173,18 +173,17 @@ describe('the scale stack on Docker Swarm (npm run swarm:up / swarm:down)', () =
     assert.ok((done.replicas as string[]).every((r) => !initial.includes(r)), 'a replica survived the update');
   });
 
-  it('a task killed with SIGKILL loses its sandboxes to the survivors within seconds (its container, found by hostname through the socket proxy, is not running)', { timeout: 180_000 }, async () => {
+  it('a task killed with SIGKILL loses its sandboxes to the survivors far sooner than the grace (its container, found by hostname through the socket proxy, is not running)', { timeout: 240_000 }, async () => {
     const replicas = (await docker(['ps', '--format', '{{.Label "com.docker.swarm.task.id"}} {{.ID}}', '--filter', `label=${APP_TASKS}`])).split('\n').filter(Boolean);
     const victim = replicas[0]?.split(' ')[1] ?? '';
     assert.ok(victim, 'no app task runs');
     const host = victim.slice(0, 12);
     const replica = `${host}-3000`;
     await waitFor('the victim to hold a sandbox', async () => (await dockerPs({ [LABELS.replica]: replica })).length >= 1, 60_000, 500);
-    const killedAt = Date.now();
     await docker(['kill', '-s', 'KILL', victim]);
-    await waitFor('the killed task\'s sandboxes to be removed', async () => (await dockerPs({ [LABELS.replica]: replica })).length === 0, 90_000, 500);
-    const tookS = (Date.now() - killedAt) / 1000;
-    assert.ok(tookS < 30, `took ${tookS} s (DEAD_REPLICA_GRACE_MS would be 300 s)`);
+    // Without the owner lookup the removal would wait for DEAD_REPLICA_GRACE_MS (300 s):
+    // within 2 min shows the lookup worked, with room for a busy machine.
+    await waitFor('the killed task\'s sandboxes to be removed (far sooner than the 5 min grace)', async () => (await dockerPs({ [LABELS.replica]: replica })).length === 0, 120_000, 500);
   });
 
   it('npm run swarm:down removes the stack and leaves no sandbox behind', { timeout: 300_000 }, async () => {

@@ -236,7 +236,8 @@ describe('ContainerPool on a real Docker engine', () => {
     await Promise.all([expectCode(pool.acquire(), 'POOL_EXHAUSTED'), expectCode(pool.acquire(), 'POOL_EXHAUSTED')]);
     // The refill for the held one plus one start for the waiters: two spares, min is 1.
     await waitFor('both late starts', () => pool.stats().created === 3, 30_000);
-    await waitFor('trimmed to min', () => pool.stats().idle === 1 && pool.stats().destroyed === 1, 10_000);
+    // Generous: on a busy machine the removal itself can take seconds.
+    await waitFor('trimmed to min', () => pool.stats().idle === 1 && pool.stats().destroyed === 1, 30_000);
     // And it stays at min: nothing trimmed below it and refilled.
     const lowest = await lowestDuring(() => pool.stats().idle, 1500);
     const s = pool.stats();
