@@ -92,12 +92,15 @@ export function createSandboxLeases(options: SandboxLeasesOptions): SandboxLease
   const holderOf = (userId: string): Presence | undefined => [...held.keys()].find((p) => p.userId === userId && !p.ended);
   /** Sandboxes of a user being saved and parked or released: the user's next lease waits for it (it may resume what is being parked). */
   const leaving = new Map<string, Promise<void>>();
+  /** Wipes in progress: a lease that starts meanwhile waits, so it neither resumes nor restores what is being wiped. */
+  const wiping = new Map<string, Promise<void>>();
   const busyWith = (userId: string): boolean => holderOf(userId) !== undefined || [...acquiring.keys()].some((p) => p.userId === userId);
 
   // A parked sandbox removed behind its user's back (count, ttl, demand, shutdown) takes its claim along:
   // their next call may then start anywhere. Not when the user is being served here again, nor when another replica took the claim.
   pool.onParkedEvicted((userId, reason) => {
-    if (reason === 'ownership' || busyWith(userId)) return;
+    // Nor while this user's sandbox is being parked here (an older one of theirs made way for it).
+    if (reason === 'ownership' || busyWith(userId) || leaving.has(userId)) return;
     void ownership.release(userId);
   });
 
@@ -132,6 +135,25 @@ export function createSandboxLeases(options: SandboxLeasesOptions): SandboxLease
     if (!busyWith(userId)) await ownership.release(userId);
   }
 
+  async function wipeNow(userId: string): Promise<void> {
+    // A sandbox of theirs on its way in (a resume, an acquire) or out (being parked) settles first: the wipe then finds it.
+    await Promise.allSettled([...[...acquiring].filter(([p]) => p.userId === userId).map(([, pending]) => pending), leaving.get(userId)]);
+    const presence = holderOf(userId);
+    const lease = presence ? held.get(presence) : undefined;
+    if (presence && lease) {
+      held.delete(presence);
+      await workspaces.wipe(userId, lease.sandbox);
+      workspaces.forget(lease.sandbox);
+      log.info({ user: userId, sandbox: lease.sandbox.id.slice(0, 12) }, 'wiping the workspace: releasing its sandbox');
+      await lease.release().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'release failed'));
+      await ownership.release(userId);
+    } else {
+      // A parked sandbox goes without a last snapshot; its removal drops the claim.
+      if (pool.evictParked(userId, 'wipe')) log.info({ user: userId }, 'wiping the workspace: removing its parked sandbox');
+      await workspaces.wipe(userId);
+    }
+  }
+
   const leases: SandboxLeases = {
     release,
     returning(presence) {
@@ -161,8 +183,9 @@ export function createSandboxLeases(options: SandboxLeasesOptions): SandboxLease
       if (pending) return { lease: (await pending).lease, startedFresh: 'no' };
       pending = (async () => {
         // The user's previous sandbox lived on a replica that died: its files are gone (unless saved).
-        // Their sandbox here may be on its way to being parked: it is theirs to resume once it is.
-        await leaving.get(presence.userId)?.catch(() => undefined);
+        // Their sandbox here may be on its way to being parked (it is theirs to resume once it is), or being wiped.
+        // Both read now, at once: a wipe that began earlier is waited for, and a later one waits for this lease.
+        await Promise.allSettled([leaving.get(presence.userId), wiping.get(presence.userId)]);
         if (await ownership.claim(presence.userId)) startedFresh = 'after-loss';
         // The user's own sandbox, parked here when they left: thawed, with their files and processes.
         const resumed = await pool.resume(presence.userId);
@@ -192,21 +215,12 @@ export function createSandboxLeases(options: SandboxLeasesOptions): SandboxLease
       if (restore?.kind === 'restored') options.observer?.returningUser('restored');
       return { lease, startedFresh, restore };
     },
-    async wipe(userId) {
-      const presence = holderOf(userId);
-      const lease = presence ? held.get(presence) : undefined;
-      if (presence && lease) {
-        held.delete(presence);
-        await workspaces.wipe(userId, lease.sandbox);
-        workspaces.forget(lease.sandbox);
-        log.info({ user: userId, sandbox: lease.sandbox.id.slice(0, 12) }, 'wiping the workspace: releasing its sandbox');
-        await lease.release().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'release failed'));
-        await ownership.release(userId);
-      } else {
-        // A parked sandbox goes without a last snapshot; its removal drops the claim.
-        if (pool.evictParked(userId, 'wipe')) log.info({ user: userId }, 'wiping the workspace: removing its parked sandbox');
-        await workspaces.wipe(userId);
-      }
+    wipe(userId) {
+      const done = wipeNow(userId).finally(() => {
+        if (wiping.get(userId) === done) wiping.delete(userId);
+      });
+      wiping.set(userId, done);
+      return done;
     },
     leasedUsers: () => [...new Set([...[...held.keys()].map((p) => p.userId), ...pool.parkedUsers()])],
     giveUp(userIds) {

@@ -267,6 +267,10 @@ describe('parked sandboxes across replicas (npm run cluster: Redis, 2 replicas, 
     await chat(onA.socket, 'write "parked on A" to /workspace/f.txt');
     onA.socket.close();
     await waitFor('parked on A', async () => (await replicaStats(a.url)).parked === 1, 15_000, 100);
+    await waitFor('the cluster view counts it', async () => {
+      const view = (await (await fetch(`${b.url}/stats/pool?scope=cluster`)).json()) as { totals: { parked: number } };
+      return view.totals.parked === 1;
+    }, 10_000, 200);
     const bActive = (await replicaStats(b.url)).acquired;
     const onB = await users.connect(b.url, 'pkc-chat');
     assert.deepEqual(await chat(onB.socket, 'read /workspace/f.txt'), ['parked on A']);

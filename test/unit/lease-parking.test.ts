@@ -175,6 +175,23 @@ describe('sandbox leases with parking', () => {
     await presences.closeAll();
   });
 
+  it('a wipe while the returning user\'s sandbox is being resumed waits for it, then removes it', async () => {
+    const { presences, leases, pool, store } = setup({ graceMs: 20 });
+    presences.attach('alice');
+    const id = await write(leases, presences, 'alice', 'a.txt', 'gone soon');
+    presences.detach('alice');
+    await waitFor('parked', () => pool.parked.has('alice'), 2_000, 5);
+    const presence = presences.attach('alice');
+    // The resume the socket started is under way (the fake resumes in a microtask): the wipe must not miss it.
+    await leases.wipe('alice');
+    assert.equal(pool.sandboxes.find((s) => s.id === id)?.released, true, 'the resumed sandbox went with the wipe');
+    assert.equal(await store.load('alice'), undefined);
+    const back = await leases.lease(presence);
+    assert.notEqual(back.lease.sandbox.id, id);
+    assert.equal((await back.lease.callTool('read_text_file', { path: '/workspace/a.txt' })).isError, true);
+    await presences.closeAll();
+  });
+
   it('a claim another replica took over removes the parked sandbox (giveUp)', async () => {
     const { presences, leases, pool } = setup({ graceMs: 20 });
     presences.attach('alice');
