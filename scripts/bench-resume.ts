@@ -150,6 +150,9 @@ async function idleRate(ms: number): Promise<number> {
 interface ModeResult {
   latencyMs: Percentiles;
   cpuSecondsPerUser: number;
+  /** Before the idle baseline is taken off, and the baseline itself (CPU-s per second): what the machine did besides. */
+  rawCpuSecondsPerUser: number;
+  idleBaselineCpuPerSecond: number;
   samples: number;
 }
 
@@ -166,8 +169,16 @@ async function mode(name: string, app: Sandpool, ids: string[], expect: (id: str
     await settled(app, parkedAfter(i));
   }
   const seconds = (performance.now() - t0) / 1000;
-  const busy = (machineTicks().busy - cpu0) / ticksPerSecond - baseline * seconds;
-  const result = { latencyMs: percentilesOf(ms), cpuSecondsPerUser: Math.round((busy / ids.length) * 1000) / 1000, samples: ids.length };
+  const raw = (machineTicks().busy - cpu0) / ticksPerSecond;
+  const busy = raw - baseline * seconds;
+  const per = (n: number): number => Math.round((n / ids.length) * 1000) / 1000;
+  const result = {
+    latencyMs: percentilesOf(ms),
+    cpuSecondsPerUser: per(busy),
+    rawCpuSecondsPerUser: per(raw),
+    idleBaselineCpuPerSecond: Math.round(baseline * 1000) / 1000,
+    samples: ids.length,
+  };
   say(`${name}: p50 ${result.latencyMs.p50} ms, p95 ${result.latencyMs.p95} ms, p99 ${result.latencyMs.p99} ms; ${result.cpuSecondsPerUser} CPU-s per user (idle baseline ${baseline.toFixed(3)} CPU-s/s)`);
   return result;
 }
@@ -214,6 +225,11 @@ try {
     if (content !== id) throw new Error(`${id} read "${content.slice(0, 200)}", not their own file`);
   };
   const resumed = await mode('resumed', app, returning, own, () => users);
+  // The replica's own view of a resume (unpause + MCP ping), from its histogram: the part of the latency that is the engine's.
+  const metrics = await (await fetch(`${app.url}/metrics`)).text();
+  const metric = (name: string): number => Number(new RegExp(`^${name}\\{[^}]*\\} ([0-9.e+-]+)$`, 'm').exec(metrics)?.[1] ?? Number.NaN);
+  const resumeServerMeanMs = Math.round((metric('sandpool_park_resume_seconds_sum') / metric('sandpool_park_resume_seconds_count')) * 1000 * 10) / 10;
+  say(`resume on the replica (unpause + ping), mean ${resumeServerMeanMs} ms`);
   await app.stop();
   app = undefined;
 
@@ -227,6 +243,7 @@ try {
   await app.stop();
   app = undefined;
 
+  const pick = (m: ModeResult): { rawCpuSecondsPerUser: number; idleBaselineCpuPerSecond: number } => ({ rawCpuSecondsPerUser: m.rawCpuSecondsPerUser, idleBaselineCpuPerSecond: m.idleBaselineCpuPerSecond });
   const ratio = (a: number | null, b: number | null): number | null => (a === null || b === null || b === 0 ? null : Math.round((a / b) * 100) / 100);
   const result = {
     users,
@@ -237,11 +254,13 @@ try {
     cpuPerResumedUser: resumed.cpuSecondsPerUser,
     cpuPerRestoredUser: restored.cpuSecondsPerUser,
     cpuPerNewUser: newUser.cpuSecondsPerUser,
+    cpuDetail: { resumed: pick(resumed), restored: pick(restored), newUser: pick(newUser) },
     ratios: {
       restoredOverResumedP50: ratio(restored.latencyMs.p50, resumed.latencyMs.p50),
       restoredOverResumedP95: ratio(restored.latencyMs.p95, resumed.latencyMs.p95),
       cpuRestoredOverResumed: ratio(restored.cpuSecondsPerUser, resumed.cpuSecondsPerUser),
     },
+    resumeServerMeanMs,
     parkedMemoryMiB: { p50: round(memory.p50), p95: round(memory.p95), p99: round(memory.p99) },
     cpus: os.availableParallelism(),
     at: new Date().toISOString(),
