@@ -1,117 +1,238 @@
 /**
- * npm run bench:mcp [-- --users N] [--reads R] [--waves W] [--workspace-store fs|none] [--overlap] [--url URL] [--json] [--save | --out FILE]
+ * npm run bench:mcp [-- --users N] [--calls C] [--rounds R] [--waves W] [--protocol 2026-07-28|2025-11-25]
+ *                      [--client sdk|raw] [--workspace-store fs|none] [--cpu-prof] [--json] [--save | --out FILE]
  *
- * N MCP clients (the official SDK, Streamable HTTP; default 20) at the same
- * time against one replica. Each opens a session, makes its first tools/call
- * (write a small file: the user's sandbox is taken from the warm spares), then
- * R calls reading that file back in the sandbox it now holds. The reads start
- * once every user of the wave made their first call and the pool has
- * replaced the spares they took (no start in flight): held-sandbox latency,
- * not the cost of N sandbox starts, which bench:pool measures. --overlap
- * starts each user's reads right after its first call instead, while those
- * starts run (what a replica taking new users sees). Reports, at the
- * client, the first call's latency and the held-sandbox read latency
- * (p50/p95/p99) and the errors. Without --url it starts one replica
- * (`node dist/src/main.js`) with a warm spare per user (POOL_MIN_SIZE = N + 2)
- * and stops it afterwards; with --url it watches no pool (reads start once
- * every first call is done). --waves W runs W such groups of new users one
- * after another, each once the pool holds a spare per user again and has no
- * start or removal in flight, for more first-call samples "while spares
- * last". --workspace-store (default fs) sets the replica's WORKSPACE_STORE:
- * `none` shows what the snapshot after each write adds to a call.
+ * The gateway's overhead as a ratio: in one run, the same tool call
+ * (`list_directory /workspace`, read-only, in a sandbox the user holds) made
+ * three ways, against one replica this bench starts (with nginx in front):
+ *
+ *   (a) direct: from inside the replica's process, with the stdio MCP client
+ *       it holds for the user's sandbox (no HTTP, no gateway);
+ *   (b) replica: an MCP client (the v2 SDK, --protocol, default 2026-07-28)
+ *       over Streamable HTTP straight to the replica's /mcp;
+ *   (c) nginx: the same client through nginx (nginx/sandpool.conf.template).
+ *
+ * N users (default 1) at the same time; each first makes its first call as a
+ * new user (a warm spare, the fs workspace store: what a new user waits for),
+ * then writes a small file, then R rounds (default 4) of C/R calls each way
+ * (default C = 400), the order of the ways turning each round so drift in the
+ * machine's load falls on all three. Reports p50/p95/p99 of each way, the
+ * ratios b/a and c/a, the replica's CPU per call of each way (its
+ * process.cpuUsage over that way's calls / their number), the first call
+ * against the held call, and the goals (at one user: b/a p50 <= 1.3, replica
+ * CPU <= 1.0 ms per held call, first-call p95 <= 3x held p95). --waves W
+ * repeats the first calls with W groups of N new users for more samples.
+ * --client raw (2026-07-28 only) replaces the SDK client in (b) and (c) with
+ * a minimal one (node:http, keep-alive, the same request bytes): what is
+ * left is the gateway's own overhead, without the SDK client's (which the
+ * JSON reports as the bench process's CPU per call).
+ * --cpu-prof runs the replica under `node --cpu-prof` and summarizes the
+ * profile over the held calls through the gateway (b and c): the top
+ * functions by self time and the CPU by where the code lives.
  * Writes the JSON to results/bench/mcp.json (git-ignored), with --save to
- * the tracked bench/results/mcp.json, or to --out FILE.
+ * the tracked bench/results/mcp.json, or to --out FILE (a --cpu-prof
+ * profile goes next to it, as .cpuprofile).
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { fork, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { type Percentiles, percentilesOf, sleep } from '../src/util/async.js';
+import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { SignJWT } from 'jose';
+import { signOperatorToken } from '../src/auth/operator-token.js';
+import { percentilesOf, type Percentiles } from '../src/util/async.js';
 import { freePort } from '../src/util/free-port.js';
+import type { BenchReply, BenchRequest } from './lib/bench-mcp-replica.js';
+import { summarizeCpuProfile, type CpuProfileSummary } from './lib/cpu-profile.js';
+import { writeNginxConf } from './lib/nginx-conf.js';
 import { machineTicks } from './lib/proc-stat.js';
 import { benchResultFileOrExit, shownPath } from './lib/results-path.js';
 import { httpOk, spawnProcess, type StartedProcess } from './lib/start-process.js';
 
 const { values } = parseArgs({
   options: {
-    users: { type: 'string', default: '20' },
-    reads: { type: 'string', default: '20' },
-    waves: { type: 'string', default: '1' },
+    users: { type: 'string', default: '1' },
+    calls: { type: 'string', default: '400' },
+    rounds: { type: 'string', default: '4' },
+    waves: { type: 'string', default: '20' },
+    protocol: { type: 'string', default: '2026-07-28' },
+    client: { type: 'string', default: 'sdk' },
     'workspace-store': { type: 'string', default: 'fs' },
-    overlap: { type: 'boolean', default: false },
-    url: { type: 'string' },
+    'cpu-prof': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     save: { type: 'boolean', default: false },
     out: { type: 'string' },
   },
 });
 const users = Number(values.users);
-const reads = Number(values.reads);
+const rounds = Number(values.rounds);
+const callsPerRound = Math.ceil(Number(values.calls) / rounds);
 const waves = Number(values.waves);
+const { protocol } = values;
 const workspaceStore = values['workspace-store'];
-if (![users, reads, waves].every((n) => Number.isInteger(n) && n >= 1) || !['fs', 'none'].includes(workspaceStore)) {
-  process.stderr.write('bench:mcp: --users, --reads and --waves take whole numbers >= 1, --workspace-store fs or none\n');
+const clientKind = values.client;
+if (![users, rounds, callsPerRound, waves].every((n) => Number.isInteger(n) && n >= 1) || !['fs', 'none'].includes(workspaceStore) || !['2026-07-28', '2025-11-25'].includes(protocol) || !['sdk', 'raw'].includes(clientKind) || (clientKind === 'raw' && protocol !== '2026-07-28')) {
+  process.stderr.write('bench:mcp: --users, --calls, --rounds and --waves take whole numbers >= 1, --workspace-store fs or none, --protocol 2026-07-28 or 2025-11-25, --client sdk or raw (raw: 2026-07-28 only)\n');
   process.exit(2);
 }
 const outFile = benchResultFileOrExit('bench:mcp', 'mcp.json', values);
-const say = (line: string): void => void process.stderr.write(`${line}\n`);
+const say = (line: string): void => void process.stderr.write(`bench:mcp: ${line}\n`);
+const TOOL = 'list_directory';
+const ARGS = { path: '/workspace' };
 
-let replica: StartedProcess | undefined;
-// The replica's workspace snapshots (the write calls save one, as they would in use), thrown away afterwards.
-const workspaceDir = mkdtempSync(path.join(os.tmpdir(), 'sandpool-bench-mcp-'));
+// --- the replica (forked: its IPC channel runs the direct calls) and nginx ---
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'sandpool-bench-mcp-'));
+// Users present signed tokens, as in production: the gateway verifies one on every request.
+const authSecret = randomBytes(32).toString('hex');
+const operatorSecret = randomBytes(32).toString('hex');
+const operator = { authorization: `Bearer ${await signOperatorToken({ secret: operatorSecret, ttlS: 3600 })}` };
+async function tokenOf(user: string): Promise<string> {
+  const nowS = Math.floor(Date.now() / 1000);
+  return new SignJWT({ sub: user, iat: nowS, exp: nowS + 3600 }).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(authSecret));
+}
+const profileDir = path.join(dir, 'cpu-prof');
+let replica: ChildProcess | undefined;
+let nginx: StartedProcess | undefined;
+const replies = new Map<number, (reply: BenchReply) => void>();
+let nextId = 1;
+
+function ask<T extends BenchReply['op']>(request: Omit<Extract<BenchRequest, { op: T }>, 'id'>): Promise<Extract<BenchReply, { op: T }>> {
+  const id = nextId++;
+  return new Promise((resolve, reject) => {
+    replies.set(id, (reply) => (reply.op === 'error' ? reject(new Error(reply.message)) : resolve(reply as Extract<BenchReply, { op: T }>)));
+    replica?.send({ ...request, id });
+  });
+}
+
 async function startReplica(): Promise<string> {
   const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  replica = spawnProcess({
-    name: 'the replica',
-    command: process.execPath,
-    args: ['dist/src/main.js'],
-    // Its users connect with the development identity: .env's AUTH_SECRET (`npm run images`) is the compose stack's.
-    env: { ...process.env, AUTH_SECRET: process.env.AUTH_SECRET ?? '', PORT: String(port), HOST: '127.0.0.1', REPLICA_ID: `bench-mcp-${process.pid}`, POOL_MIN_SIZE: String(users + 2), POOL_MAX_SIZE: String(users * 2 + 4), LOG_LEVEL: 'warn', WORKSPACE_STORE: workspaceStore, WORKSPACE_DIR: workspaceDir },
-    stdout: 'ignore',
-    stderr: 'inherit',
+  mkdirSync(path.join(dir, 'workspaces'));
+  replica = fork('dist/scripts/lib/bench-mcp-replica.js', [], {
+    execArgv: values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+    env: {
+      ...process.env,
+      AUTH_SECRET: authSecret,
+      OPERATOR_SECRET: operatorSecret,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      REPLICA_ID: `bench-mcp-${process.pid}`,
+      POOL_MIN_SIZE: String(users + 2),
+      POOL_MAX_SIZE: String(users * 2 + 4),
+      LOG_LEVEL: 'warn',
+      WORKSPACE_STORE: workspaceStore,
+      WORKSPACE_DIR: path.join(dir, 'workspaces'),
+    },
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });
-  await replica.waitReady(httpOk(`${url}/ready`), 180_000, 250);
+  const listening = new Promise<string>((resolve, reject) => {
+    replica?.on('message', (reply: BenchReply) => {
+      if (reply.op === 'listening') return resolve(reply.url);
+      replies.get(reply.id)?.(reply);
+      replies.delete(reply.id);
+    });
+    replica?.once('exit', (code, signal) => reject(new Error(`the replica exited (${signal ?? code}) before it listened`)));
+  });
+  const url = await listening;
+  const ready = httpOk(`${url}/ready`);
+  for (const deadline = Date.now() + 180_000; !(await ready()); ) {
+    if (Date.now() > deadline) throw new Error('the replica was not ready in 180 s');
+    await new Promise((r) => setTimeout(r, 250));
+  }
   return url;
 }
 
-interface UserOutcome {
-  firstCallMs?: number;
-  readMs: number[];
-  error?: string;
+async function startNginx(replicaUrl: string): Promise<string> {
+  const port = await freePort();
+  // The bench's clients all come from one address: nginx's per-address rate limit is lifted, not measured.
+  const conf = writeNginxConf({ dir: path.join(dir, 'nginx'), listen: `127.0.0.1:${port}`, upstreams: [new URL(replicaUrl).host], apiRate: '100000r/s', connPerIp: '10000', accessLog: false });
+  nginx = spawnProcess({ command: 'nginx', args: ['-c', conf, '-p', path.join(dir, 'nginx')], stdout: 'ignore', stderr: 'inherit' });
+  const url = `http://127.0.0.1:${port}`;
+  await nginx.waitReady(httpOk(`${url}/health`), 15_000, 200);
+  return url;
 }
 
-/** `firstCallDone` is called once: after the first call, or when it failed; reads wait for `readsMayStart`. */
-async function runUser(url: string, n: number, firstCallDone: () => void, readsMayStart: Promise<void>): Promise<UserOutcome> {
-  const userId = `bench-mcp-${process.pid}-${n}`;
-  // The replica's dev identity (no AUTH_SECRET): the bearer token is the user id.
-  const transport = new StreamableHTTPClientTransport(new URL(`${url}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${userId}` } } });
-  const client = new Client({ name: 'bench-mcp', version: '1.0.0' });
-  const outcome: UserOutcome = { readMs: [] };
-  try {
-    await client.connect(transport);
-    let started = performance.now();
-    await client.callTool({ name: 'write_file', arguments: { path: '/workspace/bench.txt', content: `small file of ${userId}` } });
-    outcome.firstCallMs = performance.now() - started;
-    firstCallDone();
-    await readsMayStart;
-    for (let i = 0; i < reads; i++) {
-      started = performance.now();
-      const result = await client.callTool({ name: 'read_text_file', arguments: { path: '/workspace/bench.txt' } });
-      outcome.readMs.push(performance.now() - started);
-      if (result.isError) throw new Error(`read failed: ${JSON.stringify(result.content)}`);
-    }
-    await transport.terminateSession();
-  } catch (err) {
-    outcome.error = err instanceof Error ? err.message : String(err);
-    // A user whose first call failed still counts as done with it: the others' reads must not wait for it.
-    if (outcome.firstCallMs === undefined) firstCallDone();
-  } finally {
-    await client.close().catch(() => undefined);
+async function stopReplica(): Promise<void> {
+  const child = replica;
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const killer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  await exited;
+  clearTimeout(killer);
+}
+
+// --- the clients ---
+
+const offer = protocol === '2026-07-28' ? { versionNegotiation: { mode: { pin: '2026-07-28' } } } : {};
+const userId = (n: number): string => `bench-mcp-${process.pid}-${n}`;
+
+/** What the bench needs of an MCP client. */
+interface BenchClient {
+  callTool(params: { name: string; arguments: Record<string, unknown> }): Promise<{ isError?: boolean; content?: unknown }>;
+  /** Ends it (a 2025-11-25 session with a DELETE: it holds the user's sandbox until it ends). */
+  end(): Promise<void>;
+}
+
+async function connect(base: string, user: string): Promise<BenchClient> {
+  const token = await tokenOf(user);
+  if (clientKind === 'raw') return rawClient(base, token);
+  const client = new Client({ name: 'bench-mcp', version: '1.0.0' }, offer);
+  const transport = new StreamableHTTPClientTransport(new URL(`${base}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${token}` } } });
+  await client.connect(transport);
+  if (client.getNegotiatedProtocolVersion() !== protocol) throw new Error(`negotiated ${client.getNegotiatedProtocolVersion()}, not ${protocol}`);
+  return {
+    callTool: (params) => client.callTool(params),
+    end: async () => {
+      if (transport.sessionId) await transport.terminateSession();
+      await client.close();
+    },
+  };
+}
+
+/** A 2026-07-28 client of the fewest moving parts: one keep-alive connection, the request the SDK client sends, its JSON answer parsed. */
+function rawClient(base: string, token: string): BenchClient {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const url = new URL(`${base}/mcp`);
+  const meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientInfo': { name: 'bench-mcp-raw', version: '1.0.0' }, 'io.modelcontextprotocol/clientCapabilities': {} };
+  let id = 0;
+  return {
+    callTool: ({ name, arguments: args }) =>
+      new Promise((resolve, reject) => {
+        const body = JSON.stringify({ jsonrpc: '2.0', id: ++id, method: 'tools/call', params: { name, arguments: args, _meta: meta } });
+        const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': name };
+        const req = http.request(url, { method: 'POST', agent, headers }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (chunk: Buffer) => chunks.push(chunk));
+          res.on('end', () => {
+            try {
+              const answer = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { result?: { isError?: boolean }; error?: { message: string } };
+              if (answer.error || !answer.result) reject(new Error(`${name}: ${answer.error?.message ?? `HTTP ${res.statusCode}`}`));
+              else resolve(answer.result);
+            } catch (err) {
+              reject(err instanceof Error ? err : new Error(String(err)));
+            }
+          });
+        });
+        req.on('error', reject);
+        req.end(body);
+      }),
+    end: async () => agent.destroy(),
+  };
+}
+
+async function timedCalls(client: BenchClient, n: number): Promise<number[]> {
+  const ms: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const started = performance.now();
+    const result = await client.callTool({ name: TOOL, arguments: ARGS });
+    ms.push(performance.now() - started);
+    if (result.isError) throw new Error(`${TOOL} failed: ${JSON.stringify(result.content).slice(0, 200)}`);
   }
-  return outcome;
+  return ms;
 }
 
 interface PoolView {
@@ -123,80 +244,175 @@ interface PoolView {
   maxPoolSize: number;
 }
 
-/**
- * Until `settled` holds for the pool and nothing starts or is being removed:
- * the previous wave's clean-up (its sandboxes' removal, their replacements'
- * starts) must not land on this wave's calls.
- */
-async function waitForQuietPool(url: string, what: string, settled: (pool: PoolView) => boolean): Promise<void> {
-  const deadline = Date.now() + 120_000;
+/** Until the pool holds `idle` spares and nothing starts or is being removed: a wave's clean-up must not land on the next one's calls. */
+async function waitForQuietPool(url: string, settled: (pool: PoolView) => boolean): Promise<void> {
+  const deadline = Date.now() + 180_000;
   for (;;) {
-    const pool = (await (await fetch(`${url}/stats/pool`, { signal: AbortSignal.timeout(5_000) })).json()) as PoolView;
+    const pool = (await (await fetch(`${url}/stats/pool`, { headers: operator, signal: AbortSignal.timeout(5_000) })).json()) as PoolView;
     if (settled(pool) && pool.creating === 0 && pool.removing === 0) return;
-    if (Date.now() > deadline) throw new Error(`the pool did not settle (${what}) in 120 s: ${JSON.stringify(pool)}`);
-    await sleep(100);
+    if (Date.now() > deadline) throw new Error(`the pool did not settle in 180 s: ${JSON.stringify(pool)}`);
+    await new Promise((r) => setTimeout(r, 100));
   }
 }
 
-/** Every spare taken is replaced (refills wait POOL_REFILL_DELAY_MS, then start): as many idle as the pool aims for, or has room for. */
-const refilled = (pool: PoolView): boolean => pool.idle >= Math.min(pool.spareTarget, pool.maxPoolSize - pool.active);
+const cpuMs = async (): Promise<number> => {
+  const { userUs, systemUs } = await ask<'cpu'>({ op: 'cpu' });
+  return (userUs + systemUs) / 1000;
+};
 
-/** One wave of `users` new users at once; with --url (a pool this bench does not know) reads start once every first call is done. */
-async function runWave(url: string, wave: number): Promise<UserOutcome[]> {
-  const each = (firstCallDone: () => void, readsMayStart: Promise<void>): Promise<UserOutcome[]> =>
-    Promise.all(Array.from({ length: users }, (_, i) => runUser(url, wave * users + i, firstCallDone, readsMayStart)));
-  if (values.overlap) return each(() => undefined, Promise.resolve());
-  let open: () => void = () => undefined;
-  const readsMayStart = new Promise<void>((resolve) => (open = resolve));
-  let firstCallsLeft = users;
-  const firstCallDone = (): void => {
-    if (--firstCallsLeft > 0) return;
-    if (values.url) return open();
-    // A pool that does not settle (a failed start) leaves the reads to run anyway, and says so.
-    waitForQuietPool(url, 'spares replaced', refilled).then(open, (err: unknown) => {
-      say(`bench:mcp: ${err instanceof Error ? err.message : String(err)}; reading anyway`);
-      open();
-    });
-  };
-  return each(firstCallDone, readsMayStart);
-}
+type Way = 'direct' | 'replica' | 'nginx';
 
 function summary(xs: number[]): (Percentiles & { n: number }) | null {
   return xs.length === 0 ? null : { ...percentilesOf(xs), n: xs.length };
 }
+const round2 = (x: number): number => Math.round(x * 100) / 100;
+const ratio = (b: number | null | undefined, a: number | null | undefined): number | null => (b == null || a == null || a === 0 ? null : round2(b / a));
 
 try {
-  const url = values.url ?? (await startReplica());
-  const outcomes: UserOutcome[] = [];
+  const replicaUrl = await startReplica();
+  const nginxUrl = await startNginx(replicaUrl);
+  say(`replica ${replicaUrl}, nginx ${nginxUrl}; ${users} user(s), protocol ${protocol}, workspace store ${workspaceStore}`);
   const ticksBefore = machineTicks();
+
+  // First calls of new users: W waves of N, each once the pool holds a spare per user again and is quiet.
+  const firstCallMs: number[] = [];
+  const errors: string[] = [];
+  let held: Array<{ user: string; atReplica: BenchClient; atNginx: BenchClient }> = [];
   for (let wave = 0; wave < waves; wave++) {
-    // A new user takes a warm spare: wait until the pool holds one per user again, and is quiet.
-    if (!values.url) await waitForQuietPool(url, `${users} spares`, (pool) => pool.idle >= users);
-    say(`bench:mcp: ${users} MCP clients at once against ${url}, ${reads} reads each (wave ${wave + 1} of ${waves})`);
-    outcomes.push(...(await runWave(url, wave)));
+    await waitForQuietPool(replicaUrl, (pool) => pool.active === 0 && pool.idle >= users);
+    const group = await Promise.all(
+      Array.from({ length: users }, async (_, i) => {
+        const user = userId(wave * users + i);
+        const atReplica = await connect(replicaUrl, user);
+        const started = performance.now();
+        await atReplica.callTool({ name: TOOL, arguments: ARGS });
+        firstCallMs.push(performance.now() - started);
+        return { user, atReplica };
+      }),
+    );
+    // The last wave's users stay for the held calls; the others leave (their sandboxes go).
+    if (wave < waves - 1) {
+      await Promise.all(group.map((g) => g.atReplica.end()));
+      // Gone at once, as after an idle timeout: the next wave finds the pool as this one did.
+      await ask<'release'>({ op: 'release', users: group.map((g) => g.user) });
+      continue;
+    }
+    held = await Promise.all(
+      group.map(async (g) => {
+        await g.atReplica.callTool({ name: 'write_file', arguments: { path: '/workspace/bench.txt', content: `small file of ${g.user}` } });
+        return { ...g, atNginx: await connect(nginxUrl, g.user) };
+      }),
+    );
+  }
+  say(`${firstCallMs.length} first calls done; held calls: ${rounds} rounds of ${callsPerRound} per user each way`);
+  // Spares replaced and quiet before the held calls: they measure a held sandbox, not starts.
+  await waitForQuietPool(replicaUrl, (pool) => pool.idle >= Math.min(pool.spareTarget, pool.maxPoolSize - pool.active));
+
+  const ms: Record<Way, number[]> = { direct: [], replica: [], nginx: [] };
+  const cpu: Record<Way, { ms: number; systemMs: number; clientMs: number; calls: number }> = {
+    direct: { ms: 0, systemMs: 0, clientMs: 0, calls: 0 },
+    replica: { ms: 0, systemMs: 0, clientMs: 0, calls: 0 },
+    nginx: { ms: 0, systemMs: 0, clientMs: 0, calls: 0 },
+  };
+  const gatewayWindows: Array<[number, number]> = [];
+  const runWay = async (way: Way): Promise<void> => {
+    const before = await ask<'cpu'>({ op: 'cpu' });
+    const clientBefore = process.cpuUsage();
+    let samples: number[][];
+    if (way === 'direct') {
+      const reply = await ask<'direct'>({ op: 'direct', users: held.map((h) => h.user), calls: callsPerRound, tool: TOOL, args: ARGS });
+      errors.push(...reply.errors);
+      samples = reply.ms;
+    } else {
+      samples = await Promise.all(held.map((h) => timedCalls(way === 'replica' ? h.atReplica : h.atNginx, callsPerRound)));
+    }
+    const client = process.cpuUsage(clientBefore);
+    const after = await ask<'cpu'>({ op: 'cpu' });
+    cpu[way].clientMs += (client.user + client.system) / 1000;
+    if (way !== 'direct') gatewayWindows.push([before.monotonicUs, after.monotonicUs]);
+    ms[way].push(...samples.flat());
+    cpu[way].ms += (after.userUs + after.systemUs - before.userUs - before.systemUs) / 1000;
+    cpu[way].systemMs += (after.systemUs - before.systemUs) / 1000;
+    cpu[way].calls += samples.flat().length;
+  };
+  const order: Way[] = ['direct', 'replica', 'nginx'];
+  for (let r = 0; r < rounds; r++) {
+    for (let k = 0; k < order.length; k++) await runWay(order[(k + r) % order.length] as Way);
   }
   const ticksAfter = machineTicks();
+  await Promise.all(held.flatMap((h) => [h.atReplica.end(), h.atNginx.end()]));
+
+  const stats = Object.fromEntries(
+    (Object.keys(ms) as Way[]).map((way) => [
+      way,
+      {
+        ...summary(ms[way]),
+        cpuMsPerCall: cpu[way].calls ? Math.round((cpu[way].ms / cpu[way].calls) * 1000) / 1000 : null,
+        // The kernel's part of it (syscalls: sockets, pipes, epoll).
+        cpuSystemMsPerCall: cpu[way].calls ? Math.round((cpu[way].systemMs / cpu[way].calls) * 1000) / 1000 : null,
+        // The bench's own process: the MCP client (b, c); next to nothing for (a), run in the replica.
+        clientCpuMsPerCall: cpu[way].calls ? Math.round((cpu[way].clientMs / cpu[way].calls) * 1000) / 1000 : null,
+      },
+    ]),
+  ) as Record<Way, (Percentiles & { n: number; cpuMsPerCall: number | null; cpuSystemMsPerCall: number | null; clientCpuMsPerCall: number | null }) | { cpuMsPerCall: null; cpuSystemMsPerCall: null; clientCpuMsPerCall: null }>;
+  const p = (way: Way, q: 'p50' | 'p95' | 'p99'): number | null => ('p50' in stats[way] ? (stats[way] as Percentiles)[q] : null);
+  const first = summary(firstCallMs);
   const share = (part: number): number => Math.round((part / Math.max(1, ticksAfter.all - ticksBefore.all)) * 1000) / 1000;
-  const errors = outcomes.filter((o) => o.error).map((o) => o.error);
-  const firstCalls = outcomes.flatMap((o) => (o.firstCallMs === undefined ? [] : [o.firstCallMs]));
+  const ratios = {
+    replicaOverDirect: { p50: ratio(p('replica', 'p50'), p('direct', 'p50')), p95: ratio(p('replica', 'p95'), p('direct', 'p95')), p99: ratio(p('replica', 'p99'), p('direct', 'p99')) },
+    nginxOverDirect: { p50: ratio(p('nginx', 'p50'), p('direct', 'p50')), p95: ratio(p('nginx', 'p95'), p('direct', 'p95')), p99: ratio(p('nginx', 'p99'), p('direct', 'p99')) },
+    firstCallOverHeld: { p95: ratio(first?.p95, p('replica', 'p95')) },
+  };
+  const replicaCpu = (stats.replica as { cpuMsPerCall: number | null }).cpuMsPerCall;
+  const goals = {
+    note: users === 1 ? 'the goals are set at one user' : `the goals are set at one user; this run had ${users}`,
+    replicaOverDirectP50: { goal: 1.3, value: ratios.replicaOverDirect.p50, met: ratios.replicaOverDirect.p50 !== null && ratios.replicaOverDirect.p50 <= 1.3 },
+    replicaCpuMsPerHeldCall: { goal: 1.0, value: replicaCpu, met: replicaCpu !== null && replicaCpu <= 1.0 },
+    firstCallP95OverHeldP95: { goal: 3, value: ratios.firstCallOverHeld.p95, met: ratios.firstCallOverHeld.p95 !== null && ratios.firstCallOverHeld.p95 <= 3 },
+  };
+
+  await stopReplica();
+  let cpuProfile: (CpuProfileSummary & { window: string; file: string }) | undefined;
+  if (values['cpu-prof']) {
+    const file = readdirSync(profileDir).find((f) => f.endsWith('.cpuprofile'));
+    if (file) {
+      // The whole profile, next to the JSON (git-ignored): for a flame graph in Chrome's DevTools.
+      const kept = outFile.replace(/\.json$/, '') + '.cpuprofile';
+      mkdirSync(path.dirname(kept), { recursive: true });
+      copyFileSync(path.join(profileDir, file), kept);
+      cpuProfile = { window: 'the held calls through the gateway (ways b and c)', file: shownPath(kept), ...summarizeCpuProfile(kept, { windows: gatewayWindows, top: 20 }) };
+    }
+    else say('no CPU profile was written');
+  }
+
   const result = {
+    tool: `${TOOL} ${ARGS.path} (read-only: no snapshot after it)`,
+    protocol,
+    client: clientKind === 'raw' ? 'raw (node:http, keep-alive, the request bytes of the SDK client)' : 'the v2 SDK client (@modelcontextprotocol/client)',
     users,
-    readsPerUser: reads,
-    waves,
-    readsStart: values.overlap ? 'right after the first call, while the pool replaces the spares taken' : 'once the pool replaced the spares taken',
-    workspaceStore: values.url ? 'as the replica at --url has it' : workspaceStore,
-    firstCallMs: summary(firstCalls),
-    // Few enough to keep: the tail of a few dozen samples is a handful of values.
-    firstCallSamplesMs: firstCalls.map((ms) => Math.round(ms * 100) / 100),
-    heldReadMs: summary(outcomes.flatMap((o) => o.readMs)),
+    callsPerUserEachWay: callsPerRound * rounds,
+    rounds,
+    firstCallWaves: waves,
+    workspaceStore,
+    ways: {
+      direct: 'a: in the replica process, its stdio MCP client of the user\'s sandbox',
+      replica: 'b: MCP client -> the replica\'s /mcp',
+      nginx: 'c: MCP client -> nginx -> the replica\'s /mcp',
+    },
+    direct: stats.direct,
+    replica: stats.replica,
+    nginx: stats.nginx,
+    ratios,
+    firstCallMs: first,
+    goals,
     errors: errors.length,
     errorSamples: errors.slice(0, 5),
+    ...(cpuProfile ? { cpuProfile } : {}),
     environment: {
       date: new Date().toISOString(),
       cpus: os.cpus().length,
       node: process.version,
-      url: values.url ?? 'a replica started by the bench',
-      // Over the waves, all cores: how busy the machine was, and how much of it the hypervisor gave to others (steal): runs differ by it.
+      // Over the whole run, all cores: how busy the machine was, and how much of it the hypervisor gave to others (steal): runs differ by it.
       machineBusyShare: share(ticksAfter.busy - ticksBefore.busy),
       machineStealShare: share(ticksAfter.steal - ticksBefore.steal),
     },
@@ -208,23 +424,32 @@ try {
     process.stdout.write(`${JSON.stringify(result)}\n`);
     say(`JSON written to ${shownPath(outFile)}`);
   } else {
-    const row = (name: string, s: ReturnType<typeof summary>): string => `| ${name} | ${s ? `${s.p50} | ${s.p95} | ${s.p99} | ${s.n}` : '– | – | – | 0'} |`;
-    process.stdout.write(
-      [
-        `MCP gateway benchmark (${users} clients at once, ${waves} wave(s), workspace store ${result.workspaceStore}, ${os.cpus().length} cores)`,
-        '',
-        '| tools/call | p50 ms | p95 ms | p99 ms | n |',
-        '|---|---|---|---|---|',
-        row('first call of a new user (warm spare)', result.firstCallMs),
-        row('small-file read, held sandbox', result.heldReadMs),
-        '',
-        `errors: ${result.errors}; machine busy ${(result.environment.machineBusyShare * 100).toFixed(1)}%, of which stolen by the hypervisor ${(result.environment.machineStealShare * 100).toFixed(1)}%`,
-        `JSON written to ${shownPath(outFile)}`,
-        '',
-      ].join('\n'),
-    );
+    const row = (name: string, way: Way): string => {
+      const s = stats[way];
+      return 'p50' in s ? `| ${name} | ${s.p50} | ${s.p95} | ${s.p99} | ${s.n} | ${s.cpuMsPerCall ?? '–'} (${s.cpuSystemMsPerCall ?? '–'}) | ${way === 'direct' ? '–' : (s.clientCpuMsPerCall ?? '–')} |` : `| ${name} | – | – | – | 0 | – | – |`;
+    };
+    const lines = [
+      `MCP gateway overhead (${TOOL}, ${protocol}, ${clientKind} client, ${users} user(s), ${os.cpus().length} cores)`,
+      '',
+      '| way | p50 ms | p95 ms | p99 ms | n | replica CPU ms/call (of which kernel) | client CPU ms/call |',
+      '|---|---|---|---|---|---|---|',
+      row('(a) direct, in the replica', 'direct'),
+      row('(b) /mcp on the replica', 'replica'),
+      row('(c) /mcp through nginx', 'nginx'),
+      '',
+      `b/a: p50 ${ratios.replicaOverDirect.p50}, p95 ${ratios.replicaOverDirect.p95}, p99 ${ratios.replicaOverDirect.p99}; c/a: p50 ${ratios.nginxOverDirect.p50}, p95 ${ratios.nginxOverDirect.p95}, p99 ${ratios.nginxOverDirect.p99}`,
+      `first call of a new user (warm spare, ${workspaceStore} store): ${first ? `p50 ${first.p50}, p95 ${first.p95}, p99 ${first.p99} ms (n ${first.n})` : '–'}; p95 / held p95 = ${ratios.firstCallOverHeld.p95}`,
+      `goals: b/a p50 <= 1.3: ${goals.replicaOverDirectP50.met ? 'met' : 'NOT met'}; CPU <= 1.0 ms/held call: ${goals.replicaCpuMsPerHeldCall.met ? 'met' : 'NOT met'}; first p95 <= 3x held p95: ${goals.firstCallP95OverHeldP95.met ? 'met' : 'NOT met'}`,
+      ...(cpuProfile ? ['', `CPU profile of the replica over ${cpuProfile.window}: ${cpuProfile.busyMs} ms busy`, ...cpuProfile.byOrigin.slice(0, 10).map((o) => `  ${(o.share * 100).toFixed(1)}%  ${o.name}`), '  top functions (self time):', ...cpuProfile.topFunctions.slice(0, 15).map((f) => `  ${(f.share * 100).toFixed(1)}%  ${f.name}`)] : []),
+      '',
+      `errors: ${result.errors}; machine busy ${(result.environment.machineBusyShare * 100).toFixed(1)}%, of which stolen by the hypervisor ${(result.environment.machineStealShare * 100).toFixed(1)}%`,
+      `JSON written to ${shownPath(outFile)}`,
+      '',
+    ];
+    process.stdout.write(lines.join('\n'));
   }
 } finally {
-  await replica?.stop('SIGTERM', 60_000);
-  rmSync(workspaceDir, { recursive: true, force: true });
+  await stopReplica();
+  await nginx?.stop('SIGQUIT', 10_000);
+  rmSync(dir, { recursive: true, force: true });
 }

@@ -7,12 +7,13 @@
  * SIGINT/SIGTERM, then stops everything it started and leaves no container
  * behind. Replicas inherit this process's environment (POOL_MIN_SIZE, ...).
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createDockerRuntime } from '../src/runtime/docker-runtime.js';
 import { APP_LABEL_VALUE, LABELS } from '../src/runtime/types.js';
+import { writeNginxConf } from './lib/nginx-conf.js';
 import { redisServerArgs, startRedisServer } from './lib/redis-server.js';
 import { describeExit, httpOk, spawnProcess, type StartedProcess } from './lib/start-process.js';
 
@@ -94,43 +95,14 @@ async function startReplicas(redisUrl: string): Promise<void> {
 }
 
 function renderNginx(): string {
-  const template = readFileSync(path.join(root, 'nginx/sandpool.conf.template'), 'utf8');
-  const vars: Record<string, string> = {
-    SANDPOOL_LISTEN: `127.0.0.1:${port}`,
-    SANDPOOL_UPSTREAMS: started.replicas.map((r) => `server 127.0.0.1:${r.port} max_fails=1 fail_timeout=5s;`).join('\n    '),
-    SANDPOOL_API_RATE: values['api-rate'],
-    SANDPOOL_CONN_PER_IP: values['conn-per-ip'],
-  };
-  const server = template.replace(/\$\{(SANDPOOL_[A-Z_]+)\}/g, (m, key: string) => vars[key] ?? m);
-  const tmp = path.join(started.dir, 'tmp');
-  mkdirSync(tmp, { recursive: true, mode: 0o777 });
-  writeFileSync(path.join(started.dir, 'sandpool.conf'), server);
-  const main = [
-    // One worker per core: besides CPU, each worker has its own file-descriptor
-    // limit, and where the hard limit cannot be raised (20000 on the project's
-    // machine) one worker stopped accepting at ~10000 users (2 fds each).
-    'worker_processes auto;',
-    'daemon off;',
-    `pid ${started.dir}/nginx.pid;`,
-    `error_log ${started.dir}/error.log warn;`,
-    // Every user holds two connections here (client + upstream): 32768 per worker is ~16000 users each.
-    'worker_rlimit_nofile 65536;',
-    'events { worker_connections 32768; }',
-    'http {',
-    values['access-log'] ? `  access_log ${started.dir}/access.log;` : '  access_log off;',
-    `  client_body_temp_path ${tmp}/body;`,
-    `  proxy_temp_path ${tmp}/proxy;`,
-    `  fastcgi_temp_path ${tmp}/fastcgi;`,
-    `  uwsgi_temp_path ${tmp}/uwsgi;`,
-    `  scgi_temp_path ${tmp}/scgi;`,
-    '  default_type application/octet-stream;',
-    `  include ${started.dir}/sandpool.conf;`,
-    '}',
-    '',
-  ].join('\n');
-  const conf = path.join(started.dir, 'nginx.conf');
-  writeFileSync(conf, main);
-  return conf;
+  return writeNginxConf({
+    dir: started.dir,
+    listen: `127.0.0.1:${port}`,
+    upstreams: started.replicas.map((r) => `127.0.0.1:${r.port}`),
+    apiRate: values['api-rate'],
+    connPerIp: values['conn-per-ip'],
+    accessLog: values['access-log'],
+  });
 }
 
 async function startNginx(): Promise<void> {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { CallToolResult } from '../protocol/mcp-types.js';
 import { cancellationOf } from '../errors.js';
-import type { ApprovalVerdict, MessageText, ToolRequest, ToolResult, ToolRun } from '../protocol/events.js';
+import type { ApprovalVerdict, MessageText, ToolLog, ToolNotice, ToolProgress, ToolRequest, ToolResult, ToolRun } from '../protocol/events.js';
 
 export type { ToolRun };
 import type { ChatMessage, LlmProvider, ToolSpec } from './types.js';
@@ -10,7 +10,17 @@ import type { ChatMessage, LlmProvider, ToolSpec } from './types.js';
 export interface RequestEvents {
   toolRequest(p: ToolRequest): void;
   toolResult(p: ToolResult): void;
+  /** What the sandbox's server says while an approved call runs. */
+  toolProgress(p: ToolProgress): void;
+  toolLog(p: ToolLog): void;
   delta(p: MessageText): void;
+}
+
+/** Options of one tool run. */
+export interface ToolRunOptions {
+  timeoutMs: number;
+  /** What the sandbox's server says while the call runs (progress, log messages); best effort. */
+  onNotice?: (notice: ToolNotice) => void;
 }
 
 /**
@@ -21,7 +31,7 @@ export interface RequestEvents {
  * (SandboxGoneError), a cancellation (CancelledError).
  */
 export interface ToolRunner {
-  run(name: string, args: Record<string, unknown>, options: { timeoutMs: number }): Promise<ToolRun>;
+  run(name: string, args: Record<string, unknown>, options: ToolRunOptions): Promise<ToolRun>;
 }
 
 /**
@@ -97,6 +107,11 @@ function noticesFor(run: ToolRun, usedToolsBefore: boolean): string[] {
   return notes;
 }
 
+function withoutKind<T extends { kind: string }>(notice: T): Omit<T, 'kind'> {
+  const { kind: _kind, ...rest } = notice;
+  return rest;
+}
+
 function throwIfCancelled(signal: AbortSignal): void {
   if (signal.aborted) throw cancellationOf(signal);
 }
@@ -134,7 +149,11 @@ export async function runAgentLoop(req: AgentRequest): Promise<AgentOutcome> {
       let ok = false;
       let content: string;
       if (approval === 'approved') {
-        const run = await req.runner.run(call.name, call.arguments, { timeoutMs: req.toolCallTimeoutMs });
+        const about = { requestId: req.requestId, callId, tool: call.name };
+        const run = await req.runner.run(call.name, call.arguments, {
+          timeoutMs: req.toolCallTimeoutMs,
+          onNotice: (n) => (n.kind === 'progress' ? req.events.toolProgress({ ...about, ...withoutKind(n) }) : req.events.toolLog({ ...about, ...withoutKind(n) })),
+        });
         ok = run.result.isError !== true;
         content = toolText(run.result);
         const notes = noticesFor(run, usedToolsBefore);

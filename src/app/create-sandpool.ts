@@ -27,11 +27,12 @@ import { createSingleReplicaBus, type ReplicaBus } from '../cluster/replica-bus.
 import { createAdminRoutes } from '../http/admin-routes.js';
 import { createHttpApp } from '../http/http-app.js';
 import { notReadyReasons as readinessOf, type NotReadyReason } from '../http/readiness.js';
-import { createMcpRoutes } from '../mcp-gateway/mcp-routes.js';
+import { createMcpRoutes, type McpGateway } from '../mcp-gateway/mcp-routes.js';
 import { createMcpSessionHooks } from '../mcp-gateway/mcp-session-hooks.js';
 import { createMcpSessionRegistry, type McpSessionRegistry } from '../mcp-gateway/mcp-sessions.js';
+import { createRequestStateCheck } from '../mcp-gateway/request-state.js';
 import { createToolPolicy } from '../mcp-gateway/tool-policy.js';
-import { createUserMcpServer } from '../mcp-gateway/user-mcp-server.js';
+import { createMcpTools, createUserMcpServer, type McpTools } from '../mcp-gateway/user-mcp-server.js';
 import { createLogger, type Logger } from '../logger.js';
 import { createMetrics, type Metrics } from '../metrics/metrics.js';
 import { createDeadReplicaReaper, type DeadReplicaReaper } from '../orphans/dead-replica-reaper.js';
@@ -59,6 +60,9 @@ export interface Sandpool {
   readonly pool: ContainerPool;
   readonly runtime: ContainerRuntime;
   readonly chat: ChatService;
+  /** Users present here, and the sandboxes they hold (bench:mcp calls a user's sandbox through them, past the gateway). */
+  readonly presences: Presences;
+  readonly leases: SandboxLeases;
   readonly logger: Logger;
   /** Why this replica cannot serve right now (what /ready reports); empty when ready. */
   notReadyReasons(): NotReadyReason[];
@@ -226,7 +230,7 @@ function wireChat(
     sockets: ReturnType<typeof wireSockets>;
     metrics: Metrics;
   },
-): { chat: ChatService; approvals: ApprovalRegistry; sandboxTools: SandboxTools; mcpSessions: McpSessionRegistry; mcpServerFor: (userId: string) => ReturnType<typeof createUserMcpServer> } {
+): { chat: ChatService; approvals: ApprovalRegistry; sandboxTools: SandboxTools; mcpSessions: McpSessionRegistry; mcpServerFor: (userId: string) => ReturnType<typeof createUserMcpServer>; mcpTools: McpTools } {
   const { state, users, sockets, metrics } = deps;
   const { presences, leases, ownership } = users;
   const { bus } = sockets;
@@ -244,8 +248,9 @@ function wireChat(
     logger,
   });
   const policy = createToolPolicy(config.mcp.tools);
-  const mcpServerFor = (userId: string): ReturnType<typeof createUserMcpServer> =>
-    createUserMcpServer(userId, { tools: toolCatalog.raw, policy, calls, logger, observe: metrics.mcpCall });
+  const verifyRequestState = createRequestStateCheck();
+  const mcpTools = createMcpTools({ tools: toolCatalog.raw, policy, calls, logger, observe: metrics.mcpCall });
+  const mcpServerFor = (userId: string): ReturnType<typeof createUserMcpServer> => createUserMcpServer(userId, { tools: mcpTools, logger, verifyRequestState });
   const mcpSessions = createMcpSessionRegistry({
     serverFor: mcpServerFor,
     idleTimeoutMs: config.chat.sessionIdleTimeoutMs,
@@ -271,7 +276,7 @@ function wireChat(
     logger,
     observer: metrics.chatObserver,
   });
-  return { chat, approvals, sandboxTools, mcpSessions, mcpServerFor };
+  return { chat, approvals, sandboxTools, mcpSessions, mcpServerFor, mcpTools };
 }
 
 /** The HTTP app (not listening yet) on a server the Socket.IO server is attached to. */
@@ -291,8 +296,21 @@ function wireHttp(
     /** Known once listening (PORT=0 picks one). */
     url: () => string;
   },
-): HttpServer {
+): { server: HttpServer; mcp: McpGateway } {
   const { pool, liveness, chatLayer, guards } = deps;
+  const mcp = createMcpRoutes({
+    authenticate: guards.authenticate,
+    tokensAreJwts: config.auth.secret !== undefined,
+    issuer: config.auth.issuer,
+    origins: guards.origins,
+    publicUrl: () => config.auth.publicUrl ?? deps.url(),
+    sessions: chatLayer.mcpSessions,
+    serverFor: chatLayer.mcpServerFor,
+    tools: chatLayer.mcpTools,
+    maxBodyBytes: config.mcp.maxBodyBytes,
+    logger,
+    observeEra: deps.metrics.mcpRequest,
+  });
   const http = createHttpApp({
     webRoot: webRoot(),
     replicaId,
@@ -308,23 +326,13 @@ function wireHttp(
     notReadyReasons: deps.notReadyReasons,
     isDraining: () => deps.lifecycle.draining,
     allowedOrigins: config.auth.allowedOrigins,
-    mcp: createMcpRoutes({
-      authenticate: guards.authenticate,
-      tokensAreJwts: config.auth.secret !== undefined,
-      issuer: config.auth.issuer,
-      origins: guards.origins,
-      publicUrl: () => config.auth.publicUrl ?? deps.url(),
-      sessions: chatLayer.mcpSessions,
-      serverFor: chatLayer.mcpServerFor,
-      maxBodyBytes: config.mcp.maxBodyBytes,
-      logger,
-    }),
+    mcp: mcp.routes,
     admin: createAdminRoutes({ wipeWorkspace: (userId) => chatLayer.chat.wipeWorkspace(userId) }),
     operators: guards.operators,
   });
   const server = createAdaptorServer({ fetch: http.fetch }) as HttpServer;
   deps.io.attach(server);
-  return server;
+  return { server, mcp };
 }
 
 /**
@@ -362,7 +370,7 @@ function wireRealtime(
   deps.bus.serve({
     message: (userId, payload) => chat.handleMessage(userId, payload, { routed: true }),
     approval: (userId, approval) => chat.handleApproval(userId, approval, { routed: true }),
-    tool: (userId, call) => sandboxTools.runRouted(userId, call),
+    tool: (userId, call, onNotice) => sandboxTools.runRouted(userId, call, onNotice),
     release: (userId) => users.presences.releaseIfUnheld(userId),
     wipe: (userId) => users.leases.wipe(userId),
   });
@@ -390,6 +398,7 @@ function wireShutdown(
   deps: {
     lifecycle: Lifecycle;
     server: HttpServer;
+    mcp: McpGateway;
     io: SandpoolIo;
     pool: ContainerPool;
     sweeper: OrphanSweeper;
@@ -414,7 +423,8 @@ function wireShutdown(
       stopSweeps: () => (sweeper.stop(), reaper.stop()),
       finishRequests: (graceMs) => deps.chatLayer.chat.shutdown(graceMs),
       closeSockets: () => closeSockets(deps.io),
-      closeMcpSessions: () => deps.chatLayer.mcpSessions.closeAll(),
+      // Sessions (2025-11-25), and the 2026-07-28 exchanges and listen streams in flight.
+      closeMcpSessions: async () => void (await Promise.all([deps.chatLayer.mcpSessions.closeAll(), deps.mcp.close()])),
       closeHttp: () => {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
@@ -485,7 +495,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   const notReadyReasons = (): NotReadyReason[] => readinessOf({ draining: lifecycle.draining, pool: pool.stats(), stateHealthy: state.healthy() });
   const guards = wireGuards(basics);
   let url = '';
-  const server = wireHttp(basics, { startedAtMs, metrics, pool, liveness, heartbeat: users.heartbeat, chatLayer, io: sockets.io, guards, notReadyReasons, lifecycle, url: () => url });
+  const { server, mcp } = wireHttp(basics, { startedAtMs, metrics, pool, liveness, heartbeat: users.heartbeat, chatLayer, io: sockets.io, guards, notReadyReasons, lifecycle, url: () => url });
   wireRealtime(basics, { server, io: sockets.io, bus: sockets.bus, state, pool, liveness, users, chatLayer, metrics, guards, lifecycle });
 
   // First beat before anything else: other replicas must see this one alive
@@ -501,7 +511,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   logger.info({ url, replica: replicaId, runtime: runtime.kind }, 'sandpool listening');
   if (options.warmTimeoutMs) await pool.whenWarm(options.warmTimeoutMs);
 
-  const stop = wireShutdown(basics, { lifecycle, server, io: sockets.io, pool, sweeper, reaper, users, chatLayer, state, store, redis, snapshotRedis });
+  const stop = wireShutdown(basics, { lifecycle, server, mcp, io: sockets.io, pool, sweeper, reaper, users, chatLayer, state, store, redis, snapshotRedis });
 
   return {
     config,
@@ -510,6 +520,8 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
     pool,
     runtime,
     chat: chatLayer.chat,
+    presences: users.presences,
+    leases: users.leases,
     logger,
     notReadyReasons,
     stop: (reason = 'stop requested') => stop(reason),

@@ -41,6 +41,7 @@ export interface ShutdownParts {
   finishRequests(graceMs: number): Promise<void>;
   /** Closes the Socket.IO sockets at the transport level: clients reconnect to a survivor. */
   closeSockets(): Promise<void>;
+  /** Ends the MCP sessions (2025-11-25) and the 2026-07-28 exchanges and listen streams in flight. */
   closeMcpSessions(): Promise<void>;
   /** Stops accepting HTTP: resolves once busy connections finished; idle keep-alive ones close at once. */
   closeHttp(): Promise<void>;

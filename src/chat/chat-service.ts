@@ -182,6 +182,8 @@ export function createChatService(options: ChatServiceOptions): ChatService {
             }
             emit(userId, 'tool:result', p);
           },
+          toolProgress: (p) => emit(userId, 'tool:progress', p),
+          toolLog: (p) => emit(userId, 'tool:log', p),
           delta: (p) => emit(userId, 'message:delta', p),
         },
         maxSteps: settings.maxAgentSteps,

@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { CallToolResult } from '../protocol/mcp-types.js';
 import { SandpoolError, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { SlotLimiter } from '../state/slot-limiter.js';
+import type { ToolNotice } from '../protocol/events.js';
 import type { SandboxTools } from './sandbox-tools.js';
 import type { Presences } from './presence.js';
 
@@ -12,7 +13,7 @@ import type { Presences } from './presence.js';
  * holds it), counted against MAX_REQUESTS_PER_USER together with chat.
  */
 export interface DirectToolCalls {
-  call(userId: string, name: string, args: Record<string, unknown>): Promise<CallToolResult>;
+  call(userId: string, name: string, args: Record<string, unknown>, options?: { onNotice?: (notice: ToolNotice) => void }): Promise<CallToolResult>;
 }
 
 const LOST_NOTICE = '(Your previous sandbox stopped — its replica or container went away — so this ran in a fresh one; earlier files are gone.)';
@@ -28,7 +29,7 @@ export function createDirectToolCalls(options: {
   const { presences, limiter } = options;
   const log = options.logger.child({ component: 'DirectToolCalls' });
   return {
-    async call(userId, name, args) {
+    async call(userId, name, args, callOptions) {
       const slot = `tool-${randomUUID()}`;
       let admitted: boolean;
       try {
@@ -43,7 +44,7 @@ export function createDirectToolCalls(options: {
       // Running calls keep the presence (and its sandbox) from the idle release.
       const done = presence.begin();
       try {
-        const run = await options.sandboxTools.runnerFor(presence).run(name, args, { timeoutMs: options.toolCallTimeoutMs });
+        const run = await options.sandboxTools.runnerFor(presence).run(name, args, { timeoutMs: options.toolCallTimeoutMs, ...(callOptions?.onNotice ? { onNotice: callOptions.onNotice } : {}) });
         const notes = [run.startedFresh === 'after-loss' && !run.restored ? LOST_NOTICE : undefined, run.notice].filter((n): n is string => n !== undefined);
         if (notes.length === 0) return run.result;
         // After the tool's own content, so a client that reads the first item gets the tool's answer.

@@ -1,10 +1,10 @@
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { CallToolResult } from '../protocol/mcp-types.js';
 import { cancellationOf, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { OwnershipHolder } from '../cluster/heartbeat.js';
 import type { WorkspaceChannel } from '../mcp/workspace-channel.js';
 import type { ParkEvictReason } from '../pool/types.js';
-import type { StartedFresh } from '../protocol/events.js';
+import type { StartedFresh, ToolNotice } from '../protocol/events.js';
 import type { RestoreOutcome, Workspaces } from '../workspace/workspaces.js';
 import type { Ownership } from './ownership.js';
 import type { Presence, PresenceSandbox } from './presence.js';
@@ -20,7 +20,7 @@ export interface UserLease {
     /** Snapshot and restore of its /workspace, when its image offers them. */
     readonly workspace: WorkspaceChannel | undefined;
   };
-  callTool(name: string, args: Record<string, unknown>, options?: { timeoutMs?: number }): Promise<CallToolResult>;
+  callTool(name: string, args: Record<string, unknown>, options?: { timeoutMs?: number; onNotice?: (notice: ToolNotice) => void }): Promise<CallToolResult>;
   /** Destroys the sandbox. */
   release(): Promise<void>;
   /** Ends the lease keeping the sandbox frozen for this user; false when it could not, and it was destroyed instead. */

@@ -1,8 +1,8 @@
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { CallToolResult } from '../protocol/mcp-types.js';
 import { SandboxGoneError, SandpoolError, errorMessage } from '../errors.js';
 import type { ToolRunner } from '../agent/agent-loop.js';
 import type { ReplicaBus } from '../cluster/replica-bus.js';
-import type { RemoteToolCall, ToolRun } from '../protocol/events.js';
+import type { RemoteToolCall, ToolNotice, ToolRun } from '../protocol/events.js';
 import { saveNotice, type Workspaces } from '../workspace/workspaces.js';
 import { OwnedElsewhereError } from './ownership.js';
 import type { Presence, Presences } from './presence.js';
@@ -13,7 +13,7 @@ export interface SandboxTools {
   /** The runner for the requests of a user present on this replica. */
   runnerFor(presence: Presence): ToolRunner;
   /** Runs a call another replica routed here (this replica holds the user's sandbox). */
-  runRouted(userId: string, call: RemoteToolCall): Promise<ToolRun>;
+  runRouted(userId: string, call: RemoteToolCall, onNotice?: (notice: ToolNotice) => void): Promise<ToolRun>;
 }
 
 /**
@@ -46,14 +46,14 @@ export function createSandboxTools(options: {
   const { presences, leases, bus, workspaces } = options;
 
   /** In the user's sandbox on this replica. A failure inside the sandbox is a result; a dead sandbox is not. */
-  async function runHere(presence: Presence, call: RemoteToolCall): Promise<ToolRun> {
+  async function runHere(presence: Presence, call: RemoteToolCall, onNotice: ((notice: ToolNotice) => void) | undefined): Promise<ToolRun> {
     const { lease, startedFresh, restore } = await leases.lease(presence);
     const paths = mapPaths(lease.sandbox.workspaceDir);
     const restoredNotice = restore?.kind === 'failed' ? `(Your saved files could not be restored (${restore.reason}), so this ran in a fresh, empty workspace.)` : undefined;
     const base = { startedFresh, ...(restore?.kind === 'restored' ? { restored: true } : {}) };
     let result: CallToolResult;
     try {
-      result = paths.result(await lease.callTool(call.name, paths.args(call.arguments), { timeoutMs: call.timeoutMs }));
+      result = paths.result(await lease.callTool(call.name, paths.args(call.arguments), { timeoutMs: call.timeoutMs, ...(onNotice ? { onNotice } : {}) }));
     } catch (err) {
       if (err instanceof SandboxGoneError) throw err;
       result = { content: [{ type: 'text', text: `Tool call failed: ${errorMessage(err)}` }], isError: true };
@@ -71,24 +71,24 @@ export function createSandboxTools(options: {
   return {
     runnerFor(presence) {
       return {
-        async run(name, args, { timeoutMs }) {
+        async run(name, args, { timeoutMs, onNotice }) {
           const call = { name, arguments: args, timeoutMs };
           try {
-            return await runHere(presence, call);
+            return await runHere(presence, call, onNotice);
           } catch (err) {
             // One workspace per user: another live replica holds the sandbox, so the call runs there.
-            if (err instanceof OwnedElsewhereError) return bus.runTool(err.owner, presence.userId, call);
+            if (err instanceof OwnedElsewhereError) return bus.runTool(err.owner, presence.userId, call, onNotice);
             throw err;
           }
         },
       };
     },
-    async runRouted(userId, call) {
+    async runRouted(userId, call, onNotice) {
       const presence = presences.open(userId);
       // A routed call keeps the presence busy, so the idle release waits for it.
       const done = presence.begin();
       try {
-        return await runHere(presence, call);
+        return await runHere(presence, call, onNotice);
       } catch (err) {
         if (err instanceof OwnedElsewhereError) {
           throw new SandpoolError('SANDBOX_FAILED', 'your sandbox moved to another replica while this call was routed; send it again');

@@ -1,4 +1,4 @@
-import type { Tool } from '@modelcontextprotocol/sdk/types.js';
+import type { Tool } from '../protocol/mcp-types.js';
 import type { ToolSpec } from '../model/conversation.js';
 import type { SandboxSource } from './sandbox-leases.js';
 

@@ -1,5 +1,5 @@
 import { SandpoolError } from '../errors.js';
-import type { MessageAccepted, RemoteToolCall, ToolApproval, ToolRun } from '../protocol/events.js';
+import type { MessageAccepted, RemoteToolCall, ToolApproval, ToolNotice, ToolRun } from '../protocol/events.js';
 
 /** What a replica does with calls other replicas route to it (registered once the chat service exists). */
 export interface ReplicaBusHandlers {
@@ -8,7 +8,7 @@ export interface ReplicaBusHandlers {
   /** Decides a call pending here; false when this replica holds no such call. */
   approval(userId: string, approval: ToolApproval): Promise<boolean>;
   /** Runs a tool call in the user's sandbox, which this replica holds. */
-  tool(userId: string, call: RemoteToolCall): Promise<ToolRun>;
+  tool(userId: string, call: RemoteToolCall, onNotice: (notice: ToolNotice) => void): Promise<ToolRun>;
   /** Releases the user's sandbox here if nothing here holds it any more. */
   release(userId: string): Promise<void>;
   /** Wipes the user's workspace here (their sandbox goes without a snapshot). */
@@ -26,7 +26,7 @@ export interface ReplicaBus {
   /** Offers the decision to every other replica; true when one of them held that call for this user. */
   forwardApproval(userId: string, approval: ToolApproval): Promise<boolean>;
   /** Runs a tool call on `target`, which holds the user's sandbox. Rejects with SandboxGoneError or a SandpoolError. */
-  runTool(target: string, userId: string, call: RemoteToolCall): Promise<ToolRun>;
+  runTool(target: string, userId: string, call: RemoteToolCall, onNotice?: (notice: ToolNotice) => void): Promise<ToolRun>;
   /** Tells `target` the user let go here (fire and forget): it releases the sandbox if nothing there holds it. */
   release(target: string, userId: string): void;
   /** Has `target` drop the user's sandbox without a last snapshot; resolves once it has (or did not answer). */

@@ -1,13 +1,14 @@
-import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
-import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { PROTOCOL_VERSION_META_KEY, SUPPORTED_PROTOCOL_VERSIONS, WebStandardStreamableHTTPServerTransport, createMcpHandler, isLegacyRequest, type AuthInfo, type Server } from '@modelcontextprotocol/server';
 import type { HttpBindings } from '@hono/node-server';
 import { Hono, type Context } from 'hono';
 import type { Authenticate, Identity } from '../auth/authenticator.js';
 import type { OriginPolicy } from '../auth/origins.js';
 import { SandpoolError, errorMessage, toClientError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { createEnvelopeCheck, encodeError, encodeToolResult, plainToolCall } from './held-call.js';
+import { createIdentityCache } from './identity-cache.js';
 import type { McpSessionRegistry } from './mcp-sessions.js';
-import { SANDPOOL_JSONRPC_ERROR } from './user-mcp-server.js';
+import { JsonRpcError, SANDPOOL_JSONRPC_ERROR, type McpTools } from './user-mcp-server.js';
 
 export interface McpRoutesOptions {
   authenticate: Authenticate;
@@ -19,10 +20,16 @@ export interface McpRoutesOptions {
   /** PUBLIC_URL (or this replica's own URL): where the resource metadata says /mcp is. Never taken from request headers. */
   publicUrl(): string;
   sessions: McpSessionRegistry;
-  /** A user's MCP server, for a stateless request (no session). */
+  /** A user's MCP server, for one request without a session (either era). */
   serverFor(userId: string): Server;
+  /** tools/call as the servers run it: the held call's fast path runs the same. */
+  tools: McpTools;
+  /** Answer plainly valid 2026-07-28 tools/call requests without the SDK's per-request machinery (held-call.ts). Default true; off, every request goes through the SDK. */
+  heldCallFastPath?: boolean;
   maxBodyBytes: number;
   logger: Logger;
+  /** Counts a POST /mcp by the protocol era it was served in (metrics). */
+  observeEra?(era: 'modern' | 'legacy'): void;
 }
 
 const METADATA_PATH = '/.well-known/oauth-protected-resource';
@@ -38,12 +45,11 @@ function jsonRpcError(c: Context, status: 400 | 401 | 403 | 404 | 405 | 413 | 42
  * web ReadableStream (and a full undici Request) on every tool call's path.
  */
 async function readLimited(c: Context, max: number): Promise<string | undefined> {
-  const req = c.req.raw;
-  const declared = Number(req.headers.get('content-length') ?? NaN);
+  const declared = Number(c.req.header('content-length') ?? NaN);
   if (Number.isFinite(declared) && declared > max) return undefined;
   // @hono/node-server's bindings when it serves the request; none in `app.request()` tests.
   const incoming = (c.env as Partial<HttpBindings> | undefined)?.incoming;
-  const source: AsyncIterable<Uint8Array> | null = incoming ?? (req.body as unknown as AsyncIterable<Uint8Array> | null);
+  const source: AsyncIterable<Uint8Array> | null = incoming ?? (c.req.raw.body as unknown as AsyncIterable<Uint8Array> | null);
   if (!source) return '';
   const chunks: Uint8Array[] = [];
   let size = 0;
@@ -55,21 +61,68 @@ async function readLimited(c: Context, max: number): Promise<string | undefined>
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/**
+ * Whether a request is 2025-era (legacy), as the SDK's isLegacyRequest
+ * decides it: legacy exactly when it carries no `_meta` envelope claim (the
+ * protocol-version key). The common cases are read here from the parsed
+ * body; the rest (batches, a 2026 MCP-Protocol-Version header without the
+ * claim) are left to the SDK's own predicate.
+ */
+async function isLegacy(c: Context, body: unknown, maxBodyBytes: number): Promise<boolean> {
+  if (typeof body === 'object' && body !== null && !Array.isArray(body)) {
+    const meta = (body as { params?: { _meta?: unknown } }).params?._meta;
+    if (typeof meta === 'object' && meta !== null && !Array.isArray(meta) && PROTOCOL_VERSION_META_KEY in meta) return false;
+    const version = c.req.header('mcp-protocol-version');
+    if (version === undefined || SUPPORTED_PROTOCOL_VERSIONS.includes(version)) return true;
+  }
+  return isLegacyRequest(c.req.raw, body, { maxRequestBodySize: maxBodyBytes });
+}
+
 function isInitialize(body: unknown): boolean {
   const messages = Array.isArray(body) ? body : [body];
   return messages.some((m) => typeof m === 'object' && m !== null && (m as { method?: unknown }).method === 'initialize');
 }
 
+/** The gateway's routes, and what shutdown closes of it (open 2026-07-28 streams). */
+export interface McpGateway {
+  readonly routes: Hono;
+  /** Ends the 2026-07-28 exchanges in flight and the subscriptions/listen streams. Sessions close with their registry. */
+  close(): Promise<void>;
+}
+
+/** The user a request's AuthInfo names (set here, from the bearer token, never from the request). */
+function userOf(authInfo: AuthInfo | undefined): string {
+  if (!authInfo?.clientId) throw new Error('an MCP request reached a server without the user its token names');
+  return authInfo.clientId;
+}
+
 /**
- * `/mcp` (Streamable HTTP) and its RFC 9728 metadata. A request is
- * authenticated by its bearer token (the Socket.IO rules); a session id is
- * looked up with the user the token names, so another user's id is a 404. A
- * request without a session id that is not an initialize is answered
- * statelessly by a server made for it, so clients without sessions work too.
+ * `/mcp` (Streamable HTTP) and its RFC 9728 metadata, for both protocol eras
+ * at one URL. A request is authenticated by its bearer token (the Socket.IO
+ * rules), every time. Then:
+ * - a 2026-07-28 request (its `_meta` names the protocol version) goes to the
+ *   SDK's stateless entry (createMcpHandler): `server/discover`, the
+ *   MCP-Protocol-Version / Mcp-Method / Mcp-Name checks (400 with -32020 on a
+ *   mismatch, -32022 for a version it does not serve), `subscriptions/listen`,
+ *   and a server made for that one request and that user;
+ * - a 2025-era request keeps today's rules: initialize opens a session that
+ *   belongs to the token's user (another user's session id is a 404), and a
+ *   request with neither session nor initialize is answered statelessly.
  */
-export function createMcpRoutes(options: McpRoutesOptions): Hono {
+export function createMcpRoutes(options: McpRoutesOptions): McpGateway {
   const app = new Hono();
   const log = options.logger.child({ component: 'McpGateway' });
+  const modern = createMcpHandler(({ authInfo }) => options.serverFor(userOf(authInfo)), {
+    // 2025-era traffic never reaches it: the sessions below answer that.
+    legacy: 'reject',
+    maxRequestBodySize: options.maxBodyBytes,
+    // Refused requests (a header that disagrees with the body, an unknown version) are the client's business: answered, not alarming.
+    onerror: (err) => log.debug({ err: errorMessage(err) }, 'MCP request refused or failed (2026-07-28 entry)'),
+  });
+  const fastPath = options.heldCallFastPath ?? true;
+  const envelopeValid = createEnvelopeCheck();
+  // A 2026-07-28 client sends its token with every request: verified once, until it expires.
+  const verifyToken = createIdentityCache(options.authenticate, { maxEntries: 10_000 });
 
   app.get(METADATA_PATH, (c) =>
     c.json({
@@ -91,7 +144,7 @@ export function createMcpRoutes(options: McpRoutesOptions): Hono {
       return c.json({ error: { code: 'UNAUTHORIZED', message: 'an Authorization: Bearer token is required' } }, 401);
     }
     try {
-      return await options.authenticate(options.tokensAreJwts ? { token: match[1] } : { userId: match[1] });
+      return await (options.tokensAreJwts ? verifyToken(match[1]) : options.authenticate({ userId: match[1] }));
     } catch (err) {
       const message = err instanceof SandpoolError ? err.message : 'the token was not accepted';
       c.header('www-authenticate', challenge(`, error="invalid_token", error_description="${message.replace(/"/g, "'")}"`));
@@ -107,7 +160,7 @@ export function createMcpRoutes(options: McpRoutesOptions): Hono {
     const identity = await identify(c);
     if (identity instanceof Response) return identity;
     const { userId } = identity;
-    const authInfo = { token: '', clientId: userId, scopes: [], ...(identity.expiresAtMs ? { expiresAt: Math.floor(identity.expiresAtMs / 1000) } : {}) };
+    const authInfo: AuthInfo = { token: '', clientId: userId, scopes: [], ...(identity.expiresAtMs ? { expiresAt: Math.floor(identity.expiresAtMs / 1000) } : {}) };
 
     const sessionId = c.req.header('mcp-session-id');
     const session = sessionId === undefined ? undefined : options.sessions.get(sessionId, userId);
@@ -133,7 +186,28 @@ export function createMcpRoutes(options: McpRoutesOptions): Hono {
     } catch (err) {
       return jsonRpcError(c, 400, -32700, `Parse error: ${errorMessage(err)}`, { code: 'BAD_REQUEST' });
     }
-    if (session) return session.transport.handleRequest(c.req.raw, { parsedBody: body, authInfo });
+    if (session) {
+      options.observeEra?.('legacy');
+      return session.transport.handleRequest(c.req.raw, { parsedBody: body, authInfo });
+    }
+
+    const legacy = await isLegacy(c, body, options.maxBodyBytes);
+    options.observeEra?.(legacy ? 'legacy' : 'modern');
+    const held = !legacy && fastPath ? plainToolCall(body, (name) => c.req.header(name), envelopeValid) : undefined;
+    if (held) {
+      let answer: string;
+      try {
+        answer = encodeToolResult(held.id, await options.tools.call(userId, held.name, held.arguments));
+      } catch (err) {
+        const e = err instanceof JsonRpcError ? err : new JsonRpcError(-32603, 'Internal error', undefined);
+        if (!(err instanceof JsonRpcError)) log.error({ err: errorMessage(err), user: userId }, 'a held tools/call failed unexpectedly');
+        answer = encodeError(held.id, e.code, e.message, e.data);
+      }
+      return c.body(answer, 200, { 'content-type': 'application/json' });
+    }
+    if (!legacy) {
+      return modern.fetch(untilTokenExpires(c.req.raw, body, identity.expiresAtMs), { parsedBody: body, authInfo });
+    }
 
     if (isInitialize(body)) {
       let transport: WebStandardStreamableHTTPServerTransport;
@@ -156,5 +230,18 @@ export function createMcpRoutes(options: McpRoutesOptions): Hono {
       void server.close().catch(() => undefined);
     }
   });
-  return app;
+  return { routes: app, close: () => modern.close() };
+}
+
+/**
+ * A subscriptions/listen stream lives only as long as the token that opened
+ * it (as a session does): its request's signal, which the SDK's listen router
+ * ends the stream on, also fires when the token expires. Any other request is
+ * passed on as it is.
+ */
+function untilTokenExpires(request: Request, body: unknown, expiresAtMs: number | undefined): Request {
+  if (expiresAtMs === undefined || (body as { method?: unknown } | null)?.method !== 'subscriptions/listen') return request;
+  const expiry = AbortSignal.timeout(Math.min(Math.max(0, expiresAtMs - Date.now()), 2 ** 31 - 1));
+  // Without the body: it was read and parsed already (the SDK is given it parsed).
+  return new Request(request.url, { method: request.method, headers: request.headers, signal: AbortSignal.any([request.signal, expiry]) });
 }

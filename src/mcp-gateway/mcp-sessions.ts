@@ -1,10 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
+import { WebStandardStreamableHTTPServerTransport, type Server } from '@modelcontextprotocol/server';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 
-/** One MCP session: whose it is, and the SDK transport and server that answer it. */
+/** One MCP session (protocol 2025-11-25): whose it is, and the SDK transport and server that answer it. */
 export interface McpSession {
   readonly id: string;
   readonly userId: string;
@@ -94,7 +93,11 @@ export function createMcpSessionRegistry(options: McpSessionRegistryOptions): Mc
       const server = options.serverFor(userId);
       const transport: WebStandardStreamableHTTPServerTransport = new WebStandardStreamableHTTPServerTransport({
         sessionIdGenerator: () => sessionId,
-        enableJsonResponse: true,
+        // SSE answers (with X-Accel-Buffering: no): what the sandbox says while
+        // a call runs (progress, log messages) goes on the call's own stream.
+        // JSON answers would drop it. Keep-alive comments every 15 s (the
+        // SDK's default) keep a quiet stream from looking idle to a proxy.
+        enableJsonResponse: false,
         maxRequestBodySize: options.maxBodyBytes,
         onsessioninitialized: (id) => {
           const s: Entry = { id, userId, transport, idle: undefined, expiry: undefined, expiresAtMs: undefined, closing: false };

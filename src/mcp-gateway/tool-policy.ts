@@ -1,4 +1,4 @@
-import type { Tool } from '@modelcontextprotocol/sdk/types.js';
+import type { Tool } from '../protocol/mcp-types.js';
 
 /** Which of the sandbox's tools MCP clients may list and call (MCP_TOOLS). */
 export interface ToolPolicy {

@@ -1,8 +1,9 @@
 import { createInterface } from 'node:readline';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { ErrorCode, ListToolsResultSchema, McpError, type CallToolResult, type Tool } from '@modelcontextprotocol/sdk/types.js';
+import { Client, SdkError, SdkErrorCode } from '@modelcontextprotocol/client';
 import { SandboxGoneError, SandpoolError, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
+import type { ToolNotice } from '../protocol/events.js';
+import type { CallToolResult, Tool } from '../protocol/mcp-types.js';
 import type { ContainerRuntime, SandboxProcess, SandboxSpec } from '../runtime/types.js';
 import { StreamTransport } from './stream-transport.js';
 import { workspaceChannelOf, type WorkspaceChannel } from './workspace-channel.js';
@@ -14,6 +15,19 @@ export interface StartSandboxOptions {
   initTimeoutMs?: number;
   /** stderr lines logged per sandbox before the rest is dropped (a chatty server must not flood the log). Default 200. */
   maxLoggedStderrLines?: number;
+}
+
+/** Options of one tool call in a sandbox. */
+export interface SandboxCallOptions {
+  /** Default 60000. */
+  timeoutMs?: number;
+  /**
+   * What the sandbox's server says while the call runs: its progress
+   * notifications for this call (asked for with a progress token), and its
+   * logging notifications while this call is in flight (stdio logging is not
+   * tied to a request: every call in flight on the sandbox hears them).
+   */
+  onNotice?: (notice: ToolNotice) => void;
 }
 
 /** A running sandbox with a connected MCP client and its tool list (cached at warm-up). */
@@ -32,7 +46,7 @@ export interface Sandbox {
    * the call), with a plain SANDBOX_FAILED SandpoolError when only this call
    * failed (e.g. it timed out) and the sandbox is still usable.
    */
-  callTool(name: string, args: Record<string, unknown>, options?: { timeoutMs?: number }): Promise<CallToolResult>;
+  callTool(name: string, args: Record<string, unknown>, options?: SandboxCallOptions): Promise<CallToolResult>;
   /** Snapshot and restore of /workspace, when the sandbox's server offers them (sandpool's image does). */
   readonly workspace: WorkspaceChannel | undefined;
   /** Freezes it (the runtime's pause), memory, processes and /workspace kept, for its user's return. */
@@ -76,7 +90,17 @@ export async function startSandbox(runtime: ContainerRuntime, spec: SandboxSpec,
   });
 
   const transport = new StreamTransport(proc.stdout, proc.stdin);
+  // The default, plain 2025 handshake (no server/discover probe): the image's
+  // server speaks stdio MCP 2025-11-25, and a probe would cost a round trip at
+  // every start for nothing.
   const client = new Client({ name: 'sandpool', version: '0.1.0' }, { capabilities: {} });
+  /** The calls in flight that listen to what the server says (see SandboxCallOptions.onNotice). */
+  const listeners = new Set<(notice: ToolNotice) => void>();
+  client.setNotificationHandler('notifications/message', (n) => {
+    if (listeners.size === 0) return;
+    const notice: ToolNotice = { kind: 'log', level: n.params.level, data: n.params.data, ...(n.params.logger === undefined ? {} : { logger: n.params.logger }) };
+    for (const listener of listeners) listener(notice);
+  });
   client.onclose = () => {
     closedReason ??= transport.closeError ? `the MCP connection closed: ${transport.closeError.message}` : 'the MCP connection closed';
   };
@@ -98,7 +122,7 @@ export async function startSandbox(runtime: ContainerRuntime, spec: SandboxSpec,
       // at every start (~20 ms of CPU for the filesystem server's 14 tools).
       // Those validators would only check what the sandbox says against what
       // the same sandbox declared; the results are passed on as they are.
-      const page = await client.request({ method: 'tools/list', params: cursor ? { cursor } : {} }, ListToolsResultSchema, { timeout: initTimeoutMs });
+      const page = await client.request({ method: 'tools/list', params: cursor ? { cursor } : {} }, { timeout: initTimeoutMs });
       tools.push(...page.tools);
       cursor = page.nextCursor;
     } while (cursor);
@@ -134,14 +158,23 @@ export async function startSandbox(runtime: ContainerRuntime, spec: SandboxSpec,
       if (!sandbox.isUsable()) {
         throw new SandboxGoneError(GONE, { detail: `sandbox ${shortId} is gone: ${sandbox.failureReason() ?? 'unknown reason'}` });
       }
+      const onNotice = callOptions?.onNotice;
+      if (onNotice) listeners.add(onNotice);
       try {
-        return (await client.callTool({ name, arguments: args }, undefined, {
-          timeout: callOptions?.timeoutMs ?? 60_000,
-        })) as CallToolResult;
+        // A plain request, not client.callTool(): that one looks the tool up in
+        // its response cache for an output validator and header mirroring, which
+        // the sandbox's own answers, passed on as they are, do not need.
+        return (await client.request(
+          { method: 'tools/call', params: { name, arguments: args } },
+          {
+            timeout: callOptions?.timeoutMs ?? 60_000,
+            ...(onNotice ? { onprogress: (p) => onNotice({ kind: 'progress', progress: p.progress, ...(p.total === undefined ? {} : { total: p.total }), ...(p.message === undefined ? {} : { message: p.message }) }) } : {}),
+          },
+        )) as CallToolResult;
       } catch (err) {
         // The SDK fails every pending request with ConnectionClosed when the
         // transport closes (the process exited, or its stdout broke the protocol).
-        const connectionClosed = err instanceof McpError && err.code === ErrorCode.ConnectionClosed;
+        const connectionClosed = err instanceof SdkError && err.code === SdkErrorCode.ConnectionClosed;
         if (connectionClosed || !sandbox.isUsable()) {
           // Give the exit a moment to be observed so the holder learns why.
           await Promise.race([proc.exited, new Promise((r) => setTimeout(r, 500))]);
@@ -149,6 +182,8 @@ export async function startSandbox(runtime: ContainerRuntime, spec: SandboxSpec,
         }
         // The tool server's own answer (a bad path, a timeout): the model and the user can act on it.
         throw new SandpoolError('SANDBOX_FAILED', `tool ${name} failed: ${errorMessage(err)}`, { cause: err });
+      } finally {
+        if (onNotice) listeners.delete(onNotice);
       }
     },
     async park() {

@@ -1,8 +1,6 @@
 import { once } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
-import { STDIO_DEFAULT_MAX_BUFFER_SIZE, deserializeMessage, serializeMessage } from '@modelcontextprotocol/sdk/shared/stdio.js';
-import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
+import { STDIO_DEFAULT_MAX_BUFFER_SIZE, deserializeMessage, serializeMessage, type JSONRPCMessage, type Transport } from '@modelcontextprotocol/client';
 import { LineBuffer } from './line-buffer.js';
 
 /**
@@ -38,6 +36,7 @@ export class StreamTransport implements Transport {
       void this.close();
       return;
     }
+    let deferring = false;
     for (const line of lines) {
       if (line.trim() === '') continue;
       let message: JSONRPCMessage;
@@ -48,13 +47,24 @@ export class StreamTransport implements Transport {
         this.onerror?.(toError(err));
         continue;
       }
-      try {
-        this.onmessage?.(message);
-      } catch (err) {
-        this.onerror?.(toError(err));
-      }
+      // The SDK dispatches a notification a microtask later, but a response at
+      // once, and a response drops its request's progress handler: a progress
+      // notification followed by its call's response in one chunk (a server's
+      // last "100 %") would find no handler. A response is handed on a
+      // microtask later, so what came before it is dispatched first; what
+      // comes after it in the chunk waits its turn behind it.
+      deferring ||= !('method' in message);
+      if (deferring) queueMicrotask(() => this.deliver(message));
+      else this.deliver(message);
     }
   };
+  private deliver(message: JSONRPCMessage): void {
+    try {
+      this.onmessage?.(message);
+    } catch (err) {
+      this.onerror?.(toError(err));
+    }
+  }
   private readonly onEnd = (): void => {
     void this.close();
   };

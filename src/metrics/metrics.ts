@@ -16,6 +16,8 @@ export interface Metrics {
   watchChat(gauges: ChatGauges): void;
   /** MCP gateway: calls and their latency by tool and outcome. */
   mcpCall(tool: string, ms: number, outcome: 'ok' | 'tool-error' | 'refused' | 'failed'): void;
+  /** MCP gateway: a POST /mcp of one protocol era (`modern`: 2026-07-28, per-request `_meta`; `legacy`: 2025-era, sessions or not). */
+  mcpRequest(era: 'modern' | 'legacy'): void;
   /** MCP sessions open on this replica, read when /metrics is scraped. */
   watchMcpSessions(count: () => number): void;
   /** Workspace snapshots and restores: latency, size, outcome. */
@@ -130,6 +132,12 @@ export function createMetrics(options: { replicaId: string }): Metrics {
     labelNames: ['tool', 'outcome'],
     registers: [registry],
   });
+  const mcpRequests = new Counter({
+    name: 'sandpool_mcp_requests_total',
+    help: 'POST /mcp by protocol era: modern (2026-07-28, stateless) or legacy (2025-era: sessions, or stateless)',
+    labelNames: ['era'],
+    registers: [registry],
+  });
   const mcpCallSeconds = new Histogram({
     name: 'sandpool_mcp_call_seconds',
     help: 'MCP tools/call latency at the gateway, by tool',
@@ -171,6 +179,9 @@ export function createMetrics(options: { replicaId: string }): Metrics {
     mcpCall(tool, ms, outcome) {
       mcpCalls.inc({ tool, outcome });
       mcpCallSeconds.observe({ tool }, ms / 1000);
+    },
+    mcpRequest(era) {
+      mcpRequests.inc({ era });
     },
     watchMcpSessions(count) {
       liveGauge('sandpool_mcp_sessions', 'MCP sessions open on this replica', count);

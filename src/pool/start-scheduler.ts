@@ -1,4 +1,4 @@
-import type { Tool } from '@modelcontextprotocol/sdk/types.js';
+import type { Tool } from '../protocol/mcp-types.js';
 import { SandpoolError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { startSandbox, type Sandbox } from '../mcp/sandbox.js';

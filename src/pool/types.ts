@@ -1,5 +1,5 @@
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import type { Sandbox } from '../mcp/sandbox.js';
+import type { CallToolResult } from '../protocol/mcp-types.js';
+import type { Sandbox, SandboxCallOptions } from '../mcp/sandbox.js';
 
 /**
  * What the pool's parts share, below all of them: the container pool composes
@@ -15,7 +15,7 @@ export interface Lease {
   /** How long acquire() took, in ms. */
   readonly acquireMs: number;
   /** Rejects with SandboxGoneError once the sandbox is gone (it died, or the lease was released). */
-  callTool(name: string, args: Record<string, unknown>, options?: { timeoutMs?: number }): Promise<CallToolResult>;
+  callTool(name: string, args: Record<string, unknown>, options?: SandboxCallOptions): Promise<CallToolResult>;
   /** Destroys the sandbox (a used workspace is never handed to anyone else). Idempotent. */
   release(): Promise<void>;
   /**

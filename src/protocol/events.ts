@@ -3,7 +3,7 @@
  * by both ends: the gateway types its server with these maps, the tests and
  * scripts type their socket.io-client sockets with them.
  */
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { CallToolResult, LoggingLevel } from './mcp-types.js';
 import type { ErrorBody } from './errors.js';
 
 /** An ack: `{ ok: true, ...fields }` or `{ ok: false, error }`. Never silence. */
@@ -46,6 +46,37 @@ export interface ToolResult {
   durationMs: number;
   /** Extension: how the call was decided. */
   approval: ApprovalVerdict;
+}
+
+/**
+ * What a sandbox's MCP server said about a tool call while it ran: its
+ * progress notifications for the call, and its logging notifications while
+ * the call was in flight.
+ */
+export type ToolNotice =
+  | { kind: 'progress'; progress: number; total?: number; message?: string }
+  | { kind: 'log'; level: LoggingLevel; logger?: string; data: unknown };
+
+/** Extension: a running tool call's progress, as the sandbox's server reports it (its MCP progress notifications). */
+export interface ToolProgress {
+  requestId: string;
+  callId: string;
+  tool: string;
+  /** Grows with every notice of one call; the unit is the server's. */
+  progress: number;
+  /** The expected end of `progress`, when the server knows it. */
+  total?: number;
+  message?: string;
+}
+
+/** Extension: a log message the sandbox's server sent while the tool call ran (its MCP logging notifications). */
+export interface ToolLog {
+  requestId: string;
+  callId: string;
+  tool: string;
+  level: LoggingLevel;
+  logger?: string;
+  data: unknown;
 }
 
 export interface MessageText {
@@ -101,6 +132,10 @@ export interface ServerToClientEvents {
   session: (info: SessionInfo) => void;
   'tool:request': (p: ToolRequest) => void;
   'tool:result': (p: ToolResult) => void;
+  /** Extension: between tool:request and tool:result, as often as the sandbox's server reports progress. */
+  'tool:progress': (p: ToolProgress) => void;
+  /** Extension: between tool:request and tool:result, for each log message of the sandbox's server. */
+  'tool:log': (p: ToolLog) => void;
   'message:delta': (p: MessageText) => void;
   'message:done': (p: MessageText) => void;
   /** Extension: a message of this user was accepted (other tabs show it). */
@@ -115,7 +150,7 @@ export interface ServerToClientEvents {
 /** A forwarded message's answer: null from every replica but its target. */
 export type ForwardedMessageAck = AckResponse<MessageAccepted> | null;
 
-/** A tool call to run in the user's sandbox on the replica that holds it. */
+/** A tool call to run in the user's sandbox on the replica that holds it (what the sandbox says meanwhile comes back as `sandpool:tool-notice`). */
 export interface RemoteToolCall {
   name: string;
   arguments: Record<string, unknown>;
@@ -150,6 +185,8 @@ export interface InterServerEvents {
   'sandpool:message': (msg: { target: string; userId: string; payload: unknown }, ack: (res: ForwardedMessageAck) => void) => void;
   'sandpool:approval': (msg: { userId: string } & ToolApproval, ack: (decided: boolean) => void) => void;
   'sandpool:tool': (msg: { target: string; origin: string; id: string; userId: string; call: RemoteToolCall }) => void;
+  /** What the sandbox's server said while a routed call ran (its progress and logging), to the replica that routed it. */
+  'sandpool:tool-notice': (msg: { origin: string; id: string; notice: ToolNotice }) => void;
   'sandpool:tool-reply': (msg: { origin: string; id: string; outcome: ({ ok: true } & ToolRun) | { ok: false; error: ErrorBody; gone: boolean } }) => void;
   /** The user's last MCP session elsewhere ended: release the sandbox if nothing here holds it. */
   'sandpool:release': (msg: { target: string; userId: string }) => void;

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { SandboxGoneError, SandpoolError, toClientError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { ForwardedMessageAck, ToolRun } from '../protocol/events.js';
+import type { ForwardedMessageAck, ToolNotice, ToolRun } from '../protocol/events.js';
 import type { ReplicaBus, ReplicaBusHandlers } from '../cluster/replica-bus.js';
 import type { SandpoolIo } from './socket-server.js';
 
@@ -22,7 +22,12 @@ export interface SocketIoReplicaBusOptions {
 export function createSocketIoReplicaBus(options: SocketIoReplicaBusOptions): ReplicaBus {
   const { io, replicaId } = options;
   const log = options.logger.child({ component: 'ReplicaBus' });
-  const waiting = new Map<string, { resolve(run: ToolRun): void; reject(err: Error): void }>();
+  const waiting = new Map<string, { resolve(run: ToolRun): void; reject(err: Error): void; onNotice: ((notice: ToolNotice) => void) | undefined }>();
+
+  io.on('sandpool:tool-notice', ({ origin, id, notice }) => {
+    if (origin !== replicaId) return;
+    waiting.get(id)?.onNotice?.(notice);
+  });
 
   io.on('sandpool:tool-reply', ({ origin, id, outcome }) => {
     if (origin !== replicaId) return;
@@ -53,7 +58,7 @@ export function createSocketIoReplicaBus(options: SocketIoReplicaBusOptions): Re
       return responses.some((decided) => decided === true);
     },
 
-    runTool(target, userId, call) {
+    runTool(target, userId, call, onNotice) {
       const id = randomUUID();
       return new Promise<ToolRun>((resolve, reject) => {
         const timer = setTimeout(() => {
@@ -63,6 +68,7 @@ export function createSocketIoReplicaBus(options: SocketIoReplicaBusOptions): Re
         waiting.set(id, {
           resolve: (run) => (clearTimeout(timer), resolve(run)),
           reject: (err) => (clearTimeout(timer), reject(err)),
+          onNotice,
         });
         io.serverSideEmit('sandpool:tool', { target, origin: replicaId, id, userId, call });
       });
@@ -96,7 +102,7 @@ export function createSocketIoReplicaBus(options: SocketIoReplicaBusOptions): Re
       });
       io.on('sandpool:tool', ({ target, origin, id, userId, call }) => {
         if (target !== replicaId) return;
-        handlers.tool(userId, call).then(
+        handlers.tool(userId, call, (notice) => io.serverSideEmit('sandpool:tool-notice', { origin, id, notice })).then(
           (run) => io.serverSideEmit('sandpool:tool-reply', { origin, id, outcome: { ok: true, ...run } }),
           (err: unknown) => {
             // The details stay in this replica's log, under the log id the body carries.

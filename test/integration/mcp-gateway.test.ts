@@ -1,18 +1,14 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import path from 'node:path';
-import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { Client as V1Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
-import { pinnedNodeBinary } from '../../scripts/lib/node-binary.js';
 import type { StartedProcess } from '../../scripts/lib/start-process.js';
+import type { CallToolResult, Tool } from '../../src/protocol/mcp-types.js';
 import { LABELS } from '../../src/runtime/types.js';
 import { converse } from '../support/conversation.js';
-import { startCluster, type RunningCluster } from '../support/cluster.js';
 import { connectUser, dockerPs, emitAck, nextEvent, startReplica, textOf, uniqueReplica, waitFor, type ClientSocket } from '../support/helpers.js';
+import { MCP_CLIENTS, connectMcpClient, listWriteRead, mcpClientSlug, type ConnectV1 } from '../support/mcp-clients.js';
 import { TEST_OPERATOR_SECRET, TEST_SECRET, makeToken, operatorHeaders } from '../support/tokens.js';
 
 /** Sandboxes leased on a replica (/stats/pool; an operator token where the replica has AUTH_SECRET). */
@@ -24,13 +20,29 @@ async function activeSandboxes(url: string): Promise<number> {
   return active as number;
 }
 
-const run = promisify(execFile);
 const ISSUER = 'https://id.example';
 
-/** An MCP client of the official SDK over Streamable HTTP, with a bearer token. */
-async function mcpClient(base: string, token: string): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> {
+/** The v1 SDK client (1.32.2, 2025-11-25 only): one of the clients under test. */
+const connectV1: ConnectV1 = async (url, headers) => {
+  const transport = new StreamableHTTPClientTransport(url, { requestInit: { headers } });
+  const client = new V1Client({ name: 'sandpool-test-v1', version: '1.0.0' });
+  await client.connect(transport);
+  return {
+    kind: 'v1 SDK client 1.32.2',
+    negotiated: transport.protocolVersion,
+    listTools: async () => (await client.listTools()).tools as Tool[],
+    callTool: async (name, args) => (await client.callTool({ name, arguments: args })) as CallToolResult,
+    close: async () => {
+      await transport.terminateSession().catch(() => undefined);
+      await client.close();
+    },
+  };
+};
+
+/** An MCP client of the v1 SDK over Streamable HTTP, with a bearer token (and its transport, for session tests). */
+async function mcpClient(base: string, token: string): Promise<{ client: V1Client; transport: StreamableHTTPClientTransport }> {
   const transport = new StreamableHTTPClientTransport(new URL(`${base}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${token}` } } });
-  const client = new Client({ name: 'sandpool-test', version: '1.0.0' });
+  const client = new V1Client({ name: 'sandpool-test', version: '1.0.0' });
   await client.connect(transport);
   return { client, transport };
 }
@@ -51,12 +63,12 @@ const text = (r: unknown): string => textOf(r as CallToolResult);
 /** Sends a message, approves its tool calls; resolves with the tool results' contents. */
 const chat = async (socket: ClientSocket, text: string): Promise<string[]> => (await converse(socket, text, 60_000)).contents;
 
-describe('MCP gateway on one replica (the official SDK client, the replica in its own process)', () => {
+describe('MCP gateway on one replica (the replica in its own process, the SDK clients and the Inspector)', () => {
   let replica: StartedProcess;
   let url: string;
   let replicaId: string;
   const sockets: ClientSocket[] = [];
-  const clients: Client[] = [];
+  const clients: Array<{ close(): Promise<void> }> = [];
   const token = (sub: string): Promise<string> => makeToken({ sub, iss: ISSUER });
 
   before(async () => {
@@ -71,7 +83,8 @@ describe('MCP gateway on one replica (the official SDK client, the replica in it
   after(async () => {
     for (const s of sockets) s.close();
     for (const c of clients) await c.close().catch(() => undefined);
-    await replica.stop('SIGTERM', 20_000);
+    // A drain under a loaded machine can take a while: the bound is the replica's own (SHUTDOWN_TIMEOUT_MS) plus slack.
+    await replica.stop('SIGTERM', 45_000);
     assert.deepEqual(await dockerPs({ [LABELS.replica]: replicaId }), [], 'containers left behind');
   });
 
@@ -89,22 +102,28 @@ describe('MCP gateway on one replica (the official SDK client, the replica in it
     assert.deepEqual(metadata.bearer_methods_supported, ['header']);
   });
 
+  for (const kind of MCP_CLIENTS) {
+    it(`${kind}: list -> write -> read of the user's workspace, in the era it negotiated`, async () => {
+      await listWriteRead(kind, url, await token(`lwr-${mcpClientSlug(kind)}`), () => [url], connectV1, await operatorHeaders());
+    });
+  }
+
   it('lists the sandbox image\'s tools unchanged, without taking a sandbox', async () => {
     const before = await activeSandboxes(url);
     const { client } = await mcpClient(url, await token('lister'));
     clients.push(client);
     const listed = (await client.listTools()).tools;
     // The image itself, asked directly over stdio.
-    const direct = new Client({ name: 'direct', version: '1' });
+    const direct = new V1Client({ name: 'direct', version: '1' });
     await direct.connect(new StdioClientTransport({ command: 'docker', args: ['run', '-i', '--rm', '--network', 'none', 'sandpool-sandbox:latest'] }));
     const fromImage = (await direct.listTools()).tools;
     await direct.close();
-    const shape = (tools: Tool[]): unknown => tools.map((t) => ({ name: t.name, inputSchema: t.inputSchema, annotations: t.annotations }));
+    const shape = (tools: ReadonlyArray<{ name: string; inputSchema: unknown; annotations?: unknown }>): unknown => tools.map((t) => ({ name: t.name, inputSchema: t.inputSchema, annotations: t.annotations }));
     assert.deepEqual(shape(listed), shape(fromImage));
     assert.equal(await activeSandboxes(url), before, 'no sandbox taken by initialize or tools/list');
   });
 
-  it('writes then reads in the user\'s own sandbox; another user cannot read it, nor use the session', async () => {
+  it('writes then reads in the user\'s own sandbox; another user cannot read it, nor use the session, in either era', async () => {
     const alice = await mcpClient(url, await token('alice'));
     clients.push(alice.client);
     await alice.client.callTool({ name: 'write_file', arguments: { path: '/workspace/secret.txt', content: 'alice only' } });
@@ -115,6 +134,13 @@ describe('MCP gateway on one replica (the official SDK client, the replica in it
     const bobs = (await bob.client.callTool({ name: 'read_text_file', arguments: { path: '/workspace/secret.txt' } })) as CallToolResult;
     assert.equal(bobs.isError, true, 'bob has his own, empty sandbox');
     assert.doesNotMatch(text(bobs), /alice only/);
+    // 2026-07-28 has no session to steal: the token alone says whose sandbox.
+    const modernBob = await connectMcpClient('v2 client offering 2026-07-28 first', url, await token('bob'), { v1: connectV1 });
+    clients.push(modernBob);
+    assert.equal(modernBob.negotiated, '2026-07-28');
+    const again = await modernBob.callTool('read_text_file', { path: '/workspace/secret.txt' });
+    assert.equal(again.isError, true);
+    assert.doesNotMatch(text(again), /alice only/);
 
     // Alice's session id with Bob's token: as unknown as a made-up one.
     const stolen = await fetch(`${url}/mcp`, {
@@ -126,18 +152,51 @@ describe('MCP gateway on one replica (the official SDK client, the replica in it
     assert.doesNotMatch(await stolen.text(), /alice only/);
   });
 
-  it('shares one workspace with the user\'s chat, both ways', async () => {
+  it('refuses 2026-07-28 requests whose headers disagree with the body (400, -32020), of an unknown version (-32022), or with a forged request state', async () => {
+    const meta = (version: string): Record<string, unknown> => ({ 'io.modelcontextprotocol/protocolVersion': version, 'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' }, 'io.modelcontextprotocol/clientCapabilities': {} });
+    const post = async (headers: Record<string, string>, params: Record<string, unknown>, version = '2026-07-28'): Promise<{ status: number; error?: { code: number; message: string } }> => {
+      const res = await fetch(`${url}/mcp`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${await token('carla')}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': version, 'mcp-method': 'tools/call', 'mcp-name': 'list_directory', ...headers },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'tools/call', params: { name: 'list_directory', arguments: { path: '/workspace' }, ...params, _meta: meta(version) } }),
+      });
+      return { status: res.status, ...((await res.json()) as { error?: { code: number; message: string } }) };
+    };
+    const fine = await post({}, {});
+    assert.equal(fine.status, 200, JSON.stringify(fine));
+    assert.equal(fine.error, undefined);
+    const mismatches: Array<Record<string, string>> = [{ 'mcp-name': 'write_file' }, { 'mcp-method': 'tools/list' }, { 'mcp-protocol-version': '2025-11-25' }];
+    for (const mismatch of mismatches) {
+      const refused = await post(mismatch, {});
+      assert.equal(refused.status, 400, JSON.stringify(mismatch));
+      assert.equal(refused.error?.code, -32020, JSON.stringify(mismatch));
+    }
+    const unknown = await post({}, {}, '2031-01-01');
+    assert.equal(unknown.status, 400);
+    assert.equal(unknown.error?.code, -32022);
+    const forged = await post({}, { requestState: 'v1.eyJwIjp7InVzZXIiOiJjYXJsYSJ9fQ.AAAA' });
+    assert.equal(forged.error?.code, -32602);
+    assert.match(forged.error?.message ?? '', /Invalid or expired requestState/);
+  });
+
+  it('shares one workspace with the user\'s chat, both ways, in 2025-11-25 and in 2026-07-28', async () => {
+    const socket = await connectUser(url, { token: await token('carol') }, { uid: 'carol' });
+    sockets.push(socket);
     const carol = await mcpClient(url, await token('carol'));
     clients.push(carol.client);
     await carol.client.callTool({ name: 'write_file', arguments: { path: '/workspace/from-mcp.txt', content: 'written over MCP' } });
-    const socket = await connectUser(url, { token: await token('carol') }, { uid: 'carol' });
-    sockets.push(socket);
     assert.deepEqual(await chat(socket, 'read /workspace/from-mcp.txt'), ['written over MCP']);
+    const modern = await connectMcpClient('v2 client offering 2026-07-28 first', url, await token('carol'), { v1: connectV1 });
+    clients.push(modern);
+    assert.equal(modern.negotiated, '2026-07-28');
+    await modern.callTool('write_file', { path: '/workspace/from-2026.txt', content: 'written over MCP 2026-07-28' });
+    assert.deepEqual(await chat(socket, 'read /workspace/from-2026.txt'), ['written over MCP 2026-07-28']);
     await chat(socket, 'write "written in chat" to /workspace/from-chat.txt');
     assert.equal(text(await carol.client.callTool({ name: 'read_text_file', arguments: { path: '/workspace/from-chat.txt' } })), 'written in chat');
+    assert.equal(text(await modern.callTool('read_text_file', { path: '/workspace/from-chat.txt' })), 'written in chat');
   });
 
-  it('counts MCP calls against MAX_REQUESTS_PER_USER together with chat: a refused call is a JSON-RPC error with data.code', async () => {
+  it('counts MCP calls of both eras against MAX_REQUESTS_PER_USER together with chat: a refused call is a JSON-RPC error with data.code', async () => {
     const socket = await connectUser(url, { token: await token('dave') }, { uid: 'dave' });
     sockets.push(socket);
     const pending: Array<{ callId: string }> = [];
@@ -152,6 +211,11 @@ describe('MCP gateway on one replica (the official SDK client, the replica in it
     assert.equal(refused.code, -32000);
     assert.equal(refused.data.code, 'TOO_MANY_REQUESTS');
     assert.match(refused.message, /chat and MCP together/);
+    const modern = await connectMcpClient('v2 client offering 2026-07-28 first', url, await token('dave'), { v1: connectV1 });
+    clients.push(modern);
+    const refusedModern = await refusal(modern.callTool('list_directory', { path: '/workspace' }));
+    assert.equal(refusedModern.code, -32000);
+    assert.equal(refusedModern.data.code, 'TOO_MANY_REQUESTS');
     for (const p of pending) await emitAck(socket, 'tool:approval', { callId: p.callId, approved: false });
     await waitFor('a slot to free', async () => (await dave.client.callTool({ name: 'list_directory', arguments: { path: '/workspace' } }).then(() => true, () => false)), 10_000, 200);
   });
@@ -172,7 +236,7 @@ describe('MCP gateway on one replica (the official SDK client, the replica in it
     assert.match(unknown.message, /unknown tool "rm_rf"; the tools are: .*read_text_file/);
   });
 
-  it('serves a client without a session (stateless): the token, not a session, says whose sandbox', async () => {
+  it('serves a 2025-era client without a session (stateless): the token, not a session, says whose sandbox', async () => {
     const headers = { authorization: `Bearer ${await token('frank')}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
     const call = async (id: number, name: string, args: Record<string, unknown>): Promise<{ result?: CallToolResult }> =>
       (await (await fetch(`${url}/mcp`, { method: 'POST', headers, body: JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args } }) })).json()) as { result?: CallToolResult };
@@ -180,64 +244,19 @@ describe('MCP gateway on one replica (the official SDK client, the replica in it
     assert.equal(text((await call(2, 'read_text_file', { path: '/workspace/stateless.txt' })).result), 'no session needed');
   });
 
-  it('DELETE ends the session and releases the sandbox when no chat session holds it; /metrics counts sessions and calls by tool', async () => {
+  it('DELETE ends the session and releases the sandbox when no chat session holds it; /metrics counts sessions, eras and calls by tool', async () => {
     const gina = await mcpClient(url, await token('gina'));
     await gina.client.callTool({ name: 'write_file', arguments: { path: '/workspace/g.txt', content: 'g' } });
     const active = (): Promise<number> => activeSandboxes(url);
     const held = await active();
     const metrics = await (await fetch(`${url}/metrics`, { headers: await operatorHeaders() })).text();
     assert.match(metrics, /sandpool_mcp_sessions\{[^}]*\} [1-9]/);
+    assert.match(metrics, /sandpool_mcp_requests_total\{[^}]*era="legacy"[^}]*\} [1-9]/);
+    assert.match(metrics, /sandpool_mcp_requests_total\{[^}]*era="modern"[^}]*\} [1-9]/);
     assert.match(metrics, /sandpool_mcp_calls_total\{[^}]*tool="write_file"[^}]*outcome="ok"[^}]*\} [1-9]/);
     assert.match(metrics, /sandpool_mcp_call_seconds_count\{[^}]*tool="read_text_file"/);
     await gina.transport.terminateSession();
     await gina.client.close();
     await waitFor('gina\'s sandbox released', async () => (await active()) === held - 1, 10_000, 200);
-  });
-
-  it('is driven by the MCP Inspector\'s CLI as well (Node >= 22.19, the images\' pinned Node)', async () => {
-    const node = await pinnedNodeBinary();
-    const inspector = path.resolve('node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js');
-    const args = [inspector, '--cli', `${url}/mcp`, '--transport', 'http', '--header', `Authorization: Bearer ${await token('ivy')}`];
-    const listed = JSON.parse((await run(node, [...args, '--method', 'tools/list'], { timeout: 60_000 })).stdout) as { tools: Tool[] };
-    assert.ok(listed.tools.some((t) => t.name === 'read_text_file'));
-    await run(node, [...args, '--method', 'tools/call', '--tool-name', 'write_file', '--tool-arg', 'path=/workspace/ivy.txt', 'content=from the inspector'], { timeout: 60_000 });
-    const read = JSON.parse((await run(node, [...args, '--method', 'tools/call', '--tool-name', 'read_text_file', '--tool-arg', 'path=/workspace/ivy.txt'], { timeout: 60_000 })).stdout) as CallToolResult;
-    assert.equal(text(read), 'from the inspector');
-  });
-});
-
-describe('MCP gateway through nginx on a 2-replica cluster', () => {
-  let cluster: RunningCluster;
-  const sockets: ClientSocket[] = [];
-  const clients: Client[] = [];
-
-  before(async () => {
-    cluster = await startCluster(2, { POOL_MIN_SIZE: '1', HEARTBEAT_INTERVAL_MS: '1000' });
-  });
-  after(async () => {
-    for (const s of sockets) s.close();
-    for (const c of clients) await c.close().catch(() => undefined);
-    await cluster.stop();
-  });
-
-  it('reaches the user\'s one workspace through nginx, and from whichever replica a session lands on', async () => {
-    const { client } = await mcpClient(cluster.state.url, 'hank');
-    clients.push(client);
-    await client.callTool({ name: 'write_file', arguments: { path: '/workspace/h.txt', content: 'via nginx' } });
-    assert.equal(text(await client.callTool({ name: 'read_text_file', arguments: { path: '/workspace/h.txt' } })), 'via nginx');
-
-    // The user's chat holds the sandbox on the replica its uid hashes to; an MCP session on the other one is routed there.
-    const socket = await connectUser(cluster.state.url, { userId: 'iris' }, { uid: 'iris' });
-    sockets.push(socket);
-    const home = (await nextEvent(socket, 'session')).replica;
-    await chat(socket, 'write "one workspace" to /workspace/i.txt');
-    const other = cluster.state.replicas.find((r) => r.id !== home);
-    assert.ok(other);
-    const activeOnOther = (): Promise<number> => activeSandboxes(other.url);
-    const before = await activeOnOther();
-    const elsewhere = await mcpClient(other.url, 'iris');
-    clients.push(elsewhere.client);
-    assert.equal(text(await elsewhere.client.callTool({ name: 'read_text_file', arguments: { path: '/workspace/i.txt' } })), 'one workspace');
-    assert.equal(await activeOnOther(), before, 'no second sandbox for iris on the other replica');
   });
 });

@@ -3,7 +3,7 @@
  * file tree answering the filesystem server's tool names. Chat-level unit
  * tests use it where the real pool would need a Docker engine.
  */
-import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
+import type { CallToolResult, Tool } from '../../src/protocol/mcp-types.js';
 import { SandboxGoneError, SandpoolError } from '../../src/errors.js';
 import type { SandboxSource, UserLease } from '../../src/chat/sandbox-leases.js';
 import type { ParkEvictReason } from '../../src/pool/types.js';

@@ -1,6 +1,6 @@
 import { PassThrough } from 'node:stream';
-import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
+import { McpServer } from '@modelcontextprotocol/server';
+import { StdioServerTransport } from '@modelcontextprotocol/server/stdio';
 import { z } from 'zod';
 import type { ContainerRuntime, ContainerSummary, ExitInfo, SandboxProcess, SandboxSpec } from '../../src/runtime/types.js';
 import { sleep } from '../../src/util/async.js';
@@ -72,7 +72,7 @@ interface LiveContainer extends FakeContainer {
 }
 
 /** The tools every fake container serves: the filesystem server's names for the first three. */
-export const FAKE_TOOLS = ['write_file', 'read_text_file', 'list_directory', 'wait', 'flood'] as const;
+export const FAKE_TOOLS = ['write_file', 'read_text_file', 'list_directory', 'wait', 'report', 'flood'] as const;
 
 /** Past the MCP SDK's 10 MiB read buffer, without a newline. */
 const FLOOD_BYTES = 11 * 1024 * 1024;
@@ -103,26 +103,36 @@ export function createFakeRuntime(initial: Partial<FakeFaults> = {}): FakeRuntim
     let resolveExited: (info: ExitInfo) => void = () => undefined;
     const exited = new Promise<ExitInfo>((resolve) => (resolveExited = resolve));
 
-    const server = new McpServer({ name: 'sandpool-fake', version: '1.0.0' });
+    // logging: the `report` tool sends log messages.
+    const server = new McpServer({ name: 'sandpool-fake', version: '1.0.0' }, { capabilities: { logging: {} } });
     const text = (t: string): { content: Array<{ type: 'text'; text: string }> } => ({ content: [{ type: 'text', text: t }] });
-    server.registerTool('write_file', { inputSchema: { path: z.string(), content: z.string() } }, ({ path, content }) => {
+    server.registerTool('write_file', { inputSchema: z.object({ path: z.string(), content: z.string() }) }, ({ path, content }) => {
       files.set(path, content);
       return text(`wrote ${path}`);
     });
-    server.registerTool('read_text_file', { inputSchema: { path: z.string() } }, ({ path }) => {
+    server.registerTool('read_text_file', { inputSchema: z.object({ path: z.string() }) }, ({ path }) => {
       const content = files.get(path);
       return content === undefined ? { ...text(`no such file: ${path}`), isError: true } : text(content);
     });
-    server.registerTool('list_directory', { inputSchema: { path: z.string() } }, () =>
+    server.registerTool('list_directory', { inputSchema: z.object({ path: z.string() }) }, () =>
       text([...files.keys()].map((p) => `[FILE] ${p.split('/').pop() ?? p}`).join('\n')),
     );
     // Ends early when the call is cancelled or the server closes: a crashed
     // container's timer must not keep the test process alive.
-    server.registerTool('wait', { inputSchema: { ms: z.number() } }, async ({ ms }, extra) => {
-      await sleep(ms, extra.signal);
+    server.registerTool('wait', { inputSchema: z.object({ ms: z.number() }) }, async ({ ms }, ctx) => {
+      await sleep(ms, ctx.mcpReq.signal);
       return text(`waited ${ms} ms`);
     });
-    server.registerTool('flood', { inputSchema: {} }, () => {
+    // Says how far it got (progress, for the call's token) and a log line, as a long call does.
+    server.registerTool('report', { inputSchema: z.object({ steps: z.number() }) }, async ({ steps }, ctx) => {
+      const token = ctx.mcpReq._meta?.progressToken;
+      for (let step = 1; step <= steps; step++) {
+        if (token !== undefined) await ctx.mcpReq.notify({ method: 'notifications/progress', params: { progressToken: token, progress: step, total: steps, message: `step ${step}` } });
+      }
+      await ctx.mcpReq.log('info', `reported ${steps} steps`, 'fake');
+      return text(`reported ${steps} steps`);
+    });
+    server.registerTool('flood', { inputSchema: z.object({}) }, () => {
       stdout.write(Buffer.alloc(FLOOD_BYTES, 'x'));
       return text('flooded');
     });

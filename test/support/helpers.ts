@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { io as connectIo, type Socket } from 'socket.io-client';
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { CallToolResult } from '../../src/protocol/mcp-types.js';
 import { loadConfig, type Config } from '../../src/config/config.js';
 import { createLogger, type Logger } from '../../src/logger.js';
 import type { ErrorBody } from '../../src/protocol/errors.js';
@@ -191,13 +191,16 @@ export function sendUnchecked(socket: ClientSocket, event: string, ...args: unkn
 
 /**
  * The first not-yet-taken `event` matching `match`, already received or still
- * to come; taking it means a later call will not return it again.
+ * to come; taking it means a later call will not return it again. Aborting
+ * `signal` stops the wait without taking anything (a race's losers must not
+ * take an event a later wait is for).
  */
 export function nextEvent<E extends keyof ServerToClientEvents>(
   socket: ClientSocket,
   event: E,
   match: (p: EventPayload<E>) => boolean = () => true,
   timeoutMs = 20_000,
+  signal?: AbortSignal,
 ): Promise<EventPayload<E>> {
   type T = EventPayload<E>;
   const log = received.get(socket);
@@ -218,7 +221,22 @@ export function nextEvent<E extends keyof ServerToClientEvents>(
       waiters.delete(onArrival);
       reject(new Error(`no ${event} within ${timeoutMs} ms`));
     }, timeoutMs);
-    if (!check()) waiters.add(onArrival);
+    if (check()) return;
+    if (signal?.aborted) {
+      clearTimeout(timer);
+      reject(new Error(`stopped waiting for ${event}`));
+      return;
+    }
+    waiters.add(onArrival);
+    signal?.addEventListener(
+      'abort',
+      () => {
+        if (!waiters.delete(onArrival)) return;
+        clearTimeout(timer);
+        reject(new Error(`stopped waiting for ${event}`));
+      },
+      { once: true },
+    );
   });
 }
 

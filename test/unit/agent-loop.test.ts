@@ -47,6 +47,8 @@ function request(overrides: Partial<AgentRequest>): AgentRequest & { emitted: Ar
     events: {
       toolRequest: (p) => emitted.push(['tool:request', { ...p }]),
       toolResult: (p) => emitted.push(['tool:result', { ...p }]),
+      toolProgress: (p) => emitted.push(['tool:progress', { ...p }]),
+      toolLog: (p) => emitted.push(['tool:log', { ...p }]),
       delta: (p) => emitted.push(['message:delta', { ...p }]),
     },
     maxSteps: 8,
@@ -81,6 +83,31 @@ describe('agent loop', () => {
     // Our own call ids on the wire, never the provider's.
     const wireIds = req.emitted.filter(([e]) => e === 'tool:request').map(([, p]) => String(p.callId));
     assert.ok(wireIds.every((id) => /^[0-9a-f-]{36}$/.test(id)));
+  });
+
+  it('tells the user what the sandbox says while an approved call runs (tool:progress, tool:log), between tool:request and tool:result', async () => {
+    const reporting: ToolRunner = {
+      async run(name, _args, { onNotice }) {
+        onNotice?.({ kind: 'progress', progress: 1, total: 2, message: 'half' });
+        onNotice?.({ kind: 'log', level: 'warning', logger: 'fs', data: { slow: true } });
+        onNotice?.({ kind: 'progress', progress: 2 });
+        return { result: { content: [{ type: 'text', text: `${name} ok` }] }, startedFresh: 'no' };
+      },
+    };
+    const req = request({ provider: scripted([{ text: '', toolCalls: [call('read_text_file')] }, { text: 'ok', toolCalls: [] }]), runner: reporting });
+    await runAgentLoop(req);
+    const callId = req.emitted.find(([e]) => e === 'tool:request')?.[1].callId;
+    const about = { requestId: 'r1', callId, tool: 'read_text_file' };
+    assert.deepEqual(
+      req.emitted.filter(([e]) => e.startsWith('tool:')),
+      [
+        ['tool:request', { ...about, arguments: {} }],
+        ['tool:progress', { ...about, progress: 1, total: 2, message: 'half' }],
+        ['tool:log', { ...about, level: 'warning', logger: 'fs', data: { slow: true } }],
+        ['tool:progress', { ...about, progress: 2 }],
+        ['tool:result', req.emitted.find(([e]) => e === 'tool:result')?.[1] ?? {}],
+      ],
+    );
   });
 
   it('runs nothing that was denied or not approved in time, and tells the model and the user', async () => {

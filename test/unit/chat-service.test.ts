@@ -38,9 +38,9 @@ function recordingBus(answers: Partial<ReplicaBusHandlers> = {}): ReplicaBus & {
       routed.push({ kind: 'approval', userId, body: approval });
       return answers.approval ? answers.approval(userId, approval) : true;
     },
-    async runTool(target, userId, call: RemoteToolCall) {
+    async runTool(target, userId, call: RemoteToolCall, onNotice) {
       routed.push({ kind: 'tool', target, userId, body: call });
-      if (answers.tool) return answers.tool(userId, call);
+      if (answers.tool) return answers.tool(userId, call, onNotice ?? (() => undefined));
       return { result: { content: [{ type: 'text', text: `ran ${call.name} on ${target}` }] }, startedFresh: 'no' };
     },
     release(target, userId) {

@@ -2,14 +2,16 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
-import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
+import type { CallToolResult, Tool } from '../../src/protocol/mcp-types.js';
 import { createAuthenticator } from '../../src/auth/authenticator.js';
 import { createOriginPolicy } from '../../src/auth/origins.js';
 import { SandpoolError } from '../../src/errors.js';
+import { createIdentityCache } from '../../src/mcp-gateway/identity-cache.js';
 import { createMcpRoutes } from '../../src/mcp-gateway/mcp-routes.js';
 import { createMcpSessionRegistry } from '../../src/mcp-gateway/mcp-sessions.js';
+import { createRequestStateCheck } from '../../src/mcp-gateway/request-state.js';
 import { createToolPolicy } from '../../src/mcp-gateway/tool-policy.js';
-import { createUserMcpServer } from '../../src/mcp-gateway/user-mcp-server.js';
+import { createMcpTools, createUserMcpServer } from '../../src/mcp-gateway/user-mcp-server.js';
 import { testLogger } from '../support/helpers.js';
 import { TEST_SECRET, makeToken } from '../support/tokens.js';
 
@@ -24,14 +26,18 @@ interface Observed {
   outcome: string;
 }
 
-function server(userId: string, policy = createToolPolicy('all'), call: (name: string) => Promise<CallToolResult> = async (name) => ({ content: [{ type: 'text', text: `${userId} ran ${name}` }] }), observed: Observed[] = []) {
-  return createUserMcpServer(userId, {
+function toolsOf(userId: string, policy = createToolPolicy('all'), call: (name: string) => Promise<CallToolResult> = async (name) => ({ content: [{ type: 'text', text: `${userId} ran ${name}` }] }), observed: Observed[] = []) {
+  return createMcpTools({
     tools: async () => TOOLS,
     policy,
     calls: { call: (_u, name) => call(name) },
     logger: testLogger(),
     observe: (tool, _ms, outcome) => void observed.push({ tool, outcome }),
   });
+}
+
+function server(userId: string, ...rest: Parameters<typeof toolsOf> extends [string, ...infer R] ? R : never) {
+  return createUserMcpServer(userId, { verifyRequestState: createRequestStateCheck(), tools: toolsOf(userId, ...rest), logger: testLogger() });
 }
 
 async function connected(s: ReturnType<typeof server>): Promise<Client> {
@@ -111,9 +117,10 @@ describe('/mcp routes (Hono, no network)', () => {
       publicUrl: () => 'https://sandpool.test',
       sessions,
       serverFor,
+      tools: toolsOf('(any)'),
       maxBodyBytes: 1024,
       logger: testLogger(),
-    });
+    }).routes;
   };
   const post = (body: string, headers: Record<string, string> = {}) => ({ method: 'POST', body, headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', host: 'sandpool.test', ...headers } });
   const init = JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: { roots: { listChanged: true } }, clientInfo: { name: 't', version: '1' } } });
@@ -146,6 +153,10 @@ describe('/mcp routes (Hono, no network)', () => {
     const list = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} });
     const mine = await routes.request('/mcp', post(list, { authorization: alice, 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-06-18' }));
     assert.equal(mine.status, 200);
+    // A session answers in SSE (what the sandbox says during a call goes on the same stream), unbuffered by proxies.
+    assert.match(mine.headers.get('content-type') ?? '', /^text\/event-stream/);
+    assert.equal(mine.headers.get('x-accel-buffering'), 'no');
+    assert.match(await mine.text(), /"tools":\[/);
     const bob = `Bearer ${await makeToken({ sub: 'bob' })}`;
     assert.equal((await routes.request('/mcp', post(list, { authorization: bob, 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-06-18' }))).status, 404);
   });
@@ -185,5 +196,32 @@ describe('/mcp routes (Hono, no network)', () => {
     const res = await routes.request('/mcp', post(init, { authorization: 'Bearer dev-user' }));
     assert.equal(res.status, 200);
     assert.equal((await routes.request('/mcp', post(init, { authorization: 'Bearer not a user id!' }))).status, 401);
+  });
+});
+
+describe('the gateway\'s verified-token cache', () => {
+  it('verifies a token once while it lasts, again once it expired (and then refuses it), never remembers a refusal, and stays bounded', async () => {
+    let nowMs = 1_000_000;
+    const verified: string[] = [];
+    const authenticate = async ({ token }: { token?: unknown }) => {
+      verified.push(String(token));
+      if (String(token).startsWith('bad')) throw new SandpoolError('UNAUTHORIZED', 'invalid token');
+      if (String(token) === 'short' && nowMs >= 1_005_000) throw new SandpoolError('UNAUTHORIZED', 'the token has expired');
+      return { userId: `user-of-${String(token)}`, expiresAtMs: String(token) === 'short' ? 1_005_000 : undefined, scopes: [] };
+    };
+    const cached = createIdentityCache(authenticate, { maxEntries: 2, now: () => nowMs });
+    assert.equal((await cached('short')).userId, 'user-of-short');
+    assert.equal((await cached('short')).userId, 'user-of-short');
+    assert.deepEqual(verified, ['short'], 'the second request with the same token is not verified again');
+    nowMs = 1_005_000;
+    await assert.rejects(cached('short'), /expired/);
+    await assert.rejects(cached('bad-1'), /invalid/);
+    await assert.rejects(cached('bad-1'), /invalid/);
+    assert.deepEqual(verified, ['short', 'short', 'bad-1', 'bad-1'], 'expired and refused tokens are verified (and refused) every time');
+    await cached('a');
+    await cached('b');
+    await cached('c');
+    await cached('a');
+    assert.deepEqual(verified.slice(4), ['a', 'b', 'c', 'a'], 'at most 2 remembered: the oldest went first');
   });
 });

@@ -106,6 +106,23 @@ describe('ContainerPool (fake runtime, no Docker)', () => {
     await lease.release();
   });
 
+  it('passes what the sandbox\'s server says during a call (progress, log messages) to that call\'s caller', async () => {
+    const pool = makePool(createFakeRuntime(), { minSize: 1 });
+    assert.equal(await pool.whenWarm(2_000), true);
+    const lease = await pool.acquire();
+    const heard: unknown[] = [];
+    assert.equal(textOf(await lease.callTool('report', { steps: 2 }, { onNotice: (n) => heard.push(n) })), 'reported 2 steps');
+    assert.deepEqual(heard, [
+      { kind: 'progress', progress: 1, total: 2, message: 'step 1' },
+      { kind: 'progress', progress: 2, total: 2, message: 'step 2' },
+      { kind: 'log', level: 'info', logger: 'fake', data: 'reported 2 steps' },
+    ]);
+    // A call that does not listen hears nothing, and the sandbox serves it as before.
+    assert.equal(textOf(await lease.callTool('report', { steps: 1 })), 'reported 1 steps');
+    assert.equal(heard.length, 3);
+    await lease.release();
+  });
+
   it('replaces a spare handed out after refillDelayMs while others are idle, and at once when none is left', async () => {
     const rt = createFakeRuntime();
     // Long enough that "at once" cannot be the delay running out.

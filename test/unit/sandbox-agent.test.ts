@@ -4,8 +4,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { Client } from '@modelcontextprotocol/client';
+import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { spawn } from 'node:child_process';
 import { z } from 'zod';
 import { StreamTransport } from '../../src/mcp/stream-transport.js';
@@ -89,6 +89,21 @@ describe('the sandbox agent: the official server, plus workspace snapshots in ba
     assert.equal(client.getServerVersion()?.name, 'secure-filesystem-server');
     const names = (await client.listTools()).tools.map((t) => t.name);
     assert.ok(names.includes('read_text_file') && names.includes('write_file'));
+  });
+
+  it('answers a v2 client that probes for 2026-07-28 first (server/discover) with the 2025 handshake, the snapshot capability included', async () => {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'sandpool-agent-'));
+    const child = spawn(process.execPath, [AGENT, root], { stdio: ['pipe', 'pipe', 'ignore'] });
+    // The replica's own transport: the probe runs in place, on the sandbox's one stdio.
+    const client = new Client({ name: 'sandpool', version: '1' }, { versionNegotiation: { mode: 'auto' } });
+    await client.connect(new StreamTransport(child.stdout, child.stdin));
+    clients.push(client);
+    client.onclose = () => child.kill();
+    assert.equal(client.getProtocolEra(), 'legacy', 'the filesystem server speaks 2025-11-25 only');
+    assert.equal(client.getNegotiatedProtocolVersion(), '2025-11-25');
+    assert.deepEqual(client.getServerCapabilities()?.experimental?.['sandpool/workspace'], { version: 1, raw: true });
+    const listed = await client.callTool({ name: 'list_directory', arguments: { path: root } });
+    assert.notEqual(listed.isError, true, JSON.stringify(listed.content));
   });
 
   it('snapshots a workspace written through the tools and restores it into another sandbox', async () => {

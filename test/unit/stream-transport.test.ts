@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { PassThrough, Writable } from 'node:stream';
 import { describe, it } from 'node:test';
-import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
+import { Client, type JSONRPCMessage } from '@modelcontextprotocol/client';
 import { StreamTransport } from '../../src/mcp/stream-transport.js';
 
 describe('StreamTransport', () => {
@@ -21,6 +21,28 @@ describe('StreamTransport', () => {
       { jsonrpc: '2.0', method: 'x' },
     ]);
     assert.equal(errors.length, 1);
+  });
+
+  it('dispatches a progress notification before the response that follows it in the same chunk (a server\'s last progress reaches the caller)', async () => {
+    const fromServer = new PassThrough();
+    const toServer = new PassThrough();
+    const client = new Client({ name: 't', version: '1' });
+    // A server that answers initialize, then, to the call, its last progress and its result in one write.
+    toServer.on('data', (chunk: Buffer) => {
+      for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) {
+        const m = JSON.parse(line) as { id?: number; method: string; params?: { _meta?: { progressToken?: unknown } } };
+        if (m.method === 'initialize') fromServer.write(`${JSON.stringify({ jsonrpc: '2.0', id: m.id, result: { protocolVersion: '2025-11-25', capabilities: { tools: {} }, serverInfo: { name: 's', version: '1' } } })}\n`);
+        if (m.method === 'tools/call') {
+          const progress = { jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: m.params?._meta?.progressToken, progress: 1, total: 1 } };
+          fromServer.write(`${JSON.stringify(progress)}\n${JSON.stringify({ jsonrpc: '2.0', id: m.id, result: { content: [] } })}\n`);
+        }
+      }
+    });
+    await client.connect(new StreamTransport(fromServer, toServer));
+    const heard: unknown[] = [];
+    await client.request({ method: 'tools/call', params: { name: 'x', arguments: {} } }, { onprogress: (p) => heard.push(p) });
+    assert.deepEqual(heard, [{ progress: 1, total: 1 }]);
+    await client.close();
   });
 
   it('writes an attached payload raw, right after the line of the request that names it, once; forgotten bytes are never written', async () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Tool } from '@modelcontextprotocol/sdk/types.js';
+import type { Tool } from '../../src/protocol/mcp-types.js';
 import { createToolCatalog } from '../../src/chat/tool-catalog.js';
 
 const TOOLS: Tool[] = [

@@ -47,6 +47,11 @@ const SERVER_EVENTS: Readonly<Record<keyof ServerToClientEvents, Described>> = {
   'message:done': { origin: 'contract', meaning: 'The final answer of a request. The request stops counting as in flight.' },
   'message:accepted': { origin: 'extension', meaning: 'A message of this user was accepted (other tabs show it).' },
   'tool:decided': { origin: 'extension', meaning: 'A tool call was decided (other tabs lock their buttons before the result).' },
+  'tool:progress': {
+    origin: 'extension',
+    meaning: 'Between `tool:request` and `tool:result` of an approved call: the sandbox\'s server reported progress (`progress`, `total?`, `message?`, its MCP progress notifications).',
+  },
+  'tool:log': { origin: 'extension', meaning: 'Between `tool:request` and `tool:result` of an approved call: a log message of the sandbox\'s server (`level`, `logger?`, `data`).' },
   'request:error': {
     origin: 'contract',
     meaning: 'A request failed after it was accepted. `requestId` is null for the refusal of a message sent without an ack callback.',
@@ -59,6 +64,7 @@ const INTER_SERVER_EVENTS: Readonly<Record<keyof InterServerEvents, string>> = {
   'sandpool:message': 'A message forwarded to the replica that holds the user\'s sandbox; only the target answers the ack.',
   'sandpool:approval': 'An approval forwarded to the replica where the call waits.',
   'sandpool:tool': 'A tool call to run in the user\'s sandbox on the replica that holds it.',
+  'sandpool:tool-notice': 'What the sandbox\'s server said (progress, log messages) while a forwarded tool call ran, back to the replica that asked.',
   'sandpool:tool-reply': 'The outcome of a forwarded tool call, back to the replica that asked.',
   'sandpool:release': 'The user\'s last MCP session elsewhere ended: release the sandbox if nothing here holds it.',
   'sandpool:wipe': 'The user wiped their workspace: the holder drops their sandbox, acked when done.',
