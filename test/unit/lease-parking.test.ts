@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { createOwnership } from '../../src/chat/ownership.js';
 import { createPresences, type Presences } from '../../src/chat/presence.js';
 import { createSandboxLeases, type SandboxLeases } from '../../src/chat/sandbox-leases.js';
@@ -21,6 +21,11 @@ import { textOf, testLogger, waitFor } from '../support/helpers.js';
  * snapshot, keeps the user's claim, and the user's next lease resumes it; a
  * failed resume falls back to a fresh sandbox with the snapshot restored.
  */
+const dirs: string[] = [];
+after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
 /** The current setup's workspaces (the write helper marks its changes, as sandbox-tools does). */
 let workspaces: Workspaces;
 
@@ -36,7 +41,9 @@ function setup(overrides: { idleMs?: number; graceMs?: number } = {}): {
   pool.parking = true;
   const state = createMemoryState({ maxRequestsPerUser: 5, maxSocketsPerUser: 10 });
   const logger = testLogger();
-  const store = createFsWorkspaceStore({ dir: mkdtempSync(path.join(os.tmpdir(), 'sandpool-park-')) });
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'sandpool-park-'));
+  dirs.push(dir);
+  const store = createFsWorkspaceStore({ dir });
   const ownership = createOwnership({ owners: state.owners, replicaId: 'a', ownerTtlMs: 60_000, isReplicaLive: async (id) => id === 'a', logger });
   workspaces = createWorkspaces({ store, maxBytes: 1_000_000, timeoutMs: 1000, logger, observer: { saved: () => undefined, restored: () => undefined } });
   const returning: string[] = [];
