@@ -221,13 +221,20 @@ async function wireWorkspaces(
 /** Who is here, their sandboxes and who owns them, kept current by this replica's heartbeat. */
 function wireUsers(
   { config, replicaId, logger }: Basics,
-  deps: { state: SharedState; liveness: Liveness; pool: ContainerPool; workspaces: Workspaces; startedAtMs: number },
+  deps: { state: SharedState; liveness: Liveness; pool: ContainerPool; workspaces: Workspaces; metrics: Metrics; startedAtMs: number },
 ): { heartbeat: Heartbeat; presences: Presences; leases: SandboxLeases; ownership: ReturnType<typeof createOwnership> } {
   const { state, liveness } = deps;
   const ownerTtlMs = ownershipTtlMs(config.chat.sessionIdleTimeoutMs, config.cluster.heartbeatIntervalMs);
   const heartbeat = createHeartbeat({ state, liveness, startedAtMs: deps.startedAtMs, intervalMs: config.cluster.heartbeatIntervalMs, ownerTtlMs, logger });
   const ownership = createOwnership({ owners: state.owners, replicaId, ownerTtlMs, isReplicaLive: liveness.isLive, logger });
-  const leases = createSandboxLeases({ pool: deps.pool, ownership, ensureCurrent: heartbeat.ensureCurrent, workspaces: deps.workspaces, logger });
+  const leases = createSandboxLeases({
+    pool: deps.pool,
+    ownership,
+    ensureCurrent: heartbeat.ensureCurrent,
+    workspaces: deps.workspaces,
+    logger,
+    observer: { returningUser: deps.metrics.returningUser },
+  });
   const presences = createPresences({ settings: config.chat, sandbox: leases });
   heartbeat.track(leases);
   return { heartbeat, presences, leases, ownership };
@@ -530,7 +537,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   const { plans, quota, quotaStore, metrics } = wirePlans(basics, { redis, supplied: options.quotaStore, metrics: (names) => createMetrics({ replicaId, plans: names }) });
   const { pool, liveness, sweeper, reaper } = wirePool(basics, { runtime, state, metrics });
   const { workspaces, store, snapshotRedis } = await wireWorkspaces(basics, { redis, metrics });
-  const users = wireUsers(basics, { state, liveness, pool, workspaces, startedAtMs });
+  const users = wireUsers(basics, { state, liveness, pool, workspaces, metrics, startedAtMs });
   const sockets = wireSockets(basics, redis);
   const chatLayer = wireChat(basics, { state, pool, users, workspaces, sockets, metrics, plans, quota });
 

@@ -25,10 +25,12 @@ export interface Presence {
 
 /** What a presence does with the user's sandbox when it idles out or ends (the sandbox leases). */
 export interface PresenceSandbox {
-  /** The user's sandbox here goes (idle: the presence stays while something holds it). */
-  release(presence: Presence, why: string): Promise<void>;
-  /** The presence ended: once a lease being acquired for it has settled, its sandbox goes. */
-  releaseEnded(presence: Presence, why: string): Promise<void>;
+  /** The user's sandbox here goes (idle: the presence stays while something holds it); `park`: kept frozen for the user's return. */
+  release(presence: Presence, why: string, park?: boolean): Promise<void>;
+  /** The presence ended: once a lease being acquired for it has settled, its sandbox goes (parked when `park`). */
+  releaseEnded(presence: Presence, why: string, park?: boolean): Promise<void>;
+  /** A socket or MCP session of the user opened here: a sandbox parked for them may start thawing before their first call. */
+  returning?(presence: Presence): void;
 }
 
 /** Who is here: users' presences on this replica, held by their sockets and MCP sessions. */
@@ -85,7 +87,8 @@ export function createPresences(options: PresencesOptions): Presences {
       // Busy is not idle: look again later (the work's own end re-arms this too).
       if (entry.running > 0) return armIdle(entry);
       // Idle: the sandbox goes; the presence stays while a socket is open.
-      if (entry.holders > 0) void sandbox.release(entry.presence, 'idle timeout');
+      // Parked, not destroyed: the user who idled out or left is likely to come back.
+      if (entry.holders > 0) void sandbox.release(entry.presence, 'idle timeout', true);
       else void end(entry, 'idle timeout', 'user-left');
     }, settings.sessionIdleTimeoutMs);
     entry.idleTimer.unref();
@@ -98,7 +101,8 @@ export function createPresences(options: PresencesOptions): Presences {
     clearTimeout(entry.idleTimer);
     clearTimeout(entry.graceTimer);
     entry.abort.abort(new CancelledError(cancel));
-    await sandbox.releaseEnded(entry.presence, why);
+    // A user who left may come back (parked); a shutdown takes everything down.
+    await sandbox.releaseEnded(entry.presence, why, cancel === 'user-left');
   }
 
   function create(userId: string): Entry {
@@ -159,6 +163,7 @@ export function createPresences(options: PresencesOptions): Presences {
       entry.holders++;
       clearTimeout(entry.graceTimer);
       entry.graceTimer = undefined;
+      sandbox.returning?.(entry.presence);
       return entry.presence;
     },
     detach(userId, graceMs = settings.disconnectGraceMs) {

@@ -19,7 +19,7 @@ export interface ToolCatalog {
   isReadOnly(name: string): boolean;
 }
 
-export function createToolCatalog(pool: SandboxSource & { tools(): readonly Tool[] | undefined }): ToolCatalog {
+export function createToolCatalog(pool: Pick<SandboxSource, 'acquire'> & { tools(): readonly Tool[] | undefined }): ToolCatalog {
   const spec = (tools: readonly Tool[]): ToolSpec[] => tools.map((t) => ({ name: t.name, description: t.description ?? '', inputSchema: t.inputSchema as Record<string, unknown> }));
   let discovering: Promise<readonly Tool[]> | undefined;
   const raw = (): Promise<readonly Tool[]> => {

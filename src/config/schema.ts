@@ -150,11 +150,11 @@ export const schema = {
       max: 1000,
       doc: 'Requests in flight per user (from accepted until message:done / request:error, approval waits included); more are refused with TOO_MANY_REQUESTS.',
     }),
-    sessionIdleTimeoutMs: int('SESSION_IDLE_TIMEOUT_MS', { default: 600_000, min: 1000, doc: 'A user\'s sandbox is destroyed after this long without activity (ms).' }),
+    sessionIdleTimeoutMs: int('SESSION_IDLE_TIMEOUT_MS', { default: 600_000, min: 1000, doc: 'A user\'s sandbox is parked (PARK_MAX) or destroyed after this long without activity (ms).' }),
     disconnectGraceMs: int('SESSION_DISCONNECT_GRACE_MS', {
       default: 30_000,
       min: 0,
-      doc: 'After a user\'s last socket disconnects: cancel their requests and destroy the sandbox after this long (ms). A reconnect within it keeps everything.',
+      doc: 'After a user\'s last socket disconnects: cancel their requests and park (PARK_MAX) or destroy the sandbox after this long (ms). A reconnect within it keeps everything.',
     }),
     toolApprovalTimeoutMs: int('TOOL_APPROVAL_TIMEOUT_MS', { default: 120_000, min: 100, doc: 'A tool call not approved within this long is refused (reported to the model) (ms).' }),
     toolCallTimeoutMs: int('TOOL_CALL_TIMEOUT_MS', { default: 60_000, min: 100, doc: 'Bound on one tool call inside the sandbox (ms).' }),
@@ -377,6 +377,18 @@ export const schema = {
       min: 1,
       max: 1_048_576,
       doc: "An idle sandbox's memory (MiB), to count spares against POOL_SPARES_MEMORY_MB. 32 fits the default image (bench:pool reports idleSandboxMemoryMiB); measure your own image.",
+    }),
+    parkMax: int('PARK_MAX', {
+      default: 10,
+      min: 0,
+      max: 10_000,
+      doc: "Sandboxes kept frozen (docker pause) on this replica for users whose lease ended (idle, disconnect), each for its user alone; their next message or MCP call resumes it. Beyond it the least recently parked is removed (its files are in the snapshot). Parked sandboxes count against POOL_MAX_SIZE and go first when a new user needs room. 0 = parking off: a lease's end removes its sandbox.",
+    }),
+    parkTtlS: int('PARK_TTL_S', { default: 1_800, min: 1, max: 31_536_000, doc: 'A parked sandbox is removed this long (seconds) after it was parked; the user then gets a fresh one with their snapshot restored.' }),
+    resumeTimeoutMs: int('PARK_RESUME_TIMEOUT_MS', {
+      default: 5_000,
+      min: 100,
+      doc: 'Bound on resuming a parked sandbox (unpause + MCP ping, ms); past it the sandbox is removed and the user gets a fresh one with their snapshot restored.',
     }),
     runtime: oneOf('POOL_RUNTIME', ['docker', 'process', 'auto'], {
       default: 'auto',

@@ -33,7 +33,7 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, ContentfulStatusCode>> = {
 };
 
 /** The fields of the replicas' records that /stats/pool?scope=cluster adds up. */
-const SUMMED_FIELDS = ['idle', 'active', 'total', 'pending', 'creating', 'spareTarget', 'arrivalRate', 'removing', 'maxPoolSize', 'minPoolSize', 'connections', 'sessions'] as const;
+const SUMMED_FIELDS = ['idle', 'active', 'parked', 'total', 'pending', 'creating', 'spareTarget', 'arrivalRate', 'removing', 'maxPoolSize', 'minPoolSize', 'connections', 'sessions'] as const;
 type SummedField = (typeof SUMMED_FIELDS)[number];
 
 /** GET /stats/pool?scope=cluster: every live replica's record (this one first, fresh) and the sums over them. */

@@ -49,6 +49,14 @@ export interface Sandbox {
   callTool(name: string, args: Record<string, unknown>, options?: SandboxCallOptions): Promise<CallToolResult>;
   /** Snapshot and restore of /workspace, when the sandbox's server offers them (sandpool's image does). */
   readonly workspace: WorkspaceChannel | undefined;
+  /** Freezes it (the runtime's pause), memory, processes and /workspace kept, for its user's return. */
+  park(): Promise<void>;
+  /**
+   * Thaws a parked sandbox and checks it answers (an MCP ping within
+   * timeoutMs). Rejects when either fails: the caller removes it and starts
+   * the user a fresh one from their snapshot.
+   */
+  resume(timeoutMs: number): Promise<void>;
   destroy(): Promise<void>;
 }
 
@@ -177,6 +185,16 @@ export async function startSandbox(runtime: ContainerRuntime, spec: SandboxSpec,
       } finally {
         if (onNotice) listeners.delete(onNotice);
       }
+    },
+    async park() {
+      if (!sandbox.isUsable()) throw new SandboxGoneError(GONE, { detail: `sandbox ${shortId} is gone: ${sandbox.failureReason() ?? 'unknown reason'}` });
+      await proc.pause();
+    },
+    async resume(timeoutMs) {
+      await proc.resume();
+      // Thawed is not alive: the server must answer before the user's call goes to it.
+      await client.ping({ timeout: timeoutMs });
+      if (!sandbox.isUsable()) throw new SandboxGoneError(GONE, { detail: `sandbox ${shortId} is gone: ${sandbox.failureReason() ?? 'unknown reason'}` });
     },
     async destroy() {
       if (destroyed) return;

@@ -31,6 +31,8 @@ export interface Metrics {
   authFailed(edge: AuthEdge): void;
   /** One HTTP request answered by the app (Hono): `route` is the registered path, never the URL. */
   httpRequest(method: string, route: string, status: number, ms: number): void;
+  /** A user came back to their kept work: their parked sandbox resumed, or their snapshot restored into a fresh one. */
+  returningUser(how: 'resumed' | 'restored'): void;
 }
 
 export type AuthEdge = 'socket' | 'mcp' | 'http';
@@ -85,6 +87,25 @@ export function createMetrics(options: { replicaId: string; plans?: readonly str
     registers: [registry],
   });
   const destroyed = new Counter({ name: 'sandpool_pool_destroyed_total', help: 'Sandboxes destroyed', registers: [registry] });
+  const resumes = new Counter({ name: 'sandpool_park_resumes_total', help: 'Parked sandboxes resumed for their user', registers: [registry] });
+  const resumeSeconds = new Histogram({
+    name: 'sandpool_park_resume_seconds',
+    help: 'Time to resume a parked sandbox (unpause + MCP ping)',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+  const parkEvictions = new Counter({
+    name: 'sandpool_park_evictions_total',
+    help: 'Parked sandboxes removed instead of resumed, by reason (count, ttl, demand, failed, wipe, shutdown, ownership)',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  const returningUsers = new Counter({
+    name: 'sandpool_park_returning_users_total',
+    help: 'Users whose new lease found their work kept: resumed from a parked sandbox, or restored from a snapshot (hit ratio = resumes / this)',
+    labelNames: ['how'],
+    registers: [registry],
+  });
   const replaced = new Counter({
     name: 'sandpool_pool_replaced_total',
     help: 'Sandboxes found dead on a lease\'s first use and replaced without the user seeing an error',
@@ -238,6 +259,7 @@ export function createMetrics(options: { replicaId: string; plans?: readonly str
       gauge('sandpool_pool_idle', 'Warm sandboxes ready to hand out', (s) => s.idle);
       gauge('sandpool_pool_active', 'Sandboxes leased to users', (s) => s.active);
       gauge('sandpool_pool_total', 'All sandboxes of this replica (idle + active + starting)', (s) => s.total);
+      gauge('sandpool_pool_parked', 'Sandboxes frozen for their users (PARK_MAX), in total but not idle or active', (s) => s.parked);
       gauge('sandpool_pool_creating', 'Sandboxes starting right now', (s) => s.creating);
       gauge('sandpool_pool_pending', 'acquire() calls waiting for a sandbox', (s) => s.pending);
       gauge('sandpool_pool_max', 'POOL_MAX_SIZE', (s) => s.maxPoolSize);
@@ -276,6 +298,12 @@ export function createMetrics(options: { replicaId: string; plans?: readonly str
       createFailed: () => createFailures.inc(),
       destroyed: () => destroyed.inc(),
       replaced: () => replaced.inc(),
+      resumed: (ms) => {
+        resumes.inc();
+        resumeSeconds.observe(ms / 1000);
+      },
+      parkEvicted: (reason) => parkEvictions.inc({ reason }),
     },
+    returningUser: (how) => returningUsers.inc({ how }),
   };
 }

@@ -21,6 +21,11 @@ export class Capacity {
     return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
   }
 
+  /** Slots free right now (0 while anyone waits). */
+  free(): number {
+    return this.waiters.length > 0 ? 0 : Math.max(0, this.max - this.used);
+  }
+
   release(): void {
     const next = this.waiters.shift();
     if (next) next.resolve();

@@ -5,6 +5,7 @@ import type { Sandbox } from '../mcp/sandbox.js';
 import type { ContainerRuntime } from '../runtime/types.js';
 import { withTimeout } from '../util/async.js';
 import { createLeaseBook } from './lease-book.js';
+import { createParkBook, type EvictReason } from './park-book.js';
 import type { PoolStats } from './pool-stats.js';
 import { createRemovalQueue } from './removal-queue.js';
 import { createSpecMaker } from './sandbox-spec.js';
@@ -12,7 +13,7 @@ import type { PoolSettings, SandboxLimits } from './settings.js';
 import { createSparePool } from './spare-pool.js';
 import { createSpareTarget } from './spare-target.js';
 import { createStartScheduler } from './start-scheduler.js';
-import type { Lease, PoolObserver } from './types.js';
+import type { Lease, ParkEvictReason, PoolObserver } from './types.js';
 
 export { ownerLabel } from './sandbox-spec.js';
 
@@ -28,8 +29,21 @@ export interface ContainerPool {
   tools(): readonly Tool[] | undefined;
   /** Ids of every sandbox this pool currently owns: idle, leased or being destroyed (a start in flight only once it finished). */
   ownedIds(): ReadonlySet<string>;
-  /** Destroys every sandbox, leased ones included, within timeoutMs. */
+  /** Destroys every sandbox, leased and parked ones included, within timeoutMs. */
   drain(timeoutMs: number): Promise<void>;
+  /**
+   * The user's parked sandbox (Lease.park), thawed and answering, as a new
+   * lease. Undefined when none is parked here for them, or when it did not
+   * come back: then it was removed, and the caller starts the user a fresh
+   * one from their snapshot.
+   */
+  resume(userId: string): Promise<Lease | undefined>;
+  /** Removes the user's parked sandbox (wipe, ownership lost); false when none is parked here. */
+  evictParked(userId: string, reason: EvictReason): boolean;
+  /** Users with a sandbox parked here, least recently parked first. */
+  parkedUsers(): string[];
+  /** Tells `listener` of every parked sandbox removed without its user coming back (count, ttl, demand, wipe, shutdown, ownership). */
+  onParkedEvicted(listener: (userId: string, reason: ParkEvictReason) => void): void;
 }
 
 /** Options of createContainerPool. */
@@ -101,6 +115,18 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
     // Both called only after spares exists: a sandbox dies, or is leased, after it was started.
     onIdleDeath: () => spares.evictDead(),
     takeReplacement: () => spares.take(),
+    park: parkSandbox,
+  });
+  const parkListeners: Array<(userId: string, reason: ParkEvictReason) => void> = [];
+  const parkBook = createParkBook<Sandbox>({
+    maxParked: cfg.parkMax,
+    ttlMs: cfg.parkTtlS * 1000,
+    evict(entry, reason) {
+      log.info({ user: entry.userId, sandbox: entry.sandbox.id.slice(0, 12), reason }, 'removing a parked sandbox');
+      options.observer?.parkEvicted?.(reason);
+      void book.destroy(entry.sandbox);
+      for (const listener of parkListeners) listener(entry.userId, reason);
+    },
   });
   const spares = createSparePool({
     settings: cfg,
@@ -119,6 +145,7 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
     refillDelayMs: cfg.refillDelayMs,
   });
   let retargetTimer: NodeJS.Timeout | undefined;
+  let parkTimer: NodeJS.Timeout | undefined;
   let waiting = 0;
   let draining = false;
 
@@ -127,6 +154,28 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
     if (draining) return;
     // The median start, not the tail: under overload the tail grows with the queue, and spares cannot fix a start rate below the arrival rate.
     spares.setTarget(demand.target(starts.stats().createLatencyMs.p50));
+  }
+
+  /** The lease book's park hook: freeze the sandbox, then book it for its user (which may evict the oldest). */
+  async function parkSandbox(userId: string, sb: Sandbox): Promise<boolean> {
+    if (draining || cfg.parkMax === 0) return false;
+    await sb.park();
+    // Drain may have swept while the engine paused it: it goes with the rest.
+    if (draining) return false;
+    parkBook.park(userId, sb);
+    return true;
+  }
+
+  /**
+   * Parking yields to demand: an acquire that would wait for a slot under
+   * maxSize (no spare, no start in flight for it, every slot taken) frees the
+   * least recently parked sandbox's slot. The user who parked it loses only
+   * speed: their files are in the snapshot.
+   */
+  function makeRoom(): void {
+    if (parkBook.size() === 0 || book.freeSlots() > 0) return;
+    const supply = spares.available() + starts.stats().creating;
+    if (waiting + 1 > supply) parkBook.evictOldest('demand');
   }
 
   function isReady(): boolean {
@@ -162,6 +211,10 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
         retargetTimer = setInterval(retarget, options.retargetIntervalMs ?? 1_000);
         retargetTimer.unref();
       }
+      if (cfg.parkMax > 0) {
+        parkTimer = setInterval(() => parkBook.expire(), Math.min(1_000, cfg.parkTtlS * 1000));
+        parkTimer.unref();
+      }
     },
 
     whenWarm: (timeoutMs) => spares.whenWarm(timeoutMs),
@@ -176,6 +229,7 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
       if (refusal) throw refusal;
       demand.recordArrival();
       retarget();
+      makeRoom();
       const started = performance.now();
       waiting++;
       let sb: Sandbox;
@@ -195,7 +249,9 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
       return {
         idle: leases.idle,
         active: leases.active,
-        total: leases.idle + leases.active + made.creating,
+        parked: leases.parked,
+        maxParked: cfg.parkMax,
+        total: leases.idle + leases.active + leases.parked + made.creating,
         maxPoolSize: cfg.maxSize,
         minPoolSize: cfg.minSize,
         pending: waiting,
@@ -228,6 +284,9 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
       if (draining) return;
       draining = true;
       clearInterval(retargetTimer);
+      clearInterval(parkTimer);
+      // Parked sandboxes go first: nobody is waiting on them.
+      parkBook.clear('shutdown');
       const deadline = Date.now() + timeoutMs;
       const left = (): number => Math.max(1, deadline - Date.now());
       // Stop the inflow first (no slots, no starts, waiters failed), then empty.
@@ -239,6 +298,33 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
       // Anything still owned (a start that finished during drain) goes too.
       await withTimeout(book.destroyAll(), left(), 'pool drain').catch(warn);
       log.info({ destroyed: book.stats().destroyed }, '[ContainerPool] drained');
+    },
+
+    async resume(userId) {
+      const entry = parkBook.take(userId);
+      if (!entry) return undefined;
+      const sb = entry.sandbox;
+      const started = performance.now();
+      try {
+        if (draining) throw new SandpoolError('SHUTTING_DOWN', 'this replica is shutting down');
+        await withTimeout(sb.resume(cfg.resumeTimeoutMs), cfg.resumeTimeoutMs, `resume sandbox ${sb.id.slice(0, 12)}`);
+      } catch (err) {
+        log.warn({ user: userId, sandbox: sb.id.slice(0, 12), err: errorMessage(err) }, 'could not resume a parked sandbox; removing it');
+        options.observer?.parkEvicted?.('failed');
+        await book.destroy(sb);
+        return undefined;
+      }
+      const ms = performance.now() - started;
+      options.observer?.resumed?.(ms);
+      return book.resumeLease(sb, ms);
+    },
+
+    evictParked: (userId, reason) => parkBook.remove(userId, reason),
+
+    parkedUsers: () => parkBook.users(),
+
+    onParkedEvicted(listener) {
+      parkListeners.push(listener);
     },
   };
 }

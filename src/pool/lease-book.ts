@@ -24,6 +24,11 @@ export interface LeaseBookOptions {
   removals: RemovalQueue;
   /** Another sandbox for a lease whose sandbox was found dead on its first use. */
   takeReplacement(): Promise<Sandbox>;
+  /**
+   * Freezes a sandbox whose lease ended and books it for the user; resolves
+   * false (or rejects) when it cannot be parked, and the book destroys it.
+   */
+  park(userId: string, sandbox: Sandbox): Promise<boolean>;
 }
 
 export interface LeaseStats {
@@ -35,6 +40,8 @@ export interface LeaseStats {
   replaced: number;
   /** Removals queued or running. */
   removing: number;
+  /** Frozen for their users (neither idle nor leased); they hold their slots. */
+  parked: number;
   acquireLatencyMs: { p50: number | null; p95: number | null; p99: number | null };
 }
 
@@ -53,6 +60,10 @@ export interface LeaseBook {
   adopt(sandbox: Sandbox): void;
   /** Hands an owned sandbox to one caller. */
   lease(sandbox: Sandbox, acquireMs: number): Lease;
+  /** Hands a parked sandbox, resumed, back to its user: a lease that never swaps it for an empty one. */
+  resumeLease(sandbox: Sandbox, resumeMs: number): Lease;
+  /** Slots under maxSize free right now (0 while a start waits for one). */
+  freeSlots(): number;
   /** Destroys an owned sandbox within the bound and frees its slot, even if the engine does not answer. Shared by concurrent callers. */
   destroy(sandbox: Sandbox): Promise<void>;
   ownedIds(): ReadonlySet<string>;
@@ -70,6 +81,8 @@ export function createLeaseBook(options: LeaseBookOptions): LeaseBook {
   const slots = new Capacity(options.maxSize);
   const owned = new Map<string, Sandbox>();
   const leased = new Set<Sandbox>();
+  /** Owned, frozen for a user: not idle, not leased (see park). */
+  const parked = new Set<Sandbox>();
   /** Sandboxes being destroyed by us, with the destroy in progress: their exit is expected. */
   const retiring = new Map<string, Promise<void>>();
   const leases = new Set<Lease>();
@@ -101,6 +114,7 @@ export function createLeaseBook(options: LeaseBookOptions): LeaseBook {
       })
       .finally(() => {
         retiring.delete(sb.id);
+        parked.delete(sb);
         if (owned.delete(sb.id)) {
           destroyed++;
           observer?.destroyed?.();
@@ -117,10 +131,11 @@ export function createLeaseBook(options: LeaseBookOptions): LeaseBook {
    * engine call checks it at hand-out) is swapped once for another, and the
    * call runs there. Nothing of the user's was in it yet.
    */
-  function makeLease(first: Sandbox, acquireMs: number): Lease {
+  function makeLease(first: Sandbox, acquireMs: number, resumed = false): Lease {
     let sb = first;
     let released = false;
-    let used = false;
+    // A resumed sandbox holds the user's files: it is never swapped for an empty one.
+    let used = resumed;
     let replacing: Promise<Sandbox> | undefined;
 
     function replace(dead: Sandbox): Promise<Sandbox> {
@@ -175,6 +190,24 @@ export function createLeaseBook(options: LeaseBookOptions): LeaseBook {
         await destroy(current);
         leased.delete(current);
       },
+      async park(userId) {
+        if (released) return false;
+        released = true;
+        leases.delete(lease);
+        const current = sb;
+        leased.delete(current);
+        // Owned and holding its slot, but nobody's lease and no spare.
+        parked.add(current);
+        let kept = false;
+        if (!closed && !replacing && current.isUsable()) {
+          kept = await options.park(userId, current).catch((err: unknown) => {
+            log.warn({ sandbox: current.id.slice(0, 12), err: errorMessage(err) }, 'could not park sandbox; removing it');
+            return false;
+          });
+        }
+        if (!kept) await destroy(current);
+        return kept;
+      },
     };
     leases.add(lease);
     return lease;
@@ -191,6 +224,8 @@ export function createLeaseBook(options: LeaseBookOptions): LeaseBook {
         if (!owned.has(sb.id) || retiring.has(sb.id) || closed) return;
         // Its holder learns from its next call (SandboxGoneError) and releases it.
         if (leased.has(sb)) log.warn({ sandbox: sb.id.slice(0, 12), reason: info.reason }, 'leased sandbox died');
+        // Its resume finds it dead (and its user gets a fresh one), or its TTL removes it.
+        else if (parked.has(sb)) log.warn({ sandbox: sb.id.slice(0, 12), reason: info.reason }, 'parked sandbox died');
         else {
           log.warn({ sandbox: sb.id.slice(0, 12), reason: info.reason }, 'idle sandbox died; evicting');
           options.onIdleDeath();
@@ -206,13 +241,30 @@ export function createLeaseBook(options: LeaseBookOptions): LeaseBook {
       return makeLease(sb, acquireMs);
     },
 
+    resumeLease(sb, resumeMs) {
+      parked.delete(sb);
+      leased.add(sb);
+      return makeLease(sb, resumeMs, true);
+    },
+
+    freeSlots: () => slots.free(),
+
     destroy,
 
     ownedIds: () => new Set(owned.keys()),
 
     stats() {
-      const idle = [...owned.values()].filter((sb) => !leased.has(sb)).length;
-      return { idle, active: leases.size, destroyed, acquired, replaced, removing: options.removals.pending(), acquireLatencyMs: acquireLatency.percentiles() };
+      const idle = [...owned.values()].filter((sb) => !leased.has(sb) && !parked.has(sb)).length;
+      return {
+        idle,
+        active: leases.size,
+        destroyed,
+        acquired,
+        replaced,
+        removing: options.removals.pending(),
+        parked: [...parked].filter((sb) => owned.has(sb.id) && !retiring.has(sb.id)).length,
+        acquireLatencyMs: acquireLatency.percentiles(),
+      };
     },
 
     close(deadline) {

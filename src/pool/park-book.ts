@@ -7,8 +7,10 @@
  * removes it: its files are safe in the user's snapshot, taken at parking.
  */
 
-/** Why a parked sandbox was removed rather than resumed. */
-export type EvictReason = 'count' | 'ttl' | 'demand' | 'wipe' | 'shutdown';
+import type { ParkEvictReason } from './types.js';
+
+/** Why a parked sandbox left the book other than by take. */
+export type EvictReason = Exclude<ParkEvictReason, 'failed'>;
 
 export interface ParkedEntry<T> {
   readonly userId: string;
@@ -33,6 +35,8 @@ export interface ParkBook<T> {
   size(): number;
   /** The parked sandboxes (ids for the orphan sweep, stats). */
   sandboxes(): T[];
+  /** The users with a sandbox parked, least recently parked first. */
+  users(): string[];
 }
 
 export interface ParkBookOptions<T> {
@@ -99,5 +103,6 @@ export function createParkBook<T>(options: ParkBookOptions<T>): ParkBook<T> {
     },
     size: () => entries.size,
     sandboxes: () => [...entries.values()].map((e) => e.sandbox),
+    users: () => [...entries.keys()],
   };
 }

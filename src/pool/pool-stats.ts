@@ -11,6 +11,10 @@ const percentiles = z.object({ p50: z.number().nullable(), p95: z.number().nulla
 export const poolStatsSchema = z.object({
   idle: z.number(),
   active: z.number(),
+  /** Sandboxes frozen for their users (PARK_MAX), counted in total but not in idle or active. */
+  parked: z.number(),
+  /** PARK_MAX. */
+  maxParked: z.number(),
   total: z.number(),
   maxPoolSize: z.number(),
   minPoolSize: z.number(),

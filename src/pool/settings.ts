@@ -27,6 +27,12 @@ export interface PoolSettings {
   sparesMemoryMb: number;
   /** An idle sandbox's memory (MiB), to count spares against sparesMemoryMb. */
   idleSandboxMemoryMb: number;
+  /** PARK_MAX: sandboxes kept frozen for their users on this replica; 0 = parking off. */
+  parkMax: number;
+  /** PARK_TTL_S: a parked sandbox is removed this long (seconds) after it was parked. */
+  parkTtlS: number;
+  /** Bound on resuming a parked sandbox (unpause + MCP ping); past it the user gets a fresh one from their snapshot. */
+  resumeTimeoutMs: number;
   image: string;
   /** Overrides the image's entrypoint + command. */
   command: string[] | undefined;

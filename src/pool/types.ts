@@ -18,6 +18,13 @@ export interface Lease {
   callTool(name: string, args: Record<string, unknown>, options?: SandboxCallOptions): Promise<CallToolResult>;
   /** Destroys the sandbox (a used workspace is never handed to anyone else). Idempotent. */
   release(): Promise<void>;
+  /**
+   * Ends the lease keeping its sandbox frozen for this user alone (parked:
+   * ContainerPool.resume hands it back to them). Resolves false when it could
+   * not be parked (parking off, draining, the pause failed, the sandbox died):
+   * then it was destroyed, as release() does. Idempotent with release().
+   */
+  park(userId: string): Promise<boolean>;
 }
 
 /** Hooks for metrics; all optional. */
@@ -27,4 +34,11 @@ export interface PoolObserver {
   createFailed?(err: Error): void;
   destroyed?(): void;
   replaced?(): void;
+  /** A parked sandbox was resumed for its user in `ms` (unpause + MCP ping). */
+  resumed?(ms: number): void;
+  /** A parked sandbox was removed instead of resumed. */
+  parkEvicted?(reason: ParkEvictReason): void;
 }
+
+/** Why a parked sandbox was removed rather than resumed: 'failed' is a resume that did not work. */
+export type ParkEvictReason = 'count' | 'ttl' | 'demand' | 'failed' | 'wipe' | 'shutdown' | 'ownership';

@@ -33,7 +33,8 @@ function statusOf(err: unknown): number | undefined {
 /**
  * Engine calls, per sandbox: create, attach and start to start it (the
  * engine's event stream, one for all, tells when one dies); none to hand it
- * out; one remove. An inspect only when a container died by itself and the
+ * out; one pause and one unpause per park and resume; one remove (`force`
+ * removes a paused container too). An inspect only when a container died by itself and the
  * event stream did not say why in time.
  */
 export function createDockerRuntime(options: DockerRuntimeOptions = {}): ContainerRuntime {
@@ -134,6 +135,12 @@ export function createDockerRuntime(options: DockerRuntimeOptions = {}): Contain
         stderr,
         exited,
         hasExited: () => exitedFlag,
+        pause: async () => {
+          await withTimeout(container.pause(), callTimeoutMs, `pause container ${container.id.slice(0, 12)}`);
+        },
+        resume: async () => {
+          await withTimeout(container.unpause(), callTimeoutMs, `unpause container ${container.id.slice(0, 12)}`);
+        },
         destroy: async () => {
           removing = true;
           try {

@@ -24,6 +24,11 @@ export interface ProcessRuntimeOptions {
   logger?: Logger;
 }
 
+/** Sends a signal to a running child; rejects when it is gone. */
+function signal(child: ChildProcessWithoutNullStreams, sig: NodeJS.Signals): void {
+  if (child.exitCode !== null || child.signalCode !== null || !child.kill(sig)) throw new Error(`process ${child.pid ?? '?'} is gone: cannot send ${sig}`);
+}
+
 /**
  * Development fallback when no Docker engine answers: the same MCP filesystem
  * server as a child process rooted at a fresh temp directory. NOT isolated:
@@ -95,6 +100,9 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Conta
         stderr: child.stderr,
         exited,
         hasExited: () => exitedFlag,
+        // A stopped process keeps its memory and pipes; SIGKILL ends it all the same.
+        pause: async () => signal(child, 'SIGSTOP'),
+        resume: async () => signal(child, 'SIGCONT'),
         destroy: () => kill(id),
       };
     },

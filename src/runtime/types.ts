@@ -49,6 +49,14 @@ export interface SandboxProcess {
   readonly exited: Promise<ExitInfo>;
   /** true once it is known to be gone: its stdio closed, or the engine said it died. Asks nothing. */
   hasExited(): boolean;
+  /**
+   * Freezes it with its memory and files (docker pause: the freezer cgroup;
+   * SIGSTOP for a process): it uses no CPU until resume(). Rejects when the
+   * engine refused; destroy() still removes a frozen one.
+   */
+  pause(): Promise<void>;
+  /** Thaws a frozen one (docker unpause; SIGCONT). */
+  resume(): Promise<void>;
   /** Kills and removes it. Idempotent; safe to call on an exited sandbox. */
   destroy(): Promise<void>;
 }

@@ -52,8 +52,8 @@ describe('Docker socket proxy (compose: the app never sees the raw socket)', () 
     await proxy.close();
   });
 
-  it('carries everything the pool does: create, attach, start, inspect, list, tool calls, remove', async () => {
-    const cfg = testConfig({ POOL_MIN_SIZE: '1' });
+  it('carries everything the pool does: create, attach, start, inspect, list, tool calls, park, resume, remove', async () => {
+    const cfg = testConfig({ POOL_MIN_SIZE: '1', PARK_MAX: '2' });
     const runtime = createDockerRuntime({ socketPath: proxy.socketPath });
     await runtime.ping();
     const pool = createContainerPool({ runtime, pool: cfg.pool, sandbox: cfg.sandbox, replicaId: cfg.server.replicaId, logger: testLogger() });
@@ -68,7 +68,15 @@ describe('Docker socket proxy (compose: the app never sees the raw socket)', () 
       // What the engine made of the app's create, as forwarded by the proxy.
       const { body } = await engineGet(`/containers/${[...pool.ownedIds()][0] ?? ''}/json`);
       assertHardened(body as Record<string, unknown>, expectations);
-      await lease.release();
+      // Park (pause) and resume (unpause + MCP ping) through the proxy: the same sandbox, its file still there.
+      const id = lease.sandbox.id;
+      assert.equal(await lease.park('proxy-user'), true);
+      assert.equal(((await engineGet(`/containers/${id}/json`)).body as { State: { Paused: boolean } }).State.Paused, true);
+      const back = await pool.resume('proxy-user');
+      assert.ok(back, 'resumed through the proxy');
+      assert.equal(back.sandbox.id, id);
+      assert.match(JSON.stringify((await back.callTool('read_text_file', { path: '/workspace/a.txt' })).content), /through the proxy/);
+      await back.release();
     } finally {
       await pool.drain(20_000);
     }

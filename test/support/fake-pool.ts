@@ -6,6 +6,7 @@
 import type { CallToolResult, Tool } from '../../src/protocol/mcp-types.js';
 import { SandboxGoneError, SandpoolError } from '../../src/errors.js';
 import type { SandboxSource, UserLease } from '../../src/chat/sandbox-leases.js';
+import type { ParkEvictReason } from '../../src/pool/types.js';
 import { WorkspaceRestoreError, type WorkspaceChannel } from '../../src/mcp/workspace-channel.js';
 import { sleep } from '../../src/util/async.js';
 
@@ -44,6 +45,16 @@ export interface FakePool extends SandboxSource {
   workspaceDir: string;
   /** Whether the sandboxes offer workspace snapshots (sandpool's image does; others do not). */
   snapshots: boolean;
+  /** Whether a lease's park keeps its sandbox (PARK_MAX > 0); off by default: park releases. */
+  parking: boolean;
+  /** Makes a park take this long (the engine's pause). */
+  parkDelayMs: number;
+  /** The next resumes fail (the sandbox is released, as the pool removes it). */
+  failResumes: number;
+  /** Parked sandboxes by user. */
+  readonly parked: Map<string, FakeSandbox>;
+  /** Evictions told to onParkedEvicted listeners, as the pool would (count, ttl, demand...). */
+  evict(userId: string, reason: ParkEvictReason): void;
 }
 
 /** The in-memory files as a snapshot: JSON, which a "damaged" archive is not. */
@@ -70,9 +81,44 @@ function fakeWorkspace(files: Map<string, string>): WorkspaceChannel {
 export function createFakePool(options: { workspaceDir?: string; snapshots?: boolean } = {}): FakePool {
   const sandboxes: FakeSandbox[] = [];
   const failures: Error[] = [];
+  const parked = new Map<string, FakeSandbox>();
+  const parkedLeases = new Map<string, UserLease>();
+  const listeners: Array<(userId: string, reason: ParkEvictReason) => void> = [];
   let seq = 0;
   const pool: FakePool = {
     sandboxes,
+    parking: false,
+    parkDelayMs: 0,
+    failResumes: 0,
+    parked,
+    evict(userId, reason) {
+      const sb = parked.get(userId);
+      if (!sb) return;
+      parked.delete(userId);
+      parkedLeases.delete(userId);
+      sb.released = true;
+      for (const l of listeners) l(userId, reason);
+    },
+    async resume(userId) {
+      const sb = parked.get(userId);
+      const lease = parkedLeases.get(userId);
+      parked.delete(userId);
+      parkedLeases.delete(userId);
+      if (!sb || !lease) return undefined;
+      if (pool.failResumes > 0 || sb.dead) {
+        pool.failResumes = Math.max(0, pool.failResumes - 1);
+        sb.released = true;
+        return undefined;
+      }
+      return lease;
+    },
+    evictParked(userId, reason) {
+      if (!parked.has(userId)) return false;
+      pool.evict(userId, reason);
+      return true;
+    },
+    parkedUsers: () => [...parked.keys()],
+    onParkedEvicted: (listener) => void listeners.push(listener),
     delayMs: 0,
     catalogKnown: true,
     snapshots: options.snapshots ?? false,
@@ -96,7 +142,7 @@ export function createFakePool(options: { workspaceDir?: string; snapshots?: boo
         if (path !== root && !path.startsWith(`${root}/`)) throw new SandpoolError('BAD_REQUEST', `Access denied - path outside allowed directories: ${path}`);
         return path;
       };
-      return {
+      const lease: UserLease = {
         sandbox: {
           id: sb.id,
           workspaceDir: root,
@@ -136,7 +182,20 @@ export function createFakePool(options: { workspaceDir?: string; snapshots?: boo
         async release() {
           sb.released = true;
         },
+        async park(userId) {
+          if (pool.parkDelayMs > 0) await sleep(pool.parkDelayMs);
+          if (!pool.parking || sb.dead) {
+            sb.released = true;
+            return false;
+          }
+          const previous = parked.get(userId);
+          if (previous && previous !== sb) pool.evict(userId, 'count');
+          parked.set(userId, sb);
+          parkedLeases.set(userId, lease);
+          return true;
+        },
       };
+      return lease;
     },
   };
   return pool;

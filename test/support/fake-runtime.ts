@@ -17,6 +17,8 @@ export interface FakeFaults {
   failStart: ((attempt: number) => string | undefined) | undefined;
   /** While set, destroying a container waits for it (an engine that does not answer). */
   destroyGate: Promise<void> | undefined;
+  /** When set, an unpause fails with this reason (the container stays frozen). */
+  failResume: string | undefined;
 }
 
 export interface FakeCounts {
@@ -38,6 +40,8 @@ export interface FakeContainer {
   readonly files: Map<string, string>;
   running(): boolean;
   removed(): boolean;
+  /** Frozen (docker pause): its server reads nothing until resumed. */
+  paused(): boolean;
 }
 
 export interface FakeRuntime extends ContainerRuntime {
@@ -79,7 +83,7 @@ const FLOOD_BYTES = 11 * 1024 * 1024;
  * pool and the sandbox's MCP client run exactly as they do against Docker.
  */
 export function createFakeRuntime(initial: Partial<FakeFaults> = {}): FakeRuntime {
-  const faults: FakeFaults = { startDelayMs: 0, failStart: undefined, destroyGate: undefined, ...initial };
+  const faults: FakeFaults = { startDelayMs: 0, failStart: undefined, destroyGate: undefined, failResume: undefined, ...initial };
   const counts: FakeCounts = { starts: 0, failedStarts: 0, removed: 0, startsInFlight: 0, peakStartsInFlight: 0, removedDuringStarts: 0 };
   const all: LiveContainer[] = [];
   let seq = 0;
@@ -94,6 +98,7 @@ export function createFakeRuntime(initial: Partial<FakeFaults> = {}): FakeRuntim
     let exitedFlag = false;
     let engineSaysDead = false;
     let removedFlag = false;
+    let pausedFlag = false;
     let destroying: Promise<void> | undefined;
     let resolveExited: (info: ExitInfo) => void = () => undefined;
     const exited = new Promise<ExitInfo>((resolve) => (resolveExited = resolve));
@@ -180,6 +185,7 @@ export function createFakeRuntime(initial: Partial<FakeFaults> = {}): FakeRuntim
       files,
       running: () => !engineSaysDead,
       removed: () => removedFlag,
+      paused: () => pausedFlag,
       die,
       destroy,
       summary: () => ({ id, name: spec.name, labels: spec.labels, createdAtMs, running: !engineSaysDead }),
@@ -191,6 +197,18 @@ export function createFakeRuntime(initial: Partial<FakeFaults> = {}): FakeRuntim
         stderr,
         exited,
         hasExited: () => exitedFlag,
+        async pause() {
+          if (removedFlag || engineSaysDead) throw new Error(`container ${id} is not running`);
+          // What it is sent waits unread, as in a frozen cgroup.
+          pausedFlag = true;
+          stdin.pause();
+        },
+        async resume() {
+          if (faults.failResume !== undefined) throw new Error(faults.failResume);
+          if (removedFlag) throw new Error(`no such container: ${id}`);
+          pausedFlag = false;
+          stdin.resume();
+        },
         destroy,
       },
     };

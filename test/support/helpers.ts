@@ -33,6 +33,8 @@ export function testConfig(overrides: Record<string, string> = {}): Config {
     POOL_ACQUIRE_TIMEOUT_MS: '20000',
     // No snapshots unless a test asks (workspaces.test.ts): nothing carries from one run to the next.
     WORKSPACE_STORE: 'none',
+    // No parking unless a test asks (park.test.ts): a lease's end removes its sandbox, as most tests count on.
+    PARK_MAX: '0',
     // The sandbox image under test: another tag than the shared default while the image changes.
     ...(process.env.POOL_IMAGE ? { POOL_IMAGE: process.env.POOL_IMAGE } : {}),
     ...overrides,

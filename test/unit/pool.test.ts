@@ -38,6 +38,10 @@ function settings(overrides: Partial<PoolSettings> = {}): PoolSettings {
     demandHeadroom: 0,
     sparesMemoryMb: 1024,
     idleSandboxMemoryMb: 32,
+    // Off unless a test parks: a released lease destroys its sandbox, as these tests count.
+    parkMax: 0,
+    parkTtlS: 60,
+    resumeTimeoutMs: 1_000,
     image: 'sandpool-fake:latest',
     command: undefined,
     ...overrides,

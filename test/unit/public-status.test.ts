@@ -6,7 +6,7 @@ import type { PoolStats } from '../../src/pool/pool-stats.js';
 
 function pool(overrides: Partial<PoolStats> = {}): PoolStats {
   return {
-    idle: 5, active: 0, total: 5, maxPoolSize: 50, minPoolSize: 5, pending: 0, creating: 0,
+    idle: 5, active: 0, parked: 0, maxParked: 0, total: 5, maxPoolSize: 50, minPoolSize: 5, pending: 0, creating: 0,
     spareTarget: 5, arrivalRate: 0, removing: 0, replaced: 0,
     enabled: true, runtime: 'docker', isolated: true, ready: true, draining: false,
     created: 5, destroyed: 0, failed: 0, acquired: 0, consecutiveFailures: 0, lastError: null,
