@@ -2,14 +2,21 @@
 # npm test: prepare the machine (scripts/setup.sh), compile, run every test
 # with Node's built-in runner. Extra arguments are passed to `node --test`.
 #
-# Two lanes run side by side, each one file at a time:
-# - the shared-engine lane: every test that uses the machine's Docker engine
-#   (one after another: they share the engine and two cores, and
-#   docker-restart.test restarts that engine under everyone on it);
+# Lanes run side by side, each one file at a time:
+# - two shared-engine lanes: the integration tests that use the machine's
+#   Docker engine. Each test narrows what it checks to its own replicas and
+#   containers, so two files can share the engine; most of a file's time is
+#   waiting (clusters starting, heartbeats, grace periods), not CPU. The
+#   second lane's files are listed below, chosen so both lanes take about the
+#   same time (test-output/file-times-*.txt of a run shows each file's);
+#   a new file joins the first lane.
 # - the isolated lane: tests that never touch that engine (the unit tier,
 #   Redis-only tests, the process runtime, and start.test, which brings up an
-#   engine of its own). Its report is printed after the first lane's.
-# Where the time went, per file: test-output/file-times-*.txt.
+#   engine of its own).
+# Then docker-restart.test alone: it restarts the shared engine under whatever
+# runs on it.
+# The first lane reports as it goes; the other lanes' reports follow it.
+# Where the time went, per file: test-output/file-times-*.txt, printed at the end.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -17,40 +24,55 @@ scripts/setup.sh
 npx tsc -p .
 mkdir -p test-output
 
-isolated=(dist/test/unit/*.test.js
-  dist/test/integration/start.test.js
-  dist/test/integration/process-runtime.test.js
-  dist/test/integration/state-redis.test.js
-  dist/test/integration/redis-memory.test.js
-  dist/test/integration/quota-redis.test.js)
-shared=()
-for f in dist/test/integration/*.test.js; do
-  [[ " ${isolated[*]} " == *" $f "* ]] || shared+=("$f")
+it=dist/test/integration
+isolated=(dist/test/unit/*.test.js "$it/start.test.js" "$it/process-runtime.test.js"
+  "$it/state-redis.test.js" "$it/redis-memory.test.js" "$it/quota-redis.test.js")
+second=("$it/load-smoke.test.js" "$it/workspaces.test.js" "$it/cluster.test.js" "$it/mcp-gateway.test.js"
+  "$it/pool.test.js" "$it/mcp-notifications.test.js" "$it/overflow.test.js" "$it/socket-proxy.test.js"
+  "$it/orphans.test.js" "$it/images.test.js" "$it/sandbox-limits.test.js")
+alone=("$it/docker-restart.test.js")
+first=()
+for f in "$it"/*.test.js; do
+  [[ " ${isolated[*]} ${second[*]} ${alone[*]} " == *" $f "* ]] || first+=("$f")
 done
 times=./dist/scripts/lib/test-file-times.js
 
+# lane NAME FILES...: a runner writing its report to test-output/NAME.log (stdout for "shared-1").
+lane() {
+  local name=$1
+  shift
+  local destination=test-output/$name.log
+  [[ $name == shared-1 ]] && destination=stdout
+  node --test --test-concurrency=1 "${extra[@]}" \
+    --test-reporter=spec --test-reporter-destination="$destination" \
+    --test-reporter="$times" --test-reporter-destination="test-output/file-times-$name.txt" \
+    "$@"
+}
+extra=("$@")
+
 started=$SECONDS
-node --test --test-concurrency=1 "$@" \
-  --test-reporter=spec --test-reporter-destination=test-output/isolated-lane.log \
-  --test-reporter="$times" --test-reporter-destination=test-output/file-times-isolated.txt \
-  "${isolated[@]}" &
-isolated_pid=$!
 set +e
-node --test --test-concurrency=1 "$@" \
-  --test-reporter=spec --test-reporter-destination=stdout \
-  --test-reporter="$times" --test-reporter-destination=test-output/file-times-shared.txt \
-  "${shared[@]}"
-shared_rc=$?
+lane isolated "${isolated[@]}" &
+isolated_pid=$!
+lane shared-2 "${second[@]}" &
+second_pid=$!
+lane shared-1 "${first[@]}"
+first_rc=$?
+wait "$second_pid"
+second_rc=$?
+lane alone "${alone[@]}"
+alone_rc=$?
 wait "$isolated_pid"
 isolated_rc=$?
 set -e
-echo
-echo "== isolated lane (unit tier, Redis-only, process runtime, private engine) =="
-cat test-output/isolated-lane.log
-echo
-echo "== where the time went: shared-engine lane =="
-cat test-output/file-times-shared.txt
-echo "== isolated lane =="
-cat test-output/file-times-isolated.txt
-echo "npm test: $((SECONDS - started)) s of tests; shared-engine lane exit $shared_rc, isolated lane exit $isolated_rc"
-[[ $shared_rc -eq 0 && $isolated_rc -eq 0 ]]
+for name in shared-2 alone isolated; do
+  echo
+  echo "== lane $name =="
+  cat "test-output/$name.log"
+done
+for name in shared-1 shared-2 alone isolated; do
+  echo "== where the time went: lane $name =="
+  cat "test-output/file-times-$name.txt"
+done
+echo "npm test: $((SECONDS - started)) s of tests; lanes exit: shared-1 $first_rc, shared-2 $second_rc, alone $alone_rc, isolated $isolated_rc"
+[[ $first_rc -eq 0 && $second_rc -eq 0 && $alone_rc -eq 0 && $isolated_rc -eq 0 ]]
