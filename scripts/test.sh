@@ -10,11 +10,12 @@
 #   second lane's files are listed below, chosen so both lanes take about the
 #   same time (test-output/file-times-*.txt of a run shows each file's);
 #   a new file joins the first lane.
-# - the isolated lane: tests that never touch that engine (the unit tier,
+# - the third lane: tests that never touch that engine (the unit tier,
 #   Redis-only tests, the process runtime, and start.test, which brings up an
-#   engine of its own).
-# Then docker-restart.test alone: it restarts the shared engine under whatever
-# runs on it.
+#   engine of its own), then a few shared-engine files (listed below) in the
+#   time it has left.
+# Then, once every lane is done, docker-restart.test alone: it restarts the
+# shared engine under whatever runs on it.
 # The first lane reports as it goes; the other lanes' reports follow it.
 # Where the time went, per file: test-output/file-times-*.txt, printed at the end.
 set -euo pipefail
@@ -28,12 +29,14 @@ it=dist/test/integration
 isolated=(dist/test/unit/*.test.js "$it/start.test.js" "$it/process-runtime.test.js"
   "$it/state-redis.test.js" "$it/redis-memory.test.js" "$it/quota-redis.test.js")
 second=("$it/load-smoke.test.js" "$it/workspaces.test.js" "$it/cluster.test.js" "$it/mcp-gateway.test.js"
-  "$it/pool.test.js" "$it/mcp-notifications.test.js" "$it/overflow.test.js" "$it/socket-proxy.test.js"
-  "$it/orphans.test.js" "$it/images.test.js" "$it/sandbox-limits.test.js")
+  "$it/pool.test.js" "$it/mcp-notifications.test.js" "$it/sandbox-limits.test.js")
+# Shared-engine files the third lane runs after its own (it is done with those in about half the time the others take).
+third_tail=("$it/http.test.js" "$it/browser.test.js" "$it/images.test.js" "$it/socket-proxy.test.js"
+  "$it/orphans.test.js" "$it/overflow.test.js")
 alone=("$it/docker-restart.test.js")
 first=()
 for f in "$it"/*.test.js; do
-  [[ " ${isolated[*]} ${second[*]} ${alone[*]} " == *" $f "* ]] || first+=("$f")
+  [[ " ${isolated[*]} ${second[*]} ${third_tail[*]} ${alone[*]} " == *" $f "* ]] || first+=("$f")
 done
 times=./dist/scripts/lib/test-file-times.js
 
@@ -52,7 +55,7 @@ extra=("$@")
 
 started=$SECONDS
 set +e
-lane isolated "${isolated[@]}" &
+lane third "${isolated[@]}" "${third_tail[@]}" &
 isolated_pid=$!
 lane shared-2 "${second[@]}" &
 second_pid=$!
@@ -60,19 +63,19 @@ lane shared-1 "${first[@]}"
 first_rc=$?
 wait "$second_pid"
 second_rc=$?
-lane alone "${alone[@]}"
-alone_rc=$?
 wait "$isolated_pid"
 isolated_rc=$?
+lane alone "${alone[@]}"
+alone_rc=$?
 set -e
-for name in shared-2 alone isolated; do
+for name in shared-2 third alone; do
   echo
   echo "== lane $name =="
   cat "test-output/$name.log"
 done
-for name in shared-1 shared-2 alone isolated; do
+for name in shared-1 shared-2 third alone; do
   echo "== where the time went: lane $name =="
   cat "test-output/file-times-$name.txt"
 done
-echo "npm test: $((SECONDS - started)) s of tests; lanes exit: shared-1 $first_rc, shared-2 $second_rc, alone $alone_rc, isolated $isolated_rc"
+echo "npm test: $((SECONDS - started)) s of tests; lanes exit: shared-1 $first_rc, shared-2 $second_rc, third $isolated_rc, alone $alone_rc"
 [[ $first_rc -eq 0 && $second_rc -eq 0 && $alone_rc -eq 0 && $isolated_rc -eq 0 ]]
