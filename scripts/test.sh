@@ -14,8 +14,9 @@
 #   Redis-only tests, the process runtime, and start.test, which brings up an
 #   engine of its own), then a few shared-engine files (listed below) in the
 #   time it has left.
-# Then, once every lane is done, docker-restart.test alone: it restarts the
-# shared engine under whatever runs on it.
+# Then, once every lane is done, docker-restart.test and orphans.test alone:
+# one restarts the shared engine under whatever runs on it, the other counts
+# what a start-up sweep removes (any replica starting elsewhere sweeps too).
 # The first lane reports as it goes; the other lanes' reports follow it.
 # Where the time went, per file: test-output/file-times-*.txt, printed at the end.
 set -euo pipefail
@@ -32,8 +33,10 @@ second=("$it/load-smoke.test.js" "$it/workspaces.test.js" "$it/cluster.test.js" 
   "$it/pool.test.js" "$it/mcp-notifications.test.js" "$it/sandbox-limits.test.js")
 # Shared-engine files the third lane runs after its own (it is done with those in about half the time the others take).
 third_tail=("$it/http.test.js" "$it/browser.test.js" "$it/images.test.js" "$it/socket-proxy.test.js"
-  "$it/orphans.test.js" "$it/overflow.test.js")
-alone=("$it/docker-restart.test.js")
+  "$it/overflow.test.js")
+# Alone, after every lane: docker-restart restarts the engine; orphans.test counts what its replica's
+# start-up sweep removes, and any replica starting on the host sweeps the same orphans.
+alone=("$it/orphans.test.js" "$it/docker-restart.test.js")
 first=()
 for f in "$it"/*.test.js; do
   [[ " ${isolated[*]} ${second[*]} ${third_tail[*]} ${alone[*]} " == *" $f "* ]] || first+=("$f")
