@@ -10,7 +10,6 @@
  * Writes the JSON to results/bench/chat.json (git-ignored), with --save to
  * the tracked bench/results/chat.json, or to --out FILE.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -18,7 +17,7 @@ import { io, type Socket } from 'socket.io-client';
 import type { ClientToServerEvents, ServerToClientEvents } from '../src/protocol/events.js';
 import { percentilesOf } from '../src/util/async.js';
 import { freePort } from '../src/util/free-port.js';
-import { benchResultFileOrExit, shownPath } from './lib/results-path.js';
+import { benchResultFileOrExit, shownPath, writeResultFile } from './lib/results-path.js';
 import { httpOk, spawnProcess, type StartedProcess } from './lib/start-process.js';
 
 const { values } = parseArgs({
@@ -132,8 +131,7 @@ try {
     poolAcquireMs: pool?.acquireLatencyMs ?? null,
     environment: { date: new Date().toISOString(), cpus: os.cpus().length, node: process.version, poolMinSize: values.url ? null : (process.env.POOL_MIN_SIZE ?? '10') },
   };
-  mkdirSync(path.dirname(outFile), { recursive: true });
-  writeFileSync(outFile, `${JSON.stringify(result, null, 2)}\n`);
+  writeResultFile(outFile, result);
   if (values.json) {
     // stdout stays one JSON object; where it went is said on stderr.
     process.stdout.write(`${JSON.stringify(result)}\n`);

@@ -22,11 +22,11 @@
  * Brings the lab up first (lab:up --nodes N --replicas R) and down at the end.
  * Run it under the machine lock: flock /tmp/sandpool-heavy.lock node dist/scripts/bench-lab.js ...
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { benchResultFileOrExit } from './lib/results-path.js';
+import { benchResultFileOrExit, writeResultFile } from './lib/results-path.js';
 import { sleep } from '../src/util/async.js';
 import { converse } from '../test/support/conversation.js';
 import { waitFor } from '../test/support/helpers.js';
@@ -191,8 +191,7 @@ try {
     ...(loss ? { nodeLoss: loss } : {}),
     ...(silent ? { silentNodeLoss: silent } : {}),
   };
-  mkdirSync(path.dirname(outFile), { recursive: true });
-  writeFileSync(outFile, `${JSON.stringify(result, null, 2)}\n`);
+  writeResultFile(outFile, result);
   say(`written ${path.relative(ROOT, outFile)} (${Math.round((Date.now() - started) / 1000)} s)`);
 } finally {
   await run('node', ['dist/scripts/lab.js', 'down'], { timeoutMs: 300_000 }).catch((err: unknown) => say(String(err)));

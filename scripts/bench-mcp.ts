@@ -35,7 +35,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -49,7 +49,7 @@ import type { BenchReply, BenchRequest } from './lib/bench-mcp-replica.js';
 import { summarizeCpuProfile, type CpuProfileSummary } from './lib/cpu-profile.js';
 import { writeNginxConf } from './lib/nginx-conf.js';
 import { machineTicks } from './lib/proc-stat.js';
-import { benchResultFileOrExit, shownPath } from './lib/results-path.js';
+import { benchResultFileOrExit, shownPath, writeResultFile } from './lib/results-path.js';
 import { httpOk, spawnProcess, type StartedProcess } from './lib/start-process.js';
 
 const { values } = parseArgs({
@@ -417,8 +417,7 @@ try {
       machineStealShare: share(ticksAfter.steal - ticksBefore.steal),
     },
   };
-  mkdirSync(path.dirname(outFile), { recursive: true });
-  writeFileSync(outFile, `${JSON.stringify(result, null, 2)}\n`);
+  writeResultFile(outFile, result);
   if (values.json) {
     // stdout stays one JSON object; where it went is said on stderr.
     process.stdout.write(`${JSON.stringify(result)}\n`);

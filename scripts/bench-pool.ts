@@ -19,7 +19,6 @@
  * results/bench/pool.json (git-ignored), with --save to the tracked
  * bench/results/pool.json that SCALABILITY.md links to, or to --out FILE.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -41,7 +40,7 @@ import {
   type RemovalsResult,
   type ReplenishResult,
 } from './lib/pool-phases.js';
-import { benchResultFileOrExit, shownPath } from './lib/results-path.js';
+import { benchResultFileOrExit, shownPath, writeResultFile } from './lib/results-path.js';
 
 const { values } = parseArgs({
   options: {
@@ -168,8 +167,7 @@ try {
     },
   };
 
-  mkdirSync(path.dirname(outFile), { recursive: true });
-  writeFileSync(outFile, `${JSON.stringify(result, null, 2)}\n`);
+  writeResultFile(outFile, result);
   if (values.json) {
     // stdout stays one JSON object; where it went is said on stderr.
     process.stdout.write(`${JSON.stringify(result)}\n`);

@@ -18,7 +18,6 @@
  * results/bench/quota.json (git-ignored), with --save to the tracked
  * bench/results/quota.json that SCALABILITY.md links to, or to --out FILE.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -28,7 +27,7 @@ import type { QuotaLimits, QuotaStore } from '../src/quota/quota-store.js';
 import { createRedisQuotaStore } from '../src/quota/redis-quota-store.js';
 import { freePort } from '../src/util/free-port.js';
 import { startRedisServer } from './lib/redis-server.js';
-import { benchResultFileOrExit, shownPath } from './lib/results-path.js';
+import { benchResultFileOrExit, shownPath, writeResultFile } from './lib/results-path.js';
 
 const { values } = parseArgs({
   options: {
@@ -163,8 +162,7 @@ try {
     },
     memory: { latencyUs: memorySeq.latencyUs, appCpuUsPerCheck: memorySeq.cpuUsPerCheck },
   };
-  mkdirSync(path.dirname(outFile), { recursive: true });
-  writeFileSync(outFile, `${JSON.stringify(result, null, 2)}\n`);
+  writeResultFile(outFile, result);
   say(`JSON written to ${shownPath(outFile)}`);
   if (values.json) process.stdout.write(`${JSON.stringify(result)}\n`);
   else {

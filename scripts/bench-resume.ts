@@ -29,7 +29,7 @@
  * --out FILE.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -41,7 +41,7 @@ import { createLogger } from '../src/logger.js';
 import { LABELS } from '../src/runtime/types.js';
 import { percentilesOf, sleep, type Percentiles } from '../src/util/async.js';
 import { clockTicksPerSecond, machineTicks } from './lib/proc-stat.js';
-import { benchResultFileOrExit, shownPath } from './lib/results-path.js';
+import { benchResultFileOrExit, shownPath, writeResultFile } from './lib/results-path.js';
 
 const execFileAsync = promisify(execFile);
 const { values } = parseArgs({
@@ -265,8 +265,7 @@ try {
     cpus: os.availableParallelism(),
     at: new Date().toISOString(),
   };
-  mkdirSync(path.dirname(outFile), { recursive: true });
-  writeFileSync(outFile, `${JSON.stringify(result, null, 2)}\n`);
+  writeResultFile(outFile, result);
   say(`written to ${shownPath(outFile)}`);
   if (values.json) process.stdout.write(`${JSON.stringify(result)}\n`);
 } finally {

@@ -5,6 +5,7 @@
  * documents link to (`bench/results/`, `load-tests/results/`). `--out` names
  * a path of its own, and cannot be combined with `--save`.
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -57,4 +58,10 @@ export function benchResultFileOrExit(script: string, name: string, options: Res
     process.stderr.write(`${script}: ${err.message}\n`);
     return process.exit(2);
   }
+}
+
+/** Writes a run's result as indented JSON to `file`, making its folder: one copy of what every bench does. */
+export function writeResultFile(file: string, result: unknown): void {
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
 }
