@@ -228,7 +228,9 @@ describe('ContainerPool on a real Docker engine', () => {
       if (slowStarts) await sleep(1000);
       return realStart(spec);
     });
-    const cfg = testConfig({ POOL_MIN_SIZE: '1', POOL_MAX_SIZE: '4', POOL_ACQUIRE_TIMEOUT_MS: '500', POOL_IDLE_TIMEOUT_MS: '1000' });
+    // No demand-driven spares: three arrivals in a second with a start slower than ~1.7 s (a loaded CI
+    // machine) would raise the spare target to 2 for the whole demand window, and nothing would trim to min.
+    const cfg = testConfig({ POOL_MIN_SIZE: '1', POOL_MAX_SIZE: '4', POOL_ACQUIRE_TIMEOUT_MS: '500', POOL_IDLE_TIMEOUT_MS: '1000', POOL_DEMAND_HEADROOM: '0' });
     const pool = makePool(cfg, { runtime: slow, evictionIntervalMs: 100 });
     assert.equal(await pool.whenWarm(30_000), true);
     slowStarts = true;
