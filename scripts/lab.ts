@@ -28,6 +28,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs, parseEnv } from 'node:util';
+import { signOperatorToken } from '../src/auth/operator-token.js';
 import { sleep } from '../src/util/async.js';
 import { ROOT, docker, run } from './lib/docker-cli.js';
 import {
@@ -121,9 +122,20 @@ async function stackImages(): Promise<Record<(typeof IMAGE_VARS)[number], string
   return Object.fromEntries(IMAGE_VARS.map((v) => [v, env[v] ?? ''])) as Record<(typeof IMAGE_VARS)[number], string>;
 }
 
+/** The stack's operator secret, as `npm run images` wrote it for the stacks. */
+function operatorSecret(): string {
+  const file = path.join(ROOT, '.secrets', 'operator_secret');
+  if (!existsSync(file)) throw new Error('no .secrets/operator_secret: run `npm run images` first (it writes the stack\'s secrets)');
+  return readFileSync(file, 'utf8');
+}
+
 async function clusterView(): Promise<ClusterStats | undefined> {
-  // nginx on the manager's netns address (mode host).
-  return fetch(`${labUrl()}/stats/pool?scope=cluster`, { signal: AbortSignal.timeout(3_000) }).then((r) => (r.ok ? (r.json() as Promise<ClusterStats>) : undefined), () => undefined);
+  // nginx on the manager's netns address (mode host); /stats/ needs an operator token.
+  const token = await signOperatorToken({ secret: operatorSecret(), subject: 'lab', ttlS: 300 });
+  return fetch(`${labUrl()}/stats/pool?scope=cluster`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(3_000) }).then(
+    (r) => (r.ok ? (r.json() as Promise<ClusterStats>) : undefined),
+    () => undefined,
+  );
 }
 
 function writeLabEnv(nodes: readonly LabNode[], replicas: number): void {
@@ -169,6 +181,8 @@ async function up(count: number, replicas: number, timeoutMs: number): Promise<v
     DOCKER_HOST: manager.dockerHost,
     DOCKER_GID: String(statSync(manager.socket).gid),
     POOL_MIN_SIZE: process.env.POOL_MIN_SIZE ?? '2',
+    // Clients address nginx as the manager's netns address: the replicas must answer to that name (DNS-rebinding guard).
+    PUBLIC_URL: process.env.PUBLIC_URL ?? labUrl(),
     SANDPOOL_PUBLISH: String(PUBLISH_PORT),
     LAB_APP_REPLICAS: String(replicas),
     LAB_MAX_REPLICAS_PER_NODE: String(maxPerNode),
@@ -184,7 +198,9 @@ async function up(count: number, replicas: number, timeoutMs: number): Promise<v
     const line = view ? `${ready.length}/${replicas} replicas ready: ${ready.map((r) => `${r.replica}@${r.node ?? '?'}`).join(', ')}` : 'nginx not answering yet';
     if (line !== last) say(line);
     last = line;
-    if (view && ready.length === replicas && view.replicas.length === replicas) break;
+    // A lab:up over a running stack updates the app service (rolling, start-first): count only once that converged.
+    const update = view ? (await nodeDocker(manager, ['service', 'inspect', '-f', '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}', `${STACK}_app`])).trim() : '';
+    if (view && ready.length === replicas && view.replicas.length === replicas && (update === '' || update === 'completed')) break;
     if (Date.now() - started > timeoutMs) throw new Error(`stack ${STACK} not ready within ${timeoutMs / 1000} s: ${line}`);
     await sleep(2_000);
   }

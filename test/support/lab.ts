@@ -7,7 +7,9 @@ import { readFileSync } from 'node:fs';
 import { parseEnv } from 'node:util';
 import { LAB_ENV_FILE, labNode, type LabNode } from '../../scripts/lib/lab-layout.js';
 import { nodeDocker } from '../../scripts/lib/lab-node.js';
+import { signOperatorToken } from '../../src/auth/operator-token.js';
 import { APP_LABEL_VALUE, LABELS } from '../../src/runtime/types.js';
+import { stackSecrets } from './stack.js';
 import { connectUser, nextEvent, type ClientSocket } from './helpers.js';
 import { makeToken } from './tokens.js';
 import type { SessionInfo } from '../../src/protocol/events.js';
@@ -28,7 +30,9 @@ export interface ReplicaView {
 
 /** The cluster view through nginx (published on the manager's netns address). */
 export async function clusterView(url: string): Promise<ReplicaView[]> {
-  const res = await fetch(`${url}/stats/pool?scope=cluster`, { signal: AbortSignal.timeout(5_000) });
+  // /stats/ needs an operator token: signed with the stack's OPERATOR_SECRET (.secrets/, from npm run images).
+  const token = await signOperatorToken({ secret: stackSecrets().OPERATOR_SECRET, subject: 'lab-test', ttlS: 300 });
+  const res = await fetch(`${url}/stats/pool?scope=cluster`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(5_000) });
   if (!res.ok) throw new Error(`cluster view: HTTP ${res.status}`);
   return ((await res.json()) as { replicas: ReplicaView[] }).replicas;
 }
