@@ -5,13 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Client as V1Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import type { CallToolResult, Tool } from '../../src/protocol/mcp-types.js';
+import type { CallToolResult } from '../../src/protocol/mcp-types.js';
 import { converse } from '../support/conversation.js';
 import { startCluster, type RunningCluster } from '../support/cluster.js';
 import { connectUser, nextEvent, textOf, type ClientSocket } from '../support/helpers.js';
-import { MCP_CLIENTS, connectMcpClient, listWriteRead, mcpClientSlug, type ConnectV1 } from '../support/mcp-clients.js';
+import { MCP_CLIENTS, connectMcpClient, listWriteRead, mcpClientSlug } from '../support/mcp-clients.js';
+import { connectV1, mcpClient } from '../support/mcp-v1-client.js';
 import { operatorHeaders } from '../support/tokens.js';
 
 /** Sandboxes leased on a replica (/stats/pool). */
@@ -19,30 +18,6 @@ async function activeSandboxes(url: string): Promise<number> {
   const res = await fetch(`${url}/stats/pool`, { headers: await operatorHeaders() });
   assert.equal(res.status, 200, await res.clone().text());
   return ((await res.json()) as { active: number }).active;
-}
-
-/** The v1 SDK client (1.32.2, 2025-11-25 only): one of the clients under test. */
-const connectV1: ConnectV1 = async (url, headers) => {
-  const transport = new StreamableHTTPClientTransport(url, { requestInit: { headers } });
-  const client = new V1Client({ name: 'sandpool-test-v1', version: '1.0.0' });
-  await client.connect(transport);
-  return {
-    kind: 'v1 SDK client 1.32.2',
-    negotiated: transport.protocolVersion,
-    listTools: async () => (await client.listTools()).tools as Tool[],
-    callTool: async (name, args) => (await client.callTool({ name, arguments: args })) as CallToolResult,
-    close: async () => {
-      await transport.terminateSession().catch(() => undefined);
-      await client.close();
-    },
-  };
-};
-
-async function mcpClient(base: string, token: string): Promise<{ client: V1Client; transport: StreamableHTTPClientTransport }> {
-  const transport = new StreamableHTTPClientTransport(new URL(`${base}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${token}` } } });
-  const client = new V1Client({ name: 'sandpool-test', version: '1.0.0' });
-  await client.connect(transport);
-  return { client, transport };
 }
 
 const text = (r: unknown): string => textOf(r as CallToolResult);
