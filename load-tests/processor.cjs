@@ -2,6 +2,8 @@
 // The engine opens one Socket.IO connection per virtual user; these functions
 // drive the protocol on it and record real timings as Artillery metrics:
 //   sandpool.first_tool_result   message -> first tool:result (ms)
+//   sandpool.returning|new.first_tool_result   the same, by kind of user (returning.yml)
+//   sandpool.users.returning|new returning.yml: arrivals by kind (counters)
 //   sandpool.message_done        message -> message:done (ms)
 //   sandpool.refused.<CODE>      refusals by error code (counters)
 //   sandpool.quota.<plan>.users|accepted|refused   quotas.yml, per plan (counters)
@@ -36,7 +38,8 @@ function becomeUser(context, events, done) {
   const socket = context.sockets && context.sockets[''];
   if (!socket) return done(new Error('no socket for this virtual user'));
   const prefix = context.vars.userPrefix || 'load';
-  const uid = `${prefix}-${context.vars.$uuid}`;
+  // pickReturningUser (returning.yml) may have chosen who this is.
+  const uid = context.vars.uid || `${prefix}-${context.vars.$uuid}`;
   // The user's plan (quotas.yml): a claim of the signed token, or the development identity's own field.
   const plan = context.vars.plan;
   socket.auth = process.env.LOAD_AUTH_SECRET
@@ -138,6 +141,7 @@ async function approveAndFinish(context, events) {
   const result = await Promise.race([nextEvent(context, 'tool:result', (r) => r && r.callId === req.callId), failed]);
   if (!result.ok) throw new Error('tool:result not ok');
   events.emit('histogram', 'sandpool.first_tool_result', Date.now() - sentAt - thinkMs);
+  if (context.vars.userKind) events.emit('histogram', `sandpool.${context.vars.userKind}.first_tool_result`, Date.now() - sentAt - thinkMs);
   await Promise.race([nextEvent(context, 'message:done', mine), failed]);
   events.emit('histogram', 'sandpool.message_done', Date.now() - sentAt - thinkMs);
 }
@@ -239,4 +243,40 @@ function spendQuota(context, events, done) {
   );
 }
 
-module.exports = { becomeUser, trackEvents, markSent, approveAndWait, fireTen, pickPlan, spendQuota };
+/**
+ * returning.yml: users who come back. Each new user makes `visitsPerUser`
+ * visits in all (5: 4 of every 5 arrivals are returning users), each return
+ * `returnAfterMs` after it left (past SESSION_DISCONNECT_GRACE_MS, so its
+ * sandbox was parked or removed). An arrival is the user whose return is
+ * due longest, or a new user when none is due. Kept per worker: ids carry
+ * the worker's pid and thread, so no two workers are one user.
+ */
+const returning = { due: [], seq: 0 };
+
+function pickReturningUser(context, events, done) {
+  const now = Date.now();
+  const head = returning.due[0];
+  if (head && head.at <= now) {
+    returning.due.shift();
+    context.vars.uid = head.uid;
+    context.vars.visitsLeft = head.visitsLeft;
+    context.vars.userKind = 'returning';
+  } else {
+    const { threadId } = require('node:worker_threads');
+    context.vars.uid = `${context.vars.userPrefix || 'load'}-${process.pid}-${threadId}-${returning.seq++}`;
+    context.vars.visitsLeft = Number(context.vars.visitsPerUser || 5) - 1;
+    context.vars.userKind = 'new';
+  }
+  events.emit('counter', `sandpool.users.${context.vars.userKind}`, 1);
+  return done();
+}
+
+/** After the flow: the user leaves (the engine disconnects it) and is due back later, while visits are left. */
+function scheduleReturn(context, events, done) {
+  if (context.vars.visitsLeft > 0) {
+    returning.due.push({ uid: context.vars.uid, visitsLeft: context.vars.visitsLeft - 1, at: Date.now() + Number(context.vars.returnAfterMs || 10_000) });
+  }
+  return done();
+}
+
+module.exports = { pickReturningUser, scheduleReturn, becomeUser, trackEvents, markSent, approveAndWait, fireTen, pickPlan, spendQuota };

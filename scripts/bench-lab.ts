@@ -1,5 +1,5 @@
 /**
- * node dist/scripts/bench-lab.js --nodes N [--replicas 3] [--rates 2,4,6] [--duration 60] [--node-loss]
+ * npm run bench:lab -- --nodes N [--replicas 3] [--rates 2,4,6] [--duration 60] [--node-loss]
  *   [--save | --out FILE]   (default results/bench/lab-<N>nodes.json, git-ignored; --save: bench/results/)
  *
  * Measures the lab (npm run lab:up) with N nodes and the same number of app
@@ -20,7 +20,7 @@
  *            (a machine that vanishes: nothing resets the user's connection,
  *            the client notices by Socket.IO's ping timeout); healed after.
  * Brings the lab up first (lab:up --nodes N --replicas R) and down at the end.
- * Run it under the machine lock: flock /tmp/sandpool-heavy.lock node dist/scripts/bench-lab.js ...
+ * Run it under the machine lock: flock /tmp/sandpool-heavy.lock npm run bench:lab -- ...
  */
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
@@ -180,7 +180,7 @@ try {
   if (silent) say(`silent node loss: ${JSON.stringify(silent)}`);
   const result = {
     what: 'the lab (npm run lab:up): stack sandpool on a Docker Swarm of network-namespace nodes on one machine',
-    command: `flock /tmp/sandpool-heavy.lock node dist/scripts/bench-lab.js --nodes ${nodes} --replicas ${replicas} --rates ${values.rates} --duration ${durationS}${values['node-loss'] ? ' --node-loss' : ''}${values['silent-loss'] ? ' --silent-loss' : ''}`,
+    command: `flock /tmp/sandpool-heavy.lock npm run bench:lab -- --nodes ${nodes} --replicas ${replicas} --rates ${values.rates} --duration ${durationS}${values['node-loss'] ? ' --node-loss' : ''}${values['silent-loss'] ? ' --silent-loss' : ''}`,
     date: new Date(started).toISOString(),
     machine: { cpus: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
     nodes,

@@ -168,9 +168,31 @@ export async function killNode(node: LabNode): Promise<number> {
         // already gone
       }
     }
+    // A paused container (a parked sandbox) is frozen: its processes take the SIGKILL only once thawed.
+    // Thawed after the kill, they never run again: the power is already off.
+    thawNode(node);
     await sleep(100);
   }
   throw new Error(`processes of ${node.name} survive SIGKILL: ${nodePids(node).join(' ')}`);
+}
+
+/** Thaws every frozen cgroup of the node (paused containers), so that the signals sent to them are delivered. */
+function thawNode(node: LabNode): void {
+  const [root, file, thawed] = CGROUP_V2 ? [node.cgroup, 'cgroup.freeze', '0'] : [path.join('/sys/fs/cgroup/freezer', node.name), 'freezer.state', 'THAWED'];
+  const walk = (dir: string): void => {
+    if (!existsSync(dir)) return;
+    const control = path.join(dir, file);
+    // The root of a v1 freezer hierarchy has no freezer.state; a cgroup gone meanwhile is fine.
+    if (existsSync(control)) {
+      try {
+        writeFileSync(control, thawed);
+      } catch {
+        // removed meanwhile
+      }
+    }
+    for (const entry of readdirSync(dir, { withFileTypes: true })) if (entry.isDirectory()) walk(path.join(dir, entry.name));
+  };
+  walk(root);
 }
 
 /** Stops the node for good: its daemons first (SIGTERM, bounded), then whatever is left of it; removes its cgroups. */

@@ -48,6 +48,9 @@ export function deriveMetrics({ counters, samples, replicaIds, finalPoolStats, d
       replicaIds.map((id) => [id, Math.round(slope(samples.map((s) => [s.t / 3600, s.replicas.find((x) => x.id === id)?.rssMiB ?? 0])) * 10) / 10]),
     ),
     peakCpuPercent: peak(samples.flatMap((s) => s.replicas.map((r) => r.cpuPercent))),
+    /** The replicas' CPU together, averaged over the run (% of one core): what the same users cost. */
+    meanReplicasCpuPercent: samples.length ? Math.round(samples.reduce((a, s) => a + s.replicas.reduce((b, r) => b + r.cpuPercent, 0), 0) / samples.length) : 0,
+    peakParked: peak(samples.map((s) => s.pool.parked ?? 0)),
     peakLoadgenCpuPercent: peak(samples.map((s) => s.loadgenCpuPercent ?? 0)),
     peakRedisUsedMiB: peak(samples.map((s) => s.redisUsedMiB ?? 0)),
     redisMaxMemoryMiB: samples[0]?.redisMaxMiB ?? null,

@@ -1,5 +1,5 @@
 /**
- * npm run load:smoke | load:capacity | load:soak | load:ceiling
+ * npm run load:smoke | load:capacity | load:soak | load:ceiling | load:stepped | load:quotas | load:returning
  *   (-- --replicas N [--save | --out DIR] --only RUN[,RUN] --rechart)
  *
  * For each run of the suite: starts a fresh cluster (npm run cluster: Redis,

@@ -65,15 +65,19 @@ export function writeStepSummary(outDir: string, suiteName: string, suite: Run[]
   for (const { search, highestPassing } of summary) {
     lines.push(`## ${search}: highest held ${highestPassing ?? 'none of the steps'}`, '');
     // RSS per connected user only means something where users stay connected (the seed flow's leave at once).
-    lines.push('| step | held | users (failed %) | peak connected | ack p95 ms | first tool:result p50 / p95 ms | message:done p95 ms | peak replica / Artillery CPU % | RSS/user KiB | sandboxes/s |');
-    lines.push('|---|---|---|---|---|---|---|---|---|---|');
+    const returning = search.startsWith('returning');
+    lines.push('| step | held | users (failed %) | peak connected | ack p95 ms | first tool:result p50 / p95 ms | message:done p95 ms | peak replica / Artillery CPU % | RSS/user KiB | sandboxes/s |' + (returning ? ' returning / new users | returning: first tool:result p50 / p95 ms | replicas\' mean CPU % | peak parked |' : ''));
+    lines.push('|---|---|---|---|---|---|---|---|---|---|' + (returning ? '---|---|---|---|' : ''));
     for (const { run, step, result: r } of steps.filter((s) => s.step.search === search)) {
       if (!r) {
         lines.push(`| ${step.level} | not run | | | | | | | | |`);
         continue;
       }
       lines.push(
-        `| [${step.level}](${run.name}.md) | ${held(r) ? 'yes' : `no: ${r.problems.join('; ') || 'errors'}`} | ${r.derived.users} (${r.derived.errorRatePercent}%) | ${r.derived.peakConnectedUsers} | ${q(r, 'socketio.response_time', 'p95')} | ${q(r, 'sandpool.first_tool_result', 'p50')} / ${q(r, 'sandpool.first_tool_result', 'p95')} | ${q(r, 'sandpool.message_done', 'p95')} | ${r.derived.peakCpuPercent} / ${r.derived.peakLoadgenCpuPercent ?? '–'} | ${step.search === 'concurrent users held 5 min' ? (r.derived.rssPerConnectedUserKiB ?? '–') : '–'} | ${r.derived.sandboxesStartedPerSecond} |`,
+        `| [${step.level}](${run.name}.md) | ${held(r) ? 'yes' : `no: ${r.problems.join('; ') || 'errors'}`} | ${r.derived.users} (${r.derived.errorRatePercent}%) | ${r.derived.peakConnectedUsers} | ${q(r, 'socketio.response_time', 'p95')} | ${q(r, 'sandpool.first_tool_result', 'p50')} / ${q(r, 'sandpool.first_tool_result', 'p95')} | ${q(r, 'sandpool.message_done', 'p95')} | ${r.derived.peakCpuPercent} / ${r.derived.peakLoadgenCpuPercent ?? '–'} | ${step.search === 'concurrent users held 5 min' ? (r.derived.rssPerConnectedUserKiB ?? '–') : '–'} | ${r.derived.sandboxesStartedPerSecond} |` +
+          (returning
+            ? ` ${r.artillery.counters?.['sandpool.users.returning'] ?? 0} / ${r.artillery.counters?.['sandpool.users.new'] ?? 0} | ${q(r, 'sandpool.returning.first_tool_result', 'p50')} / ${q(r, 'sandpool.returning.first_tool_result', 'p95')} | ${r.derived.meanReplicasCpuPercent ?? '–'} | ${r.derived.peakParked ?? '–'} |`
+            : ''),
       );
     }
     lines.push('');

@@ -27,8 +27,8 @@ export interface StoredResult {
   passed: boolean;
   problems: string[];
   derived: Pick<Derived, 'users' | 'failedUsers' | 'errorRatePercent' | 'peakConnectedUsers' | 'secondsAtPeak' | 'rssPerConnectedUserKiB' | 'peakCpuPercent' | 'sandboxesStartedPerSecond'> &
-    Partial<Pick<Derived, 'peakLoadgenCpuPercent'>>;
-  artillery: Pick<RunResult['artillery'], 'summaries' | 'intermediate'>;
+    Partial<Pick<Derived, 'peakLoadgenCpuPercent' | 'meanReplicasCpuPercent' | 'peakParked'>>;
+  artillery: Pick<RunResult['artillery'], 'summaries' | 'intermediate'> & Partial<Pick<RunResult['artillery'], 'counters'>>;
   samples: Sample[];
   charts: string[];
 }

@@ -26,6 +26,8 @@ export interface Sample {
     spareTarget?: number;
     /** Sandboxes starting, and used ones being removed. */
     creating?: number;
+    /** Sandboxes paused and kept for their users (PARK_MAX). */
+    parked?: number;
     removing?: number;
   };
   /** Connected sockets per replica (from its heartbeat). */
@@ -90,6 +92,7 @@ export function startSampler(state: ClusterState): Sampler {
           sessions: totals.sessions ?? 0,
           spareTarget: totals.spareTarget ?? 0,
           creating: totals.creating ?? 0,
+          parked: totals.parked ?? 0,
           removing: totals.removing ?? 0,
         },
         perReplica: Object.fromEntries((cluster?.replicas ?? []).map((r) => [r.replica, r.connections ?? 0])),

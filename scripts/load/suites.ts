@@ -13,7 +13,11 @@ export interface Run {
   step?: { search: StepSearch; level: number };
 }
 
-export type StepSearch = 'concurrent users held 5 min' | 'seed-flow arrivals per second';
+export type StepSearch =
+  | 'concurrent users held 5 min'
+  | 'seed-flow arrivals per second'
+  | 'returning-user arrivals per second, parking on'
+  | 'returning-user arrivals per second, parking off';
 
 const exactBackpressure = (c: Record<string, number>): string | undefined => {
   const accepted = c['sandpool.backpressure.accepted'] ?? 0;
@@ -80,6 +84,24 @@ export const SUITES: Record<string, Run[]> = {
       step: { search: 'seed-flow arrivals per second' as const, level: rate },
     })),
   ],
+  // 4 of 5 arrivals are returning users (returning.yml), with their sandboxes
+  // parked (PARK_MAX) and without (a new sandbox and the snapshot restored):
+  // the highest held rate each way, steps interleaved so both see the same machine.
+  returning: [2, 3, 5].flatMap((rate) =>
+    (['on', 'off'] as const).map((parking) => ({
+      name: `returning-${rate}-park-${parking}`,
+      scenario: 'returning.yml',
+      overrides: { config: { phases: phases(120, rate, `${rate}/s, 4 of 5 returning`) } },
+      env: {
+        POOL_MIN_SIZE: '10',
+        POOL_MAX_SIZE: '150',
+        SESSION_DISCONNECT_GRACE_MS: '3000',
+        // Returning users waiting ≈ rate x 0.8 x (return after 8 s - grace 3 s), per replica about half: room for all of them.
+        PARK_MAX: parking === 'on' ? '40' : '0',
+      },
+      step: { search: `returning-user arrivals per second, parking ${parking}` as const, level: rate },
+    })),
+  ),
   // Spares that follow demand: 2 new users/s, a quiet spell, then 8/s. The
   // pool chart shows spareTarget rising with the rate and the spares that the
   // quiet spell keeps (POOL_DEMAND_WINDOW_MS), ready for the burst.
