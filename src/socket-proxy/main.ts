@@ -5,6 +5,7 @@
  * Its variables (POOL_IMAGE, PROXY_MAX_*) are in proxy-config.ts and docs/socket-proxy.md;
  * it does not start when none of POOL_IMAGE's images is on the engine.
  * Its container healthcheck is check.ts (a module of its own, quick to start).
+ * It also runs the node's own sweeper (node-sweeper.ts): sandboxes whose owner replica container stopped.
  */
 import { chmodSync, rmSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -12,6 +13,7 @@ import { errorMessage } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { createEngineClient } from './engine-client.js';
 import { createImageAllowList } from './image-allow-list.js';
+import { createNodeSweeper } from './node-sweeper.js';
 import { createLimitsOf, loadProxySettings, type ProxySettings } from './proxy-config.js';
 import { createSocketProxy } from './socket-proxy.js';
 
@@ -45,6 +47,8 @@ try {
   process.exit(1);
 }
 const server = createSocketProxy({ upstreamSocket: values.upstream, logger, images, limits });
+const sweeper = createNodeSweeper({ engine: createEngineClient({ socketPath: values.upstream }), logger, intervalMs: settings.sweepIntervalMs });
+sweeper.start();
 // A socket file left by a killed predecessor would make listen fail.
 rmSync(listen, { force: true });
 server.listen(listen, () => {
@@ -53,6 +57,7 @@ server.listen(listen, () => {
   logger.info({ listen, upstream: values.upstream }, 'Docker socket proxy listening');
 });
 const stop = (): void => {
+  sweeper.stop();
   server.close(() => process.exit(0));
   setTimeout(() => process.exit(0), 2_000).unref();
 };

@@ -36,6 +36,12 @@ export const proxySchema = {
   maxTmpMb: int('PROXY_MAX_TMP_MB', { default: 16, min: 1, max: 1_048_576, doc: 'Largest /tmp tmpfs a sandbox may ask for (MiB). At least SANDBOX_TMP_MB.' }),
   maxShmMb: int('PROXY_MAX_SHM_MB', { default: 1, min: 1, max: 65_536, doc: 'Largest /dev/shm a sandbox may ask for (MiB). At least SANDBOX_SHM_MB.' }),
   maxNofile: int('PROXY_MAX_NOFILE', { default: 1024, min: 1, max: 1_048_576, doc: 'Largest open-files limit (ulimit nofile) a sandbox may ask for. At least SANDBOX_NOFILE.' }),
+  sweepIntervalMs: int('PROXY_SWEEP_INTERVAL_MS', {
+    default: 10_000,
+    min: 0,
+    max: 86_400_000,
+    doc: 'How often the proxy removes the sandboxes of replica containers on its engine that are no longer running (the node\'s own sweeper: a node back from a partition may have no replica left to sweep it). 0 turns it off (ms).',
+  }),
 } as const satisfies EnvTree;
 
 export type ProxySettings = ValueOf<typeof proxySchema>;

@@ -10,6 +10,8 @@ import { LABELS } from '../../src/runtime/types.js';
 import { assertHardened, engineGet, hardenedExpectations, type HardenedExpectations } from '../support/hardened.js';
 import { dockerPs, execFileAsync, testConfig, testLogger, uniqueReplica, waitFor } from '../support/helpers.js';
 import { rawCall, startSocketProxy, type RunningProxy } from '../support/socket-proxy.js';
+import { createEngineClient } from '../../src/socket-proxy/engine-client.js';
+import { createNodeSweeper } from '../../src/socket-proxy/node-sweeper.js';
 import { sleep } from '../../src/util/async.js';
 
 const IMAGE = process.env.POOL_IMAGE ?? DEFAULT_POOL_IMAGE;
@@ -284,5 +286,30 @@ describe('Docker socket proxy (compose: the app never sees the raw socket)', () 
 
     await sandboxContainer.remove({ force: true });
     assert.equal((await execFileAsync('docker', ['ps', '-aq', '--no-trunc', '--filter', `id=${sandbox}`])).stdout.trim(), '');
+  });
+
+  it('its node sweeper removes the sandboxes of a replica container on this engine that stopped, at once, and nothing else', async () => {
+    const create = async (...args: string[]): Promise<string> => (await execFileAsync('docker', ['create', '--label', `${MARK}=sweep`, ...args])).stdout.trim();
+    // A replica container (running, then stopped), and a container that merely has a name an owner label could point at.
+    const replica = await create('--label', 'sandpool.role=replica', IMAGE, 'sleep', '600');
+    const notAReplica = await create(IMAGE, 'sleep', '600');
+    await execFileAsync('docker', ['start', replica, notAReplica]);
+    const sandbox = (owner: string): Promise<string> => create('--label', `${LABELS.app}=sandpool`, '--label', `${LABELS.owner}=${owner}/1`, '--label', `${LABELS.replica}=sweep-test`, IMAGE);
+    const ofReplica = await sandbox(replica.slice(0, 12));
+    const ofNotAReplica = await sandbox(notAReplica.slice(0, 12));
+    const ofHostProcess = await sandbox('no-such-container-host');
+    const sweeper = createNodeSweeper({ engine: createEngineClient({ socketPath: '/var/run/docker.sock' }), logger: testLogger(), intervalMs: 0 });
+    const exists = async (id: string): Promise<boolean> => (await execFileAsync('docker', ['ps', '-aq', '--no-trunc', '--filter', `id=${id}`])).stdout.trim() === id;
+
+    // Owner running: kept.
+    const first = await sweeper.sweep();
+    for (const id of [ofReplica, ofNotAReplica, ofHostProcess]) assert.ok(!first.includes(id) && (await exists(id)), `${id.slice(0, 12)} kept while its owner runs or is unknown`);
+    // Owner stopped: removed at once; the others still kept (one not a replica even when stopped).
+    await execFileAsync('docker', ['stop', '-t', '0', replica, notAReplica]);
+    const second = await sweeper.sweep();
+    assert.ok(second.includes(ofReplica), 'the stopped replica\'s sandbox removed');
+    assert.equal(await exists(ofReplica), false);
+    for (const id of [ofNotAReplica, ofHostProcess]) assert.ok(await exists(id), `${id.slice(0, 12)} kept`);
+    assert.ok(await exists(replica), 'the replica container itself is never touched');
   });
 });

@@ -95,6 +95,13 @@ export async function sandboxIds(node: LabNode, state: 'all' | 'running' = 'all'
   return (await nodeDocker(node, ['ps', ...(state === 'all' ? ['-a'] : []), '-q', '--no-trunc', '--filter', `label=${LABELS.app}=${APP_LABEL_VALUE}`])).split('\n').filter(Boolean);
 }
 
+/** The logs of every socket proxy container the node ran (swarm replaces a node's global task when the node returns). */
+export async function proxyLogs(node: LabNode): Promise<string> {
+  const ids = (await nodeDocker(node, ['ps', '-a', '-q', '--filter', 'label=com.docker.swarm.service.name=sandpool_docker-proxy'])).split('\n').filter(Boolean);
+  const logs = await Promise.all(ids.map((id) => nodeDocker(node, ['logs', id]).catch((err: unknown) => String(err))));
+  return logs.join('\n');
+}
+
 /** The app task's container of a replica (REPLICA_ID is `<container hostname>-3000`), on a node's engine. */
 export function appContainer(replica: string): string {
   return replica.replace(/-\d+$/, '');
