@@ -9,7 +9,8 @@
  *            daemons, replicas, proxy, sandboxes), and its dockerd + containerd alone;
  *   rates    the seed flow (load-tests/phase2.yml) at each arrival rate for
  *            --duration s against nginx on the manager's netns address; a rate
- *            is held with < 1% failed users and Artillery's ensure passing;
+ *            is held with < 1% failed users, Artillery's ensure passing and
+ *            the first tool:result p95 within 2 s;
  *   nodeLoss (--node-loss, N >= 2) one idle user on the last node's replica;
  *            that node is killed (every process SIGKILLed: the node's kernel,
  *            this machine's, still resets their connections); the time until
@@ -56,6 +57,8 @@ const durationS = Number(values.duration);
 const outFile = benchResultFileOrExit('bench-lab', `lab-${nodes}node${nodes === 1 ? '' : 's'}.json`, { out: values.out, save: values.save });
 const say = (line: string): void => void process.stderr.write(`[bench-lab] ${line}\n`);
 const POOL_ENV = { POOL_MIN_SIZE: '10', POOL_MAX_SIZE: '100' };
+/** A rate is held with < 1% failed users, Artillery's ensure passing, and the first tool:result p95 within this. */
+const HELD_FIRST_RESULT_P95_MS = 2_000;
 
 async function labUp(): Promise<void> {
   await run('node', ['dist/scripts/lab.js', 'down'], { timeoutMs: 300_000 });
@@ -89,7 +92,8 @@ async function seedRate(url: string, rate: number): Promise<RateResult> {
   const users = c['vusers.created'] ?? 0;
   const failed = c['vusers.failed'] ?? 0;
   const errorRatePercent = users ? Math.round((failed / users) * 10000) / 100 : 100;
-  const held = !noReport && exit.code === 0 && users > 0 && errorRatePercent < 1;
+  // As load:returning judges a rate: users also get their first tool result within 2 s (p95), not only an ack.
+  const held = !noReport && exit.code === 0 && users > 0 && errorRatePercent < 1 && (s['sandpool.first_tool_result']?.p95 ?? Infinity) <= HELD_FIRST_RESULT_P95_MS;
   return {
     rate,
     held,

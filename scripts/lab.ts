@@ -70,6 +70,8 @@ import { pushImages, startRegistry, stopRegistry } from './lib/lab-registry.js';
 import type { ClusterStats } from '../src/http/http-app.js';
 
 const say = (line: string): void => void process.stderr.write(`[lab] ${line}\n`);
+/** The swarm's dispatcher heartbeat (docker swarm update --dispatcher-heartbeat). */
+const SWARM_HEARTBEAT = '10s';
 const IMAGE_VARS = ['APP_IMAGE', 'SANDBOX_IMAGE', 'REDIS_IMAGE', 'NGINX_IMAGE'] as const;
 
 /** .env under the environment, as swarm.ts reads it. */
@@ -96,6 +98,10 @@ async function ensureSwarm(nodes: readonly LabNode[]): Promise<void> {
     await nodeDocker(manager, ['swarm', 'init', '--advertise-addr', manager.address, '--listen-addr', `${manager.address}:2377`, '--default-addr-pool', SWARM_ADDRESS_POOL]);
     say(`swarm made on ${manager.name} (manager, ${manager.address})`);
   }
+  // A node counts as Down after about three missed heartbeats: with the default 5 s, a 20 s partition already
+  // reschedules its tasks and swarm shuts them down when the node returns. 10 s (Down after ~30 s) lets a
+  // short partition pass as one, as the lab test's does; a node lost for good is rescheduled after ~30 s.
+  await nodeDocker(manager, ['swarm', 'update', '--dispatcher-heartbeat', SWARM_HEARTBEAT]);
   const token = (await nodeDocker(manager, ['swarm', 'join-token', '-q', 'worker'])).trim();
   for (const worker of workers) {
     if ((await swarmState(worker)) === 'active') continue;
