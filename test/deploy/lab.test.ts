@@ -203,6 +203,15 @@ describe('the lab: stack sandpool on a three-node Docker Swarm on this machine (
     // Still one replica per node (the partition was shorter than swarm's node timeout: nothing was rescheduled),
     // so the survivors have room for node 3's users.
     assert.deepEqual((await clusterView(url)).map((r) => r.node).sort(), NODES.map((n) => n.name), 'one replica per node before node 3 is lost');
+    // MAX_SESSIONS=2: the survivors need room for node 3's sessions. A session counts until its disconnect grace
+    // ends (30 s; longer for a socket the server only finds dead by its ping timeout), so the users who moved in
+    // the partition may still hold places there: wait for them to go, or a refused user stops reconnecting.
+    await waitFor('room on the survivors for node 3\'s sessions', async () => {
+      const view = await clusterView(url).catch(() => []);
+      const moving = view.find((r) => r.replica === z)?.sessions ?? Infinity;
+      const room = view.filter((r) => r.replica !== z).reduce((n, r) => n + Math.max(0, (r.maxSessions ?? 0) - (r.sessions ?? 0)), 0);
+      return room >= moving || undefined;
+    }, 120_000, 1_000);
     lostWithNode3 = await sandboxIds(NODE3);
     const killedAt = Date.now();
     await killNode(NODE3);

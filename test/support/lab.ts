@@ -25,6 +25,7 @@ export interface ReplicaView {
   node?: string;
   ready: boolean;
   sessions?: number;
+  maxSessions?: number;
   draining?: boolean;
 }
 
