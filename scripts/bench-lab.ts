@@ -31,7 +31,7 @@ import { benchResultFileOrExit, writeResultFile } from './lib/results-path.js';
 import { sleep } from '../src/util/async.js';
 import { converse } from '../test/support/conversation.js';
 import { waitFor } from '../test/support/helpers.js';
-import { clusterView, homeOf, labUser, lastReplica, readLabEnv } from '../test/support/lab.js';
+import { clusterView, converseRetrying, homeOf, labUser, lastReplica, readLabEnv } from '../test/support/lab.js';
 import { ROOT, run } from './lib/docker-cli.js';
 import { labNode, labNodes } from './lib/lab-layout.js';
 import { cutLink, healLink, killNode, nodeMemory, nodeStatuses, startEngine } from './lib/lab-node.js';
@@ -131,7 +131,9 @@ async function nodeLoss(url: string, secret: string, how: 'kill' | 'cut'): Promi
   if (how === 'kill') await killNode(lost);
   else await cutLink(lost);
   await waitFor('served again', () => (lastReplica(user) !== target && user.socket.connected) || undefined, 180_000, 100);
-  const read = (await converse(user.socket, `read /workspace/${uid}.txt`, 60_000)).contents[0];
+  // Refused with "try again" until the lost replica's heartbeat lapses: the user sends it again, as told.
+  const { contents, retries } = await converseRetrying(user.socket, `read /workspace/${uid}.txt`, 60_000);
+  const read = contents[0];
   const servedAgainS = (Date.now() - killedAt) / 1000;
   await waitFor('node Down', async () => (await nodeStatuses(labNode(1))).get(lost.name) === 'Down' || undefined, 120_000, 500);
   const nodeDownS = (Date.now() - killedAt) / 1000;
@@ -150,6 +152,7 @@ async function nodeLoss(url: string, secret: string, how: 'kill' | 'cut'): Promi
     lostNode: lost.name,
     servedAgainS,
     fileIntact: read?.endsWith('kept') === true,
+    refusedFirst: retries,
     nodeDownS,
     rescheduledReadyS,
     client: 'idle Socket.IO client, default reconnection (Socket.IO pingInterval 25 s + pingTimeout 20 s)',
