@@ -30,6 +30,7 @@ import { parseArgs } from 'node:util';
 import { benchResultFileOrExit, writeResultFile } from './lib/results-path.js';
 import { sleep } from '../src/util/async.js';
 import { converse } from '../test/support/conversation.js';
+import { makeToken } from '../test/support/tokens.js';
 import { waitFor } from '../test/support/helpers.js';
 import { clusterView, converseRetrying, homeOf, labUser, lastReplica, readLabEnv } from '../test/support/lab.js';
 import { ROOT, run } from './lib/docker-cli.js';
@@ -79,11 +80,20 @@ interface RateResult {
   problem?: string;
 }
 
-async function seedRate(url: string, rate: number): Promise<RateResult> {
+async function seedRate(url: string, rate: number, secret: string): Promise<RateResult> {
+  // Artillery's engine opens each virtual user's socket as one bootstrap identity before the processor makes it
+  // the user's own (load-tests/processor.cjs): with AUTH_SECRET set, that first connect needs a token too.
+  const bootstrap = await makeToken({ sub: 'artillery-bootstrap', exp: Math.floor(Date.now() / 1000) + 3600 }, { secret });
   const runSpec = {
     name: `lab-${nodes}n-phase2-${rate}`,
     scenario: 'phase2.yml',
-    overrides: { config: { phases: [{ duration: durationS, arrivalRate: rate, name: `sustained ${rate}/s` }], variables: { approvalThinkMs: 1000 } } },
+    overrides: {
+      config: {
+        phases: [{ duration: durationS, arrivalRate: rate, name: `sustained ${rate}/s` }],
+        variables: { approvalThinkMs: 1000 },
+        socketio: { transports: ['websocket'], query: 'uid=artillery-bootstrap', auth: { token: bootstrap } },
+      },
+    },
     env: {},
   };
   const { exit, report, noReport } = await runArtillery({ root: ROOT, run: runSpec, target: url, onStart: () => undefined });
@@ -174,7 +184,7 @@ try {
   const rateResults: RateResult[] = [];
   for (const rate of rates) {
     say(`seed flow at ${rate}/s for ${durationS} s`);
-    const r = await seedRate(url, rate);
+    const r = await seedRate(url, rate, secret);
     say(`  ${r.held ? 'held' : 'not held'}: ${r.users} users, ${r.errorRatePercent}% failed, first tool:result p95 ${r.firstToolResultP95Ms} ms`);
     rateResults.push(r);
     await settle(url).catch((err: unknown) => say(`did not settle: ${String(err)}`));
