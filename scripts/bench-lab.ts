@@ -77,6 +77,8 @@ interface RateResult {
   firstToolResultP95Ms: number | undefined;
   messageDoneP95Ms: number | undefined;
   artilleryExit: number | null;
+  /** Why users failed: the processor's and Artillery's error counters. */
+  errors: Record<string, number>;
   problem?: string;
 }
 
@@ -115,6 +117,7 @@ async function seedRate(url: string, rate: number, secret: string): Promise<Rate
     firstToolResultP95Ms: s['sandpool.first_tool_result']?.p95,
     messageDoneP95Ms: s['sandpool.message_done']?.p95,
     artilleryExit: exit.code,
+    errors: Object.fromEntries(Object.entries(c).filter(([k]) => /^(sandpool\.(errors|refused|connect_error|dropped)\.|errors\.)/.test(k))),
     ...(noReport ? { problem: noReport } : {}),
   };
 }
@@ -185,7 +188,7 @@ try {
   for (const rate of rates) {
     say(`seed flow at ${rate}/s for ${durationS} s`);
     const r = await seedRate(url, rate, secret);
-    say(`  ${r.held ? 'held' : 'not held'}: ${r.users} users, ${r.errorRatePercent}% failed, first tool:result p95 ${r.firstToolResultP95Ms} ms`);
+    say(`  ${r.held ? 'held' : 'not held'}: ${r.users} users, ${r.errorRatePercent}% failed, first tool:result p95 ${r.firstToolResultP95Ms} ms ${JSON.stringify(r.errors)}`);
     rateResults.push(r);
     await settle(url).catch((err: unknown) => say(`did not settle: ${String(err)}`));
     if (!r.held) break;
