@@ -291,8 +291,10 @@ describe('Docker socket proxy (compose: the app never sees the raw socket)', () 
   it('its node sweeper removes the sandboxes of a replica container on this engine that stopped, at once, and nothing else', async () => {
     const create = async (...args: string[]): Promise<string> => (await execFileAsync('docker', ['create', '--label', `${MARK}=sweep`, ...args])).stdout.trim();
     // A replica container (running, then stopped), and a container that merely has a name an owner label could point at.
-    const replica = await create('--label', 'sandpool.role=replica', IMAGE, 'sleep', '600');
-    const notAReplica = await create(IMAGE, 'sleep', '600');
+    // The image's own entrypoint is the MCP server, which ends without stdin: these just wait (node is in the image; no shell).
+    const idle = ['--entrypoint', 'node', IMAGE, '-e', 'setTimeout(() => {}, 600000)'];
+    const replica = await create('--label', 'sandpool.role=replica', ...idle);
+    const notAReplica = await create(...idle);
     await execFileAsync('docker', ['start', replica, notAReplica]);
     const sandbox = (owner: string): Promise<string> => create('--label', `${LABELS.app}=sandpool`, '--label', `${LABELS.owner}=${owner}/1`, '--label', `${LABELS.replica}=sweep-test`, IMAGE);
     const ofReplica = await sandbox(replica.slice(0, 12));
