@@ -16,9 +16,9 @@ import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { BRIDGE, DATA_DIR, LAB_ENV_DIR, LAB_PREFIX, RUN_DIR, labNodes, type LabNode } from '../../scripts/lib/lab-layout.js';
 import { cutLink, healLink, killNode, labProcesses, netnsList, nodeDocker, nodeStatuses, startEngine } from '../../scripts/lib/lab-node.js';
-import { converse } from '../support/conversation.js';
+import { converse, converseRetrying } from '../support/conversation.js';
 import { waitFor } from '../support/helpers.js';
-import { appContainer, clusterView, converseRetrying, homeOf, labUser, lastReplica, manager, proxyLogs, readLabEnv, sandboxIds, sandboxWith, type LabUser, type ReplicaView } from '../support/lab.js';
+import { appContainer, clusterView, homeOf, labUser, lastReplica, manager, proxyLogs, readLabEnv, sandboxIds, sandboxWith, type LabUser, type ReplicaView } from '../support/lab.js';
 import { buildImages, run } from '../support/stack.js';
 
 const NODES = labNodes(3);

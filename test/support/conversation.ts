@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { sleep } from '../../src/util/async.js';
 import { emitAck, nextEvent, type ClientSocket } from './helpers.js';
 
 /**
@@ -25,5 +26,21 @@ export async function converse(socket: ClientSocket, text: string, timeoutMs = 3
     const decided = await emitAck(approver, 'tool:approval', { callId: next.callId, approved: true });
     assert.equal(decided.ok, true, JSON.stringify(decided));
     contents.push((await nextEvent(socket, 'tool:result', (r) => r.callId === next.callId, timeoutMs)).content);
+  }
+}
+
+/**
+ * A message as a user sends it after the replica holding their sandbox died: refused with "did not answer;
+ * try again" while that replica still counts as alive (its heartbeat has not lapsed: up to 3 beats, 6 s), then sent again.
+ */
+export async function converseRetrying(socket: ClientSocket, text: string, timeoutMs: number, retryForMs = 30_000): Promise<{ contents: string[]; done: string; retries: number }> {
+  const deadline = Date.now() + retryForMs;
+  for (let retries = 0; ; retries++) {
+    try {
+      return { ...(await converse(socket, text, timeoutMs)), retries };
+    } catch (err) {
+      if (!/did not answer; try again/.test(String(err)) || Date.now() > deadline) throw err;
+      await sleep(1_000);
+    }
   }
 }

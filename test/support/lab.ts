@@ -8,10 +8,9 @@ import { parseEnv } from 'node:util';
 import { LAB_ENV_FILE, labNode, type LabNode } from '../../scripts/lib/lab-layout.js';
 import { nodeDocker } from '../../scripts/lib/lab-node.js';
 import { signOperatorToken } from '../../src/auth/operator-token.js';
+import { sleep } from '../../src/util/async.js';
 import { APP_LABEL_VALUE, LABELS } from '../../src/runtime/types.js';
 import { stackSecrets } from './stack.js';
-import { sleep } from '../../src/util/async.js';
-import { converse } from './conversation.js';
 import { connectUser, nextEvent, type ClientSocket } from './helpers.js';
 import { makeToken } from './tokens.js';
 import type { SessionInfo } from '../../src/protocol/events.js';
@@ -46,8 +45,16 @@ export async function clusterView(url: string): Promise<ReplicaView[]> {
  * on for a full replica.
  */
 export async function homeOf(url: string, uid: string): Promise<string> {
-  const res = await fetch(`${url}/ready?uid=${encodeURIComponent(uid)}`, { signal: AbortSignal.timeout(5_000) });
-  return ((await res.json()) as { replica: string }).replica;
+  // nginx reloads when the replicas' addresses change (nginx/entrypoint.sh): a connection it closes then is tried again.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const res = await fetch(`${url}/ready?uid=${encodeURIComponent(uid)}`, { signal: AbortSignal.timeout(5_000) });
+      return ((await res.json()) as { replica: string }).replica;
+    } catch (err) {
+      if (attempt >= 5) throw err;
+      await sleep(1_000);
+    }
+  }
 }
 
 export interface LabUser {
@@ -67,22 +74,6 @@ export async function labUser(url: string, secret: string, uid: string): Promise
   const user: LabUser = { uid, socket, sessions: [await nextEvent(socket, 'session')] };
   socket.on('session', (s) => void user.sessions.push(s));
   return user;
-}
-
-/**
- * A message as a user sends it after a node loss: refused with "did not answer; try again" while the lost
- * replica still counts as alive (its heartbeat has not lapsed: up to 3 beats, 6 s), then sent again.
- */
-export async function converseRetrying(socket: ClientSocket, text: string, timeoutMs: number, retryForMs = 30_000): Promise<{ contents: string[]; done: string; retries: number }> {
-  const deadline = Date.now() + retryForMs;
-  for (let retries = 0; ; retries++) {
-    try {
-      return { ...(await converse(socket, text, timeoutMs)), retries };
-    } catch (err) {
-      if (!/did not answer; try again/.test(String(err)) || Date.now() > deadline) throw err;
-      await sleep(1_000);
-    }
-  }
 }
 
 export function lastReplica(user: LabUser): string {
