@@ -65,7 +65,8 @@ async function parkWithFile(app: Sandpool, userId: string, content: string): Pro
   const { socket } = await users.connect(app.url, userId);
   assert.match((await chat(socket, `write "${content}" to /workspace/f.txt`))[0] ?? '', /Successfully wrote/);
   socket.close();
-  const id = await waitFor(`${userId}'s sandbox parked`, async () => (await pausedOf(app)).find((c) => !before.has(c)), 15_000, 100);
+  // Generous: on a loaded machine the last snapshot and the pause can take many seconds (a run in a busy lane took over 15 s).
+  const id = await waitFor(`${userId}'s sandbox parked`, async () => (await pausedOf(app)).find((c) => !before.has(c)), 60_000, 200);
   return id;
 }
 
