@@ -252,6 +252,7 @@ function spendQuota(context, events, done) {
  * the worker's pid and thread, so no two workers are one user.
  */
 const returning = { due: [], seq: 0 };
+const { threadId } = require('node:worker_threads');
 
 function pickReturningUser(context, events, done) {
   const now = Date.now();
@@ -262,7 +263,6 @@ function pickReturningUser(context, events, done) {
     context.vars.visitsLeft = head.visitsLeft;
     context.vars.userKind = 'returning';
   } else {
-    const { threadId } = require('node:worker_threads');
     context.vars.uid = `${context.vars.userPrefix || 'load'}-${process.pid}-${threadId}-${returning.seq++}`;
     context.vars.visitsLeft = Number(context.vars.visitsPerUser || 5) - 1;
     context.vars.userKind = 'new';

@@ -23,11 +23,11 @@
  * Brings the lab up first (lab:up --nodes N --replicas R) and down at the end.
  * Run it under the machine lock: flock /tmp/sandpool-heavy.lock npm run bench:lab -- ...
  */
-import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { benchResultFileOrExit, writeResultFile } from './lib/results-path.js';
+import { stackSecrets } from './lib/stack-secrets.js';
 import { sleep } from '../src/util/async.js';
 import { converse, converseRetrying } from '../test/support/conversation.js';
 import { makeToken } from '../test/support/tokens.js';
@@ -178,7 +178,7 @@ try {
   const env = readLabEnv();
   const url = env.LAB_URL ?? '';
   // lab:up deployed the stack with .secrets/auth_secret (npm run images wrote it) as its Docker secret.
-  const secret = readFileSync(path.join(ROOT, '.secrets', 'auth_secret'), 'utf8');
+  const secret = stackSecrets().AUTH_SECRET;
   process.env.LOAD_AUTH_SECRET = secret;
   await settle(url);
   await sleep(10_000);

@@ -67,6 +67,7 @@ import {
   stopNode,
 } from './lib/lab-node.js';
 import { pushImages, startRegistry, stopRegistry } from './lib/lab-registry.js';
+import { stackSecrets } from './lib/stack-secrets.js';
 import type { ClusterStats } from '../src/http/http-app.js';
 
 const say = (line: string): void => void process.stderr.write(`[lab] ${line}\n`);
@@ -128,16 +129,8 @@ async function stackImages(): Promise<Record<(typeof IMAGE_VARS)[number], string
   return Object.fromEntries(IMAGE_VARS.map((v) => [v, env[v] ?? ''])) as Record<(typeof IMAGE_VARS)[number], string>;
 }
 
-/** The stack's operator secret, as `npm run images` wrote it for the stacks. */
-function operatorSecret(): string {
-  const file = path.join(ROOT, '.secrets', 'operator_secret');
-  if (!existsSync(file)) throw new Error('no .secrets/operator_secret: run `npm run images` first (it writes the stack\'s secrets)');
-  return readFileSync(file, 'utf8');
-}
-
-async function clusterView(): Promise<ClusterStats | undefined> {
-  // nginx on the manager's netns address (mode host); /stats/ needs an operator token.
-  const token = await signOperatorToken({ secret: operatorSecret(), subject: 'lab', ttlS: 300 });
+/** The cluster view through nginx on the manager's netns address (mode host); /stats/ needs an operator token. */
+async function clusterView(token: string): Promise<ClusterStats | undefined> {
   return fetch(`${labUrl()}/stats/pool?scope=cluster`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(3_000) }).then(
     (r) => (r.ok ? (r.json() as Promise<ClusterStats>) : undefined),
     () => undefined,
@@ -197,9 +190,10 @@ async function up(count: number, replicas: number, timeoutMs: number): Promise<v
   // Tags, not digests: replicas start sandboxes by POOL_IMAGE's tag, which a pull by digest leaves unset.
   await docker(['stack', 'deploy', '--resolve-image', 'never', '-c', 'docker-compose.scale.yml', '-c', 'docker-compose.lab.yml', STACK], { env, timeoutMs: 300_000 });
 
+  const operatorToken = await signOperatorToken({ secret: stackSecrets().OPERATOR_SECRET, subject: 'lab', ttlS: Math.ceil(timeoutMs / 1000) + 60 });
   let last = '';
   for (;;) {
-    const view = await clusterView();
+    const view = await clusterView(operatorToken);
     const ready = view?.replicas.filter((r) => r.ready && !r.draining) ?? [];
     const line = view ? `${ready.length}/${replicas} replicas ready: ${ready.map((r) => `${r.replica}@${r.node ?? '?'}`).join(', ')}` : 'nginx not answering yet';
     if (line !== last) say(line);

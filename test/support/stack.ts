@@ -8,16 +8,8 @@ import { parseEnv } from 'node:util';
 import { ROOT, containerHosts, docker, run, sandboxesOwnedBy } from '../../scripts/lib/docker-cli.js';
 
 export { containerHosts, docker, run, sandboxesOwnedBy, ROOT } from '../../scripts/lib/docker-cli.js';
-
-/** The secrets `npm run images` wrote to .secrets/, by the variable they stand for. */
-export function stackSecrets(): { AUTH_SECRET: string; OPERATOR_SECRET: string; REDIS_PASSWORD: string } {
-  const read = (file: string): string => {
-    const value = readFileSync(path.join(ROOT, '.secrets', file), 'utf8');
-    if (!value) throw new Error(`npm run images wrote an empty .secrets/${file}`);
-    return value;
-  };
-  return { AUTH_SECRET: read('auth_secret'), OPERATOR_SECRET: read('operator_secret'), REDIS_PASSWORD: read('redis_password') };
-}
+export { stackSecrets } from '../../scripts/lib/stack-secrets.js';
+import { stackSecrets } from '../../scripts/lib/stack-secrets.js';
 
 /** `npm run images` (cached: seconds; cold: minutes), then the .env it wrote, with the stack's secrets (.secrets/) as AUTH_SECRET, OPERATOR_SECRET, REDIS_PASSWORD. */
 export async function buildImages(): Promise<Record<string, string>> {
