@@ -258,7 +258,7 @@ export function createMetrics(options: { replicaId: string; plans?: readonly str
       const gauge = (name: string, help: string, pick: (s: PoolStats) => number): void => liveGauge(name, help, () => pick(stats()));
       gauge('sandpool_pool_idle', 'Warm sandboxes ready to hand out', (s) => s.idle);
       gauge('sandpool_pool_active', 'Sandboxes leased to users', (s) => s.active);
-      gauge('sandpool_pool_total', 'All sandboxes of this replica (idle + active + starting)', (s) => s.total);
+      gauge('sandpool_pool_total', 'All sandboxes of this replica (idle + active + parked + starting)', (s) => s.total);
       gauge('sandpool_pool_parked', 'Sandboxes frozen for their users (PARK_MAX), in total but not idle or active', (s) => s.parked);
       gauge('sandpool_pool_creating', 'Sandboxes starting right now', (s) => s.creating);
       gauge('sandpool_pool_pending', 'acquire() calls waiting for a sandbox', (s) => s.pending);
