@@ -10,14 +10,18 @@
  *       it holds for the user's sandbox (no HTTP, no gateway);
  *   (b) replica: an MCP client (the v2 SDK, --protocol, default 2026-07-28)
  *       over Streamable HTTP straight to the replica's /mcp;
- *   (c) nginx: the same client through nginx (nginx/sandpool.conf.template).
+ *   (c) nginx: the same client through nginx (nginx/sandpool.conf.template);
+ *   (h) the HTTP floor: a bare node:http server in the replica's process
+ *       (no auth, router, MCP or limits) running the direct call per POST,
+ *       from a keep-alive node:http client. What (b) costs beyond (h) is the
+ *       gateway's own; what (h) costs beyond (a) is any HTTP hop's.
  *
  * N users (default 1) at the same time; each first makes its first call as a
  * new user (a warm spare, the fs workspace store: what a new user waits for),
  * then writes a small file, then R rounds (default 4) of C/R calls each way
  * (default C = 400), the order of the ways turning each round so drift in the
  * machine's load falls on all three. Reports p50/p95/p99 of each way, the
- * ratios b/a and c/a, the replica's CPU per call of each way (its
+ * ratios b/a, c/a, h/a and b/h, the replica's CPU per call of each way (its
  * process.cpuUsage over that way's calls / their number), the first call
  * against the held call, and the goals (at one user: b/a p50 <= 1.3, replica
  * CPU <= 1.0 ms per held call, first-call p95 <= 3x held p95). --waves W
@@ -226,6 +230,32 @@ function rawClient(base: string, token: string): BenchClient {
   };
 }
 
+/** The floor's client: one keep-alive connection, a POST per call, the JSON answer parsed. */
+function floorClient(base: string, user: string): BenchClient {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const url = new URL(`${base}/${encodeURIComponent(user)}`);
+  return {
+    callTool: () =>
+      new Promise((resolve, reject) => {
+        const req = http.request(url, { method: 'POST', agent, headers: { 'content-type': 'application/json' } }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (chunk: Buffer) => chunks.push(chunk));
+          res.on('end', () => {
+            try {
+              if (res.statusCode !== 200) throw new Error(`the floor answered HTTP ${res.statusCode}: ${Buffer.concat(chunks).toString('utf8').slice(0, 200)}`);
+              resolve((JSON.parse(Buffer.concat(chunks).toString('utf8')) as { result: { isError?: boolean } }).result);
+            } catch (err) {
+              reject(err instanceof Error ? err : new Error(String(err)));
+            }
+          });
+        });
+        req.on('error', reject);
+        req.end('{}');
+      }),
+    end: async () => agent.destroy(),
+  };
+}
+
 async function timedCalls(client: BenchClient, n: number): Promise<number[]> {
   const ms: number[] = [];
   for (let i = 0; i < n; i++) {
@@ -262,7 +292,7 @@ const cpuMs = async (): Promise<number> => {
   return (userUs + systemUs) / 1000;
 };
 
-type Way = 'direct' | 'replica' | 'nginx';
+type Way = 'direct' | 'floor' | 'replica' | 'nginx';
 
 function summary(xs: number[]): (Percentiles & { n: number }) | null {
   return xs.length === 0 ? null : { ...percentilesOf(xs), n: xs.length };
@@ -279,7 +309,8 @@ try {
   // First calls of new users: W waves of N, each once the pool holds a spare per user again and is quiet.
   const firstCallMs: number[] = [];
   const errors: string[] = [];
-  let held: Array<{ user: string; atReplica: BenchClient; atNginx: BenchClient }> = [];
+  let held: Array<{ user: string; atReplica: BenchClient; atNginx: BenchClient; atFloor: BenchClient }> = [];
+  const floorUrl = (await ask<'floor'>({ op: 'floor', tool: TOOL, args: ARGS })).url;
   for (let wave = 0; wave < waves; wave++) {
     await waitForQuietPool(replicaUrl, (pool) => pool.active === 0 && pool.idle >= users);
     const group = await Promise.all(
@@ -302,7 +333,7 @@ try {
     held = await Promise.all(
       group.map(async (g) => {
         await g.atReplica.callTool({ name: 'write_file', arguments: { path: '/workspace/bench.txt', content: `small file of ${g.user}` } });
-        return { ...g, atNginx: await connect(nginxUrl, g.user) };
+        return { ...g, atNginx: await connect(nginxUrl, g.user), atFloor: floorClient(floorUrl, g.user) };
       }),
     );
   }
@@ -310,9 +341,10 @@ try {
   // Spares replaced and quiet before the held calls: they measure a held sandbox, not starts.
   await waitForQuietPool(replicaUrl, (pool) => pool.idle >= Math.min(pool.spareTarget, pool.maxPoolSize - pool.active));
 
-  const ms: Record<Way, number[]> = { direct: [], replica: [], nginx: [] };
+  const ms: Record<Way, number[]> = { direct: [], floor: [], replica: [], nginx: [] };
   const cpu: Record<Way, { ms: number; systemMs: number; clientMs: number; calls: number }> = {
     direct: { ms: 0, systemMs: 0, clientMs: 0, calls: 0 },
+    floor: { ms: 0, systemMs: 0, clientMs: 0, calls: 0 },
     replica: { ms: 0, systemMs: 0, clientMs: 0, calls: 0 },
     nginx: { ms: 0, systemMs: 0, clientMs: 0, calls: 0 },
   };
@@ -326,23 +358,23 @@ try {
       errors.push(...reply.errors);
       samples = reply.ms;
     } else {
-      samples = await Promise.all(held.map((h) => timedCalls(way === 'replica' ? h.atReplica : h.atNginx, callsPerRound)));
+      samples = await Promise.all(held.map((h) => timedCalls(way === 'replica' ? h.atReplica : way === 'nginx' ? h.atNginx : h.atFloor, callsPerRound)));
     }
     const client = process.cpuUsage(clientBefore);
     const after = await ask<'cpu'>({ op: 'cpu' });
     cpu[way].clientMs += (client.user + client.system) / 1000;
-    if (way !== 'direct') gatewayWindows.push([before.monotonicUs, after.monotonicUs]);
+    if (way === 'replica' || way === 'nginx') gatewayWindows.push([before.monotonicUs, after.monotonicUs]);
     ms[way].push(...samples.flat());
     cpu[way].ms += (after.userUs + after.systemUs - before.userUs - before.systemUs) / 1000;
     cpu[way].systemMs += (after.systemUs - before.systemUs) / 1000;
     cpu[way].calls += samples.flat().length;
   };
-  const order: Way[] = ['direct', 'replica', 'nginx'];
+  const order: Way[] = ['direct', 'floor', 'replica', 'nginx'];
   for (let r = 0; r < rounds; r++) {
     for (let k = 0; k < order.length; k++) await runWay(order[(k + r) % order.length] as Way);
   }
   const ticksAfter = machineTicks();
-  await Promise.all(held.flatMap((h) => [h.atReplica.end(), h.atNginx.end()]));
+  await Promise.all(held.flatMap((h) => [h.atReplica.end(), h.atNginx.end(), h.atFloor.end()]));
 
   const stats = Object.fromEntries(
     (Object.keys(ms) as Way[]).map((way) => [
@@ -363,6 +395,8 @@ try {
   const ratios = {
     replicaOverDirect: { p50: ratio(p('replica', 'p50'), p('direct', 'p50')), p95: ratio(p('replica', 'p95'), p('direct', 'p95')), p99: ratio(p('replica', 'p99'), p('direct', 'p99')) },
     nginxOverDirect: { p50: ratio(p('nginx', 'p50'), p('direct', 'p50')), p95: ratio(p('nginx', 'p95'), p('direct', 'p95')), p99: ratio(p('nginx', 'p99'), p('direct', 'p99')) },
+    floorOverDirect: { p50: ratio(p('floor', 'p50'), p('direct', 'p50')), p95: ratio(p('floor', 'p95'), p('direct', 'p95')), p99: ratio(p('floor', 'p99'), p('direct', 'p99')) },
+    replicaOverFloor: { p50: ratio(p('replica', 'p50'), p('floor', 'p50')), p95: ratio(p('replica', 'p95'), p('floor', 'p95')), p99: ratio(p('replica', 'p99'), p('floor', 'p99')) },
     firstCallOverHeld: { p95: ratio(first?.p95, p('replica', 'p95')) },
   };
   const replicaCpu = (stats.replica as { cpuMsPerCall: number | null }).cpuMsPerCall;
@@ -400,8 +434,10 @@ try {
       direct: 'a: in the replica process, its stdio MCP client of the user\'s sandbox',
       replica: 'b: MCP client -> the replica\'s /mcp',
       nginx: 'c: MCP client -> nginx -> the replica\'s /mcp',
+      floor: 'h: node:http client -> a bare node:http server in the replica process running (a): the floor of any HTTP front',
     },
     direct: stats.direct,
+    floor: stats.floor,
     replica: stats.replica,
     nginx: stats.nginx,
     ratios,
@@ -437,8 +473,10 @@ try {
       row('(a) direct, in the replica', 'direct'),
       row('(b) /mcp on the replica', 'replica'),
       row('(c) /mcp through nginx', 'nginx'),
+      row('(h) bare HTTP floor', 'floor'),
       '',
       `b/a: p50 ${ratios.replicaOverDirect.p50}, p95 ${ratios.replicaOverDirect.p95}, p99 ${ratios.replicaOverDirect.p99}; c/a: p50 ${ratios.nginxOverDirect.p50}, p95 ${ratios.nginxOverDirect.p95}, p99 ${ratios.nginxOverDirect.p99}`,
+      `h/a (any HTTP hop): p50 ${ratios.floorOverDirect.p50}, p95 ${ratios.floorOverDirect.p95}; b/h (the gateway's own): p50 ${ratios.replicaOverFloor.p50}, p95 ${ratios.replicaOverFloor.p95}, p99 ${ratios.replicaOverFloor.p99}`,
       `first call of a new user (warm spare, ${workspaceStore} store): ${first ? `p50 ${first.p50}, p95 ${first.p95}, p99 ${first.p99} ms (n ${first.n})` : '–'}; p95 / held p95 = ${ratios.firstCallOverHeld.p95}`,
       `goals: b/a p50 <= 1.3: ${goals.replicaOverDirectP50.met ? 'met' : 'NOT met'}; CPU <= 1.0 ms/held call: ${goals.replicaCpuMsPerHeldCall.met ? 'met' : 'NOT met'}; first p95 <= 3x held p95: ${goals.firstCallP95OverHeldP95.met ? 'met' : 'NOT met'}`,
       ...(cpuProfile ? ['', `CPU profile of the replica over ${cpuProfile.window}: ${cpuProfile.busyMs} ms busy`, ...cpuProfile.byOrigin.slice(0, 10).map((o) => `  ${(o.share * 100).toFixed(1)}%  ${o.name}`), '  top functions (self time):', ...cpuProfile.topFunctions.slice(0, 15).map((f) => `  ${(f.share * 100).toFixed(1)}%  ${f.name}`)] : []),

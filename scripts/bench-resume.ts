@@ -22,7 +22,11 @@
  * the first one's arrival until the pool settled after the last one left (a
  * spare's refill, a removal, a park: everything that user cost), less the
  * machine's busy rate measured idle just before, divided by N. Also reports
- * the memory of a parked sandbox (its cgroup's usage: `docker stats`).
+ * the memory of a parked sandbox (its cgroup's usage: `docker stats`), and
+ * the engine's own floor: pause + unpause of the parked sandboxes straight
+ * through the engine's API (dockerode, no sandpool in between), its latency
+ * and its CPU-s per pair, measured the same way. A resume can be no faster
+ * than its unpause, and cost no less than the pair.
  *
  * Prints the JSON with --json; writes it to results/bench/resume.json
  * (git-ignored), with --save to the tracked bench/results/resume.json, or to
@@ -34,6 +38,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { parseArgs } from 'node:util';
+import Docker from 'dockerode';
 import { io as connectIo, type Socket } from 'socket.io-client';
 import { createSandpool, type Sandpool } from '../src/app/create-sandpool.js';
 import { loadConfig } from '../src/config/config.js';
@@ -203,6 +208,38 @@ async function parkedMemoryMiB(app: Sandpool): Promise<Percentiles> {
   return percentilesOf(mib);
 }
 
+interface EngineFloor {
+  unpauseMs: Percentiles;
+  pauseMs: Percentiles;
+  cpuSecondsPerPair: number;
+  pairs: number;
+}
+
+/** Pause + unpause pairs straight through the engine's API on the parked (paused) sandboxes: each is unpaused, then paused again. */
+async function engineFloor(app: Sandpool): Promise<EngineFloor> {
+  const docker = new Docker({ socketPath: app.config.docker.socketPath });
+  const paused = await docker.listContainers({ filters: { label: [`${LABELS.replica}=${app.config.server.replicaId}`], status: ['paused'] } });
+  if (paused.length === 0) throw new Error('no parked sandbox to measure the engine on');
+  const baseline = await idleRate(3_000);
+  const unpauseMs: number[] = [];
+  const pauseMs: number[] = [];
+  const cpu0 = machineTicks().busy;
+  const t0 = performance.now();
+  for (const info of paused) {
+    const container = docker.getContainer(info.Id);
+    let t = performance.now();
+    await container.unpause();
+    unpauseMs.push(performance.now() - t);
+    t = performance.now();
+    await container.pause();
+    pauseMs.push(performance.now() - t);
+  }
+  const busy = (machineTicks().busy - cpu0) / ticksPerSecond - baseline * ((performance.now() - t0) / 1000);
+  const result = { unpauseMs: percentilesOf(unpauseMs), pauseMs: percentilesOf(pauseMs), cpuSecondsPerPair: Math.round((busy / paused.length) * 1000) / 1000, pairs: paused.length };
+  say(`engine floor: unpause p50 ${result.unpauseMs.p50} ms, p95 ${result.unpauseMs.p95} ms; pause p50 ${result.pauseMs.p50} ms; ${result.cpuSecondsPerPair} CPU-s per pause + unpause`);
+  return result;
+}
+
 const round = (n: number | null): number | null => (n === null ? null : Math.round(n * 100) / 100);
 const returning = Array.from({ length: users }, (_, i) => `resume-${run}-${i}`);
 const newcomers = Array.from({ length: users }, (_, i) => `new-${run}-${i}`);
@@ -230,6 +267,7 @@ try {
   const metric = (name: string): number => Number(new RegExp(`^${name}\\{[^}]*\\} ([0-9.e+-]+)$`, 'm').exec(metrics)?.[1] ?? Number.NaN);
   const resumeServerMeanMs = Math.round((metric('sandpool_park_resume_seconds_sum') / metric('sandpool_park_resume_seconds_count')) * 1000 * 10) / 10;
   say(`resume on the replica (unpause + ping), mean ${resumeServerMeanMs} ms`);
+  const engine = await engineFloor(app);
   await app.stop();
   app = undefined;
 
@@ -261,6 +299,12 @@ try {
       cpuRestoredOverResumed: ratio(restored.cpuSecondsPerUser, resumed.cpuSecondsPerUser),
     },
     resumeServerMeanMs,
+    // The engine alone: a resume's latency floor (unpause) and its CPU floor (a pause + unpause pair per visit).
+    engine,
+    floorRatios: {
+      resumedP95OverUnpauseP95: ratio(resumed.latencyMs.p95, engine.unpauseMs.p95),
+      cpuRestoredOverEnginePair: ratio(restored.cpuSecondsPerUser, engine.cpuSecondsPerPair),
+    },
     parkedMemoryMiB: { p50: round(memory.p50), p95: round(memory.p95), p99: round(memory.p99) },
     cpus: os.availableParallelism(),
     at: new Date().toISOString(),

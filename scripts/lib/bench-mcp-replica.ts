@@ -8,9 +8,15 @@
  * - lets users go (their sandboxes with them) once they are done, as an
  *   idle timeout would, without waiting for it;
  * - reads this process's CPU time (process.cpuUsage) and its monotonic clock
- *   (to cut a --cpu-prof profile to a window).
+ *   (to cut a --cpu-prof profile to a window);
+ * - serves the floor of any HTTP front for the call: a bare node:http server
+ *   (no auth, no router, no MCP, no limits) whose POST runs the same direct
+ *   call and answers its result as JSON. What (b) costs beyond it is the
+ *   gateway's own; what it costs beyond (a) is the HTTP hop's.
  * Not a product entry point: the bench starts it and stops it (SIGTERM).
  */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createSandpool } from '../../src/app/create-sandpool.js';
 import { loadConfig } from '../../src/config/config.js';
 import { errorMessage } from '../../src/errors.js';
@@ -19,6 +25,7 @@ import { errorMessage } from '../../src/errors.js';
 export type BenchRequest =
   | { id: number; op: 'direct'; users: string[]; calls: number; tool: string; args: Record<string, unknown> }
   | { id: number; op: 'cpu' }
+  | { id: number; op: 'floor'; tool: string; args: Record<string, unknown> }
   | { id: number; op: 'release'; users: string[] };
 
 /** replica -> bench */
@@ -27,6 +34,7 @@ export type BenchReply =
   | { id: number; op: 'direct'; ms: number[][]; errors: string[] }
   | { id: number; op: 'cpu'; userUs: number; systemUs: number; monotonicUs: number }
   | { id: number; op: 'release' }
+  | { id: number; op: 'floor'; url: string }
   | { id: number; op: 'error'; message: string };
 
 const send = (reply: BenchReply): void => void process.send?.(reply);
@@ -46,6 +54,11 @@ process.on('SIGTERM', () => stop('SIGTERM'));
 process.on('SIGINT', () => stop('SIGINT'));
 process.on('disconnect', () => stop('the bench went away'));
 
+/** The process runtime roots a sandbox elsewhere than /workspace. */
+function pathsIn(args: Record<string, unknown>, workspaceDir: string): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(args).map(([k, v]) => [k, typeof v === 'string' && v.startsWith('/workspace') ? workspaceDir + v.slice('/workspace'.length) : v]));
+}
+
 /** `calls` calls, one after another, in the sandbox the user holds here (they made an MCP call before). */
 async function direct(user: string, calls: number, tool: string, args: Record<string, unknown>): Promise<number[]> {
   const presence = app.presences.get(user);
@@ -54,8 +67,7 @@ async function direct(user: string, calls: number, tool: string, args: Record<st
   const done = presence.begin();
   try {
     const { lease } = await app.leases.lease(presence);
-    // The process runtime roots a sandbox elsewhere than /workspace.
-    const inSandbox = Object.fromEntries(Object.entries(args).map(([k, v]) => [k, typeof v === 'string' && v.startsWith('/workspace') ? lease.sandbox.workspaceDir + v.slice('/workspace'.length) : v]));
+    const inSandbox = pathsIn(args, lease.sandbox.workspaceDir);
     const ms: number[] = [];
     for (let i = 0; i < calls; i++) {
       const started = performance.now();
@@ -69,7 +81,42 @@ async function direct(user: string, calls: number, tool: string, args: Record<st
   }
 }
 
+/** The bare HTTP floor's server: POST /<user> runs one call in that user's held sandbox. */
+async function startFloor(tool: string, args: Record<string, unknown>): Promise<string> {
+  const server = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      const user = decodeURIComponent((req.url ?? '/').slice(1));
+      const presence = app.presences.get(user);
+      if (!presence) {
+        res.writeHead(404).end();
+        return;
+      }
+      const done = presence.begin();
+      app.leases
+        .lease(presence)
+        .then(({ lease }) => lease.callTool(tool, pathsIn(args, lease.sandbox.workspaceDir)))
+        .then(
+          (result) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: 1, result })),
+          (err: unknown) => res.writeHead(500).end(errorMessage(err)),
+        )
+        .finally(done);
+    });
+  });
+  server.keepAliveTimeout = 60_000;
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  process.on('disconnect', () => server.close());
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
 process.on('message', (request: BenchRequest) => {
+  if (request.op === 'floor') {
+    void startFloor(request.tool, request.args).then(
+      (url) => send({ id: request.id, op: 'floor', url }),
+      (err: unknown) => send({ id: request.id, op: 'error', message: errorMessage(err) }),
+    );
+    return;
+  }
   if (request.op === 'cpu') {
     const { user, system } = process.cpuUsage();
     send({ id: request.id, op: 'cpu', userUs: user, systemUs: system, monotonicUs: Number(process.hrtime.bigint() / 1000n) });

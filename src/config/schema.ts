@@ -382,7 +382,7 @@ export const schema = {
       default: 10,
       min: 0,
       max: 10_000,
-      doc: "Sandboxes kept frozen (docker pause) on this replica for users whose lease ended (idle, disconnect), each for its user alone; their next message or MCP call resumes it. Beyond it the least recently parked is removed (its files are in the snapshot). Parked sandboxes count against POOL_MAX_SIZE and go first when a new user needs room. 0 = parking off: a lease's end removes its sandbox.",
+      doc: "Sandboxes kept frozen (docker pause) on this replica for users whose lease ended (idle, disconnect), each for its user alone; their next message or MCP call resumes it. Beyond it the least recently parked is removed (its files are in the snapshot). Parked sandboxes count against POOL_MAX_SIZE and go first when a new user, or the warm spares (POOL_MIN_SIZE), need room. 0 = parking off: a lease's end removes its sandbox.",
     }),
     parkTtlS: int('PARK_TTL_S', { default: 1_800, min: 1, max: 31_536_000, doc: 'A parked sandbox is removed this long (seconds) after it was parked; the user then gets a fresh one with their snapshot restored.' }),
     resumeTimeoutMs: int('PARK_RESUME_TIMEOUT_MS', {

@@ -154,6 +154,21 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
     if (draining) return;
     // The median start, not the tail: under overload the tail grows with the queue, and spares cannot fix a start rate below the arrival rate.
     spares.setTarget(demand.target(starts.stats().createLatencyMs.p50));
+    yieldToSpares();
+  }
+
+  /**
+   * Parking yields to the spares too: the next new users' warm sandboxes
+   * (POOL_MIN_SIZE, or the demand's target) come before a returning user's
+   * frozen one, whose files are in the snapshot. When every slot is taken and
+   * the spares, those starting and the slots being freed fall short of the
+   * target, the least recently parked sandbox makes room (one at a time: a
+   * removal in flight counts as room coming).
+   */
+  function yieldToSpares(): void {
+    // Not while starts fail: a frozen sandbox that works beats a slot for a start that does not.
+    if (draining || parkBook.size() === 0 || book.freeSlots() > 0 || starts.backoffRemainingMs() > 0) return;
+    if (spares.available() + starts.stats().creating + book.stats().removing < spares.target()) parkBook.evictOldest('demand');
   }
 
   /** The lease book's park hook: freeze the sandbox, then book it for its user (which may evict the oldest). */
@@ -240,6 +255,8 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
       } finally {
         waiting--;
       }
+      // The spare just taken is refilled; with every slot parked, that refill needs one.
+      yieldToSpares();
       return book.lease(sb, performance.now() - started);
     },
 

@@ -144,6 +144,22 @@ describe('ContainerPool parking (fake runtime)', () => {
     await c.release();
   });
 
+  it('yields to the spares: with every slot parked, the oldest makes room for POOL_MIN_SIZE, one at a time', async () => {
+    const rt = createFakeRuntime();
+    const { pool, evicted } = makePool(rt, { minSize: 1, maxSize: 3 }, { retargetIntervalMs: 50 });
+    await waitFor('warm', () => pool.stats().idle === 1);
+    const leases = [];
+    for (let i = 0; i < 3; i++) leases.push(await pool.acquire());
+    for (const [i, user] of ['alice', 'bob', 'carol'].entries()) await leases[i]?.park(user);
+    await waitFor('a spare again', () => pool.stats().idle === 1);
+    assert.deepEqual(evicted, [['alice', 'demand']]);
+    assert.deepEqual(pool.parkedUsers().sort(), ['bob', 'carol']);
+    // Many retargets later, the spare is there and nobody else lost theirs.
+    await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual(evicted, [['alice', 'demand']]);
+    assert.deepEqual({ idle: pool.stats().idle, parked: pool.stats().parked }, { idle: 1, parked: 2 });
+  });
+
   it('a resume that fails removes the sandbox and answers undefined (the caller restores from the snapshot)', async () => {
     const rt = createFakeRuntime();
     const { pool, observed, evicted } = makePool(rt, { minSize: 0 });
