@@ -131,6 +131,8 @@ async function startReplica(): Promise<string> {
       WORKSPACE_DIR: path.join(dir, 'workspaces'),
       // The bench's thousands of calls would pass the free plan's 100 an hour; enterprise's are counted but unlimited.
       DEFAULT_PLAN: 'enterprise',
+      // A wave's users leave so that the next finds the pool as they did: parked, their sandboxes would fill the slots and be evicted under the next wave's first calls.
+      PARK_MAX: '0',
     },
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });
