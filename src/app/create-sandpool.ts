@@ -20,7 +20,7 @@ import { createPresences, type Presences } from '../chat/presence.js';
 import { createSandboxLeases, type SandboxLeases } from '../chat/sandbox-leases.js';
 import { createSandboxTools, type SandboxTools } from '../chat/sandbox-tools.js';
 import { createToolCatalog } from '../chat/tool-catalog.js';
-import { createHeartbeat, ownershipTtlMs, type Heartbeat } from '../cluster/heartbeat.js';
+import { createHeartbeat, deadReplicaVisibleMs, ownershipTtlMs, type Heartbeat } from '../cluster/heartbeat.js';
 import { createLiveness, type Liveness } from '../cluster/liveness.js';
 import { connectRedis, connectRedisCommand, redactUrl, warnIfEvicting, type RedisClient, type RedisClients } from '../cluster/redis-clients.js';
 import { createSingleReplicaBus, type ReplicaBus } from '../cluster/replica-bus.js';
@@ -304,6 +304,7 @@ function wireChat(
     presences,
     leases,
     ownership,
+    silentOwner: { lapseMs: deadReplicaVisibleMs(config.cluster.heartbeatIntervalMs), pollMs: config.cluster.heartbeatIntervalMs },
     approvals,
     state,
     bus,

@@ -4,7 +4,7 @@ import { CancelledError, SandpoolError, cancellationOf, errorMessage, toClientEr
 import type { Logger } from '../logger.js';
 import { runAgentLoop, type Approver } from '../agent/agent-loop.js';
 import type { LlmProvider } from '../agent/types.js';
-import type { ReplicaBus } from '../cluster/replica-bus.js';
+import { ReplicaSilentError, type ReplicaBus } from '../cluster/replica-bus.js';
 import type { Plan, PlanCatalog } from '../plans/plans.js';
 import type { Quota } from '../quota/quota.js';
 import type { ApprovalVerdict, MessageAccepted, ServerToClientEvents, SessionInfo } from '../protocol/events.js';
@@ -66,6 +66,13 @@ export interface ChatServiceOptions {
   leases: Pick<SandboxLeases, 'wipe'>;
   /** Where the user's sandbox lives: their work runs there. */
   ownership: Pick<Ownership, 'liveOwnerElsewhere'>;
+  /**
+   * A dead owner looks live until its heartbeat lapses (`lapseMs` after its
+   * last beat). A message its owner did not answer waits that long at most,
+   * checking every `pollMs`, for the owner to be known dead (or replaced)
+   * before the user is told to try again.
+   */
+  silentOwner: { lapseMs: number; pollMs: number };
   approvals: ApprovalRegistry;
   state: Pick<SharedState, 'limiter' | 'conversations' | 'pending'>;
   bus: ReplicaBus;
@@ -139,6 +146,33 @@ export function createChatService(options: ChatServiceOptions): ChatService {
 
   /** The live replica other than this one holding the user's sandbox, if any; INTERNAL while shared state is unreachable. */
   const ownerElsewhere = (userId: string): Promise<string | undefined> => stateCall(() => options.ownership.liveOwnerElsewhere(userId));
+
+  /**
+   * The message on the replica holding the user's sandbox. When that replica
+   * gives no answer, it is often dead with a heartbeat not lapsed yet: rather
+   * than tell the user to try again at once, wait (bounded) until its claim
+   * no longer counts. Resolves undefined when nobody live holds the sandbox
+   * any more (the message runs here, the user's files from the snapshot), or
+   * with the answer of the replica that took it over.
+   */
+  async function forwardUnlessSilent(owner: string, userId: string, payload: unknown, plan: string): Promise<MessageAccepted | undefined> {
+    try {
+      return await bus.forwardMessage(owner, userId, payload, plan);
+    } catch (err) {
+      if (!(err instanceof ReplicaSilentError)) throw err;
+      const deadline = Date.now() + options.silentOwner.lapseMs;
+      for (;;) {
+        const now = await ownerElsewhere(userId);
+        if (now === undefined) {
+          log.warn({ user: userId, owner }, 'the replica holding the user\'s sandbox went silent and its heartbeat lapsed: serving the user here');
+          return undefined;
+        }
+        if (now !== owner) return bus.forwardMessage(now, userId, payload, plan);
+        if (Date.now() >= deadline) throw err;
+        await new Promise((r) => setTimeout(r, options.silentOwner.pollMs));
+      }
+    }
+  }
 
   function approverFor(presence: Presence, requestId: string, signal: AbortSignal): Approver {
     const { userId } = presence;
@@ -240,7 +274,10 @@ export function createChatService(options: ChatServiceOptions): ChatService {
       // One workspace per user: run where the user's sandbox lives while that replica lives.
       if (!handleOptions?.routed) {
         const owner = await ownerElsewhere(userId);
-        if (owner) return bus.forwardMessage(owner, userId, payload, plan.name);
+        if (owner) {
+          const routed = await forwardUnlessSilent(owner, userId, payload, plan.name);
+          if (routed) return routed;
+        }
       }
       const presence = presences.open(userId);
       // Before the slot: a request must never run after its sender was told it was refused.

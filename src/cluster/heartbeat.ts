@@ -52,6 +52,11 @@ export function heartbeatTtlMs(intervalMs: number): number {
   return intervalMs * 3;
 }
 
+/** The longest a replica that died still looks live to a reader that polls every beat: its TTL, plus one beat. */
+export function deadReplicaVisibleMs(intervalMs: number): number {
+  return heartbeatTtlMs(intervalMs) + intervalMs;
+}
+
 /**
  * How long an ownership record lives after its last renewal: an idle user's
  * sandbox time plus a dead replica's heartbeat TTL. It outlives its replica

@@ -1,6 +1,17 @@
 import { SandpoolError } from '../errors.js';
 import type { MessageAccepted, RemoteToolCall, ToolApproval, ToolNotice, ToolRun } from '../protocol/events.js';
 
+/**
+ * The replica a call was routed to gave no answer in time: it may be dead
+ * (its heartbeat has not lapsed yet) or stalled. The caller may wait for its
+ * liveness to settle before telling the user to try again.
+ */
+export class ReplicaSilentError extends SandpoolError {
+  constructor(readonly target: string) {
+    super('SANDBOX_FAILED', `replica ${target}, which holds your sandbox, did not answer; try again`);
+  }
+}
+
 /** What a replica does with calls other replicas route to it (registered once the chat service exists). */
 export interface ReplicaBusHandlers {
   /** Accepts (and runs here) a message of a user whose sandbox this replica holds, under the plan the user came with. */
@@ -21,7 +32,7 @@ export interface ReplicaBusHandlers {
  * tool call: one workspace per user across replicas.
  */
 export interface ReplicaBus {
-  /** Runs the message on `target` under `plan`; resolves with its ack, rejects with its SandpoolError (fields included). */
+  /** Runs the message on `target` under `plan`; resolves with its ack, rejects with its SandpoolError (fields included), or ReplicaSilentError when no answer came. */
   forwardMessage(target: string, userId: string, payload: unknown, plan: string): Promise<MessageAccepted>;
   /** Offers the decision to every other replica; true when one of them held that call for this user. */
   forwardApproval(userId: string, approval: ToolApproval): Promise<boolean>;

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { SandboxGoneError, SandpoolError, fromErrorBody, toClientError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ForwardedMessageAck, ToolNotice, ToolRun } from '../protocol/events.js';
-import type { ReplicaBus, ReplicaBusHandlers } from '../cluster/replica-bus.js';
+import { ReplicaSilentError, type ReplicaBus, type ReplicaBusHandlers } from '../cluster/replica-bus.js';
 import type { SandpoolIo } from './socket-server.js';
 
 export interface SocketIoReplicaBusOptions {
@@ -48,7 +48,7 @@ export function createSocketIoReplicaBus(options: SocketIoReplicaBusOptions): Re
         responses = (err as { responses?: ForwardedMessageAck[] }).responses ?? [];
       }
       const answer = responses.find((r): r is NonNullable<ForwardedMessageAck> => r !== null);
-      if (!answer) throw new SandpoolError('SANDBOX_FAILED', `replica ${target}, which holds your sandbox, did not answer; try again`);
+      if (!answer) throw new ReplicaSilentError(target);
       if (!answer.ok) throw fromErrorBody(answer.error);
       const { ok: _ok, ...accepted } = answer;
       void _ok;

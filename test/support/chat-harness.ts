@@ -67,6 +67,8 @@ export function createChatHarness(
     provider?: LlmProvider;
     pool?: FakePool;
     isReplicaLive?: (replicaId: string) => Promise<boolean>;
+    /** How long a message waits out an owner that did not answer (default: 300 ms, polled every 20). */
+    silentOwner?: { lapseMs: number; pollMs: number };
     /** Users' files across sandboxes (default: off). */
     workspaces?: Workspaces;
     /** Plans (default: free and enterprise, DEFAULT_PLAN free, maxInFlight from the settings, workspaceMaxBytes 1 MiB or `workspaceMaxBytes`). */
@@ -110,6 +112,7 @@ export function createChatHarness(
     presences,
     leases,
     ownership,
+    silentOwner: options.silentOwner ?? { lapseMs: 300, pollMs: 20 },
     approvals,
     state,
     bus,

@@ -30,8 +30,9 @@ export async function converse(socket: ClientSocket, text: string, timeoutMs = 3
 }
 
 /**
- * A message as a user sends it after the replica holding their sandbox died: refused with "did not answer;
- * try again" while that replica still counts as alive (its heartbeat has not lapsed: up to 3 beats, 6 s), then sent again.
+ * A message sent again while it is refused with "did not answer; try again": the replica holding the user's
+ * sandbox is silent and still counts as alive after the survivor waited out its heartbeat (a partition whose
+ * side still reaches Redis now and then). The lab's node loss and partition use it.
  */
 export async function converseRetrying(socket: ClientSocket, text: string, timeoutMs: number, retryForMs = 30_000): Promise<{ contents: string[]; done: string; retries: number }> {
   const deadline = Date.now() + retryForMs;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { SandpoolError } from '../../src/errors.js';
-import type { ReplicaBus, ReplicaBusHandlers } from '../../src/cluster/replica-bus.js';
+import { ReplicaSilentError, type ReplicaBus, type ReplicaBusHandlers } from '../../src/cluster/replica-bus.js';
 import type { RemoteToolCall, ToolApproval } from '../../src/protocol/events.js';
 import { createChatHarness, type ChatHarness } from '../support/chat-harness.js';
 
@@ -192,6 +192,31 @@ describe('chat service (fakes: in-memory sandboxes, memory state, local planner)
     // A routed message runs here even though the record names another owner.
     const here = await h.chat.handleMessage('alice', 'help', { routed: true });
     await h.next('alice', 'message:done', (p) => p.requestId === here.requestId);
+  });
+
+  it('waits out an owner that does not answer until its heartbeat lapses, then serves the user here; an owner that stays live is "try again"', async () => {
+    const silent: ReplicaBusHandlers['message'] = async () => {
+      throw new ReplicaSilentError('unit-b');
+    };
+    // unit-b died: its heartbeat lapses 100 ms after the message came.
+    const bus = recordingBus({ message: silent });
+    const diedAt = Date.now();
+    const h = harness({ bus, isReplicaLive: async (id) => id === 'unit-a' || Date.now() - diedAt < 100, silentOwner: { lapseMs: 2_000, pollMs: 20 } });
+    await h.state.owners.claim('alice', 'unit-b', 60_000);
+    const accepted = await h.chat.handleMessage('alice', 'list files in /workspace');
+    assert.deepEqual(bus.routed.map((r) => [r.kind, r.target]), [['message', 'unit-b']]);
+    const request = await h.next('alice', 'tool:request', (p) => p.requestId === accepted.requestId);
+    await h.chat.handleApproval('alice', { callId: request.callId, approved: true });
+    await h.next('alice', 'message:done', (p) => p.requestId === accepted.requestId);
+    assert.equal(h.pool.sandboxes.length, 1, 'the user got a sandbox here');
+    // An owner that is silent but stays live (stalled): after lapseMs the user is told to try again, and nothing ran here.
+    const stalledBus = recordingBus({ message: silent });
+    const stalled = harness({ bus: stalledBus, isReplicaLive: async () => true, silentOwner: { lapseMs: 200, pollMs: 20 } });
+    await stalled.state.owners.claim('bob', 'unit-b', 60_000);
+    const refusedBob = await refusal(stalled.chat.handleMessage('bob', 'list files in /workspace'));
+    assert.equal(refusedBob.code, 'SANDBOX_FAILED');
+    assert.match(refusedBob.message, /did not answer; try again/);
+    assert.equal(stalled.pool.sandboxes.length, 0);
   });
 
   it('runs a tool call on the replica that holds the sandbox when ownership moved there mid-request', async () => {
