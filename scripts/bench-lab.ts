@@ -79,7 +79,32 @@ interface RateResult {
   artilleryExit: number | null;
   /** Why users failed: the processor's and Artillery's error counters. */
   errors: Record<string, number>;
+  /** App tasks swarm replaced during the step (a replica that died or failed its healthcheck takes its sockets with it), with swarm's reasons. */
+  appTasksReplaced: number;
+  appTaskReasons: string[];
   problem?: string;
+}
+
+const onManager = { env: { ...process.env, DOCKER_HOST: labNode(1).dockerHost }, timeoutMs: 30_000 };
+
+/** The app's tasks that are not the running ones: each is a replica swarm replaced, as "<task id> <its status: state, message, error, exit code>". */
+async function replacedAppTasks(): Promise<string[]> {
+  const out = await run('docker', ['service', 'ps', 'sandpool_app', '--no-trunc', '--format', '{{.ID}} {{.DesiredState}} {{.CurrentState}}'], onManager);
+  const ids = out.split('\n').filter((l) => l.trim() !== '' && !/ Running Running/.test(l)).map((l) => l.split(' ')[0] ?? '');
+  if (ids.length === 0) return [];
+  const status = await run('docker', ['inspect', '--format', '{{.ID}} {{.DesiredState}}: {{.Status.State}} "{{.Status.Message}}" "{{.Status.Err}}" exit {{.Status.ContainerStatus.ExitCode}} {{.Status.ContainerStatus.ContainerID}}', ...ids], onManager);
+  const lines = status.split('\n').filter((l) => l.trim() !== '');
+  // Each replaced replica's last health probes (what healthcheck.js printed), from the engine of the node it ran on.
+  return Promise.all(
+    lines.map(async (line) => {
+      const container = line.split(' ').at(-1) ?? '';
+      for (const node of labNodes(nodes)) {
+        const health = await run('docker', ['inspect', '--format', '{{range .State.Health.Log}}[{{.ExitCode}} {{.Output}}]{{end}}', container], { env: { ...process.env, DOCKER_HOST: node.dockerHost }, timeoutMs: 30_000 }).catch(() => undefined);
+        if (health !== undefined) return `${line.slice(0, line.lastIndexOf(' '))} health: ${health.replace(/\s+/g, ' ').trim()}`;
+      }
+      return line;
+    }),
+  );
 }
 
 async function seedRate(url: string, rate: number, secret: string): Promise<RateResult> {
@@ -98,7 +123,9 @@ async function seedRate(url: string, rate: number, secret: string): Promise<Rate
     },
     env: {},
   };
+  const before = new Set(await replacedAppTasks());
   const { exit, report, noReport } = await runArtillery({ root: ROOT, run: runSpec, target: url, onStart: () => undefined });
+  const replaced = (await replacedAppTasks()).filter((t) => !before.has(t));
   const c = report.aggregate.counters;
   const s = report.aggregate.summaries;
   const users = c['vusers.created'] ?? 0;
@@ -118,6 +145,8 @@ async function seedRate(url: string, rate: number, secret: string): Promise<Rate
     messageDoneP95Ms: s['sandpool.message_done']?.p95,
     artilleryExit: exit.code,
     errors: Object.fromEntries(Object.entries(c).filter(([k]) => /^(sandpool\.(errors|refused|connect_error|dropped)\.|errors\.)/.test(k))),
+    appTasksReplaced: replaced.length,
+    appTaskReasons: replaced.map((t) => t.slice(t.indexOf(' ') + 1)),
     ...(noReport ? { problem: noReport } : {}),
   };
 }
@@ -188,7 +217,7 @@ try {
   for (const rate of rates) {
     say(`seed flow at ${rate}/s for ${durationS} s`);
     const r = await seedRate(url, rate, secret);
-    say(`  ${r.held ? 'held' : 'not held'}: ${r.users} users, ${r.errorRatePercent}% failed, first tool:result p95 ${r.firstToolResultP95Ms} ms ${JSON.stringify(r.errors)}`);
+    say(`  ${r.held ? 'held' : 'not held'}: ${r.users} users, ${r.errorRatePercent}% failed, first tool:result p95 ${r.firstToolResultP95Ms} ms ${JSON.stringify(r.errors)}; app tasks replaced: ${r.appTasksReplaced} ${JSON.stringify(r.appTaskReasons)}`);
     rateResults.push(r);
     await settle(url).catch((err: unknown) => say(`did not settle: ${String(err)}`));
     if (!r.held) break;

@@ -543,7 +543,7 @@ export async function createSandpool(config: Config, options: SandpoolOptions = 
   const chatLayer = wireChat(basics, { state, pool, users, workspaces, sockets, metrics, plans, quota });
 
   const lifecycle: Lifecycle = { draining: false };
-  const notReadyReasons = (): NotReadyReason[] => readinessOf({ draining: lifecycle.draining, pool: pool.stats(), stateHealthy: state.healthy() });
+  const notReadyReasons = (): NotReadyReason[] => readinessOf({ draining: lifecycle.draining, pool: pool.stats(), poolHasWarmed: pool.hasWarmed(), stateHealthy: state.healthy() });
   const guards = wireGuards(basics, plans);
   let url = '';
   const { server, mcp } = wireHttp(basics, { startedAtMs, metrics, pool, liveness, heartbeat: users.heartbeat, chatLayer, io: sockets.io, guards, plans, quota, notReadyReasons, lifecycle, url: () => url });

@@ -1,34 +1,47 @@
 /**
  * A replica's container healthcheck in the compose and swarm stacks:
- *   node dist/src/http/healthcheck.js    exit 0 healthy, 1 not
+ *   node dist/src/http/healthcheck.js    exit 0 healthy, 1 not (the reason on stdout: `docker inspect`'s State.Health.Log)
  *
  * Healthy is ready (GET /ready: the pool is warm), so that a swarm's rolling
- * update starts a new task's successor only once it can serve. One
- * exception: a replica that is only missing Redis stays healthy. A swarm
- * replaces unhealthy tasks, and replacing every replica during a Redis outage
- * would not bring Redis back but would destroy every user's sandbox.
+ * update starts a new task's successor only once it can serve. Exceptions,
+ * where a swarm replacing the task would not help and would destroy every
+ * user's sandbox on it:
+ * - a replica that is only missing Redis (replacing it does not bring Redis back);
+ * - a replica that served and whose pool cannot start sandboxes right now
+ *   (POOL_DEGRADED: under load, with no spare while starts time out, or the
+ *   engine's trouble, which the socket proxy's own healthcheck covers).
+ * A /ready that answers slowly is alive: the probe waits up to 8 s, inside
+ * the stack's healthcheck timeout.
  */
 import { pathToFileURL } from 'node:url';
 import type { NotReadyCode } from './readiness.js';
 
-/** Healthy from /ready's answer: 200, or a 503 whose only reason is Redis (by code, never by wording). */
+/** The /ready reasons that leave a replica healthy: replacing it would not remove them. */
+const HEALTHY_WHEN_ONLY: ReadonlySet<NotReadyCode> = new Set<NotReadyCode>(['REDIS_UNREACHABLE', 'POOL_DEGRADED']);
+
+/** Healthy from /ready's answer: 200, or a 503 whose reasons are all ones a replacement would not fix (by code, never by wording). */
 export function isHealthy(status: number, body: unknown): boolean {
   if (status === 200) return true;
   if (status !== 503 || typeof body !== 'object' || body === null) return false;
   const reasons = (body as { reasons?: unknown }).reasons;
-  const REDIS_UNREACHABLE: NotReadyCode = 'REDIS_UNREACHABLE';
-  return Array.isArray(reasons) && reasons.length > 0 && reasons.every((r: unknown) => typeof r === 'object' && r !== null && (r as { code?: unknown }).code === REDIS_UNREACHABLE);
+  return Array.isArray(reasons) && reasons.length > 0 && reasons.every((r: unknown) => typeof r === 'object' && r !== null && HEALTHY_WHEN_ONLY.has((r as { code?: unknown }).code as NotReadyCode));
 }
 
-async function probe(url: string): Promise<boolean> {
+/** Healthy or not, and why in a line: the engine keeps it in the container's health log (`docker inspect`, State.Health.Log). */
+async function probe(url: string): Promise<{ healthy: boolean; why: string }> {
+  const started = performance.now();
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(2_500) });
-    return isHealthy(res.status, await res.json().catch(() => undefined));
-  } catch {
-    return false;
+    const res = await fetch(url, { signal: AbortSignal.timeout(8_000) });
+    const body: unknown = await res.json().catch(() => undefined);
+    const reasons = (body as { reasons?: Array<{ code?: unknown }> } | undefined)?.reasons?.map((r) => String(r.code)).join(',') ?? '';
+    return { healthy: isHealthy(res.status, body), why: `/ready ${res.status}${reasons ? ` ${reasons}` : ''} in ${Math.round(performance.now() - started)} ms` };
+  } catch (err) {
+    return { healthy: false, why: `/ready did not answer: ${err instanceof Error ? err.message : String(err)} after ${Math.round(performance.now() - started)} ms` };
   }
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  process.exit((await probe(`http://127.0.0.1:${process.env.PORT ?? '3000'}/ready`)) ? 0 : 1);
+  const { healthy, why } = await probe(`http://127.0.0.1:${process.env.PORT ?? '3000'}/ready`);
+  process.stdout.write(`${why}\n`);
+  process.exit(healthy ? 0 : 1);
 }

@@ -22,6 +22,8 @@ export interface ContainerPool {
   start(): void;
   /** Resolves true once minSize sandboxes are idle (or false after timeoutMs). */
   whenWarm(timeoutMs: number): Promise<boolean>;
+  /** Whether the pool has been warm once since it started: it served, whatever it can do right now. */
+  hasWarmed(): boolean;
   /** A ready sandbox, in ms when one is warm. Rejects with POOL_EXHAUSTED, SANDBOX_FAILED or SHUTTING_DOWN. */
   acquire(): Promise<Lease>;
   stats(): PoolStats;
@@ -233,6 +235,7 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
     },
 
     whenWarm: (timeoutMs) => spares.whenWarm(timeoutMs),
+    hasWarmed: () => spares.warmedOnce(),
 
     async acquire() {
       if (draining) throw new SandpoolError('SHUTTING_DOWN', 'this replica is shutting down');
