@@ -71,8 +71,12 @@ import { stackSecrets } from './lib/stack-secrets.js';
 import type { ClusterStats } from '../src/http/http-app.js';
 
 const say = (line: string): void => void process.stderr.write(`[lab] ${line}\n`);
-/** The swarm's dispatcher heartbeat (docker swarm update --dispatcher-heartbeat). */
-const SWARM_HEARTBEAT = '10s';
+/**
+ * The swarm's dispatcher heartbeat (docker swarm update --dispatcher-heartbeat). A node is Down about three
+ * beats after its last one, which may have come a beat before a cut: at 10 s, a 20 s partition was sometimes
+ * taken for a loss (its replica rescheduled elsewhere); at 20 s it passes as one.
+ */
+const SWARM_HEARTBEAT = '20s';
 const IMAGE_VARS = ['APP_IMAGE', 'SANDBOX_IMAGE', 'REDIS_IMAGE', 'NGINX_IMAGE'] as const;
 
 /** .env under the environment, as swarm.ts reads it. */

@@ -224,7 +224,7 @@ describe('the lab: stack sandpool on a three-node Docker Swarm on this machine (
     const servedS = (Date.now() - killedAt) / 1000;
     const servedOn = await nodeOf(lastReplica(n3));
     assert.ok(servedOn === NODE1.name || servedOn === NODE2.name, `served on ${servedOn}`);
-    await waitFor('node 3 Down', async () => (await nodeStatuses(NODE1)).get(NODE3.name) === 'Down' || undefined, 60_000, 1_000);
+    await waitFor('node 3 Down', async () => (await nodeStatuses(NODE1)).get(NODE3.name) === 'Down' || undefined, 150_000, 1_000);
     const downS = (Date.now() - killedAt) / 1000;
     await waitFor('3 ready replicas again, on the survivors', async () => {
       const view = await clusterView(url).catch(() => []);
