@@ -173,7 +173,7 @@ async function nodeLoss(url: string, secret: string, how: 'kill' | 'cut'): Promi
   if (how === 'kill') await killNode(lost);
   else await cutLink(lost);
   await waitFor('served again', () => (lastReplica(user) !== target && user.socket.connected) || undefined, 180_000, 100);
-  // Refused with "try again" until the lost replica's heartbeat lapses: the user sends it again, as told.
+  // The survivor waits out the lost replica's heartbeat; only if that runs out ("try again") is it sent again.
   const { contents, retries } = await converseRetrying(user.socket, `read /workspace/${uid}.txt`, 60_000);
   const read = contents[0];
   const servedAgainS = (Date.now() - killedAt) / 1000;

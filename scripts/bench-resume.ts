@@ -144,6 +144,19 @@ async function visit(app: Sandpool, userId: string, text: string): Promise<{ ms:
   }
 }
 
+/**
+ * `work`'s cost to the whole machine: its busy CPU-seconds (/proc/stat) less the idle rate measured over 3 s
+ * just before it (what the machine did besides), the raw figure and that baseline too.
+ */
+async function machineCpu<T>(work: () => Promise<T>): Promise<{ result: T; busy: number; raw: number; baseline: number }> {
+  const baseline = await idleRate(3_000);
+  const cpu0 = machineTicks().busy;
+  const t0 = performance.now();
+  const result = await work();
+  const raw = (machineTicks().busy - cpu0) / ticksPerSecond;
+  return { result, busy: raw - baseline * ((performance.now() - t0) / 1000), raw, baseline };
+}
+
 /** Busy CPU-seconds of the whole machine per second, measured over `ms` of doing nothing here. */
 async function idleRate(ms: number): Promise<number> {
   const a = machineTicks().busy;
@@ -163,19 +176,15 @@ interface ModeResult {
 
 /** The users visit one after another, each once the pool settled; CPU from the first arrival to the last settle, less the idle rate. */
 async function mode(name: string, app: Sandpool, ids: string[], expect: (id: string, content: string) => void, parkedAfter: (i: number) => number): Promise<ModeResult> {
-  const baseline = await idleRate(3_000);
   const ms: number[] = [];
-  const cpu0 = machineTicks().busy;
-  const t0 = performance.now();
-  for (const [i, id] of ids.entries()) {
-    const { ms: took, content } = await visit(app, id, 'read /workspace/f.txt');
-    expect(id, content);
-    ms.push(took);
-    await settled(app, parkedAfter(i));
-  }
-  const seconds = (performance.now() - t0) / 1000;
-  const raw = (machineTicks().busy - cpu0) / ticksPerSecond;
-  const busy = raw - baseline * seconds;
+  const { busy, raw, baseline } = await machineCpu(async () => {
+    for (const [i, id] of ids.entries()) {
+      const { ms: took, content } = await visit(app, id, 'read /workspace/f.txt');
+      expect(id, content);
+      ms.push(took);
+      await settled(app, parkedAfter(i));
+    }
+  });
   const per = (n: number): number => Math.round((n / ids.length) * 1000) / 1000;
   const result = {
     latencyMs: percentilesOf(ms),
@@ -220,21 +229,19 @@ async function engineFloor(app: Sandpool): Promise<EngineFloor> {
   const docker = new Docker({ socketPath: app.config.docker.socketPath });
   const paused = await docker.listContainers({ filters: { label: [`${LABELS.replica}=${app.config.server.replicaId}`], status: ['paused'] } });
   if (paused.length === 0) throw new Error('no parked sandbox to measure the engine on');
-  const baseline = await idleRate(3_000);
   const unpauseMs: number[] = [];
   const pauseMs: number[] = [];
-  const cpu0 = machineTicks().busy;
-  const t0 = performance.now();
-  for (const info of paused) {
-    const container = docker.getContainer(info.Id);
-    let t = performance.now();
-    await container.unpause();
-    unpauseMs.push(performance.now() - t);
-    t = performance.now();
-    await container.pause();
-    pauseMs.push(performance.now() - t);
-  }
-  const busy = (machineTicks().busy - cpu0) / ticksPerSecond - baseline * ((performance.now() - t0) / 1000);
+  const { busy } = await machineCpu(async () => {
+    for (const info of paused) {
+      const container = docker.getContainer(info.Id);
+      let t = performance.now();
+      await container.unpause();
+      unpauseMs.push(performance.now() - t);
+      t = performance.now();
+      await container.pause();
+      pauseMs.push(performance.now() - t);
+    }
+  });
   const result = { unpauseMs: percentilesOf(unpauseMs), pauseMs: percentilesOf(pauseMs), cpuSecondsPerPair: Math.round((busy / paused.length) * 1000) / 1000, pairs: paused.length };
   say(`engine floor: unpause p50 ${result.unpauseMs.p50} ms, p95 ${result.unpauseMs.p95} ms; pause p50 ${result.pauseMs.p50} ms; ${result.cpuSecondsPerPair} CPU-s per pause + unpause`);
   return result;

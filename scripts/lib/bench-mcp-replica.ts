@@ -18,6 +18,8 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createSandpool } from '../../src/app/create-sandpool.js';
+import { mapPaths } from '../../src/chat/sandbox-tools.js';
+import type { CallToolResult } from '../../src/protocol/mcp-types.js';
 import { loadConfig } from '../../src/config/config.js';
 import { errorMessage } from '../../src/errors.js';
 
@@ -54,31 +56,36 @@ process.on('SIGTERM', () => stop('SIGTERM'));
 process.on('SIGINT', () => stop('SIGINT'));
 process.on('disconnect', () => stop('the bench went away'));
 
-/** The process runtime roots a sandbox elsewhere than /workspace. */
-function pathsIn(args: Record<string, unknown>, workspaceDir: string): Record<string, unknown> {
-  return Object.fromEntries(Object.entries(args).map(([k, v]) => [k, typeof v === 'string' && v.startsWith('/workspace') ? workspaceDir + v.slice('/workspace'.length) : v]));
-}
-
-/** `calls` calls, one after another, in the sandbox the user holds here (they made an MCP call before). */
-async function direct(user: string, calls: number, tool: string, args: Record<string, unknown>): Promise<number[]> {
+/**
+ * `work` with the sandbox the user holds here (they made an MCP call before) and its call, the tool's
+ * paths mapped as the replica maps them (the process runtime roots a sandbox elsewhere than /workspace).
+ * Busy meanwhile, as the gateway's own calls make it: the idle release waits.
+ */
+async function inHeldSandbox<T>(user: string, tool: string, args: Record<string, unknown>, work: (call: () => Promise<CallToolResult>) => Promise<T>): Promise<T> {
   const presence = app.presences.get(user);
   if (!presence) throw new Error(`user ${user} is not present on this replica (make an MCP call first)`);
-  // Busy, as the gateway's own calls make it: the idle release waits.
   const done = presence.begin();
   try {
     const { lease } = await app.leases.lease(presence);
-    const inSandbox = pathsIn(args, lease.sandbox.workspaceDir);
+    const inSandbox = mapPaths(lease.sandbox.workspaceDir).args(args);
+    return await work(() => lease.callTool(tool, inSandbox));
+  } finally {
+    done();
+  }
+}
+
+/** `calls` calls, one after another, in the sandbox the user holds here. */
+function direct(user: string, calls: number, tool: string, args: Record<string, unknown>): Promise<number[]> {
+  return inHeldSandbox(user, tool, args, async (call) => {
     const ms: number[] = [];
     for (let i = 0; i < calls; i++) {
       const started = performance.now();
-      const result = await lease.callTool(tool, inSandbox);
+      const result = await call();
       ms.push(performance.now() - started);
       if (result.isError) throw new Error(`${tool} failed in ${user}'s sandbox: ${JSON.stringify(result.content).slice(0, 200)}`);
     }
     return ms;
-  } finally {
-    done();
-  }
+  });
 }
 
 /** The bare HTTP floor's server: POST /<user> runs one call in that user's held sandbox. */
@@ -86,21 +93,10 @@ async function startFloor(tool: string, args: Record<string, unknown>): Promise<
   const server = http.createServer((req, res) => {
     req.resume();
     req.on('end', () => {
-      const user = decodeURIComponent((req.url ?? '/').slice(1));
-      const presence = app.presences.get(user);
-      if (!presence) {
-        res.writeHead(404).end();
-        return;
-      }
-      const done = presence.begin();
-      app.leases
-        .lease(presence)
-        .then(({ lease }) => lease.callTool(tool, pathsIn(args, lease.sandbox.workspaceDir)))
-        .then(
-          (result) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: 1, result })),
-          (err: unknown) => res.writeHead(500).end(errorMessage(err)),
-        )
-        .finally(done);
+      inHeldSandbox(decodeURIComponent((req.url ?? '/').slice(1)), tool, args, (call) => call()).then(
+        (result) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: 1, result })),
+        (err: unknown) => res.writeHead(500).end(errorMessage(err)),
+      );
     });
   });
   server.keepAliveTimeout = 60_000;

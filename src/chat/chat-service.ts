@@ -4,6 +4,7 @@ import { CancelledError, SandpoolError, cancellationOf, errorMessage, toClientEr
 import type { Logger } from '../logger.js';
 import { runAgentLoop, type Approver } from '../agent/agent-loop.js';
 import type { LlmProvider } from '../agent/types.js';
+import { sleep } from '../util/async.js';
 import { ReplicaSilentError, type ReplicaBus } from '../cluster/replica-bus.js';
 import type { Plan, PlanCatalog } from '../plans/plans.js';
 import type { Quota } from '../quota/quota.js';
@@ -169,7 +170,7 @@ export function createChatService(options: ChatServiceOptions): ChatService {
         }
         if (now !== owner) return bus.forwardMessage(now, userId, payload, plan);
         if (Date.now() >= deadline) throw err;
-        await new Promise((r) => setTimeout(r, options.silentOwner.pollMs));
+        await sleep(options.silentOwner.pollMs);
       }
     }
   }

@@ -27,7 +27,7 @@ export interface SandboxTools {
  * The process runtime roots a sandbox at a temp dir, not /workspace: paths are
  * translated both ways so the user and the model always see /workspace.
  */
-function mapPaths(workspaceDir: string): { args(a: Record<string, unknown>): Record<string, unknown>; result(r: CallToolResult): CallToolResult } {
+export function mapPaths(workspaceDir: string): { args(a: Record<string, unknown>): Record<string, unknown>; result(r: CallToolResult): CallToolResult } {
   if (workspaceDir === '/workspace') return { args: (a) => a, result: (r) => r };
   const toSandbox = (v: unknown): unknown => {
     if (typeof v === 'string') return v === '/workspace' || v.startsWith('/workspace/') ? workspaceDir + v.slice('/workspace'.length) : v;

@@ -19,12 +19,17 @@ import type { NotReadyCode } from './readiness.js';
 /** The /ready reasons that leave a replica healthy: replacing it would not remove them. */
 const HEALTHY_WHEN_ONLY: ReadonlySet<NotReadyCode> = new Set<NotReadyCode>(['REDIS_UNREACHABLE', 'POOL_DEGRADED']);
 
+/** The reason codes of a /ready answer, or undefined when it carries no list of reasons (a code is whatever `code` holds). */
+function reasonCodes(body: unknown): unknown[] | undefined {
+  const reasons = typeof body === 'object' && body !== null ? (body as { reasons?: unknown }).reasons : undefined;
+  return Array.isArray(reasons) ? reasons.map((r: unknown) => (typeof r === 'object' && r !== null ? (r as { code?: unknown }).code : undefined)) : undefined;
+}
+
 /** Healthy from /ready's answer: 200, or a 503 whose reasons are all ones a replacement would not fix (by code, never by wording). */
 export function isHealthy(status: number, body: unknown): boolean {
   if (status === 200) return true;
-  if (status !== 503 || typeof body !== 'object' || body === null) return false;
-  const reasons = (body as { reasons?: unknown }).reasons;
-  return Array.isArray(reasons) && reasons.length > 0 && reasons.every((r: unknown) => typeof r === 'object' && r !== null && HEALTHY_WHEN_ONLY.has((r as { code?: unknown }).code as NotReadyCode));
+  const codes = status === 503 ? reasonCodes(body) : undefined;
+  return codes !== undefined && codes.length > 0 && codes.every((code) => HEALTHY_WHEN_ONLY.has(code as NotReadyCode));
 }
 
 /** Healthy or not, and why in a line: the engine keeps it in the container's health log (`docker inspect`, State.Health.Log). */
@@ -33,8 +38,8 @@ async function probe(url: string): Promise<{ healthy: boolean; why: string }> {
   try {
     const res = await fetch(url, { signal: AbortSignal.timeout(8_000) });
     const body: unknown = await res.json().catch(() => undefined);
-    const reasons = (body as { reasons?: Array<{ code?: unknown }> } | undefined)?.reasons?.map((r) => String(r.code)).join(',') ?? '';
-    return { healthy: isHealthy(res.status, body), why: `/ready ${res.status}${reasons ? ` ${reasons}` : ''} in ${Math.round(performance.now() - started)} ms` };
+    const codes = reasonCodes(body)?.join(',');
+    return { healthy: isHealthy(res.status, body), why: `/ready ${res.status}${codes ? ` ${codes}` : ''} in ${Math.round(performance.now() - started)} ms` };
   } catch (err) {
     return { healthy: false, why: `/ready did not answer: ${err instanceof Error ? err.message : String(err)} after ${Math.round(performance.now() - started)} ms` };
   }

@@ -170,7 +170,7 @@ export function createContainerPool(options: ContainerPoolOptions): ContainerPoo
   function yieldToSpares(): void {
     // Not while starts fail: a frozen sandbox that works beats a slot for a start that does not.
     if (draining || parkBook.size() === 0 || book.freeSlots() > 0 || starts.backoffRemainingMs() > 0) return;
-    if (spares.available() + starts.stats().creating + book.stats().removing < spares.target()) parkBook.evictOldest('demand');
+    if (spares.available() + starts.stats().creating + removals.pending() < spares.target()) parkBook.evictOldest('demand');
   }
 
   /** The lease book's park hook: freeze the sandbox, then book it for its user (which may evict the oldest). */

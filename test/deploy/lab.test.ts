@@ -218,7 +218,8 @@ describe('the lab: stack sandpool on a three-node Docker Swarm on this machine (
     // An idle client notices by Socket.IO's ping timeout (25 + 20 s), then reconnects through nginx.
     await waitFor('n3 served by a survivor', () => (lastReplica(n3) !== z && n3.socket.connected) || undefined, 150_000, 200);
     const connectedS = (Date.now() - killedAt) / 1000;
-    // Its first message may be refused ("try again") until node 3's replica no longer counts as alive.
+    // Its first message waits on the survivor until node 3's replica no longer counts as alive; sent again only
+    // if that wait ran out ("try again").
     const read = await converseRetrying(n3.socket, `read /workspace/${n3.uid}.txt`, 60_000);
     assertFile(read.contents[0] ?? '', n3.uid, 'the file survived the loss of its node');
     const servedS = (Date.now() - killedAt) / 1000;

@@ -31,8 +31,8 @@ export async function converse(socket: ClientSocket, text: string, timeoutMs = 3
 
 /**
  * A message sent again while it is refused with "did not answer; try again": the replica holding the user's
- * sandbox is silent and still counts as alive after the survivor waited out its heartbeat (a partition whose
- * side still reaches Redis now and then). The lab's node loss and partition use it.
+ * sandbox stayed silent, and still counted as alive, for longer than the survivor waits. The lab's node-loss
+ * steps (lab.test, bench:lab) use it; `retries` says whether it was needed.
  */
 export async function converseRetrying(socket: ClientSocket, text: string, timeoutMs: number, retryForMs = 30_000): Promise<{ contents: string[]; done: string; retries: number }> {
   const deadline = Date.now() + retryForMs;
