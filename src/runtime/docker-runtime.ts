@@ -4,6 +4,7 @@ import { errorMessage } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
 import { withTimeout } from '../util/async.js';
 import { createExitFeed, type EngineExit } from './exit-feed.js';
+import { pauseRetryingFreeze } from './freeze-retry.js';
 import { SANDBOX_CONFIG, SANDBOX_HOST_CONFIG, sandboxTmpfsOptions } from './sandbox-hardening.js';
 import { APP_LABEL_VALUE, LABELS, type ContainerRuntime, type ContainerSummary, type ExitInfo, type SandboxProcess, type SandboxSpec } from './types.js';
 
@@ -33,7 +34,7 @@ function statusOf(err: unknown): number | undefined {
 /**
  * Engine calls, per sandbox: create, attach and start to start it (the
  * engine's event stream, one for all, tells when one dies); none to hand it
- * out; one pause and one unpause per park and resume; one remove (`force`
+ * out; one pause (again if the freezer could not settle: freeze-retry.ts) and one unpause per park and resume; one remove (`force`
  * removes a paused container too). An inspect only when a container died by itself and the
  * event stream did not say why in time.
  */
@@ -136,7 +137,7 @@ export function createDockerRuntime(options: DockerRuntimeOptions = {}): Contain
         exited,
         hasExited: () => exitedFlag,
         pause: async () => {
-          await withTimeout(container.pause(), callTimeoutMs, `pause container ${container.id.slice(0, 12)}`);
+          await pauseRetryingFreeze(() => withTimeout(container.pause(), callTimeoutMs, `pause container ${container.id.slice(0, 12)}`));
         },
         resume: async () => {
           await withTimeout(container.unpause(), callTimeoutMs, `unpause container ${container.id.slice(0, 12)}`);
