@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # npm test: prepare the machine (scripts/setup.sh), compile, run every test
-# with Node's built-in runner (through scripts/lib/run-tests.ts, which keeps
-# the order below). Extra arguments go to it (`--test-name-pattern RE`).
+# with Node's built-in runner. Extra arguments are passed to `node --test`.
 #
-# One runner takes every file but two, three at a time: a file starts as soon
-# as one of the three ends. Files that use the machine's Docker engine share
-# it: each narrows what it checks to its own replicas and containers, and most
-# of a file's time is waiting (clusters starting, heartbeats, grace periods),
-# not CPU. The longest files go first (`slowest` below, longest first, from
-# test-output/file-times.txt of a run) so the short ones fill the end instead
-# of one long file running alone; files not listed follow, the unit tier last.
-# Then docker-restart.test and orphans.test alone: one restarts the shared
-# engine under whatever runs on it, the other counts what a start-up sweep
-# removes (any replica starting elsewhere sweeps too).
-# Where the time went, per file: test-output/file-times.txt and
-# test-output/file-times-alone.txt, printed at the end.
+# Lanes run side by side, each one file at a time:
+# - two shared-engine lanes: the integration tests that use the machine's
+#   Docker engine. Each test narrows what it checks to its own replicas and
+#   containers, so two files can share the engine; most of a file's time is
+#   waiting (clusters starting, heartbeats, grace periods), not CPU. The
+#   second lane's files are listed below, chosen so both lanes take about the
+#   same time (test-output/file-times-*.txt of a run shows each file's);
+#   a new file joins the first lane.
+# - the third lane: tests that never touch that engine (the unit tier,
+#   Redis-only tests, the process runtime, and start.test, which brings up an
+#   engine of its own), then a few shared-engine files (listed below) in the
+#   time it has left.
+# Then, once every lane is done, docker-restart.test and orphans.test alone:
+# one restarts the shared engine under whatever runs on it, the other counts
+# what a start-up sweep removes (any replica starting elsewhere sweeps too).
+# The first lane reports as it goes; the other lanes' reports follow it.
+# Where the time went, per file: test-output/file-times-*.txt, printed at the end.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -23,26 +27,58 @@ npx tsc -p .
 mkdir -p test-output
 
 it=dist/test/integration
-slowest=(load-smoke park quotas start workspaces mcp-gateway-nginx mcp-gateway pool chat cluster
-  cluster-trust browser http mcp-notifications images socket-proxy overflow)
+isolated=(dist/test/unit/*.test.js "$it/start.test.js" "$it/process-runtime.test.js"
+  "$it/state-redis.test.js" "$it/redis-memory.test.js" "$it/quota-redis.test.js")
+second=("$it/load-smoke.test.js" "$it/workspaces.test.js" "$it/cluster.test.js" "$it/mcp-gateway.test.js"
+  "$it/pool.test.js" "$it/mcp-notifications.test.js" "$it/sandbox-limits.test.js")
+# Shared-engine files the third lane runs after its own (it is done with those in about half the time the others take).
+third_tail=("$it/http.test.js" "$it/browser.test.js" "$it/images.test.js" "$it/socket-proxy.test.js"
+  "$it/overflow.test.js")
+# Alone, after every lane: docker-restart restarts the engine; orphans.test counts what its replica's
+# start-up sweep removes, and any replica starting on the host sweeps the same orphans.
 alone=("$it/orphans.test.js" "$it/docker-restart.test.js")
-files=()
-for name in "${slowest[@]}"; do files+=("$it/$name.test.js"); done
-for f in "$it"/*.test.js dist/test/unit/*.test.js; do
-  [[ " ${files[*]} ${alone[*]} " == *" $f "* ]] || files+=("$f")
+first=()
+for f in "$it"/*.test.js; do
+  [[ " ${isolated[*]} ${second[*]} ${third_tail[*]} ${alone[*]} " == *" $f "* ]] || first+=("$f")
 done
-runner=dist/scripts/lib/run-tests.js
+times=./dist/scripts/lib/test-file-times.js
+
+# lane NAME FILES...: a runner writing its report to test-output/NAME.log (stdout for "shared-1").
+lane() {
+  local name=$1
+  shift
+  local destination=test-output/$name.log
+  [[ $name == shared-1 ]] && destination=stdout
+  node --test --test-concurrency=1 "${extra[@]}" \
+    --test-reporter=spec --test-reporter-destination="$destination" \
+    --test-reporter="$times" --test-reporter-destination="test-output/file-times-$name.txt" \
+    "$@"
+}
+extra=("$@")
 
 started=$SECONDS
 set +e
-node "$runner" --concurrency 3 --times test-output/file-times.txt "$@" "${files[@]}"
-rc=$?
-node "$runner" --concurrency 1 --times test-output/file-times-alone.txt "$@" "${alone[@]}"
+lane third "${isolated[@]}" "${third_tail[@]}" &
+isolated_pid=$!
+lane shared-2 "${second[@]}" &
+second_pid=$!
+lane shared-1 "${first[@]}"
+first_rc=$?
+wait "$second_pid"
+second_rc=$?
+wait "$isolated_pid"
+isolated_rc=$?
+lane alone "${alone[@]}"
 alone_rc=$?
 set -e
-echo "== where the time went =="
-cat test-output/file-times.txt
-echo "== where the time went: alone =="
-cat test-output/file-times-alone.txt
-echo "npm test: $((SECONDS - started)) s of tests; exit: three at a time $rc, alone $alone_rc"
-[[ $rc -eq 0 && $alone_rc -eq 0 ]]
+for name in shared-2 third alone; do
+  echo
+  echo "== lane $name =="
+  cat "test-output/$name.log"
+done
+for name in shared-1 shared-2 third alone; do
+  echo "== where the time went: lane $name =="
+  cat "test-output/file-times-$name.txt"
+done
+echo "npm test: $((SECONDS - started)) s of tests; lanes exit: shared-1 $first_rc, shared-2 $second_rc, third $isolated_rc, alone $alone_rc"
+[[ $first_rc -eq 0 && $second_rc -eq 0 && $alone_rc -eq 0 && $isolated_rc -eq 0 ]]

@@ -88,8 +88,10 @@ describe('ContainerPool on a real Docker engine', () => {
   });
 
   it('fails an acquire beyond max with POOL_EXHAUSTED after the acquire timeout', async () => {
-    const cfg = testConfig({ POOL_MIN_SIZE: '0', POOL_MAX_SIZE: '2', POOL_ACQUIRE_TIMEOUT_MS: '1500' });
+    // Warm first: a cold start under load can take longer than this tight acquire timeout (seen: "0 in use, 1 starting").
+    const cfg = testConfig({ POOL_MIN_SIZE: '2', POOL_MAX_SIZE: '2', POOL_ACQUIRE_TIMEOUT_MS: '1500' });
     const pool = makePool(cfg);
+    await pool.whenWarm(30_000);
     const held = [await pool.acquire(), await pool.acquire()];
     const started = Date.now();
     const err = await expectCode(pool.acquire(), 'POOL_EXHAUSTED');
