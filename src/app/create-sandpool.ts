@@ -271,8 +271,10 @@ function wireChat(
   const provider = createProvider(config.llm);
   logger.info({ provider: provider.name, model: provider.model }, 'agent provider');
   const toolCatalog = createToolCatalog(deps.pool);
+  // A routed call or message whose owner gives no answer waits (bounded) for that owner's heartbeat to lapse.
+  const silentOwner = { lapseMs: deadReplicaVisibleMs(config.cluster.heartbeatIntervalMs), pollMs: config.cluster.heartbeatIntervalMs };
   // A tool the image marks read-only leaves the files as they were: no snapshot after it.
-  const sandboxTools = createSandboxTools({ presences, leases, bus, workspaces: deps.workspaces, quota, plans, isReadOnly: toolCatalog.isReadOnly });
+  const sandboxTools = createSandboxTools({ presences, leases, bus, ownership, silentOwner, workspaces: deps.workspaces, quota, plans, isReadOnly: toolCatalog.isReadOnly });
   const calls = createDirectToolCalls({
     presences,
     sandboxTools,
@@ -304,7 +306,7 @@ function wireChat(
     presences,
     leases,
     ownership,
-    silentOwner: { lapseMs: deadReplicaVisibleMs(config.cluster.heartbeatIntervalMs), pollMs: config.cluster.heartbeatIntervalMs },
+    silentOwner,
     approvals,
     state,
     bus,

@@ -4,8 +4,8 @@ import { CancelledError, SandpoolError, cancellationOf, errorMessage, toClientEr
 import type { Logger } from '../logger.js';
 import { runAgentLoop, type Approver } from '../agent/agent-loop.js';
 import type { LlmProvider } from '../agent/types.js';
-import { sleep } from '../util/async.js';
-import { ReplicaSilentError, type ReplicaBus } from '../cluster/replica-bus.js';
+import type { ReplicaBus } from '../cluster/replica-bus.js';
+import { callOwnerUnlessSilent, type SilentOwnerWait } from '../cluster/silent-owner.js';
 import type { Plan, PlanCatalog } from '../plans/plans.js';
 import type { Quota } from '../quota/quota.js';
 import type { ApprovalVerdict, MessageAccepted, ServerToClientEvents, SessionInfo } from '../protocol/events.js';
@@ -73,7 +73,7 @@ export interface ChatServiceOptions {
    * checking every `pollMs`, for the owner to be known dead (or replaced)
    * before the user is told to try again.
    */
-  silentOwner: { lapseMs: number; pollMs: number };
+  silentOwner: SilentOwnerWait;
   approvals: ApprovalRegistry;
   state: Pick<SharedState, 'limiter' | 'conversations' | 'pending'>;
   bus: ReplicaBus;
@@ -149,30 +149,16 @@ export function createChatService(options: ChatServiceOptions): ChatService {
   const ownerElsewhere = (userId: string): Promise<string | undefined> => stateCall(() => options.ownership.liveOwnerElsewhere(userId));
 
   /**
-   * The message on the replica holding the user's sandbox. When that replica
-   * gives no answer, it is often dead with a heartbeat not lapsed yet: rather
-   * than tell the user to try again at once, wait (bounded) until its claim
-   * no longer counts. Resolves undefined when nobody live holds the sandbox
-   * any more (the message runs here, the user's files from the snapshot), or
-   * with the answer of the replica that took it over.
+   * The message on the replica holding the user's sandbox, its silence waited
+   * out (cluster/silent-owner.ts). Resolves undefined when nobody live holds
+   * the sandbox any more: the message runs here, the user's files from the
+   * snapshot.
    */
   async function forwardUnlessSilent(owner: string, userId: string, payload: unknown, plan: string): Promise<MessageAccepted | undefined> {
-    try {
-      return await bus.forwardMessage(owner, userId, payload, plan);
-    } catch (err) {
-      if (!(err instanceof ReplicaSilentError)) throw err;
-      const deadline = Date.now() + options.silentOwner.lapseMs;
-      for (;;) {
-        const now = await ownerElsewhere(userId);
-        if (now === undefined) {
-          log.warn({ user: userId, owner }, 'the replica holding the user\'s sandbox went silent and its heartbeat lapsed: serving the user here');
-          return undefined;
-        }
-        if (now !== owner) return bus.forwardMessage(now, userId, payload, plan);
-        if (Date.now() >= deadline) throw err;
-        await sleep(options.silentOwner.pollMs);
-      }
-    }
+    const routed = await callOwnerUnlessSilent(owner, (target) => bus.forwardMessage(target, userId, payload, plan), () => ownerElsewhere(userId), options.silentOwner);
+    if (routed.owner !== undefined) return routed.answer;
+    log.warn({ user: userId, owner }, 'the replica holding the user\'s sandbox went silent and its heartbeat lapsed: serving the user here');
+    return undefined;
   }
 
   function approverFor(presence: Presence, requestId: string, signal: AbortSignal): Approver {

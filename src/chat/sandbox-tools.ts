@@ -2,11 +2,12 @@ import type { CallToolResult } from '../protocol/mcp-types.js';
 import { SandboxGoneError, SandpoolError, errorMessage } from '../errors.js';
 import type { ToolRunner } from '../agent/agent-loop.js';
 import type { ReplicaBus } from '../cluster/replica-bus.js';
+import { callOwnerUnlessSilent, type SilentOwnerWait } from '../cluster/silent-owner.js';
 import type { Plan, PlanCatalog } from '../plans/plans.js';
 import type { Quota } from '../quota/quota.js';
 import type { RemoteToolCall, ToolNotice, ToolRun } from '../protocol/events.js';
 import { saveNotice, type Workspaces } from '../workspace/workspaces.js';
-import { OwnedElsewhereError } from './ownership.js';
+import { OwnedElsewhereError, type Ownership } from './ownership.js';
 import type { Presence, Presences } from './presence.js';
 import type { SandboxLeases } from './sandbox-leases.js';
 
@@ -46,6 +47,10 @@ export function createSandboxTools(options: {
   presences: Pick<Presences, 'open'>;
   leases: Pick<SandboxLeases, 'lease'>;
   bus: ReplicaBus;
+  /** Who holds the user's sandbox now, while a routed call's silent owner is waited out. */
+  ownership: Pick<Ownership, 'liveOwnerElsewhere'>;
+  /** As the chat service's: a routed call whose owner gives no answer waits for its heartbeat to lapse. */
+  silentOwner: SilentOwnerWait;
   workspaces: Workspaces;
   quota: Quota;
   /** To read a routed call's plan (its snapshot size). */
@@ -91,9 +96,12 @@ export function createSandboxTools(options: {
             try {
               return await runHere(presence, call, onNotice);
             } catch (err) {
-              // One workspace per user: another live replica holds the sandbox, so the call runs there.
-              if (err instanceof OwnedElsewhereError) return await bus.runTool(err.owner, presence.userId, call, onNotice);
-              throw err;
+              if (!(err instanceof OwnedElsewhereError)) throw err;
+              // One workspace per user: another live replica holds the sandbox, so the call runs there; if that
+              // replica died, here once its claim lapses (the user's files from the snapshot).
+              const { userId } = presence;
+              const routed = await callOwnerUnlessSilent(err.owner, (target) => bus.runTool(target, userId, call, onNotice), () => options.ownership.liveOwnerElsewhere(userId), options.silentOwner);
+              return routed.owner !== undefined ? routed.answer : await runHere(presence, call, onNotice);
             }
           } catch (err) {
             // The call did not run (no sandbox to be had, the sandbox or its replica gone): it is given back.

@@ -4,10 +4,16 @@ import type { MessageAccepted, RemoteToolCall, ToolApproval, ToolNotice, ToolRun
 /**
  * The replica a call was routed to gave no answer in time: it may be dead
  * (its heartbeat has not lapsed yet) or stalled. The caller may wait for its
- * liveness to settle before telling the user to try again.
+ * liveness to settle before telling the user to try again. `lateAnswer`: the
+ * answer, should it come after all (a routed tool call's reply: a replica of
+ * the previous version runs calls without acking them, during a rolling
+ * update).
  */
-export class ReplicaSilentError extends SandpoolError {
-  constructor(readonly target: string) {
+export class ReplicaSilentError<T = unknown> extends SandpoolError {
+  constructor(
+    readonly target: string,
+    readonly lateAnswer?: Promise<T>,
+  ) {
     super('SANDBOX_FAILED', `replica ${target}, which holds your sandbox, did not answer; try again`);
   }
 }
@@ -36,7 +42,7 @@ export interface ReplicaBus {
   forwardMessage(target: string, userId: string, payload: unknown, plan: string): Promise<MessageAccepted>;
   /** Offers the decision to every other replica; true when one of them held that call for this user. */
   forwardApproval(userId: string, approval: ToolApproval): Promise<boolean>;
-  /** Runs a tool call on `target`, which holds the user's sandbox. Rejects with SandboxGoneError or a SandpoolError. */
+  /** Runs a tool call on `target`, which holds the user's sandbox. Rejects with SandboxGoneError, a SandpoolError, or ReplicaSilentError when the target did not take the call. */
   runTool(target: string, userId: string, call: RemoteToolCall, onNotice?: (notice: ToolNotice) => void): Promise<ToolRun>;
   /** Tells `target` the user let go here (fire and forget): it releases the sandbox if nothing there holds it. */
   release(target: string, userId: string): void;

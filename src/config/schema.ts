@@ -309,7 +309,7 @@ export const schema = {
       default: 5_000,
       min: 100,
       max: 300_000,
-      doc: 'A message, approval or wipe routed to another replica gets its answer within this long, or fails (the Socket.IO Redis adapter\'s requestsTimeout). A routed tool call waits its own timeout plus POOL_ACQUIRE_TIMEOUT_MS plus this (ms).',
+      doc: 'A message, approval or wipe routed to another replica gets its answer within this long, or fails (the Socket.IO Redis adapter\'s requestsTimeout); a routed tool call is taken (acked) within it, then waits its own timeout plus POOL_ACQUIRE_TIMEOUT_MS plus this. A message or tool call its replica did not answer waits until that replica\'s heartbeat lapses, then runs here (ms).',
     }),
     redisConnectTimeoutMs: int('REDIS_CONNECT_TIMEOUT_MS', {
       default: 10_000,

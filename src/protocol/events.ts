@@ -185,12 +185,14 @@ export interface ToolRun {
  * Replica to replica, over the Socket.IO Redis adapter. Messages and
  * approvals use acks (serverSideEmitWithAck, answered at once by every
  * replica); a tool call may run for a minute, longer than the adapter's
- * request timeout should be, so it is a request and a reply event.
+ * request timeout should be, so it is a request (acked on receipt) and a
+ * reply event.
  */
 export interface InterServerEvents {
   'sandpool:message': (msg: { target: string; userId: string; payload: unknown; plan?: string }, ack: (res: ForwardedMessageAck) => void) => void;
   'sandpool:approval': (msg: { userId: string } & ToolApproval, ack: (decided: boolean) => void) => void;
-  'sandpool:tool': (msg: { target: string; origin: string; id: string; userId: string; call: RemoteToolCall }) => void;
+  /** Acked at once by every replica, true by the target only: no true ack means the target is silent (dead or stalled); the result comes as `sandpool:tool-reply`. */
+  'sandpool:tool': (msg: { target: string; origin: string; id: string; userId: string; call: RemoteToolCall }, ack: (taken: boolean) => void) => void;
   /** What the sandbox's server said while a routed call ran (its progress and logging), to the replica that routed it. */
   'sandpool:tool-notice': (msg: { origin: string; id: string; notice: ToolNotice }) => void;
   'sandpool:tool-reply': (msg: { origin: string; id: string; outcome: ({ ok: true } & ToolRun) | { ok: false; error: ErrorBody; gone: boolean } }) => void;

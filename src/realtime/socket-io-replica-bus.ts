@@ -17,7 +17,8 @@ export interface SocketIoReplicaBusOptions {
  * The replica bus over the Socket.IO Redis adapter. Messages and approvals
  * are answered at once by every replica (serverSideEmitWithAck, bounded by
  * the adapter's requestsTimeout); tool calls can run for a minute, so they
- * are a request event and a reply event with this replica's own timeout.
+ * are a request, acked at once on receipt, and a reply event with this
+ * replica's own timeout.
  */
 export function createSocketIoReplicaBus(options: SocketIoReplicaBusOptions): ReplicaBus {
   const { io, replicaId } = options;
@@ -60,9 +61,10 @@ export function createSocketIoReplicaBus(options: SocketIoReplicaBusOptions): Re
       return responses.some((decided) => decided === true);
     },
 
-    runTool(target, userId, call, onNotice) {
+    async runTool(target, userId, call, onNotice) {
       const id = randomUUID();
-      return new Promise<ToolRun>((resolve, reject) => {
+      // Waiting before the emit: a quick reply may come before the acks.
+      const reply = new Promise<ToolRun>((resolve, reject) => {
         const timer = setTimeout(() => {
           waiting.delete(id);
           reject(new SandpoolError('SANDBOX_FAILED', `replica ${target}, which holds your sandbox, did not answer within ${call.timeoutMs + options.toolCallSlackMs} ms; try again`));
@@ -72,8 +74,14 @@ export function createSocketIoReplicaBus(options: SocketIoReplicaBusOptions): Re
           reject: (err) => (clearTimeout(timer), reject(err)),
           onNotice,
         });
-        io.serverSideEmit('sandpool:tool', { target, origin: replicaId, id, userId, call });
       });
+      // Taken or not is known within the adapter's request timeout, not the call's own: a dead target is waited out by the caller.
+      const acks = await io
+        .serverSideEmitWithAck('sandpool:tool', { target, origin: replicaId, id, userId, call })
+        .catch((err: unknown) => (err as { responses?: boolean[] }).responses ?? []);
+      // Not taken: dead, stalled, or a replica of the previous version (no ack); its reply may still come.
+      if (!acks.includes(true)) throw new ReplicaSilentError(target, reply);
+      return reply;
     },
 
     release(target, userId) {
@@ -102,8 +110,11 @@ export function createSocketIoReplicaBus(options: SocketIoReplicaBusOptions): Re
       io.on('sandpool:approval', (msg, ack) => {
         handlers.approval(msg.userId, { callId: msg.callId, approved: msg.approved }).then(ack, () => ack(false));
       });
-      io.on('sandpool:tool', ({ target, origin, id, userId, call }) => {
-        if (target !== replicaId) return;
+      io.on('sandpool:tool', ({ target, origin, id, userId, call }, ack) => {
+        // A replica of the previous version emits without an ack (rolling update).
+        const answer = typeof ack === 'function' ? ack : (): void => undefined;
+        if (target !== replicaId) return answer(false);
+        answer(true);
         handlers.tool(userId, call, (notice) => io.serverSideEmit('sandpool:tool-notice', { origin, id, notice })).then(
           (run) => io.serverSideEmit('sandpool:tool-reply', { origin, id, outcome: { ok: true, ...run } }),
           (err: unknown) => {

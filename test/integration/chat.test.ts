@@ -22,21 +22,27 @@ async function converse(socket: ClientSocket, text: string, approved = true): Pr
   const requestId = ack.requestId ?? '';
   const results: ToolResult[] = [];
   const mine = (p: { requestId: string | null }): boolean => p.requestId === requestId;
-  const done = nextEvent(socket, 'message:done', mine);
-  const failed = nextEvent(socket, 'request:error', mine).then((e) => {
-    throw new Error(`${e.error.code}: ${e.error.message}`);
-  });
-  failed.catch(() => undefined);
-  let finished = false;
-  void done.then(() => (finished = true), () => undefined);
-  // Approve each tool call as it comes, until the answer arrives.
-  for (;;) {
-    const next = await Promise.race([done.then(() => null), failed, nextEvent(socket, 'tool:request', mine).catch(() => null)]);
-    if (next === null || finished) break;
-    await emitAck(socket, 'tool:approval', { callId: next.callId, approved });
-    results.push(await nextEvent(socket, 'tool:result', (r) => r.callId === next.callId));
+  // Waits that lose their race are stopped on the way out (a pending one's timer keeps the file's process alive).
+  const stop = new AbortController();
+  try {
+    const done = nextEvent(socket, 'message:done', mine, undefined, stop.signal);
+    const failed = nextEvent(socket, 'request:error', mine, undefined, stop.signal).then((e) => {
+      throw new Error(`${e.error.code}: ${e.error.message}`);
+    });
+    failed.catch(() => undefined);
+    let finished = false;
+    void done.then(() => (finished = true), () => undefined);
+    // Approve each tool call as it comes, until the answer arrives.
+    for (;;) {
+      const next = await Promise.race([done.then(() => null), failed, nextEvent(socket, 'tool:request', mine, undefined, stop.signal).catch(() => null)]);
+      if (next === null || finished) break;
+      await emitAck(socket, 'tool:approval', { callId: next.callId, approved });
+      results.push(await nextEvent(socket, 'tool:result', (r) => r.callId === next.callId));
+    }
+    return { requestId, results, done: await done };
+  } finally {
+    stop.abort();
   }
-  return { requestId, results, done: await done };
 }
 
 async function stats(app: Sandpool): Promise<{ idle: number; active: number; total: number }> {

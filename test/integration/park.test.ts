@@ -290,15 +290,21 @@ describe('parked sandboxes across replicas (npm run cluster: Redis, 2 replicas, 
     assert.equal(await resumesOn(b.url), 1, 'resumed on B');
   });
 
-  it('replica death: a survivor serves the user of a parked sandbox from the snapshot, and removes the frozen container', async () => {
+  it('replica death: a survivor serves the users of parked sandboxes from their snapshots (an MCP call at once, its owner waited out), and removes the frozen containers', async () => {
     const [a, b] = cluster.state.replicas;
     assert.ok(a && b);
     const onA = await users.connect(a.url, 'pkc-death');
     await chat(onA.socket, 'write "in the snapshot" to /workspace/d.txt');
     onA.socket.close();
-    await waitFor('parked on A', async () => (await replicaStats(a.url)).parked >= 1, 15_000, 100);
+    assert.match(await mcpCall(a.url, 'pkc-death-mcp', 'write_file', { path: '/workspace/m.txt', content: 'mcp snapshot' }), /Successfully wrote/);
+    await waitFor('both parked on A', async () => (await replicaStats(a.url)).parked >= 2, 15_000, 100);
     process.kill(a.pid, 'SIGKILL');
     killed.add(a.id);
+    // At once, while A's heartbeat is still fresh: B routes the call to A, which does not take it; B waits until A's
+    // claim lapses (3 beats of 500 ms, plus one) and runs it itself, the file from the snapshot.
+    const killedAt = Date.now();
+    assert.match(await mcpCall(b.url, 'pkc-death-mcp', 'read_text_file', { path: '/workspace/m.txt' }), /mcp snapshot/);
+    console.log(`# park: an MCP call to a killed owner served by the survivor ${Date.now() - killedAt} ms after the kill`);
     await waitFor("the dead replica's containers (the frozen one too) removed by the survivor", async () => (await dockerPs({ [LABELS.replica]: a.id })).length === 0, 30_000, 200);
     const onB = await users.connect(b.url, 'pkc-death');
     const [content] = await chat(onB.socket, 'read /workspace/d.txt');

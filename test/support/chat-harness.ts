@@ -8,7 +8,7 @@ import type { LlmProvider } from '../../src/agent/types.js';
 import { createApprovalRegistry, type ApprovalRegistry } from '../../src/chat/approvals.js';
 import { UNOBSERVED_CHAT, createChatService, type ChatService } from '../../src/chat/chat-service.js';
 import { createSandboxTools } from '../../src/chat/sandbox-tools.js';
-import { createOwnership } from '../../src/chat/ownership.js';
+import { createOwnership, type Ownership } from '../../src/chat/ownership.js';
 import { createPresences, type Presences } from '../../src/chat/presence.js';
 import { createSandboxLeases, type SandboxLeases } from '../../src/chat/sandbox-leases.js';
 import type { ChatSettings } from '../../src/chat/settings.js';
@@ -50,6 +50,7 @@ export interface ChatHarness {
   approvals: ApprovalRegistry;
   pool: FakePool;
   state: SharedState;
+  ownership: Ownership;
   events: Emitted[];
   /** The first event of this kind for this user matching `match` not taken yet (already emitted or still to come). */
   next(userId: string, event: keyof ServerToClientEvents, match?: (p: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
@@ -103,16 +104,17 @@ export function createChatHarness(
   const events: Emitted[] = [];
   const taken = new Set<Emitted>();
   const waiters = new Set<() => void>();
+  const silentOwner = options.silentOwner ?? { lapseMs: 300, pollMs: 20 };
   const chat = createChatService({
     settings,
     replicaId,
     provider: options.provider ?? createLocalPlanner(),
     tools: createToolCatalog(pool),
-    sandboxTools: createSandboxTools({ presences, leases, bus, workspaces, quota, plans, isReadOnly: (tool) => ['read_text_file', 'list_directory', 'search_files', 'directory_tree'].includes(tool) }),
+    sandboxTools: createSandboxTools({ presences, leases, bus, ownership, silentOwner, workspaces, quota, plans, isReadOnly: (tool) => ['read_text_file', 'list_directory', 'search_files', 'directory_tree'].includes(tool) }),
     presences,
     leases,
     ownership,
-    silentOwner: options.silentOwner ?? { lapseMs: 300, pollMs: 20 },
+    silentOwner,
     approvals,
     state,
     bus,
@@ -152,6 +154,7 @@ export function createChatHarness(
     approvals,
     pool,
     state,
+    ownership,
     events,
     next,
     async converse(userId, text, approved = true, plan) {

@@ -12,20 +12,26 @@ export async function converse(socket: ClientSocket, text: string, timeoutMs = 3
   const ack = await emitAck(socket, 'message', text);
   assert.equal(ack.ok, true, `"${text}" refused: ${JSON.stringify(ack)}`);
   const mine = (p: { requestId: string | null }): boolean => p.requestId === ack.requestId;
-  const done = nextEvent(socket, 'message:done', mine, timeoutMs);
-  const failed = nextEvent(socket, 'request:error', mine, timeoutMs).then((e) => {
-    throw new Error(`"${text}" failed: ${e.error.code}: ${e.error.message}`);
-  });
-  // Whichever of the two does not happen times out later: nobody waits for it.
-  done.catch(() => undefined);
-  failed.catch(() => undefined);
-  const contents: string[] = [];
-  for (;;) {
-    const next = await Promise.race([done.then(() => null), failed, nextEvent(approver, 'tool:request', mine, timeoutMs)]);
-    if (next === null) return { contents, done: (await done).text };
-    const decided = await emitAck(approver, 'tool:approval', { callId: next.callId, approved: true });
-    assert.equal(decided.ok, true, JSON.stringify(decided));
-    contents.push((await nextEvent(socket, 'tool:result', (r) => r.callId === next.callId, timeoutMs)).content);
+  // The waits that lose their race are stopped on the way out: a pending one's timer would keep the test's
+  // process alive until it fires (up to timeoutMs after the file's last test; seen: 55 s per file).
+  const stop = new AbortController();
+  try {
+    const done = nextEvent(socket, 'message:done', mine, timeoutMs, stop.signal);
+    const failed = nextEvent(socket, 'request:error', mine, timeoutMs, stop.signal).then((e) => {
+      throw new Error(`"${text}" failed: ${e.error.code}: ${e.error.message}`);
+    });
+    done.catch(() => undefined);
+    failed.catch(() => undefined);
+    const contents: string[] = [];
+    for (;;) {
+      const next = await Promise.race([done.then(() => null), failed, nextEvent(approver, 'tool:request', mine, timeoutMs, stop.signal)]);
+      if (next === null) return { contents, done: (await done).text };
+      const decided = await emitAck(approver, 'tool:approval', { callId: next.callId, approved: true });
+      assert.equal(decided.ok, true, JSON.stringify(decided));
+      contents.push((await nextEvent(socket, 'tool:result', (r) => r.callId === next.callId, timeoutMs)).content);
+    }
+  } finally {
+    stop.abort();
   }
 }
 

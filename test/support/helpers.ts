@@ -139,6 +139,8 @@ export type AckView<R> = { ok: boolean; error?: ErrorBody } & Partial<Omit<Extra
 /** Every event a test socket received, in order, from the moment it was created. */
 const received = new WeakMap<ClientSocket, Array<{ event: string; payload: unknown; taken: boolean }>>();
 const arrivals = new WeakMap<ClientSocket, Set<() => void>>();
+/** Waits to end when the test closes the socket: nothing can arrive any more, and a pending wait's timer would keep the file's process alive. */
+const closings = new WeakMap<ClientSocket, Set<() => void>>();
 
 /** Connects like the contract says: auth + uid routing hint. Rejects with the connect_error. */
 export function connectUser(
@@ -159,11 +161,17 @@ export function connectUser(
   // before the test's await continuation could add a listener.
   const log: Array<{ event: string; payload: unknown; taken: boolean }> = [];
   const waiters = new Set<() => void>();
+  const onClose = new Set<() => void>();
   received.set(socket, log);
   arrivals.set(socket, waiters);
+  closings.set(socket, onClose);
   socket.onAny((event: string, payload: unknown) => {
     log.push({ event, payload, taken: false });
     for (const w of [...waiters]) w();
+  });
+  // Closed by the test itself (not a server-side drop, after which the client may reconnect).
+  socket.on('disconnect', (reason) => {
+    if (reason === 'io client disconnect') for (const end of [...onClose]) end();
   });
   return new Promise((resolve, reject) => {
     socket.once('connect', () => resolve(socket));
@@ -205,38 +213,34 @@ export function nextEvent<E extends keyof ServerToClientEvents>(
   type T = EventPayload<E>;
   const log = received.get(socket);
   const waiters = arrivals.get(socket);
-  if (!log || !waiters) return Promise.reject(new Error('socket was not made by connectUser'));
+  const onClose = closings.get(socket);
+  if (!log || !waiters || !onClose) return Promise.reject(new Error('socket was not made by connectUser'));
   return new Promise((resolve, reject) => {
     const check = (): boolean => {
       const hit = log.find((e) => !e.taken && e.event === event && match(e.payload as T));
       if (!hit) return false;
       hit.taken = true;
       waiters.delete(onArrival);
+      onClose.delete(closed);
       clearTimeout(timer);
       resolve(hit.payload as T);
       return true;
     };
     const onArrival = (): void => void check();
-    const timer = setTimeout(() => {
-      waiters.delete(onArrival);
-      reject(new Error(`no ${event} within ${timeoutMs} ms`));
-    }, timeoutMs);
-    if (check()) return;
-    if (signal?.aborted) {
+    const stop = (why: string): void => {
+      if (!waiters.delete(onArrival)) return;
+      onClose.delete(closed);
       clearTimeout(timer);
-      reject(new Error(`stopped waiting for ${event}`));
-      return;
-    }
+      reject(new Error(why));
+    };
+    const closed = (): void => stop(`the socket was closed while waiting for ${event}`);
+    const timer = setTimeout(() => stop(`no ${event} within ${timeoutMs} ms`), timeoutMs);
     waiters.add(onArrival);
-    signal?.addEventListener(
-      'abort',
-      () => {
-        if (!waiters.delete(onArrival)) return;
-        clearTimeout(timer);
-        reject(new Error(`stopped waiting for ${event}`));
-      },
-      { once: true },
-    );
+    onClose.add(closed);
+    if (check()) return;
+    if (signal?.aborted) return stop(`stopped waiting for ${event}`);
+    if (socket.disconnected && !socket.active) return closed();
+    signal?.addEventListener('abort', () => stop(`stopped waiting for ${event}`), { once: true });
   });
 }
 

@@ -146,8 +146,9 @@ describe('quotas across the sandbox tools', () => {
       wipe: async () => undefined,
       serve: () => undefined,
     };
-    const tools = createSandboxTools({ presences: h.presences, leases: h.leases, bus, workspaces, quota, plans, isReadOnly: () => true });
-    target = createSandboxTools({ presences: b, leases: bLeases, bus, workspaces: bWorkspaces, quota, plans, isReadOnly: () => true });
+    const silentOwner = { lapseMs: 300, pollMs: 20 };
+    const tools = createSandboxTools({ presences: h.presences, leases: h.leases, bus, ownership: h.ownership, silentOwner, workspaces, quota, plans, isReadOnly: () => true });
+    target = createSandboxTools({ presences: b, leases: bLeases, bus, ownership: bOwnership, silentOwner, workspaces: bWorkspaces, quota, plans, isReadOnly: () => true });
     const direct = createDirectToolCalls({ presences: h.presences, sandboxTools: tools, limiter: h.state.limiter, plans, toolCallTimeoutMs: 5_000, logger: testLogger() });
     return { quota, direct, routed, tools, h, b };
   }

@@ -234,6 +234,34 @@ describe('chat service (fakes: in-memory sandboxes, memory state, local planner)
     assert.equal(h.pool.sandboxes.length, 0, 'no second sandbox for the same user');
   });
 
+  it('a tool call routed to an owner that does not take it waits until that owner\'s heartbeat lapses, then runs here (MCP calls come this way)', async () => {
+    const silentTool: ReplicaBusHandlers['tool'] = async () => {
+      throw new ReplicaSilentError('unit-b');
+    };
+    let diedAt: number | undefined;
+    const h = harness({ bus: recordingBus({ tool: silentTool }), isReplicaLive: async (id) => id === 'unit-a' || diedAt === undefined || Date.now() - diedAt < 100, silentOwner: { lapseMs: 2_000, pollMs: 20 } });
+    const { requestId } = await h.chat.handleMessage('alice', 'list files in /workspace');
+    const request = await h.next('alice', 'tool:request', (p) => p.requestId === requestId);
+    // unit-b claimed the sandbox while the call waited for approval, then died: its heartbeat lapses 100 ms later.
+    await h.state.owners.claim('alice', 'unit-b', 60_000);
+    diedAt = Date.now();
+    await h.chat.handleApproval('alice', { callId: request.callId, approved: true });
+    const result = await h.next('alice', 'tool:result', (p) => p.requestId === requestId);
+    assert.equal(result.ok, true, JSON.stringify(result));
+    assert.equal(h.pool.sandboxes.length, 1, 'ran in a sandbox here');
+    // Still live at the deadline (stalled): "try again", and nothing ran here.
+    const stalled = harness({ bus: recordingBus({ tool: silentTool }), isReplicaLive: async () => true, silentOwner: { lapseMs: 200, pollMs: 20 } });
+    const second = await stalled.chat.handleMessage('bob', 'list files in /workspace');
+    const asked = await stalled.next('bob', 'tool:request', (p) => p.requestId === second.requestId);
+    await stalled.state.owners.claim('bob', 'unit-b', 60_000);
+    await stalled.chat.handleApproval('bob', { callId: asked.callId, approved: true });
+    const failed = await stalled.next('bob', 'request:error', (p) => p.requestId === second.requestId);
+    const { code, message } = failed.error as { code: string; message: string };
+    assert.equal(code, 'SANDBOX_FAILED');
+    assert.match(message, /did not answer; try again/);
+    assert.equal(stalled.pool.sandboxes.length, 0);
+  });
+
   it('routes an approval to the replica running that request', async () => {
     const bus = recordingBus();
     const h = harness({ bus });
