@@ -32,8 +32,7 @@ isolated=(dist/test/unit/*.test.js "$it/start.test.js" "$it/process-runtime.test
 second=("$it/load-smoke.test.js" "$it/workspaces.test.js" "$it/cluster.test.js" "$it/mcp-gateway.test.js"
   "$it/pool.test.js" "$it/mcp-notifications.test.js" "$it/sandbox-limits.test.js")
 # Shared-engine files the third lane runs after its own (it is done with those in about half the time the others take).
-third_tail=("$it/http.test.js" "$it/browser.test.js" "$it/images.test.js" "$it/socket-proxy.test.js"
-  "$it/overflow.test.js")
+third_tail=("$it/http.test.js" "$it/browser.test.js" "$it/images.test.js")
 # Alone, after every lane: docker-restart restarts the engine; orphans.test counts what its replica's
 # start-up sweep removes, and any replica starting on the host sweeps the same orphans.
 alone=("$it/orphans.test.js" "$it/docker-restart.test.js")

@@ -8,6 +8,7 @@ import { createSandpool, type Sandpool } from '../../src/app/create-sandpool.js'
 import type { PoolStats } from '../../src/pool/pool-stats.js';
 import { createOrphanSweeper } from '../../src/orphans/orphan-sweeper.js';
 import { createDockerRuntime } from '../../src/runtime/docker-runtime.js';
+import { pauseRetryingFreeze } from '../../src/runtime/freeze-retry.js';
 import { LABELS } from '../../src/runtime/types.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -196,7 +197,8 @@ describe('the sweeper and the reaper on paused containers', () => {
     const args = ['run', '-d', '-i', ...Object.entries(labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]), '--network', 'none', 'sandpool-sandbox:latest'];
     const id = (await execFileAsync('docker', args)).stdout.trim();
     strays.push(id);
-    await execFileAsync('docker', ['pause', id]);
+    // As the runtime does: the freezer can fail to settle on a loaded machine (seen here), and runc thaws it back.
+    await pauseRetryingFreeze(async () => void (await execFileAsync('docker', ['pause', id])));
     assert.equal(((await dockerInspect(id)).State as { Paused?: boolean }).Paused, true);
     return id;
   }

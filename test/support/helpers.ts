@@ -35,6 +35,9 @@ export function testConfig(overrides: Record<string, string> = {}): Config {
     WORKSPACE_STORE: 'none',
     // No parking unless a test asks (park.test.ts): a lease's end removes its sandbox, as most tests count on.
     PARK_MAX: '0',
+    // Exactly POOL_MIN_SIZE spares unless a test asks: spares that follow arrivals (unit-tested in spare-target and
+    // the pool's fake-runtime tests, measured by the load runs) would start containers no test here looks at.
+    POOL_DEMAND_HEADROOM: '0',
     // The sandbox image under test: another tag than the shared default while the image changes.
     ...(process.env.POOL_IMAGE ? { POOL_IMAGE: process.env.POOL_IMAGE } : {}),
     ...overrides,
