@@ -11,12 +11,12 @@
 #   same time (test-output/file-times-*.txt of a run shows each file's);
 #   a new file joins the first lane.
 # - the third lane: tests that never touch that engine (the unit tier,
-#   Redis-only tests, the process runtime, and start.test, which brings up an
-#   engine of its own), then a few shared-engine files (listed below) in the
-#   time it has left.
-# Then, once every lane is done, docker-restart.test and orphans.test alone:
-# one restarts the shared engine under whatever runs on it, the other counts
-# what a start-up sweep removes (any replica starting elsewhere sweeps too).
+#   Redis-only tests, the process runtime, and start.test and
+#   docker-restart.test, which bring up engines of their own), then a few
+#   shared-engine files (listed below) in the time it has left.
+# Then, once every lane is done, orphans.test alone: it counts what its
+# replica's start-up sweep removes, and any replica starting elsewhere sweeps
+# the same orphans.
 # The first lane reports as it goes; the other lanes' reports follow it.
 # Where the time went, per file: test-output/file-times-*.txt, printed at the end.
 set -euo pipefail
@@ -27,15 +27,15 @@ npx tsc -p .
 mkdir -p test-output
 
 it=dist/test/integration
-isolated=(dist/test/unit/*.test.js "$it/start.test.js" "$it/process-runtime.test.js"
+isolated=(dist/test/unit/*.test.js "$it/start.test.js" "$it/docker-restart.test.js" "$it/process-runtime.test.js"
   "$it/state-redis.test.js" "$it/redis-memory.test.js" "$it/quota-redis.test.js")
 second=("$it/load-smoke.test.js" "$it/workspaces.test.js" "$it/cluster.test.js" "$it/mcp-gateway.test.js"
-  "$it/pool.test.js" "$it/mcp-notifications.test.js" "$it/sandbox-limits.test.js")
-# Shared-engine files the third lane runs after its own (it is done with those in about half the time the others take).
-third_tail=("$it/http.test.js" "$it/browser.test.js" "$it/images.test.js")
-# Alone, after every lane: docker-restart restarts the engine; orphans.test counts what its replica's
-# start-up sweep removes, and any replica starting on the host sweeps the same orphans.
-alone=("$it/orphans.test.js" "$it/docker-restart.test.js")
+  "$it/pool.test.js" "$it/mcp-notifications.test.js" "$it/sandbox-limits.test.js" "$it/images.test.js")
+# Shared-engine files the third lane runs after its own.
+third_tail=("$it/http.test.js" "$it/agent.test.js")
+# Alone, after every lane: orphans.test counts what its replica's start-up sweep removes, and any replica
+# starting on the host sweeps the same orphans.
+alone=("$it/orphans.test.js")
 first=()
 for f in "$it"/*.test.js; do
   [[ " ${isolated[*]} ${second[*]} ${third_tail[*]} ${alone[*]} " == *" $f "* ]] || first+=("$f")
