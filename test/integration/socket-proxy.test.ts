@@ -6,6 +6,7 @@ import { DEFAULT_POOL_IMAGE } from '../../src/config/config.js';
 import { createContainerPool } from '../../src/pool/container-pool.js';
 import { createSpecMaker } from '../../src/pool/sandbox-spec.js';
 import { createDockerRuntime, sandboxCreateOptions } from '../../src/runtime/docker-runtime.js';
+import { pauseRetryingFreeze } from '../../src/runtime/freeze-retry.js';
 import { LABELS } from '../../src/runtime/types.js';
 import { assertHardened, engineGet, hardenedExpectations, type HardenedExpectations } from '../support/hardened.js';
 import { dockerPs, execFileAsync, testConfig, testLogger, uniqueReplica, waitFor } from '../support/helpers.js';
@@ -236,8 +237,9 @@ describe('Docker socket proxy (compose: the app never sees the raw socket)', () 
     const sandbox = (JSON.parse(created.text) as { Id: string }).Id;
     const sandboxContainer = docker.getContainer(sandbox);
     await sandboxContainer.start();
-    // dockerode's pause and unpause: POST /containers/{id}/pause and /unpause, no body.
-    await sandboxContainer.pause();
+    // dockerode's pause and unpause: POST /containers/{id}/pause and /unpause, no body. Asked again while the freezer
+    // cannot settle, as the runtime does (a container that has just started, on a loaded machine: seen here).
+    await pauseRetryingFreeze(() => sandboxContainer.pause() as Promise<void>);
     assert.equal((await execFileAsync('docker', ['inspect', '-f', '{{.State.Paused}}', sandbox])).stdout.trim(), 'true');
     await sandboxContainer.unpause();
     assert.equal((await execFileAsync('docker', ['inspect', '-f', '{{.State.Paused}}', sandbox])).stdout.trim(), 'false');
