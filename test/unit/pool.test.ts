@@ -509,22 +509,32 @@ describe('ContainerPool (fake runtime, no Docker)', () => {
     const rt = createFakeRuntime({ startDelayMs: 100 });
     const pool = makePool(
       rt,
-      { minSize: 1, maxSize: 30, demandHeadroom: 2, demandWindowMs: 1_500, idleTimeoutMs: 300 },
+      // A window of 4 s: on a loaded machine (the unit tier runs beside the engine tests) the 20 starts below can take
+      // longer than a shorter one, and the arrivals would leave it before the spares reach their target.
+      { minSize: 1, maxSize: 30, demandHeadroom: 2, demandWindowMs: 4_000, idleTimeoutMs: 300 },
       { demandAveragingMs: 1_000, retargetIntervalMs: 20, evictionIntervalMs: 50 },
     );
     assert.equal(await pool.whenWarm(2_000), true);
     assert.equal(pool.stats().spareTarget, 1);
-    // 20 users within a second: 20/s x ~0.1 s per start x 2 = about 4 spares.
-    const leases = await Promise.all(Array.from({ length: 20 }, () => pool.acquire()));
+    // 20 users within a second: 20/s x ~0.1 s per start x 2 = about 4 spares. An acquire counts its arrival as it is
+    // called, so the rate is read before their starts (however long those take here).
+    const acquiring = Array.from({ length: 20 }, () => pool.acquire());
     const busy = pool.stats();
     assert.ok(busy.arrivalRate >= 15, `rate ${busy.arrivalRate}`);
-    assert.ok(busy.spareTarget >= 3 && busy.spareTarget <= 8, `target ${busy.spareTarget}`);
-    await waitFor('the spares reach the target', () => pool.stats().idle >= busy.spareTarget);
+    // At least that; more when the starts measured so far were slower than their 0.1 s (a loaded machine): the
+    // formula itself is spare-target.test's.
+    assert.ok(busy.spareTarget >= 3, `target ${busy.spareTarget}`);
+    const leases = await Promise.all(acquiring);
+    // The target follows the start times measured meanwhile: the spares reach it while it is still raised.
+    await waitFor('the spares reach the raised target', () => {
+      const s = pool.stats();
+      return s.spareTarget >= 3 && s.idle >= s.spareTarget;
+    });
     await Promise.all(leases.map((l) => l.release()));
     await waitFor('past the window: back to min, extras trimmed after their idle timeout', () => {
       const s = pool.stats();
       return s.spareTarget === 1 && s.idle === 1;
-    }, 5_000);
+    }, 15_000);
   });
 
   it('removes used sandboxes off the path of starts: not while one starts (bounded wait), at most removeConcurrency at once', async () => {
