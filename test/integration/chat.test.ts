@@ -373,7 +373,9 @@ describe('approval timeout, idle release and shutdown', () => {
 
   // Twin in the fast tier: chat-service "cancels the requests ... of a stopping replica as SHUTTING_DOWN". Here: stop() of a whole replica, and no container left.
   it('on stop, fails a request still waiting with SHUTTING_DOWN and leaves no container', async () => {
-    const app = await createSandpool(testConfig({ POOL_MIN_SIZE: '1', SHUTDOWN_TIMEOUT_MS: '3000' }), { warmTimeoutMs: 30_000 });
+    // 9 s: a third (the request grace) for the waiting request, the rest for removing containers, which on a loaded
+    // machine took longer than what a 3 s budget left them (a container was still there after stop()).
+    const app = await createSandpool(testConfig({ POOL_MIN_SIZE: '1', SHUTDOWN_TIMEOUT_MS: '9000' }), { warmTimeoutMs: 30_000 });
     const s = await user(app, 'in-flight-at-stop');
     await converse(s, 'write "x" to /workspace/x.txt');
     const ack = await emitAck(s, 'message', 'read /workspace/x.txt');
