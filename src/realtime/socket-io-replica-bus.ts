@@ -20,6 +20,11 @@ export interface SocketIoReplicaBusOptions {
  * are a request, acked at once on receipt, and a reply event with this
  * replica's own timeout.
  */
+/** What the replicas that did answer said, when some did not in time (the adapter rejects with them attached). */
+function answeredBeforeTimeout<R>(err: unknown): R[] {
+  return (err as { responses?: R[] }).responses ?? [];
+}
+
 export function createSocketIoReplicaBus(options: SocketIoReplicaBusOptions): ReplicaBus {
   const { io, replicaId } = options;
   const log = options.logger.child({ component: 'ReplicaBus' });
@@ -41,13 +46,8 @@ export function createSocketIoReplicaBus(options: SocketIoReplicaBusOptions): Re
 
   return {
     async forwardMessage(target, userId, payload, plan) {
-      let responses: ForwardedMessageAck[];
-      try {
-        responses = await io.serverSideEmitWithAck('sandpool:message', { target, userId, payload, plan });
-      } catch (err) {
-        // A replica that did not answer in time: the target may still have.
-        responses = (err as { responses?: ForwardedMessageAck[] }).responses ?? [];
-      }
+      // A replica that did not answer in time: the target may still have.
+      const responses = await io.serverSideEmitWithAck('sandpool:message', { target, userId, payload, plan }).catch(answeredBeforeTimeout<ForwardedMessageAck>);
       const answer = responses.find((r): r is NonNullable<ForwardedMessageAck> => r !== null);
       if (!answer) throw new ReplicaSilentError(target);
       if (!answer.ok) throw fromErrorBody(answer.error);
@@ -57,7 +57,7 @@ export function createSocketIoReplicaBus(options: SocketIoReplicaBusOptions): Re
     },
 
     async forwardApproval(userId, approval) {
-      const responses = await io.serverSideEmitWithAck('sandpool:approval', { userId, ...approval }).catch((err: unknown) => (err as { responses?: boolean[] }).responses ?? []);
+      const responses = await io.serverSideEmitWithAck('sandpool:approval', { userId, ...approval }).catch(answeredBeforeTimeout<boolean>);
       return responses.some((decided) => decided === true);
     },
 
@@ -78,7 +78,7 @@ export function createSocketIoReplicaBus(options: SocketIoReplicaBusOptions): Re
       // Taken or not is known within the adapter's request timeout, not the call's own: a dead target is waited out by the caller.
       const acks = await io
         .serverSideEmitWithAck('sandpool:tool', { target, origin: replicaId, id, userId, call })
-        .catch((err: unknown) => (err as { responses?: boolean[] }).responses ?? []);
+        .catch(answeredBeforeTimeout<boolean>);
       // Not taken: dead, stalled, or a replica of the previous version (no ack); its reply may still come.
       if (!acks.includes(true)) throw new ReplicaSilentError(target, reply);
       return reply;
